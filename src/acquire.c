@@ -1,0 +1,321 @@
+/*
+ * acquire.c - one decision over a bucket's chain: every rule of the bucket and of its
+ * ancestors, all or nothing.
+ *
+ * 1. Load every rule's state word (acquire: pairs with the commit CAS C2 of the decision
+ *    that wrote it, so a sliding head's log entries it depends on are visible).
+ * 2. Read the clock AFTER the loads: every decision whose result we loaded read its clock
+ *    before its CAS, so our instant is not earlier than any committed immediate admission.
+ * 3. Find the decision instant d: the least instant >= now every enforced rule admits
+ *    (a fixpoint: a fixed window may push d to its next window, which the others accept).
+ * 4. Too far (try: d > now; blocking: d - now > timeout): return, nothing was written.
+ * 5. Commit each rule with one CAS (C2), tightest rule first. If a CAS fails, someone else
+ *    decided meanwhile: take back the rules we committed (undo) and start over. An undo
+ *    only restores a word that nobody changed since (GCRA, sliding) or subtracts our own
+ *    units from the same window (fixed), so it never gives back more than we took; if
+ *    the word moved on, our units stay counted: under-admission, never over-admission.
+ *    Committing the tightest rule first makes that rare: the rules left have slack.
+ * 6. Finalize (write the sliding logs), count, and sleep until d if it is in the future.
+ * A process killed anywhere leaves only committed words, each a valid state: its request's
+ * units stay counted, nobody waits on it. Every retry follows another process's successful
+ * CAS, so the loop is lock-free.
+ */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define CHAIN_RULES (RL_MAX_DEPTH * RL_MAX_RULES)
+#define FIXPOINT_ROUNDS 8
+#define STALE_LIMIT 64
+
+struct step {
+    struct rule_ctx ctx;
+    rl_bucket *bucket;
+    bool dry_run;    /* the rule's bucket is in dry-run: count its refusals, never enforce */
+    bool skip;       /* dry-run rule that would refuse: not committed */
+    uint64_t tight;  /* earliest instant at `now`: sort key, tightest first */
+    uint64_t mine;   /* the word we committed */
+};
+
+struct plan {
+    struct step steps[CHAIN_RULES];
+    unsigned n;
+    uint32_t cost;
+    uint64_t now, d;
+    bool dry_rejected;
+};
+
+static int plan_build(rl_bucket *b, struct plan *pl)
+{
+    pl->n = 0;
+    for (rl_bucket *x = b; x; x = x->parent) {
+        struct shm_policy *p = rl_bucket_policy(x);
+        if (!p)
+            return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", x->name);
+        for (uint32_t i = 0; i < p->nrules; i++) {
+            struct step *s = &pl->steps[pl->n++];
+            memset(s, 0, sizeof(*s));
+            s->ctx.table = b->table;
+            s->ctx.rule = &p->rules[i];
+            s->ctx.margin_ns = p->margin_ns;
+            s->bucket = x;
+            s->dry_run = p->flags & RL_POLICY_DRY_RUN;
+        }
+    }
+    return 0;
+}
+
+static void plan_load(struct plan *pl)
+{
+    for (unsigned i = 0; i < pl->n; i++) {
+        struct step *s = &pl->steps[i];
+        /* A5: acquire pairs with C2 of whoever wrote the word last. */
+        s->ctx.word = rl_load_acquire(&s->ctx.rule->word);
+        s->skip = false;
+    }
+}
+
+static int rule_earliest(struct step *s, uint64_t at, uint32_t cost, uint64_t *e)
+{
+    switch (s->ctx.rule->kind) {
+    case RL_GCRA:
+        return gcra_earliest(&s->ctx, at, cost, e);
+    case RL_FIXED:
+        return fixed_earliest(&s->ctx, at, cost, e);
+    default:
+        return sliding_earliest(&s->ctx, at, cost, e);
+    }
+}
+
+static uint64_t rule_next_word(const struct step *s, uint64_t d, uint32_t cost)
+{
+    switch (s->ctx.rule->kind) {
+    case RL_GCRA:
+        return gcra_next_word(&s->ctx, d, cost);
+    case RL_FIXED:
+        return fixed_next_word(&s->ctx, d, cost);
+    default:
+        return sliding_next_word(&s->ctx, d, cost);
+    }
+}
+
+static void rule_undo(struct step *s, uint32_t cost)
+{
+    if (s->ctx.rule->kind == RL_FIXED) {
+        fixed_undo(&s->ctx, s->mine, cost);
+        return;
+    }
+    /* U1: restore the word only if it is still ours. For a sliding head this also means no
+     * one claimed units after ours, so no one helped our (unwritten) log entries either. */
+    uint64_t mine = s->mine;
+    rl_cas(&s->ctx.rule->word, &mine, s->ctx.word);
+}
+
+/* Step 3: the least instant >= now that every enforced rule admits. */
+static int plan_instant(struct plan *pl)
+{
+    uint64_t d = pl->now;
+    for (unsigned i = 0; i < pl->n; i++) {
+        struct step *s = &pl->steps[i];
+        if (rule_earliest(s, pl->now, pl->cost, &s->tight) != RULE_OK)
+            return RULE_STALE;
+        if (s->tight == RL_NEVER)
+            return RL_ECOST;
+    }
+    for (int round = 0; round < FIXPOINT_ROUNDS; round++) {
+        bool moved = false;
+        for (unsigned i = 0; i < pl->n; i++) {
+            uint64_t e;
+            if (pl->steps[i].dry_run)
+                continue;
+            if (rule_earliest(&pl->steps[i], d, pl->cost, &e) != RULE_OK)
+                return RULE_STALE;
+            moved |= e > d;
+            d = rl_max(d, e);
+        }
+        if (!moved)
+            break;
+    }
+    pl->d = d;
+    return RULE_OK;
+}
+
+/* Dry-run rules that would refuse at d are counted and left alone. */
+static int plan_dry_run(struct plan *pl)
+{
+    pl->dry_rejected = false;
+    for (unsigned i = 0; i < pl->n; i++) {
+        struct step *s = &pl->steps[i];
+        uint64_t e;
+        if (!s->dry_run)
+            continue;
+        if (rule_earliest(s, pl->d, pl->cost, &e) != RULE_OK)
+            return RULE_STALE;
+        s->skip = e > pl->d;
+        pl->dry_rejected |= s->skip;
+    }
+    return RULE_OK;
+}
+
+static void plan_sort(struct plan *pl)
+{
+    for (unsigned i = 1; i < pl->n; i++) /* insertion sort of at most 16, tightest first */
+        for (unsigned j = i; j > 0 && pl->steps[j].tight > pl->steps[j - 1].tight; j--) {
+            struct step tmp = pl->steps[j];
+            pl->steps[j] = pl->steps[j - 1];
+            pl->steps[j - 1] = tmp;
+        }
+}
+
+/* Step 5. Returns false if a CAS failed (after undoing what was committed). */
+static bool plan_commit(struct plan *pl)
+{
+    for (unsigned i = 0; i < pl->n; i++) {
+        struct step *s = &pl->steps[i];
+        if (s->skip)
+            continue;
+        s->mine = rule_next_word(s, pl->d, pl->cost);
+        uint64_t expected = s->ctx.word;
+        /* C2: acq_rel. Release: a sliding head publishes the log entries we read and the
+         * helping we did; acquire: nothing extra. The linearization point of this rule. */
+        if (!rl_cas(&s->ctx.rule->word, &expected, s->mine)) {
+            while (i-- > 0)
+                if (!pl->steps[i].skip)
+                    rule_undo(&pl->steps[i], pl->cost);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void plan_finalize(struct plan *pl)
+{
+    for (unsigned i = 0; i < pl->n; i++) {
+        struct step *s = &pl->steps[i];
+        if (!s->skip && s->ctx.rule->kind == RL_SLIDING)
+            sliding_finalize(&s->ctx, s->ctx.word, s->mine);
+    }
+}
+
+/* Units available now in the tightest rule (reporting only). */
+static uint64_t plan_remaining(struct plan *pl, bool committed)
+{
+    uint64_t least = UINT64_MAX;
+    for (unsigned i = 0; i < pl->n; i++) {
+        struct step *s = &pl->steps[i];
+        struct rule_ctx c = s->ctx;
+        struct rl_rule_state st = {0};
+        if (s->dry_run)
+            continue;
+        if (committed && !s->skip)
+            c.word = s->mine;
+        if (c.rule->kind == RL_GCRA)
+            gcra_usage(&c, pl->now, &st);
+        else if (c.rule->kind == RL_FIXED)
+            fixed_usage(&c, pl->now, &st);
+        else
+            st.remaining = sliding_remaining(&c, pl->now);
+        least = st.remaining < least ? st.remaining : least;
+    }
+    return least;
+}
+
+static void count_admitted(rl_bucket *b, struct plan *pl)
+{
+    /* Relaxed: statistics; they order nothing. */
+    for (rl_bucket *x = b; x; x = x->parent) {
+        rl_fetch_add_relaxed(&x->rec->counters.admitted, 1);
+        rl_fetch_add_relaxed(&x->rec->counters.admitted_units, pl->cost);
+    }
+    if (pl->d > pl->now) {
+        rl_fetch_add_relaxed(&b->rec->counters.waited, 1);
+        rl_fetch_add_relaxed(&b->rec->counters.waited_ns, pl->d - pl->now);
+    }
+    for (unsigned i = 0; i < pl->n; i++)
+        if (pl->steps[i].skip)
+            rl_fetch_add_relaxed(&pl->steps[i].bucket->rec->counters.dry_run_rejected, 1);
+}
+
+static void sleep_until(const rl_table *t, uint64_t rel)
+{
+    uint64_t abs = t->hdr->epoch_ns + rel;
+    struct timespec ts = {(time_t)(abs / 1000000000ULL), (long)(abs % 1000000000ULL)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+}
+
+static void fill_decision(struct rl_decision *out, struct plan *pl, const rl_table *t,
+                          bool admitted)
+{
+    if (!out)
+        return;
+    out->at_ns = (admitted ? pl->d : pl->now) + t->hdr->epoch_ns;
+    out->wait_ns = admitted ? 0 : pl->d == RL_NEVER ? UINT64_MAX : pl->d - pl->now;
+    out->remaining = plan_remaining(pl, admitted);
+    out->dry_run_rejected = pl->dry_rejected;
+}
+
+/* Steps 1-5; returns 0 admitted at pl->d, RL_ELIMITED when d - now > max_wait. */
+static int decide(rl_bucket *b, struct plan *pl, uint64_t max_wait)
+{
+    for (unsigned stale = 0;;) {
+        plan_load(pl);
+        pl->now = rl_clock_rel(b->table);
+        int rc = plan_instant(pl);
+        if (rc == RULE_OK)
+            rc = plan_dry_run(pl);
+        if (rc == RL_ECOST)
+            return rl_fail(RL_ECOST, "cost %u exceeds what bucket '%s' can ever admit", pl->cost,
+                           b->name);
+        if (rc == RULE_STALE) {
+            if (++stale > STALE_LIMIT)
+                return rl_fail(RL_ECORRUPT, "bucket '%s': sliding-window state is damaged",
+                               b->name);
+            continue;
+        }
+        if (pl->d - pl->now > max_wait)
+            return RL_ELIMITED;
+        plan_sort(pl);
+        if (plan_commit(pl))
+            return 0;
+    }
+}
+
+static int acquire(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out)
+{
+    struct plan pl;
+    if (!b || cost == 0)
+        return rl_fail(RL_EINVAL, "a request needs a bucket and a cost of at least 1");
+    if (b->table->read_only)
+        return rl_fail(RL_EPERM, "table %s is open read-only", b->table->path);
+    pl.cost = cost;
+    int rc = plan_build(b, &pl);
+    if (rc == 0)
+        rc = decide(b, &pl, max_wait);
+    if (rc == RL_ELIMITED) {
+        rl_fetch_add_relaxed(&b->rec->counters.rejected, 1); /* relaxed: a statistic */
+        fill_decision(out, &pl, b->table, false);
+        return rc;
+    }
+    if (rc < 0)
+        return rc;
+    plan_finalize(&pl);
+    count_admitted(b, &pl);
+    fill_decision(out, &pl, b->table, true);
+    if (pl.d > pl.now)
+        sleep_until(b->table, pl.d);
+    return 0;
+}
+
+int rl_try_acquire(rl_bucket *b, uint32_t cost, struct rl_decision *out)
+{
+    return acquire(b, cost, 0, out);
+}
+
+int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out)
+{
+    int rc = acquire(b, cost, timeout_ns, out);
+    return rc == RL_ELIMITED ? RL_ETIMEDOUT : rc;
+}

@@ -1,0 +1,362 @@
+/*
+ * bucket.c - define, find, reset and inspect buckets; process-local handles.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <bsd/string.h>
+
+#include "internal.h"
+
+int rl_name_check(const char *name)
+{
+    size_t len = name ? strlen(name) : 0;
+    if (len == 0 || len > RL_NAME_MAX)
+        return rl_fail(RL_ENAME, "bucket name must be 1 to %d bytes", RL_NAME_MAX);
+    if (name[0] == '/' || name[len - 1] == '/' || strstr(name, "//"))
+        return rl_fail(RL_ENAME, "bucket name '%s' must not start or end with '/' or contain '//'",
+                       name);
+    for (const char *p = name; *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@/-", *p) ||
+            *p == '\0')
+            return rl_fail(RL_ENAME, "bucket name '%.*s' has '%c' at %d: allowed are letters, "
+                           "digits and . _ : @ / -",
+                           RL_NAME_MAX, name, *p, (int)(p - name) + 1);
+    return 0;
+}
+
+static bool rule_ok(const rl_table *t, const struct shm_rule *r)
+{
+    if (r->limit == 0 || r->limit > RL_LIMIT_MAX || r->period_ns < RL_PERIOD_MIN_NS ||
+        r->period_ns > RL_PERIOD_MAX_NS)
+        return false;
+    switch (r->kind) {
+    case RL_GCRA:
+        return r->interval_ns == rl_gcra_interval(r->limit, r->period_ns) && r->burst >= 1 &&
+               r->burst <= (1ULL << 62) / r->interval_ns;
+    case RL_FIXED:
+        return true;
+    case RL_SLIDING:
+        return sliding_log_ok(t, r);
+    }
+    return false;
+}
+
+struct shm_policy *rl_bucket_policy(const rl_bucket *b)
+{
+    const rl_table *t = b->table;
+    /* A3: acquire pairs with the release that published the block (R1 or a later swap). */
+    uint64_t off = rl_load_acquire(&b->rec->policy_off);
+    struct shm_policy *p = rl_arena_at(t, off, sizeof(*p));
+    if (!p || p->nrules == 0 || p->nrules > RL_MAX_RULES || p->margin_ns > RL_MARGIN_MAX_NS ||
+        !rl_arena_at(t, off, sizeof(*p) + p->nrules * sizeof(struct shm_rule)))
+        return NULL;
+    for (uint32_t i = 0; i < p->nrules; i++)
+        if (!rule_ok(t, &p->rules[i]))
+            return NULL;
+    return p;
+}
+
+static uint64_t policy_bytes(const struct rl_policy *pol, uint64_t *logs_off)
+{
+    uint64_t bytes = sizeof(struct shm_policy) + pol->nrules * sizeof(struct shm_rule);
+    *logs_off = bytes;
+    for (unsigned i = 0; i < pol->nrules; i++)
+        if (pol->rules[i].kind == RL_SLIDING)
+            bytes += pol->rules[i].limit * 8;
+    return bytes;
+}
+
+/* Allocate and fill a policy block (not yet visible to anyone). */
+static int policy_create(rl_table *t, const struct rl_policy *pol, uint64_t *out_off)
+{
+    uint64_t log_at, off;
+    int err = rl_arena_alloc(t, policy_bytes(pol, &log_at), &off);
+    if (err)
+        return err;
+    struct shm_policy *p = (struct shm_policy *)(t->arena + off);
+    p->nrules = pol->nrules;
+    p->flags = pol->flags;
+    p->margin_ns = pol->margin_ns;
+    for (unsigned i = 0; i < pol->nrules; i++) {
+        const struct rl_rule *src = &pol->rules[i];
+        struct shm_rule *r = &p->rules[i];
+        r->kind = src->kind;
+        r->limit = src->limit;
+        r->period_ns = src->period_ns;
+        r->burst = src->kind == RL_GCRA ? src->burst : 0;
+        r->interval_ns = rl_gcra_interval(src->limit, src->period_ns);
+        /* Relaxed: the whole block is published by the release store of policy_off/state. */
+        rl_store_relaxed(&r->word, 0);
+        if (src->kind == RL_SLIDING) {
+            r->log_off = off + log_at;
+            rl_atomic64 *log = (rl_atomic64 *)(t->arena + r->log_off);
+            /* Every entry starts as "unit k-N of the lap before, never used" (lap 3). */
+            for (uint64_t k = 0; k < src->limit; k++)
+                rl_store_relaxed(&log[k], 3ULL << 62);
+            log_at += src->limit * 8;
+        }
+    }
+    *out_off = off;
+    return 0;
+}
+
+static void policy_read(const struct shm_policy *p, struct rl_policy *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->nrules = p->nrules;
+    out->flags = p->flags;
+    out->margin_ns = p->margin_ns;
+    for (uint32_t i = 0; i < p->nrules; i++) {
+        const struct shm_rule *r = &p->rules[i];
+        out->rules[i] = (struct rl_rule){r->kind, r->limit, r->period_ns, r->burst};
+    }
+}
+
+static bool policy_same(const struct rl_policy *a, const struct rl_policy *b)
+{
+    if (a->nrules != b->nrules || a->flags != b->flags || a->margin_ns != b->margin_ns)
+        return false;
+    for (unsigned i = 0; i < a->nrules; i++) {
+        const struct rl_rule *x = &a->rules[i], *y = &b->rules[i];
+        if (x->kind != y->kind || x->limit != y->limit || x->period_ns != y->period_ns ||
+            (x->kind == RL_GCRA && x->burst != y->burst))
+            return false;
+    }
+    return true;
+}
+
+static int handle_make(rl_table *t, uint32_t no, rl_bucket *parent, rl_bucket **out)
+{
+    struct shm_bucket *rec = &t->buckets[no];
+    rl_bucket *h = calloc(1, sizeof(*h)), *none = NULL;
+    if (!h)
+        return rl_fail(RL_ENOMEM, "out of memory");
+    *h = (rl_bucket){t, rec, parent, no, ""};
+    memcpy(h->name, rec->name, RL_NAME_MAX);
+    /* Process-local publication of an immutable handle: release/acquire between threads. */
+    if (!atomic_compare_exchange_strong_explicit(&t->handles[no], &none, h, memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        free(h);
+        h = none;
+    }
+    *out = h;
+    return 0;
+}
+
+int rl_bucket_handle(rl_table *t, uint32_t no, rl_bucket **out)
+{
+    if (no >= t->hdr->capacity)
+        return rl_fail(RL_ECORRUPT, "table %s: bucket number %u out of range", t->path, no);
+    rl_bucket *h = atomic_load_explicit(&t->handles[no], memory_order_acquire);
+    if (h) {
+        *out = h;
+        return 0;
+    }
+    struct shm_bucket *rec = &t->buckets[no];
+    /* A4: acquire pairs with R1: the record's fields are final. */
+    if (rl_load32_acquire(&rec->state) != RL_BUCKET_BUILT ||
+        memchr(rec->name, '\0', sizeof(rec->name)) == NULL)
+        return rl_fail(RL_ECORRUPT, "table %s: bucket record %u is damaged", t->path, no);
+    rl_bucket *parent = NULL;
+    /* Parents are always created first, so they have lower numbers: a damaged file cannot
+     * make a cycle, and the walk is bounded by RL_MAX_DEPTH. */
+    uint32_t below = no, depth = 1;
+    for (uint32_t p = rec->parent; p; p = t->buckets[below].parent) {
+        if (p - 1 >= below || ++depth > RL_MAX_DEPTH)
+            return rl_fail(RL_ECORRUPT, "table %s: bucket %.*s has a damaged parent chain",
+                           t->path, RL_NAME_MAX, rec->name);
+        below = p - 1;
+    }
+    if (rec->parent && rl_bucket_handle(t, rec->parent - 1, &parent) < 0)
+        return RL_ECORRUPT;
+    return handle_make(t, no, parent, out);
+}
+
+int rl_bucket_lookup(rl_table *t, const char *name, rl_bucket **out)
+{
+    uint32_t no;
+    if (rl_name_check(name) < 0)
+        return RL_ENAME;
+    if (rl_index_find(t, name, &no) < 0)
+        return rl_fail(RL_ENOENT, "no bucket named '%s' in %s", name, t->path);
+    return rl_bucket_handle(t, no, out);
+}
+
+static int check_existing(rl_table *t, uint32_t no, const struct rl_policy *pol,
+                          const rl_bucket *parent, rl_bucket **out)
+{
+    int err = rl_bucket_handle(t, no, out);
+    if (err)
+        return err;
+    struct shm_policy *p = rl_bucket_policy(*out);
+    struct rl_policy have;
+    if (!p)
+        return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", (*out)->name);
+    policy_read(p, &have);
+    if (!policy_same(&have, pol) || (*out)->parent != parent)
+        return rl_fail(RL_EEXIST, "bucket '%s' already exists with other rules or parent",
+                       (*out)->name);
+    return 0;
+}
+
+static int parent_depth(const rl_bucket *parent)
+{
+    int depth = 0;
+    for (const rl_bucket *b = parent; b; b = b->parent)
+        depth++;
+    return depth;
+}
+
+static int record_create(rl_table *t, const char *name, const struct rl_policy *pol,
+                         const rl_bucket *parent, uint32_t *no)
+{
+    /* Relaxed: the number only has to be unique (see shm_format.h). */
+    uint64_t n = rl_fetch_add_relaxed(&t->hdr->next_bucket, 1);
+    if (n >= t->hdr->capacity)
+        return rl_fail(RL_EFULL, "table %s is full: all %u buckets are in use", t->path,
+                       t->hdr->capacity);
+    uint64_t off;
+    int err = policy_create(t, pol, &off);
+    if (err)
+        return err;
+    struct shm_bucket *rec = &t->buckets[n];
+    strlcpy(rec->name, name, sizeof(rec->name));
+    rec->parent = parent ? parent->no + 1 : 0;
+    rl_store_relaxed(&rec->policy_off, off); /* published by R1 */
+    /* R1: release publishes the name, parent, policy block and its initial state. */
+    rl_store32_release(&rec->state, RL_BUCKET_BUILT);
+    *no = (uint32_t)n;
+    return 0;
+}
+
+int rl_bucket_define(rl_table *t, const char *name, const struct rl_policy *pol,
+                     const char *parent_name, rl_bucket **out)
+{
+    struct rl_parse_error perr;
+    rl_bucket *parent = NULL, *dummy;
+    uint32_t no, winner;
+    if (!out)
+        out = &dummy;
+    if (rl_name_check(name) < 0)
+        return RL_ENAME;
+    if (!pol || rl_policy_check(pol, &perr) < 0)
+        return rl_fail(RL_EPARSE, "bucket '%s': %s", name, pol ? perr.message : "no policy");
+    if (parent_name && rl_bucket_lookup(t, parent_name, &parent) < 0)
+        return rl_fail(RL_ENOENT, "bucket '%s': parent '%s' does not exist", name, parent_name);
+    if (parent_depth(parent) + 1 > RL_MAX_DEPTH)
+        return rl_fail(RL_ECYCLE, "bucket '%s': chains hold at most %d buckets", name,
+                       RL_MAX_DEPTH);
+    if (rl_index_find(t, name, &no) == 0)
+        return check_existing(t, no, pol, parent, out);
+    if (t->read_only)
+        return rl_fail(RL_EPERM, "table %s is open read-only", t->path);
+    int err = record_create(t, name, pol, parent, &no);
+    if (err)
+        return err;
+    if ((err = rl_index_insert(t, name, no, &winner)) < 0)
+        return err;
+    return winner == no ? rl_bucket_handle(t, no, out) : check_existing(t, winner, pol, parent, out);
+}
+
+const char *rl_bucket_name(const rl_bucket *b)
+{
+    return b->name;
+}
+
+rl_bucket *rl_bucket_parent(const rl_bucket *b)
+{
+    return b->parent;
+}
+
+static void rule_ctx_init(struct rule_ctx *c, const rl_bucket *b, const struct shm_policy *p,
+                          uint32_t i)
+{
+    c->table = b->table;
+    c->rule = (struct shm_rule *)&p->rules[i];
+    c->margin_ns = p->margin_ns;
+    /* Acquire: pairs with the CAS of the last decision (see acquire.c). */
+    c->word = rl_load_acquire(&c->rule->word);
+}
+
+int rl_bucket_reset(rl_bucket *b)
+{
+    if (b->table->read_only)
+        return rl_fail(RL_EPERM, "table %s is open read-only", b->table->path);
+    struct shm_policy *p = rl_bucket_policy(b);
+    if (!p)
+        return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
+    uint64_t now = rl_clock_rel(b->table);
+    for (uint32_t i = 0; i < p->nrules; i++) {
+        struct rule_ctx c;
+        rule_ctx_init(&c, b, p, i);
+        if (p->rules[i].kind == RL_GCRA)
+            gcra_reset(&c, now);
+        else if (p->rules[i].kind == RL_FIXED)
+            fixed_reset(&c, now);
+        else
+            sliding_reset(&c, now);
+    }
+    rl_fetch_add_relaxed(&b->rec->counters.resets, 1); /* relaxed: a statistic */
+    return 0;
+}
+
+static void counters_read(const struct shm_counters *s, struct rl_counters *out)
+{
+    /* Relaxed: statistics, each value on its own. */
+    out->admitted = rl_load_relaxed(&s->admitted);
+    out->admitted_units = rl_load_relaxed(&s->admitted_units);
+    out->rejected = rl_load_relaxed(&s->rejected);
+    out->waited = rl_load_relaxed(&s->waited);
+    out->waited_ns = rl_load_relaxed(&s->waited_ns);
+    out->dry_run_rejected = rl_load_relaxed(&s->dry_run_rejected);
+    out->resets = rl_load_relaxed(&s->resets);
+}
+
+int rl_bucket_info(const rl_bucket *b, struct rl_bucket_info *out)
+{
+    memset(out, 0, sizeof(*out));
+    strlcpy(out->name, b->name, sizeof(out->name));
+    if (b->parent)
+        strlcpy(out->parent, b->parent->name, sizeof(out->parent));
+    counters_read(&b->rec->counters, &out->counters);
+    struct shm_policy *p = rl_bucket_policy(b);
+    if (!p)
+        return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
+    policy_read(p, &out->policy);
+    uint64_t now = rl_clock_rel(b->table);
+    out->now_ns = now + b->table->hdr->epoch_ns;
+    for (uint32_t i = 0; i < p->nrules; i++) {
+        struct rule_ctx c;
+        rule_ctx_init(&c, b, p, i);
+        out->rules[i].rule = out->policy.rules[i];
+        if (p->rules[i].kind == RL_GCRA)
+            gcra_usage(&c, now, &out->rules[i]);
+        else if (p->rules[i].kind == RL_FIXED)
+            fixed_usage(&c, now, &out->rules[i]);
+        else
+            sliding_usage(&c, now, &out->rules[i]);
+    }
+    return 0;
+}
+
+int rl_table_foreach(rl_table *t, int (*fn)(rl_bucket *, void *), void *arg)
+{
+    uint32_t count = rl_bucket_count(t);
+    for (uint32_t no = 0; no < count; no++) {
+        const struct shm_bucket *rec = &t->buckets[no];
+        uint32_t found;
+        rl_bucket *b;
+        /* Acquire (A4): a BUILT record's name is final. Records that lost a creation race
+         * are BUILT but not indexed under their name: skip them. */
+        if (rl_load32_acquire(&rec->state) != RL_BUCKET_BUILT ||
+            memchr(rec->name, '\0', sizeof(rec->name)) == NULL ||
+            rl_index_find(t, rec->name, &found) < 0 || found != no ||
+            rl_bucket_handle(t, no, &b) < 0)
+            continue;
+        int rc = fn(b, arg);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}

@@ -1,0 +1,123 @@
+/*
+ * fixed.c - fixed window: at most N per window of T, windows aligned to multiples of T
+ * since the Unix epoch, as servers that reset "at the top of the minute" count.
+ *
+ * State word (64 bits):
+ *   gen:8     incremented by reset, so an undo racing a reset cannot give units back
+ *   window:24 the counted window's number (wall ns / T) mod 2^24
+ *   count:32  units admitted in that window
+ * The wall clock is read once, at table creation (header.wall_offset_ns); decisions only
+ * read CLOCK_MONOTONIC, so a clock step changes nothing.
+ *
+ * Margin: a request admitted at t reaches the server up to `margin` later, perhaps in the
+ * next window, where we did not count it. So no request is admitted in the last `margin`
+ * of a window (a dead zone, at most T/2); it waits for the next window instead.
+ */
+#include "internal.h"
+
+#define WIN_MASK 0xffffffULL
+#define WIN_HALF 0x800000ULL
+
+static uint64_t word_gen(uint64_t w)
+{
+    return w >> 56;
+}
+static uint64_t word_win(uint64_t w)
+{
+    return (w >> 32) & WIN_MASK;
+}
+static uint64_t word_count(uint64_t w)
+{
+    return w & 0xffffffffULL;
+}
+static uint64_t make_word(uint64_t gen, uint64_t win, uint64_t count)
+{
+    return (gen & 0xff) << 56 | (win & WIN_MASK) << 32 | count;
+}
+
+static int64_t wall_of(const struct rule_ctx *c, uint64_t rel)
+{
+    const struct shm_header *h = c->table->hdr;
+    return (int64_t)(h->epoch_ns + rel) + h->wall_offset_ns;
+}
+
+/* Window number of relative instant t. */
+static uint64_t window_of(const struct rule_ctx *c, uint64_t t)
+{
+    return (uint64_t)wall_of(c, t) / c->rule->period_ns;
+}
+
+/* Relative instant at which window w starts. */
+static uint64_t window_start(const struct rule_ctx *c, uint64_t w)
+{
+    const struct shm_header *h = c->table->hdr;
+    int64_t rel = (int64_t)(w * c->rule->period_ns) - h->wall_offset_ns - (int64_t)h->epoch_ns;
+    return rel > 0 ? (uint64_t)rel : 0;
+}
+
+static uint64_t dead_zone(const struct rule_ctx *c)
+{
+    uint64_t half = c->rule->period_ns / 2;
+    return c->margin_ns < half ? c->margin_ns : half;
+}
+
+int fixed_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest)
+{
+    uint64_t limit = c->rule->limit;
+    if (cost > limit) {
+        *earliest = RL_NEVER;
+        return RULE_OK;
+    }
+    uint64_t w = window_of(c, now), t = now;
+    if (now + dead_zone(c) >= window_start(c, w + 1))
+        t = window_start(c, ++w);
+    uint64_t ahead = (word_win(c->word) - w) & WIN_MASK, used = 0;
+    if (ahead < WIN_HALF) {
+        /* The word counts this window (ahead 0) or a later one a waiter reserved: this
+         * window's leftover is forfeited, requests queue behind the reservation. */
+        if (ahead)
+            t = window_start(c, w += ahead);
+        used = word_count(c->word);
+    }
+    *earliest = used + cost <= limit ? t : window_start(c, w + 1);
+    return RULE_OK;
+}
+
+uint64_t fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
+{
+    uint64_t w = window_of(c, d);
+    uint64_t same = word_win(c->word) == (w & WIN_MASK);
+    return make_word(word_gen(c->word), w, (same ? word_count(c->word) : 0) + cost);
+}
+
+void fixed_undo(struct rule_ctx *c, uint64_t mine, uint32_t cost)
+{
+    /* Counts commute: taking our units back from the same window (same gen) is exact,
+     * whoever added units since. Another window, or a reset: nothing to give back. */
+    uint64_t v = rl_load_acquire(&c->rule->word);
+    while (word_gen(v) == word_gen(mine) && word_win(v) == word_win(mine) &&
+           word_count(v) >= cost) {
+        if (rl_cas(&c->rule->word, &v, v - cost))
+            return;
+    }
+}
+
+void fixed_reset(struct rule_ctx *c, uint64_t now)
+{
+    uint64_t v = rl_load_acquire(&c->rule->word);
+    while (!rl_cas(&c->rule->word, &v, make_word(word_gen(v) + 1, window_of(c, now), 0)))
+        ;
+}
+
+void fixed_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out)
+{
+    uint64_t w = window_of(c, now);
+    uint64_t used = word_win(c->word) == (w & WIN_MASK) ? word_count(c->word) : 0;
+    out->used = used;
+    out->remaining = used < c->rule->limit ? c->rule->limit - used : 0;
+    uint64_t next = 0;
+    fixed_earliest((struct rule_ctx *)c, now, 1, &next);
+    out->next_free_ns = next > now ? next - now : 0;
+    if (out->next_free_ns)
+        out->remaining = 0;
+}

@@ -1,0 +1,121 @@
+/*
+ * internal.h - what the library's files share and the public header does not show.
+ */
+#ifndef RL_INTERNAL_H
+#define RL_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ratelimit.h"
+#include "shm_format.h"
+
+/* An instant that never comes: a rule that can never admit the request. */
+#define RL_NEVER UINT64_MAX
+
+/* Process-local attachment to a table. */
+struct rl_table {
+    char *path;
+    int fd;
+    unsigned char *base;
+    uint64_t size;
+    bool read_only;
+    struct shm_header *hdr;
+    rl_atomic64 *index;
+    struct shm_bucket *buckets;
+    unsigned char *arena;
+    /* handles[no]: this process's handle for bucket `no`, made on first use (CAS). */
+    _Atomic(struct rl_bucket *) *handles;
+};
+
+/* Process-local handle for one bucket; immutable once made. */
+struct rl_bucket {
+    rl_table *table;
+    struct shm_bucket *rec;
+    struct rl_bucket *parent;
+    uint32_t no;
+    char name[RL_NAME_MAX + 1];
+};
+
+/* table.c: record a detail for rl_errdetail() and return err. */
+int rl_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* clock.c */
+uint64_t rl_clock_rel(const rl_table *t); /* relative ns now (see shm_format.h "Clock") */
+int rl_boot_id(char out[40]);
+
+/* table.c: bounds-checked arena access; NULL if [off, off+len) is outside the arena. */
+void *rl_arena_at(const rl_table *t, uint64_t off, uint64_t len);
+int rl_arena_alloc(rl_table *t, uint64_t len, uint64_t *off);
+
+/* index.c */
+uint64_t rl_name_hash(const char *name);
+int rl_index_find(const rl_table *t, const char *name, uint32_t *no);
+/* Publish bucket `no` under `name`; if another bucket won the name, *winner is it. */
+int rl_index_insert(rl_table *t, const char *name, uint32_t no, uint32_t *winner);
+uint32_t rl_bucket_count(const rl_table *t);
+
+/* bucket.c */
+int rl_bucket_handle(rl_table *t, uint32_t no, rl_bucket **out);
+/* The bucket's current policy block, validated; NULL if damaged. */
+struct shm_policy *rl_bucket_policy(const rl_bucket *b);
+
+/*
+ * One rule of a decision: where its state lives and what a decision needs to know.
+ * The per-kind files (gcra.c, fixed.c, sliding.c) implement the functions below.
+ */
+struct rule_ctx {
+    const rl_table *table;
+    struct shm_rule *rule;
+    uint64_t margin_ns;
+    uint64_t word; /* the state word as loaded for this decision */
+};
+
+enum rule_status {
+    RULE_OK = 0,
+    RULE_STALE = 1, /* the loaded state is outdated: reload and start over */
+};
+
+/*
+ * earliest: the earliest relative instant >= now at which `cost` units are admissible
+ * given ctx->word, RL_NEVER if never (cost above capacity). May return RULE_STALE.
+ * next_word: the state word after admitting `cost` at instant d (d >= earliest).
+ * undo: take back a committed admission whose word we set to `mine` from `old`.
+ * finalize: work after every rule of the chain committed (sliding: write the log).
+ * reset: give the full budget back.
+ * usage: units counted now, for inspection.
+ */
+int gcra_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest);
+uint64_t gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+void gcra_reset(struct rule_ctx *c, uint64_t now);
+void gcra_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out);
+
+int fixed_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest);
+uint64_t fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+void fixed_undo(struct rule_ctx *c, uint64_t mine, uint32_t cost);
+void fixed_reset(struct rule_ctx *c, uint64_t now);
+void fixed_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out);
+
+int sliding_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest);
+uint64_t sliding_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+void sliding_finalize(struct rule_ctx *c, uint64_t old_word, uint64_t new_word);
+void sliding_reset(struct rule_ctx *c, uint64_t now);
+void sliding_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out);
+uint64_t sliding_remaining(const struct rule_ctx *c, uint64_t now);
+/* Validate a sliding rule's log location; false if damaged. */
+bool sliding_log_ok(const rl_table *t, const struct shm_rule *r);
+
+/* policy.c */
+uint64_t rl_gcra_interval(uint64_t limit, uint64_t period_ns);
+
+static inline uint64_t rl_sat_add(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static inline uint64_t rl_max(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+
+#endif /* RL_INTERNAL_H */

@@ -1,0 +1,158 @@
+/*
+ * shm_format.h - the table file format. This file is the specification: every process
+ * that maps the table agrees on it, so change RL_LAYOUT_VERSION with any change here.
+ *
+ * File layout (all offsets in bytes from the start of the file, all integers little-endian
+ * host order, the file is only ever shared between processes of one host):
+ *
+ *   +---------------------------+ 0
+ *   | struct shm_header         |  4096 bytes: magic, version, sizes, clock bases, counters
+ *   +---------------------------+ index_off
+ *   | index: index_slots words  |  open addressing, linear probing: name -> bucket number
+ *   +---------------------------+ buckets_off
+ *   | capacity x shm_bucket     |  fixed-size records, numbered in allocation order
+ *   +---------------------------+ arena_off
+ *   | arena (bump-allocated)    |  shm_policy blocks (rules + their state words) and the
+ *   |                           |  sliding-window logs, 64-byte aligned, never freed
+ *   +---------------------------+ file_bytes
+ *
+ * No pointers live in the file: records refer to each other by bucket number and arena
+ * offset, and every reader bounds-checks them against the header before use (a corrupt
+ * record refuses requests with RL_ECORRUPT; it never makes a process read out of bounds).
+ *
+ * Creation: the creator builds the whole file under a temporary name, then link()s it to
+ * the final path. link() fails with EEXIST if another creator won, so exactly one table
+ * appears and it is complete when it appears: attachers never see a half-built header.
+ *
+ * Clock: all instants in the file are CLOCK_MONOTONIC nanoseconds minus header.epoch_ns
+ * ("relative ns"), so 0 is the table's creation. CLOCK_MONOTONIC restarts at boot, so the
+ * header records the boot id and an attach after a reboot fails with RL_ESTALE.
+ *
+ * Crash safety: every change is one CAS on one 64-bit word whose old and new values are
+ * both valid states, except the two multi-step operations, which are explained where they
+ * happen: bucket creation (index.c) and the sliding-window log (sliding.c).
+ */
+#ifndef RL_SHM_FORMAT_H
+#define RL_SHM_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "atomics.h"
+#include "ratelimit.h"
+
+#define RL_MAGIC 0x31544c4d4954524cULL /* "LRTIMLT1" */
+#define RL_LAYOUT_VERSION 1
+#define RL_HEADER_BYTES 4096
+#define RL_ALIGN 64
+
+/* Sliding-window log timestamps are kept in ticks of this many ns (44 bits: 55 years). */
+#define RL_TICK_NS 100000ULL
+
+struct shm_header {
+    uint64_t magic;          /* RL_MAGIC, written before the file is linked into place */
+    uint32_t layout_version; /* RL_LAYOUT_VERSION */
+    uint32_t header_bytes;   /* RL_HEADER_BYTES */
+    uint32_t capacity;       /* bucket records */
+    uint32_t index_slots;    /* power of two, >= 2 * capacity */
+    uint32_t bucket_bytes;   /* sizeof(struct shm_bucket) */
+    uint32_t rule_bytes;     /* sizeof(struct shm_rule) */
+    uint64_t index_off;
+    uint64_t buckets_off;
+    uint64_t arena_off;
+    uint64_t arena_bytes;
+    uint64_t file_bytes;
+    uint64_t epoch_ns;    /* CLOCK_MONOTONIC ns at creation: relative instant 0 */
+    int64_t wall_offset_ns; /* CLOCK_REALTIME - CLOCK_MONOTONIC at creation (fixed windows) */
+    char boot_id[40];     /* /proc/sys/kernel/random/boot_id at creation, NUL-terminated */
+    /*
+     * next_bucket: bucket numbers handed out (fetch_add, relaxed: the number only has to be
+     * unique; the record's contents are published by the release store of its `state`).
+     * May exceed capacity after failed allocations; readers clamp it.
+     */
+    rl_atomic64 next_bucket;
+    /* arena_used: bytes of the arena handed out, same rules as next_bucket. */
+    rl_atomic64 arena_used;
+    uint8_t reserved[RL_HEADER_BYTES - 144];
+};
+
+/*
+ * Index slot word:
+ *   0                          empty (a lookup stops here)
+ *   (tag << 32) | (no + 1)     bucket number `no`; tag = high 32 bits of the name's hash
+ * A slot goes from 0 to its final value by one CAS and never changes again.
+ */
+#define RL_INDEX_EMPTY 0
+
+/* Bucket record state (32-bit, release-stored, acquire-loaded). */
+enum shm_bucket_state {
+    RL_BUCKET_FREE = 0,  /* never used, or its creator died before finishing it */
+    RL_BUCKET_BUILT = 1, /* every field is final; it may or may not have won the index */
+};
+
+/* Per-bucket counters: relaxed fetch_add, they order nothing. */
+struct shm_counters {
+    rl_atomic64 admitted;
+    rl_atomic64 admitted_units;
+    rl_atomic64 rejected;
+    rl_atomic64 waited;
+    rl_atomic64 waited_ns;
+    rl_atomic64 dry_run_rejected;
+    rl_atomic64 resets;
+    rl_atomic64 reserved;
+};
+
+struct shm_bucket {
+    rl_atomic32 state;  /* enum shm_bucket_state; release store publishes every field */
+    uint32_t parent;    /* parent bucket number + 1, 0 if none; always < own number + 1 */
+    char name[RL_NAME_MAX + 1];
+    /*
+     * policy_off: arena offset of the bucket's current struct shm_policy. Acquire-loaded by
+     * deciders (pairs with the release store that publishes a policy block).
+     */
+    rl_atomic64 policy_off;
+    struct shm_counters counters;
+    uint8_t reserved[48];
+};
+
+/*
+ * One rule and its state word. The word's encoding depends on the kind:
+ *
+ *   RL_GCRA     word = TAT, the theoretical arrival time, relative ns. TAT <= now means a
+ *               full bucket; each admitted unit adds interval_ns.
+ *   RL_FIXED    word = gen:8 | window:24 | count:32. window = (wall-clock ns / T) mod 2^24
+ *               of the window being counted; gen changes on reset so a late undo of a
+ *               request made before the reset cannot give units back after it.
+ *   RL_SLIDING  word = pos:20 | last:44, the log's head (see sliding.c): pos = units
+ *               admitted so far mod 4N, last = ceil(latest admission instant) in ticks.
+ */
+struct shm_rule {
+    uint32_t kind;      /* enum rl_rule_kind */
+    uint32_t reserved0;
+    uint64_t limit;     /* N */
+    uint64_t period_ns; /* T */
+    uint64_t burst;     /* B (GCRA) */
+    uint64_t interval_ns; /* GCRA: ceil(T / N), ns per unit */
+    uint64_t log_off;   /* sliding: arena offset of limit log words */
+    rl_atomic64 word;   /* the state, see above */
+    uint64_t reserved1;
+};
+
+/* A policy block: immutable once published, except the rules' state words. */
+struct shm_policy {
+    uint32_t nrules;
+    uint32_t flags;     /* enum rl_policy_flags */
+    uint64_t margin_ns;
+    uint64_t reserved[6];
+    struct shm_rule rules[]; /* nrules entries */
+};
+
+_Static_assert(sizeof(struct shm_header) == RL_HEADER_BYTES, "header is one page");
+_Static_assert(offsetof(struct shm_header, next_bucket) == 128, "header layout is pinned");
+_Static_assert(sizeof(struct shm_bucket) == 192, "bucket record layout is pinned");
+_Static_assert(sizeof(struct shm_bucket) % RL_ALIGN == 0, "records are cache-line aligned");
+_Static_assert(sizeof(struct shm_rule) == 64, "a rule and its state word fill a cache line");
+_Static_assert(sizeof(struct shm_policy) == 64, "policy header fills a cache line");
+_Static_assert(offsetof(struct shm_rule, word) % 8 == 0, "state words are naturally aligned");
+
+#endif /* RL_SHM_FORMAT_H */

@@ -1,0 +1,199 @@
+/*
+ * sliding.c - exact sliding window: at most N units in ANY rolling window of T.
+ *
+ * The rule keeps a log of the last N admitted units: log[k mod N] holds the instant of
+ * unit k. Unit k may be admitted at instant d only if unit k-N was admitted at or before
+ * d - T - margin; with admission instants non-decreasing in k, no window of T then holds
+ * more than N units (unit k and unit k-N are always at least T apart).
+ *
+ * Head word (the rule's state word), 64 bits:
+ *   pos:20   units admitted so far, mod 4N (N <= 2^18)
+ *   last:44  ceil(admission instant of the latest unit) in ticks of RL_TICK_NS
+ * Log word, 64 bits:
+ *   lap:2    (k / N) mod 4 of the unit whose instant it holds
+ *   tick:44  ceil(its admission instant) in ticks
+ *
+ * Claiming units k..k+c-1 is ONE CAS on the head (pos -> pos+c, last -> ceil(d)); the
+ * decision reads log[k-N .. k+c-1-N] first. Writing the c log words comes after, so a
+ * writer may be slow or die between the CAS and the writes. That is safe because:
+ *  - a log word not yet written for unit j still shows lap(j-N). Whoever needs it (the
+ *    claimer of unit j+N) "helps": it CASes (lap(j), head.last) into it. head.last is at
+ *    least unit j's true instant (instants are non-decreasing), so the helped word is
+ *    conservative: it can only make later decisions stricter (under-admission at worst,
+ *    and only when a writer stalls for a whole lap of N units).
+ *  - a writer or helper only replaces a word that still holds lap(j-N) with a tick at or
+ *    before d - T, so a late writer can never overwrite a newer lap (a newer lap's tick
+ *    is always later than that).
+ * Instants are non-decreasing in k because every decision's instant is at least
+ * (last - 1 tick) + 1 ns: see acquire.c for why ticks, not ns, are what must be ordered.
+ */
+#include "internal.h"
+
+#define POS_BITS 20
+#define TICK_MASK ((1ULL << 44) - 1)
+
+static uint64_t head_pos(uint64_t w)
+{
+    return w >> 44;
+}
+static uint64_t head_last(uint64_t w)
+{
+    return w & TICK_MASK;
+}
+static uint64_t log_lap(uint64_t w)
+{
+    return w >> 62;
+}
+static uint64_t log_tick(uint64_t w)
+{
+    return w & TICK_MASK;
+}
+static uint64_t make_word(uint64_t hi, unsigned shift, uint64_t tick)
+{
+    return hi << shift | (tick & TICK_MASK);
+}
+static uint64_t ceil_tick(uint64_t ns)
+{
+    return ns / RL_TICK_NS + (ns % RL_TICK_NS != 0);
+}
+
+bool sliding_log_ok(const rl_table *t, const struct shm_rule *r)
+{
+    return r->limit >= 1 && r->limit <= RL_SLIDING_LIMIT_MAX &&
+           rl_arena_at(t, r->log_off, r->limit * 8) != NULL;
+}
+
+static rl_atomic64 *log_word(const struct rule_ctx *c, uint64_t k)
+{
+    rl_atomic64 *log = rl_arena_at(c->table, c->rule->log_off, c->rule->limit * 8);
+    return &log[k % c->rule->limit];
+}
+
+static uint64_t lap_of(const struct rule_ctx *c, uint64_t k)
+{
+    return (k / c->rule->limit) % 4;
+}
+
+/*
+ * Instant (tick) recorded for unit j (j in 0..4N-1, mod 4N), helping it if unwritten.
+ * `floor_tick` is a tick known to be >= unit j's instant (head.last of a later head).
+ * Returns RULE_STALE if the word shows a newer lap: our head is outdated.
+ */
+static int unit_tick(const struct rule_ctx *c, uint64_t j, uint64_t floor_tick, uint64_t *tick)
+{
+    uint64_t n4 = 4 * c->rule->limit;
+    rl_atomic64 *w = log_word(c, j);
+    /* L1: acquire pairs with the CAS that wrote the word (W1/W2): we use its tick. */
+    uint64_t v = rl_load_acquire(w);
+    if (log_lap(v) == lap_of(c, j)) {
+        *tick = log_tick(v);
+        return RULE_OK;
+    }
+    if (log_lap(v) != lap_of(c, (j + n4 - c->rule->limit) % n4))
+        return RULE_STALE;
+    if (c->table->read_only) { /* inspection only: assume the conservative instant */
+        *tick = floor_tick;
+        return RULE_OK;
+    }
+    /* W1: unit j was claimed but its writer has not written it (yet): help. */
+    uint64_t helped = make_word(lap_of(c, j), 62, floor_tick);
+    if (log_tick(v) <= floor_tick && rl_cas(w, &v, helped)) {
+        *tick = floor_tick;
+        return RULE_OK;
+    }
+    return RULE_STALE; /* someone wrote it meanwhile: reload and look again */
+}
+
+int sliding_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest)
+{
+    uint64_t n = c->rule->limit, n4 = 4 * n;
+    if (cost > n) {
+        *earliest = RL_NEVER;
+        return RULE_OK;
+    }
+    uint64_t pos = head_pos(c->word), last = head_last(c->word);
+    if (pos >= n4)
+        return RULE_STALE; /* damaged head: acquire.c reports RL_ECORRUPT after retries */
+    /* Ordered after the previous unit in ticks (see acquire.c). */
+    uint64_t at = rl_max(now, last ? (last - 1) * RL_TICK_NS + 1 : 0);
+    uint64_t span = c->rule->period_ns + c->margin_ns;
+    for (uint64_t i = 0; i < cost; i++) {
+        uint64_t tick, prev = (pos + i + n4 - n) % n4; /* unit k+i-N */
+        if (unit_tick(c, prev, last, &tick) != RULE_OK)
+            return RULE_STALE;
+        if (tick) /* tick 0: never used (or reset) */
+            at = rl_max(at, rl_sat_add(tick * RL_TICK_NS, span));
+    }
+    *earliest = at;
+    return RULE_OK;
+}
+
+uint64_t sliding_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
+{
+    uint64_t pos = (head_pos(c->word) + cost) % (4 * c->rule->limit);
+    return make_word(pos, 44, rl_max(head_last(c->word), ceil_tick(d)));
+}
+
+void sliding_finalize(struct rule_ctx *c, uint64_t old_word, uint64_t new_word)
+{
+    uint64_t n4 = 4 * c->rule->limit, n = c->rule->limit;
+    uint64_t tick = head_last(new_word), span_ticks = ceil_tick(c->rule->period_ns);
+    for (uint64_t k = head_pos(old_word); k != head_pos(new_word); k = (k + 1) % n4) {
+        rl_atomic64 *w = log_word(c, k);
+        uint64_t v = rl_load_acquire(w);
+        uint64_t prev_lap = lap_of(c, (k + n4 - n) % n4);
+        /* W2: replace only the previous lap's word, and only if it is that old: a helper
+         * may have written it already, and after a long stall even newer laps may be
+         * there; both have later ticks than tick - T. Release publishes nothing else but
+         * pairs with L1 for the tick itself. */
+        while (log_lap(v) == prev_lap && log_tick(v) + span_ticks <= tick &&
+               !rl_cas(w, &v, make_word(lap_of(c, k), 62, tick)))
+            ;
+    }
+}
+
+void sliding_reset(struct rule_ctx *c, uint64_t now)
+{
+    (void)now;
+    /* Tick 0 means "never": every logged unit expires at once. Laps are kept, so the
+     * helping protocol above is undisturbed; a writer racing the reset retries its CAS. */
+    for (uint64_t k = 0; k < c->rule->limit; k++) {
+        rl_atomic64 *w = log_word(c, k);
+        uint64_t v = rl_load_acquire(w);
+        while (!rl_cas(w, &v, make_word(log_lap(v), 62, 0)))
+            ;
+    }
+}
+
+uint64_t sliding_remaining(const struct rule_ctx *c, uint64_t now)
+{
+    /* Units j = pos-N .. pos-1 sit at log[(pos + i) mod N], oldest first, and their ticks
+     * rise with j (helped entries only run late), so the expired ones are a prefix: binary
+     * search for its length. Unwritten entries count as not expired. Relaxed loads: a
+     * snapshot for reporting, never for deciding. */
+    uint64_t n = c->rule->limit, n4 = 4 * n, pos = head_pos(c->word);
+    uint64_t span = c->rule->period_ns + c->margin_ns, lo = 0, hi = n;
+    if (pos >= n4)
+        return 0;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2, j = (pos + mid + n4 - n) % n4;
+        uint64_t v = rl_load_relaxed(log_word(c, j));
+        bool expired = log_lap(v) == lap_of(c, j) &&
+                       (log_tick(v) == 0 || rl_sat_add(log_tick(v) * RL_TICK_NS, span) <= now);
+        if (expired)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+void sliding_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out)
+{
+    out->remaining = sliding_remaining(c, now);
+    out->used = c->rule->limit - out->remaining;
+    uint64_t next = now;
+    if (sliding_earliest((struct rule_ctx *)c, now, 1, &next) != RULE_OK)
+        next = now;
+    out->next_free_ns = next > now ? next - now : 0;
+}

@@ -1,0 +1,304 @@
+/*
+ * table.c - create, attach, validate and detach the shared table file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bsd/stdlib.h>
+#include <bsd/string.h>
+
+#include "internal.h"
+
+#define RL_CAPACITY_MAX (1U << 24)
+#define RL_ARENA_MAX_BYTES (64ULL << 30)
+
+static _Thread_local char errdetail[512];
+
+const char *rl_errdetail(void)
+{
+    return errdetail;
+}
+
+/* Record a detail for rl_errdetail() and return err. */
+int rl_fail(int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errdetail, sizeof(errdetail), fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+static const char *table_path(const struct rl_table_opts *opts)
+{
+    if (opts->path && *opts->path)
+        return opts->path;
+    const char *env = getenv("RATELIMIT_TABLE");
+    return env && *env ? env : RL_TABLE_DEFAULT_PATH;
+}
+
+static uint32_t pow2_at_least(uint64_t n)
+{
+    uint32_t p = 1;
+    while (p < n)
+        p <<= 1;
+    return p;
+}
+
+static uint64_t align_up(uint64_t v)
+{
+    return (v + RL_ALIGN - 1) & ~(uint64_t)(RL_ALIGN - 1);
+}
+
+/* Fill a header for a new table of the given capacity and arena size. */
+static int header_plan(struct shm_header *h, uint32_t capacity, uint64_t arena_bytes)
+{
+    memset(h, 0, sizeof(*h));
+    h->magic = RL_MAGIC;
+    h->layout_version = RL_LAYOUT_VERSION;
+    h->header_bytes = RL_HEADER_BYTES;
+    h->capacity = capacity;
+    h->index_slots = pow2_at_least(2ULL * capacity);
+    h->bucket_bytes = sizeof(struct shm_bucket);
+    h->rule_bytes = sizeof(struct shm_rule);
+    h->index_off = RL_HEADER_BYTES;
+    h->buckets_off = align_up(h->index_off + 8ULL * h->index_slots);
+    h->arena_off = align_up(h->buckets_off + (uint64_t)capacity * sizeof(struct shm_bucket));
+    h->arena_bytes = align_up(arena_bytes);
+    h->file_bytes = h->arena_off + h->arena_bytes;
+    h->epoch_ns = rl_now_ns();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    int64_t wall_ns = (int64_t)wall.tv_sec * 1000000000LL + wall.tv_nsec;
+    h->wall_offset_ns = wall_ns - (int64_t)h->epoch_ns;
+    return rl_boot_id(h->boot_id);
+}
+
+static int check_create_opts(const struct rl_table_opts *o)
+{
+    if (o->capacity == 0 || o->capacity > RL_CAPACITY_MAX)
+        return rl_fail(RL_EINVAL, "capacity %u is out of range 1..%u", o->capacity,
+                       RL_CAPACITY_MAX);
+    if (o->mode & 0002)
+        return rl_fail(RL_EPERM, "mode %04o would make the table world-writable", o->mode);
+    if (o->mode & ~0666U)
+        return rl_fail(RL_EINVAL, "mode %04o: only read/write bits are allowed", o->mode);
+    if ((uint64_t)o->arena_kib * 1024 > RL_ARENA_MAX_BYTES)
+        return rl_fail(RL_EINVAL, "arena of %u KiB is larger than %llu GiB", o->arena_kib,
+                       RL_ARENA_MAX_BYTES >> 30);
+    return 0;
+}
+
+/* Build a complete table under a temporary name, then link it into place. */
+static int table_create(const char *path, const struct rl_table_opts *o)
+{
+    int err = check_create_opts(o);
+    if (err)
+        return err;
+    uint64_t arena = o->arena_kib ? (uint64_t)o->arena_kib * 1024
+                                  : (uint64_t)o->capacity * 512 + (4ULL << 20);
+    struct shm_header h;
+    if (header_plan(&h, o->capacity, arena) < 0)
+        return rl_fail(RL_ESYS, "cannot read the boot id: %s", strerror(errno));
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld.%u", path, (long)getpid(), arc4random()) >=
+        (int)sizeof(tmp))
+        return rl_fail(RL_EINVAL, "table path is too long: %s", path);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return rl_fail(RL_ESYS, "cannot create %s: %s", tmp, strerror(errno));
+    err = 0;
+    if (o->group >= 0 && fchown(fd, (uid_t)-1, (gid_t)o->group) < 0)
+        err = rl_fail(RL_ESYS, "cannot give %s to group %ld: %s", path, o->group, strerror(errno));
+    else if (fchmod(fd, o->mode) < 0 || ftruncate(fd, (off_t)h.file_bytes) < 0)
+        err = rl_fail(RL_ESYS, "cannot size %s: %s", tmp, strerror(errno));
+    else if (pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+        err = rl_fail(RL_ESYS, "cannot write %s: %s", tmp, strerror(errno));
+    else if (link(tmp, path) < 0 && errno != EEXIST)
+        err = rl_fail(RL_ESYS, "cannot create %s: %s", path, strerror(errno));
+    /* EEXIST: another process created the table first; we attach to theirs. */
+    unlink(tmp);
+    close(fd);
+    return err;
+}
+
+static int check_file(const char *path, int fd, struct stat *st)
+{
+    if (fstat(fd, st) < 0)
+        return rl_fail(RL_ESYS, "cannot stat %s: %s", path, strerror(errno));
+    if (!S_ISREG(st->st_mode))
+        return rl_fail(RL_EBADTABLE, "%s is not a regular file", path);
+    if (st->st_mode & S_IWOTH)
+        return rl_fail(RL_EPERM, "%s is world-writable (mode %04o): refusing to trust it", path,
+                       (unsigned)(st->st_mode & 07777));
+    if (st->st_uid != geteuid() && st->st_uid != 0)
+        return rl_fail(RL_EPERM, "%s is owned by uid %u, not by you or root: refusing to trust it",
+                       path, (unsigned)st->st_uid);
+    if ((uint64_t)st->st_size < RL_HEADER_BYTES)
+        return rl_fail(RL_EBADTABLE, "%s is %lld bytes, too short for a table header", path,
+                       (long long)st->st_size);
+    return 0;
+}
+
+static int check_layout(const char *path, const struct shm_header *h, uint64_t file_size)
+{
+    struct shm_header plan;
+    if (h->magic != RL_MAGIC)
+        return rl_fail(RL_EBADTABLE, "%s is not a ratelimit table (bad magic)", path);
+    if (h->layout_version != RL_LAYOUT_VERSION)
+        return rl_fail(RL_EVERSION, "table %s has layout version %u, this library speaks %u", path,
+                       h->layout_version, RL_LAYOUT_VERSION);
+    if (h->capacity == 0 || h->capacity > RL_CAPACITY_MAX ||
+        h->arena_bytes > RL_ARENA_MAX_BYTES || h->header_bytes != RL_HEADER_BYTES ||
+        h->bucket_bytes != sizeof(struct shm_bucket) || h->rule_bytes != sizeof(struct shm_rule))
+        return rl_fail(RL_EBADTABLE, "table %s: header sizes are damaged", path);
+    header_plan(&plan, h->capacity, h->arena_bytes);
+    if (h->index_slots != plan.index_slots || h->index_off != plan.index_off ||
+        h->buckets_off != plan.buckets_off || h->arena_off != plan.arena_off ||
+        h->file_bytes != plan.file_bytes)
+        return rl_fail(RL_EBADTABLE, "table %s: header offsets are damaged", path);
+    if (file_size != h->file_bytes)
+        return rl_fail(RL_EBADTABLE, "table %s is %llu bytes but its header says %llu (%s)", path,
+                       (unsigned long long)file_size, (unsigned long long)h->file_bytes,
+                       file_size < h->file_bytes ? "truncated" : "grown");
+    if (memchr(h->boot_id, '\0', sizeof(h->boot_id)) == NULL)
+        return rl_fail(RL_EBADTABLE, "table %s: boot id is damaged", path);
+    if (strcmp(h->boot_id, plan.boot_id) != 0)
+        return rl_fail(RL_ESTALE,
+                       "table %s was created before the last reboot; remove it to start afresh",
+                       path);
+    return 0;
+}
+
+static int table_map(rl_table *t, const struct stat *st)
+{
+    int prot = PROT_READ | (t->read_only ? 0 : PROT_WRITE);
+    void *base = mmap(NULL, (size_t)st->st_size, prot, MAP_SHARED, t->fd, 0);
+    if (base == MAP_FAILED)
+        return rl_fail(RL_ESYS, "cannot map %s: %s", t->path, strerror(errno));
+    t->base = base;
+    t->size = (uint64_t)st->st_size;
+    t->hdr = base;
+    int err = check_layout(t->path, t->hdr, t->size);
+    if (err)
+        return err;
+    t->index = (rl_atomic64 *)(t->base + t->hdr->index_off);
+    t->buckets = (struct shm_bucket *)(t->base + t->hdr->buckets_off);
+    t->arena = t->base + t->hdr->arena_off;
+    t->handles = calloc(t->hdr->capacity, sizeof(*t->handles));
+    return t->handles ? 0 : rl_fail(RL_ENOMEM, "out of memory");
+}
+
+static int table_attach(rl_table *t)
+{
+    int flags = (t->read_only ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC;
+    t->fd = open(t->path, flags);
+    if (t->fd < 0) {
+        if (errno == ELOOP)
+            return rl_fail(RL_EPERM, "%s is a symbolic link: refusing to follow it", t->path);
+        if (errno == EACCES)
+            return rl_fail(RL_EPERM, "cannot open %s: %s", t->path, strerror(errno));
+        return rl_fail(errno == ENOENT ? RL_ENOENT : RL_ESYS, "cannot open table %s: %s",
+                       t->path, strerror(errno));
+    }
+    struct stat st;
+    int err = check_file(t->path, t->fd, &st);
+    return err ? err : table_map(t, &st);
+}
+
+int rl_table_open(const struct rl_table_opts *opts, rl_table **out)
+{
+    struct rl_table_opts o = RL_TABLE_OPTS_INIT;
+    if (!out || (opts && opts->size < offsetof(struct rl_table_opts, group)))
+        return rl_fail(RL_EINVAL, "rl_table_open: bad arguments");
+    if (opts)
+        memcpy(&o, opts, opts->size < sizeof(o) ? opts->size : sizeof(o));
+    rl_table *t = calloc(1, sizeof(*t));
+    if (!t || !(t->path = strdup(table_path(&o)))) {
+        free(t);
+        return rl_fail(RL_ENOMEM, "out of memory");
+    }
+    t->fd = -1;
+    t->read_only = o.flags & RL_OPEN_READONLY;
+    int err = table_attach(t);
+    if (err == RL_ENOENT && (o.flags & RL_OPEN_CREATE) && !t->read_only) {
+        err = table_create(t->path, &o);
+        if (!err)
+            err = table_attach(t);
+    }
+    if (err) {
+        rl_table_close(t);
+        return err;
+    }
+    *out = t;
+    return 0;
+}
+
+void rl_table_close(rl_table *t)
+{
+    if (!t)
+        return;
+    if (t->handles) {
+        for (uint32_t i = 0; i < t->hdr->capacity; i++)
+            free(atomic_load_explicit(&t->handles[i], memory_order_relaxed));
+        free(t->handles);
+    }
+    if (t->base)
+        munmap(t->base, t->size);
+    if (t->fd >= 0)
+        close(t->fd);
+    free(t->path);
+    free(t);
+}
+
+const char *rl_table_path(const rl_table *t)
+{
+    return t->path;
+}
+
+int rl_table_info(const rl_table *t, struct rl_table_info *out)
+{
+    const struct shm_header *h = t->hdr;
+    memset(out, 0, sizeof(*out));
+    out->layout_version = h->layout_version;
+    out->capacity = h->capacity;
+    out->buckets = rl_bucket_count(t);
+    out->arena_bytes = h->arena_bytes;
+    uint64_t used = rl_load_relaxed(&h->arena_used); /* a statistic: any recent value will do */
+    out->arena_used = used < h->arena_bytes ? used : h->arena_bytes;
+    out->file_bytes = h->file_bytes;
+    out->created_ns = h->epoch_ns;
+    out->read_only = t->read_only;
+    return 0;
+}
+
+void *rl_arena_at(const rl_table *t, uint64_t off, uint64_t len)
+{
+    uint64_t size = t->hdr->arena_bytes;
+    if (off > size || len > size - off || off % 8)
+        return NULL;
+    return t->arena + off;
+}
+
+int rl_arena_alloc(rl_table *t, uint64_t len, uint64_t *off)
+{
+    len = align_up(len);
+    /* Relaxed: the offset only has to be unique; what is written there is published by the
+     * release store of the owning bucket's state or policy_off. A failed allocation leaves
+     * arena_used past the end, and every later allocation fails too: the arena is full. */
+    uint64_t at = rl_fetch_add_relaxed(&t->hdr->arena_used, len);
+    if (at > t->hdr->arena_bytes || len > t->hdr->arena_bytes - at)
+        return rl_fail(RL_EFULL, "table %s: arena is full (%llu bytes)", t->path,
+                       (unsigned long long)t->hdr->arena_bytes);
+    *off = at;
+    return 0;
+}
