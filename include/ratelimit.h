@@ -68,15 +68,15 @@ const char *rl_err_name(int err);
 const char *rl_errdetail(void);
 
 /* Limits, enforced with RL_EINVAL / RL_ENAME / RL_EPARSE. */
-#define RL_NAME_MAX 63               /* bytes, excluding the NUL */
-#define RL_MAX_RULES 4               /* rules per bucket */
-#define RL_MAX_DEPTH 4               /* buckets in a chain: a bucket and up to 3 ancestors */
-#define RL_LIMIT_MAX 1000000000ULL   /* N of one rule */
-#define RL_SLIDING_LIMIT_MAX 262144U /* N of a sliding-window rule (8 bytes per unit) */
-#define RL_PERIOD_MIN_NS 1000000ULL  /* T >= 1 ms */
-#define RL_PERIOD_MAX_NS (366ULL * 86400 * 1000000000ULL) /* T <= 366 days */
-#define RL_MARGIN_MAX_NS 60000000000ULL                  /* margin <= 60 s */
-#define RL_MARGIN_DEFAULT_NS 20000000ULL                 /* 20 ms */
+#define RL_NAME_MAX          63            /* bytes, excluding the NUL */
+#define RL_MAX_RULES         4             /* rules per bucket */
+#define RL_MAX_DEPTH         4             /* buckets in a chain: a bucket and up to 3 ancestors */
+#define RL_LIMIT_MAX         1000000000ULL /* N of one rule */
+#define RL_SLIDING_LIMIT_MAX 262144U       /* N of a sliding-window rule (8 bytes per unit) */
+#define RL_PERIOD_MIN_NS     1000000ULL    /* T >= 1 ms */
+#define RL_PERIOD_MAX_NS     (366ULL * 86400 * 1000000000ULL) /* T <= 366 days */
+#define RL_MARGIN_MAX_NS     60000000000ULL                   /* margin <= 60 s */
+#define RL_MARGIN_DEFAULT_NS 20000000ULL                      /* 20 ms */
 
 /* ------------------------------------------------------------------ tables */
 
@@ -126,13 +126,13 @@ const char *rl_table_path(const rl_table *table);
 
 struct rl_table_info {
     uint32_t layout_version;
-    uint32_t capacity;     /* buckets */
-    uint32_t buckets;      /* buckets defined */
-    uint64_t arena_bytes;  /* bytes for rules and sliding logs */
-    uint64_t arena_used;   /* of which in use */
-    uint64_t file_bytes;   /* size of the table file */
-    uint64_t created_ns;   /* CLOCK_MONOTONIC instant of creation */
-    bool read_only;        /* this attachment cannot change the table */
+    uint32_t capacity;    /* buckets */
+    uint32_t buckets;     /* buckets defined */
+    uint64_t arena_bytes; /* bytes for rules and sliding logs */
+    uint64_t arena_used;  /* of which in use */
+    uint64_t file_bytes;  /* size of the table file */
+    uint64_t created_ns;  /* CLOCK_MONOTONIC instant of creation */
+    bool read_only;       /* this attachment cannot change the table */
 };
 int rl_table_info(const rl_table *table, struct rl_table_info *out);
 
@@ -183,8 +183,7 @@ int rl_policy_parse(const char *text, struct rl_policy *out, struct rl_parse_err
  * Parse one DURATION ("500ms", "60s", "1m", "h") at text; *end is set past it.
  * Returns 0 or RL_EPARSE with *err (column relative to text).
  */
-int rl_parse_duration(const char *text, const char **end, uint64_t *ns,
-                      struct rl_parse_error *err);
+int rl_parse_duration(const char *text, const char **end, uint64_t *ns, struct rl_parse_error *err);
 
 /* Write the canonical text of a policy (parseable by rl_policy_parse). Returns the length
  * it needed, like snprintf. */
@@ -223,9 +222,9 @@ const char *rl_bucket_name(const rl_bucket *bucket);
 /* ------------------------------------------------------------------ decisions */
 
 struct rl_decision {
-    uint64_t at_ns;     /* the admission instant (admitted) or the decision instant */
-    uint64_t wait_ns;   /* rejected: how long until this request would be admitted */
-    uint64_t remaining; /* units still available now in the tightest rule of the chain */
+    uint64_t at_ns;        /* the admission instant (admitted) or the decision instant */
+    uint64_t wait_ns;      /* rejected: how long until this request would be admitted */
+    uint64_t remaining;    /* units still available now in the tightest rule of the chain */
     bool dry_run_rejected; /* admitted only because a bucket of the chain is in dry-run */
 };
 
@@ -264,11 +263,11 @@ struct rl_rule_state {
 };
 
 struct rl_counters {
-    uint64_t admitted;       /* requests admitted */
-    uint64_t admitted_units; /* units admitted (sum of cost) */
-    uint64_t rejected;       /* try_acquire refusals and timeouts */
-    uint64_t waited;         /* blocking acquires that had to sleep */
-    uint64_t waited_ns;      /* total time reserved ahead by blocking acquires */
+    uint64_t admitted;         /* requests admitted */
+    uint64_t admitted_units;   /* units admitted (sum of cost) */
+    uint64_t rejected;         /* try_acquire refusals and timeouts */
+    uint64_t waited;           /* blocking acquires that had to sleep */
+    uint64_t waited_ns;        /* total time reserved ahead by blocking acquires */
     uint64_t dry_run_rejected; /* dry-run: requests that would have been refused */
     uint64_t resets;
 };

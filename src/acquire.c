@@ -26,17 +26,18 @@
 
 #include "internal.h"
 
-#define CHAIN_RULES (RL_MAX_DEPTH * RL_MAX_RULES)
+#define CHAIN_RULES     (RL_MAX_DEPTH * RL_MAX_RULES)
 #define FIXPOINT_ROUNDS 8
-#define STALE_LIMIT 64
+#define STALE_LIMIT     64
+#define REPAIR_AFTER    8
 
 struct step {
     struct rule_ctx ctx;
     rl_bucket *bucket;
-    bool dry_run;    /* the rule's bucket is in dry-run: count its refusals, never enforce */
-    bool skip;       /* dry-run rule that would refuse: not committed */
-    uint64_t tight;  /* earliest instant at `now`: sort key, tightest first */
-    uint64_t mine;   /* the word we committed */
+    bool dry_run;   /* the rule's bucket is in dry-run: count its refusals, never enforce */
+    bool skip;      /* dry-run rule that would refuse: not committed */
+    uint64_t tight; /* earliest instant at `now`: sort key, tightest first */
+    uint64_t mine;  /* the word we committed */
 };
 
 struct plan {
@@ -67,12 +68,13 @@ static int plan_build(rl_bucket *b, struct plan *pl)
     return 0;
 }
 
-static void plan_load(struct plan *pl)
+static void plan_load(struct plan *pl, bool repair)
 {
     for (unsigned i = 0; i < pl->n; i++) {
         struct step *s = &pl->steps[i];
         /* A5: acquire pairs with C2 of whoever wrote the word last. */
         s->ctx.word = rl_load_acquire(&s->ctx.rule->word);
+        s->ctx.repair = repair;
         s->skip = false;
     }
 }
@@ -261,7 +263,7 @@ static void fill_decision(struct rl_decision *out, struct plan *pl, const rl_tab
 static int decide(rl_bucket *b, struct plan *pl, uint64_t max_wait)
 {
     for (unsigned stale = 0;;) {
-        plan_load(pl);
+        plan_load(pl, stale > REPAIR_AFTER);
         pl->now = rl_clock_rel(b->table);
         int rc = plan_instant(pl);
         if (rc == RULE_OK)

@@ -66,4 +66,16 @@ static inline void rl_store32_release(rl_atomic32 *p, uint32_t v)
     atomic_store_explicit(p, v, memory_order_release);
 }
 
+/* Process-local pointers (per-process handle cache): publish an immutable object. */
+static inline void *rl_ptr_load_acquire(void *_Atomic const *p)
+{
+    return atomic_load_explicit((void *_Atomic *)p, memory_order_acquire);
+}
+
+static inline bool rl_ptr_cas(void *_Atomic *p, void **expected, void *desired)
+{
+    return atomic_compare_exchange_strong_explicit(p, expected, desired, memory_order_acq_rel,
+                                                   memory_order_acquire);
+}
+
 #endif /* RL_ATOMICS_H */

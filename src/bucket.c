@@ -19,7 +19,8 @@ int rl_name_check(const char *name)
     for (const char *p = name; *p; p++)
         if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@/-", *p) ||
             *p == '\0')
-            return rl_fail(RL_ENAME, "bucket name '%.*s' has '%c' at %d: allowed are letters, "
+            return rl_fail(RL_ENAME,
+                           "bucket name '%.*s' has '%c' at %d: allowed are letters, "
                            "digits and . _ : @ / -",
                            RL_NAME_MAX, name, *p, (int)(p - name) + 1);
     return 0;
@@ -129,14 +130,14 @@ static bool policy_same(const struct rl_policy *a, const struct rl_policy *b)
 static int handle_make(rl_table *t, uint32_t no, rl_bucket *parent, rl_bucket **out)
 {
     struct shm_bucket *rec = &t->buckets[no];
-    rl_bucket *h = calloc(1, sizeof(*h)), *none = NULL;
+    rl_bucket *h = calloc(1, sizeof(*h));
+    void *none = NULL;
     if (!h)
         return rl_fail(RL_ENOMEM, "out of memory");
     *h = (rl_bucket){t, rec, parent, no, ""};
     memcpy(h->name, rec->name, RL_NAME_MAX);
     /* Process-local publication of an immutable handle: release/acquire between threads. */
-    if (!atomic_compare_exchange_strong_explicit(&t->handles[no], &none, h, memory_order_acq_rel,
-                                                 memory_order_acquire)) {
+    if (!rl_ptr_cas(&t->handles[no], &none, h)) {
         free(h);
         h = none;
     }
@@ -148,7 +149,7 @@ int rl_bucket_handle(rl_table *t, uint32_t no, rl_bucket **out)
 {
     if (no >= t->hdr->capacity)
         return rl_fail(RL_ECORRUPT, "table %s: bucket number %u out of range", t->path, no);
-    rl_bucket *h = atomic_load_explicit(&t->handles[no], memory_order_acquire);
+    rl_bucket *h = rl_ptr_load_acquire(&t->handles[no]);
     if (h) {
         *out = h;
         return 0;
@@ -164,8 +165,8 @@ int rl_bucket_handle(rl_table *t, uint32_t no, rl_bucket **out)
     uint32_t below = no, depth = 1;
     for (uint32_t p = rec->parent; p; p = t->buckets[below].parent) {
         if (p - 1 >= below || ++depth > RL_MAX_DEPTH)
-            return rl_fail(RL_ECORRUPT, "table %s: bucket %.*s has a damaged parent chain",
-                           t->path, RL_NAME_MAX, rec->name);
+            return rl_fail(RL_ECORRUPT, "table %s: bucket %.*s has a damaged parent chain", t->path,
+                           RL_NAME_MAX, rec->name);
         below = p - 1;
     }
     if (rec->parent && rl_bucket_handle(t, rec->parent - 1, &parent) < 0)
@@ -256,7 +257,8 @@ int rl_bucket_define(rl_table *t, const char *name, const struct rl_policy *pol,
         return err;
     if ((err = rl_index_insert(t, name, no, &winner)) < 0)
         return err;
-    return winner == no ? rl_bucket_handle(t, no, out) : check_existing(t, winner, pol, parent, out);
+    return winner == no ? rl_bucket_handle(t, no, out)
+                        : check_existing(t, winner, pol, parent, out);
 }
 
 const char *rl_bucket_name(const rl_bucket *b)

@@ -25,7 +25,7 @@ struct rl_table {
     struct shm_bucket *buckets;
     unsigned char *arena;
     /* handles[no]: this process's handle for bucket `no`, made on first use (CAS). */
-    _Atomic(struct rl_bucket *) *handles;
+    void *_Atomic *handles;
 };
 
 /* Process-local handle for one bucket; immutable once made. */
@@ -69,6 +69,7 @@ struct rule_ctx {
     struct shm_rule *rule;
     uint64_t margin_ns;
     uint64_t word; /* the state word as loaded for this decision */
+    bool repair;   /* sliding: repeated stale views; repair inconsistent log entries */
 };
 
 enum rule_status {

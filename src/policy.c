@@ -71,8 +71,8 @@ static int parse_count(struct cursor *c, uint64_t *out, const char *what)
 static const struct {
     const char *name;
     uint64_t ns;
-} units[] = {{"ms", 1000000ULL},        {"s", 1000000000ULL},    {"sec", 1000000000ULL},
-             {"m", 60000000000ULL},     {"min", 60000000000ULL}, {"h", 3600000000000ULL},
+} units[] = {{"ms", 1000000ULL},         {"s", 1000000000ULL},     {"sec", 1000000000ULL},
+             {"m", 60000000000ULL},      {"min", 60000000000ULL},  {"h", 3600000000000ULL},
              {"hour", 3600000000000ULL}, {"d", 86400000000000ULL}, {"day", 86400000000000ULL}};
 
 /* DURATION := [COUNT] UNIT; a missing count means 1 ("/s", "/min"). */
@@ -149,7 +149,8 @@ static int parse_option(struct cursor *c, struct rl_policy *out)
         return 0;
     }
     size_t n = word_len(at);
-    return fail_at(c, at, "unexpected '%.*s': expected ',' and another rule, 'margin', or 'dry-run'",
+    return fail_at(c, at,
+                   "unexpected '%.*s': expected ',' and another rule, 'margin', or 'dry-run'",
                    (int)(n ? n : 1), at);
 }
 
@@ -195,8 +196,10 @@ static int check_rule(const struct rl_rule *r, unsigned i, struct rl_parse_error
                        n, RL_SLIDING_LIMIT_MAX);
     if (r->kind == RL_GCRA && (r->burst == 0 || r->burst > RL_LIMIT_MAX ||
                                r->burst > (1ULL << 62) / rl_gcra_interval(r->limit, r->period_ns)))
-        return fail_at(&c, c.p, "rule %u: burst %" PRIu64 " is out of range (1..%llu, and burst "
-                       "times T/N at most 146 years)", n, r->burst, RL_LIMIT_MAX);
+        return fail_at(&c, c.p,
+                       "rule %u: burst %" PRIu64 " is out of range (1..%llu, and burst "
+                       "times T/N at most 146 years)",
+                       n, r->burst, RL_LIMIT_MAX);
     if (r->kind > RL_FIXED)
         return fail_at(&c, c.p, "rule %u: unknown kind %d", n, (int)r->kind);
     return 0;
@@ -239,8 +242,11 @@ static int format_duration(char *buf, size_t len, uint64_t ns)
     static const struct {
         const char *name;
         uint64_t ns;
-    } big[] = {{"d", 86400000000000ULL}, {"h", 3600000000000ULL}, {"m", 60000000000ULL},
-               {"s", 1000000000ULL},     {"ms", 1000000ULL}};
+    } big[] = {{"d", 86400000000000ULL},
+               {"h", 3600000000000ULL},
+               {"m", 60000000000ULL},
+               {"s", 1000000000ULL},
+               {"ms", 1000000ULL}};
     for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++)
         if (ns >= big[i].ns && ns % big[i].ns == 0)
             return snprintf(buf, len, "%" PRIu64 "%s", (uint64_t)(ns / big[i].ns), big[i].name);

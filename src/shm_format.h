@@ -41,10 +41,10 @@
 #include "atomics.h"
 #include "ratelimit.h"
 
-#define RL_MAGIC 0x31544c4d4954524cULL /* "LRTIMLT1" */
+#define RL_MAGIC          0x31544c4d4954524cULL /* "LRTIMLT1" */
 #define RL_LAYOUT_VERSION 1
-#define RL_HEADER_BYTES 4096
-#define RL_ALIGN 64
+#define RL_HEADER_BYTES   4096
+#define RL_ALIGN          64
 
 /* Sliding-window log timestamps are kept in ticks of this many ns (44 bits: 55 years). */
 #define RL_TICK_NS 100000ULL
@@ -62,9 +62,9 @@ struct shm_header {
     uint64_t arena_off;
     uint64_t arena_bytes;
     uint64_t file_bytes;
-    uint64_t epoch_ns;    /* CLOCK_MONOTONIC ns at creation: relative instant 0 */
+    uint64_t epoch_ns;      /* CLOCK_MONOTONIC ns at creation: relative instant 0 */
     int64_t wall_offset_ns; /* CLOCK_REALTIME - CLOCK_MONOTONIC at creation (fixed windows) */
-    char boot_id[40];     /* /proc/sys/kernel/random/boot_id at creation, NUL-terminated */
+    char boot_id[40];       /* /proc/sys/kernel/random/boot_id at creation, NUL-terminated */
     /*
      * next_bucket: bucket numbers handed out (fetch_add, relaxed: the number only has to be
      * unique; the record's contents are published by the release store of its `state`).
@@ -103,8 +103,8 @@ struct shm_counters {
 };
 
 struct shm_bucket {
-    rl_atomic32 state;  /* enum shm_bucket_state; release store publishes every field */
-    uint32_t parent;    /* parent bucket number + 1, 0 if none; always < own number + 1 */
+    rl_atomic32 state; /* enum shm_bucket_state; release store publishes every field */
+    uint32_t parent;   /* parent bucket number + 1, 0 if none; always < own number + 1 */
     char name[RL_NAME_MAX + 1];
     /*
      * policy_off: arena offset of the bucket's current struct shm_policy. Acquire-loaded by
@@ -127,21 +127,21 @@ struct shm_bucket {
  *               admitted so far mod 4N, last = ceil(latest admission instant) in ticks.
  */
 struct shm_rule {
-    uint32_t kind;      /* enum rl_rule_kind */
+    uint32_t kind; /* enum rl_rule_kind */
     uint32_t reserved0;
-    uint64_t limit;     /* N */
-    uint64_t period_ns; /* T */
-    uint64_t burst;     /* B (GCRA) */
+    uint64_t limit;       /* N */
+    uint64_t period_ns;   /* T */
+    uint64_t burst;       /* B (GCRA) */
     uint64_t interval_ns; /* GCRA: ceil(T / N), ns per unit */
-    uint64_t log_off;   /* sliding: arena offset of limit log words */
-    rl_atomic64 word;   /* the state, see above */
+    uint64_t log_off;     /* sliding: arena offset of limit log words */
+    rl_atomic64 word;     /* the state, see above */
     uint64_t reserved1;
 };
 
 /* A policy block: immutable once published, except the rules' state words. */
 struct shm_policy {
     uint32_t nrules;
-    uint32_t flags;     /* enum rl_policy_flags */
+    uint32_t flags; /* enum rl_policy_flags */
     uint64_t margin_ns;
     uint64_t reserved[6];
     struct shm_rule rules[]; /* nrules entries */

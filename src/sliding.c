@@ -22,14 +22,14 @@
  *    conservative: it can only make later decisions stricter (under-admission at worst,
  *    and only when a writer stalls for a whole lap of N units).
  *  - a writer or helper only replaces a word that still holds lap(j-N) with a tick at or
- *    before d - T, so a late writer can never overwrite a newer lap (a newer lap's tick
- *    is always later than that).
+ *    before d - T (or tick 0, "never used"), so a late writer can never overwrite a newer
+ *    lap (a newer lap's tick is always later than that; see R2 for the one exception).
  * Instants are non-decreasing in k because every decision's instant is at least
  * (last - 1 tick) + 1 ns: see acquire.c for why ticks, not ns, are what must be ordered.
  */
 #include "internal.h"
 
-#define POS_BITS 20
+#define POS_BITS  20
 #define TICK_MASK ((1ULL << 44) - 1)
 
 static uint64_t head_pos(uint64_t w)
@@ -89,7 +89,13 @@ static int unit_tick(const struct rule_ctx *c, uint64_t j, uint64_t floor_tick, 
         *tick = log_tick(v);
         return RULE_OK;
     }
-    if (log_lap(v) != lap_of(c, (j + n4 - c->rule->limit) % n4))
+    bool unwritten = log_lap(v) == lap_of(c, (j + n4 - c->rule->limit) % n4);
+    /* R2: any other lap means our head is outdated (retry), or, if the head has not moved,
+     * that the entry is inconsistent (a damaged file, or a writer stalled for three whole
+     * laps across a reset). After repeated retries acquire.c sets `repair`: an entry that
+     * is wrong for the unchanged head is then stamped like an unwritten one. Conservative
+     * either way, and it keeps a bad entry from wedging the bucket. */
+    if (!unwritten && !(c->repair && rl_load_acquire(&c->rule->word) == c->word))
         return RULE_STALE;
     if (c->table->read_only) { /* inspection only: assume the conservative instant */
         *tick = floor_tick;
@@ -97,7 +103,7 @@ static int unit_tick(const struct rule_ctx *c, uint64_t j, uint64_t floor_tick, 
     }
     /* W1: unit j was claimed but its writer has not written it (yet): help. */
     uint64_t helped = make_word(lap_of(c, j), 62, floor_tick);
-    if (log_tick(v) <= floor_tick && rl_cas(w, &v, helped)) {
+    if ((log_tick(v) <= floor_tick || c->repair) && rl_cas(w, &v, helped)) {
         *tick = floor_tick;
         return RULE_OK;
     }
@@ -146,7 +152,7 @@ void sliding_finalize(struct rule_ctx *c, uint64_t old_word, uint64_t new_word)
          * may have written it already, and after a long stall even newer laps may be
          * there; both have later ticks than tick - T. Release publishes nothing else but
          * pairs with L1 for the tick itself. */
-        while (log_lap(v) == prev_lap && log_tick(v) + span_ticks <= tick &&
+        while (log_lap(v) == prev_lap && (log_tick(v) == 0 || log_tick(v) + span_ticks <= tick) &&
                !rl_cas(w, &v, make_word(lap_of(c, k), 62, tick)))
             ;
     }

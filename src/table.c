@@ -18,7 +18,7 @@
 
 #include "internal.h"
 
-#define RL_CAPACITY_MAX (1U << 24)
+#define RL_CAPACITY_MAX    (1U << 24)
 #define RL_ARENA_MAX_BYTES (64ULL << 30)
 
 static _Thread_local char errdetail[512];
@@ -104,8 +104,8 @@ static int table_create(const char *path, const struct rl_table_opts *o)
     int err = check_create_opts(o);
     if (err)
         return err;
-    uint64_t arena = o->arena_kib ? (uint64_t)o->arena_kib * 1024
-                                  : (uint64_t)o->capacity * 512 + (4ULL << 20);
+    uint64_t arena =
+        o->arena_kib ? (uint64_t)o->arena_kib * 1024 : (uint64_t)o->capacity * 512 + (4ULL << 20);
     struct shm_header h;
     if (header_plan(&h, o->capacity, arena) < 0)
         return rl_fail(RL_ESYS, "cannot read the boot id: %s", strerror(errno));
@@ -157,9 +157,9 @@ static int check_layout(const char *path, const struct shm_header *h, uint64_t f
     if (h->layout_version != RL_LAYOUT_VERSION)
         return rl_fail(RL_EVERSION, "table %s has layout version %u, this library speaks %u", path,
                        h->layout_version, RL_LAYOUT_VERSION);
-    if (h->capacity == 0 || h->capacity > RL_CAPACITY_MAX ||
-        h->arena_bytes > RL_ARENA_MAX_BYTES || h->header_bytes != RL_HEADER_BYTES ||
-        h->bucket_bytes != sizeof(struct shm_bucket) || h->rule_bytes != sizeof(struct shm_rule))
+    if (h->capacity == 0 || h->capacity > RL_CAPACITY_MAX || h->arena_bytes > RL_ARENA_MAX_BYTES ||
+        h->header_bytes != RL_HEADER_BYTES || h->bucket_bytes != sizeof(struct shm_bucket) ||
+        h->rule_bytes != sizeof(struct shm_rule))
         return rl_fail(RL_EBADTABLE, "table %s: header sizes are damaged", path);
     header_plan(&plan, h->capacity, h->arena_bytes);
     if (h->index_slots != plan.index_slots || h->index_off != plan.index_off ||
@@ -207,8 +207,8 @@ static int table_attach(rl_table *t)
             return rl_fail(RL_EPERM, "%s is a symbolic link: refusing to follow it", t->path);
         if (errno == EACCES)
             return rl_fail(RL_EPERM, "cannot open %s: %s", t->path, strerror(errno));
-        return rl_fail(errno == ENOENT ? RL_ENOENT : RL_ESYS, "cannot open table %s: %s",
-                       t->path, strerror(errno));
+        return rl_fail(errno == ENOENT ? RL_ENOENT : RL_ESYS, "cannot open table %s: %s", t->path,
+                       strerror(errno));
     }
     struct stat st;
     int err = check_file(t->path, t->fd, &st);
@@ -249,7 +249,7 @@ void rl_table_close(rl_table *t)
         return;
     if (t->handles) {
         for (uint32_t i = 0; i < t->hdr->capacity; i++)
-            free(atomic_load_explicit(&t->handles[i], memory_order_relaxed));
+            free(rl_ptr_load_acquire(&t->handles[i]));
         free(t->handles);
     }
     if (t->base)
