@@ -111,7 +111,8 @@ struct rl_table_opts {
  * Attach to a table, creating it if it is missing and RL_OPEN_CREATE is set. Creation is
  * race-free: the file is built under a temporary name and linked into place, so an
  * attacher never sees a half-initialized table. The file is opened with O_NOFOLLOW and must
- * be a regular file that is not world-writable, owned by the caller or by root. Every
+ * be a regular file that is not world-writable and, unless RL_OPEN_READONLY, owned by the
+ * caller or by root. Every
  * attach validates the header (magic, layout version, sizes, boot).
  * Errors: RL_EBADTABLE, RL_EVERSION, RL_ESTALE, RL_EPERM, RL_ESYS, RL_EINVAL, RL_ENOMEM.
  * Not async-signal-safe.

@@ -131,7 +131,10 @@ static int table_create(const char *path, const struct rl_table_opts *o)
     return err;
 }
 
-static int check_file(const char *path, int fd, struct stat *st)
+/* A writable attachment trusts only files of its own user or root: a table planted by
+ * another user would let them set our budgets. Read-only inspection may look at any table
+ * it can read; nothing it reads can make a worker over-admit. */
+static int check_file(const char *path, int fd, bool read_only, struct stat *st)
 {
     if (fstat(fd, st) < 0)
         return rl_fail(RL_ESYS, "cannot stat %s: %s", path, strerror(errno));
@@ -140,7 +143,7 @@ static int check_file(const char *path, int fd, struct stat *st)
     if (st->st_mode & S_IWOTH)
         return rl_fail(RL_EPERM, "%s is world-writable (mode %04o): refusing to trust it", path,
                        (unsigned)(st->st_mode & 07777));
-    if (st->st_uid != geteuid() && st->st_uid != 0)
+    if (!read_only && st->st_uid != geteuid() && st->st_uid != 0)
         return rl_fail(RL_EPERM, "%s is owned by uid %u, not by you or root: refusing to trust it",
                        path, (unsigned)st->st_uid);
     if ((uint64_t)st->st_size < RL_HEADER_BYTES)
@@ -211,7 +214,7 @@ static int table_attach(rl_table *t)
                        strerror(errno));
     }
     struct stat st;
-    int err = check_file(t->path, t->fd, &st);
+    int err = check_file(t->path, t->fd, t->read_only, &st);
     return err ? err : table_map(t, &st);
 }
 
