@@ -143,7 +143,8 @@ uint64_t sliding_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
 void sliding_finalize(struct rule_ctx *c, uint64_t old_word, uint64_t new_word)
 {
     uint64_t n4 = 4 * c->rule->limit, n = c->rule->limit;
-    uint64_t tick = head_last(new_word), span_ticks = ceil_tick(c->rule->period_ns);
+    /* floor(T): the decision proved old + T <= d, so old + floor(T) <= ceil(d) = tick. */
+    uint64_t tick = head_last(new_word), span_ticks = c->rule->period_ns / RL_TICK_NS;
     for (uint64_t k = head_pos(old_word); k != head_pos(new_word); k = (k + 1) % n4) {
         rl_atomic64 *w = log_word(c, k);
         uint64_t v = rl_load_acquire(w);
