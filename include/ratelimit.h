@@ -217,6 +217,33 @@ int rl_bucket_define(rl_table *table, const char *name, const struct rl_policy *
 /* Find a bucket by name. RL_ENOENT if absent. Lock-free; the handle may be cached. */
 int rl_bucket_lookup(rl_table *table, const char *name, rl_bucket **out);
 
+/*
+ * Define a template: `pattern` is a valid name followed by "/*" (e.g. "tenant/*").
+ * Buckets named "tenant/<anything>" are then made on first use by rl_bucket_get with the
+ * template's policy and parent, by whichever process asks first, so one definition serves
+ * thousands of tenants. Same errors as rl_bucket_define.
+ */
+int rl_template_define(rl_table *table, const char *pattern, const struct rl_policy *policy,
+                       const char *parent);
+
+/*
+ * Find bucket `name`, or make it from the template with the longest matching prefix.
+ * RL_ENOENT if neither exists. Lock-free.
+ */
+int rl_bucket_get(rl_table *table, const char *name, rl_bucket **out);
+
+/* True if the handle is a template (rl_table_foreach visits templates too). */
+bool rl_bucket_is_template(const rl_bucket *bucket);
+
+/*
+ * Switch a live bucket to new rules (its parent stays). The usage already counted carries
+ * over: each new rule starts as if the units the old rules counted had all been admitted
+ * just now, so the switch never admits more than the new rules allow, and deciders that
+ * saw the old rules fail their commit and retry under the new ones. Same policy: no-op.
+ * RL_EPERM if read-only, RL_EPARSE, RL_EFULL (arena). Lock-free for deciders.
+ */
+int rl_bucket_update(rl_bucket *bucket, const struct rl_policy *policy);
+
 /* The bucket's name (owned by the table). */
 const char *rl_bucket_name(const rl_bucket *bucket);
 
@@ -254,6 +281,67 @@ int rl_acquire(rl_bucket *bucket, uint32_t cost, uint64_t timeout_ns, struct rl_
  */
 int rl_bucket_reset(rl_bucket *bucket);
 
+/* ------------------------------------------------------------------ server feedback */
+
+/*
+ * A vendor's response, as raw header values (NULL when absent); the strings need only
+ * live during the call. Values are validated: garbage, negative, overflowing or absurd
+ * values are ignored (and reported in rl_feedback.ignored), never trusted.
+ */
+struct rl_response {
+    int status;                   /* HTTP status, e.g. 200 or 429 */
+    const char *retry_after;      /* Retry-After: delta-seconds or an HTTP-date */
+    const char *limit;            /* X-RateLimit-Limit */
+    const char *remaining;        /* X-RateLimit-Remaining */
+    const char *reset;            /* X-RateLimit-Reset: epoch seconds if > 10^9, else delta
+                                     seconds (epoch milliseconds if > 10^12) */
+    const char *ratelimit;        /* IETF RateLimit: "name";r=REMAINING;t=SECONDS (or the
+                                     older limit=, remaining=, reset= form) */
+    const char *ratelimit_policy; /* IETF RateLimit-Policy: "name";q=QUOTA;w=WINDOW */
+    uint64_t max_cooldown_ns;     /* longest pause to accept: 0 means 1 hour */
+};
+
+enum rl_feedback_ignored {
+    RL_IGNORED_RETRY_AFTER = 1 << 0,
+    RL_IGNORED_REMAINING = 1 << 1,
+    RL_IGNORED_RESET = 1 << 2,
+    RL_IGNORED_RATELIMIT = 1 << 3,
+    RL_IGNORED_LIMIT = 1 << 4,
+};
+
+struct rl_feedback {
+    uint64_t cooldown_ns; /* the pool pauses this long from now (0: no pause) */
+    unsigned backoff;     /* consecutive 429s without a Retry-After, shared by the pool */
+    bool tightened;       /* the server's remaining budget now limits the bucket */
+    unsigned ignored;     /* enum rl_feedback_ignored: values rejected as malformed */
+};
+
+/*
+ * Tell the pool what the vendor answered for a request drawn from `bucket`.
+ * - 429 (or 503 with Retry-After): every process pauses the bucket until the retry instant
+ *   (Retry-After, else X-RateLimit-Reset/RateLimit t= when remaining is 0), capped by
+ *   max_cooldown_ns; without any, an exponential backoff with full jitter: a random pause in
+ *   [0, min(1 h, 1 s * 2^n)), n counting the pool's consecutive 429s.
+ * - a success (2xx/3xx) resets that count.
+ * - a remaining budget below the local view tightens the bucket until the reported reset;
+ *   it never loosens the bucket's own rules.
+ * Lock-free; not async-signal-safe.
+ */
+int rl_report(rl_bucket *bucket, const struct rl_response *response, struct rl_feedback *out);
+
+/*
+ * The retry loop every vendor page writes by hand, done once: acquire `cost` (waiting at
+ * most timeout_ns for a turn), call fn(arg, &response) to send the request and fill in the
+ * response, report it, and on a 429 wait as the pool was told (Retry-After, with up to 1 s
+ * of jitter) and try again, at most max_attempts times in all.
+ * fn returns 0, or a negative value to stop at once (returned as is).
+ * Returns 0 when fn got a non-429 answer (in *response), RL_ELIMITED when every attempt got
+ * a 429, RL_ETIMEDOUT when no turn came in time, or another RL_E* error.
+ */
+int rl_call(rl_bucket *bucket, uint32_t cost, uint64_t timeout_ns, unsigned max_attempts,
+            int (*fn)(void *arg, struct rl_response *response), void *arg,
+            struct rl_response *response);
+
 /* ------------------------------------------------------------------ inspection */
 
 struct rl_rule_state {
@@ -271,6 +359,15 @@ struct rl_counters {
     uint64_t waited_ns;        /* total time reserved ahead by blocking acquires */
     uint64_t dry_run_rejected; /* dry-run: requests that would have been refused */
     uint64_t resets;
+    uint64_t reported_429; /* 429 responses reported */
+};
+
+struct rl_feedback_state {
+    uint64_t cooldown_ns;      /* pause left from now (0: none) */
+    uint64_t last_429_ns;      /* CLOCK_MONOTONIC instant of the latest 429 (0: never) */
+    unsigned backoff;          /* consecutive 429s without Retry-After */
+    uint64_t server_remaining; /* tightened: units the server said remain */
+    uint64_t server_reset_ns;  /* tightened: time until the server's reset (0: not tight) */
 };
 
 struct rl_bucket_info {
@@ -279,6 +376,8 @@ struct rl_bucket_info {
     struct rl_policy policy;
     struct rl_rule_state rules[RL_MAX_RULES];
     struct rl_counters counters;
+    struct rl_feedback_state feedback;
+    bool is_template;
     uint64_t now_ns; /* the instant the state was read at */
 };
 
@@ -293,6 +392,84 @@ rl_bucket *rl_bucket_parent(const rl_bucket *bucket);
  * returns non-zero. Buckets created during the walk may or may not be visited.
  */
 int rl_table_foreach(rl_table *table, int (*fn)(rl_bucket *bucket, void *arg), void *arg);
+
+/* ------------------------------------------------------------------ config files */
+
+/*
+ * A parsed config file (grammar in README "Config files"): the table to use, its buckets,
+ * templates and the preload shim's routes. Immutable once parsed; free with
+ * rl_config_free (accepts NULL).
+ */
+typedef struct rl_config rl_config;
+
+/* The file to read: `path` if not NULL, else $RATELIMIT_CONFIG, else /etc/ratelimit.conf. */
+const char *rl_config_default_path(const char *path);
+
+/*
+ * Parse a config file (rl_config_load) or text (rl_config_parse, `name` is used in
+ * messages). Every problem is reported, in one pass, as "file:line:col: message" lines in
+ * *errors (malloc'd, caller frees; NULL when there are none). Returns 0, RL_EPARSE (then
+ * *out is NULL), RL_ESYS (unreadable file), or RL_ENOMEM.
+ */
+int rl_config_load(const char *path, rl_config **out, char **errors);
+int rl_config_parse(const char *text, size_t len, const char *name, rl_config **out, char **errors);
+void rl_config_free(rl_config *config);
+
+struct rl_config_table {
+    const char *path; /* NULL: $RATELIMIT_TABLE or the default */
+    unsigned mode;    /* 0600 unless `mode` says otherwise */
+    long group;       /* -1 unless `group` says otherwise */
+    uint32_t capacity;
+};
+const struct rl_config_table *rl_config_table(const rl_config *config);
+
+struct rl_config_bucket {
+    const char *name;   /* a bucket name, or a template pattern "prefix/*" */
+    const char *parent; /* NULL if none */
+    struct rl_policy policy;
+    bool is_template;
+    unsigned line; /* where it was defined */
+};
+/* The buckets and templates, in file order (parents always before their children). */
+size_t rl_config_buckets(const rl_config *config, const struct rl_config_bucket **out);
+
+enum rl_route_on_timeout {
+    RL_ROUTE_FAIL = 0, /* connect() fails with ETIMEDOUT (the default) */
+    RL_ROUTE_PASS = 1, /* connect() goes ahead, counted as dry_run_rejected */
+};
+
+struct rl_route {
+    const char *dest;    /* as written: "api.example.com", "192.0.2.7", "10.0.0.0/8", "::1" */
+    unsigned prefix_len; /* CIDR length; 32 or 128 for a single address; 0 for a host name */
+    unsigned port;       /* 1..65535 */
+    const char *bucket;
+    uint64_t max_wait_ns; /* longest a connect waits for its turn (default 30 s) */
+    enum rl_route_on_timeout on_timeout;
+    unsigned line;
+};
+size_t rl_config_routes(const rl_config *config, const struct rl_route **out);
+
+struct rl_config_shim {
+    bool fail_closed;          /* config or table unusable: connect() fails (else passes) */
+    uint64_t resolve_every_ns; /* re-resolve route host names at least this often */
+};
+const struct rl_config_shim *rl_config_shim(const rl_config *config);
+
+/* Open the table the config names (creating it with its mode, group and capacity). */
+int rl_config_open_table(const rl_config *config, unsigned flags, rl_table **out);
+
+/*
+ * Apply a config to a live table: create new buckets and templates, switch changed ones
+ * to their new rules (rl_bucket_update), leave identical ones alone. Buckets in the table
+ * but not in the config are kept and reported. Everything is checked before anything is
+ * changed (parents, capacity, arena space, parent changes of existing buckets, which are
+ * refused), so an error changes nothing. Each action is passed to note(arg, line) if note
+ * is not NULL, e.g. "created foundry 200/60s", "updated ti: 120/1m burst 20 -> 600/1m burst
+ * 100", "kept old/bucket: not in the config". Applying the same file twice is a no-op.
+ * Returns 0 or an RL_E* code with rl_errdetail() saying what.
+ */
+int rl_config_apply(const rl_config *config, rl_table *table,
+                    void (*note)(void *arg, const char *line), void *arg);
 
 /* CLOCK_MONOTONIC now, in ns (the clock every decision uses). */
 uint64_t rl_now_ns(void);

@@ -99,7 +99,12 @@ struct shm_counters {
     rl_atomic64 waited_ns;
     rl_atomic64 dry_run_rejected;
     rl_atomic64 resets;
-    rl_atomic64 reserved;
+    rl_atomic64 reported_429;
+};
+
+/* Bucket record flags (immutable once BUILT). */
+enum shm_bucket_flags {
+    RL_BUCKET_TEMPLATE = 1 << 0, /* name is "prefix/*": rules for buckets made on first use */
 };
 
 struct shm_bucket {
@@ -112,7 +117,22 @@ struct shm_bucket {
      */
     rl_atomic64 policy_off;
     struct shm_counters counters;
-    uint8_t reserved[48];
+    uint32_t flags; /* enum shm_bucket_flags */
+    uint32_t reserved0;
+    /*
+     * Server feedback (feedback.c). cooldown_until: relative ns before which the bucket
+     * admits nothing (a 429 was reported); cooldown_start: when that cool-down began.
+     * Both only grow (CAS to a later value). backoff: consecutive 429s without Retry-After
+     * (fetch_add; a success stores 0). last_429: relative ns of the latest 429.
+     * server: the remaining budget the server reported, as an extra rule of the bucket:
+     *   remaining:20 | until:44 (ticks); inactive once `until` has passed. Decisions treat
+     *   it like any rule word: loaded, checked, committed by CAS with the others.
+     */
+    rl_atomic64 cooldown_until;
+    rl_atomic64 cooldown_start;
+    rl_atomic64 backoff;
+    rl_atomic64 last_429;
+    rl_atomic64 server;
 };
 
 /*
