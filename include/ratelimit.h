@@ -72,7 +72,7 @@ const char *rl_errdetail(void);
 #define RL_MAX_RULES         4             /* rules per bucket */
 #define RL_MAX_DEPTH         4             /* buckets in a chain: a bucket and up to 3 ancestors */
 #define RL_LIMIT_MAX         1000000000ULL /* N of one rule */
-#define RL_SLIDING_LIMIT_MAX 262144U       /* N of a sliding-window rule (8 bytes per unit) */
+#define RL_SLIDING_LIMIT_MAX 131072U       /* N of a sliding-window rule (8 bytes per unit) */
 #define RL_PERIOD_MIN_NS     1000000ULL    /* T >= 1 ms */
 #define RL_PERIOD_MAX_NS     (366ULL * 86400 * 1000000000ULL) /* T <= 366 days */
 #define RL_MARGIN_MAX_NS     60000000000ULL                   /* margin <= 60 s */
@@ -218,7 +218,7 @@ int rl_bucket_define(rl_table *table, const char *name, const struct rl_policy *
 int rl_bucket_lookup(rl_table *table, const char *name, rl_bucket **out);
 
 /*
- * Define a template: `pattern` is a valid name followed by "/*" (e.g. "tenant/*").
+ * Define a template: `pattern` is a valid name followed by "/" and "*" (e.g. "tenant/" "*").
  * Buckets named "tenant/<anything>" are then made on first use by rl_bucket_get with the
  * template's policy and parent, by whichever process asks first, so one definition serves
  * thousands of tenants. Same errors as rl_bucket_define.
@@ -424,7 +424,7 @@ struct rl_config_table {
 const struct rl_config_table *rl_config_table(const rl_config *config);
 
 struct rl_config_bucket {
-    const char *name;   /* a bucket name, or a template pattern "prefix/*" */
+    const char *name;   /* a bucket name, or a template pattern: prefix, "/", "*" */
     const char *parent; /* NULL if none */
     struct rl_policy policy;
     bool is_template;

@@ -26,13 +26,16 @@
 
 #include "internal.h"
 
-#define CHAIN_RULES     (RL_MAX_DEPTH * RL_MAX_RULES)
+#define CHAIN_RULES     (RL_MAX_DEPTH * (RL_MAX_RULES + 1)) /* + each bucket's server rule */
 #define FIXPOINT_ROUNDS 8
 #define STALE_LIMIT     64
 #define REPAIR_AFTER    8
 
 struct step {
-    struct rule_ctx ctx;
+    struct rule_ctx ctx;       /* ctx.rule is NULL for a server rule */
+    rl_atomic64 *word;         /* the state word */
+    int kind;                  /* enum rl_rule_kind, or RL_SERVER */
+    struct shm_policy *policy; /* the block the rule belongs to (NULL: server rule) */
     rl_bucket *bucket;
     bool dry_run;   /* the rule's bucket is in dry-run: count its refusals, never enforce */
     bool skip;      /* dry-run rule that would refuse: not committed */
@@ -45,8 +48,21 @@ struct plan {
     unsigned n;
     uint32_t cost;
     uint64_t now, d;
+    uint64_t cooldown; /* latest cool-down end of the chain's buckets */
     bool dry_rejected;
 };
+
+static struct step *plan_add(struct plan *pl, rl_bucket *x, struct shm_policy *p)
+{
+    struct step *s = &pl->steps[pl->n++];
+    memset(s, 0, sizeof(*s));
+    s->ctx.table = x->table;
+    s->ctx.margin_ns = p->margin_ns;
+    s->policy = p;
+    s->bucket = x;
+    s->dry_run = p->flags & RL_POLICY_DRY_RUN;
+    return s;
+}
 
 static int plan_build(rl_bucket *b, struct plan *pl)
 {
@@ -56,32 +72,48 @@ static int plan_build(rl_bucket *b, struct plan *pl)
         if (!p)
             return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", x->name);
         for (uint32_t i = 0; i < p->nrules; i++) {
-            struct step *s = &pl->steps[pl->n++];
-            memset(s, 0, sizeof(*s));
-            s->ctx.table = b->table;
+            struct step *s = plan_add(pl, x, p);
             s->ctx.rule = &p->rules[i];
-            s->ctx.margin_ns = p->margin_ns;
-            s->bucket = x;
-            s->dry_run = p->flags & RL_POLICY_DRY_RUN;
+            s->word = &p->rules[i].word;
+            s->kind = (int)p->rules[i].kind;
+        }
+        /* Relaxed: 0 means "never reported"; a report racing this decision is ordered
+         * after it, as if it had arrived a moment later. */
+        if (rl_load_relaxed(&x->rec->server) != 0) {
+            struct step *s = plan_add(pl, x, p);
+            s->word = &x->rec->server;
+            s->kind = RL_SERVER;
+            s->policy = NULL;
         }
     }
     return 0;
 }
 
-static void plan_load(struct plan *pl, bool repair)
+/* Load every word; false if one is frozen (a policy switch: finish it and rebuild). */
+static bool plan_load(struct plan *pl, bool repair)
 {
+    pl->cooldown = 0;
     for (unsigned i = 0; i < pl->n; i++) {
         struct step *s = &pl->steps[i];
         /* A5: acquire pairs with C2 of whoever wrote the word last. */
-        s->ctx.word = rl_load_acquire(&s->ctx.rule->word);
+        s->ctx.word = rl_load_acquire(s->word);
         s->ctx.repair = repair;
         s->skip = false;
+        if (s->policy && (s->ctx.word & RL_FROZEN)) {
+            rl_switch_help(s->bucket, s->policy);
+            return false;
+        }
+        /* A7: acquire pairs with the cool-down CAS of rl_report. */
+        pl->cooldown = rl_max(pl->cooldown, rl_load_acquire(&s->bucket->rec->cooldown_until));
     }
+    return true;
 }
 
 static int rule_earliest(struct step *s, uint64_t at, uint32_t cost, uint64_t *e)
 {
-    switch (s->ctx.rule->kind) {
+    switch (s->kind) {
+    case RL_SERVER:
+        return server_earliest(s->ctx.word, at, cost, e);
     case RL_GCRA:
         return gcra_earliest(&s->ctx, at, cost, e);
     case RL_FIXED:
@@ -93,7 +125,9 @@ static int rule_earliest(struct step *s, uint64_t at, uint32_t cost, uint64_t *e
 
 static uint64_t rule_next_word(const struct step *s, uint64_t d, uint32_t cost)
 {
-    switch (s->ctx.rule->kind) {
+    switch (s->kind) {
+    case RL_SERVER:
+        return server_next_word(s->ctx.word, d, cost);
     case RL_GCRA:
         return gcra_next_word(&s->ctx, d, cost);
     case RL_FIXED:
@@ -105,20 +139,20 @@ static uint64_t rule_next_word(const struct step *s, uint64_t d, uint32_t cost)
 
 static void rule_undo(struct step *s, uint32_t cost)
 {
-    if (s->ctx.rule->kind == RL_FIXED) {
+    if (s->kind == RL_FIXED) {
         fixed_undo(&s->ctx, s->mine, cost);
         return;
     }
     /* U1: restore the word only if it is still ours. For a sliding head this also means no
      * one claimed units after ours, so no one helped our (unwritten) log entries either. */
     uint64_t mine = s->mine;
-    rl_cas(&s->ctx.rule->word, &mine, s->ctx.word);
+    rl_cas(s->word, &mine, s->ctx.word);
 }
 
 /* Step 3: the least instant >= now that every enforced rule admits. */
 static int plan_instant(struct plan *pl)
 {
-    uint64_t d = pl->now;
+    uint64_t d = rl_max(pl->now, pl->cooldown);
     for (unsigned i = 0; i < pl->n; i++) {
         struct step *s = &pl->steps[i];
         if (rule_earliest(s, pl->now, pl->cost, &s->tight) != RULE_OK)
@@ -180,9 +214,13 @@ static bool plan_commit(struct plan *pl)
             continue;
         s->mine = rule_next_word(s, pl->d, pl->cost);
         uint64_t expected = s->ctx.word;
+        if (s->kind == RL_SERVER && s->mine == expected) {
+            s->skip = true; /* an expired server rule: nothing to take */
+            continue;
+        }
         /* C2: acq_rel. Release: a sliding head publishes the log entries we read and the
          * helping we did; acquire: nothing extra. The linearization point of this rule. */
-        if (!rl_cas(&s->ctx.rule->word, &expected, s->mine)) {
+        if (!rl_cas(s->word, &expected, s->mine)) {
             while (i-- > 0)
                 if (!pl->steps[i].skip)
                     rule_undo(&pl->steps[i], pl->cost);
@@ -196,7 +234,7 @@ static void plan_finalize(struct plan *pl)
 {
     for (unsigned i = 0; i < pl->n; i++) {
         struct step *s = &pl->steps[i];
-        if (!s->skip && s->ctx.rule->kind == RL_SLIDING)
+        if (!s->skip && s->kind == RL_SLIDING)
             sliding_finalize(&s->ctx, s->ctx.word, s->mine);
     }
 }
@@ -213,7 +251,9 @@ static uint64_t plan_remaining(struct plan *pl, bool committed)
             continue;
         if (committed && !s->skip)
             c.word = s->mine;
-        if (c.rule->kind == RL_GCRA)
+        if (s->kind == RL_SERVER)
+            st.remaining = server_remaining(c.word, pl->now);
+        else if (c.rule->kind == RL_GCRA)
             gcra_usage(&c, pl->now, &st);
         else if (c.rule->kind == RL_FIXED)
             fixed_usage(&c, pl->now, &st);
@@ -236,7 +276,7 @@ static void count_admitted(rl_bucket *b, struct plan *pl)
         rl_fetch_add_relaxed(&b->rec->counters.waited_ns, pl->d - pl->now);
     }
     for (unsigned i = 0; i < pl->n; i++)
-        if (pl->steps[i].skip)
+        if (pl->steps[i].skip && pl->steps[i].dry_run)
             rl_fetch_add_relaxed(&pl->steps[i].bucket->rec->counters.dry_run_rejected, 1);
 }
 
@@ -263,7 +303,16 @@ static void fill_decision(struct rl_decision *out, struct plan *pl, const rl_tab
 static int decide(rl_bucket *b, struct plan *pl, uint64_t max_wait)
 {
     for (unsigned stale = 0;;) {
-        plan_load(pl, stale > REPAIR_AFTER);
+        if (!plan_load(pl, stale > REPAIR_AFTER)) {
+            /* The policy switched: decide under the new one. A switch that cannot finish
+             * (a damaged successor block) counts as stale, so the loop stays bounded. */
+            int err = plan_build(b, pl);
+            if (err)
+                return err;
+            if (++stale > STALE_LIMIT)
+                return rl_fail(RL_ECORRUPT, "bucket '%s': its policy switch is damaged", b->name);
+            continue;
+        }
         pl->now = rl_clock_rel(b->table);
         int rc = plan_instant(pl);
         if (rc == RULE_OK)
@@ -285,7 +334,9 @@ static int decide(rl_bucket *b, struct plan *pl, uint64_t max_wait)
     }
 }
 
-static int acquire(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out)
+/* Returns 0 (admitted at *at, relative; slept until then), RL_ELIMITED, or an error. */
+static int acquire(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out,
+                   uint64_t *at)
 {
     struct plan pl;
     if (!b || cost == 0)
@@ -306,6 +357,7 @@ static int acquire(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_dec
     plan_finalize(&pl);
     count_admitted(b, &pl);
     fill_decision(out, &pl, b->table, true);
+    *at = pl.d > pl.now ? pl.d : 0;
     if (pl.d > pl.now)
         sleep_until(b->table, pl.d);
     return 0;
@@ -313,11 +365,43 @@ static int acquire(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_dec
 
 int rl_try_acquire(rl_bucket *b, uint32_t cost, struct rl_decision *out)
 {
-    return acquire(b, cost, 0, out);
+    uint64_t at;
+    return acquire(b, cost, 0, out, &at);
+}
+
+/*
+ * If a cool-down that began at or before our reserved instant d still covered d when we
+ * woke, the vendor told the pool to stop before our turn came: the turn is void (its units
+ * stay counted: under-admission). Resume after the cool-down, as far behind its end as d
+ * was behind its start, so the waiters come back in their reserved order, spread out.
+ * Returns that instant, or 0 if the turn stands.
+ */
+static uint64_t turn_voided_until(const rl_bucket *b, uint64_t d)
+{
+    uint64_t resume = 0;
+    for (const rl_bucket *x = b; x; x = x->parent) {
+        /* A8: acquire pairs with the CAS of rl_report (start is raised before until). */
+        uint64_t until = rl_load_acquire(&x->rec->cooldown_until);
+        uint64_t start = rl_load_acquire(&x->rec->cooldown_start);
+        if (start <= d && d < until)
+            resume = rl_max(resume, until + (d - start));
+    }
+    return resume;
 }
 
 int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out)
 {
-    int rc = acquire(b, cost, timeout_ns, out);
-    return rc == RL_ELIMITED ? RL_ETIMEDOUT : rc;
+    uint64_t deadline = b ? rl_sat_add(rl_clock_rel(b->table), timeout_ns) : 0, at, resume;
+    for (;;) {
+        int rc = acquire(b, cost, timeout_ns, out, &at);
+        if (rc < 0)
+            return rc == RL_ELIMITED ? RL_ETIMEDOUT : rc;
+        if (!at || !(resume = turn_voided_until(b, at)))
+            return 0;
+        if (resume >= deadline)
+            return rl_fail(RL_ETIMEDOUT, "bucket '%s': cooling down after a 429", b->name);
+        sleep_until(b->table, resume);
+        uint64_t now = rl_clock_rel(b->table);
+        timeout_ns = deadline > now ? deadline - now : 0;
+    }
 }

@@ -45,9 +45,12 @@ static bool rule_ok(const rl_table *t, const struct shm_rule *r)
 
 struct shm_policy *rl_bucket_policy(const rl_bucket *b)
 {
-    const rl_table *t = b->table;
-    /* A3: acquire pairs with the release that published the block (R1 or a later swap). */
-    uint64_t off = rl_load_acquire(&b->rec->policy_off);
+    /* A3: acquire pairs with the release that published the block (R1 or S5). */
+    return rl_policy_at(b->table, rl_load_acquire(&b->rec->policy_off));
+}
+
+struct shm_policy *rl_policy_at(const rl_table *t, uint64_t off)
+{
     struct shm_policy *p = rl_arena_at(t, off, sizeof(*p));
     if (!p || p->nrules == 0 || p->nrules > RL_MAX_RULES || p->margin_ns > RL_MARGIN_MAX_NS ||
         !rl_arena_at(t, off, sizeof(*p) + p->nrules * sizeof(struct shm_rule)))
@@ -68,8 +71,7 @@ static uint64_t policy_bytes(const struct rl_policy *pol, uint64_t *logs_off)
     return bytes;
 }
 
-/* Allocate and fill a policy block (not yet visible to anyone). */
-static int policy_create(rl_table *t, const struct rl_policy *pol, uint64_t *out_off)
+int rl_policy_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint64_t *out_off)
 {
     uint64_t log_at, off;
     int err = rl_arena_alloc(t, policy_bytes(pol, &log_at), &off);
@@ -87,8 +89,9 @@ static int policy_create(rl_table *t, const struct rl_policy *pol, uint64_t *out
         r->period_ns = src->period_ns;
         r->burst = src->kind == RL_GCRA ? src->burst : 0;
         r->interval_ns = rl_gcra_interval(src->limit, src->period_ns);
-        /* Relaxed: the whole block is published by the release store of policy_off/state. */
-        rl_store_relaxed(&r->word, 0);
+        /* Relaxed: the whole block is published by the release store of policy_off/state
+         * (R1), or of the predecessor's next_off (S2). */
+        rl_store_relaxed(&r->word, word);
         if (src->kind == RL_SLIDING) {
             r->log_off = off + log_at;
             rl_atomic64 *log = (rl_atomic64 *)(t->arena + r->log_off);
@@ -102,7 +105,7 @@ static int policy_create(rl_table *t, const struct rl_policy *pol, uint64_t *out
     return 0;
 }
 
-static void policy_read(const struct shm_policy *p, struct rl_policy *out)
+void rl_policy_read(const struct shm_policy *p, struct rl_policy *out)
 {
     memset(out, 0, sizeof(*out));
     out->nrules = p->nrules;
@@ -114,7 +117,7 @@ static void policy_read(const struct shm_policy *p, struct rl_policy *out)
     }
 }
 
-static bool policy_same(const struct rl_policy *a, const struct rl_policy *b)
+bool rl_policy_same(const struct rl_policy *a, const struct rl_policy *b)
 {
     if (a->nrules != b->nrules || a->flags != b->flags || a->margin_ns != b->margin_ns)
         return false;
@@ -194,8 +197,8 @@ static int check_existing(rl_table *t, uint32_t no, const struct rl_policy *pol,
     struct rl_policy have;
     if (!p)
         return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", (*out)->name);
-    policy_read(p, &have);
-    if (!policy_same(&have, pol) || (*out)->parent != parent)
+    rl_policy_read(p, &have);
+    if (!rl_policy_same(&have, pol) || (*out)->parent != parent)
         return rl_fail(RL_EEXIST, "bucket '%s' already exists with other rules or parent",
                        (*out)->name);
     return 0;
@@ -210,7 +213,7 @@ static int parent_depth(const rl_bucket *parent)
 }
 
 static int record_create(rl_table *t, const char *name, const struct rl_policy *pol,
-                         const rl_bucket *parent, uint32_t *no)
+                         const rl_bucket *parent, uint32_t flags, uint32_t *no)
 {
     /* Relaxed: the number only has to be unique (see shm_format.h). */
     uint64_t n = rl_fetch_add_relaxed(&t->hdr->next_bucket, 1);
@@ -218,12 +221,13 @@ static int record_create(rl_table *t, const char *name, const struct rl_policy *
         return rl_fail(RL_EFULL, "table %s is full: all %u buckets are in use", t->path,
                        t->hdr->capacity);
     uint64_t off;
-    int err = policy_create(t, pol, &off);
+    int err = rl_policy_create(t, pol, 0, &off);
     if (err)
         return err;
     struct shm_bucket *rec = &t->buckets[n];
     strlcpy(rec->name, name, sizeof(rec->name));
     rec->parent = parent ? parent->no + 1 : 0;
+    rec->flags = flags;
     rl_store_relaxed(&rec->policy_off, off); /* published by R1 */
     /* R1: release publishes the name, parent, policy block and its initial state. */
     rl_store32_release(&rec->state, RL_BUCKET_BUILT);
@@ -231,16 +235,15 @@ static int record_create(rl_table *t, const char *name, const struct rl_policy *
     return 0;
 }
 
-int rl_bucket_define(rl_table *t, const char *name, const struct rl_policy *pol,
-                     const char *parent_name, rl_bucket **out)
+/* Define a bucket (flags 0) or a template (RL_BUCKET_TEMPLATE); name already checked. */
+static int define(rl_table *t, const char *name, const struct rl_policy *pol,
+                  const char *parent_name, uint32_t flags, rl_bucket **out)
 {
     struct rl_parse_error perr;
     rl_bucket *parent = NULL, *dummy;
     uint32_t no, winner;
     if (!out)
         out = &dummy;
-    if (rl_name_check(name) < 0)
-        return RL_ENAME;
     if (!pol || rl_policy_check(pol, &perr) < 0)
         return rl_fail(RL_EPARSE, "bucket '%s': %s", name, pol ? perr.message : "no policy");
     if (parent_name && rl_bucket_lookup(t, parent_name, &parent) < 0)
@@ -252,13 +255,74 @@ int rl_bucket_define(rl_table *t, const char *name, const struct rl_policy *pol,
         return check_existing(t, no, pol, parent, out);
     if (t->read_only)
         return rl_fail(RL_EPERM, "table %s is open read-only", t->path);
-    int err = record_create(t, name, pol, parent, &no);
+    int err = record_create(t, name, pol, parent, flags, &no);
     if (err)
         return err;
     if ((err = rl_index_insert(t, name, no, &winner)) < 0)
         return err;
     return winner == no ? rl_bucket_handle(t, no, out)
                         : check_existing(t, winner, pol, parent, out);
+}
+
+int rl_bucket_define(rl_table *t, const char *name, const struct rl_policy *pol, const char *parent,
+                     rl_bucket **out)
+{
+    if (rl_name_check(name) < 0)
+        return RL_ENAME;
+    return define(t, name, pol, parent, 0, out);
+}
+
+int rl_template_define(rl_table *t, const char *pattern, const struct rl_policy *pol,
+                       const char *parent)
+{
+    char prefix[RL_NAME_MAX + 1];
+    size_t len = pattern ? strlen(pattern) : 0;
+    if (len < 3 || len > RL_NAME_MAX || strcmp(pattern + len - 2, "/*") != 0)
+        return rl_fail(RL_ENAME, "template '%s' must be a name followed by '/*'",
+                       pattern ? pattern : "");
+    memcpy(prefix, pattern, len - 2);
+    prefix[len - 2] = '\0';
+    if (rl_name_check(prefix) < 0)
+        return RL_ENAME;
+    return define(t, pattern, pol, parent, RL_BUCKET_TEMPLATE, NULL);
+}
+
+/* The template for `name` with the longest prefix, if any. */
+static int template_for(rl_table *t, const char *name, rl_bucket **out)
+{
+    char pattern[RL_NAME_MAX + 3];
+    strlcpy(pattern, name, sizeof(pattern));
+    for (char *slash = strrchr(pattern, '/'); slash; slash = strrchr(pattern, '/')) {
+        uint32_t no;
+        strlcpy(slash, "/*", 3);
+        if (rl_index_find(t, pattern, &no) == 0 && rl_bucket_handle(t, no, out) == 0 &&
+            rl_bucket_is_template(*out))
+            return 0;
+        *slash = '\0';
+    }
+    return RL_ENOENT;
+}
+
+int rl_bucket_get(rl_table *t, const char *name, rl_bucket **out)
+{
+    rl_bucket *tpl;
+    struct rl_policy pol;
+    int err = rl_bucket_lookup(t, name, out);
+    if (err != RL_ENOENT)
+        return err;
+    if (template_for(t, name, &tpl) < 0)
+        return rl_fail(RL_ENOENT, "no bucket named '%s' and no template for it in %s", name,
+                       t->path);
+    struct shm_policy *p = rl_bucket_policy(tpl);
+    if (!p)
+        return rl_fail(RL_ECORRUPT, "template '%s' is damaged", tpl->name);
+    rl_policy_read(p, &pol);
+    return define(t, name, &pol, tpl->parent ? tpl->parent->name : NULL, 0, out);
+}
+
+bool rl_bucket_is_template(const rl_bucket *b)
+{
+    return b->rec->flags & RL_BUCKET_TEMPLATE;
 }
 
 const char *rl_bucket_name(const rl_bucket *b)
@@ -277,28 +341,39 @@ static void rule_ctx_init(struct rule_ctx *c, const rl_bucket *b, const struct s
     c->table = b->table;
     c->rule = (struct shm_rule *)&p->rules[i];
     c->margin_ns = p->margin_ns;
-    /* Acquire: pairs with the CAS of the last decision (see acquire.c). */
-    c->word = rl_load_acquire(&c->rule->word);
+    c->repair = false;
+    /* Acquire: pairs with the CAS of the last decision (see acquire.c). The frozen bit of
+     * a block being replaced does not change what its usage was. */
+    c->word = rl_load_acquire(&c->rule->word) & ~RL_FROZEN;
 }
 
 int rl_bucket_reset(rl_bucket *b)
 {
     if (b->table->read_only)
         return rl_fail(RL_EPERM, "table %s is open read-only", b->table->path);
-    struct shm_policy *p = rl_bucket_policy(b);
-    if (!p)
-        return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
-    uint64_t now = rl_clock_rel(b->table);
-    for (uint32_t i = 0; i < p->nrules; i++) {
-        struct rule_ctx c;
-        rule_ctx_init(&c, b, p, i);
-        if (p->rules[i].kind == RL_GCRA)
-            gcra_reset(&c, now);
-        else if (p->rules[i].kind == RL_FIXED)
-            fixed_reset(&c, now);
-        else
-            sliding_reset(&c, now);
-    }
+    struct shm_policy *p;
+    /* Reset the current block; if it was being replaced meanwhile, finish the switch and
+     * reset the new block too (the carried usage may predate our reset). */
+    do {
+        if (!(p = rl_bucket_policy(b)))
+            return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
+        uint64_t now = rl_clock_rel(b->table);
+        for (uint32_t i = 0; i < p->nrules; i++) {
+            struct rule_ctx c;
+            rule_ctx_init(&c, b, p, i);
+            if (p->rules[i].kind == RL_GCRA)
+                gcra_reset(&c, now);
+            else if (p->rules[i].kind == RL_FIXED)
+                fixed_reset(&c, now);
+            else
+                sliding_reset(&c, now);
+        }
+    } while (rl_switch_help(b, p));
+    /* Relaxed: the pause and the server's view are forgotten too; a decider racing the
+     * reset may still see them once, as if it had decided a moment earlier. */
+    rl_store_relaxed(&b->rec->cooldown_until, 0);
+    rl_store_relaxed(&b->rec->server, 0);
+    rl_store_relaxed(&b->rec->backoff, 0);
     rl_fetch_add_relaxed(&b->rec->counters.resets, 1); /* relaxed: a statistic */
     return 0;
 }
@@ -313,6 +388,7 @@ static void counters_read(const struct shm_counters *s, struct rl_counters *out)
     out->waited_ns = rl_load_relaxed(&s->waited_ns);
     out->dry_run_rejected = rl_load_relaxed(&s->dry_run_rejected);
     out->resets = rl_load_relaxed(&s->resets);
+    out->reported_429 = rl_load_relaxed(&s->reported_429);
 }
 
 int rl_bucket_info(const rl_bucket *b, struct rl_bucket_info *out)
@@ -325,9 +401,11 @@ int rl_bucket_info(const rl_bucket *b, struct rl_bucket_info *out)
     struct shm_policy *p = rl_bucket_policy(b);
     if (!p)
         return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
-    policy_read(p, &out->policy);
+    rl_policy_read(p, &out->policy);
     uint64_t now = rl_clock_rel(b->table);
     out->now_ns = now + b->table->hdr->epoch_ns;
+    out->is_template = rl_bucket_is_template(b);
+    rl_feedback_read(b, now, &out->feedback);
     for (uint32_t i = 0; i < p->nrules; i++) {
         struct rule_ctx c;
         rule_ctx_init(&c, b, p, i);

@@ -3,7 +3,8 @@
  * since the Unix epoch, as servers that reset "at the top of the minute" count.
  *
  * State word (64 bits):
- *   gen:8     incremented by reset, so an undo racing a reset cannot give units back
+ *   frozen:1  see update.c
+ *   gen:7     incremented by reset, so an undo racing a reset cannot give units back
  *   window:24 the counted window's number (wall ns / T) mod 2^24
  *   count:32  units admitted in that window
  * The wall clock is read once, at table creation (header.wall_offset_ns); decisions only
@@ -20,7 +21,7 @@
 
 static uint64_t word_gen(uint64_t w)
 {
-    return w >> 56;
+    return (w >> 56) & 0x7f;
 }
 static uint64_t word_win(uint64_t w)
 {
@@ -32,7 +33,7 @@ static uint64_t word_count(uint64_t w)
 }
 static uint64_t make_word(uint64_t gen, uint64_t win, uint64_t count)
 {
-    return (gen & 0xff) << 56 | (win & WIN_MASK) << 32 | count;
+    return (gen & 0x7f) << 56 | (win & WIN_MASK) << 32 | count;
 }
 
 static int64_t wall_of(const struct rule_ctx *c, uint64_t rel)
@@ -95,7 +96,7 @@ void fixed_undo(struct rule_ctx *c, uint64_t mine, uint32_t cost)
     /* Counts commute: taking our units back from the same window (same gen) is exact,
      * whoever added units since. Another window, or a reset: nothing to give back. */
     uint64_t v = rl_load_acquire(&c->rule->word);
-    while (word_gen(v) == word_gen(mine) && word_win(v) == word_win(mine) &&
+    while (!(v & RL_FROZEN) && word_gen(v) == word_gen(mine) && word_win(v) == word_win(mine) &&
            word_count(v) >= cost) {
         if (rl_cas(&c->rule->word, &v, v - cost))
             return;
@@ -105,7 +106,8 @@ void fixed_undo(struct rule_ctx *c, uint64_t mine, uint32_t cost)
 void fixed_reset(struct rule_ctx *c, uint64_t now)
 {
     uint64_t v = rl_load_acquire(&c->rule->word);
-    while (!rl_cas(&c->rule->word, &v, make_word(word_gen(v) + 1, window_of(c, now), 0)))
+    while (!(v & RL_FROZEN) &&
+           !rl_cas(&c->rule->word, &v, make_word(word_gen(v) + 1, window_of(c, now), 0)))
         ;
 }
 

@@ -1,7 +1,7 @@
 /*
  * gcra.c - token bucket as GCRA: sustained N per T, burst capacity B.
  *
- * State word = TAT (theoretical arrival time, relative ns). I = ceil(T/N) ns per unit.
+ * State word = TAT (theoretical arrival time, relative ns, below 2^63). I = ceil(T/N) ns per unit.
  * A request of `cost` units at instant t is admitted iff
  *     max(TAT, t) - t <= (B - cost) * I - margin
  * i.e. the bucket holds at least `cost` tokens with `margin` to spare, and then
@@ -38,8 +38,11 @@ uint64_t gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
 void gcra_reset(struct rule_ctx *c, uint64_t now)
 {
     (void)now;
-    /* Release: pairs with deciders' acquire loads; TAT 0 is "full" at every instant. */
-    rl_store_release(&c->rule->word, 0);
+    /* TAT 0 is "full" at every instant. A frozen word belongs to a block being replaced
+     * and stays as it is (bucket.c then resets the new block). */
+    uint64_t v = rl_load_acquire(&c->rule->word);
+    while (!(v & RL_FROZEN) && !rl_cas(&c->rule->word, &v, 0))
+        ;
 }
 
 void gcra_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out)

@@ -59,6 +59,15 @@ uint32_t rl_bucket_count(const rl_table *t);
 int rl_bucket_handle(rl_table *t, uint32_t no, rl_bucket **out);
 /* The bucket's current policy block, validated; NULL if damaged. */
 struct shm_policy *rl_bucket_policy(const rl_bucket *b);
+/* The policy block at arena offset `off`, validated; NULL if damaged. */
+struct shm_policy *rl_policy_at(const rl_table *t, uint64_t off);
+/* Allocate and fill a policy block whose state words hold `word` (not yet visible). */
+int rl_policy_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint64_t *off);
+void rl_policy_read(const struct shm_policy *p, struct rl_policy *out);
+bool rl_policy_same(const struct rl_policy *a, const struct rl_policy *b);
+
+/* update.c: finish a switch away from block p, if one started. True if it did. */
+bool rl_switch_help(const rl_bucket *b, struct shm_policy *p);
 
 /*
  * One rule of a decision: where its state lives and what a decision needs to know.
@@ -105,6 +114,24 @@ void sliding_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state 
 uint64_t sliding_remaining(const struct rule_ctx *c, uint64_t now);
 /* Validate a sliding rule's log location; false if damaged. */
 bool sliding_log_ok(const rl_table *t, const struct shm_rule *r);
+/* A new log's entries as if `units` were admitted at `at` (update.c S4). */
+void sliding_seed(const struct rule_ctx *c, uint64_t units, uint64_t at);
+
+/* headers.c: parse hostile header values; false means malformed. */
+bool rl_header_uint(const char *text, uint64_t *out);
+bool rl_header_http_date(const char *text, int64_t *epoch);
+bool rl_header_retry_after(const char *text, uint64_t *delay_ns);
+bool rl_header_reset(const char *text, uint64_t *delay_ns);
+bool rl_header_ratelimit(const char *text, uint64_t *remaining, uint64_t *reset_ns);
+bool rl_header_policy(const char *text, uint64_t *quota, uint64_t *window_ns);
+int64_t rl_wall_now_ns(void);
+
+/* feedback.c: the server rule (a pseudo-rule whose word lives in the bucket record). */
+#define RL_SERVER 3
+int server_earliest(uint64_t word, uint64_t at, uint32_t cost, uint64_t *earliest);
+uint64_t server_next_word(uint64_t word, uint64_t d, uint32_t cost);
+uint64_t server_remaining(uint64_t word, uint64_t now);
+void rl_feedback_read(const rl_bucket *b, uint64_t now, struct rl_feedback_state *out);
 
 /* policy.c */
 uint64_t rl_gcra_interval(uint64_t limit, uint64_t period_ns);

@@ -104,7 +104,7 @@ struct shm_counters {
 
 /* Bucket record flags (immutable once BUILT). */
 enum shm_bucket_flags {
-    RL_BUCKET_TEMPLATE = 1 << 0, /* name is "prefix/*": rules for buckets made on first use */
+    RL_BUCKET_TEMPLATE = 1 << 0, /* name is a pattern (prefix, "/", "*") */
 };
 
 struct shm_bucket {
@@ -136,11 +136,13 @@ struct shm_bucket {
 };
 
 /*
- * One rule and its state word. The word's encoding depends on the kind:
+ * One rule and its state word. Bit 63 of every state word is RL_FROZEN: set when the
+ * bucket switches to a new policy block (update.c); a frozen word is never committed to.
+ * The other bits depend on the kind:
  *
  *   RL_GCRA     word = TAT, the theoretical arrival time, relative ns. TAT <= now means a
  *               full bucket; each admitted unit adds interval_ns.
- *   RL_FIXED    word = gen:8 | window:24 | count:32. window = (wall-clock ns / T) mod 2^24
+ *   RL_FIXED    word = gen:7 | window:24 | count:32. window = (wall-clock ns / T) mod 2^24
  *               of the window being counted; gen changes on reset so a late undo of a
  *               request made before the reset cannot give units back after it.
  *   RL_SLIDING  word = pos:20 | last:44, the log's head (see sliding.c): pos = units
@@ -158,12 +160,22 @@ struct shm_rule {
     uint64_t reserved1;
 };
 
-/* A policy block: immutable once published, except the rules' state words. */
+#define RL_FROZEN (1ULL << 63)
+#define RL_UNINIT UINT64_MAX /* a new block's state word before the switch fills it in */
+
+/*
+ * A policy block: immutable once published, except the rules' state words and next_off.
+ * next_off: 0, or the arena offset of the block replacing this one (CAS from 0, release:
+ * publishes that block's rules and carry_at). carry_at: the relative instant at which the
+ * usage of the block it replaces is carried over.
+ */
 struct shm_policy {
     uint32_t nrules;
     uint32_t flags; /* enum rl_policy_flags */
     uint64_t margin_ns;
-    uint64_t reserved[6];
+    rl_atomic64 next_off;
+    uint64_t carry_at;
+    uint64_t reserved[4];
     struct shm_rule rules[]; /* nrules entries */
 };
 

@@ -7,7 +7,8 @@
  * more than N units (unit k and unit k-N are always at least T apart).
  *
  * Head word (the rule's state word), 64 bits:
- *   pos:20   units admitted so far, mod 4N (N <= 2^18)
+ *   frozen:1 see update.c
+ *   pos:19   units admitted so far, mod 4N (N <= 2^17)
  *   last:44  ceil(admission instant of the latest unit) in ticks of RL_TICK_NS
  * Log word, 64 bits:
  *   lap:2    (k / N) mod 4 of the unit whose instant it holds
@@ -29,12 +30,11 @@
  */
 #include "internal.h"
 
-#define POS_BITS  20
 #define TICK_MASK ((1ULL << 44) - 1)
 
 static uint64_t head_pos(uint64_t w)
 {
-    return w >> 44;
+    return (w & ~RL_FROZEN) >> 44;
 }
 static uint64_t head_last(uint64_t w)
 {
@@ -169,6 +169,18 @@ void sliding_reset(struct rule_ctx *c, uint64_t now)
         uint64_t v = rl_load_acquire(w);
         while (!rl_cas(w, &v, make_word(log_lap(v), 62, 0)))
             ;
+    }
+}
+
+void sliding_seed(const struct rule_ctx *c, uint64_t units, uint64_t at)
+{
+    /* Entries hold units -N..-1 (lap 3). The last `units` of them get tick ceil(at), so new
+     * units 0..N-units-1 are free and the rest wait until at + T. Any helper writes the same
+     * values; the CAS from the fresh value makes the writes idempotent. */
+    uint64_t n = c->rule->limit, tick = ceil_tick(at);
+    for (uint64_t k = n - units; k < n; k++) {
+        uint64_t fresh = make_word(3, 62, 0);
+        rl_cas(log_word(c, k), &fresh, make_word(3, 62, tick));
     }
 }
 

@@ -1,0 +1,219 @@
+/*
+ * feedback.c - what the vendor answered, shared by the whole pool through the table.
+ *
+ * Cool-down (shm_bucket.cooldown_until/_start): after a 429, no process admits anything
+ * from the bucket (or its children) before cooldown_until. Both words only grow, by CAS,
+ * so concurrent reports keep the latest pause. Deciders read cooldown_until like a rule
+ * (acquire.c); waiters whose reserved turn falls inside a cool-down give the turn up and
+ * take a new one after it, keeping their order (see rl_acquire).
+ *
+ * Server rule (shm_bucket.server, remaining:20 | until:44 ticks): the budget the server
+ * says is left until its reset, when that is less than ours. Deciders treat it as one more
+ * rule of the bucket: each admission before `until` takes units from `remaining`.
+ */
+#include <string.h>
+#include <time.h>
+
+#include <bsd/stdlib.h>
+
+#include "internal.h"
+
+#define HOUR_NS    3600000000000ULL
+#define SERVER_MAX ((1ULL << 20) - 1)
+#define TICK_MASK  ((1ULL << 44) - 1)
+
+static uint64_t server_word(uint64_t remaining, uint64_t until_ns)
+{
+    return remaining << 44 | ((until_ns + RL_TICK_NS - 1) / RL_TICK_NS & TICK_MASK);
+}
+
+static uint64_t server_until(uint64_t w)
+{
+    return (w & TICK_MASK) * RL_TICK_NS;
+}
+
+static uint64_t server_left(uint64_t w)
+{
+    return w >> 44;
+}
+
+int server_earliest(uint64_t w, uint64_t at, uint32_t cost, uint64_t *earliest)
+{
+    uint64_t until = server_until(w);
+    *earliest = at >= until || server_left(w) >= cost ? at : until;
+    return RULE_OK;
+}
+
+uint64_t server_next_word(uint64_t w, uint64_t d, uint32_t cost)
+{
+    return d >= server_until(w) ? w : w - ((uint64_t)cost << 44);
+}
+
+uint64_t server_remaining(uint64_t w, uint64_t now)
+{
+    return now >= server_until(w) ? UINT64_MAX : server_left(w);
+}
+
+/* Raise a grow-only word to at least v. Acq_rel CAS: pairs with deciders' acquire loads. */
+static void raise_to(rl_atomic64 *word, uint64_t v)
+{
+    uint64_t cur = rl_load_acquire(word);
+    while (cur < v && !rl_cas(word, &cur, v))
+        ;
+}
+
+/* Full-jitter exponential backoff: uniform in [0, min(cap, 1 s * 2^n)). */
+static uint64_t backoff_pause(unsigned n, uint64_t cap)
+{
+    uint64_t ceiling = n >= 30 ? cap : (1000000000ULL << n);
+    ceiling = ceiling < cap ? ceiling : cap;
+    uint64_t ms = ceiling / 1000000ULL;
+    return ms ? (uint64_t)arc4random_uniform((uint32_t)(ms > UINT32_MAX ? UINT32_MAX : ms)) *
+                    1000000ULL
+              : 0;
+}
+
+struct parsed {
+    uint64_t retry_ns, reset_ns, remaining;
+    bool has_retry, has_reset, has_remaining;
+};
+
+static void parse_response(const struct rl_response *r, struct parsed *p, unsigned *ignored)
+{
+    uint64_t limit, window;
+    memset(p, 0, sizeof(*p));
+    if (r->retry_after && !(p->has_retry = rl_header_retry_after(r->retry_after, &p->retry_ns)))
+        *ignored |= RL_IGNORED_RETRY_AFTER;
+    if (r->reset && !(p->has_reset = rl_header_reset(r->reset, &p->reset_ns)))
+        *ignored |= RL_IGNORED_RESET;
+    if (r->remaining && !(p->has_remaining = rl_header_uint(r->remaining, &p->remaining)))
+        *ignored |= RL_IGNORED_REMAINING;
+    if (r->limit && !rl_header_uint(r->limit, &limit))
+        *ignored |= RL_IGNORED_LIMIT;
+    if (r->ratelimit_policy && !rl_header_policy(r->ratelimit_policy, &limit, &window))
+        *ignored |= RL_IGNORED_RATELIMIT;
+    if (r->ratelimit) {
+        uint64_t rem, reset;
+        if (rl_header_ratelimit(r->ratelimit, &rem, &reset)) {
+            p->remaining = p->has_remaining && p->remaining < rem ? p->remaining : rem;
+            p->reset_ns = p->has_reset && p->reset_ns > reset ? p->reset_ns : reset;
+            p->has_remaining = p->has_reset = true;
+        } else {
+            *ignored |= RL_IGNORED_RATELIMIT;
+        }
+    }
+}
+
+static uint64_t pause_for_429(struct shm_bucket *rec, const struct parsed *p, uint64_t cap,
+                              unsigned *backoff)
+{
+    if (p->has_retry)
+        return p->retry_ns < cap ? p->retry_ns : cap;
+    if (p->has_reset && (!p->has_remaining || p->remaining == 0))
+        return p->reset_ns < cap ? p->reset_ns : cap;
+    /* Relaxed: a shared count; the pause itself is published by the cool-down CAS. */
+    *backoff = (unsigned)rl_fetch_add_relaxed(&rec->backoff, 1) + 1;
+    return backoff_pause(*backoff - 1, cap);
+}
+
+/* The bucket's own budget left now (its rules only): the view reconciliation compares. */
+static uint64_t local_remaining(const rl_bucket *b)
+{
+    struct rl_bucket_info info;
+    uint64_t least = UINT64_MAX;
+    if (rl_bucket_info(b, &info) < 0)
+        return 0;
+    for (unsigned i = 0; i < info.policy.nrules; i++)
+        least = info.rules[i].remaining < least ? info.rules[i].remaining : least;
+    return least;
+}
+
+static bool reconcile(rl_bucket *b, const struct parsed *p, uint64_t now, uint64_t cap)
+{
+    if (!p->has_remaining || !p->has_reset || p->reset_ns == 0 ||
+        p->remaining >= local_remaining(b))
+        return false;
+    uint64_t until = now + (p->reset_ns < cap ? p->reset_ns : cap);
+    uint64_t want = server_word(p->remaining < SERVER_MAX ? p->remaining : SERVER_MAX, until);
+    uint64_t cur = rl_load_acquire(&b->rec->server);
+    /* Replace an older view unless it is both stricter and lasts as long. */
+    while (!(server_until(cur) >= server_until(want) && server_left(cur) <= server_left(want)) &&
+           !rl_cas(&b->rec->server, &cur, want))
+        ;
+    return true;
+}
+
+int rl_report(rl_bucket *b, const struct rl_response *r, struct rl_feedback *out)
+{
+    struct rl_feedback fb = {0};
+    struct parsed p;
+    if (!b || !r || r->status < 100 || r->status > 599)
+        return rl_fail(RL_EINVAL, "rl_report needs a bucket and an HTTP status 100..599");
+    if (b->table->read_only)
+        return rl_fail(RL_EPERM, "table %s is open read-only", b->table->path);
+    struct shm_bucket *rec = b->rec;
+    uint64_t cap = r->max_cooldown_ns ? r->max_cooldown_ns : HOUR_NS;
+    uint64_t now = rl_clock_rel(b->table);
+    parse_response(r, &p, &fb.ignored);
+    if (r->status == 429 || (r->status == 503 && p.has_retry)) {
+        fb.cooldown_ns = pause_for_429(rec, &p, cap, &fb.backoff);
+        rl_fetch_add_relaxed(&rec->counters.reported_429, 1); /* relaxed: a statistic */
+        raise_to(&rec->last_429, now);
+        raise_to(&rec->cooldown_start, now);
+        raise_to(&rec->cooldown_until, now + fb.cooldown_ns);
+    } else if (r->status < 400 && rl_load_relaxed(&rec->backoff) != 0) {
+        rl_store_relaxed(&rec->backoff, 0); /* relaxed: only the count, read by reports */
+    }
+    fb.tightened = reconcile(b, &p, now, cap);
+    if (out)
+        *out = fb;
+    return 0;
+}
+
+void rl_feedback_read(const rl_bucket *b, uint64_t now, struct rl_feedback_state *out)
+{
+    const struct shm_bucket *rec = b->rec;
+    uint64_t until = rl_load_acquire(&rec->cooldown_until), last = rl_load_relaxed(&rec->last_429);
+    uint64_t server = rl_load_acquire(&rec->server);
+    memset(out, 0, sizeof(*out));
+    out->cooldown_ns = until > now ? until - now : 0;
+    out->last_429_ns = last ? last + b->table->hdr->epoch_ns : 0;
+    out->backoff = (unsigned)rl_load_relaxed(&rec->backoff);
+    if (server && server_until(server) > now) {
+        out->server_remaining = server_left(server);
+        out->server_reset_ns = server_until(server) - now;
+    }
+}
+
+static void sleep_ns(uint64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000ULL), (long)(ns % 1000000000ULL)};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+int rl_call(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, unsigned max_attempts,
+            int (*fn)(void *, struct rl_response *), void *arg, struct rl_response *resp)
+{
+    if (!b || !fn || !resp || max_attempts == 0)
+        return rl_fail(RL_EINVAL, "rl_call needs a bucket, a callback, a response and attempts");
+    for (unsigned attempt = 1;; attempt++) {
+        struct rl_feedback fb;
+        int rc = rl_acquire(b, cost, timeout_ns, NULL);
+        if (rc < 0)
+            return rc;
+        memset(resp, 0, sizeof(*resp));
+        if ((rc = fn(arg, resp)) < 0)
+            return rc;
+        if ((rc = rl_report(b, resp, &fb)) < 0)
+            return rc;
+        if (resp->status != 429)
+            return 0;
+        if (attempt == max_attempts)
+            return rl_fail(RL_ELIMITED, "bucket '%s': still 429 after %u attempts", b->name,
+                           max_attempts);
+        /* The pool waits out the cool-down in rl_acquire; up to 1 s of jitter on top keeps
+         * the retries of many callers from landing together when it ends. */
+        sleep_ns((uint64_t)arc4random_uniform(1000) * 1000000ULL);
+    }
+}
