@@ -1,0 +1,270 @@
+/* Server feedback shared by the pool: cool-down, backoff, reconciliation, rl_call. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ratelimit.h"
+
+#define SEC 1000000000ULL
+
+static char path[96];
+static rl_table *table;
+
+static void open_table(void)
+{
+    struct rl_table_opts o = RL_TABLE_OPTS_INIT;
+    snprintf(path, sizeof(path), "/dev/shm/rl-test-feedback-%ld", (long)getpid());
+    unlink(path);
+    o.path = path;
+    cr_assert_eq(rl_table_open(&o, &table), 0, "%s", rl_errdetail());
+}
+
+static void close_table(void)
+{
+    rl_table_close(table);
+    unlink(path);
+}
+
+static rl_bucket *bucket(const char *name, const char *rules)
+{
+    struct rl_policy p;
+    rl_bucket *b;
+    cr_assert_eq(rl_policy_parse(rules, &p, NULL), 0);
+    cr_assert_eq(rl_bucket_define(table, name, &p, NULL, &b), 0, "%s", rl_errdetail());
+    return b;
+}
+
+static unsigned drain(rl_bucket *b)
+{
+    unsigned n = 0;
+    while (n < 100000 && rl_try_acquire(b, 1, NULL) == 0)
+        n++;
+    return n;
+}
+
+TestSuite(feedback, .init = open_table, .fini = close_table);
+
+Test(feedback, retry_after_pauses_everyone)
+{
+    rl_bucket *b = bucket("foundry", "200/60s");
+    struct rl_response r = {.status = 429, .retry_after = "30"};
+    struct rl_feedback fb;
+    struct rl_decision d;
+    cr_assert_eq(rl_report(b, &r, &fb), 0);
+    cr_assert_eq(fb.cooldown_ns, 30 * SEC);
+    cr_assert_eq(rl_try_acquire(b, 1, &d), RL_ELIMITED);
+    cr_assert(d.wait_ns > 29 * SEC && d.wait_ns <= 30 * SEC, "wait %llu",
+              (unsigned long long)d.wait_ns);
+    cr_assert_eq(rl_acquire(b, 1, SEC, &d), RL_ETIMEDOUT, "a 1 s timeout cannot outlast it");
+    struct rl_bucket_info info;
+    cr_assert_eq(rl_bucket_info(b, &info), 0);
+    cr_assert_eq(info.counters.reported_429, 1);
+    cr_assert(info.feedback.cooldown_ns > 29 * SEC);
+    cr_assert(info.feedback.last_429_ns > 0 && info.feedback.last_429_ns <= rl_now_ns());
+    cr_assert_eq(info.rules[0].used, 0, "refusals during the pause consume nothing");
+    cr_assert_eq(rl_bucket_reset(b), 0);
+    cr_assert_eq(rl_try_acquire(b, 1, NULL), 0, "a reset ends the pause");
+}
+
+Test(feedback, children_pause_with_their_parent)
+{
+    struct rl_policy p;
+    rl_bucket *plan = bucket("ti", "120/1m burst 20"), *child;
+    cr_assert_eq(rl_policy_parse("30/1m", &p, NULL), 0);
+    cr_assert_eq(rl_bucket_define(table, "ti/reporting", &p, "ti", &child), 0);
+    struct rl_response r = {.status = 429, .retry_after = "5"};
+    cr_assert_eq(rl_report(plan, &r, NULL), 0);
+    cr_assert_eq(rl_try_acquire(child, 1, NULL), RL_ELIMITED);
+}
+
+Test(feedback, hostile_values_never_pause_forever)
+{
+    rl_bucket *b = bucket("hostile", "10/1s");
+    struct rl_feedback fb;
+    struct rl_response huge = {.status = 429, .retry_after = "99999999999"};
+    cr_assert_eq(rl_report(b, &huge, &fb), 0);
+    cr_assert_eq(fb.cooldown_ns, 3600 * SEC, "capped at the default maximum of 1 h");
+    struct rl_response capped = {.status = 429, .retry_after = "600", .max_cooldown_ns = 2 * SEC};
+    cr_assert_eq(rl_report(b, &capped, &fb), 0);
+    cr_assert_eq(fb.cooldown_ns, 2 * SEC, "capped at max_cooldown_ns");
+    struct rl_response garbage = {.status = 429,
+                                  .retry_after = "-5",
+                                  .reset = "yesterday",
+                                  .remaining = "lots",
+                                  .limit = "\xff\xfe",
+                                  .ratelimit = "r=;t=",
+                                  .ratelimit_policy = "q=-1"};
+    cr_assert_eq(rl_report(b, &garbage, &fb), 0);
+    cr_assert_eq(fb.ignored, RL_IGNORED_RETRY_AFTER | RL_IGNORED_RESET | RL_IGNORED_REMAINING |
+                                 RL_IGNORED_LIMIT | RL_IGNORED_RATELIMIT);
+    cr_assert(fb.cooldown_ns < SEC * 2, "garbage falls back to a first backoff step (< 1 s)");
+    struct rl_response bad_status = {.status = 1000};
+    cr_assert_eq(rl_report(b, &bad_status, NULL), RL_EINVAL);
+}
+
+Test(feedback, backoff_is_shared_and_reset_by_success)
+{
+    rl_bucket *b = bucket("backoff", "10/1s");
+    struct rl_response r429 = {.status = 429}, ok = {.status = 200};
+    struct rl_feedback fb;
+    pid_t pid = fork();
+    if (pid == 0) { /* another worker of the pool gets the first 429 */
+        rl_bucket *mine;
+        _exit(rl_bucket_lookup(table, "backoff", &mine) || rl_report(mine, &r429, NULL));
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    cr_assert_eq(rl_report(b, &r429, &fb), 0);
+    cr_assert_eq(fb.backoff, 2, "the pool escalates together");
+    cr_assert(fb.cooldown_ns < 2 * SEC, "full jitter below 1 s * 2^1");
+    cr_assert_eq(rl_report(b, &ok, &fb), 0);
+    cr_assert_eq(rl_report(b, &r429, &fb), 0);
+    cr_assert_eq(fb.backoff, 1, "a success starts the count again");
+}
+
+Test(feedback, service_unavailable_pauses_only_with_retry_after)
+{
+    rl_bucket *b = bucket("busy", "10/1s");
+    struct rl_response plain = {.status = 503}, told = {.status = 503, .retry_after = "3"};
+    struct rl_feedback fb;
+    cr_assert_eq(rl_report(b, &plain, &fb), 0);
+    cr_assert_eq(fb.cooldown_ns, 0);
+    cr_assert_eq(rl_report(b, &told, &fb), 0);
+    cr_assert_eq(fb.cooldown_ns, 3 * SEC);
+}
+
+Test(feedback, reset_header_gives_the_pause_when_nothing_remains)
+{
+    rl_bucket *b = bucket("reset", "10/1s");
+    struct rl_response r = {.status = 429, .remaining = "0", .reset = "7"};
+    struct rl_feedback fb;
+    cr_assert_eq(rl_report(b, &r, &fb), 0);
+    cr_assert_eq(fb.cooldown_ns, 7 * SEC);
+    struct rl_response ietf = {.status = 429, .ratelimit = "\"default\";r=0;t=9"};
+    cr_assert_eq(rl_report(b, &ietf, &fb), 0);
+    cr_assert_eq(fb.cooldown_ns, 9 * SEC);
+}
+
+Test(feedback, reconciliation_tightens_never_loosens)
+{
+    rl_bucket *b = bucket("acme", "100/1h");
+    struct rl_response low = {.status = 200, .remaining = "3", .reset = "600"};
+    struct rl_feedback fb;
+    cr_assert_eq(rl_report(b, &low, &fb), 0);
+    cr_assert(fb.tightened);
+    cr_assert_eq(drain(b), 3, "the server's view (3 left) wins over ours (100)");
+    struct rl_bucket_info info;
+    cr_assert_eq(rl_bucket_info(b, &info), 0);
+    cr_assert_eq(info.feedback.server_remaining, 0);
+    cr_assert(info.feedback.server_reset_ns > 590 * SEC);
+
+    rl_bucket *c = bucket("roomy", "5/1h");
+    struct rl_response high = {.status = 200, .remaining = "500", .reset = "600"};
+    cr_assert_eq(rl_report(c, &high, &fb), 0);
+    cr_assert_not(fb.tightened, "a server with more room never loosens our rules");
+    cr_assert_eq(drain(c), 5);
+}
+
+Test(feedback, read_only_tables_cannot_report)
+{
+    rl_bucket *b = bucket("ro", "10/1s");
+    (void)b;
+    struct rl_table_opts o = RL_TABLE_OPTS_INIT;
+    rl_table *ro;
+    rl_bucket *rb;
+    o.path = path;
+    o.flags = RL_OPEN_READONLY;
+    cr_assert_eq(rl_table_open(&o, &ro), 0);
+    cr_assert_eq(rl_bucket_lookup(ro, "ro", &rb), 0);
+    struct rl_response r = {.status = 429};
+    cr_assert_eq(rl_report(rb, &r, NULL), RL_EPERM);
+    rl_table_close(ro);
+}
+
+struct script {
+    int statuses[4];
+    unsigned calls;
+};
+
+static int scripted(void *arg, struct rl_response *resp)
+{
+    struct script *s = arg;
+    resp->status = s->statuses[s->calls++];
+    resp->retry_after = resp->status == 429 ? "0" : NULL;
+    return 0;
+}
+
+static int failing(void *arg, struct rl_response *resp)
+{
+    (void)arg;
+    (void)resp;
+    return -42;
+}
+
+Test(feedback, rl_call_retries_429s_up_to_the_limit)
+{
+    rl_bucket *b = bucket("call", "100/1s");
+    struct rl_response last;
+    struct script s = {{429, 429, 200, 200}, 0};
+    cr_assert_eq(rl_call(b, 1, SEC, 3, scripted, &s, &last), 0);
+    cr_assert_eq(s.calls, 3);
+    cr_assert_eq(last.status, 200);
+    struct script never = {{429, 429, 429, 429}, 0};
+    cr_assert_eq(rl_call(b, 1, SEC, 2, scripted, &never, &last), RL_ELIMITED);
+    cr_assert_eq(never.calls, 2);
+    cr_assert_eq(rl_call(b, 1, SEC, 2, failing, NULL, &last), -42, "callback errors stop it");
+    cr_assert_eq(rl_call(b, 1, SEC, 0, scripted, &s, &last), RL_EINVAL);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* A pool of blocked waiters; one of them gets a 429: nobody is admitted during the pause. */
+struct pause_log {
+    atomic_uint n;
+    uint64_t at[64], woke[64];
+};
+
+Test(feedback, a_429_pauses_the_whole_pool, .timeout = 60)
+{
+    rl_bucket *b = bucket("pool", "4/400ms margin 0");
+    struct pause_log *log =
+        mmap(NULL, sizeof(*log), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(log, MAP_FAILED);
+    cr_assert_eq(drain(b), 4);
+    for (int i = 0; i < 12; i++)
+        if (fork() == 0) { /* each waits for a turn: 4 per 400 ms */
+            struct rl_decision d;
+            if (rl_acquire(b, 1, 30 * SEC, &d) != 0)
+                _exit(1);
+            unsigned k = atomic_fetch_add(&log->n, 1);
+            log->at[k] = d.at_ns;
+            log->woke[k] = rl_now_ns();
+            _exit(0);
+        }
+    usleep(100000); /* the waiters reserve turns at +400 ms, +800 ms, +1200 ms */
+    uint64_t reported = rl_now_ns();
+    struct rl_response r = {.status = 429, .retry_after = "1"};
+    cr_assert_eq(rl_report(b, &r, NULL), 0);
+    int status, failed = 0;
+    while (wait(&status) > 0)
+        failed += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    cr_assert_eq(failed, 0);
+    cr_assert_eq(log->n, 12);
+    qsort(log->at, 12, sizeof(log->at[0]), cmp_u64);
+    for (unsigned i = 0; i < 12; i++) {
+        cr_assert(log->woke[i] >= reported + SEC, "admitted during the pause");
+        cr_assert(log->at[i] >= reported + SEC, "a turn inside the pause stood");
+        if (i >= 4)
+            cr_assert(log->at[i] - log->at[i - 4] >= 400000000ULL, "resumed over the limit");
+    }
+}
