@@ -167,7 +167,9 @@ struct shm_rule {
  * A policy block: immutable once published, except the rules' state words and next_off.
  * next_off: 0, or the arena offset of the block replacing this one (CAS from 0, release:
  * publishes that block's rules and carry_at). carry_at: the relative instant at which the
- * usage of the block it replaces is carried over.
+ * usage of the block it replaces is carried over. carry_excess[i]: units carried into
+ * sliding rule i beyond the N its log can hold (they expire with the log's stamps); written
+ * (relaxed, the same value by every helper) before the block is published by S5.
  */
 struct shm_policy {
     uint32_t nrules;
@@ -175,7 +177,7 @@ struct shm_policy {
     uint64_t margin_ns;
     rl_atomic64 next_off;
     uint64_t carry_at;
-    uint64_t reserved[4];
+    rl_atomic64 carry_excess[RL_MAX_RULES];
     struct shm_rule rules[]; /* nrules entries */
 };
 

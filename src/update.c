@@ -20,16 +20,22 @@
 
 #include "internal.h"
 
-static uint64_t kind_usage(const struct rule_ctx *c, uint64_t at)
+/* Units a frozen rule counts at `at`, uncapped (a carried-over debt may exceed N). */
+static uint64_t kind_usage(const struct shm_policy *p, uint32_t i, const struct rule_ctx *c,
+                           uint64_t at)
 {
+    const struct shm_rule *r = c->rule;
     struct rl_rule_state st = {0};
-    if (c->rule->kind == RL_GCRA)
-        gcra_usage(c, at, &st);
-    else if (c->rule->kind == RL_FIXED)
+    if (r->kind == RL_GCRA)
+        return c->word > at ? (c->word - at + r->interval_ns - 1) / r->interval_ns : 0;
+    if (r->kind == RL_FIXED) {
         fixed_usage(c, at, &st);
-    else
-        st.used = c->rule->limit - sliding_remaining(c, at);
-    return st.used;
+        return st.used;
+    }
+    uint64_t excess = 0; /* still counted while the stamps it rode in with are */
+    if (rl_sat_add(p->carry_at, r->period_ns + p->margin_ns) > at)
+        excess = rl_load_relaxed(&p->carry_excess[i]);
+    return r->limit - sliding_remaining(c, at) + excess;
 }
 
 /*
@@ -40,32 +46,38 @@ static uint64_t kind_usage(const struct rule_ctx *c, uint64_t at)
 static uint64_t carried_units(const rl_table *t, const struct shm_policy *old, uint64_t at,
                               const struct shm_rule *nr)
 {
-    const struct shm_rule *best = NULL, *longest = &old->rules[0];
+    uint32_t best = UINT32_MAX, longest = 0;
     for (uint32_t i = 0; i < old->nrules; i++) {
-        const struct shm_rule *r = &old->rules[i];
-        if (r->period_ns >= nr->period_ns && (!best || r->period_ns < best->period_ns))
-            best = r;
-        if (r->period_ns > longest->period_ns)
-            longest = r;
+        uint64_t period = old->rules[i].period_ns;
+        if (period >= nr->period_ns && (best == UINT32_MAX || period < old->rules[best].period_ns))
+            best = i;
+        if (period > old->rules[longest].period_ns)
+            longest = i;
     }
-    const struct shm_rule *src = best ? best : longest;
+    uint32_t i = best != UINT32_MAX ? best : longest;
+    const struct shm_rule *src = &old->rules[i];
     struct rule_ctx c = {t, (struct shm_rule *)src, old->margin_ns, 0, false};
     c.word = rl_load_acquire(&src->word) & ~RL_FROZEN; /* frozen: final */
-    uint64_t used = kind_usage(&c, at);
-    if (!best) /* older windows of the longest rule held at most N each */
+    uint64_t used = kind_usage(old, i, &c, at);
+    if (best == UINT32_MAX) /* older windows of the longest rule held at most N each */
         used += src->limit * ((nr->period_ns + src->period_ns - 1) / src->period_ns - 1);
-    uint64_t cap = nr->kind == RL_GCRA ? nr->burst : nr->limit;
-    return used < cap ? used : cap;
+    return used < (1ULL << 31) ? used : (1ULL << 31); /* a debt beyond any limit */
 }
 
-/* S4 for one rule: its first state with `units` admitted at `at`. */
-static uint64_t initial_word(const rl_table *t, struct shm_rule *r, uint64_t units, uint64_t at)
+/* S4 for rule i of block n: its first state with `units` admitted at `at`. A GCRA or fixed
+ * rule records any debt, even beyond its limit; a sliding log holds at most N stamps and
+ * the rest is kept in carry_excess. */
+static uint64_t initial_word(const rl_table *t, struct shm_policy *n, uint32_t i, uint64_t units,
+                             uint64_t at)
 {
+    struct shm_rule *r = &n->rules[i];
     struct rule_ctx c = {t, r, 0, 0, false};
     if (r->kind == RL_GCRA)
         return at + units * r->interval_ns;
     if (r->kind == RL_FIXED)
         return units ? fixed_next_word(&c, at, (uint32_t)units) : 0;
+    rl_store_relaxed(&n->carry_excess[i], units > r->limit ? units - r->limit : 0);
+    units = units < r->limit ? units : r->limit;
     sliding_seed(&c, units, at);
     /* Head: pos 0, last = ceil(at) in ticks, so new units are ordered after the seeded. */
     return units ? (at + RL_TICK_NS - 1) / RL_TICK_NS : 0;
@@ -97,7 +109,7 @@ bool rl_switch_help(const rl_bucket *b, struct shm_policy *p)
         if (rl_load_acquire(&r->word) != RL_UNINIT)
             continue;
         uint64_t units = carried_units(t, p, n->carry_at, r);
-        uint64_t init = initial_word(t, r, units, n->carry_at), expected = RL_UNINIT;
+        uint64_t init = initial_word(t, n, i, units, n->carry_at), expected = RL_UNINIT;
         rl_cas(&r->word, &expected, init); /* S4: whoever is first; the values are equal */
     }
     uint64_t cur = (uint64_t)((unsigned char *)p - t->arena);
