@@ -62,21 +62,22 @@ const char *rl_strerror(int err);
 const char *rl_err_name(int err);
 /*
  * Details of the last error this thread got from rl_table_open, rl_bucket_define and
- * friends: what and where, e.g. "table /dev/shm/x is 100 bytes but its header says 8192
+ * friends: what and where, e.g. "table /dev/shm/x is 5000 bytes but its header says 8192
  * (truncated)". Owned by the library; valid until the thread's next call.
  */
 const char *rl_errdetail(void);
 
 /* Limits, enforced with RL_EINVAL / RL_ENAME / RL_EPARSE. */
-#define RL_NAME_MAX          63            /* bytes, excluding the NUL */
-#define RL_MAX_RULES         4             /* rules per bucket */
-#define RL_MAX_DEPTH         4             /* buckets in a chain: a bucket and up to 3 ancestors */
-#define RL_LIMIT_MAX         1000000000ULL /* N of one rule */
-#define RL_SLIDING_LIMIT_MAX 131072U       /* N of a sliding-window rule (8 bytes per unit) */
-#define RL_PERIOD_MIN_NS     1000000ULL    /* T >= 1 ms */
-#define RL_PERIOD_MAX_NS     (366ULL * 86400 * 1000000000ULL) /* T <= 366 days */
-#define RL_MARGIN_MAX_NS     60000000000ULL                   /* margin <= 60 s */
-#define RL_MARGIN_DEFAULT_NS 20000000ULL                      /* 20 ms */
+#define RL_NAME_MAX            63 /* bytes, excluding the NUL */
+#define RL_MAX_RULES           4  /* rules per bucket */
+#define RL_MAX_DEPTH           4  /* buckets in a chain: a bucket and up to 3 ancestors */
+#define RL_LIMIT_MAX           1000000000ULL /* N of one rule */
+#define RL_SLIDING_LIMIT_MAX   131072U       /* N of a sliding-window rule (8 bytes per unit) */
+#define RL_PERIOD_MIN_NS       1000000ULL    /* T >= 1 ms */
+#define RL_FIXED_PERIOD_MIN_NS 100000000ULL  /* T >= 100 ms for a fixed window */
+#define RL_PERIOD_MAX_NS       (366ULL * 86400 * 1000000000ULL) /* T <= 366 days */
+#define RL_MARGIN_MAX_NS       60000000000ULL                   /* margin <= 60 s */
+#define RL_MARGIN_DEFAULT_NS   20000000ULL                      /* 20 ms */
 
 /* ------------------------------------------------------------------ tables */
 
@@ -149,7 +150,7 @@ struct rl_rule {
     enum rl_rule_kind kind;
     uint64_t limit;     /* N */
     uint64_t period_ns; /* T */
-    uint64_t burst;     /* B, GCRA only: requests admitted back to back; 0 means N */
+    uint64_t burst;     /* B, GCRA only: requests admitted back to back (>= 1) */
 };
 
 enum rl_policy_flags {
@@ -175,7 +176,8 @@ struct rl_parse_error {
  * "30/1m margin 50ms". Grammar (README "Rule syntax"):
  *   policy   := rule { "," rule } [ "margin" DURATION ] [ "dry-run" ]
  *   rule     := COUNT "/" DURATION [ "burst" COUNT | "fixed" | "sliding" ]
- *   DURATION := [COUNT] ("ms" | "s" | "m" | "h" | "d"), e.g. 500ms, 60s, 1m, 1h; "/s" is "/1s"
+ *   DURATION := [COUNT] ("ns" | "us" | "ms" | "s" | "m" | "h" | "d"), e.g. 500ms, 60s, 1m, 1h;
+ *               "/s" is "/1s"
  * On error returns RL_EPARSE and fills *err (if not NULL). Pure: no table needed.
  */
 int rl_policy_parse(const char *text, struct rl_policy *out, struct rl_parse_error *err);

@@ -11,10 +11,10 @@
  * 4. Too far (try: d > now; blocking: d - now > timeout): return, nothing was written.
  * 5. Commit each rule with one CAS (C2), tightest rule first. If a CAS fails, someone else
  *    decided meanwhile: take back the rules we committed (undo) and start over. An undo
- *    only restores a word that nobody changed since (GCRA, sliding) or subtracts our own
- *    units from the same window (fixed), so it never gives back more than we took; if
- *    the word moved on, our units stay counted: under-admission, never over-admission.
- *    Committing the tightest rule first makes that rare: the rules left have slack.
+ *    restores a word only if nobody changed it since (U1), so it never gives back more
+ *    than we took; if the word moved on, our units stay counted: under-admission, never
+ *    over-admission. Committing the tightest rule first makes that rare: the rules left
+ *    have slack.
  * 6. Finalize (write the sliding logs), count, and sleep until d if it is in the future.
  * A process killed anywhere leaves only committed words, each a valid state: its request's
  * units stay counted, nobody waits on it. Every retry follows another process's successful
@@ -137,12 +137,8 @@ static uint64_t rule_next_word(const struct step *s, uint64_t d, uint32_t cost)
     }
 }
 
-static void rule_undo(struct step *s, uint32_t cost)
+static void rule_undo(struct step *s)
 {
-    if (s->kind == RL_FIXED) {
-        fixed_undo(&s->ctx, s->mine, cost);
-        return;
-    }
     /* U1: restore the word only if it is still ours. For a sliding head this also means no
      * one claimed units after ours, so no one helped our (unwritten) log entries either. */
     uint64_t mine = s->mine;
@@ -223,7 +219,7 @@ static bool plan_commit(struct plan *pl)
         if (!rl_cas(s->word, &expected, s->mine)) {
             while (i-- > 0)
                 if (!pl->steps[i].skip)
-                    rule_undo(&pl->steps[i], pl->cost);
+                    rule_undo(&pl->steps[i]);
             return false;
         }
     }
@@ -275,9 +271,12 @@ static void count_admitted(rl_bucket *b, struct plan *pl)
         rl_fetch_add_relaxed(&b->rec->counters.waited, 1);
         rl_fetch_add_relaxed(&b->rec->counters.waited_ns, pl->d - pl->now);
     }
-    for (unsigned i = 0; i < pl->n; i++)
-        if (pl->steps[i].skip && pl->steps[i].dry_run)
-            rl_fetch_add_relaxed(&pl->steps[i].bucket->rec->counters.dry_run_rejected, 1);
+    for (rl_bucket *x = b; x; x = x->parent) /* once per request and bucket, not per rule */
+        for (unsigned i = 0; i < pl->n; i++)
+            if (pl->steps[i].bucket == x && pl->steps[i].skip && pl->steps[i].dry_run) {
+                rl_fetch_add_relaxed(&x->rec->counters.dry_run_rejected, 1);
+                break;
+            }
 }
 
 static void sleep_until(const rl_table *t, uint64_t rel)

@@ -215,9 +215,8 @@ static int parent_depth(const rl_bucket *parent)
 static int record_create(rl_table *t, const char *name, const struct rl_policy *pol,
                          const rl_bucket *parent, uint32_t flags, uint32_t *no)
 {
-    /* Relaxed: the number only has to be unique (see shm_format.h). */
-    uint64_t n = rl_fetch_add_relaxed(&t->hdr->next_bucket, 1);
-    if (n >= t->hdr->capacity)
+    uint64_t n;
+    if (rl_claim(&t->hdr->next_bucket, 1, t->hdr->capacity, &n) < 0)
         return rl_fail(RL_EFULL, "table %s is full: all %u buckets are in use", t->path,
                        t->hdr->capacity);
     uint64_t off;
@@ -260,6 +259,8 @@ static int define(rl_table *t, const char *name, const struct rl_policy *pol,
         return err;
     if ((err = rl_index_insert(t, name, no, &winner)) < 0)
         return err;
+    if (winner == no)
+        rl_fetch_add_relaxed(&t->hdr->defined, 1); /* relaxed: a statistic */
     return winner == no ? rl_bucket_handle(t, no, out)
                         : check_existing(t, winner, pol, parent, out);
 }
@@ -353,7 +354,8 @@ int rl_bucket_reset(rl_bucket *b)
         return rl_fail(RL_EPERM, "table %s is open read-only", b->table->path);
     struct shm_policy *p;
     /* Reset the current block; if it was being replaced meanwhile, finish the switch and
-     * reset the new block too (the carried usage may predate our reset). */
+     * reset the new block too (the carried usage may predate our reset). Switches always
+     * move to higher offsets, so this ends. */
     do {
         if (!(p = rl_bucket_policy(b)))
             return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);

@@ -4,9 +4,11 @@
  *
  * State word (64 bits):
  *   frozen:1  see update.c
- *   gen:7     incremented by reset, so an undo racing a reset cannot give units back
- *   window:24 the counted window's number (wall ns / T) mod 2^24
- *   count:32  units admitted in that window
+ *   count:31  units admitted in that window (a carried-over debt may exceed N)
+ *   window:32 the counted window's number (wall ns / T) mod 2^32
+ * T >= 100 ms, so the window number wraps after 13.6 years at the earliest. A word with a
+ * count whose window is up to 2^31 windows ahead of now was reserved by a waiter; any
+ * other window is an old one (count 0 now).
  * The wall clock is read once, at table creation (header.wall_offset_ns); decisions only
  * read CLOCK_MONOTONIC, so a clock step changes nothing.
  *
@@ -16,24 +18,21 @@
  */
 #include "internal.h"
 
-#define WIN_MASK 0xffffffULL
-#define WIN_HALF 0x800000ULL
+#define WIN_MASK  0xffffffffULL
+#define WIN_HALF  0x80000000ULL
+#define COUNT_MAX 0x7fffffffULL
 
-static uint64_t word_gen(uint64_t w)
-{
-    return (w >> 56) & 0x7f;
-}
 static uint64_t word_win(uint64_t w)
 {
-    return (w >> 32) & WIN_MASK;
+    return w & WIN_MASK;
 }
 static uint64_t word_count(uint64_t w)
 {
-    return w & 0xffffffffULL;
+    return (w & ~RL_FROZEN) >> 32;
 }
-static uint64_t make_word(uint64_t gen, uint64_t win, uint64_t count)
+static uint64_t make_word(uint64_t win, uint64_t count)
 {
-    return (gen & 0x7f) << 56 | (win & WIN_MASK) << 32 | count;
+    return (count < COUNT_MAX ? count : COUNT_MAX) << 32 | (win & WIN_MASK);
 }
 
 static int64_t wall_of(const struct rule_ctx *c, uint64_t rel)
@@ -73,7 +72,7 @@ int fixed_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *ea
     if (now + dead_zone(c) >= window_start(c, w + 1))
         t = window_start(c, ++w);
     uint64_t ahead = (word_win(c->word) - w) & WIN_MASK, used = 0;
-    if (ahead < WIN_HALF) {
+    if (ahead < WIN_HALF && (ahead == 0 || word_count(c->word) > 0)) {
         /* The word counts this window (ahead 0) or a later one a waiter reserved: this
          * window's leftover is forfeited, requests queue behind the reservation. */
         if (ahead)
@@ -88,26 +87,13 @@ uint64_t fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
 {
     uint64_t w = window_of(c, d);
     uint64_t same = word_win(c->word) == (w & WIN_MASK);
-    return make_word(word_gen(c->word), w, (same ? word_count(c->word) : 0) + cost);
-}
-
-void fixed_undo(struct rule_ctx *c, uint64_t mine, uint32_t cost)
-{
-    /* Counts commute: taking our units back from the same window (same gen) is exact,
-     * whoever added units since. Another window, or a reset: nothing to give back. */
-    uint64_t v = rl_load_acquire(&c->rule->word);
-    while (!(v & RL_FROZEN) && word_gen(v) == word_gen(mine) && word_win(v) == word_win(mine) &&
-           word_count(v) >= cost) {
-        if (rl_cas(&c->rule->word, &v, v - cost))
-            return;
-    }
+    return make_word(w, (same ? word_count(c->word) : 0) + cost);
 }
 
 void fixed_reset(struct rule_ctx *c, uint64_t now)
 {
     uint64_t v = rl_load_acquire(&c->rule->word);
-    while (!(v & RL_FROZEN) &&
-           !rl_cas(&c->rule->word, &v, make_word(word_gen(v) + 1, window_of(c, now), 0)))
+    while (!(v & RL_FROZEN) && !rl_cas(&c->rule->word, &v, make_word(window_of(c, now), 0)))
         ;
 }
 

@@ -2,9 +2,9 @@
  * gcra.c - token bucket as GCRA: sustained N per T, burst capacity B.
  *
  * State word = TAT (theoretical arrival time, relative ns, below 2^63). I = ceil(T/N) ns per unit.
- * A request of `cost` units at instant t is admitted iff
- *     max(TAT, t) - t <= (B - cost) * I - margin
- * i.e. the bucket holds at least `cost` tokens with `margin` to spare, and then
+ * A request of `cost` units (cost <= B) at instant t is admitted iff (TAT 0: always)
+ *     TAT - t <= (B - cost) * I - margin
+ * i.e. the bucket holds at least `cost` tokens counting from `margin` later, and then
  *     TAT' = max(TAT, t) + cost * I.
  * Processing requests out of instant order only makes TAT larger (max() is monotone),
  * so a decision made with an instant read slightly before another process's is never
@@ -12,21 +12,19 @@
  */
 #include "internal.h"
 
-/* Allowance in ns: how far TAT may run ahead of the instant (may be negative). */
-static int64_t allowance(const struct rule_ctx *c, uint32_t cost)
-{
-    const struct shm_rule *r = c->rule;
-    return (int64_t)((r->burst - cost) * r->interval_ns) - (int64_t)c->margin_ns;
-}
-
 int gcra_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest)
 {
-    if (cost > c->rule->burst) {
+    const struct shm_rule *r = c->rule;
+    if (cost > r->burst) {
         *earliest = RL_NEVER;
         return RULE_OK;
     }
-    int64_t at = (int64_t)c->word - allowance(c, cost);
-    *earliest = at > (int64_t)now ? (uint64_t)at : now;
+    /* TAT 0: nothing counted yet (a new or reset bucket), so no margin to keep either.
+     * Otherwise admissible once TAT + margin - (B - cost) * I has passed; in unsigned
+     * arithmetic, saturating, as a damaged TAT may be anything below 2^63. */
+    uint64_t allowed = (r->burst - cost) * r->interval_ns; /* <= 2^62 (rl_policy_check) */
+    uint64_t due = rl_sat_add(c->word, c->margin_ns);
+    *earliest = c->word && due > allowed ? rl_max(now, due - allowed) : now;
     return RULE_OK;
 }
 
@@ -51,8 +49,10 @@ void gcra_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *ou
     uint64_t ahead = c->word > now ? c->word - now : 0;
     uint64_t used = (ahead + r->interval_ns - 1) / r->interval_ns;
     out->used = used < r->burst ? used : r->burst;
-    int64_t spare = (int64_t)(r->burst * r->interval_ns) - (int64_t)ahead - (int64_t)c->margin_ns;
-    out->remaining = spare > 0 ? (uint64_t)spare / r->interval_ns : 0;
+    /* Tokens: B minus what TAT + margin still holds at `now` (none once it has passed). */
+    uint64_t due = c->word ? rl_sat_add(c->word, c->margin_ns) : 0;
+    uint64_t held = due > now ? due - now : 0, room = r->burst * r->interval_ns;
+    out->remaining = room > held ? (room - held) / r->interval_ns : 0;
     uint64_t next = 0;
     gcra_earliest((struct rule_ctx *)c, now, 1, &next);
     out->next_free_ns = next > now ? next - now : 0;

@@ -46,6 +46,8 @@ int rl_boot_id(char out[40]);
 
 /* table.c: bounds-checked arena access; NULL if [off, off+len) is outside the arena. */
 void *rl_arena_at(const rl_table *t, uint64_t off, uint64_t len);
+/* Take n from a shared allocation counter without ever passing limit; *at = the start. */
+int rl_claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at);
 int rl_arena_alloc(rl_table *t, uint64_t len, uint64_t *off);
 
 /* index.c */
@@ -90,7 +92,6 @@ enum rule_status {
  * earliest: the earliest relative instant >= now at which `cost` units are admissible
  * given ctx->word, RL_NEVER if never (cost above capacity). May return RULE_STALE.
  * next_word: the state word after admitting `cost` at instant d (d >= earliest).
- * undo: take back a committed admission whose word we set to `mine` from `old`.
  * finalize: work after every rule of the chain committed (sliding: write the log).
  * reset: give the full budget back.
  * usage: units counted now, for inspection.
@@ -102,7 +103,6 @@ void gcra_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *ou
 
 int fixed_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest);
 uint64_t fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
-void fixed_undo(struct rule_ctx *c, uint64_t mine, uint32_t cost);
 void fixed_reset(struct rule_ctx *c, uint64_t now);
 void fixed_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out);
 

@@ -71,9 +71,17 @@ static int parse_count(struct cursor *c, uint64_t *out, const char *what)
 static const struct {
     const char *name;
     uint64_t ns;
-} units[] = {{"ms", 1000000ULL},         {"s", 1000000000ULL},     {"sec", 1000000000ULL},
-             {"m", 60000000000ULL},      {"min", 60000000000ULL},  {"h", 3600000000000ULL},
-             {"hour", 3600000000000ULL}, {"d", 86400000000000ULL}, {"day", 86400000000000ULL}};
+} units[] = {{"ns", 1ULL},
+             {"us", 1000ULL},
+             {"ms", 1000000ULL},
+             {"s", 1000000000ULL},
+             {"sec", 1000000000ULL},
+             {"m", 60000000000ULL},
+             {"min", 60000000000ULL},
+             {"h", 3600000000000ULL},
+             {"hour", 3600000000000ULL},
+             {"d", 86400000000000ULL},
+             {"day", 86400000000000ULL}};
 
 /* DURATION := [COUNT] UNIT; a missing count means 1 ("/s", "/min"). */
 int rl_parse_duration(const char *text, const char **end, uint64_t *ns, struct rl_parse_error *e)
@@ -100,7 +108,7 @@ int rl_parse_duration(const char *text, const char **end, uint64_t *ns, struct r
             return 0;
         }
     }
-    return fail_at(&c, unit, "expected a duration unit (ms, s, m, h or d)");
+    return fail_at(&c, unit, "expected a duration unit (ns, us, ms, s, m, h or d)");
 }
 
 static int parse_duration_at(struct cursor *c, uint64_t *ns)
@@ -142,7 +150,10 @@ static int parse_option(struct cursor *c, struct rl_policy *out)
     const char *at = c->p;
     if (take_word(c, "margin")) {
         skip_space(c);
-        return parse_duration_at(c, &out->margin_ns);
+        const char *value = c->p;
+        if (parse_duration_at(c, &out->margin_ns) < 0)
+            return RL_EPARSE;
+        return out->margin_ns > RL_MARGIN_MAX_NS ? fail_at(c, value, "margin is above 60s") : 0;
     }
     if (take_word(c, "dry-run")) {
         out->flags |= RL_POLICY_DRY_RUN;
@@ -154,14 +165,19 @@ static int parse_option(struct cursor *c, struct rl_policy *out)
                    (int)(n ? n : 1), at);
 }
 
+static int check_rule(const struct rl_rule *r, unsigned i, struct cursor *c, const char *at);
+
 static int parse_policy(struct cursor *c, struct rl_policy *out)
 {
     for (;;) {
         skip_space(c);
         if (out->nrules == RL_MAX_RULES)
             return fail_at(c, c->p, "too many rules: at most %d per bucket", RL_MAX_RULES);
-        if (parse_rule(c, &out->rules[out->nrules++]) < 0)
+        const char *at = c->p;
+        if (parse_rule(c, &out->rules[out->nrules]) < 0 ||
+            check_rule(&out->rules[out->nrules], out->nrules, c, at) < 0)
             return RL_EPARSE;
+        out->nrules++;
         skip_space(c);
         if (*c->p != ',')
             break;
@@ -178,10 +194,12 @@ uint64_t rl_gcra_interval(uint64_t limit, uint64_t period_ns)
     return (period_ns + limit - 1) / limit; /* rounded up: never faster than N per T */
 }
 
-static int check_rule(const struct rl_rule *r, unsigned i, struct rl_parse_error *e)
+/* Semantic checks of rule i, reported at `at` (the rule's first character). */
+static int check_rule(const struct rl_rule *r, unsigned i, struct cursor *cur, const char *at)
 {
-    struct cursor c = {"", "", e};
+    struct cursor c = *cur;
     unsigned n = i + 1;
+    c.p = at;
     if (r->limit == 0)
         return fail_at(&c, c.p, "rule %u: a limit of 0 admits nothing", n);
     if (r->limit > RL_LIMIT_MAX)
@@ -189,6 +207,8 @@ static int check_rule(const struct rl_rule *r, unsigned i, struct rl_parse_error
                        RL_LIMIT_MAX);
     if (r->period_ns < RL_PERIOD_MIN_NS || r->period_ns > RL_PERIOD_MAX_NS)
         return fail_at(&c, c.p, "rule %u: the period must be between 1ms and 366d", n);
+    if (r->kind == RL_FIXED && r->period_ns < RL_FIXED_PERIOD_MIN_NS)
+        return fail_at(&c, c.p, "rule %u: a fixed window must be at least 100ms long", n);
     if (r->kind == RL_SLIDING && r->limit > RL_SLIDING_LIMIT_MAX)
         return fail_at(&c, c.p,
                        "rule %u: a sliding window keeps one entry per unit, at most %u; "
@@ -215,7 +235,7 @@ int rl_policy_check(const struct rl_policy *p, struct rl_parse_error *e)
     if (p->flags & ~(unsigned)RL_POLICY_DRY_RUN)
         return fail_at(&c, c.p, "unknown policy flags");
     for (unsigned i = 0; i < p->nrules; i++)
-        if (check_rule(&p->rules[i], i, e) < 0)
+        if (check_rule(&p->rules[i], i, &c, c.p) < 0)
             return RL_EPARSE;
     return 0;
 }
@@ -226,13 +246,8 @@ int rl_policy_parse(const char *text, struct rl_policy *out, struct rl_parse_err
     struct rl_policy p = {.margin_ns = RL_MARGIN_DEFAULT_NS};
     if (!text || !out)
         return RL_EINVAL;
-    if (parse_policy(&c, &p) < 0)
+    if (parse_policy(&c, &p) < 0 || rl_policy_check(&p, err) < 0)
         return RL_EPARSE;
-    if (rl_policy_check(&p, err) < 0) {
-        if (err)
-            err->column = 1;
-        return RL_EPARSE;
-    }
     *out = p;
     return 0;
 }
@@ -242,15 +257,12 @@ static int format_duration(char *buf, size_t len, uint64_t ns)
     static const struct {
         const char *name;
         uint64_t ns;
-    } big[] = {{"d", 86400000000000ULL},
-               {"h", 3600000000000ULL},
-               {"m", 60000000000ULL},
-               {"s", 1000000000ULL},
-               {"ms", 1000000ULL}};
+    } big[] = {{"d", 86400000000000ULL}, {"h", 3600000000000ULL}, {"m", 60000000000ULL},
+               {"s", 1000000000ULL},     {"ms", 1000000ULL},      {"us", 1000ULL}};
     for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++)
         if (ns >= big[i].ns && ns % big[i].ns == 0)
             return snprintf(buf, len, "%" PRIu64 "%s", (uint64_t)(ns / big[i].ns), big[i].name);
-    return snprintf(buf, len, "%" PRIu64 "ms", ns / UINT64_C(1000000));
+    return snprintf(buf, len, "%" PRIu64 "ns", ns);
 }
 
 struct out {

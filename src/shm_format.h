@@ -66,14 +66,17 @@ struct shm_header {
     int64_t wall_offset_ns; /* CLOCK_REALTIME - CLOCK_MONOTONIC at creation (fixed windows) */
     char boot_id[40];       /* /proc/sys/kernel/random/boot_id at creation, NUL-terminated */
     /*
-     * next_bucket: bucket numbers handed out (fetch_add, relaxed: the number only has to be
-     * unique; the record's contents are published by the release store of its `state`).
-     * May exceed capacity after failed allocations; readers clamp it.
+     * next_bucket: bucket numbers handed out, by rl_claim (a CAS loop that never passes
+     * capacity; the record's contents are published by the release store of its `state`).
+     * Readers still clamp it, as a damaged file may hold anything.
      */
     rl_atomic64 next_bucket;
     /* arena_used: bytes of the arena handed out, same rules as next_bucket. */
     rl_atomic64 arena_used;
-    uint8_t reserved[RL_HEADER_BYTES - 144];
+    /* defined: buckets that won their name in the index (relaxed fetch_add: a count for
+     * display; a creator killed between its index CAS and the add leaves it one short). */
+    rl_atomic64 defined;
+    uint8_t reserved[RL_HEADER_BYTES - 152];
 };
 
 /*
@@ -142,10 +145,9 @@ struct shm_bucket {
  *
  *   RL_GCRA     word = TAT, the theoretical arrival time, relative ns. TAT <= now means a
  *               full bucket; each admitted unit adds interval_ns.
- *   RL_FIXED    word = gen:7 | window:24 | count:32. window = (wall-clock ns / T) mod 2^24
- *               of the window being counted; gen changes on reset so a late undo of a
- *               request made before the reset cannot give units back after it.
- *   RL_SLIDING  word = pos:20 | last:44, the log's head (see sliding.c): pos = units
+ *   RL_FIXED    word = count:31 | window:32. window = (wall-clock ns / T) mod 2^32
+ *               of the window being counted (see fixed.c).
+ *   RL_SLIDING  word = pos:19 | last:44, the log's head (see sliding.c): pos = units
  *               admitted so far mod 4N, last = ceil(latest admission instant) in ticks.
  */
 struct shm_rule {

@@ -274,13 +274,29 @@ int rl_table_info(const rl_table *t, struct rl_table_info *out)
     memset(out, 0, sizeof(*out));
     out->layout_version = h->layout_version;
     out->capacity = h->capacity;
-    out->buckets = rl_bucket_count(t);
+    uint64_t defined = rl_load_relaxed(&h->defined); /* a statistic */
+    out->buckets = defined < h->capacity ? (uint32_t)defined : h->capacity;
     out->arena_bytes = h->arena_bytes;
     uint64_t used = rl_load_relaxed(&h->arena_used); /* a statistic: any recent value will do */
     out->arena_used = used < h->arena_bytes ? used : h->arena_bytes;
     out->file_bytes = h->file_bytes;
     out->created_ns = h->epoch_ns;
     out->read_only = t->read_only;
+    return 0;
+}
+
+int rl_claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at)
+{
+    /* A CAS loop, not fetch_add: the counter never passes `limit`, so even a damaged
+     * counter cannot wrap around and hand out space that is in use. Acq_rel is more than
+     * needed (the number only has to be unique; contents are published by the owner's
+     * release store) but keeps this one primitive simple. */
+    uint64_t cur = rl_load_acquire(counter);
+    do {
+        if (cur > limit || n > limit - cur)
+            return RL_EFULL;
+    } while (!rl_cas(counter, &cur, cur + n));
+    *at = cur;
     return 0;
 }
 
@@ -295,13 +311,8 @@ void *rl_arena_at(const rl_table *t, uint64_t off, uint64_t len)
 int rl_arena_alloc(rl_table *t, uint64_t len, uint64_t *off)
 {
     len = align_up(len);
-    /* Relaxed: the offset only has to be unique; what is written there is published by the
-     * release store of the owning bucket's state or policy_off. A failed allocation leaves
-     * arena_used past the end, and every later allocation fails too: the arena is full. */
-    uint64_t at = rl_fetch_add_relaxed(&t->hdr->arena_used, len);
-    if (at > t->hdr->arena_bytes || len > t->hdr->arena_bytes - at)
+    if (rl_claim(&t->hdr->arena_used, len, t->hdr->arena_bytes, off) < 0)
         return rl_fail(RL_EFULL, "table %s: arena is full (%llu bytes)", t->path,
                        (unsigned long long)t->hdr->arena_bytes);
-    *off = at;
     return 0;
 }

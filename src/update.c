@@ -100,7 +100,10 @@ bool rl_switch_help(const rl_bucket *b, struct shm_policy *p)
     const rl_table *t = b->table;
     /* A6: acquire pairs with S2: B's rules and carry_at are visible. */
     uint64_t next = rl_load_acquire(&p->next_off);
-    struct shm_policy *n = next ? rl_policy_at(t, next) : NULL;
+    uint64_t cur = (uint64_t)((unsigned char *)p - t->arena);
+    /* The arena only grows, so a successor always lies above its block: a damaged
+     * next_off cannot send anyone round in circles. */
+    struct shm_policy *n = next > cur ? rl_policy_at(t, next) : NULL;
     if (!n)
         return false;
     freeze(p);
@@ -112,7 +115,6 @@ bool rl_switch_help(const rl_bucket *b, struct shm_policy *p)
         uint64_t init = initial_word(t, n, i, units, n->carry_at), expected = RL_UNINIT;
         rl_cas(&r->word, &expected, init); /* S4: whoever is first; the values are equal */
     }
-    uint64_t cur = (uint64_t)((unsigned char *)p - t->arena);
     rl_cas(&b->rec->policy_off, &cur, next); /* S5: release publishes the filled words */
     return true;
 }

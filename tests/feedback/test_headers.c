@@ -1,5 +1,6 @@
 /* Hostile and well-formed rate-limit header values (src/headers.c). */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "internal.h"

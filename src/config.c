@@ -1,0 +1,1112 @@
+/*
+ * config.c - the config file: parse and check every statement, report every problem in one
+ * pass as "file:line:col: message", and hold the result. Grammar in README "Config files".
+ *
+ * One statement per line, words separated by blanks, '#' starts a comment. Everything a
+ * statement can get wrong on its own is checked as it is read; what needs the whole file
+ * (parents, the buckets routes name, capacity) is checked at the end. Columns are bytes,
+ * 1-based.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bsd/stdlib.h>
+#include <bsd/string.h>
+
+#include "internal.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/ratelimit.conf"
+#define CONFIG_MAX_BYTES    (16U << 20)
+#define MAX_WORDS           64
+#define CAPACITY_DEFAULT    1024
+#define CAPACITY_MAX        (1U << 24)
+#define NS_PER_SEC          1000000000ULL
+#define NS_PER_DAY          (86400ULL * NS_PER_SEC)
+#define WAIT_DEFAULT_NS     (30ULL * NS_PER_SEC)
+#define RESOLVE_DEFAULT_NS  (300ULL * NS_PER_SEC)
+#define NONE                SIZE_MAX
+#define NKEYWORDS           9
+
+/* printf arguments for a word, at most 60 bytes of it: "%.*s". */
+#define WORD_ARG(w) (int)((w)->len > 60 ? 60 : (w)->len), (w)->s
+
+struct rl_config {
+    struct rl_config_table table;
+    struct rl_config_shim shim;
+    struct rl_config_bucket *buckets;
+    size_t nbuckets;
+    struct rl_route *routes;
+    size_t nroutes;
+};
+
+struct word {
+    const char *s;
+    unsigned len, col;
+};
+
+struct line {
+    struct word w[MAX_WORDS];
+    unsigned n;
+};
+
+struct problem {
+    unsigned line, col;
+    size_t seq;
+    char *msg;
+};
+
+/* What the parser knows about a bucket beyond the public struct. */
+struct bucket_meta {
+    unsigned parent_col;
+    size_t parent; /* index of the parent bucket, NONE if unknown */
+};
+
+struct parser {
+    const char *name;
+    rl_config *cfg;
+    unsigned line;
+    bool oom;
+    unsigned first_line[NKEYWORDS]; /* per keyword: the line of its first statement */
+    unsigned capacity_line, capacity_col;
+    struct bucket_meta *bmeta; /* per bucket */
+    unsigned *route_col;       /* per route: the column of its bucket name */
+    size_t bcap, mcap, rcap, ccap;
+    struct problem *problems;
+    size_t nproblems, pcap;
+};
+
+/* ------------------------------------------------------------------ problems and memory */
+
+/* Make room for element n of an array; returns the array (maybe moved), NULL if out of
+ * memory (the old array stays valid). */
+static void *room_for(struct parser *p, void *arr, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return arr;
+    size_t ncap = *cap ? *cap * 2 : 16;
+    void *a = reallocarray(arr, ncap, size);
+    if (!a) {
+        p->oom = true;
+        return NULL;
+    }
+    *cap = ncap;
+    return a;
+}
+
+static void vproblem(struct parser *p, unsigned line, unsigned col, const char *fmt, va_list ap)
+{
+    char *msg;
+    struct problem *arr;
+    if (vasprintf(&msg, fmt, ap) < 0) {
+        p->oom = true;
+        return;
+    }
+    if (!(arr = room_for(p, p->problems, &p->pcap, p->nproblems, sizeof(*arr)))) {
+        free(msg);
+        return;
+    }
+    p->problems = arr;
+    arr[p->nproblems] = (struct problem){line, col, p->nproblems, msg};
+    p->nproblems++;
+}
+
+/* Report a problem at a column of the current line. */
+__attribute__((format(printf, 3, 4))) static void problem(struct parser *p, unsigned col,
+                                                          const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vproblem(p, p->line, col, fmt, ap);
+    va_end(ap);
+}
+
+__attribute__((format(printf, 4, 5))) static void problem_at(struct parser *p, unsigned line,
+                                                             unsigned col, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vproblem(p, line, col, fmt, ap);
+    va_end(ap);
+}
+
+static char *dup_word(struct parser *p, const struct word *w)
+{
+    char *s = strndup(w->s, w->len);
+    p->oom |= s == NULL;
+    return s;
+}
+
+/* ------------------------------------------------------------------ words */
+
+static bool word_is(const struct word *w, const char *s)
+{
+    return w->len == strlen(s) && memcmp(w->s, s, w->len) == 0;
+}
+
+/* The column just after a word: where a missing argument should have been. */
+static unsigned after(const struct word *w)
+{
+    return w->col + w->len;
+}
+
+static bool all_digits(const char *s)
+{
+    return *s && strspn(s, "0123456789") == strlen(s);
+}
+
+/* Copy a word into buf (NUL-terminated); false if it does not fit. */
+static bool word_copy(const struct word *w, char *buf, size_t size)
+{
+    if (w->len >= size)
+        return false;
+    memcpy(buf, w->s, w->len);
+    buf[w->len] = '\0';
+    return true;
+}
+
+/* A whole word holding a number in [min, max]. */
+static bool word_number(const struct word *w, long long min, long long max, long long *out)
+{
+    char buf[24];
+    const char *err = NULL;
+    if (!word_copy(w, buf, sizeof(buf)) || !all_digits(buf))
+        return false;
+    *out = strtonum(buf, min, max, &err);
+    return err == NULL;
+}
+
+/* Exactly `n` arguments; else report what is missing or extra. */
+static bool want_args(struct parser *p, const struct line *l, unsigned n, const char *usage)
+{
+    if (l->n < n + 1)
+        problem(p, after(&l->w[l->n - 1]), "missing argument: expected %s", usage);
+    else if (l->n > n + 1)
+        problem(p, l->w[n + 1].col, "unexpected '%.*s': expected %s", WORD_ARG(&l->w[n + 1]),
+                usage);
+    return l->n == n + 1;
+}
+
+/* A DURATION word within [min, max]. */
+static bool duration_ok(struct parser *p, const struct word *w, uint64_t min, uint64_t max,
+                        const char *range, uint64_t *ns)
+{
+    struct rl_parse_error e = {0};
+    const char *end;
+    if (rl_parse_duration(w->s, &end, ns, &e) < 0) {
+        problem(p, w->col + e.column - 1, "%s", e.message);
+        return false;
+    }
+    if (end != w->s + w->len) {
+        problem(p, w->col + (unsigned)(end - w->s), "unexpected '%.*s' after the duration",
+                (int)(w->s + w->len - end), end);
+        return false;
+    }
+    if (*ns < min || *ns > max) {
+        problem(p, w->col, "'%.*s' is out of range: %s", WORD_ARG(w), range);
+        return false;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------ buckets */
+
+static size_t find_bucket(const struct parser *p, const char *name)
+{
+    for (size_t i = 0; i < p->cfg->nbuckets; i++)
+        if (strcmp(p->cfg->buckets[i].name, name) == 0)
+            return i;
+    return NONE;
+}
+
+/* A valid bucket name; `defining` if the statement defines it (else it refers to one). */
+static bool name_ok(struct parser *p, const struct word *w, bool defining)
+{
+    char name[RL_NAME_MAX + 1];
+    if (w->len > RL_NAME_MAX) {
+        problem(p, w->col, "bucket name '%.20s...' is %u bytes long: at most %d", w->s, w->len,
+                RL_NAME_MAX);
+        return false;
+    }
+    word_copy(w, name, sizeof(name));
+    if (w->len > 2 && strcmp(name + w->len - 2, "/*") == 0) {
+        problem(p, w->col, "'%s' is a template pattern: %s", name,
+                defining ? "declare it with 'template', not 'bucket'" : "name a bucket here");
+        return false;
+    }
+    if (rl_name_check(name) < 0) {
+        problem(p, w->col, "%s", rl_errdetail());
+        return false;
+    }
+    return true;
+}
+
+/* A template pattern: a valid name, a slash and a star ("tenant/" "*"). */
+static bool pattern_ok(struct parser *p, const struct word *w)
+{
+    char prefix[RL_NAME_MAX + 1];
+    if (w->len > RL_NAME_MAX) {
+        problem(p, w->col, "template pattern '%.20s...' is %u bytes long: at most %d", w->s, w->len,
+                RL_NAME_MAX);
+        return false;
+    }
+    if (w->len < 3 || memcmp(w->s + w->len - 2, "/*", 2) != 0) {
+        problem(p, w->col, "template pattern '%.*s' must end in '/*', as in 'tenant/*'",
+                WORD_ARG(w));
+        return false;
+    }
+    word_copy(w, prefix, sizeof(prefix));
+    prefix[w->len - 2] = '\0';
+    if (rl_name_check(prefix) < 0) {
+        problem(p, w->col, "template pattern '%.*s': %s", WORD_ARG(w), rl_errdetail());
+        return false;
+    }
+    return true;
+}
+
+/* Parse rule text spanning words first..last; the error column becomes a file column. */
+static bool rules_ok(struct parser *p, const struct word *first, const struct word *last,
+                     struct rl_policy *out)
+{
+    struct rl_parse_error e = {0};
+    char *text = strndup(first->s, (size_t)(last->s + last->len - first->s));
+    if (!text) {
+        p->oom = true;
+        return false;
+    }
+    int rc = rl_policy_parse(text, out, &e);
+    free(text);
+    if (rc < 0)
+        problem(p, first->col + (e.column ? e.column - 1 : 0), "%s", e.message);
+    return rc == 0;
+}
+
+/* A bucket or template statement, split into its parts. */
+struct def {
+    const struct word *name, *parent;
+    unsigned first, last; /* the words of the rule text */
+};
+
+static bool def_split(struct parser *p, const struct line *l, bool is_template, struct def *d)
+{
+    const char *usage =
+        is_template ? "'template PREFIX/* RULES [parent NAME]', as in 'template tenant/* 200/60s'"
+                    : "'bucket NAME RULES [parent NAME]', as in 'bucket foundry 200/60s'";
+    if (l->n < 3) {
+        problem(p, after(&l->w[l->n - 1]), "missing argument: expected %s", usage);
+        return false;
+    }
+    *d = (struct def){&l->w[1], NULL, 2, l->n - 1};
+    if (word_is(&l->w[l->n - 1], "parent")) {
+        problem(p, after(&l->w[l->n - 1]),
+                "missing argument: expected a bucket name after 'parent'");
+        return false;
+    }
+    if (word_is(&l->w[l->n - 2], "parent")) {
+        d->parent = &l->w[l->n - 1];
+        d->last = l->n - 3;
+    }
+    if (d->last < d->first) {
+        problem(p, l->w[2].col, "missing rules before 'parent': expected %s", usage);
+        return false;
+    }
+    return true;
+}
+
+static void bucket_add(struct parser *p, const struct def *d, const struct rl_policy *pol,
+                       bool is_template)
+{
+    rl_config *c = p->cfg;
+    struct rl_config_bucket *arr = room_for(p, c->buckets, &p->bcap, c->nbuckets, sizeof(*arr));
+    if (!arr)
+        return;
+    c->buckets = arr;
+    struct bucket_meta *meta = room_for(p, p->bmeta, &p->mcap, c->nbuckets, sizeof(*meta));
+    if (!meta)
+        return;
+    p->bmeta = meta;
+    struct rl_config_bucket *b = &arr[c->nbuckets];
+    *b = (struct rl_config_bucket){dup_word(p, d->name), NULL, *pol, is_template, p->line};
+    if (d->parent)
+        b->parent = dup_word(p, d->parent);
+    meta[c->nbuckets] = (struct bucket_meta){d->parent ? d->parent->col : 0, NONE};
+    c->nbuckets++;
+}
+
+static void parse_def(struct parser *p, const struct line *l, bool is_template)
+{
+    struct def d;
+    struct rl_policy pol = {0};
+    char name[RL_NAME_MAX + 1];
+    if (!def_split(p, l, is_template, &d))
+        return;
+    bool ok = is_template ? pattern_ok(p, d.name) : name_ok(p, d.name, true);
+    /* A bucket with bad rules is still added: its name then resolves parents and routes
+     * that refer to it, so one mistake is reported once. */
+    rules_ok(p, &l->w[d.first], &l->w[d.last], &pol);
+    if (d.parent && !name_ok(p, d.parent, false))
+        ok = false;
+    if (!ok)
+        return;
+    word_copy(d.name, name, sizeof(name));
+    size_t dup = find_bucket(p, name);
+    if (dup != NONE) {
+        problem(p, d.name->col, "%s '%s' is already defined at line %u",
+                is_template ? "template" : "bucket", name, p->cfg->buckets[dup].line);
+        return;
+    }
+    bucket_add(p, &d, &pol, is_template);
+}
+
+static void parse_bucket(struct parser *p, const struct line *l)
+{
+    parse_def(p, l, false);
+}
+
+static void parse_template(struct parser *p, const struct line *l)
+{
+    parse_def(p, l, true);
+}
+
+/* ------------------------------------------------------------------ routes */
+
+static bool hostname_ok(const char *h)
+{
+    size_t len = strlen(h), label = 0;
+    if (len == 0 || len > 253 || h[0] == '.' || h[len - 1] == '.')
+        return false;
+    for (const char *c = h; *c; c++) {
+        if (*c == '.') {
+            if (label == 0 || c[-1] == '-')
+                return false;
+            label = 0;
+        } else if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-", *c) ||
+                   (*c == '-' && label == 0) || ++label > 63) {
+            return false;
+        }
+    }
+    return h[len - 1] != '-';
+}
+
+/* True if addr has any bit set beyond the first `prefix` bits; clears them. */
+static bool host_bits(unsigned char *addr, unsigned bytes, unsigned prefix)
+{
+    bool set = false;
+    for (unsigned i = 0; i < bytes; i++) {
+        unsigned keep = prefix >= 8 * (i + 1) ? 8 : prefix > 8 * i ? prefix - 8 * i : 0;
+        unsigned char mask = (unsigned char)(0xffU >> keep);
+        set |= (addr[i] & mask) != 0;
+        addr[i] &= (unsigned char)~mask;
+    }
+    return set;
+}
+
+/* An address or CIDR ("10.0.0.0/8", "2001:db8::/32") at column col; sets prefix_len. */
+static bool address_ok(struct parser *p, char *host, int family, unsigned col, struct rl_route *r)
+{
+    const char *fam = family == AF_INET ? "IPv4" : "IPv6";
+    unsigned bits = family == AF_INET ? 32 : 128;
+    unsigned char addr[16];
+    char *slash = strchr(host, '/');
+    const char *err = NULL;
+    r->prefix_len = bits;
+    if (slash) {
+        *slash = '\0';
+        r->prefix_len = all_digits(slash + 1) ? (unsigned)strtonum(slash + 1, 1, bits, &err) : 0;
+        if (r->prefix_len == 0) {
+            problem(p, col + (unsigned)(slash + 1 - host),
+                    "bad CIDR: prefix length '%s' is not 1 to %u", slash + 1, bits);
+            return false;
+        }
+    }
+    if (inet_pton(family, host, addr) != 1) {
+        problem(p, col, "bad %s address '%s'", fam, host);
+        return false;
+    }
+    if (slash && host_bits(addr, bits / 8, r->prefix_len)) {
+        char net[INET6_ADDRSTRLEN];
+        inet_ntop(family, addr, net, sizeof(net));
+        problem(p, col, "bad CIDR: %s/%u has bits set beyond the prefix (the network is %s/%u)",
+                host, r->prefix_len, net, r->prefix_len);
+        return false;
+    }
+    return true;
+}
+
+/* The host part of a destination (NUL-terminated in buf); at column col. */
+static bool host_ok(struct parser *p, char *host, bool bracketed, unsigned col, struct rl_route *r)
+{
+    if (!(r->dest = strdup(host))) {
+        p->oom = true;
+        return false;
+    }
+    if (bracketed)
+        return address_ok(p, host, AF_INET6, col, r);
+    if (!*host) {
+        problem(p, col, "missing host: expected HOST:PORT, as in api.example.com:443");
+        return false;
+    }
+    if (strchr(host, ':')) {
+        problem(p, col, "an IPv6 address goes in brackets, as in [2001:db8::1]:443");
+        return false;
+    }
+    if (strchr(host, '/') || strspn(host, "0123456789.") == strlen(host))
+        return address_ok(p, host, AF_INET, col, r);
+    r->prefix_len = 0;
+    if (!hostname_ok(host)) {
+        problem(p, col,
+                "bad host name '%s': expected labels of letters, digits and '-' joined by '.'",
+                host);
+        return false;
+    }
+    return true;
+}
+
+static bool port_ok(struct parser *p, const char *port, unsigned col, struct rl_route *r)
+{
+    const char *err = NULL;
+    r->port = all_digits(port) ? (unsigned)strtonum(port, 1, 65535, &err) : 0;
+    if (r->port == 0)
+        problem(p, col, "bad port '%s': expected a number from 1 to 65535", port);
+    return r->port != 0;
+}
+
+/* DEST:PORT, DEST one of: host name, IPv4, IPv4/len, [IPv6], [IPv6/len]. */
+static bool dest_ok(struct parser *p, const struct word *w, struct rl_route *r)
+{
+    char buf[300], *host = buf, *colon;
+    if (!word_copy(w, buf, sizeof(buf))) {
+        problem(p, w->col, "destination is %u bytes long: at most %zu", w->len, sizeof(buf) - 1);
+        return false;
+    }
+    bool bracketed = buf[0] == '[';
+    if (bracketed) {
+        char *close = strchr(buf, ']');
+        if (!close) {
+            problem(p, w->col, "expected ']' after the IPv6 address, as in [2001:db8::1]:443");
+            return false;
+        }
+        *close = '\0';
+        host++;
+        colon = close + 1;
+    } else {
+        colon = strrchr(buf, ':');
+    }
+    if (!colon || *colon != ':') {
+        problem(p, colon ? w->col + (unsigned)(colon - buf) : after(w),
+                "missing port: expected HOST:PORT, as in api.example.com:443");
+        return false;
+    }
+    *colon = '\0';
+    bool ok = port_ok(p, colon + 1, w->col + (unsigned)(colon + 1 - buf), r);
+    return host_ok(p, host, bracketed, w->col + (unsigned)(host - buf), r) && ok;
+}
+
+static bool route_option(struct parser *p, const struct word *opt, const struct word *val,
+                         struct rl_route *r)
+{
+    if (!val) {
+        problem(p, after(opt), "missing argument: expected %s after '%.*s'",
+                word_is(opt, "wait") ? "a duration such as 30s" : "'fail' or 'pass'",
+                WORD_ARG(opt));
+        return false;
+    }
+    if (word_is(opt, "wait"))
+        return duration_ok(p, val, 0, NS_PER_DAY, "a wait is at most 1d", &r->max_wait_ns);
+    if (word_is(val, "fail") || word_is(val, "pass")) {
+        r->on_timeout = word_is(val, "pass") ? RL_ROUTE_PASS : RL_ROUTE_FAIL;
+        return true;
+    }
+    problem(p, val->col, "unexpected '%.*s': expected 'fail' or 'pass'", WORD_ARG(val));
+    return false;
+}
+
+/* [wait DURATION] [on-timeout fail|pass], each at most once, in any order. */
+static bool route_options(struct parser *p, const struct line *l, struct rl_route *r)
+{
+    unsigned seen_wait = 0, seen_timeout = 0;
+    for (unsigned i = 3; i < l->n; i += 2) {
+        const struct word *opt = &l->w[i];
+        unsigned *seen = word_is(opt, "wait")         ? &seen_wait
+                         : word_is(opt, "on-timeout") ? &seen_timeout
+                                                      : NULL;
+        if (!seen) {
+            problem(p, opt->col,
+                    "unexpected '%.*s': expected 'wait DURATION' or 'on-timeout fail|pass'",
+                    WORD_ARG(opt));
+            return false;
+        }
+        if (*seen) {
+            problem(p, opt->col, "duplicate '%.*s' (already at column %u)", WORD_ARG(opt), *seen);
+            return false;
+        }
+        *seen = opt->col;
+        if (!route_option(p, opt, i + 1 < l->n ? &l->w[i + 1] : NULL, r))
+            return false;
+    }
+    return true;
+}
+
+static void route_free(struct rl_route *r)
+{
+    free((void *)r->dest);
+    free((void *)r->bucket);
+}
+
+/* Add a route written at column col whose bucket name is at bucket_col. */
+static void route_add(struct parser *p, struct rl_route *r, unsigned col, unsigned bucket_col)
+{
+    rl_config *c = p->cfg;
+    for (size_t i = 0; i < c->nroutes; i++) {
+        if (c->routes[i].port == r->port && strcasecmp(c->routes[i].dest, r->dest) == 0) {
+            problem(p, col, "route %s:%u is already defined at line %u", r->dest, r->port,
+                    c->routes[i].line);
+            route_free(r);
+            return;
+        }
+    }
+    struct rl_route *arr = room_for(p, c->routes, &p->rcap, c->nroutes, sizeof(*arr));
+    unsigned *cols = arr ? room_for(p, p->route_col, &p->ccap, c->nroutes, sizeof(*cols)) : NULL;
+    if (arr)
+        c->routes = arr;
+    if (!cols) {
+        route_free(r);
+        return;
+    }
+    p->route_col = cols;
+    cols[c->nroutes] = bucket_col;
+    arr[c->nroutes++] = *r;
+}
+
+static void parse_route(struct parser *p, const struct line *l)
+{
+    struct rl_route r = {
+        .max_wait_ns = WAIT_DEFAULT_NS, .on_timeout = RL_ROUTE_FAIL, .line = p->line};
+    if (l->n < 3) {
+        problem(p, after(&l->w[l->n - 1]),
+                "missing argument: expected 'route HOST:PORT BUCKET [wait DURATION] [on-timeout "
+                "fail|pass]', as in 'route api.example.com:443 foundry'");
+        return;
+    }
+    bool ok = dest_ok(p, &l->w[1], &r);
+    ok &= name_ok(p, &l->w[2], false);
+    ok &= route_options(p, l, &r);
+    if (ok && (r.bucket = dup_word(p, &l->w[2])))
+        route_add(p, &r, l->w[1].col, l->w[2].col);
+    else
+        route_free(&r);
+}
+
+/* ------------------------------------------------------------------ table and shim */
+
+static void parse_table(struct parser *p, const struct line *l)
+{
+    if (!want_args(p, l, 1, "'table PATH', as in 'table /dev/shm/ratelimit'"))
+        return;
+    const struct word *w = &l->w[1];
+    if (w->s[0] != '/' || w->len >= PATH_MAX)
+        problem(p, w->col,
+                "table path must be absolute and shorter than %d bytes, as in /dev/shm/ratelimit",
+                PATH_MAX);
+    else
+        p->cfg->table.path = dup_word(p, w);
+}
+
+static void parse_mode(struct parser *p, const struct line *l)
+{
+    if (!want_args(p, l, 1, "'mode OCTAL', as in 'mode 0660'"))
+        return;
+    const struct word *w = &l->w[1];
+    unsigned mode = 0;
+    bool octal = w->len <= 4;
+    for (unsigned i = 0; i < w->len; i++) {
+        octal &= w->s[i] >= '0' && w->s[i] <= '7';
+        mode = mode * 8 + (unsigned)(w->s[i] - '0');
+    }
+    if (!octal)
+        problem(p, w->col, "bad mode '%.*s': expected an octal file mode such as 0660",
+                WORD_ARG(w));
+    else if (mode & 0002)
+        problem(p, w->col,
+                "mode %04o makes the table world-writable: any local user could change or wreck "
+                "the budget; use 0660 and 'group'",
+                mode);
+    else if (mode & ~0666U)
+        problem(p, w->col, "mode %04o: a table has only read and write bits (at most 0664)", mode);
+    else if ((mode & 0600) != 0600)
+        problem(p, w->col, "mode %04o: the owner needs read and write (0600)", mode);
+    else
+        p->cfg->table.mode = mode;
+}
+
+/* The gid of a group name; -1 if there is no such group. */
+static long group_id(struct parser *p, const char *name)
+{
+    for (size_t size = 1024; size <= (1U << 20); size *= 2) {
+        struct group gr, *found = NULL;
+        char *buf = malloc(size);
+        if (!buf) {
+            p->oom = true;
+            return -1;
+        }
+        int rc = getgrnam_r(name, &gr, buf, size, &found);
+        long gid = found ? (long)gr.gr_gid : -1;
+        free(buf);
+        if (rc != ERANGE)
+            return gid;
+    }
+    return -1;
+}
+
+static void parse_group(struct parser *p, const struct line *l)
+{
+    if (!want_args(p, l, 1, "'group NAME' or 'group GID', as in 'group www-data'"))
+        return;
+    const struct word *w = &l->w[1];
+    char name[256];
+    long long gid = -1;
+    if (!word_copy(w, name, sizeof(name)))
+        problem(p, w->col, "group name is %u bytes long: at most 255", w->len);
+    else if (all_digits(name) && !word_number(w, 0, UINT32_MAX - 1, &gid))
+        problem(p, w->col, "bad group id '%s': expected 0 to %u", name, UINT32_MAX - 1);
+    else if (gid < 0 && (gid = group_id(p, name)) < 0)
+        problem(p, w->col, "unknown group '%s' (not in the group database)", name);
+    else
+        p->cfg->table.group = (long)gid;
+}
+
+static void parse_capacity(struct parser *p, const struct line *l)
+{
+    long long n;
+    if (!want_args(p, l, 1, "'capacity BUCKETS', as in 'capacity 4096'"))
+        return;
+    if (!word_number(&l->w[1], 1, CAPACITY_MAX, &n)) {
+        problem(p, l->w[1].col, "bad capacity '%.*s': expected a number of buckets from 1 to %u",
+                WORD_ARG(&l->w[1]), CAPACITY_MAX);
+        return;
+    }
+    p->cfg->table.capacity = (uint32_t)n;
+    p->capacity_line = p->line;
+    p->capacity_col = l->w[1].col;
+}
+
+static void parse_shim(struct parser *p, const struct line *l)
+{
+    if (!want_args(p, l, 1, "'shim fail-open' or 'shim fail-closed'"))
+        return;
+    if (word_is(&l->w[1], "fail-open") || word_is(&l->w[1], "fail-closed"))
+        p->cfg->shim.fail_closed = word_is(&l->w[1], "fail-closed");
+    else
+        problem(p, l->w[1].col, "unexpected '%.*s': expected 'fail-open' or 'fail-closed'",
+                WORD_ARG(&l->w[1]));
+}
+
+static void parse_resolve_every(struct parser *p, const struct line *l)
+{
+    if (want_args(p, l, 1, "'resolve-every DURATION', as in 'resolve-every 5m'"))
+        duration_ok(p, &l->w[1], NS_PER_SEC, NS_PER_DAY, "expected 1s to 1d",
+                    &p->cfg->shim.resolve_every_ns);
+}
+
+/* ------------------------------------------------------------------ lines */
+
+static const struct keyword {
+    const char *word;
+    bool once; /* at most one such statement per file */
+    void (*parse)(struct parser *p, const struct line *l);
+} keywords[NKEYWORDS] = {
+    {"table", true, parse_table},
+    {"mode", true, parse_mode},
+    {"group", true, parse_group},
+    {"capacity", true, parse_capacity},
+    {"bucket", false, parse_bucket},
+    {"template", false, parse_template},
+    {"route", false, parse_route},
+    {"shim", true, parse_shim},
+    {"resolve-every", true, parse_resolve_every},
+};
+
+static void statement(struct parser *p, const struct line *l)
+{
+    for (size_t i = 0; i < NKEYWORDS; i++) {
+        if (!word_is(&l->w[0], keywords[i].word))
+            continue;
+        if (keywords[i].once && p->first_line[i]) {
+            problem(p, l->w[0].col, "duplicate '%s' statement: already given at line %u",
+                    keywords[i].word, p->first_line[i]);
+            return;
+        }
+        p->first_line[i] = p->line;
+        keywords[i].parse(p, l);
+        return;
+    }
+    problem(p, l->w[0].col,
+            "unknown keyword '%.*s': expected table, mode, group, capacity, bucket, template, "
+            "route, shim or resolve-every",
+            WORD_ARG(&l->w[0]));
+}
+
+static bool blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* Split a NUL-terminated statement into words; false (reported) if there are too many. */
+static bool split(struct parser *p, const char *s, struct line *l)
+{
+    const char *q = s;
+    l->n = 0;
+    for (;;) {
+        while (blank(*q))
+            q++;
+        if (!*q)
+            return true;
+        if (l->n == MAX_WORDS) {
+            problem(p, (unsigned)(q - s) + 1, "too many words: at most %d in a statement",
+                    MAX_WORDS);
+            return false;
+        }
+        struct word *w = &l->w[l->n++];
+        w->s = q;
+        w->col = (unsigned)(q - s) + 1;
+        while (*q && !blank(*q))
+            q++;
+        w->len = (unsigned)(q - w->s);
+    }
+}
+
+/* One line [s, e) of the writable copy of the text. */
+static void parse_line(struct parser *p, char *s, char *e)
+{
+    struct line l;
+    char *hash = memchr(s, '#', (size_t)(e - s));
+    if (hash)
+        e = hash;
+    for (const char *c = s; c < e; c++) {
+        unsigned char ch = (unsigned char)*c;
+        if ((ch < 0x20 && !blank(*c)) || ch == 0x7f) {
+            problem(p, (unsigned)(c - s) + 1, "unexpected control character 0x%02x", ch);
+            return;
+        }
+    }
+    *e = '\0';
+    if (split(p, s, &l) && l.n > 0)
+        statement(p, &l);
+}
+
+static void parse_text(struct parser *p, char *text, size_t len)
+{
+    char *s = text, *end = text + len;
+    for (p->line = 1; s < end; p->line++) {
+        char *nl = memchr(s, '\n', (size_t)(end - s));
+        char *e = nl ? nl : end;
+        parse_line(p, s, e);
+        s = e + 1;
+    }
+}
+
+/* ------------------------------------------------------------------ whole-file checks */
+
+/* "a -> b -> c": the chain from bucket i, at most `max` names, stopping at a repeat of i. */
+static void chain_text(const struct parser *p, size_t i, unsigned max, char *buf, size_t size)
+{
+    size_t k = i;
+    buf[0] = '\0';
+    for (unsigned n = 0; k != NONE && n < max; n++, k = p->bmeta[k].parent) {
+        if (n)
+            strlcat(buf, " -> ", size);
+        strlcat(buf, p->cfg->buckets[k].name, size);
+        if (n && k == i)
+            return;
+    }
+}
+
+/* True if following parents from j reaches i. */
+static bool reaches(const struct parser *p, size_t j, size_t i)
+{
+    for (size_t k = j, steps = 0; k != NONE && steps <= p->cfg->nbuckets; k = p->bmeta[k].parent) {
+        if (k == i)
+            return true;
+        steps++;
+    }
+    return false;
+}
+
+/* Buckets in i's chain through parents defined before their children (i included). */
+static unsigned chain_depth(const struct parser *p, size_t i)
+{
+    unsigned depth = 1;
+    for (size_t k = i; p->bmeta[k].parent < k && depth <= RL_MAX_DEPTH; k = p->bmeta[k].parent)
+        depth++;
+    return depth;
+}
+
+static void check_parent(struct parser *p, size_t i)
+{
+    const struct rl_config_bucket *b = &p->cfg->buckets[i];
+    size_t j = p->bmeta[i].parent;
+    unsigned col = p->bmeta[i].parent_col;
+    char chain[512];
+    if (j == NONE) {
+        problem_at(p, b->line, col,
+                   "unknown parent '%s': define it with 'bucket %s RULES' before this line",
+                   b->parent, b->parent);
+    } else if (j >= i && reaches(p, j, i)) {
+        chain_text(p, i, (unsigned)p->cfg->nbuckets + 1, chain, sizeof(chain));
+        problem_at(p, b->line, col, "parent cycle: %s", chain);
+    } else if (j >= i) {
+        problem_at(p, b->line, col,
+                   "parent '%s' is defined later, at line %u: define parents before their children",
+                   b->parent, p->cfg->buckets[j].line);
+    } else if (chain_depth(p, i) > RL_MAX_DEPTH) {
+        chain_text(p, i, RL_MAX_DEPTH + 1, chain, sizeof(chain));
+        problem_at(p, b->line, col, "parent chain too long: %s: a chain holds at most %d buckets",
+                   chain, RL_MAX_DEPTH);
+    }
+}
+
+static void check_parents(struct parser *p)
+{
+    for (size_t i = 0; i < p->cfg->nbuckets; i++)
+        if (p->cfg->buckets[i].parent)
+            p->bmeta[i].parent = find_bucket(p, p->cfg->buckets[i].parent);
+    for (size_t i = 0; i < p->cfg->nbuckets; i++)
+        if (p->cfg->buckets[i].parent)
+            check_parent(p, i);
+}
+
+/* A bucket a route may name: one of the config's buckets, or one a template makes. */
+static bool route_target_known(const rl_config *c, const char *name)
+{
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        const char *b = c->buckets[i].name;
+        size_t prefix = strlen(b) - 1; /* a template's pattern without the '*' */
+        if (c->buckets[i].is_template ? strncmp(name, b, prefix) == 0 && name[prefix]
+                                      : strcmp(name, b) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void check_routes(struct parser *p)
+{
+    for (size_t i = 0; i < p->cfg->nroutes; i++) {
+        const struct rl_route *r = &p->cfg->routes[i];
+        if (!route_target_known(p->cfg, r->bucket))
+            problem_at(p, r->line, p->route_col[i],
+                       "route to unknown bucket '%s': define it with 'bucket %s RULES' or a "
+                       "'template' it matches",
+                       r->bucket, r->bucket);
+    }
+}
+
+static void check_capacity(struct parser *p)
+{
+    const rl_config *c = p->cfg;
+    if (c->nbuckets <= c->table.capacity)
+        return;
+    if (p->capacity_line)
+        problem_at(p, p->capacity_line, p->capacity_col,
+                   "capacity %u is less than the %zu buckets and templates the file defines",
+                   c->table.capacity, c->nbuckets);
+    else
+        problem_at(p, c->buckets[c->table.capacity].line, 1,
+                   "more than %u buckets and templates (the default capacity): add 'capacity N'",
+                   c->table.capacity);
+}
+
+/* ------------------------------------------------------------------ results */
+
+static int problem_order(const void *a, const void *b)
+{
+    const struct problem *x = a, *y = b;
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    if (x->col != y->col)
+        return x->col < y->col ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* The problems as "file:line:col: message" lines; NULL if out of memory. */
+static char *problems_text(struct parser *p)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    qsort(p->problems, p->nproblems, sizeof(*p->problems), problem_order);
+    for (size_t i = 0; i < p->nproblems; i++)
+        fprintf(f, "%s:%u:%u: %s\n", p->name, p->problems[i].line, p->problems[i].col,
+                p->problems[i].msg);
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+void rl_config_free(rl_config *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        free((void *)c->buckets[i].name);
+        free((void *)c->buckets[i].parent);
+    }
+    for (size_t i = 0; i < c->nroutes; i++)
+        route_free(&c->routes[i]);
+    free(c->buckets);
+    free(c->routes);
+    free((void *)c->table.path);
+    free(c);
+}
+
+static int finish(struct parser *p, rl_config **out, char **errors)
+{
+    int err = 0;
+    char *text = p->nproblems && !p->oom ? problems_text(p) : NULL;
+    if (p->oom || (p->nproblems && !text)) {
+        err = rl_fail(RL_ENOMEM, "out of memory parsing config %s", p->name);
+    } else if (p->nproblems) {
+        err = rl_fail(RL_EPARSE, "%.*s (%zu problems in all)", (int)strcspn(text, "\n"), text,
+                      p->nproblems);
+        if (errors)
+            *errors = text;
+        else
+            free(text);
+    } else {
+        *out = p->cfg;
+        p->cfg = NULL;
+    }
+    for (size_t i = 0; i < p->nproblems; i++)
+        free(p->problems[i].msg);
+    free(p->problems);
+    free(p->bmeta);
+    free(p->route_col);
+    rl_config_free(p->cfg);
+    return err;
+}
+
+int rl_config_parse(const char *text, size_t len, const char *name, rl_config **out, char **errors)
+{
+    struct parser p = {.name = name ? name : "config"};
+    if (errors)
+        *errors = NULL;
+    if (!out || (!text && len))
+        return rl_fail(RL_EINVAL, "rl_config_parse: bad arguments");
+    *out = NULL;
+    char *copy = malloc(len + 1);
+    if (!copy || !(p.cfg = calloc(1, sizeof(*p.cfg)))) {
+        free(copy);
+        return rl_fail(RL_ENOMEM, "out of memory parsing config %s", p.name);
+    }
+    if (len)
+        memcpy(copy, text, len);
+    p.cfg->table = (struct rl_config_table){NULL, 0600, -1, CAPACITY_DEFAULT};
+    p.cfg->shim = (struct rl_config_shim){false, RESOLVE_DEFAULT_NS};
+    parse_text(&p, copy, len);
+    free(copy);
+    check_parents(&p);
+    check_routes(&p);
+    check_capacity(&p);
+    return finish(&p, out, errors);
+}
+
+/* ------------------------------------------------------------------ files */
+
+const char *rl_config_default_path(const char *path)
+{
+    if (path)
+        return path;
+    /* secure_getenv: the preload shim also runs in set-id programs. */
+    const char *env = secure_getenv("RATELIMIT_CONFIG");
+    return env && *env ? env : CONFIG_DEFAULT_PATH;
+}
+
+/* Read all of fd, at most CONFIG_MAX_BYTES. */
+static int read_all(int fd, const char *path, char **text, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf)
+            return rl_fail(RL_ENOMEM, "out of memory reading config %s", path);
+        ssize_t got = read(fd, buf + n, cap - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            int e = errno;
+            *text = buf;
+            *len = n;
+            return got == 0 ? 0 : rl_fail(RL_ESYS, "cannot read config %s: %s", path, strerror(e));
+        }
+        if ((n += (size_t)got) > CONFIG_MAX_BYTES) {
+            *text = buf;
+            return rl_fail(RL_EPARSE, "config %s is larger than %u MiB", path,
+                           CONFIG_MAX_BYTES >> 20);
+        }
+        if (n == cap) {
+            char *bigger = realloc(buf, cap *= 2);
+            if (!bigger)
+                free(buf);
+            buf = bigger;
+        }
+    }
+}
+
+int rl_config_load(const char *path, rl_config **out, char **errors)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (errors)
+        *errors = NULL;
+    if (!out)
+        return rl_fail(RL_EINVAL, "rl_config_load: bad arguments");
+    *out = NULL;
+    path = rl_config_default_path(path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return rl_fail(RL_ESYS, "cannot open config %s: %s", path, strerror(errno));
+    int err = read_all(fd, path, &text, &len);
+    close(fd);
+    if (err == RL_EPARSE && errors && asprintf(errors, "%s:1:1: %s\n", path, rl_errdetail()) < 0)
+        *errors = NULL;
+    if (!err)
+        err = rl_config_parse(text, len, path, out, errors);
+    free(text);
+    return err;
+}
+
+/* ------------------------------------------------------------------ accessors */
+
+const struct rl_config_table *rl_config_table(const rl_config *c)
+{
+    return &c->table;
+}
+
+size_t rl_config_buckets(const rl_config *c, const struct rl_config_bucket **out)
+{
+    if (out)
+        *out = c->buckets;
+    return c->nbuckets;
+}
+
+size_t rl_config_routes(const rl_config *c, const struct rl_route **out)
+{
+    if (out)
+        *out = c->routes;
+    return c->nroutes;
+}
+
+const struct rl_config_shim *rl_config_shim(const rl_config *c)
+{
+    return &c->shim;
+}

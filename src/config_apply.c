@@ -1,0 +1,283 @@
+/*
+ * config_apply.c - bring a live table in line with a parsed config: open the table it
+ * names, then plan every change (and check the plan fits) before making any.
+ *
+ * The plan: each config bucket or template is created, switched to its new rules, or left
+ * alone; each bucket a config template made earlier (same parent) follows the template's
+ * new rules. Refused before anything changes: a bucket whose parent would change, too few
+ * free bucket records, too little arena for the new policy blocks. Buckets the config does
+ * not mention are kept and reported.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <bsd/string.h>
+
+#include "internal.h"
+
+int rl_config_open_table(const rl_config *config, unsigned flags, rl_table **out)
+{
+    const struct rl_config_table *ct = rl_config_table(config);
+    struct rl_table_opts o = RL_TABLE_OPTS_INIT;
+    o.path = ct->path;
+    o.flags = flags;
+    o.capacity = ct->capacity;
+    o.mode = ct->mode;
+    o.group = ct->group;
+    return rl_table_open(&o, out);
+}
+
+/* A bucket or template found in the table. */
+struct have {
+    rl_bucket *bucket;
+    const char *name;
+    char parent[RL_NAME_MAX + 1]; /* "" if none */
+    struct rl_policy policy;
+    int info_err; /* rl_bucket_info's error: the bucket is damaged */
+    bool is_template;
+    bool mentioned; /* the config names it, or it follows one of the config's templates */
+};
+
+/* One change or non-change: `want` for `have` (NULL: create it). */
+struct step {
+    const struct rl_config_bucket *want;
+    struct have *have;
+};
+
+struct plan {
+    rl_table *table;
+    struct have *haves; /* in the table's order */
+    struct have **by_name;
+    size_t nhaves, cap;
+    struct step *steps;
+    size_t nsteps;
+    uint64_t new_buckets, arena_bytes;
+    void (*note)(void *arg, const char *line);
+    void *arg;
+};
+
+/* Arena bytes of a policy block (as bucket.c lays it out), rounded up to RL_ALIGN. */
+static uint64_t block_bytes(const struct rl_policy *pol)
+{
+    uint64_t n = sizeof(struct shm_policy) + pol->nrules * sizeof(struct shm_rule);
+    for (unsigned i = 0; i < pol->nrules; i++)
+        if (pol->rules[i].kind == RL_SLIDING)
+            n += 8 * pol->rules[i].limit;
+    return (n + RL_ALIGN - 1) & ~(uint64_t)(RL_ALIGN - 1);
+}
+
+__attribute__((format(printf, 2, 3))) static void say(const struct plan *pl, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    if (!pl->note)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    pl->note(pl->arg, line);
+}
+
+/* ------------------------------------------------------------------ what the table holds */
+
+static int collect(rl_bucket *b, void *arg)
+{
+    struct plan *pl = arg;
+    struct rl_bucket_info info;
+    if (pl->nhaves == pl->cap) {
+        size_t cap = pl->cap ? pl->cap * 2 : 64;
+        struct have *a = reallocarray(pl->haves, cap, sizeof(*a));
+        if (!a)
+            return rl_fail(RL_ENOMEM, "out of memory reading table %s", rl_table_path(pl->table));
+        pl->haves = a;
+        pl->cap = cap;
+    }
+    struct have *h = &pl->haves[pl->nhaves++];
+    *h = (struct have){.bucket = b,
+                       .name = rl_bucket_name(b),
+                       .info_err = rl_bucket_info(b, &info),
+                       .is_template = rl_bucket_is_template(b)};
+    strlcpy(h->parent, info.parent, sizeof(h->parent));
+    h->policy = info.policy;
+    return 0;
+}
+
+static int have_order(const void *a, const void *b)
+{
+    return strcmp((*(struct have *const *)a)->name, (*(struct have *const *)b)->name);
+}
+
+/* Index the haves by name. */
+static int index_haves(struct plan *pl)
+{
+    if (!(pl->by_name = calloc(pl->nhaves + 1, sizeof(*pl->by_name))))
+        return rl_fail(RL_ENOMEM, "out of memory planning the config");
+    for (size_t i = 0; i < pl->nhaves; i++)
+        pl->by_name[i] = &pl->haves[i];
+    qsort(pl->by_name, pl->nhaves, sizeof(*pl->by_name), have_order);
+    return 0;
+}
+
+static struct have *have_find(const struct plan *pl, const char *name)
+{
+    struct have key = {.name = name}, *k = &key;
+    struct have **found = bsearch(&k, pl->by_name, pl->nhaves, sizeof(k), have_order);
+    return found ? *found : NULL;
+}
+
+/* ------------------------------------------------------------------ planning */
+
+static const char *or_none(const char *s)
+{
+    return s && *s ? s : "(none)";
+}
+
+/* Plan one config bucket or template; check what can be checked before changing anything. */
+static int plan_want(struct plan *pl, const struct rl_config_bucket *want)
+{
+    struct have *h = have_find(pl, want->name);
+    pl->steps[pl->nsteps++] = (struct step){want, h};
+    if (!h) {
+        pl->new_buckets++;
+        pl->arena_bytes += block_bytes(&want->policy);
+        return 0;
+    }
+    h->mentioned = true;
+    if (h->info_err)
+        return rl_fail(h->info_err, "bucket '%s' in %s is damaged: %s", want->name,
+                       rl_table_path(pl->table), rl_strerror(h->info_err));
+    if (strcmp(h->parent, want->parent ? want->parent : "") != 0)
+        return rl_fail(RL_EEXIST,
+                       "bucket '%s' has parent %s in %s, the config (line %u) says %s: a bucket's "
+                       "parent cannot change (remove the bucket or rename it)",
+                       want->name, or_none(h->parent), rl_table_path(pl->table), want->line,
+                       or_none(want->parent));
+    if (!rl_policy_same(&h->policy, &want->policy))
+        pl->arena_bytes += block_bytes(&want->policy);
+    return 0;
+}
+
+/* The config template with the longest prefix that would make bucket `name`, or NULL. */
+static const struct rl_config_bucket *template_of(const struct rl_config_bucket *bs, size_t n,
+                                                  const char *name)
+{
+    const struct rl_config_bucket *best = NULL;
+    for (size_t i = 0; i < n; i++) {
+        size_t prefix = strlen(bs[i].name) - 1; /* the pattern without its star */
+        if (bs[i].is_template && strncmp(name, bs[i].name, prefix) == 0 && name[prefix] &&
+            (!best || prefix >= strlen(best->name)))
+            best = &bs[i];
+    }
+    return best;
+}
+
+/* Buckets made from a config template (with its parent) follow its new rules. */
+static void plan_followers(struct plan *pl, const struct rl_config_bucket *bs, size_t n)
+{
+    for (size_t i = 0; i < pl->nhaves; i++) {
+        struct have *h = &pl->haves[i];
+        const struct rl_config_bucket *t;
+        if (h->mentioned || h->is_template || h->info_err || !(t = template_of(bs, n, h->name)) ||
+            strcmp(h->parent, t->parent ? t->parent : "") != 0)
+            continue;
+        h->mentioned = true;
+        pl->steps[pl->nsteps++] = (struct step){t, h};
+        if (!rl_policy_same(&h->policy, &t->policy))
+            pl->arena_bytes += block_bytes(&t->policy);
+    }
+}
+
+static int check_room(const struct plan *pl)
+{
+    struct rl_table_info info;
+    rl_table_info(pl->table, &info);
+    const char *path = rl_table_path(pl->table);
+    if (info.read_only)
+        return rl_fail(RL_EPERM, "table %s is open read-only", path);
+    if (pl->new_buckets > info.capacity - info.buckets)
+        return rl_fail(RL_EFULL, "table %s has room for %u more buckets, the config adds %llu",
+                       path, info.capacity - info.buckets, (unsigned long long)pl->new_buckets);
+    if (pl->arena_bytes > info.arena_bytes - info.arena_used)
+        return rl_fail(RL_EFULL, "table %s: the config needs %llu arena bytes, %llu are free", path,
+                       (unsigned long long)pl->arena_bytes,
+                       (unsigned long long)(info.arena_bytes - info.arena_used));
+    return 0;
+}
+
+/* ------------------------------------------------------------------ changing the table */
+
+static int create(const struct plan *pl, const struct rl_config_bucket *w, const char *rules)
+{
+    int err = w->is_template ? rl_template_define(pl->table, w->name, &w->policy, w->parent)
+                             : rl_bucket_define(pl->table, w->name, &w->policy, w->parent, NULL);
+    if (!err)
+        say(pl, "created %s%s %s%s%s", w->is_template ? "template " : "", w->name, rules,
+            w->parent ? " parent " : "", w->parent ? w->parent : "");
+    return err;
+}
+
+static int run_step(const struct plan *pl, const struct step *s)
+{
+    const struct rl_config_bucket *w = s->want;
+    bool follower = s->have && strcmp(s->have->name, w->name) != 0;
+    char rules[256], old[256];
+    rl_policy_format(&w->policy, rules, sizeof(rules));
+    if (!s->have)
+        return create(pl, w, rules);
+    if (rl_policy_same(&s->have->policy, &w->policy)) {
+        if (!follower)
+            say(pl, "unchanged %s%s", w->is_template ? "template " : "", w->name);
+        return 0;
+    }
+    int err = rl_bucket_update(s->have->bucket, &w->policy);
+    rl_policy_format(&s->have->policy, old, sizeof(old));
+    if (!err && follower)
+        say(pl, "updated %s (made from %s): %s -> %s", s->have->name, w->name, old, rules);
+    else if (!err)
+        say(pl, "updated %s%s: %s -> %s", w->is_template ? "template " : "", w->name, old, rules);
+    return err;
+}
+
+static void report_kept(const struct plan *pl)
+{
+    for (size_t i = 0; i < pl->nhaves; i++)
+        if (!pl->haves[i].mentioned)
+            say(pl, "kept %s%s: not in the config", pl->haves[i].is_template ? "template " : "",
+                pl->haves[i].name);
+}
+
+static int plan_all(struct plan *pl, const rl_config *config)
+{
+    const struct rl_config_bucket *bs;
+    size_t n = rl_config_buckets(config, &bs);
+    int err = rl_table_foreach(pl->table, collect, pl);
+    if (err || (err = index_haves(pl)))
+        return err;
+    if (!(pl->steps = calloc(n + pl->nhaves + 1, sizeof(*pl->steps))))
+        return rl_fail(RL_ENOMEM, "out of memory planning the config");
+    for (size_t i = 0; i < n && !err; i++)
+        err = plan_want(pl, &bs[i]);
+    if (err)
+        return err;
+    plan_followers(pl, bs, n);
+    return check_room(pl);
+}
+
+int rl_config_apply(const rl_config *config, rl_table *table,
+                    void (*note)(void *arg, const char *line), void *arg)
+{
+    struct plan pl = {.table = table, .note = note, .arg = arg};
+    if (!config || !table)
+        return rl_fail(RL_EINVAL, "rl_config_apply: bad arguments");
+    int err = plan_all(&pl, config);
+    for (size_t i = 0; i < pl.nsteps && !err; i++)
+        err = run_step(&pl, &pl.steps[i]);
+    if (!err)
+        report_kept(&pl);
+    free(pl.steps);
+    free(pl.by_name);
+    free(pl.haves);
+    return err;
+}

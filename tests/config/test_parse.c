@@ -1,0 +1,572 @@
+/*
+ * test_parse.c - the config file parser: every statement of the grammar, the defaults, and
+ * one test per kind of problem, each reported as "file:line:col: message".
+ */
+#include <grp.h>
+#include <sys/stat.h>
+
+#include "config_common.h"
+
+#define NS_PER_SEC 1000000000ULL
+
+TestSuite(parse, .timeout = 30);
+
+/* ------------------------------------------------------------ valid files */
+
+static const char full[] = "# comment to end of line; blank lines ignored; one statement per line\n"
+                           "table /dev/shm/ratelimit        # the shared table path\n"
+                           "mode 0660\n"
+                           "group 0\n"
+                           "capacity 4096\n"
+                           "\n"
+                           "bucket foundry        200/60s\n"
+                           "bucket ti             120/1m burst 20\n"
+                           "bucket ti/reporting   30/1m parent ti\n"
+                           "bucket acme           1000/1h, 100/1m\n"
+                           "bucket foundry-try    200/60s dry-run\n"
+                           "template tenant/*     200/60s parent acme\n"
+                           "route api.foundry.example:443  foundry  wait 10s on-timeout pass\n"
+                           "route 192.0.2.7:443 foundry\n"
+                           "route [2001:db8::1]:443 ti on-timeout fail wait 0\n"
+                           "route 10.0.0.0/8:8443 acme\n"
+                           "route [2001:db8::/32]:443 tenant/x\n"
+                           "shim fail-closed\n"
+                           "resolve-every 1m\n";
+
+Test(parse, full_grammar_table_and_shim)
+{
+    rl_config *c = parse_ok(full);
+    const struct rl_config_table *t = rl_config_table(c);
+    cr_expect_str_eq(t->path, "/dev/shm/ratelimit");
+    cr_expect_eq(t->mode, 0660);
+    cr_expect_eq(t->group, 0);
+    cr_expect_eq(t->capacity, 4096);
+    cr_expect(rl_config_shim(c)->fail_closed);
+    cr_expect_eq(rl_config_shim(c)->resolve_every_ns, 60 * NS_PER_SEC);
+    rl_config_free(c);
+}
+
+Test(parse, full_grammar_buckets)
+{
+    static const struct {
+        const char *name, *rules, *parent;
+        bool is_template;
+        unsigned line;
+    } want[] = {
+        {"foundry", "200/60s", NULL, false, 7},
+        {"ti", "120/1m burst 20", NULL, false, 8},
+        {"ti/reporting", "30/1m", "ti", false, 9},
+        {"acme", "1000/1h, 100/1m", NULL, false, 10},
+        {"foundry-try", "200/60s dry-run", NULL, false, 11},
+        {"tenant/*", "200/60s", "acme", true, 12},
+    };
+    char a[256], b[256];
+    const struct rl_config_bucket *bs;
+    rl_config *c = parse_ok(full);
+    cr_assert_eq(rl_config_buckets(c, &bs), sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        cr_expect_str_eq(bs[i].name, want[i].name);
+        cr_expect_str_eq(rules_of(&bs[i].policy, a, sizeof(a)),
+                         canonical(want[i].rules, b, sizeof(b)));
+        if (want[i].parent)
+            cr_expect_str_eq(bs[i].parent, want[i].parent);
+        else
+            cr_expect_null(bs[i].parent, "%s has no parent", want[i].name);
+        cr_expect_eq(bs[i].is_template, want[i].is_template);
+        cr_expect_eq(bs[i].line, want[i].line, "%s: line", want[i].name);
+    }
+    rl_config_free(c);
+}
+
+Test(parse, full_grammar_routes)
+{
+    static const struct rl_route want[] = {
+        {"api.foundry.example", 0, 443, "foundry", 10 * NS_PER_SEC, RL_ROUTE_PASS, 13},
+        {"192.0.2.7", 32, 443, "foundry", 30 * NS_PER_SEC, RL_ROUTE_FAIL, 14},
+        {"2001:db8::1", 128, 443, "ti", 0, RL_ROUTE_FAIL, 15},
+        {"10.0.0.0/8", 8, 8443, "acme", 30 * NS_PER_SEC, RL_ROUTE_FAIL, 16},
+        {"2001:db8::/32", 32, 443, "tenant/x", 30 * NS_PER_SEC, RL_ROUTE_FAIL, 17},
+    };
+    const struct rl_route *r;
+    rl_config *c = parse_ok(full);
+    cr_assert_eq(rl_config_routes(c, &r), sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        cr_expect_str_eq(r[i].dest, want[i].dest);
+        cr_expect_eq(r[i].prefix_len, want[i].prefix_len, "%s: prefix", want[i].dest);
+        cr_expect_eq(r[i].port, want[i].port, "%s: port", want[i].dest);
+        cr_expect_str_eq(r[i].bucket, want[i].bucket);
+        cr_expect_eq(r[i].max_wait_ns, want[i].max_wait_ns, "%s: wait", want[i].dest);
+        cr_expect_eq(r[i].on_timeout, want[i].on_timeout, "%s: on-timeout", want[i].dest);
+        cr_expect_eq(r[i].line, want[i].line, "%s: line", want[i].dest);
+    }
+    rl_config_free(c);
+}
+
+Test(parse, defaults)
+{
+    rl_config *c = parse_ok("bucket a 1/s\nroute a.example:443 a\n");
+    const struct rl_config_table *t = rl_config_table(c);
+    const struct rl_route *r;
+    cr_expect_null(t->path, "no 'table': $RATELIMIT_TABLE or the default");
+    cr_expect_eq(t->mode, 0600);
+    cr_expect_eq(t->group, -1);
+    cr_expect_eq(t->capacity, 1024);
+    cr_expect_not(rl_config_shim(c)->fail_closed, "the shim fails open by default");
+    cr_expect_eq(rl_config_shim(c)->resolve_every_ns, 300 * NS_PER_SEC);
+    cr_assert_eq(rl_config_routes(c, &r), 1);
+    cr_expect_eq(r[0].max_wait_ns, 30 * NS_PER_SEC);
+    cr_expect_eq(r[0].on_timeout, RL_ROUTE_FAIL);
+    rl_config_free(c);
+}
+
+Test(parse, empty_and_comment_only_files_are_valid)
+{
+    const struct rl_config_bucket *bs;
+    rl_config *c = parse_ok("");
+    cr_expect_eq(rl_config_buckets(c, &bs), 0);
+    rl_config_free(c);
+    c = parse_ok("# nothing\n\n   \t# indented comment\n");
+    cr_expect_eq(rl_config_buckets(c, NULL), 0);
+    rl_config_free(c);
+}
+
+Test(parse, blanks_tabs_crlf_and_a_missing_final_newline)
+{
+    const struct rl_config_bucket *bs;
+    rl_config *c = parse_ok("\tbucket\ta\t10/1m burst 5\r\n  bucket b   1/s,\t2/1m  parent a#x");
+    cr_assert_eq(rl_config_buckets(c, &bs), 2);
+    cr_expect_eq(bs[0].policy.rules[0].burst, 5);
+    cr_expect_eq(bs[1].policy.nrules, 2);
+    cr_expect_str_eq(bs[1].parent, "a");
+    cr_expect_eq(bs[1].line, 2);
+    rl_config_free(c);
+}
+
+Test(parse, rule_text_options_reach_the_policy)
+{
+    const struct rl_config_bucket *bs;
+    rl_config *c =
+        parse_ok("bucket b 5/s\nbucket a 1000/1h fixed, 30/1m margin 50ms dry-run parent b\n");
+    cr_assert_eq(rl_config_buckets(c, &bs), 2);
+    cr_expect_eq(bs[1].policy.rules[0].kind, RL_FIXED);
+    cr_expect_eq(bs[1].policy.margin_ns, 50000000ULL);
+    cr_expect(bs[1].policy.flags & RL_POLICY_DRY_RUN);
+    cr_expect_str_eq(bs[1].parent, "b");
+    rl_config_free(c);
+}
+
+Test(parse, parents_come_before_children)
+{
+    const struct rl_config_bucket *bs;
+    rl_config *c = parse_ok("bucket plan 600/1m burst 100\n"
+                            "bucket plan/a 100/1m parent plan\n"
+                            "bucket plan/a/x 10/1m parent plan/a\n"
+                            "bucket plan/a/x/y 1/1m parent plan/a/x\n"
+                            "template plan/t/* 5/1m parent plan/a\n");
+    size_t n = rl_config_buckets(c, &bs);
+    cr_assert_eq(n, 5);
+    for (size_t i = 0; i < n; i++) {
+        bool seen = bs[i].parent == NULL;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(bs[j].name, bs[i].parent) == 0;
+        cr_expect(seen, "%s comes before its parent", bs[i].name);
+    }
+    rl_config_free(c);
+}
+
+Test(parse, names_of_63_bytes_and_every_allowed_character)
+{
+    char text[256];
+    const struct rl_config_bucket *bs;
+    const char *name63 = "a23456789012345678901234567890123456789012345678901234567890123";
+    snprintf(text, sizeof(text), "bucket %s 1/s\nbucket Az09._:@/- 1/s\ntemplate %.61s/* 1/s\n",
+             name63, name63);
+    rl_config *c = parse_ok(text);
+    cr_assert_eq(rl_config_buckets(c, &bs), 3);
+    cr_expect_eq(strlen(bs[0].name), 63);
+    cr_expect_eq(strlen(bs[2].name), 63);
+    rl_config_free(c);
+}
+
+Test(parse, group_by_name)
+{
+    struct group *g = getgrgid(0);
+    char text[300];
+    cr_assert_not_null(g, "gid 0 has a name");
+    snprintf(text, sizeof(text), "group %s\n", g->gr_name);
+    rl_config *c = parse_ok(text);
+    cr_expect_eq(rl_config_table(c)->group, 0);
+    rl_config_free(c);
+}
+
+Test(parse, routes_to_buckets_a_template_makes)
+{
+    const struct rl_route *r;
+    rl_config *c = parse_ok("template org/pk/* 120/1m\nroute [::1]:8080 org/pk/acme\n");
+    cr_assert_eq(rl_config_routes(c, &r), 1);
+    cr_expect_str_eq(r[0].bucket, "org/pk/acme");
+    cr_expect_str_eq(r[0].dest, "::1");
+    cr_expect_eq(r[0].prefix_len, 128);
+    rl_config_free(c);
+}
+
+Test(parse, null_errors_pointer_is_allowed)
+{
+    rl_config *c = (rl_config *)1;
+    cr_expect_eq(rl_config_parse("bogus\n", 6, "t.conf", &c, NULL), RL_EPARSE);
+    cr_expect_null(c);
+    cr_expect(strstr(rl_errdetail(), "t.conf:1:1: unknown keyword 'bogus'") != NULL, "%s",
+              rl_errdetail());
+    cr_expect_eq(rl_config_parse("bucket a 1/s", 12, NULL, &c, NULL), 0);
+    rl_config_free(c);
+    rl_config_free(NULL);
+}
+
+/* ------------------------------------------------------------ problems */
+
+Test(parse, unknown_keyword)
+{
+    expect_error("bucket a 1/s\n  buckets b 1/s\n", "2:3", "unknown keyword 'buckets'");
+}
+
+Test(parse, bad_duration_in_rules)
+{
+    expect_error("bucket a  200/60x\n", "1:17", "expected a duration unit");
+}
+
+Test(parse, bad_duration_in_statements)
+{
+    expect_error("resolve-every 5 m\n", "1:17", "expected 'resolve-every DURATION'");
+    expect_error("resolve-every 5q\n", "1:16", "expected a duration unit");
+    expect_error("resolve-every 0s\n", "1:15", "out of range");
+    expect_error("resolve-every 2d\n", "1:15", "out of range");
+    expect_error("resolve-every 5m5\n", "1:17", "unexpected '5' after the duration");
+    expect_error("bucket a 1/s\nroute a.example:443 a wait 3w\n", "2:29",
+                 "expected a duration unit");
+    expect_error("bucket a 1/s\nroute a.example:443 a wait 2d\n", "2:28", "at most 1d");
+}
+
+Test(parse, zero_limit)
+{
+    expect_error("bucket a 0/1m\n", "1:10", "a limit of 0 admits nothing");
+}
+
+Test(parse, burst_beyond_any_sane_bound)
+{
+    expect_error("bucket a 10/1m burst 99999999999\n", "1:10", "burst 99999999999 is out of range");
+    expect_error("bucket a 10/1m burst 0\n", "1:10", "burst 0 is out of range");
+}
+
+Test(parse, rule_errors_point_into_the_rule_text)
+{
+    /* The burst count is missing: rl_policy_parse says column 15 of "10/1m burst  x",
+     * which starts at column 12 of the line. */
+    expect_error("bucket  a  10/1m burst  x\n", "1:25", "expected a burst size");
+    expect_error("bucket a 1/s, 2/s, 3/s, 4/s, 5/s\n", "1:30", "too many rules");
+    expect_error("bucket a 300000/1m\n", "1:10", "sliding window keeps one entry per unit");
+}
+
+Test(parse, duplicate_buckets)
+{
+    expect_error("bucket a 1/s\nbucket b 1/s\nbucket a 2/s\n", "3:8",
+                 "bucket 'a' is already defined at line 1");
+    expect_error("template t/* 1/s\n template t/* 1/s\n", "2:11",
+                 "template 't/*' is already defined at line 1");
+}
+
+Test(parse, parent_cycles)
+{
+    expect_error("bucket a 1/s parent a\n", "1:21", "parent cycle: a -> a");
+    expect_error("bucket a 1/s parent b\nbucket b 1/s parent a\n", "1:21",
+                 "parent cycle: a -> b -> a");
+    expect_error("bucket a 1/s parent c\nbucket b 1/s parent a\nbucket c 1/s parent b\n", "1:21",
+                 "parent cycle: a -> c -> b -> a");
+}
+
+Test(parse, parent_defined_later)
+{
+    expect_error("bucket child 1/s parent plan\nbucket plan 10/s\n", "1:25",
+                 "parent 'plan' is defined later, at line 2: define parents before");
+}
+
+Test(parse, unknown_parent)
+{
+    expect_error("bucket a 1/s\nbucket b 1/s parent nope\n", "2:21", "unknown parent 'nope'");
+}
+
+Test(parse, template_as_parent)
+{
+    expect_error("template t/* 1/s\nbucket b 1/s parent t/*\n", "2:21",
+                 "'t/*' is a template pattern: name a bucket here");
+}
+
+Test(parse, chain_too_long)
+{
+    expect_error("bucket a 1/s\nbucket b 1/s parent a\nbucket c 1/s parent b\n"
+                 "bucket d 1/s parent c\nbucket e 1/s parent d\n",
+                 "5:21", "parent chain too long: e -> d -> c -> b -> a");
+}
+
+Test(parse, overlong_names)
+{
+    const char *name64 = "a234567890123456789012345678901234567890123456789012345678901234";
+    char text[256];
+    snprintf(text, sizeof(text), "bucket %s 1/s\n", name64);
+    expect_error(text, "1:8", "is 64 bytes long: at most 63");
+    snprintf(text, sizeof(text), "bucket a 1/s parent %s\n", name64);
+    expect_error(text, "1:21", "is 64 bytes long: at most 63");
+    snprintf(text, sizeof(text), "template %.62s/* 1/s\n", name64);
+    expect_error(text, "1:10", "is 64 bytes long: at most 63");
+}
+
+Test(parse, bad_names)
+{
+    expect_error("bucket bad!name 1/s\n", "1:8", "has '!' at 4");
+    expect_error("bucket /a 1/s\n", "1:8", "must not start or end with '/'");
+    expect_error("bucket a//b 1/s\n", "1:8", "contain '//'");
+    expect_error("bucket t/* 1/s\n", "1:8", "declare it with 'template'");
+    expect_error("template tenant 1/s\n", "1:10", "must end in '/*'");
+    expect_error("template a$/* 1/s\n", "1:10", "has '$' at 2");
+}
+
+Test(parse, routes_to_unknown_buckets)
+{
+    expect_error("bucket a 1/s\nroute a.example:443 b\n", "2:21", "route to unknown bucket 'b'");
+    expect_error("template t/* 1/s\nroute a.example:443 u/x\n", "2:21",
+                 "route to unknown bucket 'u/x'");
+    expect_error("template t/* 1/s\nroute a.example:443 t/*\n", "2:21", "name a bucket here");
+}
+
+Test(parse, bad_ports)
+{
+    expect_error("bucket a 1/s\nroute a.example:0 a\n", "2:17", "bad port '0'");
+    expect_error("bucket a 1/s\nroute a.example:65536 a\n", "2:17", "bad port '65536'");
+    expect_error("bucket a 1/s\nroute a.example:https a\n", "2:17", "bad port 'https'");
+    expect_error("bucket a 1/s\nroute a.example: a\n", "2:17", "bad port ''");
+    expect_error("bucket a 1/s\nroute a.example a\n", "2:16", "missing port");
+    expect_error("bucket a 1/s\nroute [::1] a\n", "2:12", "missing port");
+}
+
+Test(parse, bad_cidr)
+{
+    expect_error("bucket a 1/s\nroute 10.0.0.1/8:443 a\n", "2:7",
+                 "bits set beyond the prefix (the network is 10.0.0.0/8)");
+    expect_error("bucket a 1/s\nroute 10.0.0.0/33:443 a\n", "2:16", "prefix length '33'");
+    expect_error("bucket a 1/s\nroute 10.0.0.0/0:443 a\n", "2:16", "prefix length '0'");
+    expect_error("bucket a 1/s\nroute 10.0.0.0/x:443 a\n", "2:16", "prefix length 'x'");
+    expect_error("bucket a 1/s\nroute 10.0.0/8:443 a\n", "2:7", "bad IPv4 address '10.0.0'");
+    expect_error("bucket a 1/s\nroute [2001:db8::1/32]:443 a\n", "2:8",
+                 "the network is 2001:db8::/32");
+    expect_error("bucket a 1/s\nroute [2001:db8::/129]:443 a\n", "2:19", "prefix length '129'");
+    expect_error("bucket a 1/s\nroute [2001:zz::]:443 a\n", "2:8", "bad IPv6 address");
+    expect_error("bucket a 1/s\nroute 2001:db8::1:443 a\n", "2:7", "goes in brackets");
+    expect_error("bucket a 1/s\nroute [::1:443 a\n", "2:7", "expected ']'");
+}
+
+Test(parse, bad_host_names)
+{
+    expect_error("bucket a 1/s\nroute -a.example:443 a\n", "2:7", "bad host name");
+    expect_error("bucket a 1/s\nroute a..example:443 a\n", "2:7", "bad host name");
+    expect_error("bucket a 1/s\nroute a_b.example:443 a\n", "2:7", "bad host name");
+    expect_error("bucket a 1/s\nroute :443 a\n", "2:7", "missing host");
+}
+
+Test(parse, route_options)
+{
+    expect_error("bucket a 1/s\nroute a.example:443 a wait 1s wait 2s\n", "2:31",
+                 "duplicate 'wait'");
+    expect_error("bucket a 1/s\nroute a.example:443 a on-timeout maybe\n", "2:34",
+                 "expected 'fail' or 'pass'");
+    expect_error("bucket a 1/s\nroute a.example:443 a wait\n", "2:27",
+                 "missing argument: expected a duration");
+    expect_error("bucket a 1/s\nroute a.example:443 a retry 3\n", "2:23",
+                 "expected 'wait DURATION' or 'on-timeout fail|pass'");
+    expect_error("bucket a 1/s\nroute a.example:443 a\nroute A.example:443 a\n", "3:7",
+                 "route A.example:443 is already defined at line 2");
+}
+
+Test(parse, modes)
+{
+    expect_error("mode 0666\n", "1:6", "world-writable");
+    expect_error("mode 0602\n", "1:6", "world-writable");
+    expect_error("mode 0755\n", "1:6", "only read and write bits");
+    expect_error("mode 0460\n", "1:6", "the owner needs read and write");
+    expect_error("mode 0x60\n", "1:6", "expected an octal file mode");
+    expect_error("mode 08\n", "1:6", "expected an octal file mode");
+    expect_error("mode 00660\n", "1:6", "expected an octal file mode");
+}
+
+Test(parse, table_group_capacity_shim)
+{
+    expect_error("table dev/shm/x\n", "1:7", "must be absolute");
+    expect_error("group no-such-group-for-ratelimit-tests\n", "1:7", "unknown group");
+    expect_error("group 4294967295\n", "1:7", "bad group id");
+    expect_error("capacity 0\n", "1:10", "bad capacity '0'");
+    expect_error("capacity 16777217\n", "1:10", "bad capacity");
+    expect_error("capacity -1\n", "1:10", "bad capacity");
+    expect_error("shim fail-maybe\n", "1:6", "expected 'fail-open' or 'fail-closed'");
+}
+
+Test(parse, capacity_below_the_buckets_defined)
+{
+    expect_error("capacity 2\nbucket a 1/s\nbucket b 1/s\ntemplate c/* 1/s\n", "1:10",
+                 "capacity 2 is less than the 3 buckets and templates");
+}
+
+Test(parse, missing_arguments)
+{
+    static const struct {
+        const char *text, *where, *needle;
+    } cases[] = {
+        {"table\n", "1:6", "expected 'table PATH'"},
+        {"mode\n", "1:5", "expected 'mode OCTAL'"},
+        {"group\n", "1:6", "expected 'group NAME'"},
+        {"capacity\n", "1:9", "expected 'capacity BUCKETS'"},
+        {"bucket\n", "1:7", "expected 'bucket NAME RULES [parent NAME]'"},
+        {"bucket a\n", "1:9", "expected 'bucket NAME RULES [parent NAME]'"},
+        {"bucket a 1/s parent\n", "1:20", "expected a bucket name after 'parent'"},
+        {"bucket b 1/s\nbucket a parent b\n", "2:10", "missing rules before 'parent'"},
+        {"template t/*\n", "1:13", "expected 'template PREFIX/* RULES [parent NAME]'"},
+        {"route\n", "1:6", "expected 'route HOST:PORT BUCKET"},
+        {"route a.example:443\n", "1:20", "expected 'route HOST:PORT BUCKET"},
+        {"shim\n", "1:5", "expected 'shim fail-open' or 'shim fail-closed'"},
+        {"resolve-every\n", "1:14", "expected 'resolve-every DURATION'"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_error(cases[i].text, cases[i].where, cases[i].needle);
+}
+
+Test(parse, extra_arguments)
+{
+    expect_error("table /a /b\n", "1:10", "unexpected '/b': expected 'table PATH'");
+    expect_error("capacity 5 buckets\n", "1:12", "unexpected 'buckets'");
+}
+
+Test(parse, duplicate_statements)
+{
+    static const char *once[] = {"table /a",   "mode 0600",      "group 0",
+                                 "capacity 5", "shim fail-open", "resolve-every 1m"};
+    for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++) {
+        char text[128], needle[64];
+        snprintf(text, sizeof(text), "%s\n# again:\n  %s\n", once[i], once[i]);
+        snprintf(needle, sizeof(needle), "duplicate '%.*s' statement: already given at line 1",
+                 (int)strcspn(once[i], " "), once[i]);
+        expect_error(text, "3:3", needle);
+    }
+}
+
+Test(parse, control_characters_and_nul_bytes)
+{
+    static const char nul[] = "bucket a 1/s\nbucket b\0 1/s\n";
+    rl_config *c = (rl_config *)1;
+    char *errors = NULL;
+    cr_assert_eq(rl_config_parse(nul, sizeof(nul) - 1, "t.conf", &c, &errors), RL_EPARSE);
+    cr_expect_null(c);
+    cr_expect_str_eq(errors, "t.conf:2:9: unexpected control character 0x00\n");
+    free(errors);
+    expect_error("bucket a\x01 1/s\n", "1:9", "unexpected control character 0x01");
+    parse_ok("bucket a 1/s # \x01 anything goes in a comment\n");
+}
+
+Test(parse, too_many_words)
+{
+    char text[512] = "bucket a 1/s";
+    for (int i = 0; i < 62; i++)
+        strlcat(text, " x", sizeof(text));
+    expect_error(text, "1:136", "too many words: at most 64");
+}
+
+/* Every problem of the file, in one pass, in line order, and no config. */
+Test(parse, every_problem_in_one_pass)
+{
+    char *errors = parse_bad("bucket child 1/s parent plan\n" /* 1: defined later */
+                             "tabel /x\n"                     /* 2: unknown keyword */
+                             "bucket plan 0/1m\n"             /* 3: N = 0 */
+                             "mode 0666\n"                    /* 4: world-writable */
+                             "bucket plan 1/s\n"              /* 5: duplicate */
+                             "route a.example:99999 nobody\n" /* 6: port, unknown bucket */
+                             "bucket ok 1/s\n");
+    cr_expect_str_eq(errors,
+                     "t.conf:1:25: parent 'plan' is defined later, at line 3: define parents "
+                     "before their children\n"
+                     "t.conf:2:1: unknown keyword 'tabel': expected table, mode, group, "
+                     "capacity, bucket, template, route, shim or resolve-every\n"
+                     "t.conf:3:13: rule 1: a limit of 0 admits nothing\n"
+                     "t.conf:4:6: mode 0666 makes the table world-writable: any local user "
+                     "could change or wreck the budget; use 0660 and 'group'\n"
+                     "t.conf:5:8: bucket 'plan' is already defined at line 3\n"
+                     "t.conf:6:17: bad port '99999': expected a number from 1 to 65535\n");
+    free(errors);
+    cr_expect(strstr(rl_errdetail(), "t.conf:1:25:") != NULL, "%s", rl_errdetail());
+    cr_expect(strstr(rl_errdetail(), "(6 problems in all)") != NULL, "%s", rl_errdetail());
+}
+
+/* ------------------------------------------------------------ files */
+
+TestSuite(load, .init = cfg_setup, .fini = cfg_teardown, .timeout = 30);
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+Test(load, a_file_and_its_name_in_messages)
+{
+    rl_config *c = NULL;
+    char *errors = NULL;
+    write_file(g_path, "bucket a 1/s\n");
+    cr_assert_eq(rl_config_load(g_path, &c, &errors), 0);
+    cr_expect_null(errors);
+    cr_expect_eq(rl_config_buckets(c, NULL), 1);
+    rl_config_free(c);
+    write_file(g_path, "bucket a 1/s\nbucket a 1/s\n");
+    cr_assert_eq(rl_config_load(g_path, &c, &errors), RL_EPARSE);
+    cr_expect_null(c);
+    char want[512];
+    snprintf(want, sizeof(want), "%s:2:8: bucket 'a' is already defined at line 1\n", g_path);
+    cr_expect_str_eq(errors, want);
+    free(errors);
+}
+
+Test(load, unreadable_files)
+{
+    rl_config *c = (rl_config *)1;
+    char *errors = (char *)1;
+    cr_expect_eq(rl_config_load(g_path, &c, &errors), RL_ESYS, "missing file");
+    cr_expect_null(c);
+    cr_expect_null(errors);
+    cr_expect(strstr(rl_errdetail(), g_path) != NULL, "%s", rl_errdetail());
+    cr_expect_eq(rl_config_load("/", &c, &errors), RL_ESYS, "a directory");
+}
+
+Test(load, oversized_files)
+{
+    rl_config *c = NULL;
+    char *errors = NULL;
+    write_file(g_path, "");
+    cr_assert_eq(truncate(g_path, (16 << 20) + 1), 0);
+    cr_expect_eq(rl_config_load(g_path, &c, &errors), RL_EPARSE);
+    cr_expect_null(c);
+    cr_assert_not_null(errors);
+    cr_expect(strstr(errors, "is larger than 16 MiB") != NULL, "%s", errors);
+    free(errors);
+}
+
+Test(load, default_path)
+{
+    rl_config *c = NULL;
+    write_file(g_path, "bucket from-env 1/s\n");
+    cr_expect_str_eq(rl_config_default_path("/x.conf"), "/x.conf");
+    unsetenv("RATELIMIT_CONFIG");
+    cr_expect_str_eq(rl_config_default_path(NULL), "/etc/ratelimit.conf");
+    setenv("RATELIMIT_CONFIG", g_path, 1);
+    cr_expect_str_eq(rl_config_default_path(NULL), g_path);
+    const struct rl_config_bucket *bs;
+    cr_assert_eq(rl_config_load(NULL, &c, NULL), 0, "%s", rl_errdetail());
+    cr_assert_eq(rl_config_buckets(c, &bs), 1);
+    cr_expect_str_eq(bs[0].name, "from-env");
+    rl_config_free(c);
+}

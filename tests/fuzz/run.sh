@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# tests/fuzz/run.sh [SECONDS]: build the config fuzzer with clang (libFuzzer, ASan, UBSan)
+# in a temporary directory and run it over tests/fuzz/corpus and the shipped example
+# configs: a fixed seed and a bounded number of runs, within SECONDS (default 20).
+# Skips (exit 77) when clang or libFuzzer is missing (Debian: clang, libclang-rt-14-dev).
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+secs=${1:-20}
+command -v clang >/dev/null || { echo "fuzz: clang is not installed: skipped"; exit 77; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+flags=(-std=c11 -D_GNU_SOURCE -g -O1 -fno-sanitize-recover=all -I"$top/include" -I"$top/src")
+echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return d && n; }' > "$tmp/probe.c"
+clang -fsanitize=fuzzer "$tmp/probe.c" -o "$tmp/probe" 2>/dev/null ||
+    { echo "fuzz: clang has no libFuzzer (libclang-rt-14-dev): skipped"; exit 77; }
+# The library as an archive, so only the objects the harness needs are linked.
+for f in "$top"/src/*.c; do
+    clang "${flags[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$f" \
+        -o "$tmp/$(basename "$f" .c).o"
+done
+ar rcs "$tmp/libratelimit.a" "$tmp"/*.o
+clang "${flags[@]}" -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
+    "$top/tests/fuzz/fuzz_config.c" "$tmp/libratelimit.a" -lbsd -o "$tmp/fuzz_config"
+mkdir "$tmp/corpus"
+cp "$top"/tests/fuzz/corpus/* "$top"/examples/conf/*.conf "$tmp/corpus/"
+"$tmp/fuzz_config" -seed=1 -runs=300000 -max_total_time="$secs" -max_len=4096 -timeout=10 \
+    -dict="$top/tests/fuzz/config.dict" -print_final_stats=1 "$tmp/corpus"

@@ -1,0 +1,124 @@
+/*
+ * ctl.h - ratelimitctl, the ops tool: what its source files share.
+ *
+ * ratelimitctl.c parses the global options and runs one command; each command lives in its
+ * own ctl_<command>.c and the helpers in ctl_cli.c (options, errors), ctl_table.c (opening
+ * the table, finding buckets), ctl_bucket.c (bucket state, its text and JSON), ctl_human.c,
+ * ctl_json.c and ctl_term.c (the terminal for watch).
+ */
+#ifndef CTL_H
+#define CTL_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ratelimit.h"
+
+/* Exit statuses, documented in --help and ratelimitctl(1). */
+enum ctl_exit {
+    CTL_OK = 0,       /* success; acquire: admitted */
+    CTL_REJECTED = 1, /* acquire --nowait: the budget does not allow the request now */
+    CTL_TIMEDOUT = 2, /* acquire: the turn would come after the timeout */
+    CTL_USAGE = 3,    /* bad command line: unknown command or option, bad value */
+    CTL_ERROR = 4,    /* no table, no such bucket, damaged table, full table, ... */
+    CTL_DENIED = 5,   /* permission denied: the table cannot be opened as needed */
+};
+
+struct ctl;
+
+struct ctl_command {
+    const char *name;
+    const char *help;             /* the full text of `ratelimitctl NAME --help` */
+    const struct option *options; /* getopt_long options, ending with a zero entry */
+    int (*run)(struct ctl *c, int argc, char **argv); /* argv[optind..] are the operands */
+};
+
+/* One run of the tool: the global options and the command being run. */
+struct ctl {
+    const char *table; /* --table, or NULL for $RATELIMIT_TABLE or the default path */
+    const struct ctl_command *cmd;
+};
+
+extern const struct ctl_command ctl_list_cmd, ctl_show_cmd, ctl_reset_cmd, ctl_define_cmd,
+    ctl_acquire_cmd, ctl_stats_cmd, ctl_watch_cmd, ctl_info_cmd;
+
+/* ctl_cli.c: options and errors. */
+enum { CTL_OPT_HELP = 'h', CTL_OPT_BAD = '?' };
+int ctl_getopt(struct ctl *c, int argc, char **argv);
+int ctl_option_end(int opt);
+int ctl_usage(const struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int ctl_error(const struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int ctl_fail(const struct ctl *c, const char *subject, int err);
+int ctl_parse_duration(const struct ctl *c, const char *option, const char *text, uint64_t *ns);
+bool ctl_is_pattern(const char *name);
+int ctl_check_name(const struct ctl *c, const char *name, bool template_ok);
+
+/* ctl_table.c: the table and its buckets. */
+struct ctl_buckets {
+    rl_bucket **v;
+    size_t n;
+};
+struct ctl_view {
+    struct rl_bucket_info *v;
+    size_t n;
+};
+int ctl_open(const struct ctl *c, unsigned flags, rl_table **out);
+int ctl_open_opts(const struct ctl *c, struct rl_table_opts *o, rl_table **out);
+int ctl_collect_quiet(rl_table *t, const char *pattern, struct ctl_buckets *out);
+int ctl_collect(const struct ctl *c, rl_table *t, const char *pattern, struct ctl_buckets *out);
+int ctl_lookup(const struct ctl *c, rl_table *t, const char *name, rl_bucket **out);
+int ctl_read(const struct ctl *c, const rl_bucket *b, struct rl_bucket_info *out);
+int ctl_view_read(const struct ctl *c, rl_table *t, const char *pattern, struct ctl_view *out);
+void ctl_view_free(struct ctl_view *v);
+
+/* ctl_bucket.c: bucket state in words and JSON. */
+#define CTL_POLICY_MAX 320
+struct ctl_summary {
+    uint64_t remaining;    /* units admitted now: the tightest rule, or less by feedback */
+    uint64_t next_free_ns; /* until the bucket admits one more unit */
+};
+void ctl_summarize(const struct rl_bucket_info *bi, struct ctl_summary *out);
+uint64_t ctl_rule_capacity(const struct rl_rule *r);
+void ctl_rule_text(const struct rl_rule *r, char *buf, size_t len);
+const char *ctl_kind_name(enum rl_rule_kind kind);
+
+/* ctl_human.c: numbers for people; each returns buf. */
+#define CTL_HUMAN_MAX 32
+char *ctl_human_duration(char *buf, size_t len, uint64_t ns);
+char *ctl_human_wait(char *buf, size_t len, uint64_t ns);
+char *ctl_human_count(char *buf, size_t len, uint64_t n);
+char *ctl_human_bytes(char *buf, size_t len, uint64_t n);
+
+/* ctl_json.c: a streaming JSON writer (compact, one document per line). */
+struct json {
+    FILE *f;
+    bool comma; /* a value precedes in the current object or array */
+};
+void json_begin(struct json *j, FILE *f);
+void json_end(struct json *j);
+void json_open(struct json *j, const char *key, char bracket);
+void json_close(struct json *j, char bracket);
+void json_str(struct json *j, const char *key, const char *s);
+void json_u64(struct json *j, const char *key, uint64_t v);
+void json_bool(struct json *j, const char *key, bool v);
+void json_duration(struct json *j, const char *key_ns, const char *key_human, uint64_t ns);
+
+/* ctl_bucket.c, JSON part. */
+void ctl_json_bucket(struct json *j, const char *key, const struct rl_bucket_info *bi);
+void ctl_json_counters(struct json *j, const struct rl_counters *cn);
+
+/* ctl_prom.c: stats in the Prometheus text exposition format. */
+void ctl_prometheus(FILE *f, const struct rl_table_info *ti, const char *path,
+                    const struct ctl_view *view);
+
+/* ctl_term.c: the terminal of watch. */
+int ctl_term_enter(void);
+void ctl_term_leave(void);
+void ctl_term_size(int fd, int *rows, int *cols);
+bool ctl_term_wait(uint64_t ns);
+void ctl_term_reraise(void);
+
+#endif /* CTL_H */

@@ -1,0 +1,152 @@
+/*
+ * ctl_define.c - `ratelimitctl define NAME RULES... [parent P]`: create a bucket.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <bsd/stdlib.h>
+
+#include "ctl.h"
+
+static const char help[] =
+    "Usage: ratelimitctl define [--capacity N] [--mode MODE] NAME RULES...\n"
+    "                           [parent PARENT]\n"
+    "\n"
+    "Create bucket NAME with RULES, drawing also from bucket PARENT (which must\n"
+    "exist) if given. The words of RULES are joined with spaces: quoting is\n"
+    "optional. A NAME written prefix/* defines a template: the buckets\n"
+    "prefix/anything are made from it, with its rules and parent, when first\n"
+    "acquired. If NAME exists with the same rules and parent, nothing changes;\n"
+    "with other rules or another parent, define fails. The table is created if\n"
+    "it is missing; --capacity and --mode apply only then. Prints nothing.\n"
+    "\n"
+    "Names: 1 to 63 bytes of letters, digits and . _ : @ / - , not starting or\n"
+    "ending with '/', without '//'. Rule text (as rl_policy_parse reads it):\n"
+    "  RULES    := RULE { , RULE } [ margin DURATION ] [ dry-run ]\n"
+    "  RULE     := COUNT / DURATION [ burst COUNT | fixed | sliding ]\n"
+    "  DURATION := [COUNT] UNIT; UNIT is ms, s, m, h or d (sec, min, hour, day)\n"
+    "  200/60s          at most 200 in any rolling 60 s (sliding, the default)\n"
+    "  120/1m burst 20  token bucket: 120 a minute, at most 20 back to back\n"
+    "  1000/1h fixed    1000 per clock hour, windows aligned to the hour\n"
+    "  1000/1h, 100/1m  several rules: a request must pass all of them\n"
+    "  ... margin 50ms  count windows 50 ms longer than the server (default 20ms)\n"
+    "  ... dry-run      decide and count, but admit everything\n"
+    "At most 4 rules per bucket and 4 buckets in a parent chain.\n"
+    "\n"
+    "Options:\n"
+    "  --capacity N  a new table holds at most N buckets (default 1024)\n"
+    "  --mode MODE   a new table's file mode in octal (default 0600); 0640 or\n"
+    "                0644 let others inspect it; never world-writable\n"
+    "  -h, --help    show this help\n"
+    "\n"
+    "Exit status: 0 defined (or already defined alike), 3 usage error (bad name;\n"
+    "bad rule text, with the column), 4 error (no such parent, defined with\n"
+    "other rules, table full), 5 permission denied.\n"
+    "\n"
+    "Examples:\n"
+    "  ratelimitctl define foundry 200/60s\n"
+    "  ratelimitctl define ti 1000/1h fixed, 100/1m\n"
+    "  ratelimitctl define ti/reporting 30/1m parent ti\n"
+    "  ratelimitctl define 'tenant/*' 10/1m\n";
+
+static const struct option options[] = {{"capacity", required_argument, NULL, 'c'},
+                                        {"mode", required_argument, NULL, 'm'},
+                                        {"help", no_argument, NULL, 'h'},
+                                        {NULL, 0, NULL, 0}};
+
+/* The operands: NAME, the rule words joined by spaces, and PARENT or NULL. */
+struct definition {
+    const char *name;
+    char *rules;
+    const char *parent;
+};
+
+static int split(const struct ctl *c, int n, char **words, struct definition *d)
+{
+    size_t len = 0;
+    if (n < 2)
+        return ctl_usage(c, "expected a bucket NAME and RULES");
+    d->name = words[0];
+    d->parent = NULL;
+    if (n >= 4 && strcmp(words[n - 2], "parent") == 0) {
+        d->parent = words[n - 1];
+        n -= 2;
+    }
+    for (int i = 1; i < n; i++)
+        len += strlen(words[i]) + 1;
+    if (!(d->rules = malloc(len)))
+        return ctl_error(c, "out of memory");
+    d->rules[0] = '\0';
+    for (int i = 1; i < n; i++) {
+        strcat(d->rules, words[i]);
+        if (i + 1 < n)
+            strcat(d->rules, " ");
+    }
+    return CTL_OK;
+}
+
+static int parse_mode(const struct ctl *c, const char *text, unsigned *mode)
+{
+    size_t len = strlen(text);
+    if (len == 0 || len > 4 || text[strspn(text, "01234567")])
+        return ctl_usage(c, "--mode '%s': expected an octal file mode such as 0640", text);
+    unsigned long v = strtoul(text, NULL, 8);
+    if (v & ~0666UL)
+        return ctl_usage(c, "--mode '%s': only read and write bits (0666) are allowed", text);
+    if (v & 0002)
+        return ctl_usage(c, "--mode '%s': a table must never be world-writable", text);
+    *mode = (unsigned)v;
+    return CTL_OK;
+}
+
+static int define(const struct ctl *c, struct rl_table_opts *o, const struct definition *d)
+{
+    struct rl_policy policy;
+    struct rl_parse_error e;
+    rl_table *t;
+    int rc = ctl_check_name(c, d->name, true);
+    if (rc || (d->parent && (rc = ctl_check_name(c, d->parent, false))))
+        return rc;
+    if (rl_policy_parse(d->rules, &policy, &e) < 0)
+        return ctl_usage(c, "rule text '%s', column %u: %s", d->rules, e.column, e.message);
+    if ((rc = ctl_open_opts(c, o, &t)))
+        return rc;
+    int err = ctl_is_pattern(d->name) ? rl_template_define(t, d->name, &policy, d->parent)
+                                      : rl_bucket_define(t, d->name, &policy, d->parent, NULL);
+    if (err)
+        rc = ctl_fail(c, d->name, err);
+    rl_table_close(t);
+    return rc;
+}
+
+static int run(struct ctl *c, int argc, char **argv)
+{
+    struct rl_table_opts o = RL_TABLE_OPTS_INIT;
+    struct definition d = {NULL, NULL, NULL};
+    const char *errstr;
+    int opt;
+    while ((opt = ctl_getopt(c, argc, argv)) != -1) {
+        switch (opt) {
+        case 'c':
+            o.capacity = (uint32_t)strtonum(optarg, 1, UINT32_MAX, &errstr);
+            if (errstr)
+                return ctl_usage(c, "--capacity '%s' is %s", optarg, errstr);
+            break;
+        case 'm':
+            if (parse_mode(c, optarg, &o.mode))
+                return CTL_USAGE;
+            break;
+        default:
+            return ctl_option_end(opt);
+        }
+    }
+    int rc = split(c, argc - optind, argv + optind, &d);
+    if (rc)
+        return rc;
+    o.flags = RL_OPEN_CREATE;
+    rc = define(c, &o, &d);
+    free(d.rules);
+    return rc;
+}
+
+const struct ctl_command ctl_define_cmd = {"define", help, options, run};

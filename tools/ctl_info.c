@@ -1,0 +1,100 @@
+/*
+ * ctl_info.c - `ratelimitctl info`: the table file itself.
+ */
+#include <inttypes.h>
+
+#include "ctl.h"
+
+static const char help[] =
+    "Usage: ratelimitctl info [--json]\n"
+    "\n"
+    "Describe the table file: its path; its layout version; its capacity (the\n"
+    "most buckets it can hold) and the buckets defined; its arena, the space for\n"
+    "rules and sliding-window logs (a sliding rule of N per T takes 8 x N bytes),\n"
+    "used and total; its size; and its age (tables do not outlive a reboot).\n"
+    "The table is opened read-only: permission to read it is enough.\n"
+    "\n"
+    "Options:\n"
+    "  --json      one JSON object: {\"table\": PATH, \"layout_version\": N,\n"
+    "              \"capacity\": N, \"buckets\": N, \"arena_bytes\": N, \"arena_used\": N,\n"
+    "              \"file_bytes\": N, \"age_ns\": NS, \"age\": TEXT}\n"
+    "  -h, --help  show this help\n"
+    "\n"
+    "Exit status: 0 described, 3 usage error, 4 error (no table; not a table,\n"
+    "damaged, or from before the last reboot), 5 permission denied.\n";
+
+static const struct option options[] = {
+    {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+
+static uint64_t age_of(const struct rl_table_info *ti)
+{
+    uint64_t now = rl_now_ns();
+    return now > ti->created_ns ? now - ti->created_ns : 0;
+}
+
+static void print_text(const rl_table *t, const struct rl_table_info *ti)
+{
+    char used[CTL_HUMAN_MAX], total[CTL_HUMAN_MAX], age[CTL_HUMAN_MAX];
+    printf("%-10s %s\n", "table", rl_table_path(t));
+    printf("%-10s version %" PRIu32 "\n", "layout", ti->layout_version);
+    printf("%-10s %" PRIu32 " buckets\n", "capacity", ti->capacity);
+    printf("%-10s %" PRIu32 " defined, %" PRIu32 " free\n", "buckets", ti->buckets,
+           ti->capacity - ti->buckets);
+    printf("%-10s %s of %s used (%.1f%%)\n", "arena",
+           ctl_human_bytes(used, sizeof(used), ti->arena_used),
+           ctl_human_bytes(total, sizeof(total), ti->arena_bytes),
+           ti->arena_bytes ? 100.0 * (double)ti->arena_used / (double)ti->arena_bytes : 0.0);
+    printf("%-10s %s (%" PRIu64 " bytes)\n", "file",
+           ctl_human_bytes(total, sizeof(total), ti->file_bytes), ti->file_bytes);
+    printf("%-10s %s\n", "age", ctl_human_duration(age, sizeof(age), age_of(ti)));
+}
+
+static void print_json(const rl_table *t, const struct rl_table_info *ti)
+{
+    struct json j;
+    json_begin(&j, stdout);
+    json_open(&j, NULL, '{');
+    json_str(&j, "table", rl_table_path(t));
+    json_u64(&j, "layout_version", ti->layout_version);
+    json_u64(&j, "capacity", ti->capacity);
+    json_u64(&j, "buckets", ti->buckets);
+    json_u64(&j, "arena_bytes", ti->arena_bytes);
+    json_u64(&j, "arena_used", ti->arena_used);
+    json_u64(&j, "file_bytes", ti->file_bytes);
+    json_duration(&j, "age_ns", "age", age_of(ti));
+    json_close(&j, '}');
+    json_end(&j);
+}
+
+static int run(struct ctl *c, int argc, char **argv)
+{
+    bool json = false;
+    int opt;
+    while ((opt = ctl_getopt(c, argc, argv)) != -1) {
+        switch (opt) {
+        case 'j':
+            json = true;
+            break;
+        default:
+            return ctl_option_end(opt);
+        }
+    }
+    if (optind < argc)
+        return ctl_usage(c, "unexpected argument '%s'", argv[optind]);
+    rl_table *t;
+    struct rl_table_info ti;
+    int rc = ctl_open(c, RL_OPEN_READONLY, &t);
+    if (rc)
+        return rc;
+    int err = rl_table_info(t, &ti);
+    if (err)
+        rc = ctl_error(c, "cannot read the table header: %s", rl_strerror(err));
+    else if (json)
+        print_json(t, &ti);
+    else
+        print_text(t, &ti);
+    rl_table_close(t);
+    return rc;
+}
+
+const struct ctl_command ctl_info_cmd = {"info", help, options, run};

@@ -1,0 +1,193 @@
+/*
+ * ctl_show.c - `ratelimitctl show NAME`: one bucket, its parent chain and its counters.
+ */
+#include <inttypes.h>
+#include <string.h>
+
+#include "ctl.h"
+
+static const char help[] =
+    "Usage: ratelimitctl show [--json] NAME\n"
+    "\n"
+    "Show everything about bucket NAME (or template NAME, written prefix/*): its\n"
+    "rules (canonical text) and the state of each (used and limit in the current\n"
+    "window, remaining units, time to the next free unit); what the vendor's\n"
+    "answers imposed (a cool-down after a 429, a smaller budget the server\n"
+    "reported); each ancestor of its parent chain likewise, and what the whole\n"
+    "chain admits now (a request draws from the bucket and every ancestor); and\n"
+    "the bucket's counters, which count since the table was created:\n"
+    "  admitted          requests admitted, and their units (the sum of costs)\n"
+    "  rejected          requests refused: try-acquire refusals and timeouts\n"
+    "  waited            blocking acquires that had to sleep, and the time they\n"
+    "                    reserved ahead\n"
+    "  dry-run rejected  requests a dry-run bucket admitted but would have refused\n"
+    "  resets            times the budget was restored (ratelimitctl reset)\n"
+    "  reported 429      429 responses the clients reported (rl_report)\n"
+    "The table is opened read-only: permission to read it is enough.\n"
+    "\n"
+    "Options:\n"
+    "  --json      one JSON object: {\"table\": PATH, \"bucket\": BUCKET,\n"
+    "              \"ancestors\": [BUCKET...], \"chain_remaining\": N,\n"
+    "              \"chain_next_free_ns\": NS, \"chain_next_free\": TEXT}, each\n"
+    "              BUCKET with its \"counters\" (see ratelimitctl(1), JSON OUTPUT)\n"
+    "  -h, --help  show this help\n"
+    "\n"
+    "Exit status: 0 shown, 3 usage error (such as a bad name), 4 error (no table,\n"
+    "no such bucket, damaged bucket), 5 permission denied.\n"
+    "\n"
+    "Example:\n"
+    "  ratelimitctl show ti/reporting\n";
+
+static const struct option options[] = {
+    {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+
+/* The bucket and its ancestors, nearest first. */
+struct chain {
+    struct rl_bucket_info v[RL_MAX_DEPTH];
+    unsigned n;
+    struct ctl_summary sum; /* over the whole chain */
+};
+
+static int chain_read(const struct ctl *c, const rl_bucket *b, struct chain *ch)
+{
+    ch->n = 0;
+    ch->sum = (struct ctl_summary){UINT64_MAX, 0};
+    for (; b && ch->n < RL_MAX_DEPTH; b = rl_bucket_parent(b)) {
+        struct ctl_summary s;
+        int rc = ctl_read(c, b, &ch->v[ch->n]);
+        if (rc)
+            return rc;
+        ctl_summarize(&ch->v[ch->n++], &s);
+        if (s.remaining < ch->sum.remaining)
+            ch->sum.remaining = s.remaining;
+        if (s.next_free_ns > ch->sum.next_free_ns)
+            ch->sum.next_free_ns = s.next_free_ns;
+    }
+    return CTL_OK;
+}
+
+/* What the vendor's answers (rl_report) imposed, while it lasts. */
+static void print_feedback(const struct rl_feedback_state *fb)
+{
+    char left[CTL_HUMAN_MAX];
+    if (fb->cooldown_ns)
+        printf("  %-18s %s left, after a 429 (%u in a row without Retry-After)\n", "cool-down",
+               ctl_human_duration(left, sizeof(left), fb->cooldown_ns), fb->backoff);
+    if (fb->server_reset_ns)
+        printf("  %-18s %" PRIu64 " remaining until its reset in %s\n", "server says",
+               fb->server_remaining, ctl_human_duration(left, sizeof(left), fb->server_reset_ns));
+}
+
+static void print_state(const char *title, const struct rl_bucket_info *bi)
+{
+    char text[CTL_POLICY_MAX], next[CTL_HUMAN_MAX];
+    struct ctl_summary sum;
+    ctl_summarize(bi, &sum);
+    rl_policy_format(&bi->policy, text, sizeof(text));
+    printf("%s %s\n", title, bi->name);
+    printf("  %-18s %s\n", "rules", text);
+    printf("  %-18s %" PRIu64 "\n", "remaining", sum.remaining);
+    printf("  %-18s %s\n", "next unit", ctl_human_wait(next, sizeof(next), sum.next_free_ns));
+    print_feedback(&bi->feedback);
+    if (bi->is_template)
+        printf("  %-18s buckets %.*s/... are made from it on first use\n", "template",
+               (int)strlen(bi->name) - 2, bi->name);
+    for (unsigned i = 0; i < bi->policy.nrules; i++) {
+        const struct rl_rule_state *rs = &bi->rules[i];
+        ctl_rule_text(&rs->rule, text, sizeof(text));
+        printf("  rule %-13u %s (%s): %" PRIu64 " of %" PRIu64 " used, %" PRIu64
+               " remaining, next unit %s\n",
+               i + 1, text, ctl_kind_name(rs->rule.kind), rs->used, ctl_rule_capacity(&rs->rule),
+               rs->remaining, ctl_human_wait(next, sizeof(next), rs->next_free_ns));
+    }
+}
+
+static void print_counters(const struct rl_counters *cn)
+{
+    char waited[CTL_HUMAN_MAX];
+    printf("counters\n");
+    printf("  %-18s %" PRIu64 " requests, %" PRIu64 " units\n", "admitted", cn->admitted,
+           cn->admitted_units);
+    printf("  %-18s %" PRIu64 "\n", "rejected", cn->rejected);
+    printf("  %-18s %" PRIu64 " requests, %s in total\n", "waited", cn->waited,
+           ctl_human_duration(waited, sizeof(waited), cn->waited_ns));
+    printf("  %-18s %" PRIu64 "\n", "dry-run rejected", cn->dry_run_rejected);
+    printf("  %-18s %" PRIu64 "\n", "resets", cn->resets);
+    printf("  %-18s %" PRIu64 "\n", "reported 429", cn->reported_429);
+}
+
+static void print_text(const struct chain *ch)
+{
+    char next[CTL_HUMAN_MAX];
+    print_state("bucket", &ch->v[0]);
+    for (unsigned i = 1; i < ch->n; i++)
+        print_state("parent", &ch->v[i]);
+    if (ch->n > 1) {
+        printf("chain");
+        for (unsigned i = 0; i < ch->n; i++)
+            printf("%s%s", i ? " -> " : " ", ch->v[i].name);
+        printf("\n  %-18s %" PRIu64 "\n", "remaining", ch->sum.remaining);
+        printf("  %-18s %s\n", "next unit",
+               ctl_human_wait(next, sizeof(next), ch->sum.next_free_ns));
+    }
+    print_counters(&ch->v[0].counters);
+}
+
+static void json_bucket_counted(struct json *j, const char *key, const struct rl_bucket_info *bi)
+{
+    ctl_json_bucket(j, key, bi);
+    ctl_json_counters(j, &bi->counters);
+    json_close(j, '}');
+}
+
+static void print_json(const rl_table *t, const struct chain *ch)
+{
+    struct json j;
+    json_begin(&j, stdout);
+    json_open(&j, NULL, '{');
+    json_str(&j, "table", rl_table_path(t));
+    json_bucket_counted(&j, "bucket", &ch->v[0]);
+    json_open(&j, "ancestors", '[');
+    for (unsigned i = 1; i < ch->n; i++)
+        json_bucket_counted(&j, NULL, &ch->v[i]);
+    json_close(&j, ']');
+    json_u64(&j, "chain_remaining", ch->sum.remaining);
+    json_duration(&j, "chain_next_free_ns", "chain_next_free", ch->sum.next_free_ns);
+    json_close(&j, '}');
+    json_end(&j);
+}
+
+static int run(struct ctl *c, int argc, char **argv)
+{
+    bool json = false;
+    int opt;
+    while ((opt = ctl_getopt(c, argc, argv)) != -1) {
+        switch (opt) {
+        case 'j':
+            json = true;
+            break;
+        default:
+            return ctl_option_end(opt);
+        }
+    }
+    if (argc - optind != 1)
+        return ctl_usage(c, "expected one bucket NAME");
+    const char *name = argv[optind];
+    rl_table *t;
+    rl_bucket *b;
+    struct chain ch;
+    int rc = ctl_check_name(c, name, true);
+    if (rc || (rc = ctl_open(c, RL_OPEN_READONLY, &t)))
+        return rc;
+    rc = ctl_lookup(c, t, name, &b);
+    if (!rc)
+        rc = chain_read(c, b, &ch);
+    if (!rc && json)
+        print_json(t, &ch);
+    else if (!rc)
+        print_text(&ch);
+    rl_table_close(t);
+    return rc;
+}
+
+const struct ctl_command ctl_show_cmd = {"show", help, options, run};

@@ -1,0 +1,141 @@
+/*
+ * ctl_table.c - open the table, find its buckets, read their state, reporting any failure.
+ */
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+
+/* Open the table of --table (or the library default) with o's creation options. */
+int ctl_open_opts(const struct ctl *c, struct rl_table_opts *o, rl_table **out)
+{
+    o->path = c->table;
+    int err = rl_table_open(o, out);
+    return err ? ctl_fail(c, NULL, err) : CTL_OK;
+}
+
+/* Open with flags: RL_OPEN_READONLY to inspect, 0 to change an existing table. */
+int ctl_open(const struct ctl *c, unsigned flags, rl_table **out)
+{
+    struct rl_table_opts o = RL_TABLE_OPTS_INIT;
+    o.flags = flags;
+    return ctl_open_opts(c, &o, out);
+}
+
+struct collect {
+    const char *pattern;
+    struct ctl_buckets *out;
+    size_t cap;
+};
+
+static int collect_one(rl_bucket *b, void *arg)
+{
+    struct collect *k = arg;
+    struct ctl_buckets *out = k->out;
+    if (k->pattern && fnmatch(k->pattern, rl_bucket_name(b), 0) != 0)
+        return 0;
+    if (out->n == k->cap) {
+        size_t cap = k->cap ? 2 * k->cap : 64;
+        rl_bucket **v = reallocarray(out->v, cap, sizeof(*v));
+        if (!v)
+            return RL_ENOMEM;
+        out->v = v;
+        k->cap = cap;
+    }
+    out->v[out->n++] = b;
+    return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(rl_bucket_name(*(rl_bucket *const *)a), rl_bucket_name(*(rl_bucket *const *)b));
+}
+
+/* The buckets whose names match the fnmatch(3) pattern (all if NULL), sorted by name.
+ * Returns 0 or RL_ENOMEM, reporting nothing. The caller frees out->v. */
+int ctl_collect_quiet(rl_table *t, const char *pattern, struct ctl_buckets *out)
+{
+    struct collect k = {pattern, out, 0};
+    *out = (struct ctl_buckets){NULL, 0};
+    if (rl_table_foreach(t, collect_one, &k) != 0) {
+        free(out->v);
+        *out = (struct ctl_buckets){NULL, 0};
+        return RL_ENOMEM;
+    }
+    if (out->n)
+        qsort(out->v, out->n, sizeof(*out->v), by_name);
+    return 0;
+}
+
+/* ctl_collect_quiet, reporting a failure. */
+int ctl_collect(const struct ctl *c, rl_table *t, const char *pattern, struct ctl_buckets *out)
+{
+    return ctl_collect_quiet(t, pattern, out) ? ctl_error(c, "out of memory") : CTL_OK;
+}
+
+struct find {
+    const char *name;
+    rl_bucket *found;
+};
+
+static int find_template(rl_bucket *b, void *arg)
+{
+    struct find *f = arg;
+    if (!rl_bucket_is_template(b) || strcmp(rl_bucket_name(b), f->name) != 0)
+        return 0;
+    f->found = b;
+    return 1;
+}
+
+/* Bucket `name`, or the template `name` if it is a pattern (see ctl_is_pattern), which
+ * rl_bucket_lookup does not find: the walk does. */
+int ctl_lookup(const struct ctl *c, rl_table *t, const char *name, rl_bucket **out)
+{
+    struct find f = {name, NULL};
+    if (!ctl_is_pattern(name)) {
+        int err = rl_bucket_lookup(t, name, out);
+        return err ? ctl_fail(c, name, err) : CTL_OK;
+    }
+    rl_table_foreach(t, find_template, &f);
+    if (!f.found)
+        return ctl_error(c, "no template named '%s' in %s", name, rl_table_path(t));
+    *out = f.found;
+    return CTL_OK;
+}
+
+int ctl_read(const struct ctl *c, const rl_bucket *b, struct rl_bucket_info *out)
+{
+    int err = rl_bucket_info(b, out);
+    return err ? ctl_fail(c, rl_bucket_name(b), err) : CTL_OK;
+}
+
+/* The state of every matching bucket, sorted by name. A bucket that cannot be read is
+ * reported and left out; the result is then CTL_ERROR, with the others in *out. */
+int ctl_view_read(const struct ctl *c, rl_table *t, const char *pattern, struct ctl_view *out)
+{
+    struct ctl_buckets all;
+    int rc = ctl_collect(c, t, pattern, &all);
+    *out = (struct ctl_view){NULL, 0};
+    if (rc)
+        return rc;
+    if (all.n && !(out->v = calloc(all.n, sizeof(*out->v)))) {
+        free(all.v);
+        return ctl_error(c, "out of memory");
+    }
+    for (size_t i = 0; i < all.n; i++) {
+        int err = ctl_read(c, all.v[i], &out->v[out->n]);
+        if (err)
+            rc = err;
+        else
+            out->n++;
+    }
+    free(all.v);
+    return rc;
+}
+
+void ctl_view_free(struct ctl_view *v)
+{
+    free(v->v);
+    *v = (struct ctl_view){NULL, 0};
+}
