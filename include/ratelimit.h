@@ -63,7 +63,9 @@ const char *rl_err_name(int err);
 /*
  * Details of the last error this thread got from rl_table_open, rl_bucket_define and
  * friends: what and where, e.g. "table /dev/shm/x is 5000 bytes but its header says 8192
- * (truncated)". Owned by the library; valid until the thread's next call.
+ * (truncated)". Meaningful right after a call returned an error other than RL_ELIMITED,
+ * RL_ETIMEDOUT or RL_EPARSE (whose details are the decision or the parse error); successful
+ * calls leave it as it was. Owned by the library, per thread.
  */
 const char *rl_errdetail(void);
 
@@ -216,7 +218,8 @@ int rl_name_check(const char *name);
 int rl_bucket_define(rl_table *table, const char *name, const struct rl_policy *policy,
                      const char *parent, rl_bucket **out);
 
-/* Find a bucket by name. RL_ENOENT if absent. Lock-free; the handle may be cached. */
+/* Find a bucket by name, or a template by its pattern ("tenant/" "*"). RL_ENOENT if
+ * absent. Lock-free; the handle may be cached. */
 int rl_bucket_lookup(rl_table *table, const char *name, rl_bucket **out);
 
 /*
@@ -350,7 +353,7 @@ struct rl_rule_state {
     struct rl_rule rule;
     uint64_t used;         /* units counted in the current window (or GCRA debt, in units) */
     uint64_t remaining;    /* units admissible right now */
-    uint64_t next_free_ns; /* when the next unit becomes available (0: available now) */
+    uint64_t next_free_ns; /* ns from now_ns until the next unit is available (0: now) */
 };
 
 struct rl_counters {

@@ -342,6 +342,8 @@ static int acquire(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_dec
         return rl_fail(RL_EINVAL, "a request needs a bucket and a cost of at least 1");
     if (b->table->read_only)
         return rl_fail(RL_EPERM, "table %s is open read-only", b->table->path);
+    if (rl_bucket_is_template(b))
+        return rl_fail(RL_EINVAL, "'%s' is a template: take from a bucket made from it", b->name);
     pl.cost = cost;
     int rc = plan_build(b, &pl);
     if (rc == 0)

@@ -177,10 +177,25 @@ int rl_bucket_handle(rl_table *t, uint32_t no, rl_bucket **out)
     return handle_make(t, no, parent, out);
 }
 
+/* A template pattern: a valid name followed by "/" and "*". */
+static int pattern_check(const char *pattern)
+{
+    char prefix[RL_NAME_MAX + 1];
+    size_t len = pattern ? strlen(pattern) : 0;
+    if (len < 3 || len > RL_NAME_MAX || strcmp(pattern + len - 2, "/*") != 0)
+        return rl_fail(RL_ENAME, "template '%s' must be a name followed by '/*'",
+                       pattern ? pattern : "");
+    memcpy(prefix, pattern, len - 2);
+    prefix[len - 2] = '\0';
+    return rl_name_check(prefix);
+}
+
 int rl_bucket_lookup(rl_table *t, const char *name, rl_bucket **out)
 {
     uint32_t no;
-    if (rl_name_check(name) < 0)
+    size_t len = name ? strlen(name) : 0;
+    bool pattern = len >= 2 && strcmp(name + len - 2, "/*") == 0;
+    if ((pattern ? pattern_check(name) : rl_name_check(name)) < 0)
         return RL_ENAME;
     if (rl_index_find(t, name, &no) < 0)
         return rl_fail(RL_ENOENT, "no bucket named '%s' in %s", name, t->path);
@@ -213,7 +228,7 @@ static int parent_depth(const rl_bucket *parent)
 }
 
 static int record_create(rl_table *t, const char *name, const struct rl_policy *pol,
-                         const rl_bucket *parent, uint32_t flags, uint32_t *no)
+                         const rl_bucket *parent, uint32_t *no)
 {
     uint64_t n;
     if (rl_claim(&t->hdr->next_bucket, 1, t->hdr->capacity, &n) < 0)
@@ -226,7 +241,6 @@ static int record_create(rl_table *t, const char *name, const struct rl_policy *
     struct shm_bucket *rec = &t->buckets[n];
     strlcpy(rec->name, name, sizeof(rec->name));
     rec->parent = parent ? parent->no + 1 : 0;
-    rec->flags = flags;
     rl_store_relaxed(&rec->policy_off, off); /* published by R1 */
     /* R1: release publishes the name, parent, policy block and its initial state. */
     rl_store32_release(&rec->state, RL_BUCKET_BUILT);
@@ -234,9 +248,9 @@ static int record_create(rl_table *t, const char *name, const struct rl_policy *
     return 0;
 }
 
-/* Define a bucket (flags 0) or a template (RL_BUCKET_TEMPLATE); name already checked. */
+/* Define a bucket or a template (its name is a pattern); the name is already checked. */
 static int define(rl_table *t, const char *name, const struct rl_policy *pol,
-                  const char *parent_name, uint32_t flags, rl_bucket **out)
+                  const char *parent_name, rl_bucket **out)
 {
     struct rl_parse_error perr;
     rl_bucket *parent = NULL, *dummy;
@@ -254,7 +268,7 @@ static int define(rl_table *t, const char *name, const struct rl_policy *pol,
         return check_existing(t, no, pol, parent, out);
     if (t->read_only)
         return rl_fail(RL_EPERM, "table %s is open read-only", t->path);
-    int err = record_create(t, name, pol, parent, flags, &no);
+    int err = record_create(t, name, pol, parent, &no);
     if (err)
         return err;
     if ((err = rl_index_insert(t, name, no, &winner)) < 0)
@@ -270,22 +284,15 @@ int rl_bucket_define(rl_table *t, const char *name, const struct rl_policy *pol,
 {
     if (rl_name_check(name) < 0)
         return RL_ENAME;
-    return define(t, name, pol, parent, 0, out);
+    return define(t, name, pol, parent, out);
 }
 
 int rl_template_define(rl_table *t, const char *pattern, const struct rl_policy *pol,
                        const char *parent)
 {
-    char prefix[RL_NAME_MAX + 1];
-    size_t len = pattern ? strlen(pattern) : 0;
-    if (len < 3 || len > RL_NAME_MAX || strcmp(pattern + len - 2, "/*") != 0)
-        return rl_fail(RL_ENAME, "template '%s' must be a name followed by '/*'",
-                       pattern ? pattern : "");
-    memcpy(prefix, pattern, len - 2);
-    prefix[len - 2] = '\0';
-    if (rl_name_check(prefix) < 0)
+    if (pattern_check(pattern) < 0)
         return RL_ENAME;
-    return define(t, pattern, pol, parent, RL_BUCKET_TEMPLATE, NULL);
+    return define(t, pattern, pol, parent, NULL);
 }
 
 /* The template for `name` with the longest prefix, if any. */
@@ -318,12 +325,14 @@ int rl_bucket_get(rl_table *t, const char *name, rl_bucket **out)
     if (!p)
         return rl_fail(RL_ECORRUPT, "template '%s' is damaged", tpl->name);
     rl_policy_read(p, &pol);
-    return define(t, name, &pol, tpl->parent ? tpl->parent->name : NULL, 0, out);
+    return define(t, name, &pol, tpl->parent ? tpl->parent->name : NULL, out);
 }
 
 bool rl_bucket_is_template(const rl_bucket *b)
 {
-    return b->rec->flags & RL_BUCKET_TEMPLATE;
+    /* Only a template's name ends in '*': bucket names cannot hold one. */
+    size_t len = strlen(b->name);
+    return len >= 2 && strcmp(b->name + len - 2, "/*") == 0;
 }
 
 const char *rl_bucket_name(const rl_bucket *b)

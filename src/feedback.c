@@ -151,6 +151,8 @@ int rl_report(rl_bucket *b, const struct rl_response *r, struct rl_feedback *out
         return rl_fail(RL_EINVAL, "rl_report needs a bucket and an HTTP status 100..599");
     if (b->table->read_only)
         return rl_fail(RL_EPERM, "table %s is open read-only", b->table->path);
+    if (rl_bucket_is_template(b))
+        return rl_fail(RL_EINVAL, "'%s' is a template: report for a bucket made from it", b->name);
     struct shm_bucket *rec = b->rec;
     uint64_t cap = r->max_cooldown_ns ? r->max_cooldown_ns : HOUR_NS;
     uint64_t now = rl_clock_rel(b->table);

@@ -105,11 +105,6 @@ struct shm_counters {
     rl_atomic64 reported_429;
 };
 
-/* Bucket record flags (immutable once BUILT). */
-enum shm_bucket_flags {
-    RL_BUCKET_TEMPLATE = 1 << 0, /* name is a pattern (prefix, "/", "*") */
-};
-
 struct shm_bucket {
     rl_atomic32 state; /* enum shm_bucket_state; release store publishes every field */
     uint32_t parent;   /* parent bucket number + 1, 0 if none; always < own number + 1 */
@@ -120,8 +115,8 @@ struct shm_bucket {
      */
     rl_atomic64 policy_off;
     struct shm_counters counters;
-    uint32_t flags; /* enum shm_bucket_flags */
     uint32_t reserved0;
+    uint32_t reserved1;
     /*
      * Server feedback (feedback.c). cooldown_until: relative ns before which the bucket
      * admits nothing (a 429 was reported); cooldown_start: when that cool-down began.

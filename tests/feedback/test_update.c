@@ -200,7 +200,9 @@ Test(update, templates_make_buckets_on_first_use)
     cr_assert_eq(rl_template_define(table, "tenant", &p, NULL), RL_ENAME);
     cr_assert_eq(rl_template_define(table, "/*", &p, NULL), RL_ENAME);
     cr_assert_eq(rl_template_define(table, "a b/*", &p, NULL), RL_ENAME);
-    cr_assert_eq(rl_bucket_lookup(table, "tenant/*", &a), RL_ENAME, "templates are not buckets");
+    cr_assert_eq(rl_bucket_lookup(table, "tenant/*", &a), 0, "a template is found by pattern");
+    cr_assert(rl_bucket_is_template(a));
+    cr_assert_eq(rl_try_acquire(a, 1, NULL), RL_EINVAL, "a template admits nothing itself");
 }
 
 Test(update, concurrent_first_use_makes_one_bucket)

@@ -1,0 +1,87 @@
+/*
+ * interpose.c - the only symbols libratelimit-preload.so exports: connect() and sendto().
+ * Each asks shim_admit() and then calls the next definition in the lookup order (libc's,
+ * or another preloaded shim's), found with dlsym(RTLD_NEXT). Should dlsym fail, the system
+ * call is made directly, so the host program never loses its connect.
+ *
+ * glibc declares the address parameter as __CONST_SOCKADDR_ARG, a transparent union under
+ * _GNU_SOURCE; the definitions below use the same type to match the declarations.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "../atomics.h"
+#include "shim.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* A transparent union is passed as its first member: these are the same functions. */
+typedef int (*connect_fn)(int, const struct sockaddr *, socklen_t);
+typedef ssize_t (*sendto_fn)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+
+/* dlsym(RTLD_NEXT, name) results, looked up on first use. Acquire/CAS: the pointer is
+ * published once; racing lookups find the same value and the loser's CAS changes nothing. */
+static void *_Atomic next_connect;
+static void *_Atomic next_sendto;
+
+static void *next_symbol(void *_Atomic *slot, const char *name)
+{
+    void *fn = rl_ptr_load_acquire(slot), *none = NULL;
+    if (fn)
+        return fn;
+    fn = dlsym(RTLD_NEXT, name);
+    if (fn)
+        rl_ptr_cas(slot, &none, fn);
+    return fn;
+}
+
+/* The next connect(): a function pointer from dlsym's object pointer (memcpy: ISO C has no
+ * conversion between them; POSIX guarantees they have one representation). */
+static int real_connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    void *sym = next_symbol(&next_connect, "connect");
+    connect_fn fn;
+    if (!sym)
+        return (int)syscall(SYS_connect, fd, sa, len);
+    memcpy(&fn, &sym, sizeof(fn));
+    return fn(fd, sa, len);
+}
+
+static ssize_t real_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *sa,
+                           socklen_t len)
+{
+    void *sym = next_symbol(&next_sendto, "sendto");
+    sendto_fn fn;
+    if (!sym)
+        return (ssize_t)syscall(SYS_sendto, fd, buf, n, flags, sa, len);
+    memcpy(&fn, &sym, sizeof(fn));
+    return fn(fd, buf, n, flags, sa, len);
+}
+
+EXPORT int connect(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
+{
+    const struct sockaddr *sa = addr.__sockaddr__;
+    int err = shim_admit(fd, sa, len);
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    return real_connect(fd, sa, len);
+}
+
+/* sendto(MSG_FASTOPEN) to an address opens a TCP connection too (TCP Fast Open). */
+EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCKADDR_ARG addr,
+                      socklen_t len)
+{
+    const struct sockaddr *sa = addr.__sockaddr__;
+    int err = (flags & MSG_FASTOPEN) && sa ? shim_admit(fd, sa, len) : 0;
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    return real_sendto(fd, buf, n, flags, sa, len);
+}

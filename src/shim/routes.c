@@ -1,0 +1,397 @@
+/*
+ * routes.c - the route table: which TCP destinations draw from which bucket.
+ *
+ * A table is built from the config's routes when the shim starts, and built again whenever
+ * host names are due for re-resolution (rl_config_shim()->resolve_every_ns). A published
+ * table is never changed. Every connect reads the current one without locks: it enters an
+ * RCU read-side critical section (urcu-bp, the flavour for libraries whose host program
+ * never registers its threads), dereferences the table, copies out what it needs and leaves
+ * before it sleeps for its turn. A refresher builds a whole new table, swaps it in, waits for
+ * a grace period (every reader that could still see the old table has left it) and frees
+ * the old one. Grace periods are process-local; nothing here is shared between processes.
+ *
+ * Host names: a route matches the addresses of the last two successful resolutions, since
+ * the connecting program resolved the name on its own, perhaps a little earlier, and
+ * round-robin DNS rotates its answers. A failed re-resolution keeps the addresses known.
+ *
+ * The urcu-bp calls go through the library (no _LGPL_SOURCE): liburcu is LGPL, the
+ * project MIT, so none of its code is inlined here.
+ */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <urcu-bp.h>
+
+#include "../atomics.h"
+#include "shim.h"
+
+struct route {
+    const struct rl_route *conf; /* the config's entry: lives as long as the process */
+    rl_bucket *bucket;           /* NULL: not in the table (or no table) */
+    struct shim_addr net;        /* address and CIDR routes; family 0 for a host name */
+    unsigned bits;               /* prefix length in net.family */
+    struct shim_addr *addrs;     /* host names: this resolution's addresses, then the last's */
+    size_t nfresh, naddrs;
+};
+
+struct route_table {
+    size_t n;
+    struct route r[];
+};
+
+/* RCU-protected: read with rcu_dereference inside rcu_read_lock, replaced with
+ * rcu_xchg_pointer, freed only after synchronize_rcu. */
+static struct route_table *current;
+
+/* The rl_now_ns() instant from which the next caller refreshes; UINT64_MAX: never (no host
+ * names, no missing buckets). Claimed by CAS, so one caller refreshes per interval. */
+static rl_atomic64 refresh_due_ns = UINT64_MAX;
+
+/* Written once by shim_routes_init (inside shim.c's pthread_once, which orders it before
+ * every later reader), read-only afterwards. */
+static const rl_config *routes_config;
+static rl_table *routes_table;
+static uint64_t refresh_every_ns;
+
+/* ------------------------------------------------------------------ addresses */
+
+static void addr_set(struct shim_addr *a, int family, const void *bytes)
+{
+    memset(a, 0, sizeof(*a));
+    a->family = family;
+    memcpy(a->addr, bytes, family == AF_INET ? 4 : 16);
+}
+
+/* An IPv6 address, or the IPv4 address it maps (::ffff:a.b.c.d). */
+static void addr_set6(struct shim_addr *a, const struct in6_addr *in6)
+{
+    if (IN6_IS_ADDR_V4MAPPED(in6))
+        addr_set(a, AF_INET, &in6->s6_addr[12]);
+    else
+        addr_set(a, AF_INET6, in6->s6_addr);
+}
+
+bool shim_dest_from(const struct sockaddr *sa, socklen_t len, struct shim_dest *out)
+{
+    sa_family_t family;
+    if (!sa || len < (socklen_t)sizeof(family))
+        return false;
+    memcpy(&family, &sa->sa_family, sizeof(family));
+    if (family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+        struct sockaddr_in in;
+        memcpy(&in, sa, sizeof(in));
+        addr_set(&out->ip, AF_INET, &in.sin_addr);
+        out->port = ntohs(in.sin_port);
+        return true;
+    }
+    if (family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        struct sockaddr_in6 in6;
+        memcpy(&in6, sa, sizeof(in6));
+        addr_set6(&out->ip, &in6.sin6_addr);
+        out->port = ntohs(in6.sin6_port);
+        return true;
+    }
+    return false;
+}
+
+static bool addr_equal(const struct shim_addr *a, const struct shim_addr *b)
+{
+    return a->family == b->family && memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
+}
+
+/* True if the first `bits` bits of a and net agree. */
+static bool prefix_match(const unsigned char *a, const unsigned char *net, unsigned bits)
+{
+    unsigned whole = bits / 8, rest = bits % 8;
+    if (memcmp(a, net, whole) != 0)
+        return false;
+    return rest == 0 || ((a[whole] ^ net[whole]) & (0xff00U >> rest)) == 0;
+}
+
+/* An address or CIDR route's network ("10.0.0.0/8", "::1"); a mapped IPv6 network becomes
+ * the IPv4 one. False for a host name. */
+static bool route_net(struct route *r)
+{
+    char buf[INET6_ADDRSTRLEN + 8];
+    unsigned char bytes[16];
+    snprintf(buf, sizeof(buf), "%s", r->conf->dest);
+    char *slash = strchr(buf, '/');
+    if (slash)
+        *slash = '\0';
+    r->bits = r->conf->prefix_len;
+    if (inet_pton(AF_INET, buf, bytes) == 1) {
+        addr_set(&r->net, AF_INET, bytes);
+        return true;
+    }
+    if (inet_pton(AF_INET6, buf, bytes) != 1)
+        return false;
+    struct in6_addr in6;
+    memcpy(&in6, bytes, sizeof(in6));
+    addr_set6(&r->net, &in6);
+    if (r->net.family == AF_INET)
+        r->bits = r->bits > 96 ? r->bits - 96 : 0;
+    return true;
+}
+
+/* ------------------------------------------------------------------ resolution */
+
+/* Append a to the n addresses at list unless it is there already. */
+static void addr_add(struct shim_addr *list, size_t *n, const struct shim_addr *a)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (addr_equal(&list[i], a))
+            return;
+    list[(*n)++] = *a;
+}
+
+/*
+ * The distinct IPv4 and IPv6 addresses of host, in r->addrs (r->nfresh of them). Returns 0
+ * or a getaddrinfo error. getaddrinfo may connect() to a DNS server: shim_admit's reentrancy
+ * flag lets those connects straight through.
+ */
+static int resolve(const char *host, struct route *r)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+    size_t n = 0;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0)
+        return rc;
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        n++;
+    /* Room for the previous resolution's addresses too (merge_previous). */
+    r->addrs = calloc(n + 1, sizeof(*r->addrs));
+    if (!r->addrs) {
+        freeaddrinfo(res);
+        return EAI_MEMORY;
+    }
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        struct shim_dest d;
+        if (shim_dest_from(ai->ai_addr, ai->ai_addrlen, &d))
+            addr_add(r->addrs, &r->nfresh, &d.ip);
+    }
+    freeaddrinfo(res);
+    r->naddrs = r->nfresh;
+    return 0;
+}
+
+/* r (just resolved, or not: rc) keeps what `prev`, its predecessor, knew: on success the
+ * previous resolution's addresses are added after the new ones, on failure r takes all of
+ * prev's. False if out of memory. */
+static bool merge_previous(struct route *r, int rc, const struct route *prev)
+{
+    size_t keep = rc == 0 ? prev->nfresh : prev->naddrs;
+    struct shim_addr *a = realloc(r->addrs, (r->nfresh + keep + 1) * sizeof(*a));
+    if (!a)
+        return false;
+    r->addrs = a;
+    if (rc != 0)
+        r->nfresh = 0;
+    r->naddrs = r->nfresh;
+    for (size_t i = 0; i < keep; i++)
+        addr_add(r->addrs, &r->naddrs, &prev->addrs[i]);
+    if (rc != 0)
+        r->nfresh = prev->nfresh;
+    return true;
+}
+
+/* ------------------------------------------------------------------ building */
+
+static void table_free(struct route_table *t)
+{
+    for (size_t i = 0; t && i < t->n; i++)
+        free(t->r[i].addrs);
+    free(t);
+}
+
+/* A table of the config's routes with their networks, nothing resolved or looked up. */
+static struct route_table *table_new(void)
+{
+    const struct rl_route *conf;
+    size_t n = rl_config_routes(routes_config, &conf);
+    struct route_table *t = calloc(1, sizeof(*t) + n * sizeof(t->r[0]));
+    if (!t)
+        return NULL;
+    t->n = n;
+    for (size_t i = 0; i < n; i++) {
+        t->r[i].conf = &conf[i];
+        if (conf[i].prefix_len != 0)
+            route_net(&t->r[i]);
+    }
+    return t;
+}
+
+/* Resolve every host-name route of t; rcs[i] is route i's getaddrinfo result. */
+static void resolve_all(struct route_table *t, int *rcs)
+{
+    for (size_t i = 0; i < t->n; i++)
+        rcs[i] = t->r[i].conf->prefix_len == 0 ? resolve(t->r[i].conf->dest, &t->r[i]) : 0;
+}
+
+/* The route's bucket: the predecessor's, or looked up again (it may have been made since). */
+static void find_bucket(struct route *r, const struct route *prev)
+{
+    if (prev && prev->bucket)
+        r->bucket = prev->bucket;
+    else if (!routes_table || rl_bucket_get(routes_table, r->conf->bucket, &r->bucket) < 0)
+        r->bucket = NULL;
+}
+
+/* Carry over from the current table what t cannot learn again: buckets found before,
+ * addresses of earlier resolutions. False if out of memory. */
+static bool inherit(struct route_table *t, const int *rcs)
+{
+    bool ok = true;
+    /* Read side: a concurrent refresher may swap `current` out and free it once we leave. */
+    rcu_read_lock();
+    const struct route_table *old = rcu_dereference(current);
+    for (size_t i = 0; i < t->n; i++) {
+        const struct route *prev = old && i < old->n ? &old->r[i] : NULL;
+        find_bucket(&t->r[i], prev);
+        if (prev && t->r[i].conf->prefix_len == 0)
+            ok &= merge_previous(&t->r[i], rcs[i], prev);
+    }
+    rcu_read_unlock();
+    return ok;
+}
+
+/* A complete new table, or NULL if out of memory. rcs: per route, its resolution result. */
+static struct route_table *build(int **rcs)
+{
+    struct route_table *t = table_new();
+    *rcs = t ? calloc(t->n + 1, sizeof(**rcs)) : NULL;
+    if (!*rcs) {
+        table_free(t);
+        return NULL;
+    }
+    resolve_all(t, *rcs);
+    if (!inherit(t, *rcs)) {
+        table_free(t);
+        free(*rcs);
+        return NULL;
+    }
+    return t;
+}
+
+/* True if a refresh could change t: a host name to resolve again, a bucket to find. */
+static bool needs_refresh(const struct route_table *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (t->r[i].conf->prefix_len == 0 || (routes_table && !t->r[i].bucket))
+            return true;
+    return false;
+}
+
+/* ------------------------------------------------------------------ publishing */
+
+/* Say, once at start, what keeps a route from limiting anything. */
+static void report(const struct route_table *t, const int *rcs, const char *config_path)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        const struct rl_route *c = t->r[i].conf;
+        if (rcs[i] != 0)
+            shim_say("%s:%u: route %s:%u: cannot resolve %s: %s; it matches nothing until it "
+                     "resolves (retried every %llu s)",
+                     config_path, c->line, c->dest, c->port, c->dest, gai_strerror(rcs[i]),
+                     (unsigned long long)(refresh_every_ns / 1000000000ULL));
+        else if (routes_table && !t->r[i].bucket)
+            shim_say("%s:%u: route %s:%u: bucket '%s' is not in table %s; its connections "
+                     "are handled as if the table were unusable",
+                     config_path, c->line, c->dest, c->port, c->bucket,
+                     rl_table_path(routes_table));
+    }
+}
+
+void shim_routes_init(const rl_config *config, const char *config_path, rl_table *table)
+{
+    int *rcs;
+    routes_config = config;
+    routes_table = table;
+    refresh_every_ns = rl_config_shim(config)->resolve_every_ns;
+    struct route_table *t = build(&rcs);
+    if (!t) {
+        shim_say("%s: out of memory building the route table; connections pass unlimited",
+                 config_path);
+        return;
+    }
+    report(t, rcs, config_path);
+    free(rcs);
+    /* Publication: readers that rcu_dereference the pointer see the table fully built. */
+    rcu_assign_pointer(current, t);
+    if (!needs_refresh(t))
+        return;
+    /* Keep urcu-bp's registry and locks consistent across fork() without exec: a child
+     * refreshes (synchronize_rcu) on its own, with only its forking thread left. */
+    pthread_atfork(urcu_bp_before_fork, urcu_bp_after_fork_parent, urcu_bp_after_fork_child);
+    /* Relaxed: published to other threads by shim.c's pthread_once; to refreshers by the
+     * CAS that claims it. */
+    rl_store_relaxed(&refresh_due_ns, rl_now_ns() + refresh_every_ns);
+}
+
+void shim_routes_refresh_if_due(void)
+{
+    /* Relaxed: a stale value only delays the check by one connect or sends us to the CAS,
+     * which decides. */
+    uint64_t due = rl_load_relaxed(&refresh_due_ns), now;
+    if (due == UINT64_MAX || (now = rl_now_ns()) < due)
+        return;
+    /* The CAS claims this interval's refresh: exactly one caller moves `due` on and
+     * refreshes; the others keep using the current table. A fork mid-refresh leaves the
+     * child nothing to undo: it refreshes again at the next interval. */
+    if (!rl_cas(&refresh_due_ns, &due, now + refresh_every_ns))
+        return;
+    int *rcs;
+    struct route_table *t = build(&rcs);
+    if (!t)
+        return;
+    free(rcs);
+    /* Exchange, not assign: two refreshers (a resolution slower than the interval) each
+     * free exactly the table they took out. The exchange orders the new table's contents
+     * before its pointer (rcu_dereference pairs with it). */
+    struct route_table *old = rcu_xchg_pointer(&current, t);
+    /* Grace period: every reader that could still hold `old` has left its read side. */
+    synchronize_rcu();
+    table_free(old);
+}
+
+/* ------------------------------------------------------------------ matching */
+
+/* How specifically r matches d: 0 not at all, else 1 + the prefix bits that matched. */
+static unsigned score(const struct route *r, const struct shim_dest *d)
+{
+    if (r->conf->port != d->port)
+        return 0;
+    if (r->net.family)
+        return r->net.family == d->ip.family && prefix_match(d->ip.addr, r->net.addr, r->bits)
+                   ? 1 + r->bits
+                   : 0;
+    for (size_t i = 0; i < r->naddrs; i++)
+        if (addr_equal(&r->addrs[i], &d->ip))
+            return 1 + (d->ip.family == AF_INET ? 32 : 128);
+    return 0;
+}
+
+bool shim_routes_match(const struct shim_dest *d, struct shim_match *out)
+{
+    const struct route *best = NULL;
+    unsigned best_score = 0;
+    /* Read side: the table stays valid until rcu_read_unlock; only the route's config entry
+     * and bucket handle (both living as long as the process) are kept past it. */
+    rcu_read_lock();
+    const struct route_table *t = rcu_dereference(current);
+    for (size_t i = 0; t && i < t->n; i++) {
+        unsigned s = score(&t->r[i], d);
+        if (s > best_score) {
+            best = &t->r[i];
+            best_score = s;
+        }
+    }
+    if (best)
+        *out = (struct shim_match){best->conf, best->bucket};
+    rcu_read_unlock();
+    return best != NULL;
+}

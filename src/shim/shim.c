@@ -1,0 +1,238 @@
+/*
+ * shim.c - the preload shim's decision: load the config and the table once per process (on
+ * the first TCP/IP connect, not in a constructor), then take one unit from the route's
+ * bucket before each connect to a routed destination, waiting for the turn.
+ *
+ *   connect to ...                          the shim
+ *   not AF_INET/AF_INET6, not SOCK_STREAM   the real call, untouched
+ *   a socket already connecting/connected   the real call, nothing taken
+ *   no route                                the real call, nothing taken
+ *   a route, turn within its wait           the real call, after waiting for the turn
+ *   a route, no turn within its wait        on-timeout fail: ETIMEDOUT; pass: the real call
+ *   a route, table or bucket unusable       fail-open: the real call; fail-closed: EACCES
+ *   anything, config unusable               fail-open: the real call; fail-closed: EACCES
+ *
+ * Fail-closed comes from RATELIMIT_FAIL_CLOSED=1 (0 forces fail-open), else from the
+ * config's `shim fail-closed`; a config that cannot be loaded says nothing, so without the
+ * variable that case is fail-open.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../atomics.h"
+#include "shim.h"
+
+/* Written only by init(); pthread_once orders those writes before every reader. */
+static struct {
+    rl_config *config; /* NULL: the config could not be loaded */
+    rl_table *table;   /* NULL: no table (unusable, or no routes to need one) */
+    bool fail_closed;
+} shim;
+
+static pthread_once_t shim_once = PTHREAD_ONCE_INIT;
+
+/*
+ * Set while this thread runs the shim's own code: connects made by what the shim calls
+ * (getaddrinfo's DNS queries, NSS modules) and by a signal handler that interrupts the wait
+ * pass straight through. initial-exec: a preloaded object lives in the static TLS block, so
+ * reading it never allocates.
+ */
+static _Thread_local bool inside __attribute__((tls_model("initial-exec")));
+
+/* Non-zero once a bucket error has been reported (one line per process). */
+static rl_atomic64 warned;
+
+/* ------------------------------------------------------------------ stderr */
+
+/* write(2) that cannot raise SIGPIPE in the host program (stderr may be a closed pipe). */
+static void write_quietly(const char *buf, size_t len)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    sigpending(&pending);
+    bool was_pending = sigismember(&pending, SIGPIPE);
+    ssize_t n;
+    while ((n = write(STDERR_FILENO, buf, len)) < 0 && errno == EINTR)
+        continue;
+    if (n < 0 && errno == EPIPE && !was_pending) {
+        struct timespec zero = {0, 0};
+        sigtimedwait(&pipe_set, NULL, &zero); /* take back the SIGPIPE we raised */
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+void shim_say(const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    size_t n = (size_t)snprintf(line, sizeof(line), "ratelimit-preload: ");
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+    va_end(ap);
+    n += m < 0 ? 0 : (size_t)m < sizeof(line) - n - 1 ? (size_t)m : sizeof(line) - n - 2;
+    line[n++] = '\n';
+    write_quietly(line, n);
+}
+
+/* ------------------------------------------------------------------ init */
+
+/* RATELIMIT_FAIL_CLOSED=1 or 0 overrides the config's `shim` line. */
+static bool fail_closed(const rl_config *config)
+{
+    const char *env = secure_getenv("RATELIMIT_FAIL_CLOSED");
+    if (env && (strcmp(env, "1") == 0 || strcmp(env, "0") == 0))
+        return env[0] == '1';
+    return config && rl_config_shim(config)->fail_closed;
+}
+
+/* What happens to connections now: for every connect (all) or those on routes. */
+static const char *fate(bool all)
+{
+    if (shim.fail_closed)
+        return all ? "every TCP connection fails with EACCES (fail-closed)"
+                   : "connections on its routes fail with EACCES (fail-closed)";
+    return all ? "connections pass unlimited (fail-open)"
+               : "connections on its routes pass unlimited (fail-open)";
+}
+
+/* One line for an unusable config: its first problem, and how many more there are. */
+static void report_config(int rc, char *errors)
+{
+    if (rc != RL_EPARSE || !errors || !*errors) {
+        shim_say("%s; %s", rl_errdetail(), fate(true));
+        return;
+    }
+    size_t more = 0;
+    char *nl = strchr(errors, '\n');
+    for (const char *c = nl; c && *c; c++)
+        more += *c == '\n' && c[1] != '\0';
+    if (nl)
+        *nl = '\0';
+    if (more)
+        shim_say("%s (and %zu more problem%s); %s", errors, more, more > 1 ? "s" : "", fate(true));
+    else
+        shim_say("%s; %s", errors, fate(true));
+}
+
+static void load_config(const char *path)
+{
+    char *errors = NULL;
+    int rc = rl_config_load(path, &shim.config, &errors);
+    shim.fail_closed = fail_closed(rc == 0 ? shim.config : NULL);
+    if (rc != 0) {
+        shim.config = NULL;
+        report_config(rc, errors);
+    }
+    free(errors);
+}
+
+/* Open (or create) the config's table and bring its buckets in line with the config. */
+static void open_table(const char *path)
+{
+    if (rl_config_open_table(shim.config, RL_OPEN_CREATE, &shim.table) != 0) {
+        shim.table = NULL;
+        shim_say("%s: %s; %s", path, rl_errdetail(), fate(false));
+        return;
+    }
+    if (rl_config_apply(shim.config, shim.table, NULL, NULL) != 0)
+        shim_say("%s: cannot apply it to table %s: %s; routes use the buckets the table has", path,
+                 rl_table_path(shim.table), rl_errdetail());
+}
+
+static void init(void)
+{
+    const char *path = rl_config_default_path(NULL);
+    load_config(path);
+    if (!shim.config)
+        return;
+    if (rl_config_routes(shim.config, NULL) > 0)
+        open_table(path);
+    shim_routes_init(shim.config, path, shim.table);
+}
+
+/* ------------------------------------------------------------------ decisions */
+
+/* True for a TCP socket that is not yet connecting: a connect() on it opens a connection. A
+ * non-blocking program calling connect() again to learn the outcome opens none. */
+static bool opens_connection(int fd)
+{
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM)
+        return false;
+    struct tcp_info info;
+    len = sizeof(info);
+    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 || info.tcpi_state == TCP_CLOSE;
+}
+
+/* A route whose bucket cannot be used: the table is missing, or the bucket failed. */
+static int unusable(void)
+{
+    return shim.fail_closed ? EACCES : 0;
+}
+
+static void warn_once(const struct shim_match *m, int rc)
+{
+    /* Relaxed: only the count matters (one line per process), nothing is published. */
+    if (rl_fetch_add_relaxed(&warned, 1) == 0)
+        shim_say("bucket '%s' (route %s:%u): %s; %s", m->route->bucket, m->route->dest,
+                 m->route->port, rl_errdetail(), fate(false));
+}
+
+/* Take one unit from the route's bucket, waiting up to the route's wait for the turn. A
+ * signal during the wait runs its handler and the wait goes on (rl_acquire restarts its
+ * sleep on EINTR). The wait is cancellable as the caller's connect would be: rl_acquire
+ * holds nothing while it sleeps, and a cancelled waiter only forfeits its turn. */
+static int take(const struct shim_match *m, int cancel)
+{
+    pthread_setcancelstate(cancel, NULL);
+    int rc = rl_acquire(m->bucket, 1, m->route->max_wait_ns, NULL);
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    if (rc == 0)
+        return 0;
+    if (rc == RL_ETIMEDOUT)
+        return m->route->on_timeout == RL_ROUTE_PASS ? 0 : ETIMEDOUT;
+    warn_once(m, rc);
+    return unusable();
+}
+
+static int decide(int fd, const struct shim_dest *d, int cancel)
+{
+    struct shim_match m;
+    pthread_once(&shim_once, init);
+    if (!shim.config)
+        return shim.fail_closed && opens_connection(fd) ? EACCES : 0;
+    shim_routes_refresh_if_due();
+    if (!shim_routes_match(d, &m) || !opens_connection(fd))
+        return 0;
+    return m.bucket ? take(&m, cancel) : unusable();
+}
+
+int shim_admit(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    struct shim_dest d;
+    int cancel, saved = errno;
+    if (inside || !shim_dest_from(sa, len, &d))
+        return 0;
+    /* No cancellation inside the shim but during the wait for the turn: a thread cancelled
+     * in synchronize_rcu (holding urcu-bp's locks) would wedge the others. A cancel that
+     * arrives meanwhile acts at the real connect, a cancellation point. */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+    inside = true;
+    int err = decide(fd, &d, cancel);
+    inside = false;
+    pthread_setcancelstate(cancel, NULL);
+    errno = saved;
+    return err;
+}
