@@ -125,6 +125,15 @@ int rl_table_open(const struct rl_table_opts *opts, rl_table **out);
 /* Detach and free. Bucket handles of this table become invalid. Accepts NULL. */
 void rl_table_close(rl_table *table);
 
+/*
+ * Is the table still the file its path names? A table deleted or replaced underneath
+ * running processes keeps working for the processes that have it mapped, but processes
+ * that open the path afterwards get another file, hence another budget: the host could
+ * then exceed it. Returns 0, or RL_ESTALE (the path names another file, or none) with
+ * rl_errdetail() saying which. Cheap (one stat); call it now and then, not per request.
+ */
+int rl_table_check(const rl_table *table);
+
 /* The path the table was opened from (owned by the table). */
 const char *rl_table_path(const rl_table *table);
 

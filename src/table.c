@@ -263,6 +263,24 @@ void rl_table_close(rl_table *t)
     free(t);
 }
 
+int rl_table_check(const rl_table *t)
+{
+    struct stat mine, named;
+    if (fstat(t->fd, &mine) < 0)
+        return rl_fail(RL_ESYS, "cannot stat the open table %s: %s", t->path, strerror(errno));
+    if (lstat(t->path, &named) < 0)
+        return rl_fail(RL_ESTALE,
+                       "table %s was deleted: processes that open it now get "
+                       "another budget",
+                       t->path);
+    if (named.st_dev != mine.st_dev || named.st_ino != mine.st_ino)
+        return rl_fail(RL_ESTALE,
+                       "table %s was replaced by another file: processes that "
+                       "open it now get another budget",
+                       t->path);
+    return 0;
+}
+
 const char *rl_table_path(const rl_table *t)
 {
     return t->path;
