@@ -4,7 +4,8 @@
  * ratelimitctl.c parses the global options and runs one command; each command lives in its
  * own ctl_<command>.c and the helpers in ctl_cli.c (options, errors), ctl_table.c (opening
  * the table, finding buckets), ctl_bucket.c (bucket state, its text and JSON), ctl_human.c,
- * ctl_json.c and ctl_term.c (the terminal for watch).
+ * ctl_json.c, ctl_term.c (the terminal for watch) and ctl_check_config.c (loading a config
+ * file, for check-config and apply).
  */
 #ifndef CTL_H
 #define CTL_H
@@ -21,6 +22,7 @@
 enum ctl_exit {
     CTL_OK = 0,       /* success; acquire: admitted */
     CTL_REJECTED = 1, /* acquire --nowait: the budget does not allow the request now */
+    CTL_INVALID = 1,  /* check-config, apply: the config file is invalid (as `nginx -t`) */
     CTL_TIMEDOUT = 2, /* acquire: the turn would come after the timeout */
     CTL_USAGE = 3,    /* bad command line: unknown command or option, bad value */
     CTL_ERROR = 4,    /* no table, no such bucket, damaged table, full table, ... */
@@ -43,7 +45,8 @@ struct ctl {
 };
 
 extern const struct ctl_command ctl_list_cmd, ctl_show_cmd, ctl_reset_cmd, ctl_define_cmd,
-    ctl_acquire_cmd, ctl_stats_cmd, ctl_watch_cmd, ctl_info_cmd;
+    ctl_acquire_cmd, ctl_stats_cmd, ctl_watch_cmd, ctl_info_cmd, ctl_report_cmd,
+    ctl_check_config_cmd, ctl_apply_cmd;
 
 /* ctl_cli.c: options and errors. */
 enum { CTL_OPT_HELP = 'h', CTL_OPT_BAD = '?' };
@@ -109,6 +112,11 @@ void json_duration(struct json *j, const char *key_ns, const char *key_human, ui
 /* ctl_bucket.c, JSON part. */
 void ctl_json_bucket(struct json *j, const char *key, const struct rl_bucket_info *bi);
 void ctl_json_counters(struct json *j, const struct rl_counters *cn);
+
+/* ctl_check_config.c: config files, for check-config and apply. */
+int ctl_config_operand(const struct ctl *c, int argc, char **argv, const char **file);
+int ctl_config_load(const struct ctl *c, const char *file, rl_config **out);
+const char *ctl_config_table_path(const rl_config *cfg, const char **origin);
 
 /* ctl_prom.c: stats in the Prometheus text exposition format. */
 void ctl_prometheus(FILE *f, const struct rl_table_info *ti, const char *path,

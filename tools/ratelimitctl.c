@@ -1,6 +1,7 @@
 /*
  * ratelimitctl - the ops tool of libratelimit: inspect, define, reset and watch the buckets
- * of a shared table, acquire from shell scripts, export stats. See ratelimitctl(1).
+ * of a shared table, acquire and report from shell scripts, export stats, check and apply
+ * config files. See ratelimitctl(1).
  *
  * This file parses the global options and runs one command (ctl_<command>.c).
  */
@@ -25,11 +26,15 @@ static const char help[] =
     "  define NAME RULES... [parent P]  create a bucket (and the table if missing)\n"
     "  reset NAME... | --all [PATTERN]  restore buckets' full budget\n"
     "  acquire NAME                     take units from a bucket, for scripts\n"
+    "  report NAME --status CODE ...    tell the pool what the vendor answered\n"
+    "  check-config [FILE]              check a config file, like 'nginx -t'\n"
+    "  apply [--dry-run] [FILE]         bring the table in line with a config file\n"
     "'ratelimitctl COMMAND --help' describes a command.\n"
     "\n"
     "Options:\n"
     "  -t, --table PATH  the table file; default $RATELIMIT_TABLE, else\n"
-    "                    /dev/shm/ratelimit\n"
+    "                    /dev/shm/ratelimit (for apply, the config file's\n"
+    "                    'table' comes before both)\n"
     "  -h, --help        show this help\n"
     "  -V, --version     show the version\n"
     "\n"
@@ -39,26 +44,34 @@ static const char help[] =
     "\n"
     "Exit status:\n"
     "  0  success; acquire: admitted\n"
-    "  1  acquire --nowait: rejected, the budget does not allow the request now\n"
+    "  1  acquire --nowait: rejected, the budget does not allow the request now;\n"
+    "     check-config, apply: the config file is invalid (as for 'nginx -t')\n"
     "  2  acquire: timed out, the turn would come after the timeout\n"
     "  3  usage error: unknown command or option, bad value, name or rule text\n"
     "  4  error: no table, no such bucket, damaged or full table, ...\n"
     "  5  permission denied: the table cannot be opened as the command needs\n"
-    "Errors are one line on stderr: \"ratelimitctl: COMMAND: what went wrong\".\n"
+    "Errors are one line on stderr: \"ratelimitctl: COMMAND: what went wrong\";\n"
+    "a config file's problems are lines \"FILE:LINE:COLUMN: what is wrong\".\n"
     "\n"
     "Environment:\n"
-    "  RATELIMIT_TABLE  the table file, unless --table is given\n"
+    "  RATELIMIT_TABLE   the table file, unless --table is given (or, for\n"
+    "                    apply, the config file names one)\n"
+    "  RATELIMIT_CONFIG  the config file of check-config and apply, else\n"
+    "                    /etc/ratelimit.conf\n"
     "\n"
     "Examples:\n"
     "  ratelimitctl define foundry 200/60s\n"
     "  ratelimitctl acquire foundry && curl https://api.example.com/...\n"
     "  ratelimitctl list 'ti/*'\n"
+    "  ratelimitctl report foundry --status 429 --retry-after 30\n"
+    "  ratelimitctl check-config && ratelimitctl apply\n"
     "\n"
     "See ratelimitctl(1) for the rule syntax and the JSON schemas.\n";
 
 static const struct ctl_command *const commands[] = {
-    &ctl_list_cmd, &ctl_show_cmd,   &ctl_stats_cmd, &ctl_watch_cmd,
-    &ctl_info_cmd, &ctl_define_cmd, &ctl_reset_cmd, &ctl_acquire_cmd,
+    &ctl_list_cmd,   &ctl_show_cmd,   &ctl_stats_cmd,        &ctl_watch_cmd,
+    &ctl_info_cmd,   &ctl_define_cmd, &ctl_reset_cmd,        &ctl_acquire_cmd,
+    &ctl_report_cmd, &ctl_apply_cmd,  &ctl_check_config_cmd,
 };
 
 static const struct ctl_command *find_command(const char *name)

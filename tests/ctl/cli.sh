@@ -8,7 +8,7 @@ for opt in --help -h; do
     run 0 "$opt"
     has '^Usage: ratelimitctl \[--table PATH\] COMMAND'
     has '^Exit status:'
-    for cmd in list show stats watch info define reset acquire; do
+    for cmd in list show stats watch info define reset acquire report check-config apply; do
         has "^  $cmd "
     done
 done
@@ -16,7 +16,7 @@ run 0 --version
 has '^ratelimitctl [0-9]+\.[0-9]+\.[0-9]+$'
 
 # Every command's help, before or after other arguments, without touching any table.
-for cmd in list show stats watch info define reset acquire; do
+for cmd in list show stats watch info define reset acquire report check-config apply; do
     for args in "$cmd --help" "$cmd -h" "--table /nonexistent/x $cmd --help"; do
         # shellcheck disable=SC2086
         run 0 $args
@@ -66,7 +66,8 @@ run_err 3 "info: unexpected argument 'x'" info x
 [ ! -e "$RATELIMIT_TABLE" ] || fail "a usage error created a table"
 
 # Errors: exit 4. No table yet: the read-only and the changing commands say so.
-for cmd in list stats info "show x" "reset x" "reset --all" "acquire x" "watch --once"; do
+for cmd in list stats info "show x" "reset x" "reset --all" "acquire x" "watch --once" \
+    "report x --status 200"; do
     # shellcheck disable=SC2086
     run_err 4 "cannot open table $RATELIMIT_TABLE: No such file or directory" $cmd
 done

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# ctl-perm: read-only inspection by another user; changes refused with exit 5.
+# ctl-perm: read-only inspection by another user; changes (also report and apply, even
+# apply --dry-run) refused with exit 5.
 # Needs root (to act as two users); skipped (77) otherwise.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" "$@"
 
@@ -36,6 +37,19 @@ run_as_nobody 5 reset --all
 run_as_nobody 5 acquire --nowait foundry
 one_line "acquire: cannot open $RATELIMIT_TABLE: Permission denied$"
 run_as_nobody 5 define other 1/s
+run_as_nobody 5 report foundry --status 429 --retry-after 30
+one_line "report: cannot open $RATELIMIT_TABLE: Permission denied$"
+chmod 0755 "$work"
+conf=$work/ratelimit.conf
+printf 'table %s\nbucket foundry 100/60s\n' "$RATELIMIT_TABLE" >"$conf"
+chmod 0644 "$conf"
+run_as_nobody 0 check-config "$conf"
+run_as_nobody 5 apply "$conf"
+one_line "apply $conf: cannot open $RATELIMIT_TABLE: Permission denied$"
+run_as_nobody 5 apply --dry-run "$conf"
+one_line "apply $conf: cannot open $RATELIMIT_TABLE: Permission denied$"
+run 0 list foundry
+grep -Eq '^foundry +200/1m ' "$out" || fail "nobody's apply changed the rules"
 run 0 stats --json
 check_json 'assert d["buckets"][1]["counters"] == {"admitted": 1, "admitted_units": 1,
     "rejected": 0, "waited": 0, "waited_ns": 0, "waited_time": "0s", "dry_run_rejected": 0,
@@ -52,3 +66,6 @@ rm -f "$RATELIMIT_TABLE"
 run_as_nobody 0 define --mode 0644 mine 5/1s
 run 0 list
 run_err 5 "reset: $RATELIMIT_TABLE is owned by uid 65534, not by you or root" reset mine
+run_err 5 "apply $conf: $RATELIMIT_TABLE is owned by uid 65534, not by you or root" apply "$conf"
+run_err 5 "apply $conf: $RATELIMIT_TABLE is owned by uid 65534" apply --dry-run "$conf"
+run_err 5 "report: $RATELIMIT_TABLE is owned by uid 65534" report mine --status 429

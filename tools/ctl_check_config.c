@@ -1,0 +1,134 @@
+/*
+ * ctl_check_config.c - `ratelimitctl check-config [FILE]`: check a config file without
+ * touching any table, like `nginx -t`; and the loading of a config file, which apply shares.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+
+static const char help[] =
+    "Usage: ratelimitctl check-config [FILE]\n"
+    "\n"
+    "Check the config file FILE (default $RATELIMIT_CONFIG, else\n"
+    "/etc/ratelimit.conf), like 'nginx -t', without touching any table: every\n"
+    "statement is parsed and checked, and so is what needs the whole file\n"
+    "(parents defined before their children, chains of at most 4 buckets, the\n"
+    "buckets that routes name, the capacity). Every problem is reported, all in\n"
+    "one pass, as a line FILE:LINE:COLUMN: MESSAGE on stderr, followed by a\n"
+    "count. A valid file gets one line on stdout, e.g.\n"
+    "  ratelimit.conf: ok: 5 buckets, 1 template, 2 routes, table /dev/shm/ratelimit\n"
+    "naming the table the file names, else $RATELIMIT_TABLE, else the default\n"
+    "(the global --table plays no part). 'ratelimitctl apply' then brings a\n"
+    "table in line with the file.\n"
+    "\n"
+    "The file holds one statement a line; '#' starts a comment:\n"
+    "  table PATH                          the table file, and for its creation\n"
+    "  mode OCTAL, group NAME, capacity N  its mode, group and bucket capacity\n"
+    "  bucket NAME RULES [parent NAME]     a bucket (define parents first)\n"
+    "  template PREFIX/* RULES [parent NAME]\n"
+    "                                      buckets PREFIX/... made on first use\n"
+    "  route HOST:PORT BUCKET [wait DURATION] [on-timeout fail|pass]\n"
+    "  shim fail-open|fail-closed\n"
+    "  resolve-every DURATION              these three: for the preload shim\n"
+    "RULES as for 'ratelimitctl define' (see 'ratelimitctl define --help').\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help  show this help\n"
+    "\n"
+    "Exit status (0 and 1 as for 'nginx -t', unlike the other commands):\n"
+    "  0  the file is valid\n"
+    "  1  the file is invalid: its problems are on stderr\n"
+    "  3  usage error\n"
+    "  4  the file cannot be read (stderr names it and says why)\n"
+    "\n"
+    "Examples:\n"
+    "  ratelimitctl check-config\n"
+    "  ratelimitctl check-config new.conf && ratelimitctl apply new.conf\n";
+
+static const struct option options[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+
+/* The optional FILE operand of check-config and apply; *file is NULL when it is absent. */
+int ctl_config_operand(const struct ctl *c, int argc, char **argv, const char **file)
+{
+    if (argc - optind > 1)
+        return ctl_usage(c, "expected at most one FILE");
+    *file = optind < argc ? argv[optind] : NULL;
+    if (*file && !**file)
+        return ctl_usage(c, "FILE must not be empty");
+    return CTL_OK;
+}
+
+static const char *plural(size_t n)
+{
+    return n == 1 ? "" : "s";
+}
+
+static size_t count_lines(const char *text)
+{
+    size_t n = 0;
+    for (const char *p = text; (p = strchr(p, '\n')); p++)
+        n++;
+    return n;
+}
+
+/*
+ * Parse config `file` (NULL: $RATELIMIT_CONFIG, else /etc/ratelimit.conf). An invalid file's
+ * problems go to stderr as the library words them, "FILE:LINE:COL: what", all of them, then
+ * a count. Returns CTL_OK, CTL_INVALID, or CTL_ERROR for a file that cannot be read.
+ */
+int ctl_config_load(const struct ctl *c, const char *file, rl_config **out)
+{
+    char *errors = NULL;
+    const char *path = rl_config_default_path(file);
+    int err = rl_config_load(path, out, &errors);
+    if (err == RL_EPARSE && errors) {
+        size_t n = count_lines(errors);
+        fputs(errors, stderr);
+        fprintf(stderr, "ratelimitctl: %s: %s is invalid: %zu problem%s\n", c->cmd->name, path, n,
+                plural(n));
+        free(errors);
+        return CTL_INVALID;
+    }
+    free(errors);
+    return err ? ctl_error(c, "%s", rl_errdetail()) : CTL_OK;
+}
+
+/* The table the config names, else $RATELIMIT_TABLE, else the default, as the library
+ * resolves it; *origin is "" for the config's own, else says where the path comes from. */
+const char *ctl_config_table_path(const rl_config *cfg, const char **origin)
+{
+    const char *path = rl_config_table(cfg)->path, *env = getenv("RATELIMIT_TABLE");
+    *origin = path ? "" : env && *env ? " (from $RATELIMIT_TABLE)" : " (the default)";
+    return path ? path : env && *env ? env : RL_TABLE_DEFAULT_PATH;
+}
+
+static void summarize(const char *path, const rl_config *cfg)
+{
+    const struct rl_config_bucket *bs;
+    size_t n = rl_config_buckets(cfg, &bs), templates = 0;
+    size_t routes = rl_config_routes(cfg, NULL);
+    const char *origin, *table = ctl_config_table_path(cfg, &origin);
+    for (size_t i = 0; i < n; i++)
+        templates += bs[i].is_template;
+    printf("%s: ok: %zu bucket%s, %zu template%s, %zu route%s, table %s%s\n", path, n - templates,
+           plural(n - templates), templates, plural(templates), routes, plural(routes), table,
+           origin);
+}
+
+static int run(struct ctl *c, int argc, char **argv)
+{
+    const char *file;
+    rl_config *cfg;
+    int opt = ctl_getopt(c, argc, argv);
+    if (opt != -1)
+        return ctl_option_end(opt);
+    int rc = ctl_config_operand(c, argc, argv, &file);
+    if (rc || (rc = ctl_config_load(c, file, &cfg)))
+        return rc;
+    summarize(rl_config_default_path(file), cfg);
+    rl_config_free(cfg);
+    return CTL_OK;
+}
+
+const struct ctl_command ctl_check_config_cmd = {"check-config", help, options, run};
