@@ -61,20 +61,19 @@ struct shm_policy *rl_policy_at(const rl_table *t, uint64_t off)
     return p;
 }
 
-static uint64_t policy_bytes(const struct rl_policy *pol, uint64_t *logs_off)
+uint64_t rl_policy_bytes(const struct rl_policy *pol)
 {
     uint64_t bytes = sizeof(struct shm_policy) + pol->nrules * sizeof(struct shm_rule);
-    *logs_off = bytes;
     for (unsigned i = 0; i < pol->nrules; i++)
         if (pol->rules[i].kind == RL_SLIDING)
             bytes += pol->rules[i].limit * 8;
-    return bytes;
+    return (bytes + RL_ALIGN - 1) & ~(uint64_t)(RL_ALIGN - 1);
 }
 
 int rl_policy_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint64_t *out_off)
 {
-    uint64_t log_at, off;
-    int err = rl_arena_alloc(t, policy_bytes(pol, &log_at), &off);
+    uint64_t log_at = sizeof(struct shm_policy) + pol->nrules * sizeof(struct shm_rule), off;
+    int err = rl_arena_alloc(t, rl_policy_bytes(pol), &off);
     if (err)
         return err;
     struct shm_policy *p = (struct shm_policy *)(t->arena + off);

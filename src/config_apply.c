@@ -17,6 +17,28 @@
 
 #include "internal.h"
 
+/*
+ * Arena for a new table: every policy block the config defines, a block of its largest
+ * template for every record left over (tenants made on first use), all twice (each rule
+ * change writes a new block), plus the default's 4 MiB. Sparse on tmpfs: only what is
+ * used costs memory.
+ */
+static uint32_t arena_kib_for(const rl_config *config, uint32_t capacity)
+{
+    const struct rl_config_bucket *bs;
+    size_t n = rl_config_buckets(config, &bs);
+    uint64_t bytes = 0, tpl = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t b = rl_policy_bytes(&bs[i].policy);
+        bytes += b;
+        tpl = bs[i].is_template && b > tpl ? b : tpl;
+    }
+    bytes += (capacity > n ? capacity - n : 0) * tpl;
+    uint64_t kib = (2 * bytes + (4ULL << 20)) / 1024 + 1;
+    uint64_t max = 64ULL << 20; /* KiB: the library's 64 GiB arena limit */
+    return (uint32_t)(kib < max ? kib : max);
+}
+
 int rl_config_open_table(const rl_config *config, unsigned flags, rl_table **out)
 {
     const struct rl_config_table *ct = rl_config_table(config);
@@ -24,6 +46,7 @@ int rl_config_open_table(const rl_config *config, unsigned flags, rl_table **out
     o.path = ct->path;
     o.flags = flags;
     o.capacity = ct->capacity;
+    o.arena_kib = arena_kib_for(config, ct->capacity);
     o.mode = ct->mode;
     o.group = ct->group;
     return rl_table_open(&o, out);
@@ -57,16 +80,6 @@ struct plan {
     void (*note)(void *arg, const char *line);
     void *arg;
 };
-
-/* Arena bytes of a policy block (as bucket.c lays it out), rounded up to RL_ALIGN. */
-static uint64_t block_bytes(const struct rl_policy *pol)
-{
-    uint64_t n = sizeof(struct shm_policy) + pol->nrules * sizeof(struct shm_rule);
-    for (unsigned i = 0; i < pol->nrules; i++)
-        if (pol->rules[i].kind == RL_SLIDING)
-            n += 8 * pol->rules[i].limit;
-    return (n + RL_ALIGN - 1) & ~(uint64_t)(RL_ALIGN - 1);
-}
 
 __attribute__((format(printf, 2, 3))) static void say(const struct plan *pl, const char *fmt, ...)
 {
@@ -141,7 +154,7 @@ static int plan_want(struct plan *pl, const struct rl_config_bucket *want)
     pl->steps[pl->nsteps++] = (struct step){want, h};
     if (!h) {
         pl->new_buckets++;
-        pl->arena_bytes += block_bytes(&want->policy);
+        pl->arena_bytes += rl_policy_bytes(&want->policy);
         return 0;
     }
     h->mentioned = true;
@@ -155,7 +168,7 @@ static int plan_want(struct plan *pl, const struct rl_config_bucket *want)
                        want->name, or_none(h->parent), rl_table_path(pl->table), want->line,
                        or_none(want->parent));
     if (!rl_policy_same(&h->policy, &want->policy))
-        pl->arena_bytes += block_bytes(&want->policy);
+        pl->arena_bytes += rl_policy_bytes(&want->policy);
     return 0;
 }
 
@@ -167,7 +180,7 @@ static const struct rl_config_bucket *template_of(const struct rl_config_bucket 
     for (size_t i = 0; i < n; i++) {
         size_t prefix = strlen(bs[i].name) - 1; /* the pattern without its star */
         if (bs[i].is_template && strncmp(name, bs[i].name, prefix) == 0 && name[prefix] &&
-            (!best || prefix >= strlen(best->name)))
+            (!best || prefix + 1 > strlen(best->name)))
             best = &bs[i];
     }
     return best;
@@ -185,7 +198,7 @@ static void plan_followers(struct plan *pl, const struct rl_config_bucket *bs, s
         h->mentioned = true;
         pl->steps[pl->nsteps++] = (struct step){t, h};
         if (!rl_policy_same(&h->policy, &t->policy))
-            pl->arena_bytes += block_bytes(&t->policy);
+            pl->arena_bytes += rl_policy_bytes(&t->policy);
     }
 }
 

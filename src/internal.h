@@ -66,6 +66,8 @@ struct shm_policy *rl_policy_at(const rl_table *t, uint64_t off);
 /* Allocate and fill a policy block whose state words hold `word` (not yet visible). */
 int rl_policy_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint64_t *off);
 void rl_policy_read(const struct shm_policy *p, struct rl_policy *out);
+/* Arena bytes of a policy block with its sliding logs, rounded up to RL_ALIGN. */
+uint64_t rl_policy_bytes(const struct rl_policy *pol);
 bool rl_policy_same(const struct rl_policy *a, const struct rl_policy *b);
 
 /* update.c: finish a switch away from block p, if one started. True if it did. */

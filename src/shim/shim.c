@@ -137,12 +137,22 @@ static void load_config(const char *path)
     free(errors);
 }
 
+/* The table the config names, as rl_table_open will find it. */
+static const char *table_path(void)
+{
+    const char *path = rl_config_table(shim.config)->path, *env;
+    if (path)
+        return path;
+    env = getenv("RATELIMIT_TABLE"); /* as rl_table_open reads it */
+    return env && *env ? env : RL_TABLE_DEFAULT_PATH;
+}
+
 /* Open (or create) the config's table and bring its buckets in line with the config. */
 static void open_table(const char *path)
 {
     if (rl_config_open_table(shim.config, RL_OPEN_CREATE, &shim.table) != 0) {
         shim.table = NULL;
-        shim_say("%s: %s; %s", path, rl_errdetail(), fate(false));
+        shim_say("%s: table %s: %s; %s", path, table_path(), rl_errdetail(), fate(false));
         return;
     }
     if (rl_config_apply(shim.config, shim.table, NULL, NULL) != 0)
