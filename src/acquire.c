@@ -64,6 +64,18 @@ static struct step *plan_add(struct plan *pl, rl_bucket *x, struct shm_policy *p
     return s;
 }
 
+/* Every step has its own state word. Only a damaged table can break this (two buckets of
+ * a chain naming overlapping policy blocks); a shared word would make every commit fail
+ * against our own first CAS, for ever. */
+static bool plan_distinct(const struct plan *pl)
+{
+    for (unsigned i = 0; i < pl->n; i++)
+        for (unsigned j = i + 1; j < pl->n; j++)
+            if (pl->steps[i].word == pl->steps[j].word)
+                return false;
+    return true;
+}
+
 static int plan_build(rl_bucket *b, struct plan *pl)
 {
     pl->n = 0;
@@ -86,7 +98,11 @@ static int plan_build(rl_bucket *b, struct plan *pl)
             s->policy = NULL;
         }
     }
-    return 0;
+    return plan_distinct(pl) ? 0
+                             : rl_fail(RL_ECORRUPT,
+                                       "bucket '%s' shares state with its "
+                                       "parent chain: the table is damaged",
+                                       b->name);
 }
 
 /* Load every word; false if one is frozen (a policy switch: finish it and rebuild). */

@@ -35,24 +35,33 @@ static uint64_t make_word(uint64_t win, uint64_t count)
     return (count < COUNT_MAX ? count : COUNT_MAX) << 32 | (win & WIN_MASK);
 }
 
-static int64_t wall_of(const struct rule_ctx *c, uint64_t rel)
+/* The wall clock's reading at relative instant 0 (header fields checked at attach to keep
+ * this within int64_t). */
+static int64_t wall_base(const struct rule_ctx *c)
 {
     const struct shm_header *h = c->table->hdr;
-    return (int64_t)(h->epoch_ns + rel) + h->wall_offset_ns;
+    return (int64_t)h->epoch_ns + h->wall_offset_ns;
 }
 
-/* Window number of relative instant t. */
+/* Window number of relative instant t (saturating: instants may come from damaged words). */
 static uint64_t window_of(const struct rule_ctx *c, uint64_t t)
 {
-    return (uint64_t)wall_of(c, t) / c->rule->period_ns;
+    int64_t base = wall_base(c);
+    uint64_t wall =
+        base >= 0 ? rl_sat_add(t, (uint64_t)base) : (t > (uint64_t)-base ? t - (uint64_t)-base : 0);
+    return wall / c->rule->period_ns;
 }
 
-/* Relative instant at which window w starts. */
+/* Relative instant at which window w starts; RL_NEVER if beyond any clock. */
 static uint64_t window_start(const struct rule_ctx *c, uint64_t w)
 {
-    const struct shm_header *h = c->table->hdr;
-    int64_t rel = (int64_t)(w * c->rule->period_ns) - h->wall_offset_ns - (int64_t)h->epoch_ns;
-    return rel > 0 ? (uint64_t)rel : 0;
+    if (w > UINT64_MAX / c->rule->period_ns)
+        return RL_NEVER;
+    uint64_t wall = w * c->rule->period_ns;
+    int64_t base = wall_base(c);
+    if (base < 0)
+        return rl_sat_add(wall, (uint64_t)-base);
+    return wall > (uint64_t)base ? wall - (uint64_t)base : 0;
 }
 
 static uint64_t dead_zone(const struct rule_ctx *c)

@@ -179,6 +179,10 @@ static int check_layout(const char *path, const struct shm_header *h, uint64_t f
         return rl_fail(RL_ESTALE,
                        "table %s was created before the last reboot; remove it to start afresh",
                        path);
+    /* Same boot: the epoch cannot lie ahead of now, and the offset is a wall-clock time. */
+    if (h->epoch_ns > rl_now_ns() || h->wall_offset_ns > (1LL << 62) ||
+        h->wall_offset_ns < -(1LL << 62))
+        return rl_fail(RL_EBADTABLE, "table %s: clock fields are damaged", path);
     return 0;
 }
 
@@ -332,5 +336,7 @@ int rl_arena_alloc(rl_table *t, uint64_t len, uint64_t *off)
     if (rl_claim(&t->hdr->arena_used, len, t->hdr->arena_bytes, off) < 0)
         return rl_fail(RL_EFULL, "table %s: arena is full (%llu bytes)", t->path,
                        (unsigned long long)t->hdr->arena_bytes);
+    if (*off % RL_ALIGN) /* only a damaged counter is ever unaligned: it stays so */
+        return rl_fail(RL_ECORRUPT, "table %s: arena counter is damaged", t->path);
     return 0;
 }

@@ -163,8 +163,7 @@ static int resolve(const char *host, struct route *r)
         return rc;
     for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
         n++;
-    /* Room for the previous resolution's addresses too (merge_previous). */
-    r->addrs = calloc(n + 1, sizeof(*r->addrs));
+    r->addrs = calloc(n + 1, sizeof(*r->addrs)); /* + 1: never a zero-size allocation */
     if (!r->addrs) {
         freeaddrinfo(res);
         return EAI_MEMORY;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# tests/fuzz/run.sh [SECONDS]: build the config fuzzer with clang (libFuzzer, ASan, UBSan)
-# in a temporary directory and run it over tests/fuzz/corpus and the shipped example
-# configs: a fixed seed and a bounded number of runs, within SECONDS (default 20).
+# tests/fuzz/run.sh [SECONDS]: build the fuzzers with clang (libFuzzer, ASan, UBSan) in a
+# temporary directory and run each for a fixed seed and a bounded number of runs, within
+# SECONDS (default 20): the config and rule parsers over tests/fuzz/corpus and the shipped
+# example configs; the table attach/validate path over a seed table it writes itself.
 # Skips (exit 77) when clang or libFuzzer is missing (Debian: clang, libclang-rt-14-dev).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -14,14 +15,17 @@ echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return d && n
 clang -fsanitize=fuzzer "$tmp/probe.c" -o "$tmp/probe" 2>/dev/null ||
     { echo "fuzz: clang has no libFuzzer (libclang-rt-14-dev): skipped"; exit 77; }
 # The library as an archive, so only the objects the harness needs are linked.
-for f in "$top"/src/*.c; do
-    clang "${flags[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$f" \
-        -o "$tmp/$(basename "$f" .c).o"
-done
+(cd "$tmp" && clang "${flags[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$top"/src/*.c)
 ar rcs "$tmp/libratelimit.a" "$tmp"/*.o
-clang "${flags[@]}" -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
-    "$top/tests/fuzz/fuzz_config.c" "$tmp/libratelimit.a" -lbsd -o "$tmp/fuzz_config"
-mkdir "$tmp/corpus"
+for h in fuzz_config fuzz_table; do
+    clang "${flags[@]}" -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
+        "$top/tests/fuzz/$h.c" "$tmp/libratelimit.a" -lbsd -o "$tmp/$h"
+done
+mkdir "$tmp/corpus" "$tmp/tables"
 cp "$top"/tests/fuzz/corpus/* "$top"/examples/conf/*.conf "$tmp/corpus/"
-"$tmp/fuzz_config" -seed=1 -runs=300000 -max_total_time="$secs" -max_len=4096 -timeout=10 \
+cp "$top"/tests/fuzz/tables/* "$tmp/tables/" # tables that once crashed or hung
+"$tmp/fuzz_config" -seed=1 -runs=300000 -max_total_time="$secs" -max_len=4096 -timeout=60 \
     -dict="$top/tests/fuzz/config.dict" -print_final_stats=1 "$tmp/corpus"
+"$tmp/fuzz_table" -seed=1 -runs=100000 -max_total_time="$secs" -max_len=32768 -timeout=60 \
+    -print_final_stats=1 "$tmp/tables"
+rm -f /dev/shm/rl-fuzz-table-*
