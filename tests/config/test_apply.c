@@ -190,6 +190,25 @@ Test(apply, buckets_made_from_a_template_follow_its_new_rules)
     rl_table_close(t);
 }
 
+Test(apply, followers_take_the_template_with_the_longest_prefix)
+{
+    rl_table *t = table_at(16, 0);
+    rl_bucket *b;
+    free(apply_text(t, "template org/* 10/1m\ntemplate org/eu/* 20/1m\n"));
+    cr_assert_eq(rl_bucket_get(t, "org/eu/acme", &b), 0, "%s", rl_errdetail());
+    cr_assert_eq(rl_bucket_get(t, "org/us", &b), 0, "%s", rl_errdetail());
+    expect_bucket(t, "org/eu/acme", "20/1m", NULL, false);
+    struct notes *n = apply_text(t, "template org/eu/* 25/1m\ntemplate org/* 15/1m\n");
+    cr_expect_str_eq(n->text, "updated template org/eu/*: 20/1m -> 25/1m\n"
+                              "updated template org/*: 10/1m -> 15/1m\n"
+                              "updated org/eu/acme (made from org/eu/*): 20/1m -> 25/1m\n"
+                              "updated org/us (made from org/*): 10/1m -> 15/1m\n");
+    expect_bucket(t, "org/eu/acme", "25/1m", NULL, false);
+    expect_bucket(t, "org/us", "15/1m", NULL, false);
+    free(n);
+    rl_table_close(t);
+}
+
 Test(apply, new_children_of_existing_parents)
 {
     rl_table *t = table_at(16, 0);
