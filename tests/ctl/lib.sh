@@ -4,6 +4,9 @@
 set -euo pipefail
 
 CTL=$1
+# RATELIMITCTL_WRAPPER (e.g. "valgrind -q --error-exitcode=99 ..."), when set, runs every
+# `run` under it: tools/check runs some of these tests under valgrind this way.
+read -r -a wrapper <<<"${RATELIMITCTL_WRAPPER:-}"
 export RATELIMIT_TABLE=/dev/shm/rl-ctl-$$
 work=$(mktemp -d)
 out=$work/out
@@ -32,7 +35,7 @@ fail() {
 run() {
     local want=$1 rc=0
     shift
-    "$CTL" "$@" >"$out" 2>"$err" </dev/null || rc=$?
+    "${wrapper[@]+"${wrapper[@]}"}" "$CTL" "$@" >"$out" 2>"$err" </dev/null || rc=$?
     [ "$rc" -eq "$want" ] || fail "ratelimitctl $*: exit $rc, expected $want"
 }
 
