@@ -32,10 +32,10 @@
 #define REPAIR_AFTER    8
 
 struct step {
-    struct rule_ctx ctx;       /* ctx.rule is NULL for a server rule */
-    rl_atomic64 *word;         /* the state word */
-    int kind;                  /* enum rl_rule_kind, or RL_SERVER */
-    struct shm_policy *policy; /* the block the rule belongs to (NULL: server rule) */
+    struct rule_ctx ctx;            /* ctx.r is unused for a server rule */
+    rl_atomic64 *word;              /* the state word */
+    int kind;                       /* enum rl_rule_kind, or RL_SERVER */
+    const struct policy_view *view; /* the rule's block (NULL: server rule) */
     rl_bucket *bucket;
     bool dry_run;   /* the rule's bucket is in dry-run: count its refusals, never enforce */
     bool skip;      /* dry-run rule that would refuse: not committed */
@@ -44,6 +44,7 @@ struct step {
 };
 
 struct plan {
+    struct policy_view views[RL_MAX_DEPTH]; /* of the chain's buckets, in order */
     struct step steps[CHAIN_RULES];
     unsigned n;
     uint32_t cost;
@@ -52,15 +53,15 @@ struct plan {
     bool dry_rejected;
 };
 
-static struct step *plan_add(struct plan *pl, rl_bucket *x, struct shm_policy *p)
+static struct step *plan_add(struct plan *pl, rl_bucket *x, const struct policy_view *v)
 {
     struct step *s = &pl->steps[pl->n++];
     memset(s, 0, sizeof(*s));
     s->ctx.table = x->table;
-    s->ctx.margin_ns = p->margin_ns;
-    s->policy = p;
+    s->ctx.margin_ns = v->margin_ns;
+    s->view = v;
     s->bucket = x;
-    s->dry_run = p->flags & RL_POLICY_DRY_RUN;
+    s->dry_run = v->flags & RL_POLICY_DRY_RUN;
     return s;
 }
 
@@ -78,24 +79,25 @@ static bool plan_distinct(const struct plan *pl)
 
 static int plan_build(rl_bucket *b, struct plan *pl)
 {
+    unsigned depth = 0;
     pl->n = 0;
     for (rl_bucket *x = b; x; x = x->parent) {
-        struct shm_policy *p = rl_bucket_policy(x);
-        if (!p)
+        struct policy_view *v = &pl->views[depth++];
+        if (rl_bucket_view(x, v) < 0)
             return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", x->name);
-        for (uint32_t i = 0; i < p->nrules; i++) {
-            struct step *s = plan_add(pl, x, p);
-            s->ctx.rule = &p->rules[i];
-            s->word = &p->rules[i].word;
-            s->kind = (int)p->rules[i].kind;
+        for (uint32_t i = 0; i < v->nrules; i++) {
+            struct step *s = plan_add(pl, x, v);
+            rl_rule_ctx(&s->ctx, x->table, v, i);
+            s->word = s->ctx.state;
+            s->kind = (int)v->rules[i].kind;
         }
         /* Relaxed: 0 means "never reported"; a report racing this decision is ordered
          * after it, as if it had arrived a moment later. */
         if (rl_load_relaxed(&x->rec->server) != 0) {
-            struct step *s = plan_add(pl, x, p);
+            struct step *s = plan_add(pl, x, v);
             s->word = &x->rec->server;
             s->kind = RL_SERVER;
-            s->policy = NULL;
+            s->view = NULL;
         }
     }
     return plan_distinct(pl) ? 0
@@ -115,8 +117,8 @@ static bool plan_load(struct plan *pl, bool repair)
         s->ctx.word = rl_load_acquire(s->word);
         s->ctx.repair = repair;
         s->skip = false;
-        if (s->policy && (s->ctx.word & RL_FROZEN)) {
-            rl_switch_help(s->bucket, s->policy);
+        if (s->view && (s->ctx.word & RL_FROZEN)) {
+            rl_switch_help(s->bucket, s->view);
             return false;
         }
         /* A7: acquire pairs with the cool-down CAS of rl_report. */
@@ -265,9 +267,9 @@ static uint64_t plan_remaining(struct plan *pl, bool committed)
             c.word = s->mine;
         if (s->kind == RL_SERVER)
             st.remaining = server_remaining(c.word, pl->now);
-        else if (c.rule->kind == RL_GCRA)
+        else if (s->kind == RL_GCRA)
             gcra_usage(&c, pl->now, &st);
-        else if (c.rule->kind == RL_FIXED)
+        else if (s->kind == RL_FIXED)
             fixed_usage(&c, pl->now, &st);
         else
             st.remaining = sliding_remaining(&c, pl->now);

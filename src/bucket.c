@@ -26,39 +26,59 @@ int rl_name_check(const char *name)
     return 0;
 }
 
-static bool rule_ok(const rl_table *t, const struct shm_rule *r)
+/* Copy rule r out of the table into v (entry i) and check the copy. */
+static bool rule_view(const rl_table *t, const struct shm_rule *r, struct policy_view *v,
+                      uint32_t i)
 {
-    if (r->limit == 0 || r->limit > RL_LIMIT_MAX || r->period_ns < RL_PERIOD_MIN_NS ||
-        r->period_ns > RL_PERIOD_MAX_NS)
+    struct rule_params *p = &v->rules[i];
+    uint64_t log_off = r->log_off;
+    *p = (struct rule_params){r->kind, r->limit, r->period_ns, r->burst, r->interval_ns};
+    v->log[i] = NULL;
+    if (p->limit == 0 || p->limit > RL_LIMIT_MAX || p->period_ns < RL_PERIOD_MIN_NS ||
+        p->period_ns > RL_PERIOD_MAX_NS)
         return false;
-    switch (r->kind) {
+    switch (p->kind) {
     case RL_GCRA:
-        return r->interval_ns == rl_gcra_interval(r->limit, r->period_ns) && r->burst >= 1 &&
-               r->burst <= (1ULL << 62) / r->interval_ns;
+        return p->interval_ns == rl_gcra_interval(p->limit, p->period_ns) && p->burst >= 1 &&
+               p->burst <= (1ULL << 62) / p->interval_ns;
     case RL_FIXED:
-        return true;
+        return p->period_ns >= RL_FIXED_PERIOD_MIN_NS;
     case RL_SLIDING:
-        return sliding_log_ok(t, r);
+        return p->limit <= RL_SLIDING_LIMIT_MAX &&
+               (v->log[i] = rl_arena_at(t, log_off, p->limit * 8)) != NULL;
     }
     return false;
 }
 
-struct shm_policy *rl_bucket_policy(const rl_bucket *b)
+int rl_bucket_view(const rl_bucket *b, struct policy_view *v)
 {
     /* A3: acquire pairs with the release that published the block (R1 or S5). */
-    return rl_policy_at(b->table, rl_load_acquire(&b->rec->policy_off));
+    return rl_policy_view(b->table, rl_load_acquire(&b->rec->policy_off), v);
 }
 
-struct shm_policy *rl_policy_at(const rl_table *t, uint64_t off)
+int rl_policy_view(const rl_table *t, uint64_t off, struct policy_view *v)
 {
     struct shm_policy *p = rl_arena_at(t, off, sizeof(*p));
-    if (!p || p->nrules == 0 || p->nrules > RL_MAX_RULES || p->margin_ns > RL_MARGIN_MAX_NS ||
-        !rl_arena_at(t, off, sizeof(*p) + p->nrules * sizeof(struct shm_rule)))
-        return NULL;
-    for (uint32_t i = 0; i < p->nrules; i++)
-        if (!rule_ok(t, &p->rules[i]))
-            return NULL;
-    return p;
+    if (!p)
+        return -1;
+    *v = (struct policy_view){
+        .block = p, .off = off, .nrules = p->nrules, .flags = p->flags, .margin_ns = p->margin_ns};
+    if (v->nrules == 0 || v->nrules > RL_MAX_RULES || v->margin_ns > RL_MARGIN_MAX_NS ||
+        !rl_arena_at(t, off, sizeof(*p) + v->nrules * sizeof(struct shm_rule)))
+        return -1;
+    for (uint32_t i = 0; i < v->nrules; i++)
+        if (!rule_view(t, &p->rules[i], v, i))
+            return -1;
+    return 0;
+}
+
+void rl_rule_ctx(struct rule_ctx *c, const rl_table *t, const struct policy_view *v, uint32_t i)
+{
+    *c = (struct rule_ctx){.table = t,
+                           .r = v->rules[i],
+                           .state = &v->block->rules[i].word,
+                           .log = v->log[i],
+                           .margin_ns = v->margin_ns};
 }
 
 uint64_t rl_policy_bytes(const struct rl_policy *pol)
@@ -104,14 +124,14 @@ int rl_policy_create(rl_table *t, const struct rl_policy *pol, uint64_t word, ui
     return 0;
 }
 
-void rl_policy_read(const struct shm_policy *p, struct rl_policy *out)
+void rl_policy_read(const struct policy_view *v, struct rl_policy *out)
 {
     memset(out, 0, sizeof(*out));
-    out->nrules = p->nrules;
-    out->flags = p->flags;
-    out->margin_ns = p->margin_ns;
-    for (uint32_t i = 0; i < p->nrules; i++) {
-        const struct shm_rule *r = &p->rules[i];
+    out->nrules = v->nrules;
+    out->flags = v->flags;
+    out->margin_ns = v->margin_ns;
+    for (uint32_t i = 0; i < v->nrules; i++) {
+        const struct rule_params *r = &v->rules[i];
         out->rules[i] = (struct rl_rule){r->kind, r->limit, r->period_ns, r->burst};
     }
 }
@@ -207,11 +227,11 @@ static int check_existing(rl_table *t, uint32_t no, const struct rl_policy *pol,
     int err = rl_bucket_handle(t, no, out);
     if (err)
         return err;
-    struct shm_policy *p = rl_bucket_policy(*out);
+    struct policy_view v;
     struct rl_policy have;
-    if (!p)
+    if (rl_bucket_view(*out, &v) < 0)
         return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", (*out)->name);
-    rl_policy_read(p, &have);
+    rl_policy_read(&v, &have);
     if (!rl_policy_same(&have, pol) || (*out)->parent != parent)
         return rl_fail(RL_EEXIST, "bucket '%s' already exists with other rules or parent",
                        (*out)->name);
@@ -320,10 +340,10 @@ int rl_bucket_get(rl_table *t, const char *name, rl_bucket **out)
     if (template_for(t, name, &tpl) < 0)
         return rl_fail(RL_ENOENT, "no bucket named '%s' and no template for it in %s", name,
                        t->path);
-    struct shm_policy *p = rl_bucket_policy(tpl);
-    if (!p)
+    struct policy_view v;
+    if (rl_bucket_view(tpl, &v) < 0)
         return rl_fail(RL_ECORRUPT, "template '%s' is damaged", tpl->name);
-    rl_policy_read(p, &pol);
+    rl_policy_read(&v, &pol);
     return define(t, name, &pol, tpl->parent ? tpl->parent->name : NULL, out);
 }
 
@@ -344,41 +364,38 @@ rl_bucket *rl_bucket_parent(const rl_bucket *b)
     return b->parent;
 }
 
-static void rule_ctx_init(struct rule_ctx *c, const rl_bucket *b, const struct shm_policy *p,
+static void rule_ctx_init(struct rule_ctx *c, const rl_bucket *b, const struct policy_view *v,
                           uint32_t i)
 {
-    c->table = b->table;
-    c->rule = (struct shm_rule *)&p->rules[i];
-    c->margin_ns = p->margin_ns;
-    c->repair = false;
+    rl_rule_ctx(c, b->table, v, i);
     /* Acquire: pairs with the CAS of the last decision (see acquire.c). The frozen bit of
      * a block being replaced does not change what its usage was. */
-    c->word = rl_load_acquire(&c->rule->word) & ~RL_FROZEN;
+    c->word = rl_load_acquire(c->state) & ~RL_FROZEN;
 }
 
 int rl_bucket_reset(rl_bucket *b)
 {
     if (b->table->read_only)
         return rl_fail(RL_EPERM, "table %s is open read-only", b->table->path);
-    struct shm_policy *p;
+    struct policy_view v;
     /* Reset the current block; if it was being replaced meanwhile, finish the switch and
      * reset the new block too (the carried usage may predate our reset). Switches always
      * move to higher offsets, so this ends. */
     do {
-        if (!(p = rl_bucket_policy(b)))
+        if (rl_bucket_view(b, &v) < 0)
             return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
         uint64_t now = rl_clock_rel(b->table);
-        for (uint32_t i = 0; i < p->nrules; i++) {
+        for (uint32_t i = 0; i < v.nrules; i++) {
             struct rule_ctx c;
-            rule_ctx_init(&c, b, p, i);
-            if (p->rules[i].kind == RL_GCRA)
+            rule_ctx_init(&c, b, &v, i);
+            if (c.r.kind == RL_GCRA)
                 gcra_reset(&c, now);
-            else if (p->rules[i].kind == RL_FIXED)
+            else if (c.r.kind == RL_FIXED)
                 fixed_reset(&c, now);
             else
                 sliding_reset(&c, now);
         }
-    } while (rl_switch_help(b, p));
+    } while (rl_switch_help(b, &v));
     /* Relaxed: the pause and the server's view are forgotten too; a decider racing the
      * reset may still see them once, as if it had decided a moment earlier. */
     rl_store_relaxed(&b->rec->cooldown_until, 0);
@@ -408,21 +425,21 @@ int rl_bucket_info(const rl_bucket *b, struct rl_bucket_info *out)
     if (b->parent)
         strlcpy(out->parent, b->parent->name, sizeof(out->parent));
     counters_read(&b->rec->counters, &out->counters);
-    struct shm_policy *p = rl_bucket_policy(b);
-    if (!p)
+    struct policy_view v;
+    if (rl_bucket_view(b, &v) < 0)
         return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
-    rl_policy_read(p, &out->policy);
+    rl_policy_read(&v, &out->policy);
     uint64_t now = rl_clock_rel(b->table);
     out->now_ns = now + b->table->hdr->epoch_ns;
     out->is_template = rl_bucket_is_template(b);
     rl_feedback_read(b, now, &out->feedback);
-    for (uint32_t i = 0; i < p->nrules; i++) {
+    for (uint32_t i = 0; i < v.nrules; i++) {
         struct rule_ctx c;
-        rule_ctx_init(&c, b, p, i);
+        rule_ctx_init(&c, b, &v, i);
         out->rules[i].rule = out->policy.rules[i];
-        if (p->rules[i].kind == RL_GCRA)
+        if (c.r.kind == RL_GCRA)
             gcra_usage(&c, now, &out->rules[i]);
-        else if (p->rules[i].kind == RL_FIXED)
+        else if (c.r.kind == RL_FIXED)
             fixed_usage(&c, now, &out->rules[i]);
         else
             sliding_usage(&c, now, &out->rules[i]);

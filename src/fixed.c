@@ -49,15 +49,15 @@ static uint64_t window_of(const struct rule_ctx *c, uint64_t t)
     int64_t base = wall_base(c);
     uint64_t wall =
         base >= 0 ? rl_sat_add(t, (uint64_t)base) : (t > (uint64_t)-base ? t - (uint64_t)-base : 0);
-    return wall / c->rule->period_ns;
+    return wall / c->r.period_ns;
 }
 
 /* Relative instant at which window w starts; RL_NEVER if beyond any clock. */
 static uint64_t window_start(const struct rule_ctx *c, uint64_t w)
 {
-    if (w > UINT64_MAX / c->rule->period_ns)
+    if (w > UINT64_MAX / c->r.period_ns)
         return RL_NEVER;
-    uint64_t wall = w * c->rule->period_ns;
+    uint64_t wall = w * c->r.period_ns;
     int64_t base = wall_base(c);
     if (base < 0)
         return rl_sat_add(wall, (uint64_t)-base);
@@ -66,13 +66,13 @@ static uint64_t window_start(const struct rule_ctx *c, uint64_t w)
 
 static uint64_t dead_zone(const struct rule_ctx *c)
 {
-    uint64_t half = c->rule->period_ns / 2;
+    uint64_t half = c->r.period_ns / 2;
     return c->margin_ns < half ? c->margin_ns : half;
 }
 
 int fixed_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest)
 {
-    uint64_t limit = c->rule->limit;
+    uint64_t limit = c->r.limit;
     if (cost > limit) {
         *earliest = RL_NEVER;
         return RULE_OK;
@@ -101,8 +101,8 @@ uint64_t fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
 
 void fixed_reset(struct rule_ctx *c, uint64_t now)
 {
-    uint64_t v = rl_load_acquire(&c->rule->word);
-    while (!(v & RL_FROZEN) && !rl_cas(&c->rule->word, &v, make_word(window_of(c, now), 0)))
+    uint64_t v = rl_load_acquire(c->state);
+    while (!(v & RL_FROZEN) && !rl_cas(c->state, &v, make_word(window_of(c, now), 0)))
         ;
 }
 
@@ -111,7 +111,7 @@ void fixed_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *o
     uint64_t w = window_of(c, now);
     uint64_t used = word_win(c->word) == (w & WIN_MASK) ? word_count(c->word) : 0;
     out->used = used;
-    out->remaining = used < c->rule->limit ? c->rule->limit - used : 0;
+    out->remaining = used < c->r.limit ? c->r.limit - used : 0;
     uint64_t next = 0;
     fixed_earliest((struct rule_ctx *)c, now, 1, &next);
     out->next_free_ns = next > now ? next - now : 0;

@@ -14,7 +14,7 @@
 
 int gcra_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest)
 {
-    const struct shm_rule *r = c->rule;
+    const struct rule_params *r = &c->r;
     if (cost > r->burst) {
         *earliest = RL_NEVER;
         return RULE_OK;
@@ -30,7 +30,7 @@ int gcra_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *ear
 
 uint64_t gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
 {
-    return rl_max(c->word, d) + cost * c->rule->interval_ns;
+    return rl_max(c->word, d) + cost * c->r.interval_ns;
 }
 
 void gcra_reset(struct rule_ctx *c, uint64_t now)
@@ -38,14 +38,14 @@ void gcra_reset(struct rule_ctx *c, uint64_t now)
     (void)now;
     /* TAT 0 is "full" at every instant. A frozen word belongs to a block being replaced
      * and stays as it is (bucket.c then resets the new block). */
-    uint64_t v = rl_load_acquire(&c->rule->word);
-    while (!(v & RL_FROZEN) && !rl_cas(&c->rule->word, &v, 0))
+    uint64_t v = rl_load_acquire(c->state);
+    while (!(v & RL_FROZEN) && !rl_cas(c->state, &v, 0))
         ;
 }
 
 void gcra_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out)
 {
-    const struct shm_rule *r = c->rule;
+    const struct rule_params *r = &c->r;
     uint64_t ahead = c->word > now ? c->word - now : 0;
     uint64_t used = (ahead + r->interval_ns - 1) / r->interval_ns;
     out->used = used < r->burst ? used : r->burst;

@@ -59,19 +59,39 @@ uint32_t rl_bucket_count(const rl_table *t);
 
 /* bucket.c */
 int rl_bucket_handle(rl_table *t, uint32_t no, rl_bucket **out);
-/* The bucket's current policy block, validated; NULL if damaged. */
-struct shm_policy *rl_bucket_policy(const rl_bucket *b);
-/* The policy block at arena offset `off`, validated; NULL if damaged. */
-struct shm_policy *rl_policy_at(const rl_table *t, uint64_t off);
+/* A rule's parameters, copied out of the table and validated. */
+struct rule_params {
+    enum rl_rule_kind kind;
+    uint64_t limit, period_ns, burst, interval_ns;
+};
+
+/*
+ * A validated snapshot of a policy block: every field a reader needs, copied out of the
+ * shared file once and checked, so that a damaged file or a hostile writer changing the
+ * block afterwards cannot lead a reader out of bounds. Only the state words and the logs
+ * are read live, through the pointers below, which stay within the block and the arena.
+ */
+struct policy_view {
+    struct shm_policy *block;
+    uint64_t off;
+    uint32_t nrules, flags;
+    uint64_t margin_ns;
+    struct rule_params rules[RL_MAX_RULES];
+    rl_atomic64 *log[RL_MAX_RULES]; /* sliding rules: their log of `limit` words */
+};
+
+/* Snapshot the bucket's current policy block (or the block at `off`); -1 if damaged. */
+int rl_bucket_view(const rl_bucket *b, struct policy_view *v);
+int rl_policy_view(const rl_table *t, uint64_t off, struct policy_view *v);
 /* Allocate and fill a policy block whose state words hold `word` (not yet visible). */
 int rl_policy_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint64_t *off);
-void rl_policy_read(const struct shm_policy *p, struct rl_policy *out);
+void rl_policy_read(const struct policy_view *v, struct rl_policy *out);
 /* Arena bytes of a policy block with its sliding logs, rounded up to RL_ALIGN. */
 uint64_t rl_policy_bytes(const struct rl_policy *pol);
 bool rl_policy_same(const struct rl_policy *a, const struct rl_policy *b);
 
-/* update.c: finish a switch away from block p, if one started. True if it did. */
-bool rl_switch_help(const rl_bucket *b, struct shm_policy *p);
+/* update.c: finish a switch away from the viewed block, if one started. True if it did. */
+bool rl_switch_help(const rl_bucket *b, const struct policy_view *v);
 
 /*
  * One rule of a decision: where its state lives and what a decision needs to know.
@@ -79,11 +99,16 @@ bool rl_switch_help(const rl_bucket *b, struct shm_policy *p);
  */
 struct rule_ctx {
     const rl_table *table;
-    struct shm_rule *rule;
+    struct rule_params r; /* validated copy */
+    rl_atomic64 *state;   /* the rule's state word in the table */
+    rl_atomic64 *log;     /* sliding: its log, r.limit words */
     uint64_t margin_ns;
     uint64_t word; /* the state word as loaded for this decision */
     bool repair;   /* sliding: repeated stale views; repair inconsistent log entries */
 };
+
+/* Rule i of a view as a context (word not loaded). */
+void rl_rule_ctx(struct rule_ctx *c, const rl_table *t, const struct policy_view *v, uint32_t i);
 
 enum rule_status {
     RULE_OK = 0,
@@ -114,8 +139,6 @@ void sliding_finalize(struct rule_ctx *c, uint64_t old_word, uint64_t new_word);
 void sliding_reset(struct rule_ctx *c, uint64_t now);
 void sliding_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out);
 uint64_t sliding_remaining(const struct rule_ctx *c, uint64_t now);
-/* Validate a sliding rule's log location; false if damaged. */
-bool sliding_log_ok(const rl_table *t, const struct shm_rule *r);
 /* A new log's entries as if `units` were admitted at `at` (update.c S4). */
 void sliding_seed(const struct rule_ctx *c, uint64_t units, uint64_t at);
 

@@ -57,21 +57,14 @@ static uint64_t ceil_tick(uint64_t ns)
     return ns / RL_TICK_NS + (ns % RL_TICK_NS != 0);
 }
 
-bool sliding_log_ok(const rl_table *t, const struct shm_rule *r)
-{
-    return r->limit >= 1 && r->limit <= RL_SLIDING_LIMIT_MAX &&
-           rl_arena_at(t, r->log_off, r->limit * 8) != NULL;
-}
-
 static rl_atomic64 *log_word(const struct rule_ctx *c, uint64_t k)
 {
-    rl_atomic64 *log = rl_arena_at(c->table, c->rule->log_off, c->rule->limit * 8);
-    return &log[k % c->rule->limit];
+    return &c->log[k % c->r.limit];
 }
 
 static uint64_t lap_of(const struct rule_ctx *c, uint64_t k)
 {
-    return (k / c->rule->limit) % 4;
+    return (k / c->r.limit) % 4;
 }
 
 /*
@@ -81,7 +74,7 @@ static uint64_t lap_of(const struct rule_ctx *c, uint64_t k)
  */
 static int unit_tick(const struct rule_ctx *c, uint64_t j, uint64_t floor_tick, uint64_t *tick)
 {
-    uint64_t n4 = 4 * c->rule->limit;
+    uint64_t n4 = 4 * c->r.limit;
     rl_atomic64 *w = log_word(c, j);
     /* L1: acquire pairs with the CAS that wrote the word (W1/W2): we use its tick. */
     uint64_t v = rl_load_acquire(w);
@@ -89,13 +82,13 @@ static int unit_tick(const struct rule_ctx *c, uint64_t j, uint64_t floor_tick, 
         *tick = log_tick(v);
         return RULE_OK;
     }
-    bool unwritten = log_lap(v) == lap_of(c, (j + n4 - c->rule->limit) % n4);
+    bool unwritten = log_lap(v) == lap_of(c, (j + n4 - c->r.limit) % n4);
     /* R2: any other lap means our head is outdated (retry), or, if the head has not moved,
      * that the entry is inconsistent (a damaged file, or a writer stalled for three whole
      * laps across a reset). After repeated retries acquire.c sets `repair`: an entry that
      * is wrong for the unchanged head is then stamped like an unwritten one. Conservative
      * either way, and it keeps a bad entry from wedging the bucket. */
-    if (!unwritten && !(c->repair && rl_load_acquire(&c->rule->word) == c->word))
+    if (!unwritten && !(c->repair && rl_load_acquire(c->state) == c->word))
         return RULE_STALE;
     if (c->table->read_only) { /* inspection only: assume the conservative instant */
         *tick = floor_tick;
@@ -112,7 +105,7 @@ static int unit_tick(const struct rule_ctx *c, uint64_t j, uint64_t floor_tick, 
 
 int sliding_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest)
 {
-    uint64_t n = c->rule->limit, n4 = 4 * n;
+    uint64_t n = c->r.limit, n4 = 4 * n;
     if (cost > n) {
         *earliest = RL_NEVER;
         return RULE_OK;
@@ -122,7 +115,7 @@ int sliding_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *
         return RULE_STALE; /* damaged head: acquire.c reports RL_ECORRUPT after retries */
     /* Ordered after the previous unit in ticks (see acquire.c). */
     uint64_t at = rl_max(now, last ? (last - 1) * RL_TICK_NS + 1 : 0);
-    uint64_t span = c->rule->period_ns + c->margin_ns;
+    uint64_t span = c->r.period_ns + c->margin_ns;
     for (uint64_t i = 0; i < cost; i++) {
         uint64_t tick, prev = (pos + i + n4 - n) % n4; /* unit k+i-N */
         if (unit_tick(c, prev, last, &tick) != RULE_OK)
@@ -136,15 +129,15 @@ int sliding_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *
 
 uint64_t sliding_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
 {
-    uint64_t pos = (head_pos(c->word) + cost) % (4 * c->rule->limit);
+    uint64_t pos = (head_pos(c->word) + cost) % (4 * c->r.limit);
     return make_word(pos, 44, rl_max(head_last(c->word), ceil_tick(d)));
 }
 
 void sliding_finalize(struct rule_ctx *c, uint64_t old_word, uint64_t new_word)
 {
-    uint64_t n4 = 4 * c->rule->limit, n = c->rule->limit;
+    uint64_t n4 = 4 * c->r.limit, n = c->r.limit;
     /* floor(T): the decision proved old + T <= d, so old + floor(T) <= ceil(d) = tick. */
-    uint64_t tick = head_last(new_word), span_ticks = c->rule->period_ns / RL_TICK_NS;
+    uint64_t tick = head_last(new_word), span_ticks = c->r.period_ns / RL_TICK_NS;
     for (uint64_t k = head_pos(old_word); k != head_pos(new_word); k = (k + 1) % n4) {
         rl_atomic64 *w = log_word(c, k);
         uint64_t v = rl_load_acquire(w);
@@ -164,7 +157,7 @@ void sliding_reset(struct rule_ctx *c, uint64_t now)
     (void)now;
     /* Tick 0 means "never": every logged unit expires at once. Laps are kept, so the
      * helping protocol above is undisturbed; a writer racing the reset retries its CAS. */
-    for (uint64_t k = 0; k < c->rule->limit; k++) {
+    for (uint64_t k = 0; k < c->r.limit; k++) {
         rl_atomic64 *w = log_word(c, k);
         uint64_t v = rl_load_acquire(w);
         while (!rl_cas(w, &v, make_word(log_lap(v), 62, 0)))
@@ -177,7 +170,7 @@ void sliding_seed(const struct rule_ctx *c, uint64_t units, uint64_t at)
     /* Entries hold units -N..-1 (lap 3). The last `units` of them get tick ceil(at), so new
      * units 0..N-units-1 are free and the rest wait until at + T. Any helper writes the same
      * values; the CAS from the fresh value makes the writes idempotent. */
-    uint64_t n = c->rule->limit, tick = ceil_tick(at);
+    uint64_t n = c->r.limit, tick = ceil_tick(at);
     for (uint64_t k = n - units; k < n; k++) {
         uint64_t fresh = make_word(3, 62, 0);
         rl_cas(log_word(c, k), &fresh, make_word(3, 62, tick));
@@ -190,8 +183,8 @@ uint64_t sliding_remaining(const struct rule_ctx *c, uint64_t now)
      * rise with j (helped entries only run late), so the expired ones are a prefix: binary
      * search for its length. Unwritten entries count as not expired. Relaxed loads: a
      * snapshot for reporting, never for deciding. */
-    uint64_t n = c->rule->limit, n4 = 4 * n, pos = head_pos(c->word);
-    uint64_t span = c->rule->period_ns + c->margin_ns, lo = 0, hi = n;
+    uint64_t n = c->r.limit, n4 = 4 * n, pos = head_pos(c->word);
+    uint64_t span = c->r.period_ns + c->margin_ns, lo = 0, hi = n;
     if (pos >= n4)
         return 0;
     while (lo < hi) {
@@ -210,7 +203,7 @@ uint64_t sliding_remaining(const struct rule_ctx *c, uint64_t now)
 void sliding_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out)
 {
     out->remaining = sliding_remaining(c, now);
-    out->used = c->rule->limit - out->remaining;
+    out->used = c->r.limit - out->remaining;
     uint64_t next = now;
     if (sliding_earliest((struct rule_ctx *)c, now, 1, &next) != RULE_OK)
         next = now;

@@ -21,10 +21,10 @@
 #include "internal.h"
 
 /* Units a frozen rule counts at `at`, uncapped (a carried-over debt may exceed N). */
-static uint64_t kind_usage(const struct shm_policy *p, uint32_t i, const struct rule_ctx *c,
+static uint64_t kind_usage(const struct policy_view *v, uint32_t i, const struct rule_ctx *c,
                            uint64_t at)
 {
-    const struct shm_rule *r = c->rule;
+    const struct rule_params *r = &c->r;
     struct rl_rule_state st = {0};
     if (r->kind == RL_GCRA)
         return c->word > at ? (c->word - at + r->interval_ns - 1) / r->interval_ns : 0;
@@ -33,8 +33,8 @@ static uint64_t kind_usage(const struct shm_policy *p, uint32_t i, const struct 
         return st.used;
     }
     uint64_t excess = 0; /* still counted while the stamps it rode in with are */
-    if (rl_sat_add(p->carry_at, r->period_ns + p->margin_ns) > at)
-        excess = rl_load_relaxed(&p->carry_excess[i]);
+    if (rl_sat_add(v->block->carry_at, r->period_ns + v->margin_ns) > at)
+        excess = rl_load_relaxed(&v->block->carry_excess[i]);
     return r->limit - sliding_remaining(c, at) + excess;
 }
 
@@ -43,8 +43,8 @@ static uint64_t kind_usage(const struct shm_policy *p, uint32_t i, const struct 
  * with the shortest period at least as long counts all of them; if every old period is
  * shorter, bound it by what the longest one allows over that span.
  */
-static uint64_t carried_units(const rl_table *t, const struct shm_policy *old, uint64_t at,
-                              const struct shm_rule *nr)
+static uint64_t carried_units(const rl_table *t, const struct policy_view *old, uint64_t at,
+                              const struct rule_params *nr)
 {
     uint32_t best = UINT32_MAX, longest = 0;
     for (uint32_t i = 0; i < old->nrules; i++) {
@@ -55,65 +55,65 @@ static uint64_t carried_units(const rl_table *t, const struct shm_policy *old, u
             longest = i;
     }
     uint32_t i = best != UINT32_MAX ? best : longest;
-    const struct shm_rule *src = &old->rules[i];
-    struct rule_ctx c = {t, (struct shm_rule *)src, old->margin_ns, 0, false};
-    c.word = rl_load_acquire(&src->word) & ~RL_FROZEN; /* frozen: final */
+    struct rule_ctx c;
+    rl_rule_ctx(&c, t, old, i);
+    c.word = rl_load_acquire(c.state) & ~RL_FROZEN; /* frozen: final */
     uint64_t used = kind_usage(old, i, &c, at);
     if (best == UINT32_MAX) /* older windows of the longest rule held at most N each */
-        used += src->limit * ((nr->period_ns + src->period_ns - 1) / src->period_ns - 1);
+        used += c.r.limit * ((nr->period_ns + c.r.period_ns - 1) / c.r.period_ns - 1);
     return used < (1ULL << 31) ? used : (1ULL << 31); /* a debt beyond any limit */
 }
 
 /* S4 for rule i of block n: its first state with `units` admitted at `at`. A GCRA or fixed
  * rule records any debt, even beyond its limit; a sliding log holds at most N stamps and
  * the rest is kept in carry_excess. */
-static uint64_t initial_word(const rl_table *t, struct shm_policy *n, uint32_t i, uint64_t units,
-                             uint64_t at)
+static uint64_t initial_word(const rl_table *t, const struct policy_view *n, uint32_t i,
+                             uint64_t units, uint64_t at)
 {
-    struct shm_rule *r = &n->rules[i];
-    struct rule_ctx c = {t, r, 0, 0, false};
-    if (r->kind == RL_GCRA)
-        return at + units * r->interval_ns;
-    if (r->kind == RL_FIXED)
+    struct rule_ctx c;
+    rl_rule_ctx(&c, t, n, i);
+    if (c.r.kind == RL_GCRA)
+        return at + units * c.r.interval_ns;
+    if (c.r.kind == RL_FIXED)
         return units ? fixed_next_word(&c, at, (uint32_t)units) : 0;
-    rl_store_relaxed(&n->carry_excess[i], units > r->limit ? units - r->limit : 0);
-    units = units < r->limit ? units : r->limit;
+    rl_store_relaxed(&n->block->carry_excess[i], units > c.r.limit ? units - c.r.limit : 0);
+    units = units < c.r.limit ? units : c.r.limit;
     sliding_seed(&c, units, at);
     /* Head: pos 0, last = ceil(at) in ticks, so new units are ordered after the seeded. */
     return units ? (at + RL_TICK_NS - 1) / RL_TICK_NS : 0;
 }
 
-static void freeze(struct shm_policy *p)
+static void freeze(const struct policy_view *v)
 {
-    for (uint32_t i = 0; i < p->nrules; i++) {
-        rl_atomic64 *w = &p->rules[i].word;
-        uint64_t v = rl_load_acquire(w);
+    for (uint32_t i = 0; i < v->nrules; i++) {
+        rl_atomic64 *w = &v->block->rules[i].word;
+        uint64_t x = rl_load_acquire(w);
         /* S3: acq_rel; after it no commit to this word can succeed. */
-        while (!(v & RL_FROZEN) && !rl_cas(w, &v, v | RL_FROZEN))
+        while (!(x & RL_FROZEN) && !rl_cas(w, &x, x | RL_FROZEN))
             ;
     }
 }
 
-/* S3-S5, if P has a successor. Returns true if the bucket moved on from P. */
-bool rl_switch_help(const rl_bucket *b, struct shm_policy *p)
+/* S3-S5, if the viewed block P has a successor. Returns true if the bucket moved on. */
+bool rl_switch_help(const rl_bucket *b, const struct policy_view *p)
 {
     const rl_table *t = b->table;
+    struct policy_view n;
     /* A6: acquire pairs with S2: B's rules and carry_at are visible. */
-    uint64_t next = rl_load_acquire(&p->next_off);
-    uint64_t cur = (uint64_t)((unsigned char *)p - t->arena);
+    uint64_t next = rl_load_acquire(&p->block->next_off), cur = p->off;
     /* The arena only grows, so a successor always lies above its block: a damaged
      * next_off cannot send anyone round in circles. */
-    struct shm_policy *n = next > cur ? rl_policy_at(t, next) : NULL;
-    if (!n)
+    if (next <= cur || rl_policy_view(t, next, &n) < 0)
         return false;
     freeze(p);
-    for (uint32_t i = 0; i < n->nrules; i++) {
-        struct shm_rule *r = &n->rules[i];
-        if (rl_load_acquire(&r->word) != RL_UNINIT)
+    uint64_t carry_at = n.block->carry_at;
+    for (uint32_t i = 0; i < n.nrules; i++) {
+        rl_atomic64 *w = &n.block->rules[i].word;
+        if (rl_load_acquire(w) != RL_UNINIT)
             continue;
-        uint64_t units = carried_units(t, p, n->carry_at, r);
-        uint64_t init = initial_word(t, n, i, units, n->carry_at), expected = RL_UNINIT;
-        rl_cas(&r->word, &expected, init); /* S4: whoever is first; the values are equal */
+        uint64_t units = carried_units(t, p, carry_at, &n.rules[i]);
+        uint64_t init = initial_word(t, &n, i, units, carry_at), expected = RL_UNINIT;
+        rl_cas(w, &expected, init); /* S4: whoever is first; the values are equal */
     }
     rl_cas(&b->rec->policy_off, &cur, next); /* S5: release publishes the filled words */
     return true;
@@ -127,24 +127,23 @@ int rl_bucket_update(rl_bucket *b, const struct rl_policy *pol)
     if (!pol || rl_policy_check(pol, &perr) < 0)
         return rl_fail(RL_EPARSE, "bucket '%s': %s", b->name, pol ? perr.message : "no policy");
     for (;;) {
-        struct shm_policy *p = rl_bucket_policy(b);
+        struct policy_view p;
         struct rl_policy have;
         uint64_t off, expected = 0;
-        if (!p)
+        if (rl_bucket_view(b, &p) < 0)
             return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
-        if (rl_switch_help(b, p))
+        if (rl_switch_help(b, &p))
             continue;
-        rl_policy_read(p, &have);
+        rl_policy_read(&p, &have);
         if (rl_policy_same(&have, pol))
             return 0;
         int err = rl_policy_create((rl_table *)b->table, pol, RL_UNINIT, &off);
         if (err)
             return err;
-        struct shm_policy *n = rl_policy_at(b->table, off);
-        n->carry_at = rl_clock_rel(b->table);
+        ((struct shm_policy *)(b->table->arena + off))->carry_at = rl_clock_rel(b->table);
         /* S2: release publishes B; losing means another switch runs: help it, retry. */
-        rl_cas(&p->next_off, &expected, off);
-        rl_switch_help(b, p);
+        rl_cas(&p.block->next_off, &expected, off);
+        rl_switch_help(b, &p);
         if (expected == 0)
             return 0;
     }

@@ -196,8 +196,8 @@ static void warn_once(const struct shim_match *m, int rc)
 {
     /* Relaxed: only the count matters (one line per process), nothing is published. */
     if (rl_fetch_add_relaxed(&warned, 1) == 0)
-        shim_say("bucket '%s' (route %s:%u): %s; %s", m->route->bucket, m->route->dest,
-                 m->route->port, rl_errdetail(), fate(false));
+        shim_say("bucket '%s' (route %s:%u): %s: %s; %s", m->route->bucket, m->route->dest,
+                 m->route->port, rl_err_name(rc), rl_errdetail(), fate(false));
 }
 
 /* Take one unit from the route's bucket, waiting up to the route's wait for the turn. A

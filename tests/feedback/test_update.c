@@ -116,10 +116,11 @@ Test(update, an_abandoned_switch_is_finished_by_the_next_one)
     cr_assert_eq(drain(b), 10);
     struct rl_policy loose = policy("20/1h margin 0");
     uint64_t off, zero = 0;
-    struct shm_policy *old = rl_bucket_policy(b);
+    struct policy_view old;
+    cr_assert_eq(rl_bucket_view(b, &old), 0);
     cr_assert_eq(rl_policy_create(table, &loose, RL_UNINIT, &off), 0);
-    rl_policy_at(table, off)->carry_at = rl_clock_rel(table);
-    cr_assert(rl_cas(&old->next_off, &zero, off)); /* S2 done; S3-S5 never ran */
+    ((struct shm_policy *)(table->arena + off))->carry_at = rl_clock_rel(table);
+    cr_assert(rl_cas(&old.block->next_off, &zero, off)); /* S2 done; S3-S5 never ran */
     cr_assert_eq(rl_try_acquire(b, 1, NULL), RL_ELIMITED, "the old rules still hold");
     update(b, "30/1h margin 0"); /* finishes the abandoned switch, then its own */
     cr_assert_eq(drain(b), 20, "10 used carry through both switches");

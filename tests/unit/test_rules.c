@@ -390,9 +390,9 @@ Test(rules, fixed_window_long_idle_is_not_a_reservation)
     cr_assert_eq(try1(b, 1, &d), 0);
     uint64_t win = (uint64_t)((int64_t)d.at_ns + T->hdr->wall_offset_ns) / period;
     uint64_t old = (win - (1u << 24) - 1000) & 0xffffffff;
-    struct shm_policy *p = rl_bucket_policy(b);
-    cr_assert_not_null(p);
-    atomic_store(&p->rules[0].word, 3ULL << 32 | old);
+    struct policy_view v;
+    cr_assert_eq(rl_bucket_view(b, &v), 0);
+    atomic_store(&v.block->rules[0].word, 3ULL << 32 | old);
     int rc = try1(b, 1, &d);
     cr_expect_eq(rc, 0, "a word from %u windows ago blocks the bucket for %.1f hours",
                  (1u << 24) + 1000, (double)d.wait_ns / 3600e9);
