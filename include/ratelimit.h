@@ -99,7 +99,9 @@ struct rl_table_opts {
     const char *path;   /* NULL: $RATELIMIT_TABLE, else RL_TABLE_DEFAULT_PATH */
     unsigned flags;     /* enum rl_open_flags */
     uint32_t capacity;  /* at creation: maximum number of buckets */
-    uint32_t arena_kib; /* at creation: KiB for rules and sliding-window logs (0: default) */
+    uint32_t arena_kib; /* at creation: KiB for rules and sliding-window logs (0: default,
+                           4 KiB per bucket + 16 MiB; a file on tmpfs only uses what is
+                           written) */
     unsigned mode;      /* at creation: file mode, 0600 by default; never world-writable */
     long group;         /* at creation: group id to chown to, or -1 to keep the creator's */
 };

@@ -20,7 +20,7 @@
 /*
  * Arena for a new table: every policy block the config defines, a block of its largest
  * template for every record left over (tenants made on first use), all twice (each rule
- * change writes a new block), plus the default's 4 MiB. Sparse on tmpfs: only what is
+ * change writes a new block), plus 16 MiB as the default has. Sparse on tmpfs: only what is
  * used costs memory.
  */
 static uint32_t arena_kib_for(const rl_config *config, uint32_t capacity)
@@ -34,7 +34,7 @@ static uint32_t arena_kib_for(const rl_config *config, uint32_t capacity)
         tpl = bs[i].is_template && b > tpl ? b : tpl;
     }
     bytes += (capacity > n ? capacity - n : 0) * tpl;
-    uint64_t kib = (2 * bytes + (4ULL << 20)) / 1024 + 1;
+    uint64_t kib = (2 * bytes + (16ULL << 20)) / 1024 + 1;
     uint64_t max = 64ULL << 20; /* KiB: the library's 64 GiB arena limit */
     return (uint32_t)(kib < max ? kib : max);
 }

@@ -105,7 +105,7 @@ static int table_create(const char *path, const struct rl_table_opts *o)
     if (err)
         return err;
     uint64_t arena =
-        o->arena_kib ? (uint64_t)o->arena_kib * 1024 : (uint64_t)o->capacity * 512 + (4ULL << 20);
+        o->arena_kib ? (uint64_t)o->arena_kib * 1024 : (uint64_t)o->capacity * 4096 + (16ULL << 20);
     struct shm_header h;
     if (header_plan(&h, o->capacity, arena) < 0)
         return rl_fail(RL_ESYS, "cannot read the boot id: %s", strerror(errno));
