@@ -451,7 +451,7 @@ size_t rl_config_buckets(const rl_config *config, const struct rl_config_bucket 
 
 enum rl_route_on_timeout {
     RL_ROUTE_FAIL = 0, /* connect() fails with ETIMEDOUT (the default) */
-    RL_ROUTE_PASS = 1, /* connect() goes ahead, counted as dry_run_rejected */
+    RL_ROUTE_PASS = 1, /* connect() goes ahead unlimited, counted in `rejected` */
 };
 
 struct rl_route {

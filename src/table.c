@@ -42,7 +42,8 @@ static const char *table_path(const struct rl_table_opts *opts)
 {
     if (opts->path && *opts->path)
         return opts->path;
-    const char *env = getenv("RATELIMIT_TABLE");
+    /* secure_getenv: the preload shim may run inside set-id programs. */
+    const char *env = secure_getenv("RATELIMIT_TABLE");
     return env && *env ? env : RL_TABLE_DEFAULT_PATH;
 }
 

@@ -45,12 +45,13 @@ struct ctl {
 };
 
 extern const struct ctl_command ctl_list_cmd, ctl_show_cmd, ctl_reset_cmd, ctl_define_cmd,
-    ctl_acquire_cmd, ctl_stats_cmd, ctl_watch_cmd, ctl_info_cmd, ctl_report_cmd,
+    ctl_acquire_cmd, ctl_stats_cmd, ctl_watch_cmd, ctl_info_cmd, ctl_report_cmd, ctl_exec_cmd,
     ctl_check_config_cmd, ctl_apply_cmd;
 
 /* ctl_cli.c: options and errors. */
 enum { CTL_OPT_HELP = 'h', CTL_OPT_BAD = '?' };
 int ctl_getopt(struct ctl *c, int argc, char **argv);
+int ctl_getopt_ordered(struct ctl *c, int argc, char **argv);
 int ctl_option_end(int opt);
 int ctl_usage(const struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int ctl_error(const struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -12,9 +12,22 @@
 
 /* The next option of the command (getopt_long, GNU permutation: options may follow the
  * operands). Prints the help for -h/--help, and a usage error for a bad option. */
+static int getopt_with(struct ctl *c, int argc, char **argv, const char *optstring);
+
 int ctl_getopt(struct ctl *c, int argc, char **argv)
 {
-    int opt = getopt_long(argc, argv, ":h", c->cmd->options, NULL);
+    return getopt_with(c, argc, argv, ":h");
+}
+
+/* Options only before the first operand: what follows belongs to a command to run. */
+int ctl_getopt_ordered(struct ctl *c, int argc, char **argv)
+{
+    return getopt_with(c, argc, argv, "+:h");
+}
+
+static int getopt_with(struct ctl *c, int argc, char **argv, const char *optstring)
+{
+    int opt = getopt_long(argc, argv, optstring, c->cmd->options, NULL);
     const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "";
     switch (opt) {
     case CTL_OPT_HELP:

@@ -29,6 +29,8 @@ static const char help[] =
     "  report NAME --status CODE ...    tell the pool what the vendor answered\n"
     "  check-config [FILE]              check a config file, like 'nginx -t'\n"
     "  apply [--dry-run] [FILE]         bring the table in line with a config file\n"
+    "  exec [--config FILE] -- CMD...   run CMD with the preload shim limiting its\n"
+    "                                   connections to the config's routes\n"
     "'ratelimitctl COMMAND --help' describes a command.\n"
     "\n"
     "Options:\n"
@@ -71,7 +73,7 @@ static const char help[] =
 static const struct ctl_command *const commands[] = {
     &ctl_list_cmd,   &ctl_show_cmd,   &ctl_stats_cmd,        &ctl_watch_cmd,
     &ctl_info_cmd,   &ctl_define_cmd, &ctl_reset_cmd,        &ctl_acquire_cmd,
-    &ctl_report_cmd, &ctl_apply_cmd,  &ctl_check_config_cmd,
+    &ctl_report_cmd, &ctl_apply_cmd,  &ctl_check_config_cmd, &ctl_exec_cmd,
 };
 
 static const struct ctl_command *find_command(const char *name)
