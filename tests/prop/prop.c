@@ -5,7 +5,8 @@
  *                                (deadline and iteration cap); every admission is logged
  *                                and afterwards checked EXACTLY against every rule of every
  *                                bucket it drew from
- *   prop crash                   workers hammer buckets (try and blocking, plus resets and
+ *   prop crash                   workers hammer buckets (try and blocking, plus resets, rule
+ *                                switches and
  *                                new definitions in a separate playground) while the parent
  *                                SIGKILLs and SIGSTOPs them at random instants and respawns
  *                                them; afterwards the table must be valid, no bucket wedged,
@@ -78,7 +79,7 @@ struct shared {
     _Atomic uint64_t next;
     _Atomic uint64_t overflow;
     _Atomic uint64_t errors;
-    _Atomic uint64_t calls, rejected, timedout, bad_wait, resets, defines, stalls;
+    _Atomic uint64_t calls, rejected, timedout, bad_wait, resets, updates, defines, stalls;
     uint64_t start_ns, deadline_ns;
     char errmsg[512];
     struct entry log[];
@@ -935,19 +936,35 @@ static void new_name(unsigned u, char *name, char *rules, char *parent)
         parent[0] = '\0';
 }
 
+/* Playground buckets may have been switched to other rules (RL_EEXIST): find them. */
+static int define_or_find(rl_table *t, const char *name, const struct rl_policy *p,
+                          const char *parent, rl_bucket **out)
+{
+    int rc = rl_bucket_define(t, name, p, parent, out);
+    return rc == RL_EEXIST ? rl_bucket_lookup(t, name, out) : rc;
+}
+
 static int define_new(rl_table *t, unsigned u, rl_bucket **out)
 {
     char name[16], rules[64], parent[16];
     struct rl_policy p;
     new_name(u, name, rules, parent);
     parse_or_die(rules, &p);
-    int rc = rl_bucket_define(t, name, &p, parent[0] ? parent : NULL, out);
+    int rc = define_or_find(t, name, &p, parent[0] ? parent : NULL, out);
     if (rc == RL_ENOENT && u % 3 == 1) { /* the parent is not there yet: define it first */
         rl_bucket *dummy;
         if ((rc = define_new(t, u - 1, &dummy)) == 0)
-            rc = rl_bucket_define(t, name, &p, parent, out);
+            rc = define_or_find(t, name, &p, parent, out);
     }
     return rc;
+}
+
+static int define_play(rl_table *t, unsigned i, rl_bucket **out)
+{
+    struct rl_policy p;
+    const struct bdef *d = &crash_play[i];
+    parse_or_die(d->rules, &p);
+    return define_or_find(t, d->name, &p, d->parent >= 0 ? crash_play[d->parent].name : NULL, out);
 }
 
 static rl_bucket *play_bucket(rl_table *t, rl_bucket **play, struct shared *sh)
@@ -986,7 +1003,7 @@ static void crash_worker(const char *path, struct shared *sh, uint32_t id)
             _exit(3);
         }
     for (unsigned i = 0; i < NPLAY; i++)
-        if ((rc = define_one(t, crash_play, i, &play[i])) < 0) {
+        if ((rc = define_play(t, i, &play[i])) < 0) {
             werr(sh, "worker %x: define %s: %s: %s", id, crash_play[i].name, rl_err_name(rc),
                  rl_errdetail());
             _exit(3);
@@ -1034,6 +1051,18 @@ static void crash_worker(const char *path, struct shared *sh, uint32_t id)
                 werr(sh, "worker %x: reset %s: %s: %s", id, rl_bucket_name(b), rl_err_name(rc),
                      rl_errdetail());
             atomic_fetch_add_explicit(&sh->resets, 1, memory_order_relaxed);
+        } else if (op < 982) { /* switch a playground bucket to other rules (update.c) */
+            static const char *const shapes[] = {"%u/50ms", "%u/40ms burst 3", "%u/100ms fixed",
+                                                 "%u/30ms, 40/100ms fixed margin 5ms"};
+            char rules[64];
+            struct rl_policy p;
+            rl_bucket *b = play_bucket(t, play, sh);
+            snprintf(rules, sizeof(rules), shapes[rnd(4)], 5 + rnd(20));
+            parse_or_die(rules, &p);
+            if (b && (rc = rl_bucket_update(b, &p)) < 0)
+                werr(sh, "worker %x: update %s: %s: %s", id, rl_bucket_name(b), rl_err_name(rc),
+                     rl_errdetail());
+            atomic_fetch_add_explicit(&sh->updates, 1, memory_order_relaxed);
         } else if (op < 990) { /* define a new name (or find it) */
             rl_bucket *b;
             unsigned u = rnd(NEW_NAMES);
@@ -1292,9 +1321,11 @@ static bool run_crash(uint64_t max_ns, unsigned max_rounds)
     uint64_t storm_end = rl_now_ns();
     printf("[crash] %u rounds in %.2f s: %" PRIu64 " workers spawned, %" PRIu64
            " SIGKILLed, %" PRIu64 " stalled (SIGSTOP 10-60 ms), %" PRIu64
-           " admissions logged, %" PRIu64 " resets, %" PRIu64 " defines\n",
+           " admissions logged, %" PRIu64 " resets, %" PRIu64 " rule switches, %" PRIu64
+           " defines\n",
            rounds, (double)(storm_end - sh->start_ns) / 1e9, cs.spawned, cs.killed, cs.stalls,
-           atomic_load(&sh->next), atomic_load(&sh->resets), atomic_load(&sh->defines));
+           atomic_load(&sh->next), atomic_load(&sh->resets), atomic_load(&sh->updates),
+           atomic_load(&sh->defines));
 
     uint64_t failures = cs.abnormal;
     if (atomic_load(&sh->errors)) {
