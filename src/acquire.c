@@ -44,7 +44,6 @@ struct step {
 };
 
 struct plan {
-    struct policy_view views[RL_MAX_DEPTH]; /* of the chain's buckets, in order */
     struct step steps[CHAIN_RULES];
     unsigned n;
     uint32_t cost;
@@ -79,12 +78,12 @@ static bool plan_distinct(const struct plan *pl)
 
 static int plan_build(rl_bucket *b, struct plan *pl)
 {
-    unsigned depth = 0;
     pl->n = 0;
     for (rl_bucket *x = b; x; x = x->parent) {
-        struct policy_view *v = &pl->views[depth++];
-        if (rl_bucket_view(x, v) < 0)
-            return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", x->name);
+        const struct policy_view *v;
+        int err = rl_bucket_view_cached(x, &v);
+        if (err)
+            return err;
         for (uint32_t i = 0; i < v->nrules; i++) {
             struct step *s = plan_add(pl, x, v);
             rl_rule_ctx(&s->ctx, x->table, v, i);

@@ -56,6 +56,44 @@ int rl_bucket_view(const rl_bucket *b, struct policy_view *v)
     return rl_policy_view(b->table, rl_load_acquire(&b->rec->policy_off), v);
 }
 
+int rl_bucket_view_cached(rl_bucket *b, const struct policy_view **out)
+{
+    /* A3 as in rl_bucket_view; the cache is process-local and its entries immutable, so
+     * acquire on the pointer sees the entry's contents (published by the CAS below). */
+    uint64_t off = rl_load_acquire(&b->rec->policy_off);
+    struct cached_view *have = rl_ptr_load_acquire(&b->view);
+    while (!have || have->v.off != off) {
+        struct cached_view *fresh = malloc(sizeof(*fresh));
+        if (!fresh)
+            return rl_fail(RL_ENOMEM, "out of memory");
+        if (rl_policy_view(b->table, off, &fresh->v) < 0) {
+            free(fresh);
+            return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
+        }
+        fresh->older = have;
+        void *expected = have;
+        if (rl_ptr_cas(&b->view, &expected, fresh)) {
+            have = fresh;
+            break;
+        }
+        free(fresh); /* another thread cached one first: use it if it is the same block */
+        have = expected;
+    }
+    *out = &have->v;
+    return 0;
+}
+
+void rl_bucket_free(rl_bucket *b)
+{
+    if (!b)
+        return;
+    for (struct cached_view *v = rl_ptr_load_acquire(&b->view), *older; v; v = older) {
+        older = v->older;
+        free(v);
+    }
+    free(b);
+}
+
 int rl_policy_view(const rl_table *t, uint64_t off, struct policy_view *v)
 {
     struct shm_policy *p = rl_arena_at(t, off, sizeof(*p));
@@ -156,8 +194,10 @@ static int handle_make(rl_table *t, uint32_t no, rl_bucket *parent, rl_bucket **
     void *none = NULL;
     if (!h)
         return rl_fail(RL_ENOMEM, "out of memory");
-    *h = (rl_bucket){t, rec, parent, no, ""};
+    *h = (rl_bucket){t, rec, parent, no, false, "", NULL};
     memcpy(h->name, rec->name, RL_NAME_MAX);
+    size_t len = strlen(h->name); /* only a template's name ends in '*' */
+    h->is_template = len >= 2 && strcmp(h->name + len - 2, "/*") == 0;
     /* Process-local publication of an immutable handle: release/acquire between threads. */
     if (!rl_ptr_cas(&t->handles[no], &none, h)) {
         free(h);
@@ -349,9 +389,7 @@ int rl_bucket_get(rl_table *t, const char *name, rl_bucket **out)
 
 bool rl_bucket_is_template(const rl_bucket *b)
 {
-    /* Only a template's name ends in '*': bucket names cannot hold one. */
-    size_t len = strlen(b->name);
-    return len >= 2 && strcmp(b->name + len - 2, "/*") == 0;
+    return b->is_template;
 }
 
 const char *rl_bucket_name(const rl_bucket *b)

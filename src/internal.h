@@ -28,13 +28,44 @@ struct rl_table {
     void *_Atomic *handles;
 };
 
-/* Process-local handle for one bucket; immutable once made. */
+/* A rule's parameters, copied out of the table and validated. */
+struct rule_params {
+    enum rl_rule_kind kind;
+    uint64_t limit, period_ns, burst, interval_ns;
+};
+
+/*
+ * A validated snapshot of a policy block: every field a reader needs, copied out of the
+ * shared file once and checked, so that a damaged file or a hostile writer changing the
+ * block afterwards cannot lead a reader out of bounds. Only the state words and the logs
+ * are read live, through the pointers below, which stay within the block and the arena.
+ */
+struct policy_view {
+    struct shm_policy *block;
+    uint64_t off;
+    uint32_t nrules, flags;
+    uint64_t margin_ns;
+    struct rule_params rules[RL_MAX_RULES];
+    rl_atomic64 *log[RL_MAX_RULES]; /* sliding rules: their log of `limit` words */
+};
+
+/* A validated policy snapshot kept by a handle; older ones stay until the table closes. */
+struct cached_view {
+    struct policy_view v;
+    struct cached_view *older;
+};
+
+/* Process-local handle for one bucket; immutable once made, but for its view cache. */
 struct rl_bucket {
     rl_table *table;
     struct shm_bucket *rec;
     struct rl_bucket *parent;
     uint32_t no;
+    bool is_template; /* its name is a pattern: "prefix/" "*" */
     char name[RL_NAME_MAX + 1];
+    /* The snapshot of the block policy_off named when last looked at (struct
+     * cached_view *): a decision revalidates only when the bucket switched blocks. */
+    void *_Atomic view;
 };
 
 /* table.c: record a detail for rl_errdetail() and return err. */
@@ -59,29 +90,12 @@ uint32_t rl_bucket_count(const rl_table *t);
 
 /* bucket.c */
 int rl_bucket_handle(rl_table *t, uint32_t no, rl_bucket **out);
-/* A rule's parameters, copied out of the table and validated. */
-struct rule_params {
-    enum rl_rule_kind kind;
-    uint64_t limit, period_ns, burst, interval_ns;
-};
-
-/*
- * A validated snapshot of a policy block: every field a reader needs, copied out of the
- * shared file once and checked, so that a damaged file or a hostile writer changing the
- * block afterwards cannot lead a reader out of bounds. Only the state words and the logs
- * are read live, through the pointers below, which stay within the block and the arena.
- */
-struct policy_view {
-    struct shm_policy *block;
-    uint64_t off;
-    uint32_t nrules, flags;
-    uint64_t margin_ns;
-    struct rule_params rules[RL_MAX_RULES];
-    rl_atomic64 *log[RL_MAX_RULES]; /* sliding rules: their log of `limit` words */
-};
-
+void rl_bucket_free(rl_bucket *b); /* a handle and its view cache */
 /* Snapshot the bucket's current policy block (or the block at `off`); -1 if damaged. */
 int rl_bucket_view(const rl_bucket *b, struct policy_view *v);
+/* The bucket's current snapshot from its handle's cache (made if needed): 0, or
+ * RL_ECORRUPT or RL_ENOMEM. */
+int rl_bucket_view_cached(rl_bucket *b, const struct policy_view **out);
 int rl_policy_view(const rl_table *t, uint64_t off, struct policy_view *v);
 /* Allocate and fill a policy block whose state words hold `word` (not yet visible). */
 int rl_policy_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint64_t *off);

@@ -257,7 +257,7 @@ void rl_table_close(rl_table *t)
         return;
     if (t->handles) {
         for (uint32_t i = 0; i < t->hdr->capacity; i++)
-            free(rl_ptr_load_acquire(&t->handles[i]));
+            rl_bucket_free(rl_ptr_load_acquire(&t->handles[i]));
         free(t->handles);
     }
     if (t->base)
