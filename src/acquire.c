@@ -172,8 +172,13 @@ static int plan_instant(struct plan *pl)
             return RULE_STALE;
         if (s->tight == RL_NEVER)
             return RL_ECOST;
+        if (!s->dry_run)
+            d = rl_max(d, s->tight);
     }
-    for (int round = 0; round < FIXPOINT_ROUNDS; round++) {
+    /* Every enforced rule admits at its `tight`; if that is now for all of them, d = now
+     * is the answer. Otherwise check each rule at d: a fixed window may not admit at a later
+     * instant of its window (a dead zone, a full window), and pushes d on. */
+    for (int round = 0; d > pl->now && round < FIXPOINT_ROUNDS; round++) {
         bool moved = false;
         for (unsigned i = 0; i < pl->n; i++) {
             uint64_t e;
