@@ -2,12 +2,17 @@
  * acquire.c - one decision over a bucket's chain: every rule of the bucket and of its
  * ancestors, all or nothing.
  *
+ * 0. Plan: the chain's validated policy snapshots (cached in each handle), and each bucket's
+ *    server rule when the vendor reported a smaller budget (feedback.c).
  * 1. Load every rule's state word (acquire: pairs with the commit CAS C2 of the decision
- *    that wrote it, so a sliding head's log entries it depends on are visible).
+ *    that wrote it, so a sliding head's log entries it depends on are visible), and each
+ *    bucket's cool-down. A frozen word means the bucket is switching rules: finish the
+ *    switch (update.c) and plan again.
  * 2. Read the clock AFTER the loads: every decision whose result we loaded read its clock
  *    before its CAS, so our instant is not earlier than any committed immediate admission.
- * 3. Find the decision instant d: the least instant >= now every enforced rule admits
- *    (a fixpoint: a fixed window may push d to its next window, which the others accept).
+ * 3. Find the decision instant d: the least instant >= now, and past every cool-down, that
+ *    every enforced rule admits (a fixpoint: a fixed window may push d to its next window,
+ *    which the others accept).
  * 4. Too far (try: d > now; blocking: d - now > timeout): return, nothing was written.
  * 5. Commit each rule with one CAS (C2), tightest rule first. If a CAS fails, someone else
  *    decided meanwhile: take back the rules we committed (undo) and start over. An undo
