@@ -53,6 +53,7 @@ enum { CTL_OPT_HELP = 'h', CTL_OPT_BAD = '?' };
 int ctl_getopt(struct ctl *c, int argc, char **argv);
 int ctl_getopt_ordered(struct ctl *c, int argc, char **argv);
 int ctl_option_end(int opt);
+int ctl_json_option(struct ctl *c, int argc, char **argv, bool *json);
 int ctl_usage(const struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int ctl_error(const struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int ctl_fail(const struct ctl *c, const char *subject, int err);

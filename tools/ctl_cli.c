@@ -46,6 +46,19 @@ static int getopt_with(struct ctl *c, int argc, char **argv, const char *optstri
     return opt;
 }
 
+/* The options of a command whose only option is --json (-j): -1 to go on, else the exit
+ * status (--help, or a bad option). */
+int ctl_json_option(struct ctl *c, int argc, char **argv, bool *json)
+{
+    int opt;
+    while ((opt = ctl_getopt(c, argc, argv)) != -1) {
+        if (opt != 'j')
+            return ctl_option_end(opt);
+        *json = true;
+    }
+    return -1;
+}
+
 /* The exit status for an option the command does not handle itself: --help or a bad one. */
 int ctl_option_end(int opt)
 {

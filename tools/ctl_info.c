@@ -69,21 +69,14 @@ static void print_json(const rl_table *t, const struct rl_table_info *ti)
 static int run(struct ctl *c, int argc, char **argv)
 {
     bool json = false;
-    int opt;
-    while ((opt = ctl_getopt(c, argc, argv)) != -1) {
-        switch (opt) {
-        case 'j':
-            json = true;
-            break;
-        default:
-            return ctl_option_end(opt);
-        }
-    }
+    int rc = ctl_json_option(c, argc, argv, &json);
+    if (rc >= 0)
+        return rc;
     if (optind < argc)
         return ctl_usage(c, "unexpected argument '%s'", argv[optind]);
     rl_table *t;
     struct rl_table_info ti;
-    int rc = ctl_open(c, RL_OPEN_READONLY, &t);
+    rc = ctl_open(c, RL_OPEN_READONLY, &t);
     if (rc)
         return rc;
     int err = rl_table_info(t, &ti);

@@ -116,21 +116,14 @@ static void print_json(const rl_table *t, const struct ctl_view *view)
 static int run(struct ctl *c, int argc, char **argv)
 {
     bool json = false;
-    int opt;
-    while ((opt = ctl_getopt(c, argc, argv)) != -1) {
-        switch (opt) {
-        case 'j':
-            json = true;
-            break;
-        default:
-            return ctl_option_end(opt);
-        }
-    }
+    int rc = ctl_json_option(c, argc, argv, &json);
+    if (rc >= 0)
+        return rc;
     if (argc - optind > 1)
         return ctl_usage(c, "expected at most one PATTERN");
     rl_table *t;
     struct ctl_view view;
-    int rc = ctl_open(c, RL_OPEN_READONLY, &t);
+    rc = ctl_open(c, RL_OPEN_READONLY, &t);
     if (rc)
         return rc;
     rc = ctl_view_read(c, t, optind < argc ? argv[optind] : NULL, &view);

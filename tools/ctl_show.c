@@ -160,23 +160,16 @@ static void print_json(const rl_table *t, const struct chain *ch)
 static int run(struct ctl *c, int argc, char **argv)
 {
     bool json = false;
-    int opt;
-    while ((opt = ctl_getopt(c, argc, argv)) != -1) {
-        switch (opt) {
-        case 'j':
-            json = true;
-            break;
-        default:
-            return ctl_option_end(opt);
-        }
-    }
+    int rc = ctl_json_option(c, argc, argv, &json);
+    if (rc >= 0)
+        return rc;
     if (argc - optind != 1)
         return ctl_usage(c, "expected one bucket NAME");
     const char *name = argv[optind];
     rl_table *t;
     rl_bucket *b;
     struct chain ch;
-    int rc = ctl_check_name(c, name, true);
+    rc = ctl_check_name(c, name, true);
     if (rc || (rc = ctl_open(c, RL_OPEN_READONLY, &t)))
         return rc;
     rc = ctl_lookup(c, t, name, &b);
