@@ -465,7 +465,7 @@ Test(parse, control_characters_and_nul_bytes)
     cr_expect_str_eq(errors, "t.conf:2:9: unexpected control character 0x00\n");
     free(errors);
     expect_error("bucket a\x01 1/s\n", "1:9", "unexpected control character 0x01");
-    parse_ok("bucket a 1/s # \x01 anything goes in a comment\n");
+    rl_config_free(parse_ok("bucket a 1/s # \x01 anything goes in a comment\n"));
 }
 
 Test(parse, too_many_words)
