@@ -306,6 +306,16 @@ static void count_admitted(rl_bucket *b, struct plan *pl)
             }
 }
 
+/* A voided turn was not an admission after all (its units stay counted by the rules). */
+static void uncount_admitted(rl_bucket *b, uint32_t cost)
+{
+    /* Relaxed: statistics; adding the two's complement subtracts. */
+    for (rl_bucket *x = b; x; x = x->parent) {
+        rl_fetch_add_relaxed(&x->rec->counters.admitted, (uint64_t)-1);
+        rl_fetch_add_relaxed(&x->rec->counters.admitted_units, -(uint64_t)cost);
+    }
+}
+
 static void sleep_until(const rl_table *t, uint64_t rel)
 {
     uint64_t abs = t->hdr->epoch_ns + rel;
@@ -426,6 +436,7 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
             return rc == RL_ELIMITED ? RL_ETIMEDOUT : rc;
         if (!at || !(resume = turn_voided_until(b, at)))
             return 0;
+        uncount_admitted(b, cost);
         if (resume >= deadline)
             return rl_fail(RL_ETIMEDOUT, "bucket '%s': cooling down after a 429", b->name);
         sleep_until(b->table, resume);
