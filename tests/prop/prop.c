@@ -267,19 +267,6 @@ static int read_wall_offset(const char *path, int64_t *off)
     return magic == RL_MAGIC ? 0 : -1;
 }
 
-static bool same_policy(const struct rl_policy *a, const struct rl_policy *b)
-{
-    if (a->nrules != b->nrules || a->margin_ns != b->margin_ns || a->flags != b->flags)
-        return false;
-    for (unsigned i = 0; i < a->nrules; i++) {
-        const struct rl_rule *x = &a->rules[i], *y = &b->rules[i];
-        if (x->kind != y->kind || x->limit != y->limit || x->period_ns != y->period_ns ||
-            (x->kind == RL_GCRA && x->burst != y->burst))
-            return false;
-    }
-    return true;
-}
-
 static const char *kind_name(enum rl_rule_kind k)
 {
     return k == RL_GCRA ? "gcra" : k == RL_FIXED ? "fixed" : "sliding";
@@ -774,7 +761,7 @@ static unsigned verify_buckets(rl_table *t, const struct bdef *defs, unsigned nb
             continue;
         }
         const char *want = defs[i].parent >= 0 ? defs[defs[i].parent].name : "";
-        if (!same_policy(&p, &info.policy) || strcmp(info.parent, want) != 0) {
+        if (!rl_policy_same(&p, &info.policy) || strcmp(info.parent, want) != 0) {
             fprintf(stderr, "  bucket %s: policy or parent differs from its definition\n",
                     defs[i].name);
             v.bad++;
@@ -1367,7 +1354,7 @@ static bool run_crash(uint64_t max_ns, unsigned max_rounds)
         struct rl_policy p;
         parse_or_die(crash_inv[i].rules, &p);
         if (rl_bucket_lookup(t, crash_inv[i].name, &h[i]) < 0 || rl_bucket_info(h[i], &info) < 0 ||
-            !same_policy(&p, &info.policy)) {
+            !rl_policy_same(&p, &info.policy)) {
             fprintf(stderr, "  bucket %s is missing or changed\n", crash_inv[i].name);
             h[i] = NULL;
             failures++;

@@ -52,20 +52,6 @@ static void expect_rule(const struct rl_rule *r, enum rl_rule_kind kind, uint64_
     cr_expect_eq(r->burst, burst, "burst %" PRIu64 ", expected %" PRIu64, r->burst, burst);
 }
 
-/* Semantic equality: what a bucket would enforce (burst only matters for GCRA). */
-static bool policy_equal(const struct rl_policy *a, const struct rl_policy *b)
-{
-    if (a->nrules != b->nrules || a->margin_ns != b->margin_ns || a->flags != b->flags)
-        return false;
-    for (unsigned i = 0; i < a->nrules; i++) {
-        const struct rl_rule *x = &a->rules[i], *y = &b->rules[i];
-        if (x->kind != y->kind || x->limit != y->limit || x->period_ns != y->period_ns ||
-            (x->kind == RL_GCRA && x->burst != y->burst))
-            return false;
-    }
-    return true;
-}
-
 static void format_of(const struct rl_policy *p, char *buf, size_t len)
 {
     int n = rl_policy_format(p, buf, len);
@@ -84,7 +70,7 @@ static void expect_roundtrip(const char *text)
     int rc = rl_policy_parse(buf, &q, &e);
     cr_assert_eq(rc, 0, "'%s' formats as '%s', which does not parse: col %u %s", text, buf,
                  e.column, e.message);
-    cr_expect(policy_equal(&p, &q), "'%s' -> '%s' parses to a different policy", text, buf);
+    cr_expect(rl_policy_same(&p, &q), "'%s' -> '%s' parses to a different policy", text, buf);
     cr_expect_eq(memcmp(&p, &q, sizeof(p)), 0, "'%s' -> '%s': parsed structs differ", text, buf);
     format_of(&q, buf2, sizeof(buf2));
     cr_expect_str_eq(buf, buf2, "format is not canonical: '%s' then '%s'", buf, buf2);
