@@ -10,48 +10,16 @@
 
 #include "ratelimit.h"
 
+#define FIXTURE_NAME "feedback"
+#include "fixture.h"
+
 #define SEC 1000000000ULL
-
-static char path[96];
-static rl_table *table;
-
-static void open_table(void)
-{
-    struct rl_table_opts o = RL_TABLE_OPTS_INIT;
-    snprintf(path, sizeof(path), "/dev/shm/rl-test-feedback-%ld", (long)getpid());
-    unlink(path);
-    o.path = path;
-    cr_assert_eq(rl_table_open(&o, &table), 0, "%s", rl_errdetail());
-}
-
-static void close_table(void)
-{
-    rl_table_close(table);
-    unlink(path);
-}
-
-static rl_bucket *bucket(const char *name, const char *rules)
-{
-    struct rl_policy p;
-    rl_bucket *b;
-    cr_assert_eq(rl_policy_parse(rules, &p, NULL), 0);
-    cr_assert_eq(rl_bucket_define(table, name, &p, NULL, &b), 0, "%s", rl_errdetail());
-    return b;
-}
-
-static unsigned drain(rl_bucket *b)
-{
-    unsigned n = 0;
-    while (n < 100000 && rl_try_acquire(b, 1, NULL) == 0)
-        n++;
-    return n;
-}
 
 TestSuite(feedback, .init = open_table, .fini = close_table);
 
 Test(feedback, retry_after_pauses_everyone)
 {
-    rl_bucket *b = bucket("foundry", "200/60s");
+    rl_bucket *b = bucket("foundry", "200/60s", NULL);
     struct rl_response r = {.status = 429, .retry_after = "30"};
     struct rl_feedback fb;
     struct rl_decision d;
@@ -74,7 +42,7 @@ Test(feedback, retry_after_pauses_everyone)
 Test(feedback, children_pause_with_their_parent)
 {
     struct rl_policy p;
-    rl_bucket *plan = bucket("ti", "120/1m burst 20"), *child;
+    rl_bucket *plan = bucket("ti", "120/1m burst 20", NULL), *child;
     cr_assert_eq(rl_policy_parse("30/1m", &p, NULL), 0);
     cr_assert_eq(rl_bucket_define(table, "ti/reporting", &p, "ti", &child), 0);
     struct rl_response r = {.status = 429, .retry_after = "5"};
@@ -84,7 +52,7 @@ Test(feedback, children_pause_with_their_parent)
 
 Test(feedback, hostile_values_never_pause_forever)
 {
-    rl_bucket *b = bucket("hostile", "10/1s");
+    rl_bucket *b = bucket("hostile", "10/1s", NULL);
     struct rl_feedback fb;
     struct rl_response huge = {.status = 429, .retry_after = "99999999999"};
     cr_assert_eq(rl_report(b, &huge, &fb), 0);
@@ -109,7 +77,7 @@ Test(feedback, hostile_values_never_pause_forever)
 
 Test(feedback, backoff_is_shared_and_reset_by_success)
 {
-    rl_bucket *b = bucket("backoff", "10/1s");
+    rl_bucket *b = bucket("backoff", "10/1s", NULL);
     struct rl_response r429 = {.status = 429}, ok = {.status = 200};
     struct rl_feedback fb;
     pid_t pid = fork();
@@ -130,7 +98,7 @@ Test(feedback, backoff_is_shared_and_reset_by_success)
 
 Test(feedback, service_unavailable_pauses_only_with_retry_after)
 {
-    rl_bucket *b = bucket("busy", "10/1s");
+    rl_bucket *b = bucket("busy", "10/1s", NULL);
     struct rl_response plain = {.status = 503}, told = {.status = 503, .retry_after = "3"};
     struct rl_feedback fb;
     cr_assert_eq(rl_report(b, &plain, &fb), 0);
@@ -141,7 +109,7 @@ Test(feedback, service_unavailable_pauses_only_with_retry_after)
 
 Test(feedback, reset_header_gives_the_pause_when_nothing_remains)
 {
-    rl_bucket *b = bucket("reset", "10/1s");
+    rl_bucket *b = bucket("reset", "10/1s", NULL);
     struct rl_response r = {.status = 429, .remaining = "0", .reset = "7"};
     struct rl_feedback fb;
     cr_assert_eq(rl_report(b, &r, &fb), 0);
@@ -153,7 +121,7 @@ Test(feedback, reset_header_gives_the_pause_when_nothing_remains)
 
 Test(feedback, reconciliation_tightens_never_loosens)
 {
-    rl_bucket *b = bucket("acme", "100/1h");
+    rl_bucket *b = bucket("acme", "100/1h", NULL);
     struct rl_response low = {.status = 200, .remaining = "3", .reset = "600"};
     struct rl_feedback fb;
     cr_assert_eq(rl_report(b, &low, &fb), 0);
@@ -164,7 +132,7 @@ Test(feedback, reconciliation_tightens_never_loosens)
     cr_assert_eq(info.feedback.server_remaining, 0);
     cr_assert(info.feedback.server_reset_ns > 590 * SEC);
 
-    rl_bucket *c = bucket("roomy", "5/1h");
+    rl_bucket *c = bucket("roomy", "5/1h", NULL);
     struct rl_response high = {.status = 200, .remaining = "500", .reset = "600"};
     cr_assert_eq(rl_report(c, &high, &fb), 0);
     cr_assert_not(fb.tightened, "a server with more room never loosens our rules");
@@ -173,7 +141,7 @@ Test(feedback, reconciliation_tightens_never_loosens)
 
 Test(feedback, read_only_tables_cannot_report)
 {
-    rl_bucket *b = bucket("ro", "10/1s");
+    rl_bucket *b = bucket("ro", "10/1s", NULL);
     (void)b;
     struct rl_table_opts o = RL_TABLE_OPTS_INIT;
     rl_table *ro;
@@ -209,7 +177,7 @@ static int failing(void *arg, struct rl_response *resp)
 
 Test(feedback, rl_call_retries_429s_up_to_the_limit)
 {
-    rl_bucket *b = bucket("call", "100/1s");
+    rl_bucket *b = bucket("call", "100/1s", NULL);
     struct rl_response last;
     struct script s = {{429, 429, 200, 200}, 0};
     cr_assert_eq(rl_call(b, 1, SEC, 3, scripted, &s, &last), 0);
@@ -236,7 +204,7 @@ struct pause_log {
 
 Test(feedback, a_429_pauses_the_whole_pool, .timeout = 60)
 {
-    rl_bucket *b = bucket("pool", "4/400ms margin 0");
+    rl_bucket *b = bucket("pool", "4/400ms margin 0", NULL);
     struct pause_log *log =
         mmap(NULL, sizeof(*log), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     cr_assert_neq(log, MAP_FAILED);

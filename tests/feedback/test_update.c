@@ -9,46 +9,8 @@
 
 #include "internal.h"
 
-static char path[96];
-static rl_table *table;
-
-static void open_table(void)
-{
-    struct rl_table_opts o = RL_TABLE_OPTS_INIT;
-    snprintf(path, sizeof(path), "/dev/shm/rl-test-update-%ld", (long)getpid());
-    unlink(path);
-    o.path = path;
-    cr_assert_eq(rl_table_open(&o, &table), 0, "%s", rl_errdetail());
-}
-
-static void close_table(void)
-{
-    rl_table_close(table);
-    unlink(path);
-}
-
-static struct rl_policy policy(const char *text)
-{
-    struct rl_policy p;
-    cr_assert_eq(rl_policy_parse(text, &p, NULL), 0, "%s", text);
-    return p;
-}
-
-static rl_bucket *bucket(const char *name, const char *rules, const char *parent)
-{
-    struct rl_policy p = policy(rules);
-    rl_bucket *b;
-    cr_assert_eq(rl_bucket_define(table, name, &p, parent, &b), 0, "%s", rl_errdetail());
-    return b;
-}
-
-static unsigned drain(rl_bucket *b)
-{
-    unsigned n = 0;
-    while (n < 100000 && rl_try_acquire(b, 1, NULL) == 0)
-        n++;
-    return n;
-}
+#define FIXTURE_NAME "update"
+#include "fixture.h"
 
 static void update(rl_bucket *b, const char *rules)
 {
