@@ -16,6 +16,7 @@
  *   fork LH_PORT               threads connect while the process forks children
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -432,6 +433,22 @@ static void role_fork(char **argv)
            atomic_load(&h.lh), kids);
 }
 
+/* Connect N times through a library loaded with dlopen(); print each outcome. */
+static void role_dlopen(char **argv)
+{
+    void *lib = dlopen(argv[0], RTLD_NOW | RTLD_LOCAL);
+    if (!lib)
+        die("dlopen %s: %s", argv[0], dlerror());
+    int (*dl_connect)(unsigned) = (int (*)(unsigned))(uintptr_t)dlsym(lib, "dl_helper_connect");
+    if (!dl_connect)
+        die("dlsym dl_helper_connect: %s", dlerror());
+    for (unsigned i = 0, n = arg_num(argv[2]); i < n; i++) {
+        int err = dl_connect(arg_num(argv[1]));
+        printf("client: dlopen'd connect %u: %s\n", i + 1, err ? strerror(err) : "ok");
+    }
+    dlclose(lib);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -450,6 +467,8 @@ int main(int argc, char **argv)
         role_refresh(argv + 2);
     else if (strcmp(role, "fork") == 0 && argc == 3)
         role_fork(argv + 2);
+    else if (strcmp(role, "dlopen") == 0 && argc == 5)
+        role_dlopen(argv + 2);
     else
         die("unknown role or arguments: %s", role);
     return 0;

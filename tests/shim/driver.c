@@ -192,6 +192,22 @@ static void case_fork(struct env *e)
         fail("the shim wrote to stderr");
 }
 
+/* A library loaded with dlopen() connects through the shim like the program itself. */
+static void case_dlopen(struct env *e)
+{
+    struct listener l;
+    char helper[PATH_MAX];
+    const char *slash = strrchr(e->fake, '/');
+    snprintf(helper, sizeof(helper), "%.*s/libdl_helper.so", slash ? (int)(slash - e->fake) : 1,
+             slash ? e->fake : ".");
+    listener_start(&l, "127.0.0.1", 0);
+    write_config(e, "bucket dl 2/60s\nroute 127.0.0.1:%u dl wait 0s\n", l.port);
+    run_client(e, false, NULL, ARGV("dlopen", helper, num(l.port), "4"));
+    expect_counts(e, "dl", 2, 2);
+    if (err_lines(e) != 0)
+        fail("the shim wrote to stderr");
+}
+
 static const struct {
     const char *name;
     void (*run)(struct env *e);
@@ -206,6 +222,7 @@ static const struct {
     {"failclosed", case_failclosed},
     {"refresh", case_refresh},
     {"fork", case_fork},
+    {"dlopen", case_dlopen},
 };
 
 int main(int argc, char **argv)
