@@ -105,6 +105,7 @@ class Vendor:
         self.rules = self.seed["rules"](scale)
         self.lock = threading.Lock()
         self.stats = {"requests": 0, "ok": 0, "throttled": 0, "other_ok": 0}
+        self.first = self.last = None  # arrival of the first and last request of ours
 
     def decide(self, other=False):
         """Count one arrival; returns (ok, headers, body) in the seed's shape."""
@@ -117,6 +118,8 @@ class Vendor:
             key = "other_ok" if other else "ok"
             if not other:
                 self.stats["requests"] += 1
+                self.first = now if self.first is None else self.first
+                self.last = now
             if waits:
                 self.stats["throttled"] += 0 if other else 1
             else:
@@ -153,6 +156,7 @@ class Vendor:
         out = dict(self.stats)
         out["most_in_window"] = [r.most if isinstance(r, Sliding) else None for r in self.rules]
         out["limits"] = [r.n for r in self.rules]
+        out["span_s"] = (self.last - self.first) if self.first is not None else 0.0
         return out
 
 
