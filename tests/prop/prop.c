@@ -6,7 +6,7 @@
  *                                and afterwards checked EXACTLY against every rule of every
  *                                bucket it drew from
  *   prop crash                   workers hammer buckets (try and blocking, plus resets, rule
- *                                switches and
+ *                                switches, config applies and
  *                                new definitions in a separate playground) while the parent
  *                                SIGKILLs and SIGSTOPs them at random instants and respawns
  *                                them; afterwards the table must be valid, no bucket wedged,
@@ -79,7 +79,7 @@ struct shared {
     _Atomic uint64_t next;
     _Atomic uint64_t overflow;
     _Atomic uint64_t errors;
-    _Atomic uint64_t calls, rejected, timedout, bad_wait, resets, updates, defines, stalls;
+    _Atomic uint64_t calls, rejected, timedout, bad_wait, resets, updates, applies, defines, stalls;
     uint64_t start_ns, deadline_ns;
     char errmsg[512];
     struct entry log[];
@@ -973,6 +973,23 @@ static rl_bucket *play_bucket(rl_table *t, rl_bucket **play, struct shared *sh)
     return b;
 }
 
+/* Two versions of a small config; workers apply one or the other (rl_config_apply). */
+static rl_config *crash_config(unsigned version)
+{
+    static const char *const text[] = {
+        "bucket cfg/plan 40/100ms\nbucket cfg/api 10/50ms parent cfg/plan\n"
+        "template cfg/t/* 5/50ms parent cfg/plan\n",
+        "bucket cfg/plan 30/100ms burst 8\nbucket cfg/api 24/100ms fixed parent cfg/plan\n"
+        "template cfg/t/* 4/40ms parent cfg/plan\n"};
+    rl_config *c = NULL;
+    char *errors = NULL;
+    if (rl_config_parse(text[version], strlen(text[version]), "crash.conf", &c, &errors) < 0) {
+        fprintf(stderr, "prop: crash.conf: %s\n", errors ? errors : rl_errdetail());
+        exit(2);
+    }
+    return c;
+}
+
 static void crash_worker(const char *path, struct shared *sh, uint32_t id)
 {
     rl_table *t;
@@ -995,6 +1012,7 @@ static void crash_worker(const char *path, struct shared *sh, uint32_t id)
                  rl_errdetail());
             _exit(3);
         }
+    rl_config *configs[2] = {crash_config(0), crash_config(1)};
     for (uint64_t it = 0; it < ITER_MAX; it++) {
         uint32_t op = rnd(1000);
         struct rl_decision d;
@@ -1050,6 +1068,10 @@ static void crash_worker(const char *path, struct shared *sh, uint32_t id)
                 werr(sh, "worker %x: update %s: %s: %s", id, rl_bucket_name(b), rl_err_name(rc),
                      rl_errdetail());
             atomic_fetch_add_explicit(&sh->updates, 1, memory_order_relaxed);
+        } else if (op < 985) { /* apply a config (defines, switches, templates) */
+            if ((rc = rl_config_apply(configs[rnd(2)], t, NULL, NULL)) < 0)
+                werr(sh, "worker %x: apply: %s: %s", id, rl_err_name(rc), rl_errdetail());
+            atomic_fetch_add_explicit(&sh->applies, 1, memory_order_relaxed);
         } else if (op < 990) { /* define a new name (or find it) */
             rl_bucket *b;
             unsigned u = rnd(NEW_NAMES);
@@ -1064,6 +1086,8 @@ static void crash_worker(const char *path, struct shared *sh, uint32_t id)
                      rl_errdetail());
         }
     }
+    rl_config_free(configs[0]);
+    rl_config_free(configs[1]);
     rl_table_close(t);
     _exit(0);
 }
@@ -1160,6 +1184,8 @@ static unsigned check_not_wedged(rl_table *t, unsigned *nbuckets, double *max_wa
         struct rl_decision d;
         uint64_t t0 = rl_now_ns();
         int rc;
+        if (rl_bucket_is_template(l.list[i])) /* admits nothing itself; its buckets are here */
+            continue;
         if ((rc = rl_bucket_info(l.list[i], &info)) < 0) {
             fprintf(stderr, "  WEDGED? rl_bucket_info(%s): %s: %s\n", rl_bucket_name(l.list[i]),
                     rl_err_name(rc), rl_errdetail());
@@ -1309,10 +1335,10 @@ static bool run_crash(uint64_t max_ns, unsigned max_rounds)
     printf("[crash] %u rounds in %.2f s: %" PRIu64 " workers spawned, %" PRIu64
            " SIGKILLed, %" PRIu64 " stalled (SIGSTOP 10-60 ms), %" PRIu64
            " admissions logged, %" PRIu64 " resets, %" PRIu64 " rule switches, %" PRIu64
-           " defines\n",
+           " config applies, %" PRIu64 " defines\n",
            rounds, (double)(storm_end - sh->start_ns) / 1e9, cs.spawned, cs.killed, cs.stalls,
            atomic_load(&sh->next), atomic_load(&sh->resets), atomic_load(&sh->updates),
-           atomic_load(&sh->defines));
+           atomic_load(&sh->applies), atomic_load(&sh->defines));
 
     uint64_t failures = cs.abnormal;
     if (atomic_load(&sh->errors)) {
