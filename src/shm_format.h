@@ -120,11 +120,11 @@ struct shm_bucket {
     /*
      * Server feedback (feedback.c). cooldown_until: relative ns before which the bucket
      * admits nothing (a 429 was reported); cooldown_start: when that cool-down began.
-     * Both only grow (CAS to a later value). backoff: consecutive 429s without Retry-After
-     * (fetch_add; a success stores 0). last_429: relative ns of the latest 429.
-     * server: the remaining budget the server reported, as an extra rule of the bucket:
-     *   remaining:20 | until:44 (ticks); inactive once `until` has passed. Decisions treat
-     *   it like any rule word: loaded, checked, committed by CAS with the others.
+     * Reports only raise them (CAS to a later value); rl_bucket_reset clears them. backoff:
+     * consecutive 429s without Retry-After (fetch_add; a success stores 0). last_429: relative ns
+     * of the latest 429. server: the remaining budget the server reported, as an extra rule of the
+     * bucket: remaining:20 | until:44 (ticks); inactive once `until` has passed. Decisions treat it
+     * like any rule word: loaded, checked, committed by CAS with the others.
      */
     rl_atomic64 cooldown_until;
     rl_atomic64 cooldown_start;
