@@ -137,8 +137,8 @@ static bool reconcile(rl_bucket *b, const struct parsed *p, uint64_t now, uint64
     uint64_t want = server_word(p->remaining < SERVER_MAX ? p->remaining : SERVER_MAX, until);
     uint64_t cur = rl_load_acquire(&b->rec->server);
     /* Replace an older view unless it is both stricter and lasts as long. Acq_rel CAS: a
-     * decider that committed units against `cur` makes this CAS fail and we look again, so
-     * the new view never forgets a commit it raced with; deciders acquire-load the word. */
+     * decider's commit racing with it makes one of the two CASes fail and retry, so no
+     * admission is counted against a view that was replaced under it. */
     while (!(server_until(cur) >= server_until(want) && server_left(cur) <= server_left(want)) &&
            !rl_cas(&b->rec->server, &cur, want))
         ;
