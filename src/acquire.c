@@ -287,13 +287,19 @@ static uint64_t plan_remaining(struct plan *pl, bool committed)
     return least;
 }
 
+/* Relaxed: statistics; they order nothing. One fetch_add for an admission of one unit. */
+void rl_count_admission(rl_bucket *x, uint32_t cost)
+{
+    rl_fetch_add_relaxed(&x->rec->counters.admitted, 1);
+    if (cost > 1)
+        rl_fetch_add_relaxed(&x->rec->counters.extra_units, cost - 1);
+}
+
 static void count_admitted(rl_bucket *b, struct plan *pl)
 {
     /* Relaxed: statistics; they order nothing. */
-    for (rl_bucket *x = b; x; x = x->parent) {
-        rl_fetch_add_relaxed(&x->rec->counters.admitted, 1);
-        rl_fetch_add_relaxed(&x->rec->counters.admitted_units, pl->cost);
-    }
+    for (rl_bucket *x = b; x; x = x->parent)
+        rl_count_admission(x, pl->cost);
     if (pl->d > pl->now) {
         rl_fetch_add_relaxed(&b->rec->counters.waited, 1);
         rl_fetch_add_relaxed(&b->rec->counters.waited_ns, pl->d - pl->now);
@@ -312,7 +318,7 @@ static void uncount_admitted(rl_bucket *b, uint32_t cost)
     /* Relaxed: statistics; adding the two's complement subtracts. */
     for (rl_bucket *x = b; x; x = x->parent) {
         rl_fetch_add_relaxed(&x->rec->counters.admitted, (uint64_t)-1);
-        rl_fetch_add_relaxed(&x->rec->counters.admitted_units, -(uint64_t)cost);
+        rl_fetch_add_relaxed(&x->rec->counters.extra_units, -(uint64_t)(cost - 1));
     }
 }
 
@@ -381,8 +387,12 @@ static int acquire(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_dec
         return rl_fail(RL_EPERM, "table %s is open read-only", b->table->path);
     if (rl_bucket_is_template(b))
         return rl_fail(RL_EINVAL, "'%s' is a template: take from a bucket made from it", b->name);
+    *at = 0;
+    int rc = rl_acquire_gcra_chain(b, cost, max_wait, out);
+    if (rc != RL_DECLINED)
+        return rc;
     pl.cost = cost;
-    int rc = plan_build(b, &pl);
+    rc = plan_build(b, &pl);
     if (rc == 0)
         rc = decide(b, &pl, max_wait);
     if (rc == RL_ELIMITED) {

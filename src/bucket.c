@@ -107,6 +107,7 @@ int rl_policy_view(const rl_table *t, uint64_t off, struct policy_view *v)
     for (uint32_t i = 0; i < v->nrules; i++)
         if (!rule_view(t, &p->rules[i], v, i))
             return -1;
+    v->lone_gcra = v->nrules == 1 && v->rules[0].kind == RL_GCRA && !(v->flags & RL_POLICY_DRY_RUN);
     return 0;
 }
 
@@ -447,7 +448,7 @@ static void counters_read(const struct shm_counters *s, struct rl_counters *out)
 {
     /* Relaxed: statistics, each value on its own. */
     out->admitted = rl_load_relaxed(&s->admitted);
-    out->admitted_units = rl_load_relaxed(&s->admitted_units);
+    out->admitted_units = out->admitted + rl_load_relaxed(&s->extra_units);
     out->rejected = rl_load_relaxed(&s->rejected);
     out->waited = rl_load_relaxed(&s->waited);
     out->waited_ns = rl_load_relaxed(&s->waited_ns);

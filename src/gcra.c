@@ -12,25 +12,33 @@
  */
 #include "internal.h"
 
-int gcra_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest)
+uint64_t gcra_earliest_for(const struct rule_params *r, uint64_t margin_ns, uint64_t tat,
+                           uint64_t now, uint32_t cost)
 {
-    const struct rule_params *r = &c->r;
-    if (cost > r->burst) {
-        *earliest = RL_NEVER;
-        return RULE_OK;
-    }
+    if (cost > r->burst)
+        return RL_NEVER;
     /* TAT 0: nothing counted yet (a new or reset bucket), so no margin to keep either.
      * Otherwise admissible once TAT + margin - (B - cost) * I has passed; in unsigned
      * arithmetic, saturating, as a damaged TAT may be anything below 2^63. */
     uint64_t allowed = (r->burst - cost) * r->interval_ns; /* <= 2^62 (rl_policy_check) */
-    uint64_t due = rl_sat_add(c->word, c->margin_ns);
-    *earliest = c->word && due > allowed ? rl_max(now, due - allowed) : now;
+    uint64_t due = rl_sat_add(tat, margin_ns);
+    return tat && due > allowed ? rl_max(now, due - allowed) : now;
+}
+
+int gcra_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest)
+{
+    *earliest = gcra_earliest_for(&c->r, c->margin_ns, c->word, now, cost);
     return RULE_OK;
+}
+
+uint64_t gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns)
+{
+    return rl_max(tat, d) + cost * interval_ns;
 }
 
 uint64_t gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
 {
-    return rl_max(c->word, d) + cost * c->r.interval_ns;
+    return gcra_tat_after(c->word, d, cost, c->r.interval_ns);
 }
 
 void gcra_reset(struct rule_ctx *c, uint64_t now)

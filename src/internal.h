@@ -10,6 +10,10 @@
 #include "ratelimit.h"
 #include "shm_format.h"
 
+/* Everything declared here is private to the library: hidden, so calls between its files
+ * are direct, not through the PLT (the version script hides them from users as well). */
+#pragma GCC visibility push(hidden)
+
 /* An instant that never comes: a rule that can never admit the request. */
 #define RL_NEVER UINT64_MAX
 
@@ -47,6 +51,7 @@ struct policy_view {
     uint64_t margin_ns;
     struct rule_params rules[RL_MAX_RULES];
     rl_atomic64 *log[RL_MAX_RULES]; /* sliding rules: their log of `limit` words */
+    bool lone_gcra;                 /* one GCRA rule, enforced: acquire_gcra.c may decide */
 };
 
 /* A validated policy snapshot kept by a handle; older ones stay until the table closes. */
@@ -137,7 +142,11 @@ enum rule_status {
  * reset: give the full budget back.
  * usage: units counted now, for inspection.
  */
+uint64_t gcra_earliest_for(const struct rule_params *r, uint64_t margin_ns, uint64_t tat,
+                           uint64_t now, uint32_t cost);
 int gcra_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest);
+/* The TAT after admitting `cost` units at instant d (d >= the earliest instant). */
+uint64_t gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
 uint64_t gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
 void gcra_reset(struct rule_ctx *c, uint64_t now);
 void gcra_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out);
@@ -155,6 +164,13 @@ void sliding_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state 
 uint64_t sliding_remaining(const struct rule_ctx *c, uint64_t now);
 /* A new log's entries as if `units` were admitted at `at` (update.c S4). */
 void sliding_seed(const struct rule_ctx *c, uint64_t units, uint64_t at);
+
+/* acquire.c: count an admission of `cost` units to one bucket. */
+void rl_count_admission(rl_bucket *x, uint32_t cost);
+
+/* acquire_gcra.c: decide for a chain of GCRA-only buckets, or RL_DECLINED (decide() must). */
+#define RL_DECLINED 1
+int rl_acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out);
 
 /* headers.c: parse hostile header values; false means malformed. */
 bool rl_header_uint(const char *text, uint64_t *out);
@@ -184,5 +200,7 @@ static inline uint64_t rl_max(uint64_t a, uint64_t b)
 {
     return a > b ? a : b;
 }
+
+#pragma GCC visibility pop
 
 #endif /* RL_INTERNAL_H */

@@ -159,6 +159,11 @@ static int parse_option(struct cursor *c, struct rl_policy *out)
         out->flags |= RL_POLICY_DRY_RUN;
         return 0;
     }
+    if (*at == ',')
+        return fail_at(c, at,
+                       "a rule after the options: 'margin' and 'dry-run' apply to the "
+                       "whole bucket and come after its last rule, as in "
+                       "'10/1s, 100/1m margin 50ms'");
     size_t n = word_len(at);
     return fail_at(c, at,
                    "unexpected '%.*s': expected ',' and another rule, 'margin', or 'dry-run'",

@@ -42,7 +42,7 @@
 #include "ratelimit.h"
 
 #define RL_MAGIC          0x31544c4d4954524cULL /* "LRTIMLT1" */
-#define RL_LAYOUT_VERSION 1
+#define RL_LAYOUT_VERSION 2
 #define RL_HEADER_BYTES   4096
 #define RL_ALIGN          64
 
@@ -93,10 +93,12 @@ enum shm_bucket_state {
     RL_BUCKET_BUILT = 1, /* every field is final; it may or may not have won the index */
 };
 
-/* Per-bucket counters: relaxed fetch_add, they order nothing. */
+/* Per-bucket counters: relaxed fetch_add, they order nothing. extra_units: units admitted
+ * beyond one per admission (admitted units = admitted + extra_units), so that the commonest
+ * admission, of one unit, costs one fetch_add. */
 struct shm_counters {
     rl_atomic64 admitted;
-    rl_atomic64 admitted_units;
+    rl_atomic64 extra_units;
     rl_atomic64 rejected;
     rl_atomic64 waited;
     rl_atomic64 waited_ns;
@@ -105,18 +107,19 @@ struct shm_counters {
     rl_atomic64 reported_429;
 };
 
+/*
+ * A bucket record: three cache lines. The first two are read by every decision and written
+ * rarely (creation, a rule switch, a 429); the third holds the counters, written by every
+ * decision. Kept apart, a decision in one process does not evict what the others read.
+ */
 struct shm_bucket {
     rl_atomic32 state; /* enum shm_bucket_state; release store publishes every field */
     uint32_t parent;   /* parent bucket number + 1, 0 if none; always < own number + 1 */
-    char name[RL_NAME_MAX + 1];
     /*
      * policy_off: arena offset of the bucket's current struct shm_policy. Acquire-loaded by
      * deciders (pairs with the release store that publishes a policy block).
      */
     rl_atomic64 policy_off;
-    struct shm_counters counters;
-    uint32_t reserved0;
-    uint32_t reserved1;
     /*
      * Server feedback (feedback.c). cooldown_until: relative ns before which the bucket
      * admits nothing (a 429 was reported); cooldown_start: when that cool-down began.
@@ -127,10 +130,13 @@ struct shm_bucket {
      * like any rule word: loaded, checked, committed by CAS with the others.
      */
     rl_atomic64 cooldown_until;
+    rl_atomic64 server;
     rl_atomic64 cooldown_start;
     rl_atomic64 backoff;
     rl_atomic64 last_429;
-    rl_atomic64 server;
+    uint64_t reserved;
+    char name[RL_NAME_MAX + 1];
+    struct shm_counters counters;
 };
 
 /*
@@ -182,6 +188,9 @@ _Static_assert(sizeof(struct shm_header) == RL_HEADER_BYTES, "header is one page
 _Static_assert(offsetof(struct shm_header, next_bucket) == 128, "header layout is pinned");
 _Static_assert(sizeof(struct shm_bucket) == 192, "bucket record layout is pinned");
 _Static_assert(sizeof(struct shm_bucket) % RL_ALIGN == 0, "records are cache-line aligned");
+_Static_assert(offsetof(struct shm_bucket, counters) == 2 * RL_ALIGN &&
+                   sizeof(struct shm_counters) == RL_ALIGN,
+               "the counters, written by every decision, fill the last line alone");
 _Static_assert(sizeof(struct shm_rule) == 64, "a rule and its state word fill a cache line");
 _Static_assert(sizeof(struct shm_policy) == 64, "policy header fills a cache line");
 _Static_assert(offsetof(struct shm_rule, word) % 8 == 0, "state words are naturally aligned");

@@ -158,18 +158,21 @@ static uint32_t rnd(uint32_t n)
  * Fault injection. prop is linked with -Wl,--wrap for the functions below (see
  * meson.build), so a worker can stall for 1-12 ms at the two places where a slow process
  * matters most:
- *  - in *_next_word: after the decision read its state and clock, before its CAS (and, for
- *    the second and later rules of a chain, after the first rules' CASes: the undo path);
+ *  - in *_next_word and gcra_tat_after (the GCRA fast path, acquire_gcra.c): after the
+ *    decision read its state and clock, before its CAS (and, for the second and later
+ *    rules of a chain, after the first rules' CASes: the undo path);
  *  - in sliding_finalize: after the sliding head's CAS, before the log writes. The unit is
  *    admitted but its log entry unwritten; a few laps on, the claimer of unit k+N must help
  *    it, and the stalled writer's late writes must not land on a newer lap.
  * Killing a worker while it is stalled there leaves the entries unwritten for good.
  */
 uint64_t __real_gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+uint64_t __real_gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
 uint64_t __real_fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
 uint64_t __real_sliding_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
 void __real_sliding_finalize(struct rule_ctx *c, uint64_t old_word, uint64_t new_word);
 uint64_t __wrap_gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+uint64_t __wrap_gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
 uint64_t __wrap_fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
 uint64_t __wrap_sliding_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
 void __wrap_sliding_finalize(struct rule_ctx *c, uint64_t old_word, uint64_t new_word);
@@ -189,6 +192,12 @@ uint64_t __wrap_gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t co
 {
     maybe_stall();
     return __real_gcra_next_word(c, d, cost);
+}
+
+uint64_t __wrap_gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns)
+{
+    maybe_stall();
+    return __real_gcra_tat_after(tat, d, cost, interval_ns);
 }
 
 uint64_t __wrap_fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
@@ -637,6 +646,23 @@ static const struct scenario scenarios[] = {
      {1, 2, 3, 4},
      {0},
      2},
+    /* The GCRA fast path (acquire_gcra.c): lone-GCRA buckets and a chain of them, under a
+     * parent a hog sibling keeps busy, with stalls between the loads and the CASes, so
+     * decisions lose races, retry on an old instant, undo, and must refresh the instant
+     * before they refuse. */
+    {"gcra-fast",
+     M_TRY,
+     2,
+     0.80,
+     4,
+     {{"gf", "600/200ms burst 40 margin 0", -1},
+      {"gf/hog", "300/200ms burst 20 margin 0", 0},
+      {"gf/a", "100/200ms burst 10 margin 0", 0},
+      {"gl", "50/200ms burst 10 margin 0", -1}},
+     3,
+     {1, 2, 3},
+     {0},
+     5},
     {"blocking",
      M_BLOCK,
      3,

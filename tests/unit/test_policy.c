@@ -421,7 +421,8 @@ Test(policy, trailing_garbage)
     expect_error("200/60s;", 8, "unexpected ';'");
     expect_error("200/60s 100/1m", 9, "unexpected '100'");
     expect_error("200/60s dry-run extra", 17, "unexpected 'extra'");
-    expect_error("200/60s dry-run, 5/1s", 16, "unexpected ','");
+    expect_error("200/60s dry-run, 5/1s", 16, "a rule after the options");
+    expect_error("10/1s margin 0, 5/1s", 15, "come after its last rule");
     expect_error("200/60s burst20", 9, "unexpected 'burst20'");
     expect_error("200/60s Fixed", 9, "unexpected 'Fixed'");
     expect_error("200/60s dryrun", 9, "unexpected 'dryrun'");

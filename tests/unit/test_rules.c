@@ -234,6 +234,45 @@ Test(rules, gcra_costs)
 }
 
 /*
+ * A lone GCRA bucket takes the fast path (acquire_gcra.c); the same rule next to a rule that
+ * never binds takes the general one. Fed the same requests, both must decide alike: same
+ * outcome, same units left, same earliest instant (the two calls read the clock a moment
+ * apart, and the periods are hours long).
+ */
+static void expect_same_decisions(rl_bucket *fast, rl_bucket *general)
+{
+    static const uint32_t costs[] = {1, 2, 1, 1, 3, 1, 4, 1, 2, 4, 1000};
+    for (unsigned i = 0; i < sizeof(costs) / sizeof(costs[0]); i++) {
+        struct rl_decision f = {0}, g = {0};
+        int rf = rl_try_acquire(fast, costs[i], &f), rg = rl_try_acquire(general, costs[i], &g);
+        cr_expect_eq(rf, rg, "request %u (cost %u): %s vs %s", i, costs[i], rl_err_name(rf),
+                     rl_err_name(rg));
+        cr_expect_eq(f.remaining, g.remaining, "request %u: remaining", i);
+        cr_expect_eq(f.dry_run_rejected, g.dry_run_rejected);
+        uint64_t ef = f.at_ns + f.wait_ns, eg = g.at_ns + g.wait_ns;
+        cr_expect_lt(ef > eg ? ef - eg : eg - ef, NS_PER_SEC, "request %u: earliest instants", i);
+    }
+    struct rl_bucket_info fi = info_of(fast), gi = info_of(general);
+    cr_expect_eq(fi.counters.admitted, gi.counters.admitted);
+    cr_expect_eq(fi.counters.admitted_units, gi.counters.admitted_units);
+    cr_expect_eq(fi.counters.rejected, gi.counters.rejected);
+}
+
+Test(rules, gcra_fast_path_decides_as_the_general_path)
+{
+    expect_same_decisions(bucket("10/1h burst 6 margin 0"),
+                          bucket("10/1h burst 6, 1000000/1h burst 1000000 margin 0"));
+    expect_same_decisions(bucket("4/1h burst 4 margin 50s"),
+                          bucket("4/1h burst 4, 1000000/1h burst 1000000 margin 50s"));
+    /* Chains: GCRA under GCRA (fast) against the same chain with a fixed window added. */
+    define(T, "fp", "12/1h burst 5 margin 0", NULL);
+    define(T, "gp", "12/1h burst 5, 1000000/1h fixed margin 0", NULL);
+    expect_same_decisions(define(T, "fp/c", "20/1h burst 8 margin 0", "fp"),
+                          define(T, "gp/c", "20/1h burst 8 margin 0", "gp"));
+    done();
+}
+
+/*
  * BUG (gcra.c gcra_earliest): a fresh or reset GCRA word is TAT 0, which gcra_reset calls
  * "full at every instant". But the admission test is TAT - t <= (B - cost) * I - margin;
  * when margin > (B - cost) * I (e.g. burst 1, any margin), TAT 0 only admits once

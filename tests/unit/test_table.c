@@ -375,8 +375,10 @@ Test(table, wrong_layout_version)
     make_table();
     uint32_t v = RL_LAYOUT_VERSION + 1;
     cr_assert_eq(offsetof(struct shm_header, layout_version), 8);
+    char needle[64];
+    snprintf(needle, sizeof(needle), "layout version %u", v);
     file_write(g_path, 8, &v, sizeof(v));
-    expect_open_fails(g_path, 0, RL_EVERSION, "layout version 2");
+    expect_open_fails(g_path, 0, RL_EVERSION, needle);
     expect_open_fails(g_path, RL_OPEN_READONLY, RL_EVERSION, NULL);
     v = 0;
     file_write(g_path, 8, &v, sizeof(v));

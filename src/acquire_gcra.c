@@ -1,0 +1,175 @@
+/*
+ * acquire_gcra.c - the fast path, for the commonest buckets: a chain (a bucket, its parent,
+ * ...) in which every bucket has one enforced GCRA rule, no server rule and no cool-down in
+ * force. It makes the decision acquire.c's decide() would, in fewer steps:
+ *
+ * - the clock is read BEFORE the loads, and a decision that loses a CAS race decides again
+ *   at the same instant against the word that won. GCRA allows both: admitting at an
+ *   instant older than the last committed one only makes the decision stricter (max(TAT, t)
+ *   is monotone, gcra.c), so nothing is over-admitted, and the window between a load and
+ *   its CAS shrinks to a few instructions, which is what matters under contention. Only a
+ *   refusal needs an exact instant: before refusing, the clock is read again, after the
+ *   loads, as decide() reads it (a process preempted for a second must not refuse a
+ *   request for its own stale instant);
+ * - every rule admits now or the request is refused (max_wait 0): no fixpoint, no sort
+ *   (when all rules admit now, decide()'s tightest-first order is the chain's order).
+ *
+ * Commits and undos are decide()'s (C2 and U1, see acquire.c): a CAS per bucket, child
+ * first; a lost race takes back the words already committed, if they are still ours. Any
+ * case it does not handle (a wait, a rule switch, a cost above the burst, a damaged table)
+ * is RL_DECLINED before anything is written, and decide() makes that decision.
+ */
+#include "internal.h"
+
+struct gcra_step {
+    rl_bucket *bucket;
+    const struct policy_view *view;
+    rl_atomic64 *word;
+    uint64_t seen; /* the word as loaded, or as returned by a failed CAS */
+    uint64_t mine; /* the word we committed */
+};
+
+struct gcra_chain {
+    struct gcra_step steps[RL_MAX_DEPTH];
+    unsigned n;
+    uint64_t now;
+};
+
+static bool words_distinct(const struct gcra_chain *c)
+{
+    /* Only a damaged table makes two buckets of a chain share a word; our own first CAS
+     * would then fail the second for ever. decide() reports it. */
+    for (unsigned i = 0; i < c->n; i++)
+        for (unsigned j = i + 1; j < c->n; j++)
+            if (c->steps[i].word == c->steps[j].word)
+                return false;
+    return true;
+}
+
+static bool chain_build(rl_bucket *b, struct gcra_chain *c)
+{
+    c->n = 0;
+    for (rl_bucket *x = b; x; x = x->parent) {
+        const struct policy_view *v;
+        /* Relaxed: as in plan_build, a report racing this decision is ordered after it. */
+        if (c->n == RL_MAX_DEPTH || rl_bucket_view_cached(x, &v) != 0 || !v->lone_gcra ||
+            rl_load_relaxed(&x->rec->server) != 0)
+            return false;
+        c->steps[c->n++] =
+            (struct gcra_step){.bucket = x, .view = v, .word = &v->block->rules[0].word};
+    }
+    return c->n == 1 || words_distinct(c);
+}
+
+/* False if a bucket is cooling down after a 429. */
+static bool chain_load(struct gcra_chain *c)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        struct gcra_step *s = &c->steps[i];
+        /* A7 as in plan_load: acquire pairs with the cool-down CAS of rl_report. */
+        if (rl_load_acquire(&s->bucket->rec->cooldown_until) > c->now)
+            return false;
+        /* A5 as in plan_load: acquire pairs with C2 of whoever wrote the word last. */
+        s->seen = rl_load_acquire(s->word);
+    }
+    return true;
+}
+
+/* The instant every rule admits `cost` units, RL_NEVER if one never will; 0 if a word is
+ * frozen (a rule switch, which decide() helps finish). */
+static uint64_t chain_earliest(const struct gcra_chain *c, uint32_t cost)
+{
+    uint64_t d = c->now;
+    for (unsigned i = 0; i < c->n; i++) {
+        const struct gcra_step *s = &c->steps[i];
+        if (s->seen & RL_FROZEN)
+            return 0;
+        d = rl_max(
+            d, gcra_earliest_for(&s->view->rules[0], s->view->margin_ns, s->seen, c->now, cost));
+    }
+    return d;
+}
+
+/* Commit every word at c->now; c->n if all were, else the step whose CAS failed (its `seen`
+ * is now the word that won; the steps before it are undone). */
+static unsigned chain_commit(struct gcra_chain *c, uint32_t cost)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        struct gcra_step *s = &c->steps[i];
+        s->mine = gcra_tat_after(s->seen, c->now, cost, s->view->rules[0].interval_ns);
+        /* C2 as in plan_commit: acq_rel, the linearization point of this rule. */
+        if (rl_cas(s->word, &s->seen, s->mine))
+            continue;
+        for (unsigned j = 0; j < i; j++) {
+            /* U1 as in rule_undo: restore the word only if it is still ours. */
+            uint64_t mine = c->steps[j].mine;
+            rl_cas(c->steps[j].word, &mine, c->steps[j].seen);
+        }
+        return i;
+    }
+    return c->n;
+}
+
+/* Units left now in the tightest bucket, with each word as committed or as seen. */
+static uint64_t chain_remaining(const struct gcra_chain *c, bool committed)
+{
+    uint64_t least = UINT64_MAX;
+    for (unsigned i = 0; i < c->n; i++) {
+        const struct gcra_step *s = &c->steps[i];
+        struct rule_ctx ctx;
+        struct rl_rule_state st = {0};
+        rl_rule_ctx(&ctx, s->bucket->table, s->view, 0);
+        ctx.word = committed ? s->mine : s->seen;
+        gcra_usage(&ctx, c->now, &st);
+        least = st.remaining < least ? st.remaining : least;
+    }
+    return least;
+}
+
+static void chain_decision(struct rl_decision *out, const struct gcra_chain *c, uint64_t d,
+                           bool admitted)
+{
+    if (out)
+        *out = (struct rl_decision){.at_ns = c->now + c->steps[0].bucket->table->hdr->epoch_ns,
+                                    .wait_ns = d - c->now,
+                                    .remaining = chain_remaining(c, admitted)};
+}
+
+int rl_acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out)
+{
+    struct gcra_chain c;
+    if (!chain_build(b, &c))
+        return RL_DECLINED;
+    c.now = rl_clock_rel(b->table);
+    if (!chain_load(&c))
+        return RL_DECLINED;
+    for (bool fresh = false;;) {
+        uint64_t d = chain_earliest(&c, cost);
+        if (d > c.now && !fresh) {
+            /* Refuse or wait only on an instant read after the words: ours may be old (we
+             * were preempted, or lost CAS races), and an old instant is strict, not exact. */
+            c.now = rl_clock_rel(b->table);
+            fresh = true;
+            continue;
+        }
+        if (d == 0 || d == RL_NEVER || (d > c.now && max_wait))
+            return RL_DECLINED;
+        if (d > c.now) {
+            rl_fetch_add_relaxed(&b->rec->counters.rejected, 1); /* relaxed: a statistic */
+            chain_decision(out, &c, d, false);
+            return RL_ELIMITED;
+        }
+        unsigned failed = chain_commit(&c, cost);
+        if (failed == c.n)
+            break;
+        /* Someone else decided meanwhile: decide again against the words now in place. */
+        for (unsigned i = 0; i < c.n; i++)
+            if (i != failed)
+                c.steps[i].seen = rl_load_acquire(c.steps[i].word); /* A5 */
+        fresh = false;
+    }
+    for (unsigned i = 0; i < c.n; i++)
+        rl_count_admission(c.steps[i].bucket, cost);
+    chain_decision(out, &c, c.now, true);
+    return 0;
+}
