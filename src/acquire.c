@@ -57,16 +57,22 @@ struct plan {
     bool dry_rejected;
 };
 
-static struct step *plan_add(struct plan *pl, rl_bucket *x, const struct policy_view *v)
+static void plan_add(struct plan *pl, rl_bucket *x, const struct policy_view *v, uint32_t rule)
 {
     struct step *s = &pl->steps[pl->n++];
-    memset(s, 0, sizeof(*s));
-    s->ctx.table = x->table;
-    s->ctx.margin_ns = v->margin_ns;
-    s->view = v;
     s->bucket = x;
     s->dry_run = v->flags & RL_POLICY_DRY_RUN;
-    return s;
+    if (rule < v->nrules) {
+        rl_rule_ctx(&s->ctx, x->table, v, rule);
+        s->word = s->ctx.state;
+        s->kind = (int)v->rules[rule].kind;
+        s->view = v;
+    } else { /* the bucket's server rule */
+        s->ctx = (struct rule_ctx){.table = x->table, .margin_ns = v->margin_ns};
+        s->word = &x->rec->server;
+        s->kind = RL_SERVER;
+        s->view = NULL;
+    }
 }
 
 /* Every step has its own state word. Only a damaged table can break this (two buckets of
@@ -89,20 +95,12 @@ static int plan_build(rl_bucket *b, struct plan *pl)
         int err = rl_bucket_view_cached(x, &v);
         if (err)
             return err;
-        for (uint32_t i = 0; i < v->nrules; i++) {
-            struct step *s = plan_add(pl, x, v);
-            rl_rule_ctx(&s->ctx, x->table, v, i);
-            s->word = s->ctx.state;
-            s->kind = (int)v->rules[i].kind;
-        }
+        for (uint32_t i = 0; i < v->nrules; i++)
+            plan_add(pl, x, v, i);
         /* Relaxed: 0 means "never reported"; a report racing this decision is ordered
          * after it, as if it had arrived a moment later. */
-        if (rl_load_relaxed(&x->rec->server) != 0) {
-            struct step *s = plan_add(pl, x, v);
-            s->word = &x->rec->server;
-            s->kind = RL_SERVER;
-            s->view = NULL;
-        }
+        if (rl_load_relaxed(&x->rec->server) != 0)
+            plan_add(pl, x, v, v->nrules);
     }
     return plan_distinct(pl) ? 0
                              : rl_fail(RL_ECORRUPT,
@@ -376,23 +374,24 @@ static int decide(rl_bucket *b, struct plan *pl, uint64_t max_wait)
     }
 }
 
-/* Returns 0 (admitted at *at, relative; slept until then), RL_ELIMITED, or an error. */
-static int acquire(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out,
-                   uint64_t *at)
+static int request_check(const rl_bucket *b, uint32_t cost)
 {
-    struct plan pl;
     if (!b || cost == 0)
         return rl_fail(RL_EINVAL, "a request needs a bucket and a cost of at least 1");
     if (b->table->read_only)
         return rl_fail(RL_EPERM, "table %s is open read-only", b->table->path);
-    if (rl_bucket_is_template(b))
+    if (b->is_template)
         return rl_fail(RL_EINVAL, "'%s' is a template: take from a bucket made from it", b->name);
-    *at = 0;
-    int rc = rl_acquire_gcra_chain(b, cost, max_wait, out);
-    if (rc != RL_DECLINED)
-        return rc;
+    return 0;
+}
+
+/* The general path of acquire(), out of line: its plan is large, the fast path is small. */
+__attribute__((noinline)) static int acquire_general(rl_bucket *b, uint32_t cost, uint64_t max_wait,
+                                                     struct rl_decision *out, uint64_t *at)
+{
+    struct plan pl;
     pl.cost = cost;
-    rc = plan_build(b, &pl);
+    int rc = plan_build(b, &pl);
     if (rc == 0)
         rc = decide(b, &pl, max_wait);
     if (rc == RL_ELIMITED) {
@@ -411,10 +410,21 @@ static int acquire(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_dec
     return 0;
 }
 
+/* A checked request: 0 (admitted at *at, relative, 0 if now; slept until then),
+ * RL_ELIMITED, or an error. */
+static int acquire(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out,
+                   uint64_t *at)
+{
+    *at = 0;
+    int rc = rl_acquire_gcra_chain(b, cost, max_wait, out);
+    return rc != RL_DECLINED ? rc : acquire_general(b, cost, max_wait, out, at);
+}
+
 int rl_try_acquire(rl_bucket *b, uint32_t cost, struct rl_decision *out)
 {
     uint64_t at;
-    return acquire(b, cost, 0, out, &at);
+    int rc = request_check(b, cost);
+    return rc ? rc : acquire(b, cost, 0, out, &at);
 }
 
 /*
@@ -439,7 +449,10 @@ static uint64_t turn_voided_until(const rl_bucket *b, uint64_t d)
 
 int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out)
 {
-    uint64_t deadline = b ? rl_sat_add(rl_clock_rel(b->table), timeout_ns) : 0, at, resume;
+    int err = request_check(b, cost);
+    if (err)
+        return err;
+    uint64_t deadline = rl_sat_add(rl_clock_rel(b->table), timeout_ns), at, resume;
     for (;;) {
         int rc = acquire(b, cost, timeout_ns, out, &at);
         if (rc < 0)

@@ -56,11 +56,8 @@ int rl_bucket_view(const rl_bucket *b, struct policy_view *v)
     return rl_policy_view(b->table, rl_load_acquire(&b->rec->policy_off), v);
 }
 
-int rl_bucket_view_cached(rl_bucket *b, const struct policy_view **out)
+int rl_bucket_view_refresh(rl_bucket *b, uint64_t off, const struct policy_view **out)
 {
-    /* A3 as in rl_bucket_view; the cache is process-local and its entries immutable, so
-     * acquire on the pointer sees the entry's contents (published by the CAS below). */
-    uint64_t off = rl_load_acquire(&b->rec->policy_off);
     struct cached_view *have = rl_ptr_load_acquire(&b->view);
     while (!have || have->v.off != off) {
         struct cached_view *fresh = malloc(sizeof(*fresh));
@@ -109,15 +106,6 @@ int rl_policy_view(const rl_table *t, uint64_t off, struct policy_view *v)
             return -1;
     v->lone_gcra = v->nrules == 1 && v->rules[0].kind == RL_GCRA && !(v->flags & RL_POLICY_DRY_RUN);
     return 0;
-}
-
-void rl_rule_ctx(struct rule_ctx *c, const rl_table *t, const struct policy_view *v, uint32_t i)
-{
-    *c = (struct rule_ctx){.table = t,
-                           .r = v->rules[i],
-                           .state = &v->block->rules[i].word,
-                           .log = v->log[i],
-                           .margin_ns = v->margin_ns};
 }
 
 uint64_t rl_policy_bytes(const struct rl_policy *pol)

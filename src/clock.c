@@ -9,18 +9,7 @@
 
 uint64_t rl_now_ns(void)
 {
-    struct timespec ts;
-    /* CLOCK_MONOTONIC is system-wide: every process of the host reads the same clock. */
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t rl_clock_rel(const rl_table *t)
-{
-    uint64_t now = rl_now_ns();
-    uint64_t epoch = t->hdr->epoch_ns;
-    /* The epoch was read from this boot's clock (boot id checked at attach). */
-    return now > epoch ? now - epoch : 1; /* never 0: tick 0 means "never used" */
+    return rl_clock_mono();
 }
 
 int rl_boot_id(char out[40])

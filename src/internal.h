@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "ratelimit.h"
 #include "shm_format.h"
@@ -77,7 +78,22 @@ struct rl_bucket {
 int rl_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* clock.c */
-uint64_t rl_clock_rel(const rl_table *t); /* relative ns now (see shm_format.h "Clock") */
+static inline uint64_t rl_clock_mono(void)
+{
+    struct timespec ts;
+    /* CLOCK_MONOTONIC is system-wide: every process of the host reads the same clock. */
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Relative ns now (see shm_format.h "Clock"); inline: every decision reads it. */
+static inline uint64_t rl_clock_rel(const rl_table *t)
+{
+    uint64_t now = rl_clock_mono();
+    uint64_t epoch = t->hdr->epoch_ns;
+    /* The epoch was read from this boot's clock (boot id checked at attach). */
+    return now > epoch ? now - epoch : 1; /* never 0: tick 0 means "never used" */
+}
 int rl_boot_id(char out[40]);
 
 /* table.c: bounds-checked arena access; NULL if [off, off+len) is outside the arena. */
@@ -98,9 +114,23 @@ int rl_bucket_handle(rl_table *t, uint32_t no, rl_bucket **out);
 void rl_bucket_free(rl_bucket *b); /* a handle and its view cache */
 /* Snapshot the bucket's current policy block (or the block at `off`); -1 if damaged. */
 int rl_bucket_view(const rl_bucket *b, struct policy_view *v);
-/* The bucket's current snapshot from its handle's cache (made if needed): 0, or
+/* The snapshot of the block at `off` from the handle's cache, made if needed: 0, or
  * RL_ECORRUPT or RL_ENOMEM. */
-int rl_bucket_view_cached(rl_bucket *b, const struct policy_view **out);
+int rl_bucket_view_refresh(rl_bucket *b, uint64_t off, const struct policy_view **out);
+
+/* The bucket's current snapshot from its handle's cache (made if needed): 0, or
+ * RL_ECORRUPT or RL_ENOMEM. Inline: every decision asks, and the cache nearly always has it. */
+static inline int rl_bucket_view_cached(rl_bucket *b, const struct policy_view **out)
+{
+    /* A3 as in rl_bucket_view; the cache is process-local and its entries immutable, so
+     * acquire on the pointer sees the entry's contents (published by a CAS in the refresh). */
+    uint64_t off = rl_load_acquire(&b->rec->policy_off);
+    const struct cached_view *have = rl_ptr_load_acquire(&b->view);
+    if (!have || have->v.off != off)
+        return rl_bucket_view_refresh(b, off, out);
+    *out = &have->v;
+    return 0;
+}
 int rl_policy_view(const rl_table *t, uint64_t off, struct policy_view *v);
 /* Allocate and fill a policy block whose state words hold `word` (not yet visible). */
 int rl_policy_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint64_t *off);
@@ -127,7 +157,15 @@ struct rule_ctx {
 };
 
 /* Rule i of a view as a context (word not loaded). */
-void rl_rule_ctx(struct rule_ctx *c, const rl_table *t, const struct policy_view *v, uint32_t i);
+static inline void rl_rule_ctx(struct rule_ctx *c, const rl_table *t, const struct policy_view *v,
+                               uint32_t i)
+{
+    *c = (struct rule_ctx){.table = t,
+                           .r = v->rules[i],
+                           .state = &v->block->rules[i].word,
+                           .log = v->log[i],
+                           .margin_ns = v->margin_ns};
+}
 
 enum rule_status {
     RULE_OK = 0,
