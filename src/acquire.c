@@ -286,9 +286,9 @@ static uint64_t plan_remaining(struct plan *pl, bool committed)
 }
 
 /* Relaxed: statistics; they order nothing. One fetch_add for an admission of one unit. */
-void rl_count_admission(rl_bucket *x, uint32_t cost)
+void rl_count_admission(rl_bucket *x, rl_atomic64 *admitted, uint32_t cost)
 {
-    rl_fetch_add_relaxed(&x->rec->counters.admitted, 1);
+    rl_fetch_add_relaxed(admitted, 1);
     if (cost > 1)
         rl_fetch_add_relaxed(&x->rec->counters.extra_units, cost - 1);
 }
@@ -297,7 +297,7 @@ static void count_admitted(rl_bucket *b, struct plan *pl)
 {
     /* Relaxed: statistics; they order nothing. */
     for (rl_bucket *x = b; x; x = x->parent)
-        rl_count_admission(x, pl->cost);
+        rl_count_admission(x, &x->rec->counters.admitted, pl->cost);
     if (pl->d > pl->now) {
         rl_fetch_add_relaxed(&b->rec->counters.waited, 1);
         rl_fetch_add_relaxed(&b->rec->counters.waited_ns, pl->d - pl->now);

@@ -13,6 +13,9 @@
  *   request for its own stale instant);
  * - every rule admits now or the request is refused (max_wait 0): no fixpoint, no sort
  *   (when all rules admit now, decide()'s tightest-first order is the chain's order).
+ * - the admission is counted in the policy block, next to the word (shm_rule.admitted): the
+ *   CAS has just taken that cache line, so a decision writes one line per bucket, not two
+ *   (rl_bucket_info adds the blocks' counts to the record's).
  *
  * Commits and undos are decide()'s (C2 and U1, see acquire.c): a CAS per bucket, child
  * first; a lost race takes back the words already committed, if they are still ours. Any
@@ -25,8 +28,9 @@ struct gcra_step {
     rl_bucket *bucket;
     const struct policy_view *view;
     rl_atomic64 *word;
-    uint64_t seen; /* the word as loaded, or as returned by a failed CAS */
-    uint64_t mine; /* the word we committed */
+    rl_atomic64 *admitted; /* the block's admission counter, on the word's cache line */
+    uint64_t seen;         /* the word as loaded, or as returned by a failed CAS */
+    uint64_t mine;         /* the word we committed */
 };
 
 struct gcra_chain {
@@ -55,8 +59,10 @@ static bool chain_build(rl_bucket *b, struct gcra_chain *c)
         if (c->n == RL_MAX_DEPTH || rl_bucket_view_cached(x, &v) != 0 || !v->lone_gcra ||
             rl_load_relaxed(&x->rec->server) != 0)
             return false;
-        c->steps[c->n++] =
-            (struct gcra_step){.bucket = x, .view = v, .word = &v->block->rules[0].word};
+        c->steps[c->n++] = (struct gcra_step){.bucket = x,
+                                              .view = v,
+                                              .word = &v->block->rules[0].word,
+                                              .admitted = &v->block->rules[0].admitted};
     }
     return c->n == 1 || words_distinct(c);
 }
@@ -169,7 +175,7 @@ int rl_acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct
         fresh = false;
     }
     for (unsigned i = 0; i < c.n; i++)
-        rl_count_admission(c.steps[i].bucket, cost);
+        rl_count_admission(c.steps[i].bucket, c.steps[i].admitted, cost);
     chain_decision(out, &c, c.now, true);
     return 0;
 }

@@ -138,6 +138,7 @@ int rl_policy_create(rl_table *t, const struct rl_policy *pol, uint64_t word, ui
         /* Relaxed: the whole block is published by the release store of policy_off/state
          * (R1), or of the predecessor's next_off (S2). */
         rl_store_relaxed(&r->word, word);
+        rl_store_relaxed(&r->admitted, 0);
         if (src->kind == RL_SLIDING) {
             r->log_off = off + log_at;
             rl_atomic64 *log = (rl_atomic64 *)(t->arena + r->log_off);
@@ -289,6 +290,7 @@ static int record_create(rl_table *t, const char *name, const struct rl_policy *
     struct shm_bucket *rec = &t->buckets[n];
     strlcpy(rec->name, name, sizeof(rec->name));
     rec->parent = parent ? parent->no + 1 : 0;
+    rec->first_policy_off = off;
     rl_store_relaxed(&rec->policy_off, off); /* published by R1 */
     /* R1: release publishes the name, parent, policy block and its initial state. */
     rl_store32_release(&rec->state, RL_BUCKET_BUILT);
@@ -432,10 +434,34 @@ int rl_bucket_reset(rl_bucket *b)
     return 0;
 }
 
-static void counters_read(const struct shm_counters *s, struct rl_counters *out)
+/* Admissions the GCRA fast path counted in the bucket's policy blocks (shm_rule.admitted):
+ * every block from the first to the current one, along next_off (a switch always moves to
+ * a higher offset). A damaged chain ends the walk early: a statistic, never out of bounds. */
+static uint64_t block_admissions(const rl_bucket *b)
 {
+    const rl_table *t = b->table;
+    uint64_t off = b->rec->first_policy_off, sum = 0;
+    /* Acquire, as A3: the blocks up to the current one are published. */
+    uint64_t current = rl_load_acquire(&b->rec->policy_off);
+    for (;;) {
+        const struct shm_policy *p =
+            rl_arena_at(t, off, sizeof(struct shm_policy) + sizeof(struct shm_rule));
+        if (!p)
+            return sum;
+        sum += rl_load_relaxed(&p->rules[0].admitted); /* relaxed: a statistic */
+        /* Acquire: pairs with S2's release, which published the next block. */
+        uint64_t next = rl_load_acquire(&p->next_off);
+        if (off == current || next <= off)
+            return sum;
+        off = next;
+    }
+}
+
+static void counters_read(const rl_bucket *b, struct rl_counters *out)
+{
+    const struct shm_counters *s = &b->rec->counters;
     /* Relaxed: statistics, each value on its own. */
-    out->admitted = rl_load_relaxed(&s->admitted);
+    out->admitted = rl_load_relaxed(&s->admitted) + block_admissions(b);
     out->admitted_units = out->admitted + rl_load_relaxed(&s->extra_units);
     out->rejected = rl_load_relaxed(&s->rejected);
     out->waited = rl_load_relaxed(&s->waited);
@@ -451,7 +477,7 @@ int rl_bucket_info(const rl_bucket *b, struct rl_bucket_info *out)
     strlcpy(out->name, b->name, sizeof(out->name));
     if (b->parent)
         strlcpy(out->parent, b->parent->name, sizeof(out->parent));
-    counters_read(&b->rec->counters, &out->counters);
+    counters_read(b, &out->counters);
     struct policy_view v;
     if (rl_bucket_view(b, &v) < 0)
         return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);

@@ -203,8 +203,9 @@ uint64_t sliding_remaining(const struct rule_ctx *c, uint64_t now);
 /* A new log's entries as if `units` were admitted at `at` (update.c S4). */
 void sliding_seed(const struct rule_ctx *c, uint64_t units, uint64_t at);
 
-/* acquire.c: count an admission of `cost` units to one bucket. */
-void rl_count_admission(rl_bucket *x, uint32_t cost);
+/* acquire.c: count an admission of `cost` units to bucket x, in the admission counter
+ * `admitted` (the record's, or a policy block's: see shm_rule.admitted). */
+void rl_count_admission(rl_bucket *x, rl_atomic64 *admitted, uint32_t cost);
 
 /* acquire_gcra.c: decide for a chain of GCRA-only buckets, or RL_DECLINED (decide() must). */
 #define RL_DECLINED 1

@@ -134,7 +134,9 @@ struct shm_bucket {
     rl_atomic64 cooldown_start;
     rl_atomic64 backoff;
     rl_atomic64 last_429;
-    uint64_t reserved;
+    /* first_policy_off: the bucket's first policy block, where the chain of its blocks
+     * (along next_off) starts; set at creation, never changed. */
+    uint64_t first_policy_off;
     char name[RL_NAME_MAX + 1];
     struct shm_counters counters;
 };
@@ -160,7 +162,11 @@ struct shm_rule {
     uint64_t interval_ns; /* GCRA: ceil(T / N), ns per unit */
     uint64_t log_off;     /* sliding: arena offset of limit log words */
     rl_atomic64 word;     /* the state, see above */
-    uint64_t reserved1;
+    /* admitted: admissions the GCRA fast path (acquire_gcra.c) committed on this word,
+     * counted here, on the line its CAS just took, not on the record's counter line: one
+     * cache line written per bucket and decision. Rule 0 only; a bucket's admitted count
+     * is counters.admitted plus this, summed over its blocks (relaxed fetch_add). */
+    rl_atomic64 admitted;
 };
 
 #define RL_FROZEN (1ULL << 63)

@@ -159,8 +159,11 @@ static int check_layout(const char *path, const struct shm_header *h, uint64_t f
     if (h->magic != RL_MAGIC)
         return rl_fail(RL_EBADTABLE, "%s is not a ratelimit table (bad magic)", path);
     if (h->layout_version != RL_LAYOUT_VERSION)
-        return rl_fail(RL_EVERSION, "table %s has layout version %u, this library speaks %u", path,
-                       h->layout_version, RL_LAYOUT_VERSION);
+        return rl_fail(RL_EVERSION,
+                       "table %s has layout version %u, this library speaks %u: it was made by "
+                       "another release; once no process uses it, remove it and apply the "
+                       "config again",
+                       path, h->layout_version, RL_LAYOUT_VERSION);
     if (h->capacity == 0 || h->capacity > RL_CAPACITY_MAX || h->arena_bytes > RL_ARENA_MAX_BYTES ||
         h->header_bytes != RL_HEADER_BYTES || h->bucket_bytes != sizeof(struct shm_bucket) ||
         h->rule_bytes != sizeof(struct shm_rule))

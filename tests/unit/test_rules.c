@@ -586,6 +586,25 @@ Test(rules, concurrent_waiters_get_distinct_turns)
     done();
 }
 
+/* The fast path counts admissions in the policy block, the general path in the record: a
+ * bucket's counters add both up, over every block it ever had. */
+Test(rules, admissions_are_counted_across_paths_and_rule_switches)
+{
+    rl_bucket *b = bucket("100/1h burst 20 margin 0");
+    struct rl_policy two = policy_of("100/1h burst 20, 1000/1h margin 0"),
+                     one = policy_of("200/1h burst 20 margin 0");
+    cr_expect_eq(admit_run(b, 3), 3);            /* fast path, first block */
+    cr_assert_eq(rl_try_acquire(b, 2, NULL), 0); /* fast, two units */
+    cr_assert_eq(rl_bucket_update(b, &two), 0);
+    cr_expect_eq(admit_run(b, 2), 2); /* general path */
+    cr_assert_eq(rl_bucket_update(b, &one), 0);
+    cr_expect_eq(admit_run(b, 4), 4); /* fast path, third block */
+    struct rl_bucket_info i = info_of(b);
+    cr_expect_eq(i.counters.admitted, 10);
+    cr_expect_eq(i.counters.admitted_units, 11);
+    done();
+}
+
 /* ------------------------------------------------------------ reset */
 
 Test(rules, reset_restores_the_budget)
