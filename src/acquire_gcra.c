@@ -12,7 +12,7 @@
  *   loads, as decide() reads it (a process preempted for a second must not refuse a
  *   request for its own stale instant);
  * - every rule admits now or the request is refused (max_wait 0): no fixpoint, no sort
- *   (when all rules admit now, decide()'s tightest-first order is the chain's order).
+ *   (when all rules admit now, decide()'s tightest-first order is the chain's order);
  * - the admission is counted in the policy block, next to the word (shm_rule.admitted): the
  *   CAS has just taken that cache line, so a decision writes one line per bucket, not two
  *   (rl_bucket_info adds the blocks' counts to the record's).
