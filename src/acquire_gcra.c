@@ -3,14 +3,13 @@
  * ...) in which every bucket has one enforced GCRA rule, no server rule and no cool-down in
  * force. It makes the decision acquire.c's decide() would, in fewer steps:
  *
- * - the clock is read BEFORE the loads, and a decision that loses a CAS race decides again
- *   at the same instant against the word that won. GCRA allows both: admitting at an
- *   instant older than the last committed one only makes the decision stricter (max(TAT, t)
- *   is monotone, gcra.c), so nothing is over-admitted, and the window between a load and
- *   its CAS shrinks to a few instructions, which is what matters under contention. Only a
- *   refusal needs an exact instant: before refusing, the clock is read again, after the
- *   loads, as decide() reads it (a process preempted for a second must not refuse a
- *   request for its own stale instant);
+ * - the first attempt reads the clock BEFORE the loads, so the window between a load and
+ *   its CAS is a few instructions, which is what matters under contention. GCRA allows it:
+ *   admitting at an instant older than the last committed one only makes the decision
+ *   stricter (max(TAT, t) is monotone, gcra.c), so nothing is over-admitted. A refusal, and
+ *   every attempt after a lost CAS race, uses an instant read after the loads, as decide()
+ *   does, so no decision rests on an instant older than one attempt (a process preempted
+ *   between attempts must not refuse, or stamp an admission, with its stale instant);
  * - every rule admits now or the request is refused (max_wait 0): no fixpoint, no sort
  *   (when all rules admit now, decide()'s tightest-first order is the chain's order);
  * - the admission is counted in the policy block, next to the word (shm_rule.admitted): the
@@ -153,7 +152,7 @@ int rl_acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct
         uint64_t d = chain_earliest(&c, cost);
         if (d > c.now && !fresh) {
             /* Refuse or wait only on an instant read after the words: ours may be old (we
-             * were preempted, or lost CAS races), and an old instant is strict, not exact. */
+             * were preempted), and an old instant is strict, not exact. */
             c.now = rl_clock_rel(b->table);
             fresh = true;
             continue;
@@ -168,11 +167,13 @@ int rl_acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct
         unsigned failed = chain_commit(&c, cost);
         if (failed == c.n)
             break;
-        /* Someone else decided meanwhile: decide again against the words now in place. */
+        /* Someone else decided meanwhile: decide again against the words now in place (the
+         * failed CAS returned its own), at an instant read after them. */
         for (unsigned i = 0; i < c.n; i++)
             if (i != failed)
                 c.steps[i].seen = rl_load_acquire(c.steps[i].word); /* A5 */
-        fresh = false;
+        c.now = rl_clock_rel(b->table);
+        fresh = true;
     }
     for (unsigned i = 0; i < c.n; i++)
         rl_count_admission(c.steps[i].bucket, c.steps[i].admitted, cost);
