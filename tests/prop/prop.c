@@ -648,8 +648,7 @@ static const struct scenario scenarios[] = {
      2},
     /* The GCRA fast path (acquire_gcra.c): lone-GCRA buckets and a chain of them, under a
      * parent a hog sibling keeps busy, with stalls between the loads and the CASes, so
-     * decisions lose races, retry, undo, and must refresh their instant
-     * before they refuse. */
+     * decisions lose races, retry, undo, and must refresh their instant before they refuse. */
     {"gcra-fast",
      M_TRY,
      2,
