@@ -149,7 +149,7 @@ static void shim_report(double *without, double *with, unsigned runs)
     csv_row(csv, "with_shim,%.1f,%.1f,%.1f", b.median, b.min, b.max);
     csv_close(csv);
     summary_add("shim: connect() to loopback, no route matches", "", NOT_APPLICABLE,
-                "+%.0f ns (%.2fx of %.1f us)", b.median - a.median, b.median / a.median,
+                "%+.0f ns (%.2fx of %.1f us)", b.median - a.median, b.median / a.median,
                 a.median / 1000);
 }
 
