@@ -4,6 +4,14 @@
  * interleaved rounds (CPU time): acquire on a hot handle, and lookup by name of random buckets. The
  * index's probe counts are replayed from its hash (rl_name_hash, linear probing over
  * index_slots) on the table file's index, mapped read-only.
+ *
+ * Lookups grow slower with the table although their probe counts stay flat: is that cache
+ * misses alone? Each row also times a pointer chase through random cache lines of a buffer
+ * as large as what lookups touch (index, records, the handle pointers), i.e. the cost of one
+ * miss at that size. The lookup's growth over the 1-bucket row divided by the miss's growth
+ * is the number of misses that would explain it; a lookup reads LOOKUP_LINES lines whose
+ * address depends on the name (its index slot, the record's state and name lines, the
+ * handle pointer), so anything above that would be growth of another kind.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -13,10 +21,12 @@
 #include "internal.h" /* rl_name_hash */
 #include "shm_format.h"
 
-#define SCALE_MAX   4
-#define LOOKUP_MAX  100000
-#define SCALE_RUNS  5
-#define NAME_FORMAT "tenant/%07u"
+#define SCALE_MAX    4
+#define LOOKUP_MAX   100000
+#define SCALE_RUNS   5
+#define NAME_FORMAT  "tenant/%07u"
+#define LOOKUP_LINES 4
+#define CHASE_STEPS  2000000
 
 struct scale_row {
     uint32_t buckets;
@@ -27,6 +37,8 @@ struct scale_row {
     double probes_mean;
     uint32_t probes_max;
     double load;
+    size_t touched; /* bytes lookups touch: index, records, handle pointers */
+    double miss_ns; /* one dependent load from a random line of `touched` bytes */
 };
 
 static void scale_create(struct scale_row *row)
@@ -79,7 +91,35 @@ static void scale_probes(struct scale_row *row)
     }
     row->probes_mean = (double)sum / row->buckets;
     row->load = (double)row->buckets / h->index_slots;
+    row->touched = (size_t)h->index_slots * 8 + (size_t)row->buckets * sizeof(struct shm_bucket) +
+                   (size_t)h->capacity * sizeof(void *);
     shared_free(h, len);
+}
+
+static volatile uint64_t chase_end; /* keeps the chase from being optimized away */
+
+/* CPU ns per dependent load along a random cycle through the cache lines of `bytes`. */
+static double chase_ns(size_t bytes, unsigned steps)
+{
+    size_t lines = bytes / 64 > 1 ? bytes / 64 : 2;
+    uint64_t *buf = malloc(lines * 64), x = 0x2545f4914f6cdd1dULL;
+    if (!buf)
+        die("scale", "out of memory");
+    for (size_t i = 0; i < lines; i++) /* Sattolo's shuffle: one cycle through every line */
+        buf[i * 8] = i;
+    for (size_t i = lines - 1; i > 0; i--) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t j = x % i, t = buf[i * 8];
+        buf[i * 8] = buf[j * 8];
+        buf[j * 8] = t;
+    }
+    uint64_t at = 0, t0 = cpu_ns();
+    for (unsigned i = 0; i < steps; i++)
+        at = buf[at * 8]; /* each load's address is the previous load's value */
+    double ns = (double)(cpu_ns() - t0) / steps;
+    chase_end = at;
+    free(buf);
+    return ns;
 }
 
 static double time_acquire(rl_bucket *b, unsigned ops)
@@ -117,23 +157,58 @@ static double time_lookup(rl_table *t, bucket_name *names, unsigned n)
     return (double)(cpu_ns() - t0) / n;
 }
 
+/* Misses of row r's size that explain its lookups' growth over row 0 (0: too small to tell,
+ * when a miss costs about the same at both sizes). Needs the lookups sorted: scale_print. */
+static double misses_explaining(const struct scale_row *rows, unsigned r)
+{
+    double miss_growth = rows[r].miss_ns - rows[0].miss_ns;
+    double lookup_growth = rows[r].lookup[SCALE_RUNS / 2] - rows[0].lookup[SCALE_RUNS / 2];
+    return miss_growth >= 10 ? lookup_growth / miss_growth : 0;
+}
+
 static void scale_print(struct scale_row *rows, unsigned n)
 {
     FILE *csv = csv_open("scale", "buckets,create_s,create_ns_per_bucket,acquire_ns,lookup_ns,"
-                                  "probes_mean,probes_max,index_load");
-    printf("%8s %9s %10s %23s %23s %8s %6s %6s\n", "buckets", "create s", "ns/bucket",
-           "acquire ns (min..max)", "lookup ns (min..max)", "probes", "max", "load");
+                                  "probes_mean,probes_max,index_load,miss_ns,misses_explaining");
+    printf("%8s %9s %10s %23s %23s %8s %6s %6s %8s %7s\n", "buckets", "create s", "ns/bucket",
+           "acquire ns (min..max)", "lookup ns (min..max)", "probes", "max", "load", "miss ns",
+           "misses");
     for (unsigned r = 0; r < n; r++) {
         struct scale_row *w = &rows[r];
         struct spread a = spread_of(w->acquire, SCALE_RUNS), l = spread_of(w->lookup, SCALE_RUNS);
         double create_s = w->create_ns * w->buckets / 1e9;
-        printf("%8u %9.3f %10.0f %7.1f (%5.1f..%5.1f) %7.1f (%5.1f..%6.1f) %8.3f %6u %6.3f\n",
+        double misses = misses_explaining(rows, r);
+        char explained[16] = "-";
+        if (misses > 0)
+            snprintf(explained, sizeof(explained), "%.1f", misses);
+        printf("%8u %9.3f %10.0f %7.1f (%5.1f..%5.1f) %7.1f (%5.1f..%6.1f) %8.3f %6u %6.3f %8.1f "
+               "%7s\n",
                w->buckets, create_s, w->create_ns, a.median, a.min, a.max, l.median, l.min, l.max,
-               w->probes_mean, w->probes_max, w->load);
-        csv_row(csv, "%u,%.4f,%.1f,%.2f,%.2f,%.4f,%u,%.4f", w->buckets, create_s, w->create_ns,
-                a.median, l.median, w->probes_mean, w->probes_max, w->load);
+               w->probes_mean, w->probes_max, w->load, w->miss_ns, explained);
+        csv_row(csv, "%u,%.4f,%.1f,%.2f,%.2f,%.4f,%u,%.4f,%.2f,%.3f", w->buckets, create_s,
+                w->create_ns, a.median, l.median, w->probes_mean, w->probes_max, w->load,
+                w->miss_ns, misses);
     }
     csv_close(csv);
+}
+
+/* Is the lookups' growth up to the largest table explained by cache misses alone? */
+static void misses_summary(const struct scale_row *rows, unsigned n)
+{
+    const struct scale_row *big = &rows[n - 1];
+    double misses = misses_explaining(rows, n - 1), miss_growth = big->miss_ns - rows[0].miss_ns;
+    char text[128];
+    if (misses > 0)
+        snprintf(text, sizeof(text), "+%.0f ns at %u buckets = %.1f misses of +%.0f ns each",
+                 big->lookup[SCALE_RUNS / 2] - rows[0].lookup[SCALE_RUNS / 2], big->buckets, misses,
+                 miss_growth);
+    else
+        snprintf(text, sizeof(text),
+                 "a table of %u buckets is too small to tell (a miss costs +%.0f ns)", big->buckets,
+                 miss_growth);
+    summary_add("scale: lookup by name, growth explained by cache misses",
+                "<= 4 misses (lines a lookup reads)",
+                misses > 0 ? verdict_of(misses <= LOOKUP_LINES) : NOT_APPLICABLE, "%s", text);
 }
 
 static void scale_summary(const struct scale_row *rows, unsigned n)
@@ -153,6 +228,7 @@ static void scale_summary(const struct scale_row *rows, unsigned n)
     summary_add("scale: lookup by name, random names", "", NOT_APPLICABLE,
                 "%.0f ns (1 bucket) to %.0f ns (%u buckets)", rows[0].lookup[SCALE_RUNS / 2],
                 big->lookup[SCALE_RUNS / 2], big->buckets);
+    misses_summary(rows, n);
     summary_add("scale: creating buckets", "", NOT_APPLICABLE, "%u in %.2f s (%.0f ns each)",
                 big->buckets, big->create_ns * big->buckets / 1e9, big->create_ns);
 }
@@ -169,6 +245,7 @@ void bench_scale(void)
         rows[r].buckets = (bench_quick ? quick : full)[r];
         scale_create(&rows[r]);
         scale_probes(&rows[r]);
+        rows[r].miss_ns = chase_ns(rows[r].touched, bench_quick ? 20000 : CHASE_STEPS);
     }
     bucket_name *names[SCALE_MAX];
     for (unsigned r = 0; r < n; r++)
