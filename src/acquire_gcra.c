@@ -5,11 +5,13 @@
  *
  * - the first attempt reads the clock BEFORE the loads, so the window between a load and
  *   its CAS is a few instructions, which is what matters under contention. GCRA allows it:
- *   admitting at an instant older than the last committed one only makes the decision
- *   stricter (max(TAT, t) is monotone, gcra.c), so nothing is over-admitted. A refusal, and
- *   every attempt after a lost CAS race, uses an instant read after the loads, as decide()
- *   does, so no decision rests on an instant older than one attempt (a process preempted
- *   between attempts must not refuse, or stamp an admission, with its stale instant);
+ *   against a TAT later than our instant, an older instant only makes the test stricter
+ *   and leaves TAT' = TAT + cost * I as it was; against an idle bucket it is the decision
+ *   decide() makes when preempted between its clock read and its CAS: admitted at t, as
+ *   rl_decision.at_ns reports, with the margin covering the way to the server. A refusal, and every
+ * attempt after a lost CAS race, uses an instant read after the loads, as decide() does, so no
+ * decision rests on an instant older than one attempt (a process preempted between attempts must
+ * not refuse, or stamp an admission, with its stale instant);
  * - every rule admits now or the request is refused (max_wait 0): no fixpoint, no sort
  *   (when all rules admit now, decide()'s tightest-first order is the chain's order);
  * - the admission is counted in the policy block, next to the word (shm_rule.admitted): the
@@ -17,9 +19,11 @@
  *   (rl_bucket_info adds the blocks' counts to the record's).
  *
  * Commits and undos are decide()'s (C2 and U1, see acquire.c): a CAS per bucket, child
- * first; a lost race takes back the words already committed, if they are still ours. Any
- * case it does not handle (a wait, a rule switch, a cost above the burst, a damaged table)
- * is RL_DECLINED before anything is written, and decide() makes that decision.
+ * first; a lost race takes back the words already committed, if they are still ours (an
+ * undo that finds its word moved on leaves its units counted: under-admission, as in
+ * decide()). Any case it does not handle (a wait, a rule switch, a cool-down, a cost above
+ * the burst, a damaged table) is RL_DECLINED with nothing of its own left committed, and
+ * decide() makes that decision.
  */
 #include "internal.h"
 
@@ -66,7 +70,7 @@ static bool chain_build(rl_bucket *b, struct gcra_chain *c)
     return c->n == 1 || words_distinct(c);
 }
 
-/* False if a bucket is cooling down after a 429. */
+/* Load every word; false if a bucket is cooling down after a 429 (at c->now). */
 static bool chain_load(struct gcra_chain *c)
 {
     for (unsigned i = 0; i < c->n; i++) {
@@ -95,9 +99,8 @@ static uint64_t chain_earliest(const struct gcra_chain *c, uint32_t cost)
     return d;
 }
 
-/* Commit every word at c->now; c->n if all were, else the step whose CAS failed (its `seen`
- * is now the word that won; the steps before it are undone). */
-static unsigned chain_commit(struct gcra_chain *c, uint32_t cost)
+/* Commit every word at c->now; false if a CAS failed (the commits before it are undone). */
+static bool chain_commit(struct gcra_chain *c, uint32_t cost)
 {
     for (unsigned i = 0; i < c->n; i++) {
         struct gcra_step *s = &c->steps[i];
@@ -110,9 +113,9 @@ static unsigned chain_commit(struct gcra_chain *c, uint32_t cost)
             uint64_t mine = c->steps[j].mine;
             rl_cas(c->steps[j].word, &mine, c->steps[j].seen);
         }
-        return i;
+        return false;
     }
-    return c->n;
+    return true;
 }
 
 /* Units left now in the tightest bucket, with each word as committed or as seen. */
@@ -164,14 +167,12 @@ int rl_acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct
             chain_decision(out, &c, d, false);
             return RL_ELIMITED;
         }
-        unsigned failed = chain_commit(&c, cost);
-        if (failed == c.n)
+        if (chain_commit(&c, cost))
             break;
-        /* Someone else decided meanwhile: decide again against the words now in place (the
-         * failed CAS returned its own), at an instant read after them. */
-        for (unsigned i = 0; i < c.n; i++)
-            if (i != failed)
-                c.steps[i].seen = rl_load_acquire(c.steps[i].word); /* A5 */
+        /* Someone else decided meanwhile: decide again against the words (and cool-downs)
+         * now in place, at an instant read after them. */
+        if (!chain_load(&c))
+            return RL_DECLINED;
         c.now = rl_clock_rel(b->table);
         fresh = true;
     }

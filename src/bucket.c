@@ -199,7 +199,7 @@ static int handle_make(rl_table *t, uint32_t no, rl_bucket *parent, rl_bucket **
 
 int rl_bucket_handle(rl_table *t, uint32_t no, rl_bucket **out)
 {
-    if (no >= t->hdr->capacity)
+    if (no >= t->capacity)
         return rl_fail(RL_ECORRUPT, "table %s: bucket number %u out of range", t->path, no);
     rl_bucket *h = rl_ptr_load_acquire(&t->handles[no]);
     if (h) {
@@ -280,9 +280,9 @@ static int record_create(rl_table *t, const char *name, const struct rl_policy *
                          const rl_bucket *parent, uint32_t *no)
 {
     uint64_t n;
-    if (rl_claim(&t->hdr->next_bucket, 1, t->hdr->capacity, &n) < 0)
+    if (rl_claim(&t->hdr->next_bucket, 1, t->capacity, &n) < 0)
         return rl_fail(RL_EFULL, "table %s is full: all %u buckets are in use", t->path,
-                       t->hdr->capacity);
+                       t->capacity);
     uint64_t off;
     int err = rl_policy_create(t, pol, 0, &off);
     if (err)
@@ -436,25 +436,27 @@ int rl_bucket_reset(rl_bucket *b)
 
 /* Admissions the GCRA fast path counted in the bucket's policy blocks (shm_rule.admitted):
  * every block from the first to the current one, along next_off (a switch always moves to
- * a higher offset). A damaged chain ends the walk early: a statistic, never out of bounds. */
+ * a higher offset, past the block it replaces). A damaged chain ends the walk early, and so
+ * does RL_BLOCK_WALK_MAX: a statistic, never out of bounds, never a long walk. */
 static uint64_t block_admissions(const rl_bucket *b)
 {
     const rl_table *t = b->table;
     uint64_t off = b->rec->first_policy_off, sum = 0;
     /* Acquire, as A3: the blocks up to the current one are published. */
     uint64_t current = rl_load_acquire(&b->rec->policy_off);
-    for (;;) {
-        const struct shm_policy *p =
-            rl_arena_at(t, off, sizeof(struct shm_policy) + sizeof(struct shm_rule));
+    const uint64_t least = sizeof(struct shm_policy) + sizeof(struct shm_rule);
+    for (unsigned steps = 0; steps < RL_BLOCK_WALK_MAX && off % RL_ALIGN == 0; steps++) {
+        const struct shm_policy *p = rl_arena_at(t, off, least);
         if (!p)
-            return sum;
+            break;
         sum += rl_load_relaxed(&p->rules[0].admitted); /* relaxed: a statistic */
         /* Acquire: pairs with S2's release, which published the next block. */
         uint64_t next = rl_load_acquire(&p->next_off);
-        if (off == current || next <= off)
-            return sum;
+        if (off == current || next < off + least)
+            break;
         off = next;
     }
+    return sum;
 }
 
 static void counters_read(const rl_bucket *b, struct rl_counters *out)
@@ -469,6 +471,19 @@ static void counters_read(const rl_bucket *b, struct rl_counters *out)
     out->dry_run_rejected = rl_load_relaxed(&s->dry_run_rejected);
     out->resets = rl_load_relaxed(&s->resets);
     out->reported_429 = rl_load_relaxed(&s->reported_429);
+}
+
+static void rule_usage(const rl_bucket *b, const struct policy_view *v, uint32_t i, uint64_t now,
+                       struct rl_rule_state *out)
+{
+    struct rule_ctx c;
+    rule_ctx_init(&c, b, v, i);
+    if (c.r.kind == RL_GCRA)
+        gcra_usage(&c, now, out);
+    else if (c.r.kind == RL_FIXED)
+        fixed_usage(&c, now, out);
+    else
+        sliding_usage(&c, now, out);
 }
 
 int rl_bucket_info(const rl_bucket *b, struct rl_bucket_info *out)
@@ -487,15 +502,23 @@ int rl_bucket_info(const rl_bucket *b, struct rl_bucket_info *out)
     out->is_template = rl_bucket_is_template(b);
     rl_feedback_read(b, now, &out->feedback);
     for (uint32_t i = 0; i < v.nrules; i++) {
-        struct rule_ctx c;
-        rule_ctx_init(&c, b, &v, i);
         out->rules[i].rule = out->policy.rules[i];
-        if (c.r.kind == RL_GCRA)
-            gcra_usage(&c, now, &out->rules[i]);
-        else if (c.r.kind == RL_FIXED)
-            fixed_usage(&c, now, &out->rules[i]);
-        else
-            sliding_usage(&c, now, &out->rules[i]);
+        rule_usage(b, &v, i, now, &out->rules[i]);
+    }
+    return 0;
+}
+
+int rl_bucket_remaining(const rl_bucket *b, uint64_t *least)
+{
+    struct policy_view v;
+    if (rl_bucket_view(b, &v) < 0)
+        return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
+    uint64_t now = rl_clock_rel(b->table);
+    *least = UINT64_MAX;
+    for (uint32_t i = 0; i < v.nrules; i++) {
+        struct rl_rule_state st = {0};
+        rule_usage(b, &v, i, now, &st);
+        *least = st.remaining < *least ? st.remaining : *least;
     }
     return 0;
 }

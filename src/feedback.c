@@ -119,13 +119,8 @@ static uint64_t pause_for_429(struct shm_bucket *rec, const struct parsed *p, ui
 /* The bucket's own budget left now (its rules only): the view reconciliation compares. */
 static uint64_t local_remaining(const rl_bucket *b)
 {
-    struct rl_bucket_info info;
-    uint64_t least = UINT64_MAX;
-    if (rl_bucket_info(b, &info) < 0)
-        return 0;
-    for (unsigned i = 0; i < info.policy.nrules; i++)
-        least = info.rules[i].remaining < least ? info.rules[i].remaining : least;
-    return least;
+    uint64_t least;
+    return rl_bucket_remaining(b, &least) < 0 ? 0 : least;
 }
 
 static bool reconcile(rl_bucket *b, const struct parsed *p, uint64_t now, uint64_t cap)

@@ -31,7 +31,7 @@ uint32_t rl_bucket_count(const rl_table *t)
 {
     /* Relaxed: a count for display and iteration bounds; records are validated by state. */
     uint64_t n = rl_load_relaxed(&t->hdr->next_bucket);
-    return n < t->hdr->capacity ? (uint32_t)n : t->hdr->capacity;
+    return n < t->capacity ? (uint32_t)n : t->capacity;
 }
 
 static bool slot_names(const rl_table *t, uint64_t slot, uint32_t tag, const char *name,
@@ -40,7 +40,7 @@ static bool slot_names(const rl_table *t, uint64_t slot, uint32_t tag, const cha
     if ((uint32_t)(slot >> 32) != tag)
         return false;
     uint64_t n = (slot & 0xffffffffULL) - 1;
-    if (n >= t->hdr->capacity)
+    if (n >= t->capacity)
         return false; /* a damaged slot names no bucket */
     const struct shm_bucket *b = &t->buckets[n];
     /* A1: acquire pairs with the release store of state (R1 in bucket.c): the name and
@@ -56,7 +56,7 @@ static bool slot_names(const rl_table *t, uint64_t slot, uint32_t tag, const cha
 int rl_index_find(const rl_table *t, const char *name, uint32_t *no)
 {
     uint64_t h = rl_name_hash(name);
-    uint32_t mask = t->hdr->index_slots - 1, tag = (uint32_t)(h >> 32);
+    uint32_t mask = t->index_slots - 1, tag = (uint32_t)(h >> 32);
     for (uint32_t i = 0; i <= mask; i++) {
         /* A2: acquire pairs with the CAS that published the slot (C1 below). */
         uint64_t slot = rl_load_acquire(&t->index[(h + i) & mask]);
@@ -71,7 +71,7 @@ int rl_index_find(const rl_table *t, const char *name, uint32_t *no)
 int rl_index_insert(rl_table *t, const char *name, uint32_t no, uint32_t *winner)
 {
     uint64_t h = rl_name_hash(name);
-    uint32_t mask = t->hdr->index_slots - 1, tag = (uint32_t)(h >> 32);
+    uint32_t mask = t->index_slots - 1, tag = (uint32_t)(h >> 32);
     uint64_t mine = ((uint64_t)tag << 32) | (no + 1ULL);
     for (uint32_t i = 0; i <= mask; i++) {
         rl_atomic64 *slot = &t->index[(h + i) & mask];

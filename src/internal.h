@@ -29,6 +29,10 @@ struct rl_table {
     rl_atomic64 *index;
     struct shm_bucket *buckets;
     unsigned char *arena;
+    /* The header's geometry, checked at attach and copied: a writer that damages the header
+     * afterwards cannot lead this process outside its mapping or its handle array. */
+    uint32_t capacity, index_slots;
+    uint64_t arena_bytes;
     /* handles[no]: this process's handle for bucket `no`, made on first use (CAS). */
     void *_Atomic *handles;
 };
@@ -112,6 +116,8 @@ uint32_t rl_bucket_count(const rl_table *t);
 /* bucket.c */
 int rl_bucket_handle(rl_table *t, uint32_t no, rl_bucket **out);
 void rl_bucket_free(rl_bucket *b); /* a handle and its view cache */
+/* Units the bucket's own rules admit now, the least of them (not its parents'). */
+int rl_bucket_remaining(const rl_bucket *b, uint64_t *least);
 /* Snapshot the bucket's current policy block (or the block at `off`); -1 if damaged. */
 int rl_bucket_view(const rl_bucket *b, struct policy_view *v);
 /* The snapshot of the block at `off` from the handle's cache, made if needed: 0, or

@@ -135,7 +135,7 @@ struct shm_bucket {
     rl_atomic64 backoff;
     rl_atomic64 last_429;
     /* first_policy_off: the bucket's first policy block, where the chain of its blocks
-     * (along next_off) starts; set at creation, never changed. */
+     * (along next_off) starts; set at creation (published by R1), never changed. */
     uint64_t first_policy_off;
     char name[RL_NAME_MAX + 1];
     struct shm_counters counters;
@@ -163,14 +163,20 @@ struct shm_rule {
     uint64_t log_off;     /* sliding: arena offset of limit log words */
     rl_atomic64 word;     /* the state, see above */
     /* admitted: admissions the GCRA fast path (acquire_gcra.c) committed on this word,
-     * counted here, on the line its CAS just took, not on the record's counter line: one
-     * cache line written per bucket and decision. Rule 0 only; a bucket's admitted count
-     * is counters.admitted plus this, summed over its blocks (relaxed fetch_add). */
+     * counted here, on the line its CAS just took, not on the record's counter line: an
+     * admission of one unit writes one cache line per bucket. Rule 0 only; a bucket's
+     * admitted count is counters.admitted plus this, summed over its blocks (relaxed
+     * fetch_add; rl_bucket_info walks at most RL_BLOCK_WALK_MAX blocks). */
     rl_atomic64 admitted;
 };
 
 #define RL_FROZEN (1ULL << 63)
-#define RL_UNINIT UINT64_MAX /* a new block's state word before the switch fills it in */
+
+/* Blocks a reader walks to add up a bucket's admissions (see shm_rule.admitted): a bucket
+ * switched more often than this counts only its first RL_BLOCK_WALK_MAX blocks' admissions
+ * made on the fast path. */
+#define RL_BLOCK_WALK_MAX 65536
+#define RL_UNINIT         UINT64_MAX /* a new block's state word before the switch fills it in */
 
 /*
  * A policy block: immutable once published, except the rules' state words and next_off.

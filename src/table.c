@@ -202,10 +202,13 @@ static int table_map(rl_table *t, const struct stat *st)
     int err = check_layout(t->path, t->hdr, t->size);
     if (err)
         return err;
+    t->capacity = t->hdr->capacity;
+    t->index_slots = t->hdr->index_slots;
+    t->arena_bytes = t->hdr->arena_bytes;
     t->index = (rl_atomic64 *)(t->base + t->hdr->index_off);
     t->buckets = (struct shm_bucket *)(t->base + t->hdr->buckets_off);
     t->arena = t->base + t->hdr->arena_off;
-    t->handles = calloc(t->hdr->capacity, sizeof(*t->handles));
+    t->handles = calloc(t->capacity, sizeof(*t->handles));
     return t->handles ? 0 : rl_fail(RL_ENOMEM, "out of memory");
 }
 
@@ -259,7 +262,7 @@ void rl_table_close(rl_table *t)
     if (!t)
         return;
     if (t->handles) {
-        for (uint32_t i = 0; i < t->hdr->capacity; i++)
+        for (uint32_t i = 0; i < t->capacity; i++)
             rl_bucket_free(rl_ptr_load_acquire(&t->handles[i]));
         free(t->handles);
     }
@@ -328,7 +331,7 @@ int rl_claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at)
 
 void *rl_arena_at(const rl_table *t, uint64_t off, uint64_t len)
 {
-    uint64_t size = t->hdr->arena_bytes;
+    uint64_t size = t->arena_bytes;
     if (off > size || len > size - off || off % 8)
         return NULL;
     return t->arena + off;
@@ -337,9 +340,9 @@ void *rl_arena_at(const rl_table *t, uint64_t off, uint64_t len)
 int rl_arena_alloc(rl_table *t, uint64_t len, uint64_t *off)
 {
     len = align_up(len);
-    if (rl_claim(&t->hdr->arena_used, len, t->hdr->arena_bytes, off) < 0)
+    if (rl_claim(&t->hdr->arena_used, len, t->arena_bytes, off) < 0)
         return rl_fail(RL_EFULL, "table %s: arena is full (%llu bytes)", t->path,
-                       (unsigned long long)t->hdr->arena_bytes);
+                       (unsigned long long)t->arena_bytes);
     if (*off % RL_ALIGN) /* only a damaged counter is ever unaligned: it stays so */
         return rl_fail(RL_ECORRUPT, "table %s: arena counter is damaged", t->path);
     return 0;

@@ -191,6 +191,33 @@ Test(corrupt, policy_off_damaged_while_attached)
     rl_table_close(t);
 }
 
+/* The header's geometry is checked at attach and copied: damage to it afterwards must not
+ * lead an attached process outside its mapping (nor a damaged first_policy_off, which only
+ * the counters read). */
+Test(corrupt, header_geometry_damaged_while_attached)
+{
+    build("10/1h burst 5 margin 0");
+    rl_table *t = table_open_opts(g_path, 0, 0, 0);
+    rl_bucket *v;
+    cr_assert_eq(rl_bucket_lookup(t, names[VICTIM], &v), 0);
+    cr_assert_eq(rl_try_acquire(v, 1, NULL), 0);
+    file_write_u64(g_path, rec_off(VICTIM) + offsetof(struct shm_bucket, first_policy_off),
+                   1ULL << 34);
+    file_write_u64(g_path, offsetof(struct shm_header, arena_bytes), 1ULL << 36);
+    uint32_t huge = UINT32_MAX;
+    file_write(g_path, offsetof(struct shm_header, capacity), &huge, sizeof(huge));
+    file_write(g_path, offsetof(struct shm_header, index_slots), &huge, sizeof(huge));
+    struct rl_bucket_info i;
+    cr_expect_eq(rl_bucket_info(v, &i), 0, "%s", rl_errdetail());
+    cr_expect_eq(i.counters.admitted, 1, "the record's count stays; the blocks' are lost");
+    cr_expect_eq(rl_try_acquire(v, 1, NULL), 0);
+    rl_bucket *b;
+    cr_expect_eq(rl_bucket_lookup(t, "nosuch", &b), RL_ENOENT);
+    cr_expect_eq(rl_bucket_lookup(t, names[OTHER], &b), 0);
+    cr_expect_eq(foreach_count(t), NBUCKETS);
+    rl_table_close(t);
+}
+
 /* ------------------------------------------------------------ policy block */
 
 struct field_damage {
