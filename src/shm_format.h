@@ -108,9 +108,10 @@ struct shm_counters {
 };
 
 /*
- * A bucket record: three cache lines. The first two are read by every decision and written
- * rarely (creation, a rule switch, a 429); the third holds the counters, written by every
- * decision. Kept apart, a decision in one process does not evict what the others read.
+ * A bucket record: three cache lines. The first holds what every decision reads, written
+ * rarely (at creation, a rule switch, a 429); the second the name (lookups); the third the
+ * counters, written by decisions (but for the fast path's admissions: shm_rule.admitted).
+ * Kept apart, a decision in one process does not evict what the others read.
  */
 struct shm_bucket {
     rl_atomic32 state; /* enum shm_bucket_state; release store publishes every field */
@@ -171,12 +172,12 @@ struct shm_rule {
 };
 
 #define RL_FROZEN (1ULL << 63)
+#define RL_UNINIT UINT64_MAX /* a new block's state word before the switch fills it in */
 
 /* Blocks a reader walks to add up a bucket's admissions (see shm_rule.admitted): a bucket
  * switched more often than this counts only its first RL_BLOCK_WALK_MAX blocks' admissions
  * made on the fast path. */
 #define RL_BLOCK_WALK_MAX 65536
-#define RL_UNINIT         UINT64_MAX /* a new block's state word before the switch fills it in */
 
 /*
  * A policy block: immutable once published, except the rules' state words and next_off.
