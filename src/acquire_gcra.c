@@ -8,22 +8,25 @@
  *   against a TAT later than our instant, an older instant only makes the test stricter
  *   and leaves TAT' = TAT + cost * I as it was; against an idle bucket it is the decision
  *   decide() makes when preempted between its clock read and its CAS: admitted at t, as
- *   rl_decision.at_ns reports, with the margin covering the way to the server. A refusal, and every
- * attempt after a lost CAS race, uses an instant read after the loads, as decide() does, so no
- * decision rests on an instant older than one attempt (a process preempted between attempts must
- * not refuse, or stamp an admission, with its stale instant);
+ *   rl_decision.at_ns reports, with the margin covering the way to the server. A refusal,
+ *   and every attempt after a lost CAS race (which reloads the words and the cool-downs),
+ *   uses an instant read after the loads, as decide() does, so no decision rests on an
+ *   instant older than one attempt (a process preempted between attempts must not refuse,
+ *   or stamp an admission, with its stale instant);
  * - every rule admits now or the request is refused (max_wait 0): no fixpoint, no sort
  *   (when all rules admit now, decide()'s tightest-first order is the chain's order);
  * - the admission is counted in the policy block, next to the word (shm_rule.admitted): the
- *   CAS has just taken that cache line, so a decision writes one line per bucket, not two
- *   (rl_bucket_info adds the blocks' counts to the record's).
+ *   CAS has just taken that cache line, so an admission of one unit writes one line per
+ *   bucket, not two (rl_bucket_info adds the blocks' counts to the record's).
  *
  * Commits and undos are decide()'s (C2 and U1, see acquire.c): a CAS per bucket, child
  * first; a lost race takes back the words already committed, if they are still ours (an
  * undo that finds its word moved on leaves its units counted: under-admission, as in
- * decide()). Any case it does not handle (a wait, a rule switch, a cool-down, a cost above
- * the burst, a damaged table) is RL_DECLINED with nothing of its own left committed, and
- * decide() makes that decision.
+ * decide()). A process killed between two commits, or before it counts, leaves valid words
+ * with its units counted by the rules (and one admission missing from the statistics).
+ * Any case it does not handle (a wait, a rule switch, a cool-down, a cost above the burst,
+ * a damaged table) is RL_DECLINED with nothing of its own left committed, and decide()
+ * makes that decision.
  */
 #include "internal.h"
 
