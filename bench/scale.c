@@ -2,7 +2,7 @@
  * scale.c - does a table with many buckets cost more per decision? Tables of 1, 1k, 100k
  * and 1M GCRA buckets (capacity accordingly) are created (timed), then measured in
  * interleaved rounds (CPU time): acquire on a hot handle, and lookup by name of random buckets. The
- * index's probe counts are replayed from its hash (rl_name_hash, linear probing over
+ * index's probe counts are replayed from its hash (rl__name_hash, linear probing over
  * index_slots) on the table file's index, mapped read-only.
  *
  * Lookups grow slower with the table although their probe counts stay flat: is that cache
@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "bench.h"
-#include "internal.h" /* rl_name_hash */
+#include "internal.h" /* rl__name_hash */
 #include "shm_format.h"
 
 #define SCALE_MAX    4
@@ -64,7 +64,7 @@ static void scale_create(struct scale_row *row)
 static uint32_t probes_of(const struct shm_header *h, const char *name, uint32_t no)
 {
     const rl_atomic64 *index = (const rl_atomic64 *)((const char *)h + h->index_off);
-    uint64_t hash = rl_name_hash(name);
+    uint64_t hash = rl__name_hash(name);
     uint32_t mask = h->index_slots - 1;
     for (uint32_t i = 0; i <= mask; i++) {
         uint64_t slot = atomic_load_explicit(&index[(hash + i) & mask], memory_order_relaxed);

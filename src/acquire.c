@@ -63,7 +63,7 @@ static void plan_add(struct plan *pl, rl_bucket *x, const struct policy_view *v,
     s->bucket = x;
     s->dry_run = v->flags & RL_POLICY_DRY_RUN;
     if (rule < v->nrules) {
-        rl_rule_ctx(&s->ctx, x->table, v, rule);
+        rl__rule_ctx(&s->ctx, x->table, v, rule);
         s->word = s->ctx.state;
         s->kind = (int)v->rules[rule].kind;
         s->view = v;
@@ -92,21 +92,21 @@ static int plan_build(rl_bucket *b, struct plan *pl)
     pl->n = 0;
     for (rl_bucket *x = b; x; x = x->parent) {
         const struct policy_view *v;
-        int err = rl_bucket_view_cached(x, &v);
+        int err = rl__bucket_view_cached(x, &v);
         if (err)
             return err;
         for (uint32_t i = 0; i < v->nrules; i++)
             plan_add(pl, x, v, i);
         /* Relaxed: 0 means "never reported"; a report racing this decision is ordered
          * after it, as if it had arrived a moment later. */
-        if (rl_load_relaxed(&x->rec->server) != 0)
+        if (rl__load_relaxed(&x->rec->server) != 0)
             plan_add(pl, x, v, v->nrules);
     }
     return plan_distinct(pl) ? 0
-                             : rl_fail(RL_ECORRUPT,
-                                       "bucket '%s' shares state with its "
-                                       "parent chain: the table is damaged",
-                                       b->name);
+                             : rl__fail(RL_ECORRUPT,
+                                        "bucket '%s' shares state with its "
+                                        "parent chain: the table is damaged",
+                                        b->name);
 }
 
 /* Load every word; false if one is frozen (a policy switch: finish it and rebuild). */
@@ -116,15 +116,15 @@ static bool plan_load(struct plan *pl, bool repair)
     for (unsigned i = 0; i < pl->n; i++) {
         struct step *s = &pl->steps[i];
         /* A5: acquire pairs with C2 of whoever wrote the word last. */
-        s->ctx.word = rl_load_acquire(s->word);
+        s->ctx.word = rl__load_acquire(s->word);
         s->ctx.repair = repair;
         s->skip = false;
         if (s->view && (s->ctx.word & RL_FROZEN)) {
-            rl_switch_help(s->bucket, s->view);
+            rl__switch_help(s->bucket, s->view);
             return false;
         }
         /* A7: acquire pairs with the cool-down CAS of rl_report. */
-        pl->cooldown = rl_max(pl->cooldown, rl_load_acquire(&s->bucket->rec->cooldown_until));
+        pl->cooldown = rl__max(pl->cooldown, rl__load_acquire(&s->bucket->rec->cooldown_until));
     }
     return true;
 }
@@ -162,13 +162,13 @@ static void rule_undo(struct step *s)
     /* U1: restore the word only if it is still ours. For a sliding head this also means no
      * one claimed units after ours, so no one helped our (unwritten) log entries either. */
     uint64_t mine = s->mine;
-    rl_cas(s->word, &mine, s->ctx.word);
+    rl__cas_acq_rel(s->word, &mine, s->ctx.word);
 }
 
 /* Step 3: the least instant >= now that every enforced rule admits. */
 static int plan_instant(struct plan *pl)
 {
-    uint64_t d = rl_max(pl->now, pl->cooldown);
+    uint64_t d = rl__max(pl->now, pl->cooldown);
     for (unsigned i = 0; i < pl->n; i++) {
         struct step *s = &pl->steps[i];
         if (rule_earliest(s, pl->now, pl->cost, &s->tight) != RULE_OK)
@@ -176,7 +176,7 @@ static int plan_instant(struct plan *pl)
         if (s->tight == RL_NEVER)
             return RL_ECOST;
         if (!s->dry_run)
-            d = rl_max(d, s->tight);
+            d = rl__max(d, s->tight);
     }
     /* Every enforced rule admits at its `tight`; if that is now for all of them, d = now
      * is the answer. Otherwise check each rule at d: a fixed window may not admit at a later
@@ -190,7 +190,7 @@ static int plan_instant(struct plan *pl)
             if (rule_earliest(&pl->steps[i], d, pl->cost, &e) != RULE_OK)
                 return RULE_STALE;
             moved |= e > d;
-            d = rl_max(d, e);
+            d = rl__max(d, e);
         }
         if (!moved)
             break;
@@ -241,7 +241,7 @@ static bool plan_commit(struct plan *pl)
         }
         /* C2: acq_rel. Release: a sliding head publishes the log entries we read and the
          * helping we did; acquire: nothing extra. The linearization point of this rule. */
-        if (!rl_cas(s->word, &expected, s->mine)) {
+        if (!rl__cas_acq_rel(s->word, &expected, s->mine)) {
             while (i-- > 0)
                 if (!pl->steps[i].skip)
                     rule_undo(&pl->steps[i]);
@@ -286,26 +286,26 @@ static uint64_t plan_remaining(struct plan *pl, bool committed)
 }
 
 /* Relaxed: statistics; they order nothing. One fetch_add for an admission of one unit. */
-void rl_count_admission(rl_bucket *x, rl_atomic64 *admitted, uint32_t cost)
+void rl__count_admission(rl_bucket *x, rl_atomic64 *admitted, uint32_t cost)
 {
-    rl_fetch_add_relaxed(admitted, 1);
+    rl__fetch_add_relaxed(admitted, 1);
     if (cost > 1)
-        rl_fetch_add_relaxed(&x->rec->counters.extra_units, cost - 1);
+        rl__fetch_add_relaxed(&x->rec->counters.extra_units, cost - 1);
 }
 
 static void count_admitted(rl_bucket *b, struct plan *pl)
 {
     /* Relaxed: statistics; they order nothing. */
     for (rl_bucket *x = b; x; x = x->parent)
-        rl_count_admission(x, &x->rec->counters.admitted, pl->cost);
+        rl__count_admission(x, &x->rec->counters.admitted, pl->cost);
     if (pl->d > pl->now) {
-        rl_fetch_add_relaxed(&b->rec->counters.waited, 1);
-        rl_fetch_add_relaxed(&b->rec->counters.waited_ns, pl->d - pl->now);
+        rl__fetch_add_relaxed(&b->rec->counters.waited, 1);
+        rl__fetch_add_relaxed(&b->rec->counters.waited_ns, pl->d - pl->now);
     }
     for (rl_bucket *x = b; x; x = x->parent) /* once per request and bucket, not per rule */
         for (unsigned i = 0; i < pl->n; i++)
             if (pl->steps[i].bucket == x && pl->steps[i].skip && pl->steps[i].dry_run) {
-                rl_fetch_add_relaxed(&x->rec->counters.dry_run_rejected, 1);
+                rl__fetch_add_relaxed(&x->rec->counters.dry_run_rejected, 1);
                 break;
             }
 }
@@ -315,8 +315,8 @@ static void uncount_admitted(rl_bucket *b, uint32_t cost)
 {
     /* Relaxed: statistics; adding the two's complement subtracts. */
     for (rl_bucket *x = b; x; x = x->parent) {
-        rl_fetch_add_relaxed(&x->rec->counters.admitted, (uint64_t)-1);
-        rl_fetch_add_relaxed(&x->rec->counters.extra_units, -(uint64_t)(cost - 1));
+        rl__fetch_add_relaxed(&x->rec->counters.admitted, (uint64_t)-1);
+        rl__fetch_add_relaxed(&x->rec->counters.extra_units, -(uint64_t)(cost - 1));
     }
 }
 
@@ -350,20 +350,20 @@ static int decide(rl_bucket *b, struct plan *pl, uint64_t max_wait)
             if (err)
                 return err;
             if (++stale > STALE_LIMIT)
-                return rl_fail(RL_ECORRUPT, "bucket '%s': its policy switch is damaged", b->name);
+                return rl__fail(RL_ECORRUPT, "bucket '%s': its policy switch is damaged", b->name);
             continue;
         }
-        pl->now = rl_clock_rel(b->table);
+        pl->now = rl__clock_rel(b->table);
         int rc = plan_instant(pl);
         if (rc == RULE_OK)
             rc = plan_dry_run(pl);
         if (rc == RL_ECOST)
-            return rl_fail(RL_ECOST, "cost %u exceeds what bucket '%s' can ever admit", pl->cost,
-                           b->name);
+            return rl__fail(RL_ECOST, "cost %u exceeds what bucket '%s' can ever admit", pl->cost,
+                            b->name);
         if (rc == RULE_STALE) {
             if (++stale > STALE_LIMIT)
-                return rl_fail(RL_ECORRUPT, "bucket '%s': sliding-window state is damaged",
-                               b->name);
+                return rl__fail(RL_ECORRUPT, "bucket '%s': sliding-window state is damaged",
+                                b->name);
             continue;
         }
         if (pl->d - pl->now > max_wait)
@@ -377,11 +377,11 @@ static int decide(rl_bucket *b, struct plan *pl, uint64_t max_wait)
 static int request_check(const rl_bucket *b, uint32_t cost)
 {
     if (!b || cost == 0)
-        return rl_fail(RL_EINVAL, "a request needs a bucket and a cost of at least 1");
+        return rl__fail(RL_EINVAL, "a request needs a bucket and a cost of at least 1");
     if (b->table->read_only)
-        return rl_fail(RL_EPERM, "table %s is open read-only", b->table->path);
+        return rl__fail(RL_EPERM, "table %s is open read-only", b->table->path);
     if (b->is_template)
-        return rl_fail(RL_EINVAL, "'%s' is a template: take from a bucket made from it", b->name);
+        return rl__fail(RL_EINVAL, "'%s' is a template: take from a bucket made from it", b->name);
     return 0;
 }
 
@@ -395,7 +395,7 @@ __attribute__((noinline)) static int acquire_general(rl_bucket *b, uint32_t cost
     if (rc == 0)
         rc = decide(b, &pl, max_wait);
     if (rc == RL_ELIMITED) {
-        rl_fetch_add_relaxed(&b->rec->counters.rejected, 1); /* relaxed: a statistic */
+        rl__fetch_add_relaxed(&b->rec->counters.rejected, 1); /* relaxed: a statistic */
         fill_decision(out, &pl, b->table, false);
         return rc;
     }
@@ -416,7 +416,7 @@ static int acquire(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_dec
                    uint64_t *at)
 {
     *at = 0;
-    int rc = rl_acquire_gcra_chain(b, cost, max_wait, out);
+    int rc = rl__acquire_gcra_chain(b, cost, max_wait, out);
     return rc != RL_DECLINED ? rc : acquire_general(b, cost, max_wait, out, at);
 }
 
@@ -439,10 +439,10 @@ static uint64_t turn_voided_until(const rl_bucket *b, uint64_t d)
     uint64_t resume = 0;
     for (const rl_bucket *x = b; x; x = x->parent) {
         /* A8: acquire pairs with the CAS of rl_report (start is raised before until). */
-        uint64_t until = rl_load_acquire(&x->rec->cooldown_until);
-        uint64_t start = rl_load_acquire(&x->rec->cooldown_start);
+        uint64_t until = rl__load_acquire(&x->rec->cooldown_until);
+        uint64_t start = rl__load_acquire(&x->rec->cooldown_start);
         if (start <= d && d < until)
-            resume = rl_max(resume, until + (d - start));
+            resume = rl__max(resume, until + (d - start));
     }
     return resume;
 }
@@ -452,7 +452,7 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
     int err = request_check(b, cost);
     if (err)
         return err;
-    uint64_t deadline = rl_sat_add(rl_clock_rel(b->table), timeout_ns), at, resume;
+    uint64_t deadline = rl__sat_add(rl__clock_rel(b->table), timeout_ns), at, resume;
     for (;;) {
         int rc = acquire(b, cost, timeout_ns, out, &at);
         if (rc < 0)
@@ -461,9 +461,9 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
             return 0;
         uncount_admitted(b, cost);
         if (resume >= deadline)
-            return rl_fail(RL_ETIMEDOUT, "bucket '%s': cooling down after a 429", b->name);
+            return rl__fail(RL_ETIMEDOUT, "bucket '%s': cooling down after a 429", b->name);
         sleep_until(b->table, resume);
-        uint64_t now = rl_clock_rel(b->table);
+        uint64_t now = rl__clock_rel(b->table);
         timeout_ns = deadline > now ? deadline - now : 0;
     }
 }

@@ -62,8 +62,8 @@ static bool chain_build(rl_bucket *b, struct gcra_chain *c)
     for (rl_bucket *x = b; x; x = x->parent) {
         const struct policy_view *v;
         /* Relaxed: as in plan_build, a report racing this decision is ordered after it. */
-        if (c->n == RL_MAX_DEPTH || rl_bucket_view_cached(x, &v) != 0 || !v->lone_gcra ||
-            rl_load_relaxed(&x->rec->server) != 0)
+        if (c->n == RL_MAX_DEPTH || rl__bucket_view_cached(x, &v) != 0 || !v->lone_gcra ||
+            rl__load_relaxed(&x->rec->server) != 0)
             return false;
         c->steps[c->n++] = (struct gcra_step){.bucket = x,
                                               .view = v,
@@ -79,10 +79,10 @@ static bool chain_load(struct gcra_chain *c)
     for (unsigned i = 0; i < c->n; i++) {
         struct gcra_step *s = &c->steps[i];
         /* A7 as in plan_load: acquire pairs with the cool-down CAS of rl_report. */
-        if (rl_load_acquire(&s->bucket->rec->cooldown_until) > c->now)
+        if (rl__load_acquire(&s->bucket->rec->cooldown_until) > c->now)
             return false;
         /* A5 as in plan_load: acquire pairs with C2 of whoever wrote the word last. */
-        s->seen = rl_load_acquire(s->word);
+        s->seen = rl__load_acquire(s->word);
     }
     return true;
 }
@@ -96,7 +96,7 @@ static uint64_t chain_earliest(const struct gcra_chain *c, uint32_t cost)
         const struct gcra_step *s = &c->steps[i];
         if (s->seen & RL_FROZEN)
             return 0;
-        d = rl_max(
+        d = rl__max(
             d, gcra_earliest_for(&s->view->rules[0], s->view->margin_ns, s->seen, c->now, cost));
     }
     return d;
@@ -109,12 +109,12 @@ static bool chain_commit(struct gcra_chain *c, uint32_t cost)
         struct gcra_step *s = &c->steps[i];
         s->mine = gcra_tat_after(s->seen, c->now, cost, s->view->rules[0].interval_ns);
         /* C2 as in plan_commit: acq_rel, the linearization point of this rule. */
-        if (rl_cas(s->word, &s->seen, s->mine))
+        if (rl__cas_acq_rel(s->word, &s->seen, s->mine))
             continue;
         for (unsigned j = 0; j < i; j++) {
             /* U1 as in rule_undo: restore the word only if it is still ours. */
             uint64_t mine = c->steps[j].mine;
-            rl_cas(c->steps[j].word, &mine, c->steps[j].seen);
+            rl__cas_acq_rel(c->steps[j].word, &mine, c->steps[j].seen);
         }
         return false;
     }
@@ -129,7 +129,7 @@ static uint64_t chain_remaining(const struct gcra_chain *c, bool committed)
         const struct gcra_step *s = &c->steps[i];
         struct rule_ctx ctx;
         struct rl_rule_state st = {0};
-        rl_rule_ctx(&ctx, s->bucket->table, s->view, 0);
+        rl__rule_ctx(&ctx, s->bucket->table, s->view, 0);
         ctx.word = committed ? s->mine : s->seen;
         gcra_usage(&ctx, c->now, &st);
         least = st.remaining < least ? st.remaining : least;
@@ -146,12 +146,12 @@ static void chain_decision(struct rl_decision *out, const struct gcra_chain *c, 
                                     .remaining = chain_remaining(c, admitted)};
 }
 
-int rl_acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out)
+int rl__acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out)
 {
     struct gcra_chain c;
     if (!chain_build(b, &c))
         return RL_DECLINED;
-    c.now = rl_clock_rel(b->table);
+    c.now = rl__clock_rel(b->table);
     if (!chain_load(&c))
         return RL_DECLINED;
     for (bool fresh = false;;) {
@@ -159,14 +159,14 @@ int rl_acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct
         if (d > c.now && !fresh) {
             /* Refuse or wait only on an instant read after the words: ours may be old (we
              * were preempted), and an old instant is strict, not exact. */
-            c.now = rl_clock_rel(b->table);
+            c.now = rl__clock_rel(b->table);
             fresh = true;
             continue;
         }
         if (d == 0 || d == RL_NEVER || (d > c.now && max_wait))
             return RL_DECLINED;
         if (d > c.now) {
-            rl_fetch_add_relaxed(&b->rec->counters.rejected, 1); /* relaxed: a statistic */
+            rl__fetch_add_relaxed(&b->rec->counters.rejected, 1); /* relaxed: a statistic */
             chain_decision(out, &c, d, false);
             return RL_ELIMITED;
         }
@@ -176,11 +176,11 @@ int rl_acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct
          * now in place, at an instant read after them. */
         if (!chain_load(&c))
             return RL_DECLINED;
-        c.now = rl_clock_rel(b->table);
+        c.now = rl__clock_rel(b->table);
         fresh = true;
     }
     for (unsigned i = 0; i < c.n; i++)
-        rl_count_admission(c.steps[i].bucket, c.steps[i].admitted, cost);
+        rl__count_admission(c.steps[i].bucket, c.steps[i].admitted, cost);
     chain_decision(out, &c, c.now, true);
     return 0;
 }

@@ -9,10 +9,10 @@
 
 uint64_t rl_now_ns(void)
 {
-    return rl_clock_mono();
+    return rl__clock_mono();
 }
 
-int rl_boot_id(char out[40])
+int rl__boot_id(char out[40])
 {
     memset(out, 0, 40);
     int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);

@@ -974,10 +974,10 @@ static int finish(struct parser *p, rl_config **out, char **errors)
     int err = 0;
     char *text = p->nproblems && !p->oom ? problems_text(p) : NULL;
     if (p->oom || (p->nproblems && !text)) {
-        err = rl_fail(RL_ENOMEM, "out of memory parsing config %s", p->name);
+        err = rl__fail(RL_ENOMEM, "out of memory parsing config %s", p->name);
     } else if (p->nproblems) {
-        err = rl_fail(RL_EPARSE, "%.*s (%zu problems in all)", (int)strcspn(text, "\n"), text,
-                      p->nproblems);
+        err = rl__fail(RL_EPARSE, "%.*s (%zu problems in all)", (int)strcspn(text, "\n"), text,
+                       p->nproblems);
         if (errors)
             *errors = text;
         else
@@ -1001,12 +1001,12 @@ int rl_config_parse(const char *text, size_t len, const char *name, rl_config **
     if (errors)
         *errors = NULL;
     if (!out || (!text && len))
-        return rl_fail(RL_EINVAL, "rl_config_parse: bad arguments");
+        return rl__fail(RL_EINVAL, "rl_config_parse: bad arguments");
     *out = NULL;
     char *copy = malloc(len + 1);
     if (!copy || !(p.cfg = calloc(1, sizeof(*p.cfg)))) {
         free(copy);
-        return rl_fail(RL_ENOMEM, "out of memory parsing config %s", p.name);
+        return rl__fail(RL_ENOMEM, "out of memory parsing config %s", p.name);
     }
     if (len)
         memcpy(copy, text, len);
@@ -1038,7 +1038,7 @@ static int read_all(int fd, const char *path, char **text, size_t *len)
     char *buf = malloc(cap);
     for (;;) {
         if (!buf)
-            return rl_fail(RL_ENOMEM, "out of memory reading config %s", path);
+            return rl__fail(RL_ENOMEM, "out of memory reading config %s", path);
         ssize_t got = read(fd, buf + n, cap - n);
         if (got < 0 && errno == EINTR)
             continue;
@@ -1046,12 +1046,12 @@ static int read_all(int fd, const char *path, char **text, size_t *len)
             int e = errno;
             *text = buf;
             *len = n;
-            return got == 0 ? 0 : rl_fail(RL_ESYS, "cannot read config %s: %s", path, strerror(e));
+            return got == 0 ? 0 : rl__fail(RL_ESYS, "cannot read config %s: %s", path, strerror(e));
         }
         if ((n += (size_t)got) > CONFIG_MAX_BYTES) {
             *text = buf;
-            return rl_fail(RL_EPARSE, "config %s is larger than %u MiB", path,
-                           CONFIG_MAX_BYTES >> 20);
+            return rl__fail(RL_EPARSE, "config %s is larger than %u MiB", path,
+                            CONFIG_MAX_BYTES >> 20);
         }
         if (n == cap) {
             char *bigger = realloc(buf, cap *= 2);
@@ -1069,12 +1069,12 @@ int rl_config_load(const char *path, rl_config **out, char **errors)
     if (errors)
         *errors = NULL;
     if (!out)
-        return rl_fail(RL_EINVAL, "rl_config_load: bad arguments");
+        return rl__fail(RL_EINVAL, "rl_config_load: bad arguments");
     *out = NULL;
     path = rl_config_default_path(path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return rl_fail(RL_ESYS, "cannot open config %s: %s", path, strerror(errno));
+        return rl__fail(RL_ESYS, "cannot open config %s: %s", path, strerror(errno));
     int err = read_all(fd, path, &text, &len);
     close(fd);
     if (err == RL_EPARSE && errors && asprintf(errors, "%s:1:1: %s\n", path, rl_errdetail()) < 0)

@@ -29,7 +29,7 @@ static uint32_t arena_kib_for(const rl_config *config, uint32_t capacity)
     size_t n = rl_config_buckets(config, &bs);
     uint64_t bytes = 0, tpl = 0;
     for (size_t i = 0; i < n; i++) {
-        uint64_t b = rl_policy_bytes(&bs[i].policy);
+        uint64_t b = rl__policy_bytes(&bs[i].policy);
         bytes += b;
         tpl = bs[i].is_template && b > tpl ? b : tpl;
     }
@@ -103,7 +103,7 @@ static int collect(rl_bucket *b, void *arg)
         size_t cap = pl->cap ? pl->cap * 2 : 64;
         struct have *a = reallocarray(pl->haves, cap, sizeof(*a));
         if (!a)
-            return rl_fail(RL_ENOMEM, "out of memory reading table %s", rl_table_path(pl->table));
+            return rl__fail(RL_ENOMEM, "out of memory reading table %s", rl_table_path(pl->table));
         pl->haves = a;
         pl->cap = cap;
     }
@@ -126,7 +126,7 @@ static int have_order(const void *a, const void *b)
 static int index_haves(struct plan *pl)
 {
     if (!(pl->by_name = calloc(pl->nhaves + 1, sizeof(*pl->by_name))))
-        return rl_fail(RL_ENOMEM, "out of memory planning the config");
+        return rl__fail(RL_ENOMEM, "out of memory planning the config");
     for (size_t i = 0; i < pl->nhaves; i++)
         pl->by_name[i] = &pl->haves[i];
     qsort(pl->by_name, pl->nhaves, sizeof(*pl->by_name), have_order);
@@ -154,21 +154,21 @@ static int plan_want(struct plan *pl, const struct rl_config_bucket *want)
     pl->steps[pl->nsteps++] = (struct step){want, h};
     if (!h) {
         pl->new_buckets++;
-        pl->arena_bytes += rl_policy_bytes(&want->policy);
+        pl->arena_bytes += rl__policy_bytes(&want->policy);
         return 0;
     }
     h->mentioned = true;
     if (h->info_err)
-        return rl_fail(h->info_err, "bucket '%s' in %s is damaged: %s", want->name,
-                       rl_table_path(pl->table), rl_strerror(h->info_err));
+        return rl__fail(h->info_err, "bucket '%s' in %s is damaged: %s", want->name,
+                        rl_table_path(pl->table), rl_strerror(h->info_err));
     if (strcmp(h->parent, want->parent ? want->parent : "") != 0)
-        return rl_fail(RL_EEXIST,
-                       "bucket '%s' has parent %s in %s, the config (line %u) says %s: a bucket's "
-                       "parent cannot change (remove the bucket or rename it)",
-                       want->name, or_none(h->parent), rl_table_path(pl->table), want->line,
-                       or_none(want->parent));
-    if (!rl_policy_same(&h->policy, &want->policy))
-        pl->arena_bytes += rl_policy_bytes(&want->policy);
+        return rl__fail(RL_EEXIST,
+                        "bucket '%s' has parent %s in %s, the config (line %u) says %s: a bucket's "
+                        "parent cannot change (remove the bucket or rename it)",
+                        want->name, or_none(h->parent), rl_table_path(pl->table), want->line,
+                        or_none(want->parent));
+    if (!rl__policy_same(&h->policy, &want->policy))
+        pl->arena_bytes += rl__policy_bytes(&want->policy);
     return 0;
 }
 
@@ -197,8 +197,8 @@ static void plan_followers(struct plan *pl, const struct rl_config_bucket *bs, s
             continue;
         h->mentioned = true;
         pl->steps[pl->nsteps++] = (struct step){t, h};
-        if (!rl_policy_same(&h->policy, &t->policy))
-            pl->arena_bytes += rl_policy_bytes(&t->policy);
+        if (!rl__policy_same(&h->policy, &t->policy))
+            pl->arena_bytes += rl__policy_bytes(&t->policy);
     }
 }
 
@@ -208,14 +208,14 @@ static int check_room(const struct plan *pl)
     rl_table_info(pl->table, &info);
     const char *path = rl_table_path(pl->table);
     if (info.read_only)
-        return rl_fail(RL_EPERM, "table %s is open read-only", path);
+        return rl__fail(RL_EPERM, "table %s is open read-only", path);
     if (pl->new_buckets > info.capacity - info.buckets)
-        return rl_fail(RL_EFULL, "table %s has room for %u more buckets, the config adds %llu",
-                       path, info.capacity - info.buckets, (unsigned long long)pl->new_buckets);
+        return rl__fail(RL_EFULL, "table %s has room for %u more buckets, the config adds %llu",
+                        path, info.capacity - info.buckets, (unsigned long long)pl->new_buckets);
     if (pl->arena_bytes > info.arena_bytes - info.arena_used)
-        return rl_fail(RL_EFULL, "table %s: the config needs %llu arena bytes, %llu are free", path,
-                       (unsigned long long)pl->arena_bytes,
-                       (unsigned long long)(info.arena_bytes - info.arena_used));
+        return rl__fail(RL_EFULL, "table %s: the config needs %llu arena bytes, %llu are free",
+                        path, (unsigned long long)pl->arena_bytes,
+                        (unsigned long long)(info.arena_bytes - info.arena_used));
     return 0;
 }
 
@@ -239,7 +239,7 @@ static int run_step(const struct plan *pl, const struct step *s)
     rl_policy_format(&w->policy, rules, sizeof(rules));
     if (!s->have)
         return create(pl, w, rules);
-    if (rl_policy_same(&s->have->policy, &w->policy)) {
+    if (rl__policy_same(&s->have->policy, &w->policy)) {
         if (!follower)
             say(pl, "unchanged %s%s", w->is_template ? "template " : "", w->name);
         return 0;
@@ -269,7 +269,7 @@ static int plan_all(struct plan *pl, const rl_config *config)
     if (err || (err = index_haves(pl)))
         return err;
     if (!(pl->steps = calloc(n + pl->nhaves + 1, sizeof(*pl->steps))))
-        return rl_fail(RL_ENOMEM, "out of memory planning the config");
+        return rl__fail(RL_ENOMEM, "out of memory planning the config");
     for (size_t i = 0; i < n && !err; i++)
         err = plan_want(pl, &bs[i]);
     if (err)
@@ -283,7 +283,7 @@ int rl_config_apply(const rl_config *config, rl_table *table,
 {
     struct plan pl = {.table = table, .note = note, .arg = arg};
     if (!config || !table)
-        return rl_fail(RL_EINVAL, "rl_config_apply: bad arguments");
+        return rl__fail(RL_EINVAL, "rl_config_apply: bad arguments");
     int err = plan_all(&pl, config);
     for (size_t i = 0; i < pl.nsteps && !err; i++)
         err = run_step(&pl, &pl.steps[i]);

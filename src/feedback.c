@@ -57,8 +57,8 @@ uint64_t server_remaining(uint64_t w, uint64_t now)
 /* Raise a grow-only word to at least v. Acq_rel CAS: pairs with deciders' acquire loads. */
 static void raise_to(rl_atomic64 *word, uint64_t v)
 {
-    uint64_t cur = rl_load_acquire(word);
-    while (cur < v && !rl_cas(word, &cur, v))
+    uint64_t cur = rl__load_acquire(word);
+    while (cur < v && !rl__cas_acq_rel(word, &cur, v))
         ;
 }
 
@@ -82,19 +82,19 @@ static void parse_response(const struct rl_response *r, struct parsed *p, unsign
 {
     uint64_t limit, window;
     memset(p, 0, sizeof(*p));
-    if (r->retry_after && !(p->has_retry = rl_header_retry_after(r->retry_after, &p->retry_ns)))
+    if (r->retry_after && !(p->has_retry = rl__header_retry_after(r->retry_after, &p->retry_ns)))
         *ignored |= RL_IGNORED_RETRY_AFTER;
-    if (r->reset && !(p->has_reset = rl_header_reset(r->reset, &p->reset_ns)))
+    if (r->reset && !(p->has_reset = rl__header_reset(r->reset, &p->reset_ns)))
         *ignored |= RL_IGNORED_RESET;
-    if (r->remaining && !(p->has_remaining = rl_header_uint(r->remaining, &p->remaining)))
+    if (r->remaining && !(p->has_remaining = rl__header_uint(r->remaining, &p->remaining)))
         *ignored |= RL_IGNORED_REMAINING;
-    if (r->limit && !rl_header_uint(r->limit, &limit))
+    if (r->limit && !rl__header_uint(r->limit, &limit))
         *ignored |= RL_IGNORED_LIMIT;
-    if (r->ratelimit_policy && !rl_header_policy(r->ratelimit_policy, &limit, &window))
+    if (r->ratelimit_policy && !rl__header_policy(r->ratelimit_policy, &limit, &window))
         *ignored |= RL_IGNORED_RATELIMIT;
     if (r->ratelimit) {
         uint64_t rem, reset;
-        if (rl_header_ratelimit(r->ratelimit, &rem, &reset)) {
+        if (rl__header_ratelimit(r->ratelimit, &rem, &reset)) {
             p->remaining = p->has_remaining && p->remaining < rem ? p->remaining : rem;
             p->reset_ns = p->has_reset && p->reset_ns > reset ? p->reset_ns : reset;
             p->has_remaining = p->has_reset = true;
@@ -112,7 +112,7 @@ static uint64_t pause_for_429(struct shm_bucket *rec, const struct parsed *p, ui
     if (p->has_reset && (!p->has_remaining || p->remaining == 0))
         return p->reset_ns < cap ? p->reset_ns : cap;
     /* Relaxed: a shared count; the pause itself is published by the cool-down CAS. */
-    *backoff = (unsigned)rl_fetch_add_relaxed(&rec->backoff, 1) + 1;
+    *backoff = (unsigned)rl__fetch_add_relaxed(&rec->backoff, 1) + 1;
     return backoff_pause(*backoff - 1, cap);
 }
 
@@ -120,7 +120,7 @@ static uint64_t pause_for_429(struct shm_bucket *rec, const struct parsed *p, ui
 static uint64_t local_remaining(const rl_bucket *b)
 {
     uint64_t least;
-    return rl_bucket_remaining(b, &least) < 0 ? 0 : least;
+    return rl__bucket_remaining(b, &least) < 0 ? 0 : least;
 }
 
 static bool reconcile(rl_bucket *b, const struct parsed *p, uint64_t now, uint64_t cap)
@@ -130,12 +130,12 @@ static bool reconcile(rl_bucket *b, const struct parsed *p, uint64_t now, uint64
         return false;
     uint64_t until = now + (p->reset_ns < cap ? p->reset_ns : cap);
     uint64_t want = server_word(p->remaining < SERVER_MAX ? p->remaining : SERVER_MAX, until);
-    uint64_t cur = rl_load_acquire(&b->rec->server);
+    uint64_t cur = rl__load_acquire(&b->rec->server);
     /* Replace an older view unless it is both stricter and lasts as long. Acq_rel CAS: a
      * decider's commit racing with it makes one of the two CASes fail and retry, so no
      * admission is counted against a view that was replaced under it. */
     while (!(server_until(cur) >= server_until(want) && server_left(cur) <= server_left(want)) &&
-           !rl_cas(&b->rec->server, &cur, want))
+           !rl__cas_acq_rel(&b->rec->server, &cur, want))
         ;
     return true;
 }
@@ -145,23 +145,23 @@ int rl_report(rl_bucket *b, const struct rl_response *r, struct rl_feedback *out
     struct rl_feedback fb = {0};
     struct parsed p;
     if (!b || !r || r->status < 100 || r->status > 599)
-        return rl_fail(RL_EINVAL, "rl_report needs a bucket and an HTTP status 100..599");
+        return rl__fail(RL_EINVAL, "rl_report needs a bucket and an HTTP status 100..599");
     if (b->table->read_only)
-        return rl_fail(RL_EPERM, "table %s is open read-only", b->table->path);
+        return rl__fail(RL_EPERM, "table %s is open read-only", b->table->path);
     if (rl_bucket_is_template(b))
-        return rl_fail(RL_EINVAL, "'%s' is a template: report for a bucket made from it", b->name);
+        return rl__fail(RL_EINVAL, "'%s' is a template: report for a bucket made from it", b->name);
     struct shm_bucket *rec = b->rec;
     uint64_t cap = r->max_cooldown_ns ? r->max_cooldown_ns : HOUR_NS;
-    uint64_t now = rl_clock_rel(b->table);
+    uint64_t now = rl__clock_rel(b->table);
     parse_response(r, &p, &fb.ignored);
     if (r->status == 429 || (r->status == 503 && p.has_retry)) {
         fb.cooldown_ns = pause_for_429(rec, &p, cap, &fb.backoff);
-        rl_fetch_add_relaxed(&rec->counters.reported_429, 1); /* relaxed: a statistic */
+        rl__fetch_add_relaxed(&rec->counters.reported_429, 1); /* relaxed: a statistic */
         raise_to(&rec->last_429, now);
         raise_to(&rec->cooldown_start, now);
         raise_to(&rec->cooldown_until, now + fb.cooldown_ns);
-    } else if (r->status < 400 && rl_load_relaxed(&rec->backoff) != 0) {
-        rl_store_relaxed(&rec->backoff, 0); /* relaxed: only the count, read by reports */
+    } else if (r->status < 400 && rl__load_relaxed(&rec->backoff) != 0) {
+        rl__store_relaxed(&rec->backoff, 0); /* relaxed: only the count, read by reports */
     }
     fb.tightened = reconcile(b, &p, now, cap);
     if (out)
@@ -169,15 +169,16 @@ int rl_report(rl_bucket *b, const struct rl_response *r, struct rl_feedback *out
     return 0;
 }
 
-void rl_feedback_read(const rl_bucket *b, uint64_t now, struct rl_feedback_state *out)
+void rl__feedback_read(const rl_bucket *b, uint64_t now, struct rl_feedback_state *out)
 {
     const struct shm_bucket *rec = b->rec;
-    uint64_t until = rl_load_acquire(&rec->cooldown_until), last = rl_load_relaxed(&rec->last_429);
-    uint64_t server = rl_load_acquire(&rec->server);
+    uint64_t until = rl__load_acquire(&rec->cooldown_until),
+             last = rl__load_relaxed(&rec->last_429);
+    uint64_t server = rl__load_acquire(&rec->server);
     memset(out, 0, sizeof(*out));
     out->cooldown_ns = until > now ? until - now : 0;
     out->last_429_ns = last ? last + b->table->hdr->epoch_ns : 0;
-    out->backoff = (unsigned)rl_load_relaxed(&rec->backoff);
+    out->backoff = (unsigned)rl__load_relaxed(&rec->backoff);
     if (server && server_until(server) > now) {
         out->server_remaining = server_left(server);
         out->server_reset_ns = server_until(server) - now;
@@ -195,7 +196,7 @@ int rl_call(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, unsigned max_attem
             int (*fn)(void *, struct rl_response *), void *arg, struct rl_response *resp)
 {
     if (!b || !fn || !resp || max_attempts == 0)
-        return rl_fail(RL_EINVAL, "rl_call needs a bucket, a callback, a response and attempts");
+        return rl__fail(RL_EINVAL, "rl_call needs a bucket, a callback, a response and attempts");
     for (unsigned attempt = 1;; attempt++) {
         struct rl_feedback fb;
         int rc = rl_acquire(b, cost, timeout_ns, NULL);
@@ -209,8 +210,8 @@ int rl_call(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, unsigned max_attem
         if (resp->status != 429)
             return 0;
         if (attempt == max_attempts)
-            return rl_fail(RL_ELIMITED, "bucket '%s': still 429 after %u attempts", b->name,
-                           max_attempts);
+            return rl__fail(RL_ELIMITED, "bucket '%s': still 429 after %u attempts", b->name,
+                            max_attempts);
         /* The pool waits out the cool-down in rl_acquire; up to 1 s of jitter on top keeps
          * the retries of many callers from landing together when it ends. */
         sleep_ns((uint64_t)arc4random_uniform(1000) * 1000000ULL);

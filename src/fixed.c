@@ -47,8 +47,8 @@ static int64_t wall_base(const struct rule_ctx *c)
 static uint64_t window_of(const struct rule_ctx *c, uint64_t t)
 {
     int64_t base = wall_base(c);
-    uint64_t wall =
-        base >= 0 ? rl_sat_add(t, (uint64_t)base) : (t > (uint64_t)-base ? t - (uint64_t)-base : 0);
+    uint64_t wall = base >= 0 ? rl__sat_add(t, (uint64_t)base)
+                              : (t > (uint64_t)-base ? t - (uint64_t)-base : 0);
     return wall / c->r.period_ns;
 }
 
@@ -60,7 +60,7 @@ static uint64_t window_start(const struct rule_ctx *c, uint64_t w)
     uint64_t wall = w * c->r.period_ns;
     int64_t base = wall_base(c);
     if (base < 0)
-        return rl_sat_add(wall, (uint64_t)-base);
+        return rl__sat_add(wall, (uint64_t)-base);
     return wall > (uint64_t)base ? wall - (uint64_t)base : 0;
 }
 
@@ -101,8 +101,8 @@ uint64_t fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
 
 void fixed_reset(struct rule_ctx *c, uint64_t now)
 {
-    uint64_t v = rl_load_acquire(c->state);
-    while (!(v & RL_FROZEN) && !rl_cas(c->state, &v, make_word(window_of(c, now), 0)))
+    uint64_t v = rl__load_acquire(c->state);
+    while (!(v & RL_FROZEN) && !rl__cas_acq_rel(c->state, &v, make_word(window_of(c, now), 0)))
         ;
 }
 

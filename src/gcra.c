@@ -21,8 +21,8 @@ uint64_t gcra_earliest_for(const struct rule_params *r, uint64_t margin_ns, uint
      * Otherwise admissible once TAT + margin - (B - cost) * I has passed; in unsigned
      * arithmetic, saturating, as a damaged TAT may be anything below 2^63. */
     uint64_t allowed = (r->burst - cost) * r->interval_ns; /* <= 2^62 (rl_policy_check) */
-    uint64_t due = rl_sat_add(tat, margin_ns);
-    return tat && due > allowed ? rl_max(now, due - allowed) : now;
+    uint64_t due = rl__sat_add(tat, margin_ns);
+    return tat && due > allowed ? rl__max(now, due - allowed) : now;
 }
 
 int gcra_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest)
@@ -33,7 +33,7 @@ int gcra_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *ear
 
 uint64_t gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns)
 {
-    return rl_max(tat, d) + cost * interval_ns;
+    return rl__max(tat, d) + cost * interval_ns;
 }
 
 uint64_t gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
@@ -46,8 +46,8 @@ void gcra_reset(struct rule_ctx *c, uint64_t now)
     (void)now;
     /* TAT 0 is "full" at every instant. A frozen word belongs to a block being replaced
      * and stays as it is (bucket.c then resets the new block). */
-    uint64_t v = rl_load_acquire(c->state);
-    while (!(v & RL_FROZEN) && !rl_cas(c->state, &v, 0))
+    uint64_t v = rl__load_acquire(c->state);
+    while (!(v & RL_FROZEN) && !rl__cas_acq_rel(c->state, &v, 0))
         ;
 }
 
@@ -58,7 +58,7 @@ void gcra_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *ou
     uint64_t used = (ahead + r->interval_ns - 1) / r->interval_ns;
     out->used = used < r->burst ? used : r->burst;
     /* Tokens: B minus what TAT + margin still holds at `now` (none once it has passed). */
-    uint64_t due = c->word ? rl_sat_add(c->word, c->margin_ns) : 0;
+    uint64_t due = c->word ? rl__sat_add(c->word, c->margin_ns) : 0;
     uint64_t held = due > now ? due - now : 0, room = r->burst * r->interval_ns;
     out->remaining = room > held ? (room - held) / r->interval_ns : 0;
     uint64_t next = 0;

@@ -20,7 +20,7 @@ static const char *skip_ows(const char *p)
 }
 
 /* Digits only, surrounded by optional whitespace; false on anything else or overflow. */
-bool rl_header_uint(const char *text, uint64_t *out)
+bool rl__header_uint(const char *text, uint64_t *out)
 {
     const char *p = skip_ows(text);
     uint64_t v = 0;
@@ -44,7 +44,7 @@ static int month_of(const char *m)
 }
 
 /* IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT" or RFC 850 "Sunday, 06-Nov-94 08:49:37 GMT". */
-bool rl_header_http_date(const char *text, int64_t *epoch)
+bool rl__header_http_date(const char *text, int64_t *epoch)
 {
     char wday[16], mon[4], zone[4];
     int day, year, h, m, s, end = 0;
@@ -68,7 +68,7 @@ bool rl_header_http_date(const char *text, int64_t *epoch)
     return *epoch >= 0;
 }
 
-int64_t rl_wall_now_ns(void)
+int64_t rl__wall_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -78,31 +78,31 @@ int64_t rl_wall_now_ns(void)
 /* Delay until an epoch in seconds (0 if past). */
 static uint64_t delay_until_epoch(int64_t epoch_s)
 {
-    int64_t now = rl_wall_now_ns();
+    int64_t now = rl__wall_now_ns();
     if (epoch_s > INT64_MAX / 1000000000LL)
         return UINT64_MAX;
     int64_t at = epoch_s * 1000000000LL;
     return at > now ? (uint64_t)(at - now) : 0;
 }
 
-bool rl_header_retry_after(const char *text, uint64_t *delay_ns)
+bool rl__header_retry_after(const char *text, uint64_t *delay_ns)
 {
     uint64_t secs;
     int64_t epoch;
-    if (rl_header_uint(text, &secs)) {
+    if (rl__header_uint(text, &secs)) {
         *delay_ns = secs > UINT64_MAX / 1000000000ULL ? UINT64_MAX : secs * 1000000000ULL;
         return true;
     }
-    if (!rl_header_http_date(text, &epoch))
+    if (!rl__header_http_date(text, &epoch))
         return false;
     *delay_ns = delay_until_epoch(epoch);
     return true;
 }
 
-bool rl_header_reset(const char *text, uint64_t *delay_ns)
+bool rl__header_reset(const char *text, uint64_t *delay_ns)
 {
     uint64_t v;
-    if (!rl_header_uint(text, &v))
+    if (!rl__header_uint(text, &v))
         return false;
     if (v > 1000000000000ULL) /* epoch milliseconds */
         *delay_ns = delay_until_epoch((int64_t)(v / 1000));
@@ -127,12 +127,12 @@ static bool find_param(const char *text, const char *key, const char *alt, uint6
             continue;
         *eq = '\0';
         if (strcmp(tok, key) == 0 || strcmp(tok, alt) == 0)
-            return rl_header_uint(eq + 1, out);
+            return rl__header_uint(eq + 1, out);
     }
     return false;
 }
 
-bool rl_header_ratelimit(const char *text, uint64_t *remaining, uint64_t *reset_ns)
+bool rl__header_ratelimit(const char *text, uint64_t *remaining, uint64_t *reset_ns)
 {
     uint64_t r, t;
     if (!find_param(text, "r", "remaining", &r) || !find_param(text, "t", "reset", &t) ||
@@ -143,7 +143,7 @@ bool rl_header_ratelimit(const char *text, uint64_t *remaining, uint64_t *reset_
     return true;
 }
 
-bool rl_header_policy(const char *text, uint64_t *quota, uint64_t *window_ns)
+bool rl__header_policy(const char *text, uint64_t *quota, uint64_t *window_ns)
 {
     uint64_t q, w;
     if (!find_param(text, "q", "limit", &q) || !find_param(text, "w", "window", &w) || q == 0 ||

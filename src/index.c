@@ -15,7 +15,7 @@
 
 #include "internal.h"
 
-uint64_t rl_name_hash(const char *name)
+uint64_t rl__name_hash(const char *name)
 {
     /* FNV-1a, then a final mix so the low bits (slot) and high bits (tag) both vary. */
     uint64_t h = 0xcbf29ce484222325ULL;
@@ -27,10 +27,10 @@ uint64_t rl_name_hash(const char *name)
     return h;
 }
 
-uint32_t rl_bucket_count(const rl_table *t)
+uint32_t rl__bucket_count(const rl_table *t)
 {
     /* Relaxed: a count for display and iteration bounds; records are validated by state. */
-    uint64_t n = rl_load_relaxed(&t->hdr->next_bucket);
+    uint64_t n = rl__load_relaxed(&t->hdr->next_bucket);
     return n < t->capacity ? (uint32_t)n : t->capacity;
 }
 
@@ -45,7 +45,7 @@ static bool slot_names(const rl_table *t, uint64_t slot, uint32_t tag, const cha
     const struct shm_bucket *b = &t->buckets[n];
     /* A1: acquire pairs with the release store of state (R1 in bucket.c): the name and
      * every other field are complete. The slot load itself was acquire too. */
-    if (rl_load32_acquire(&b->state) != RL_BUCKET_BUILT)
+    if (rl__load32_acquire(&b->state) != RL_BUCKET_BUILT)
         return false;
     if (strncmp(b->name, name, sizeof(b->name)) != 0)
         return false;
@@ -53,13 +53,13 @@ static bool slot_names(const rl_table *t, uint64_t slot, uint32_t tag, const cha
     return true;
 }
 
-int rl_index_find(const rl_table *t, const char *name, uint32_t *no)
+int rl__index_find(const rl_table *t, const char *name, uint32_t *no)
 {
-    uint64_t h = rl_name_hash(name);
+    uint64_t h = rl__name_hash(name);
     uint32_t mask = t->index_slots - 1, tag = (uint32_t)(h >> 32);
     for (uint32_t i = 0; i <= mask; i++) {
         /* A2: acquire pairs with the CAS that published the slot (C1 below). */
-        uint64_t slot = rl_load_acquire(&t->index[(h + i) & mask]);
+        uint64_t slot = rl__load_acquire(&t->index[(h + i) & mask]);
         if (slot == RL_INDEX_EMPTY)
             return RL_ENOENT;
         if (slot_names(t, slot, tag, name, no))
@@ -68,16 +68,16 @@ int rl_index_find(const rl_table *t, const char *name, uint32_t *no)
     return RL_ENOENT;
 }
 
-int rl_index_insert(rl_table *t, const char *name, uint32_t no, uint32_t *winner)
+int rl__index_insert(rl_table *t, const char *name, uint32_t no, uint32_t *winner)
 {
-    uint64_t h = rl_name_hash(name);
+    uint64_t h = rl__name_hash(name);
     uint32_t mask = t->index_slots - 1, tag = (uint32_t)(h >> 32);
     uint64_t mine = ((uint64_t)tag << 32) | (no + 1ULL);
     for (uint32_t i = 0; i <= mask; i++) {
         rl_atomic64 *slot = &t->index[(h + i) & mask];
         uint64_t seen = RL_INDEX_EMPTY;
         /* C1: the CAS releases the record filled before it (and acquires a winner's). */
-        if (rl_cas(slot, &seen, mine)) {
+        if (rl__cas_acq_rel(slot, &seen, mine)) {
             *winner = no;
             return 0;
         }

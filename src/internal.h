@@ -79,10 +79,10 @@ struct rl_bucket {
 };
 
 /* table.c: record a detail for rl_errdetail() and return err. */
-int rl_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int rl__fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* clock.c */
-static inline uint64_t rl_clock_mono(void)
+static inline uint64_t rl__clock_mono(void)
 {
     struct timespec ts;
     /* CLOCK_MONOTONIC is system-wide: every process of the host reads the same clock. */
@@ -91,62 +91,62 @@ static inline uint64_t rl_clock_mono(void)
 }
 
 /* Relative ns now (see shm_format.h "Clock"); inline: every decision reads it. */
-static inline uint64_t rl_clock_rel(const rl_table *t)
+static inline uint64_t rl__clock_rel(const rl_table *t)
 {
-    uint64_t now = rl_clock_mono();
+    uint64_t now = rl__clock_mono();
     uint64_t epoch = t->hdr->epoch_ns;
     /* The epoch was read from this boot's clock (boot id checked at attach). */
     return now > epoch ? now - epoch : 1; /* never 0: tick 0 means "never used" */
 }
-int rl_boot_id(char out[40]);
+int rl__boot_id(char out[40]);
 
 /* table.c: bounds-checked arena access; NULL if [off, off+len) is outside the arena. */
-void *rl_arena_at(const rl_table *t, uint64_t off, uint64_t len);
+void *rl__arena_at(const rl_table *t, uint64_t off, uint64_t len);
 /* Take n from a shared allocation counter without ever passing limit; *at = the start. */
-int rl_claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at);
-int rl_arena_alloc(rl_table *t, uint64_t len, uint64_t *off);
+int rl__claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at);
+int rl__arena_alloc(rl_table *t, uint64_t len, uint64_t *off);
 
 /* index.c */
-uint64_t rl_name_hash(const char *name);
-int rl_index_find(const rl_table *t, const char *name, uint32_t *no);
+uint64_t rl__name_hash(const char *name);
+int rl__index_find(const rl_table *t, const char *name, uint32_t *no);
 /* Publish bucket `no` under `name`; if another bucket won the name, *winner is it. */
-int rl_index_insert(rl_table *t, const char *name, uint32_t no, uint32_t *winner);
-uint32_t rl_bucket_count(const rl_table *t);
+int rl__index_insert(rl_table *t, const char *name, uint32_t no, uint32_t *winner);
+uint32_t rl__bucket_count(const rl_table *t);
 
 /* bucket.c */
-int rl_bucket_handle(rl_table *t, uint32_t no, rl_bucket **out);
-void rl_bucket_free(rl_bucket *b); /* a handle and its view cache */
+int rl__bucket_handle(rl_table *t, uint32_t no, rl_bucket **out);
+void rl__bucket_free(rl_bucket *b); /* a handle and its view cache */
 /* Units the bucket's own rules admit now, the least of them (not its parents'). */
-int rl_bucket_remaining(const rl_bucket *b, uint64_t *least);
+int rl__bucket_remaining(const rl_bucket *b, uint64_t *least);
 /* Snapshot the bucket's current policy block (or the block at `off`); -1 if damaged. */
-int rl_bucket_view(const rl_bucket *b, struct policy_view *v);
+int rl__bucket_view(const rl_bucket *b, struct policy_view *v);
 /* The snapshot of the block at `off` from the handle's cache, made if needed: 0, or
  * RL_ECORRUPT or RL_ENOMEM. */
-int rl_bucket_view_refresh(rl_bucket *b, uint64_t off, const struct policy_view **out);
+int rl__bucket_view_refresh(rl_bucket *b, uint64_t off, const struct policy_view **out);
 
 /* The bucket's current snapshot from its handle's cache (made if needed): 0, or
  * RL_ECORRUPT or RL_ENOMEM. Inline: every decision asks, and the cache nearly always has it. */
-static inline int rl_bucket_view_cached(rl_bucket *b, const struct policy_view **out)
+static inline int rl__bucket_view_cached(rl_bucket *b, const struct policy_view **out)
 {
-    /* A3 as in rl_bucket_view; the cache is process-local and its entries immutable, so
+    /* A3 as in rl__bucket_view; the cache is process-local and its entries immutable, so
      * acquire on the pointer sees the entry's contents (published by a CAS in the refresh). */
-    uint64_t off = rl_load_acquire(&b->rec->policy_off);
-    const struct cached_view *have = rl_ptr_load_acquire(&b->view);
+    uint64_t off = rl__load_acquire(&b->rec->policy_off);
+    const struct cached_view *have = rl__ptr_load_acquire(&b->view);
     if (!have || have->v.off != off)
-        return rl_bucket_view_refresh(b, off, out);
+        return rl__bucket_view_refresh(b, off, out);
     *out = &have->v;
     return 0;
 }
-int rl_policy_view(const rl_table *t, uint64_t off, struct policy_view *v);
+int rl__policy_view(const rl_table *t, uint64_t off, struct policy_view *v);
 /* Allocate and fill a policy block whose state words hold `word` (not yet visible). */
-int rl_policy_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint64_t *off);
-void rl_policy_read(const struct policy_view *v, struct rl_policy *out);
+int rl__policy_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint64_t *off);
+void rl__policy_read(const struct policy_view *v, struct rl_policy *out);
 /* Arena bytes of a policy block with its sliding logs, rounded up to RL_ALIGN. */
-uint64_t rl_policy_bytes(const struct rl_policy *pol);
-bool rl_policy_same(const struct rl_policy *a, const struct rl_policy *b);
+uint64_t rl__policy_bytes(const struct rl_policy *pol);
+bool rl__policy_same(const struct rl_policy *a, const struct rl_policy *b);
 
 /* update.c: finish a switch away from the viewed block, if one started. True if it did. */
-bool rl_switch_help(const rl_bucket *b, const struct policy_view *v);
+bool rl__switch_help(const rl_bucket *b, const struct policy_view *v);
 
 /*
  * One rule of a decision: where its state lives and what a decision needs to know.
@@ -163,8 +163,8 @@ struct rule_ctx {
 };
 
 /* Rule i of a view as a context (word not loaded). */
-static inline void rl_rule_ctx(struct rule_ctx *c, const rl_table *t, const struct policy_view *v,
-                               uint32_t i)
+static inline void rl__rule_ctx(struct rule_ctx *c, const rl_table *t, const struct policy_view *v,
+                                uint32_t i)
 {
     *c = (struct rule_ctx){.table = t,
                            .r = v->rules[i],
@@ -211,37 +211,37 @@ void sliding_seed(const struct rule_ctx *c, uint64_t units, uint64_t at);
 
 /* acquire.c: count an admission of `cost` units to bucket x, in the admission counter
  * `admitted` (the record's, or a policy block's: see shm_rule.admitted). */
-void rl_count_admission(rl_bucket *x, rl_atomic64 *admitted, uint32_t cost);
+void rl__count_admission(rl_bucket *x, rl_atomic64 *admitted, uint32_t cost);
 
 /* acquire_gcra.c: decide for a chain of GCRA-only buckets, or RL_DECLINED (decide() must). */
 #define RL_DECLINED 1
-int rl_acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out);
+int rl__acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out);
 
 /* headers.c: parse hostile header values; false means malformed. */
-bool rl_header_uint(const char *text, uint64_t *out);
-bool rl_header_http_date(const char *text, int64_t *epoch);
-bool rl_header_retry_after(const char *text, uint64_t *delay_ns);
-bool rl_header_reset(const char *text, uint64_t *delay_ns);
-bool rl_header_ratelimit(const char *text, uint64_t *remaining, uint64_t *reset_ns);
-bool rl_header_policy(const char *text, uint64_t *quota, uint64_t *window_ns);
-int64_t rl_wall_now_ns(void);
+bool rl__header_uint(const char *text, uint64_t *out);
+bool rl__header_http_date(const char *text, int64_t *epoch);
+bool rl__header_retry_after(const char *text, uint64_t *delay_ns);
+bool rl__header_reset(const char *text, uint64_t *delay_ns);
+bool rl__header_ratelimit(const char *text, uint64_t *remaining, uint64_t *reset_ns);
+bool rl__header_policy(const char *text, uint64_t *quota, uint64_t *window_ns);
+int64_t rl__wall_now_ns(void);
 
 /* feedback.c: the server rule (a pseudo-rule whose word lives in the bucket record). */
 #define RL_SERVER 3
 int server_earliest(uint64_t word, uint64_t at, uint32_t cost, uint64_t *earliest);
 uint64_t server_next_word(uint64_t word, uint64_t d, uint32_t cost);
 uint64_t server_remaining(uint64_t word, uint64_t now);
-void rl_feedback_read(const rl_bucket *b, uint64_t now, struct rl_feedback_state *out);
+void rl__feedback_read(const rl_bucket *b, uint64_t now, struct rl_feedback_state *out);
 
 /* policy.c */
-uint64_t rl_gcra_interval(uint64_t limit, uint64_t period_ns);
+uint64_t rl__gcra_interval(uint64_t limit, uint64_t period_ns);
 
-static inline uint64_t rl_sat_add(uint64_t a, uint64_t b)
+static inline uint64_t rl__sat_add(uint64_t a, uint64_t b)
 {
     return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
-static inline uint64_t rl_max(uint64_t a, uint64_t b)
+static inline uint64_t rl__max(uint64_t a, uint64_t b)
 {
     return a > b ? a : b;
 }

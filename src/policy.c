@@ -194,7 +194,7 @@ static int parse_policy(struct cursor *c, struct rl_policy *out)
     return 0;
 }
 
-uint64_t rl_gcra_interval(uint64_t limit, uint64_t period_ns)
+uint64_t rl__gcra_interval(uint64_t limit, uint64_t period_ns)
 {
     return (period_ns + limit - 1) / limit; /* rounded up: never faster than N per T */
 }
@@ -220,7 +220,7 @@ static int check_rule(const struct rl_rule *r, unsigned i, struct cursor *cur, c
                        "use 'fixed' or 'burst' for larger limits",
                        n, RL_SLIDING_LIMIT_MAX);
     if (r->kind == RL_GCRA && (r->burst == 0 || r->burst > RL_LIMIT_MAX ||
-                               r->burst > (1ULL << 62) / rl_gcra_interval(r->limit, r->period_ns)))
+                               r->burst > (1ULL << 62) / rl__gcra_interval(r->limit, r->period_ns)))
         return fail_at(&c, c.p,
                        "rule %u: burst %" PRIu64 " is out of range (1..%llu, and burst "
                        "times T/N at most 146 years)",

@@ -66,7 +66,7 @@ struct shm_header {
     int64_t wall_offset_ns; /* CLOCK_REALTIME - CLOCK_MONOTONIC at creation (fixed windows) */
     char boot_id[40];       /* /proc/sys/kernel/random/boot_id at creation, NUL-terminated */
     /*
-     * next_bucket: bucket numbers handed out, by rl_claim (a CAS loop that never passes
+     * next_bucket: bucket numbers handed out, by rl__claim (a CAS loop that never passes
      * capacity; the record's contents are published by the release store of its `state`).
      * Readers still clamp it, as a damaged file may hold anything.
      */

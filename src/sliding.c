@@ -77,7 +77,7 @@ static int unit_tick(const struct rule_ctx *c, uint64_t j, uint64_t floor_tick, 
     uint64_t n4 = 4 * c->r.limit;
     rl_atomic64 *w = log_word(c, j);
     /* L1: acquire pairs with the CAS that wrote the word (W1/W2): we use its tick. */
-    uint64_t v = rl_load_acquire(w);
+    uint64_t v = rl__load_acquire(w);
     if (log_lap(v) == lap_of(c, j)) {
         *tick = log_tick(v);
         return RULE_OK;
@@ -88,7 +88,7 @@ static int unit_tick(const struct rule_ctx *c, uint64_t j, uint64_t floor_tick, 
      * laps across a reset). After repeated retries acquire.c sets `repair`: an entry that
      * is wrong for the unchanged head is then stamped like an unwritten one. Conservative
      * either way, and it keeps a bad entry from wedging the bucket. */
-    if (!unwritten && !(c->repair && rl_load_acquire(c->state) == c->word))
+    if (!unwritten && !(c->repair && rl__load_acquire(c->state) == c->word))
         return RULE_STALE;
     if (c->table->read_only) { /* inspection only: assume the conservative instant */
         *tick = floor_tick;
@@ -96,7 +96,7 @@ static int unit_tick(const struct rule_ctx *c, uint64_t j, uint64_t floor_tick, 
     }
     /* W1: unit j was claimed but its writer has not written it (yet): help. */
     uint64_t helped = make_word(lap_of(c, j), 62, floor_tick);
-    if ((log_tick(v) <= floor_tick || c->repair) && rl_cas(w, &v, helped)) {
+    if ((log_tick(v) <= floor_tick || c->repair) && rl__cas_acq_rel(w, &v, helped)) {
         *tick = floor_tick;
         return RULE_OK;
     }
@@ -114,14 +114,14 @@ int sliding_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *
     if (pos >= n4)
         return RULE_STALE; /* damaged head: acquire.c reports RL_ECORRUPT after retries */
     /* Ordered after the previous unit in ticks (see acquire.c). */
-    uint64_t at = rl_max(now, last ? (last - 1) * RL_TICK_NS + 1 : 0);
+    uint64_t at = rl__max(now, last ? (last - 1) * RL_TICK_NS + 1 : 0);
     uint64_t span = c->r.period_ns + c->margin_ns;
     for (uint64_t i = 0; i < cost; i++) {
         uint64_t tick, prev = (pos + i + n4 - n) % n4; /* unit k+i-N */
         if (unit_tick(c, prev, last, &tick) != RULE_OK)
             return RULE_STALE;
         if (tick) /* tick 0: never used (or reset) */
-            at = rl_max(at, rl_sat_add(tick * RL_TICK_NS, span));
+            at = rl__max(at, rl__sat_add(tick * RL_TICK_NS, span));
     }
     *earliest = at;
     return RULE_OK;
@@ -130,7 +130,7 @@ int sliding_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *
 uint64_t sliding_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
 {
     uint64_t pos = (head_pos(c->word) + cost) % (4 * c->r.limit);
-    return make_word(pos, 44, rl_max(head_last(c->word), ceil_tick(d)));
+    return make_word(pos, 44, rl__max(head_last(c->word), ceil_tick(d)));
 }
 
 void sliding_finalize(struct rule_ctx *c, uint64_t old_word, uint64_t new_word)
@@ -140,14 +140,14 @@ void sliding_finalize(struct rule_ctx *c, uint64_t old_word, uint64_t new_word)
     uint64_t tick = head_last(new_word), span_ticks = c->r.period_ns / RL_TICK_NS;
     for (uint64_t k = head_pos(old_word); k != head_pos(new_word); k = (k + 1) % n4) {
         rl_atomic64 *w = log_word(c, k);
-        uint64_t v = rl_load_acquire(w);
+        uint64_t v = rl__load_acquire(w);
         uint64_t prev_lap = lap_of(c, (k + n4 - n) % n4);
         /* W2: replace only the previous lap's word, and only if it is that old: a helper
          * may have written it already, and after a long stall even newer laps may be
          * there; both have later ticks than tick - T. Release publishes nothing else but
          * pairs with L1 for the tick itself. */
         while (log_lap(v) == prev_lap && (log_tick(v) == 0 || log_tick(v) + span_ticks <= tick) &&
-               !rl_cas(w, &v, make_word(lap_of(c, k), 62, tick)))
+               !rl__cas_acq_rel(w, &v, make_word(lap_of(c, k), 62, tick)))
             ;
     }
 }
@@ -159,8 +159,8 @@ void sliding_reset(struct rule_ctx *c, uint64_t now)
      * helping protocol above is undisturbed; a writer racing the reset retries its CAS. */
     for (uint64_t k = 0; k < c->r.limit; k++) {
         rl_atomic64 *w = log_word(c, k);
-        uint64_t v = rl_load_acquire(w);
-        while (!rl_cas(w, &v, make_word(log_lap(v), 62, 0)))
+        uint64_t v = rl__load_acquire(w);
+        while (!rl__cas_acq_rel(w, &v, make_word(log_lap(v), 62, 0)))
             ;
     }
 }
@@ -173,7 +173,7 @@ void sliding_seed(const struct rule_ctx *c, uint64_t units, uint64_t at)
     uint64_t n = c->r.limit, tick = ceil_tick(at);
     for (uint64_t k = n - units; k < n; k++) {
         uint64_t fresh = make_word(3, 62, 0);
-        rl_cas(log_word(c, k), &fresh, make_word(3, 62, tick));
+        rl__cas_acq_rel(log_word(c, k), &fresh, make_word(3, 62, tick));
     }
 }
 
@@ -189,9 +189,9 @@ uint64_t sliding_remaining(const struct rule_ctx *c, uint64_t now)
         return 0;
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2, j = (pos + mid + n4 - n) % n4;
-        uint64_t v = rl_load_relaxed(log_word(c, j));
+        uint64_t v = rl__load_relaxed(log_word(c, j));
         bool expired = log_lap(v) == lap_of(c, j) &&
-                       (log_tick(v) == 0 || rl_sat_add(log_tick(v) * RL_TICK_NS, span) <= now);
+                       (log_tick(v) == 0 || rl__sat_add(log_tick(v) * RL_TICK_NS, span) <= now);
         if (expired)
             lo = mid + 1;
         else

@@ -29,7 +29,7 @@ const char *rl_errdetail(void)
 }
 
 /* Record a detail for rl_errdetail() and return err. */
-int rl_fail(int err, const char *fmt, ...)
+int rl__fail(int err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -81,21 +81,21 @@ static int header_plan(struct shm_header *h, uint32_t capacity, uint64_t arena_b
     clock_gettime(CLOCK_REALTIME, &wall);
     int64_t wall_ns = (int64_t)wall.tv_sec * 1000000000LL + wall.tv_nsec;
     h->wall_offset_ns = wall_ns - (int64_t)h->epoch_ns;
-    return rl_boot_id(h->boot_id);
+    return rl__boot_id(h->boot_id);
 }
 
 static int check_create_opts(const struct rl_table_opts *o)
 {
     if (o->capacity == 0 || o->capacity > RL_CAPACITY_MAX)
-        return rl_fail(RL_EINVAL, "capacity %u is out of range 1..%u", o->capacity,
-                       RL_CAPACITY_MAX);
+        return rl__fail(RL_EINVAL, "capacity %u is out of range 1..%u", o->capacity,
+                        RL_CAPACITY_MAX);
     if (o->mode & 0002)
-        return rl_fail(RL_EPERM, "mode %04o would make the table world-writable", o->mode);
+        return rl__fail(RL_EPERM, "mode %04o would make the table world-writable", o->mode);
     if (o->mode & ~0666U)
-        return rl_fail(RL_EINVAL, "mode %04o: only read/write bits are allowed", o->mode);
+        return rl__fail(RL_EINVAL, "mode %04o: only read/write bits are allowed", o->mode);
     if ((uint64_t)o->arena_kib * 1024 > RL_ARENA_MAX_BYTES)
-        return rl_fail(RL_EINVAL, "arena of %u KiB is larger than %llu GiB", o->arena_kib,
-                       RL_ARENA_MAX_BYTES >> 30);
+        return rl__fail(RL_EINVAL, "arena of %u KiB is larger than %llu GiB", o->arena_kib,
+                        RL_ARENA_MAX_BYTES >> 30);
     return 0;
 }
 
@@ -109,23 +109,23 @@ static int table_create(const char *path, const struct rl_table_opts *o)
         o->arena_kib ? (uint64_t)o->arena_kib * 1024 : (uint64_t)o->capacity * 4096 + (16ULL << 20);
     struct shm_header h;
     if (header_plan(&h, o->capacity, arena) < 0)
-        return rl_fail(RL_ESYS, "cannot read the boot id: %s", strerror(errno));
+        return rl__fail(RL_ESYS, "cannot read the boot id: %s", strerror(errno));
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld.%u", path, (long)getpid(), arc4random()) >=
         (int)sizeof(tmp))
-        return rl_fail(RL_EINVAL, "table path is too long: %s", path);
+        return rl__fail(RL_EINVAL, "table path is too long: %s", path);
     int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
-        return rl_fail(RL_ESYS, "cannot create %s: %s", tmp, strerror(errno));
+        return rl__fail(RL_ESYS, "cannot create %s: %s", tmp, strerror(errno));
     err = 0;
     if (o->group >= 0 && fchown(fd, (uid_t)-1, (gid_t)o->group) < 0)
-        err = rl_fail(RL_ESYS, "cannot give %s to group %ld: %s", path, o->group, strerror(errno));
+        err = rl__fail(RL_ESYS, "cannot give %s to group %ld: %s", path, o->group, strerror(errno));
     else if (fchmod(fd, o->mode) < 0 || ftruncate(fd, (off_t)h.file_bytes) < 0)
-        err = rl_fail(RL_ESYS, "cannot size %s: %s", tmp, strerror(errno));
+        err = rl__fail(RL_ESYS, "cannot size %s: %s", tmp, strerror(errno));
     else if (pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
-        err = rl_fail(RL_ESYS, "cannot write %s: %s", tmp, strerror(errno));
+        err = rl__fail(RL_ESYS, "cannot write %s: %s", tmp, strerror(errno));
     else if (link(tmp, path) < 0 && errno != EEXIST)
-        err = rl_fail(RL_ESYS, "cannot create %s: %s", path, strerror(errno));
+        err = rl__fail(RL_ESYS, "cannot create %s: %s", path, strerror(errno));
     /* EEXIST: another process created the table first; we attach to theirs. */
     unlink(tmp);
     close(fd);
@@ -138,18 +138,18 @@ static int table_create(const char *path, const struct rl_table_opts *o)
 static int check_file(const char *path, int fd, bool read_only, struct stat *st)
 {
     if (fstat(fd, st) < 0)
-        return rl_fail(RL_ESYS, "cannot stat %s: %s", path, strerror(errno));
+        return rl__fail(RL_ESYS, "cannot stat %s: %s", path, strerror(errno));
     if (!S_ISREG(st->st_mode))
-        return rl_fail(RL_EBADTABLE, "%s is not a regular file", path);
+        return rl__fail(RL_EBADTABLE, "%s is not a regular file", path);
     if (st->st_mode & S_IWOTH)
-        return rl_fail(RL_EPERM, "%s is world-writable (mode %04o): refusing to trust it", path,
-                       (unsigned)(st->st_mode & 07777));
+        return rl__fail(RL_EPERM, "%s is world-writable (mode %04o): refusing to trust it", path,
+                        (unsigned)(st->st_mode & 07777));
     if (!read_only && st->st_uid != geteuid() && st->st_uid != 0)
-        return rl_fail(RL_EPERM, "%s is owned by uid %u, not by you or root: refusing to trust it",
-                       path, (unsigned)st->st_uid);
+        return rl__fail(RL_EPERM, "%s is owned by uid %u, not by you or root: refusing to trust it",
+                        path, (unsigned)st->st_uid);
     if ((uint64_t)st->st_size < RL_HEADER_BYTES)
-        return rl_fail(RL_EBADTABLE, "%s is %lld bytes, too short for a table header", path,
-                       (long long)st->st_size);
+        return rl__fail(RL_EBADTABLE, "%s is %lld bytes, too short for a table header", path,
+                        (long long)st->st_size);
     return 0;
 }
 
@@ -157,36 +157,36 @@ static int check_layout(const char *path, const struct shm_header *h, uint64_t f
 {
     struct shm_header plan;
     if (h->magic != RL_MAGIC)
-        return rl_fail(RL_EBADTABLE, "%s is not a ratelimit table (bad magic)", path);
+        return rl__fail(RL_EBADTABLE, "%s is not a ratelimit table (bad magic)", path);
     if (h->layout_version != RL_LAYOUT_VERSION)
-        return rl_fail(RL_EVERSION,
-                       "table %s has layout version %u, this library speaks %u: it was made by "
-                       "another release; once no process uses it, remove it and apply the "
-                       "config again",
-                       path, h->layout_version, RL_LAYOUT_VERSION);
+        return rl__fail(RL_EVERSION,
+                        "table %s has layout version %u, this library speaks %u: it was made by "
+                        "another release; once no process uses it, remove it and apply the "
+                        "config again",
+                        path, h->layout_version, RL_LAYOUT_VERSION);
     if (h->capacity == 0 || h->capacity > RL_CAPACITY_MAX || h->arena_bytes > RL_ARENA_MAX_BYTES ||
         h->header_bytes != RL_HEADER_BYTES || h->bucket_bytes != sizeof(struct shm_bucket) ||
         h->rule_bytes != sizeof(struct shm_rule))
-        return rl_fail(RL_EBADTABLE, "table %s: header sizes are damaged", path);
+        return rl__fail(RL_EBADTABLE, "table %s: header sizes are damaged", path);
     header_plan(&plan, h->capacity, h->arena_bytes);
     if (h->index_slots != plan.index_slots || h->index_off != plan.index_off ||
         h->buckets_off != plan.buckets_off || h->arena_off != plan.arena_off ||
         h->file_bytes != plan.file_bytes)
-        return rl_fail(RL_EBADTABLE, "table %s: header offsets are damaged", path);
+        return rl__fail(RL_EBADTABLE, "table %s: header offsets are damaged", path);
     if (file_size != h->file_bytes)
-        return rl_fail(RL_EBADTABLE, "table %s is %llu bytes but its header says %llu (%s)", path,
-                       (unsigned long long)file_size, (unsigned long long)h->file_bytes,
-                       file_size < h->file_bytes ? "truncated" : "grown");
+        return rl__fail(RL_EBADTABLE, "table %s is %llu bytes but its header says %llu (%s)", path,
+                        (unsigned long long)file_size, (unsigned long long)h->file_bytes,
+                        file_size < h->file_bytes ? "truncated" : "grown");
     if (memchr(h->boot_id, '\0', sizeof(h->boot_id)) == NULL)
-        return rl_fail(RL_EBADTABLE, "table %s: boot id is damaged", path);
+        return rl__fail(RL_EBADTABLE, "table %s: boot id is damaged", path);
     if (strcmp(h->boot_id, plan.boot_id) != 0)
-        return rl_fail(RL_ESTALE,
-                       "table %s was created before the last reboot; remove it to start afresh",
-                       path);
+        return rl__fail(RL_ESTALE,
+                        "table %s was created before the last reboot; remove it to start afresh",
+                        path);
     /* Same boot: the epoch cannot lie ahead of now, and the offset is a wall-clock time. */
     if (h->epoch_ns > rl_now_ns() || h->wall_offset_ns > (1LL << 62) ||
         h->wall_offset_ns < -(1LL << 62))
-        return rl_fail(RL_EBADTABLE, "table %s: clock fields are damaged", path);
+        return rl__fail(RL_EBADTABLE, "table %s: clock fields are damaged", path);
     return 0;
 }
 
@@ -195,7 +195,7 @@ static int table_map(rl_table *t, const struct stat *st)
     int prot = PROT_READ | (t->read_only ? 0 : PROT_WRITE);
     void *base = mmap(NULL, (size_t)st->st_size, prot, MAP_SHARED, t->fd, 0);
     if (base == MAP_FAILED)
-        return rl_fail(RL_ESYS, "cannot map %s: %s", t->path, strerror(errno));
+        return rl__fail(RL_ESYS, "cannot map %s: %s", t->path, strerror(errno));
     t->base = base;
     t->size = (uint64_t)st->st_size;
     t->hdr = base;
@@ -209,7 +209,7 @@ static int table_map(rl_table *t, const struct stat *st)
     t->buckets = (struct shm_bucket *)(t->base + t->hdr->buckets_off);
     t->arena = t->base + t->hdr->arena_off;
     t->handles = calloc(t->capacity, sizeof(*t->handles));
-    return t->handles ? 0 : rl_fail(RL_ENOMEM, "out of memory");
+    return t->handles ? 0 : rl__fail(RL_ENOMEM, "out of memory");
 }
 
 static int table_attach(rl_table *t)
@@ -218,11 +218,11 @@ static int table_attach(rl_table *t)
     t->fd = open(t->path, flags);
     if (t->fd < 0) {
         if (errno == ELOOP)
-            return rl_fail(RL_EPERM, "%s is a symbolic link: refusing to follow it", t->path);
+            return rl__fail(RL_EPERM, "%s is a symbolic link: refusing to follow it", t->path);
         if (errno == EACCES)
-            return rl_fail(RL_EPERM, "cannot open %s: %s", t->path, strerror(errno));
-        return rl_fail(errno == ENOENT ? RL_ENOENT : RL_ESYS, "cannot open table %s: %s", t->path,
-                       strerror(errno));
+            return rl__fail(RL_EPERM, "cannot open %s: %s", t->path, strerror(errno));
+        return rl__fail(errno == ENOENT ? RL_ENOENT : RL_ESYS, "cannot open table %s: %s", t->path,
+                        strerror(errno));
     }
     struct stat st;
     int err = check_file(t->path, t->fd, t->read_only, &st);
@@ -233,13 +233,13 @@ int rl_table_open(const struct rl_table_opts *opts, rl_table **out)
 {
     struct rl_table_opts o = RL_TABLE_OPTS_INIT;
     if (!out || (opts && opts->size < offsetof(struct rl_table_opts, group)))
-        return rl_fail(RL_EINVAL, "rl_table_open: bad arguments");
+        return rl__fail(RL_EINVAL, "rl_table_open: bad arguments");
     if (opts)
         memcpy(&o, opts, opts->size < sizeof(o) ? opts->size : sizeof(o));
     rl_table *t = calloc(1, sizeof(*t));
     if (!t || !(t->path = strdup(table_path(&o)))) {
         free(t);
-        return rl_fail(RL_ENOMEM, "out of memory");
+        return rl__fail(RL_ENOMEM, "out of memory");
     }
     t->fd = -1;
     t->read_only = o.flags & RL_OPEN_READONLY;
@@ -263,7 +263,7 @@ void rl_table_close(rl_table *t)
         return;
     if (t->handles) {
         for (uint32_t i = 0; i < t->capacity; i++)
-            rl_bucket_free(rl_ptr_load_acquire(&t->handles[i]));
+            rl__bucket_free(rl__ptr_load_acquire(&t->handles[i]));
         free(t->handles);
     }
     if (t->base)
@@ -278,17 +278,17 @@ int rl_table_check(const rl_table *t)
 {
     struct stat mine, named;
     if (fstat(t->fd, &mine) < 0)
-        return rl_fail(RL_ESYS, "cannot stat the open table %s: %s", t->path, strerror(errno));
+        return rl__fail(RL_ESYS, "cannot stat the open table %s: %s", t->path, strerror(errno));
     if (lstat(t->path, &named) < 0)
-        return rl_fail(RL_ESTALE,
-                       "table %s was deleted: processes that open it now get "
-                       "another budget",
-                       t->path);
+        return rl__fail(RL_ESTALE,
+                        "table %s was deleted: processes that open it now get "
+                        "another budget",
+                        t->path);
     if (named.st_dev != mine.st_dev || named.st_ino != mine.st_ino)
-        return rl_fail(RL_ESTALE,
-                       "table %s was replaced by another file: processes that "
-                       "open it now get another budget",
-                       t->path);
+        return rl__fail(RL_ESTALE,
+                        "table %s was replaced by another file: processes that "
+                        "open it now get another budget",
+                        t->path);
     return 0;
 }
 
@@ -303,10 +303,10 @@ int rl_table_info(const rl_table *t, struct rl_table_info *out)
     memset(out, 0, sizeof(*out));
     out->layout_version = h->layout_version;
     out->capacity = h->capacity;
-    uint64_t defined = rl_load_relaxed(&h->defined); /* a statistic */
+    uint64_t defined = rl__load_relaxed(&h->defined); /* a statistic */
     out->buckets = defined < h->capacity ? (uint32_t)defined : h->capacity;
     out->arena_bytes = h->arena_bytes;
-    uint64_t used = rl_load_relaxed(&h->arena_used); /* a statistic: any recent value will do */
+    uint64_t used = rl__load_relaxed(&h->arena_used); /* a statistic: any recent value will do */
     out->arena_used = used < h->arena_bytes ? used : h->arena_bytes;
     out->file_bytes = h->file_bytes;
     out->created_ns = h->epoch_ns;
@@ -314,22 +314,22 @@ int rl_table_info(const rl_table *t, struct rl_table_info *out)
     return 0;
 }
 
-int rl_claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at)
+int rl__claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at)
 {
     /* A CAS loop, not fetch_add: the counter never passes `limit`, so even a damaged
      * counter cannot wrap around and hand out space that is in use. Acq_rel is more than
      * needed (the number only has to be unique; contents are published by the owner's
      * release store) but keeps this one primitive simple. */
-    uint64_t cur = rl_load_acquire(counter);
+    uint64_t cur = rl__load_acquire(counter);
     do {
         if (cur > limit || n > limit - cur)
             return RL_EFULL;
-    } while (!rl_cas(counter, &cur, cur + n));
+    } while (!rl__cas_acq_rel(counter, &cur, cur + n));
     *at = cur;
     return 0;
 }
 
-void *rl_arena_at(const rl_table *t, uint64_t off, uint64_t len)
+void *rl__arena_at(const rl_table *t, uint64_t off, uint64_t len)
 {
     uint64_t size = t->arena_bytes;
     if (off > size || len > size - off || off % 8)
@@ -337,13 +337,13 @@ void *rl_arena_at(const rl_table *t, uint64_t off, uint64_t len)
     return t->arena + off;
 }
 
-int rl_arena_alloc(rl_table *t, uint64_t len, uint64_t *off)
+int rl__arena_alloc(rl_table *t, uint64_t len, uint64_t *off)
 {
     len = align_up(len);
-    if (rl_claim(&t->hdr->arena_used, len, t->arena_bytes, off) < 0)
-        return rl_fail(RL_EFULL, "table %s: arena is full (%llu bytes)", t->path,
-                       (unsigned long long)t->arena_bytes);
+    if (rl__claim(&t->hdr->arena_used, len, t->arena_bytes, off) < 0)
+        return rl__fail(RL_EFULL, "table %s: arena is full (%llu bytes)", t->path,
+                        (unsigned long long)t->arena_bytes);
     if (*off % RL_ALIGN) /* only a damaged counter is ever unaligned: it stays so */
-        return rl_fail(RL_ECORRUPT, "table %s: arena counter is damaged", t->path);
+        return rl__fail(RL_ECORRUPT, "table %s: arena counter is damaged", t->path);
     return 0;
 }

@@ -33,8 +33,8 @@ static uint64_t kind_usage(const struct policy_view *v, uint32_t i, const struct
         return st.used;
     }
     uint64_t excess = 0; /* still counted while the stamps it rode in with are */
-    if (rl_sat_add(v->block->carry_at, r->period_ns + v->margin_ns) > at)
-        excess = rl_load_relaxed(&v->block->carry_excess[i]);
+    if (rl__sat_add(v->block->carry_at, r->period_ns + v->margin_ns) > at)
+        excess = rl__load_relaxed(&v->block->carry_excess[i]);
     return r->limit - sliding_remaining(c, at) + excess;
 }
 
@@ -56,8 +56,8 @@ static uint64_t carried_units(const rl_table *t, const struct policy_view *old, 
     }
     uint32_t i = best != UINT32_MAX ? best : longest;
     struct rule_ctx c;
-    rl_rule_ctx(&c, t, old, i);
-    c.word = rl_load_acquire(c.state) & ~RL_FROZEN; /* frozen: final */
+    rl__rule_ctx(&c, t, old, i);
+    c.word = rl__load_acquire(c.state) & ~RL_FROZEN; /* frozen: final */
     uint64_t used = kind_usage(old, i, &c, at);
     if (best == UINT32_MAX) /* older windows of the longest rule held at most N each */
         used += c.r.limit * ((nr->period_ns + c.r.period_ns - 1) / c.r.period_ns - 1);
@@ -71,12 +71,12 @@ static uint64_t initial_word(const rl_table *t, const struct policy_view *n, uin
                              uint64_t units, uint64_t at)
 {
     struct rule_ctx c;
-    rl_rule_ctx(&c, t, n, i);
+    rl__rule_ctx(&c, t, n, i);
     if (c.r.kind == RL_GCRA)
         return at + units * c.r.interval_ns;
     if (c.r.kind == RL_FIXED)
         return units ? fixed_next_word(&c, at, (uint32_t)units) : 0;
-    rl_store_relaxed(&n->block->carry_excess[i], units > c.r.limit ? units - c.r.limit : 0);
+    rl__store_relaxed(&n->block->carry_excess[i], units > c.r.limit ? units - c.r.limit : 0);
     units = units < c.r.limit ? units : c.r.limit;
     sliding_seed(&c, units, at);
     /* Head: pos 0, last = ceil(at) in ticks, so new units are ordered after the seeded. */
@@ -87,35 +87,35 @@ static void freeze(const struct policy_view *v)
 {
     for (uint32_t i = 0; i < v->nrules; i++) {
         rl_atomic64 *w = &v->block->rules[i].word;
-        uint64_t x = rl_load_acquire(w);
+        uint64_t x = rl__load_acquire(w);
         /* S3: acq_rel; after it no commit to this word can succeed. */
-        while (!(x & RL_FROZEN) && !rl_cas(w, &x, x | RL_FROZEN))
+        while (!(x & RL_FROZEN) && !rl__cas_acq_rel(w, &x, x | RL_FROZEN))
             ;
     }
 }
 
 /* S3-S5, if the viewed block P has a successor. Returns true if the bucket moved on. */
-bool rl_switch_help(const rl_bucket *b, const struct policy_view *p)
+bool rl__switch_help(const rl_bucket *b, const struct policy_view *p)
 {
     const rl_table *t = b->table;
     struct policy_view n;
     /* A6: acquire pairs with S2: B's rules and carry_at are visible. */
-    uint64_t next = rl_load_acquire(&p->block->next_off), cur = p->off;
+    uint64_t next = rl__load_acquire(&p->block->next_off), cur = p->off;
     /* The arena only grows, so a successor always lies above its block: a damaged
      * next_off cannot send anyone round in circles. */
-    if (next <= cur || rl_policy_view(t, next, &n) < 0)
+    if (next <= cur || rl__policy_view(t, next, &n) < 0)
         return false;
     freeze(p);
     uint64_t carry_at = n.block->carry_at;
     for (uint32_t i = 0; i < n.nrules; i++) {
         rl_atomic64 *w = &n.block->rules[i].word;
-        if (rl_load_acquire(w) != RL_UNINIT)
+        if (rl__load_acquire(w) != RL_UNINIT)
             continue;
         uint64_t units = carried_units(t, p, carry_at, &n.rules[i]);
         uint64_t init = initial_word(t, &n, i, units, carry_at), expected = RL_UNINIT;
-        rl_cas(w, &expected, init); /* S4: whoever is first; the values are equal */
+        rl__cas_acq_rel(w, &expected, init); /* S4: whoever is first; the values are equal */
     }
-    rl_cas(&b->rec->policy_off, &cur, next); /* S5: release publishes the filled words */
+    rl__cas_acq_rel(&b->rec->policy_off, &cur, next); /* S5: release publishes the filled words */
     return true;
 }
 
@@ -123,27 +123,27 @@ int rl_bucket_update(rl_bucket *b, const struct rl_policy *pol)
 {
     struct rl_parse_error perr;
     if (b->table->read_only)
-        return rl_fail(RL_EPERM, "table %s is open read-only", b->table->path);
+        return rl__fail(RL_EPERM, "table %s is open read-only", b->table->path);
     if (!pol || rl_policy_check(pol, &perr) < 0)
-        return rl_fail(RL_EPARSE, "bucket '%s': %s", b->name, pol ? perr.message : "no policy");
+        return rl__fail(RL_EPARSE, "bucket '%s': %s", b->name, pol ? perr.message : "no policy");
     for (;;) {
         struct policy_view p;
         struct rl_policy have;
         uint64_t off, expected = 0;
-        if (rl_bucket_view(b, &p) < 0)
-            return rl_fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
-        if (rl_switch_help(b, &p))
+        if (rl__bucket_view(b, &p) < 0)
+            return rl__fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
+        if (rl__switch_help(b, &p))
             continue;
-        rl_policy_read(&p, &have);
-        if (rl_policy_same(&have, pol))
+        rl__policy_read(&p, &have);
+        if (rl__policy_same(&have, pol))
             return 0;
-        int err = rl_policy_create((rl_table *)b->table, pol, RL_UNINIT, &off);
+        int err = rl__policy_create((rl_table *)b->table, pol, RL_UNINIT, &off);
         if (err)
             return err;
-        ((struct shm_policy *)(b->table->arena + off))->carry_at = rl_clock_rel(b->table);
+        ((struct shm_policy *)(b->table->arena + off))->carry_at = rl__clock_rel(b->table);
         /* S2: release publishes B; losing means another switch runs: help it, retry. */
-        rl_cas(&p.block->next_off, &expected, off);
-        rl_switch_help(b, &p);
+        rl__cas_acq_rel(&p.block->next_off, &expected, off);
+        rl__switch_help(b, &p);
         if (expected == 0)
             return 0;
     }

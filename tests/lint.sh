@@ -24,10 +24,16 @@ symbols)
     for f in $(grep -oE '^[a-z].*\b(rl_[a-z_]+)\(' include/ratelimit.h | grep -oE 'rl_[a-z_]+\($' | tr -d '('); do
         nm -D --defined-only "$lib" | grep -qw "$f" || { echo "declared but not exported: $f"; exit 1; }
     done ;;
+names)
+    # Internal cross-file functions are rl__*: every rl_* function called anywhere is public.
+    public=$(grep -oE '\brl_[a-z0-9][a-z0-9_]*\(' include/ratelimit.h | sort -u)
+    used=$(git grep -ohE '\brl_[a-z0-9][a-z0-9_]*\(' -- '*.c' '*.h' | sort -u)
+    bad=$(comm -13 <(echo "$public") <(echo "$used") || true)
+    [ -z "$bad" ] || { echo "internal functions without the rl__ prefix:"; echo "$bad"; exit 1; } ;;
 format)
     # clang-format is the layout authority.
     files=$(git ls-files '*.c' '*.h' 2>/dev/null || find src include tools tests bench examples -name '*.[ch]')
     clang-format --dry-run -Werror $files ;;
 *)
-    echo "usage: tests/lint.sh atomics|header|symbols LIB|format" >&2; exit 2 ;;
+    echo "usage: tests/lint.sh atomics|header|names|symbols LIB|format" >&2; exit 2 ;;
 esac

@@ -30,12 +30,12 @@ static void *_Atomic next_sendto;
 
 static void *next_symbol(void *_Atomic *slot, const char *name)
 {
-    void *fn = rl_ptr_load_acquire(slot), *none = NULL;
+    void *fn = rl__ptr_load_acquire(slot), *none = NULL;
     if (fn)
         return fn;
     fn = dlsym(RTLD_NEXT, name);
     if (fn)
-        rl_ptr_cas(slot, &none, fn);
+        rl__ptr_cas_acq_rel(slot, &none, fn);
     return fn;
 }
 

@@ -328,20 +328,20 @@ void shim_routes_init(const rl_config *config, const char *config_path, rl_table
     pthread_atfork(urcu_bp_before_fork, urcu_bp_after_fork_parent, urcu_bp_after_fork_child);
     /* Relaxed: published to other threads by shim.c's pthread_once; to refreshers by the
      * CAS that claims it. */
-    rl_store_relaxed(&refresh_due_ns, rl_now_ns() + refresh_every_ns);
+    rl__store_relaxed(&refresh_due_ns, rl_now_ns() + refresh_every_ns);
 }
 
 void shim_routes_refresh_if_due(void)
 {
     /* Relaxed: a stale value only delays the check by one connect or sends us to the CAS,
      * which decides. */
-    uint64_t due = rl_load_relaxed(&refresh_due_ns), now;
+    uint64_t due = rl__load_relaxed(&refresh_due_ns), now;
     if (due == UINT64_MAX || (now = rl_now_ns()) < due)
         return;
     /* The CAS claims this interval's refresh: exactly one caller moves `due` on and
      * refreshes; the others keep using the current table. A fork mid-refresh leaves the
      * child nothing to undo: it refreshes again at the next interval. */
-    if (!rl_cas(&refresh_due_ns, &due, now + refresh_every_ns))
+    if (!rl__cas_acq_rel(&refresh_due_ns, &due, now + refresh_every_ns))
         return;
     int *rcs;
     struct route_table *t = build(&rcs);

@@ -195,7 +195,7 @@ static int unusable(void)
 static void warn_once(const struct shim_match *m, int rc)
 {
     /* Relaxed: only the count matters (one line per process), nothing is published. */
-    if (rl_fetch_add_relaxed(&warned, 1) == 0)
+    if (rl__fetch_add_relaxed(&warned, 1) == 0)
         shim_say("bucket '%s' (route %s:%u): %s: %s; %s", m->route->bucket, m->route->dest,
                  m->route->port, rl_err_name(rc), rl_errdetail(), fate(false));
 }

@@ -16,10 +16,10 @@ static void imf_date(int64_t epoch, char *buf, size_t len)
 Test(headers, integers_are_plain_digits)
 {
     uint64_t v;
-    cr_assert(rl_header_uint("42", &v) && v == 42);
-    cr_assert(rl_header_uint("  7 \t", &v) && v == 7);
-    cr_assert(rl_header_uint("0", &v) && v == 0);
-    cr_assert(rl_header_uint("1234567890123456789", &v) && v == 1234567890123456789ULL);
+    cr_assert(rl__header_uint("42", &v) && v == 42);
+    cr_assert(rl__header_uint("  7 \t", &v) && v == 7);
+    cr_assert(rl__header_uint("0", &v) && v == 0);
+    cr_assert(rl__header_uint("1234567890123456789", &v) && v == 1234567890123456789ULL);
     const char *bad[] = {"",
                          " ",
                          "-5",
@@ -34,35 +34,35 @@ Test(headers, integers_are_plain_digits)
                          "\x01",
                          "５"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        cr_assert_not(rl_header_uint(bad[i], &v), "accepted '%s'", bad[i]);
+        cr_assert_not(rl__header_uint(bad[i], &v), "accepted '%s'", bad[i]);
 }
 
 Test(headers, retry_after_delta_seconds)
 {
     uint64_t d;
-    cr_assert(rl_header_retry_after("32", &d));
+    cr_assert(rl__header_retry_after("32", &d));
     cr_assert_eq(d, 32000000000ULL);
-    cr_assert(rl_header_retry_after("0", &d) && d == 0);
-    cr_assert(rl_header_retry_after("1844674407370955161", &d));
+    cr_assert(rl__header_retry_after("0", &d) && d == 0);
+    cr_assert(rl__header_retry_after("1844674407370955161", &d));
     cr_assert_eq(d, UINT64_MAX, "a huge delay saturates; rl_report caps it");
-    cr_assert_not(rl_header_retry_after("-1", &d));
-    cr_assert_not(rl_header_retry_after("soon", &d));
+    cr_assert_not(rl__header_retry_after("-1", &d));
+    cr_assert_not(rl__header_retry_after("soon", &d));
 }
 
 Test(headers, retry_after_http_dates)
 {
     char buf[64];
     uint64_t d;
-    int64_t now = rl_wall_now_ns() / 1000000000LL;
+    int64_t now = rl__wall_now_ns() / 1000000000LL;
     imf_date(now + 120, buf, sizeof(buf));
-    cr_assert(rl_header_retry_after(buf, &d), "IMF-fixdate '%s'", buf);
+    cr_assert(rl__header_retry_after(buf, &d), "IMF-fixdate '%s'", buf);
     cr_assert(d > 110000000000ULL && d <= 120000000000ULL, "delay %llu", (unsigned long long)d);
     imf_date(now - 3600, buf, sizeof(buf));
-    cr_assert(rl_header_retry_after(buf, &d) && d == 0, "a past date means now");
+    cr_assert(rl__header_retry_after(buf, &d) && d == 0, "a past date means now");
     int64_t epoch;
-    cr_assert(rl_header_http_date("Sunday, 06-Nov-94 08:49:37 GMT", &epoch));
+    cr_assert(rl__header_http_date("Sunday, 06-Nov-94 08:49:37 GMT", &epoch));
     cr_assert_eq(epoch, 784111777);
-    cr_assert(rl_header_http_date("Sun, 06 Nov 1994 08:49:37 GMT", &epoch));
+    cr_assert(rl__header_http_date("Sun, 06 Nov 1994 08:49:37 GMT", &epoch));
     cr_assert_eq(epoch, 784111777);
     const char *bad[] = {"Sun, 06 Nov 1994 08:49:37 PST",
                          "Sun, 06 Foo 1994 08:49:37 GMT",
@@ -72,43 +72,43 @@ Test(headers, retry_after_http_dates)
                          "Sun, 06 Nov 1994",
                          "06 Nov 1994 08:49:37 GMT"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        cr_assert_not(rl_header_retry_after(bad[i], &d), "accepted '%s'", bad[i]);
+        cr_assert_not(rl__header_retry_after(bad[i], &d), "accepted '%s'", bad[i]);
 }
 
 Test(headers, reset_epoch_or_delta)
 {
     uint64_t d;
-    int64_t now = rl_wall_now_ns() / 1000000000LL;
+    int64_t now = rl__wall_now_ns() / 1000000000LL;
     char buf[32];
-    cr_assert(rl_header_reset("60", &d) && d == 60000000000ULL, "small values are deltas");
+    cr_assert(rl__header_reset("60", &d) && d == 60000000000ULL, "small values are deltas");
     snprintf(buf, sizeof(buf), "%lld", (long long)now + 30);
-    cr_assert(rl_header_reset(buf, &d));
+    cr_assert(rl__header_reset(buf, &d));
     cr_assert(d > 25000000000ULL && d <= 30000000000ULL, "epoch seconds: %llu",
               (unsigned long long)d);
     snprintf(buf, sizeof(buf), "%lld", (long long)(now + 30) * 1000);
-    cr_assert(rl_header_reset(buf, &d));
+    cr_assert(rl__header_reset(buf, &d));
     cr_assert(d > 25000000000ULL && d <= 30000000000ULL, "epoch milliseconds");
     snprintf(buf, sizeof(buf), "%lld", (long long)now - 100);
-    cr_assert(rl_header_reset(buf, &d) && d == 0, "a past epoch means now");
-    cr_assert_not(rl_header_reset("-3", &d));
-    cr_assert_not(rl_header_reset("tomorrow", &d));
+    cr_assert(rl__header_reset(buf, &d) && d == 0, "a past epoch means now");
+    cr_assert_not(rl__header_reset("-3", &d));
+    cr_assert_not(rl__header_reset("tomorrow", &d));
 }
 
 Test(headers, ietf_fields)
 {
     uint64_t r, t, q, w;
-    cr_assert(rl_header_ratelimit("\"default\";r=50;t=30", &r, &t));
+    cr_assert(rl__header_ratelimit("\"default\";r=50;t=30", &r, &t));
     cr_assert(r == 50 && t == 30000000000ULL);
-    cr_assert(rl_header_ratelimit("limit=100, remaining=7, reset=12", &r, &t));
+    cr_assert(rl__header_ratelimit("limit=100, remaining=7, reset=12", &r, &t));
     cr_assert(r == 7 && t == 12000000000ULL);
-    cr_assert_not(rl_header_ratelimit("\"default\";r=50", &r, &t), "t= is required");
-    cr_assert_not(rl_header_ratelimit("\"default\";r=-1;t=3", &r, &t));
-    cr_assert_not(rl_header_ratelimit("r=1;t=99999999999999999999", &r, &t));
-    cr_assert(rl_header_policy("\"default\";q=100;w=60", &q, &w));
+    cr_assert_not(rl__header_ratelimit("\"default\";r=50", &r, &t), "t= is required");
+    cr_assert_not(rl__header_ratelimit("\"default\";r=-1;t=3", &r, &t));
+    cr_assert_not(rl__header_ratelimit("r=1;t=99999999999999999999", &r, &t));
+    cr_assert(rl__header_policy("\"default\";q=100;w=60", &q, &w));
     cr_assert(q == 100 && w == 60000000000ULL);
-    cr_assert_not(rl_header_policy("\"default\";q=0;w=60", &q, &w));
+    cr_assert_not(rl__header_policy("\"default\";q=0;w=60", &q, &w));
     char longer[400];
     memset(longer, 'r', sizeof(longer) - 1);
     longer[sizeof(longer) - 1] = '\0';
-    cr_assert_not(rl_header_ratelimit(longer, &r, &t), "overlong values are refused");
+    cr_assert_not(rl__header_ratelimit(longer, &r, &t), "overlong values are refused");
 }

@@ -56,9 +56,9 @@ Test(update, same_policy_is_a_no_op)
 {
     rl_bucket *b = bucket("same", "10/1m", NULL);
     cr_assert_eq(drain(b), 10);
-    uint64_t before = rl_load_acquire(&b->rec->policy_off);
+    uint64_t before = rl__load_acquire(&b->rec->policy_off);
     update(b, "10/1m");
-    cr_assert_eq(rl_load_acquire(&b->rec->policy_off), before);
+    cr_assert_eq(rl__load_acquire(&b->rec->policy_off), before);
     cr_assert_eq(drain(b), 0);
 }
 
@@ -79,10 +79,10 @@ Test(update, an_abandoned_switch_is_finished_by_the_next_one)
     struct rl_policy loose = policy("20/1h margin 0");
     uint64_t off, zero = 0;
     struct policy_view old;
-    cr_assert_eq(rl_bucket_view(b, &old), 0);
-    cr_assert_eq(rl_policy_create(table, &loose, RL_UNINIT, &off), 0);
-    ((struct shm_policy *)(table->arena + off))->carry_at = rl_clock_rel(table);
-    cr_assert(rl_cas(&old.block->next_off, &zero, off)); /* S2 done; S3-S5 never ran */
+    cr_assert_eq(rl__bucket_view(b, &old), 0);
+    cr_assert_eq(rl__policy_create(table, &loose, RL_UNINIT, &off), 0);
+    ((struct shm_policy *)(table->arena + off))->carry_at = rl__clock_rel(table);
+    cr_assert(rl__cas_acq_rel(&old.block->next_off, &zero, off)); /* S2 done; S3-S5 never ran */
     cr_assert_eq(rl_try_acquire(b, 1, NULL), RL_ELIMITED, "the old rules still hold");
     update(b, "30/1h margin 0"); /* finishes the abandoned switch, then its own */
     cr_assert_eq(drain(b), 20, "10 used carry through both switches");

@@ -31,7 +31,7 @@ static void check_round_trip(const struct rl_policy *p)
     char text[512];
     struct rl_policy again;
     if ((size_t)rl_policy_format(p, text, sizeof(text)) >= sizeof(text) ||
-        rl_policy_parse(text, &again, NULL) != 0 || !rl_policy_same(p, &again))
+        rl_policy_parse(text, &again, NULL) != 0 || !rl__policy_same(p, &again))
         abort();
 }
 

@@ -118,7 +118,7 @@ static void adopt(unsigned char *file, size_t size)
     if (size < sizeof(h))
         return;
     memcpy(&h, file, sizeof(h));
-    rl_boot_id(h.boot_id);
+    rl__boot_id(h.boot_id);
     uint64_t now = rl_now_ns();
     h.epoch_ns = h.epoch_ns > now ? now / 2 : h.epoch_ns;
     memcpy(file, &h, sizeof(h));

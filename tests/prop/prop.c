@@ -786,7 +786,7 @@ static unsigned verify_buckets(rl_table *t, const struct bdef *defs, unsigned nb
             continue;
         }
         const char *want = defs[i].parent >= 0 ? defs[defs[i].parent].name : "";
-        if (!rl_policy_same(&p, &info.policy) || strcmp(info.parent, want) != 0) {
+        if (!rl__policy_same(&p, &info.policy) || strcmp(info.parent, want) != 0) {
             fprintf(stderr, "  bucket %s: policy or parent differs from its definition\n",
                     defs[i].name);
             v.bad++;
@@ -1405,7 +1405,7 @@ static bool run_crash(uint64_t max_ns, unsigned max_rounds)
         struct rl_policy p;
         parse_or_die(crash_inv[i].rules, &p);
         if (rl_bucket_lookup(t, crash_inv[i].name, &h[i]) < 0 || rl_bucket_info(h[i], &info) < 0 ||
-            !rl_policy_same(&p, &info.policy)) {
+            !rl__policy_same(&p, &info.policy)) {
             fprintf(stderr, "  bucket %s is missing or changed\n", crash_inv[i].name);
             h[i] = NULL;
             failures++;

@@ -504,7 +504,7 @@ Test(corrupt, index_damaged)
 
     /* One slot pointing at another bucket: the name check keeps them apart. */
     build("10/1h");
-    uint64_t h = rl_name_hash(names[VICTIM]);
+    uint64_t h = rl__name_hash(names[VICTIM]);
     uint32_t mask = H.index_slots - 1;
     for (uint32_t i = 0; i <= mask; i++) {
         uint64_t at = H.index_off + 8ULL * ((h + i) & mask);
@@ -550,7 +550,7 @@ Test(corrupt, header_counters_damaged)
 }
 
 /*
- * BUG (bucket.c record_create and table.c rl_arena_alloc): next_bucket and arena_used are
+ * BUG (bucket.c record_create and table.c rl__arena_alloc): next_bucket and arena_used are
  * advanced by an unconditional fetch_add. Damaged to near 2^64, they wrap after a failed
  * definition or two, and the next definition is handed bucket record 0 or arena offset 64:
  * it overwrites a live bucket's record or policy block. Damage to one header word then
@@ -636,9 +636,9 @@ static void acquire_victim(void)
 }
 
 /*
- * BUG (bucket.c rl_bucket_reset `do { ... } while (rl_switch_help(b, p))`, and the same
+ * BUG (bucket.c rl_bucket_reset `do { ... } while (rl__switch_help(b, p))`, and the same
  * `for (;;)` in update.c rl_bucket_update): a damaged next_off that names the block itself
- * (or any cycle of valid blocks) makes rl_switch_help report a switch forever, and the
+ * (or any cycle of valid blocks) makes rl__switch_help report a switch forever, and the
  * reset spins without end instead of returning RL_ECORRUPT. Deciders bound the same
  * situation (STALE_LIMIT); reset and update do not.
  */

@@ -63,7 +63,7 @@ Test(index, many_buckets)
         cr_assert_eq(b, handles[k]);
         cr_assert_eq(rl_bucket_lookup(t2, name, &b2), 0, "%s not found by another attach", name);
         cr_assert_str_eq(rl_bucket_name(b2), name);
-        cr_assert_eq(rl_index_find(t2, name, &no), 0);
+        cr_assert_eq(rl__index_find(t2, name, &no), 0);
         cr_assert_eq(no, k, "%s is bucket %u, created as %u", name, no, k);
     }
     /* Names that are not there. */
@@ -72,7 +72,7 @@ Test(index, many_buckets)
         uint32_t no;
         snprintf(name, sizeof(name), "bucket/%u", k);
         cr_assert_eq(rl_bucket_lookup(t, name, &b), RL_ENOENT);
-        cr_assert_eq(rl_index_find(t, name, &no), RL_ENOENT);
+        cr_assert_eq(rl__index_find(t, name, &no), RL_ENOENT);
     }
     rl_bucket *b;
     cr_expect_eq(rl_bucket_lookup(t, "bucket", &b), RL_ENOENT);
@@ -145,7 +145,7 @@ Test(index, probing_collisions)
     for (unsigned k = 0; found < 4 && k < 100000; k++) {
         char name[16];
         snprintf(name, sizeof(name), "n%u", k);
-        if ((rl_name_hash(name) & mask) == mask) /* the last slot: probing wraps to 0 */
+        if ((rl__name_hash(name) & mask) == mask) /* the last slot: probing wraps to 0 */
             strcpy(names[found++], name);
     }
     cr_assert_eq(found, 4);
@@ -157,7 +157,7 @@ Test(index, probing_collisions)
         uint32_t no;
         cr_expect_eq(rl_bucket_lookup(t, names[k], &x), 0);
         cr_expect_eq(x, b[k]);
-        cr_expect_eq(rl_index_find(t, names[k], &no), 0);
+        cr_expect_eq(rl__index_find(t, names[k], &no), 0);
         cr_expect_eq(no, k);
         cr_expect_eq(define(t, names[k], "2/1h", NULL), b[k]);
     }
@@ -166,9 +166,9 @@ Test(index, probing_collisions)
         char name[16];
         uint32_t no;
         snprintf(name, sizeof(name), "n%u", k);
-        if ((rl_name_hash(name) & mask) != mask)
+        if ((rl__name_hash(name) & mask) != mask)
             continue;
-        cr_expect_eq(rl_index_find(t, name, &no), RL_ENOENT, "%s", name);
+        cr_expect_eq(rl__index_find(t, name, &no), RL_ENOENT, "%s", name);
         miss++;
     }
     rl_table_close(t);
@@ -191,7 +191,7 @@ Test(index, same_tag_and_slot)
     for (unsigned k = 0; k < M; k++) {
         char name[16];
         snprintf(name, sizeof(name), "t%u", k);
-        uint64_t x = rl_name_hash(name);
+        uint64_t x = rl__name_hash(name);
         h[k][0] = (x & 0xffffffff00000000ULL) | (x & 15);
         h[k][1] = k;
     }
@@ -208,7 +208,7 @@ Test(index, same_tag_and_slot)
     char na[16], nb[16];
     snprintf(na, sizeof(na), "t%u", a);
     snprintf(nb, sizeof(nb), "t%u", b);
-    cr_assert_eq(rl_name_hash(na) >> 32, rl_name_hash(nb) >> 32);
+    cr_assert_eq(rl__name_hash(na) >> 32, rl__name_hash(nb) >> 32);
     rl_bucket *x;
     define(t, na, "1/1h", NULL);
     cr_expect_eq(rl_bucket_lookup(t, nb, &x), RL_ENOENT, "%s must not be found as %s", nb, na);

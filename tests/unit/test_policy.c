@@ -70,7 +70,7 @@ static void expect_roundtrip(const char *text)
     int rc = rl_policy_parse(buf, &q, &e);
     cr_assert_eq(rc, 0, "'%s' formats as '%s', which does not parse: col %u %s", text, buf,
                  e.column, e.message);
-    cr_expect(rl_policy_same(&p, &q), "'%s' -> '%s' parses to a different policy", text, buf);
+    cr_expect(rl__policy_same(&p, &q), "'%s' -> '%s' parses to a different policy", text, buf);
     cr_expect_eq(memcmp(&p, &q, sizeof(p)), 0, "'%s' -> '%s': parsed structs differ", text, buf);
     format_of(&q, buf2, sizeof(buf2));
     cr_expect_str_eq(buf, buf2, "format is not canonical: '%s' then '%s'", buf, buf2);

@@ -430,7 +430,7 @@ Test(rules, fixed_window_long_idle_is_not_a_reservation)
     uint64_t win = (uint64_t)((int64_t)d.at_ns + T->hdr->wall_offset_ns) / period;
     uint64_t old = (win - (1u << 24) - 1000) & 0xffffffff;
     struct policy_view v;
-    cr_assert_eq(rl_bucket_view(b, &v), 0);
+    cr_assert_eq(rl__bucket_view(b, &v), 0);
     atomic_store(&v.block->rules[0].word, 3ULL << 32 | old);
     int rc = try1(b, 1, &d);
     cr_expect_eq(rc, 0, "a word from %u windows ago blocks the bucket for %.1f hours",

@@ -601,7 +601,7 @@ Test(table, arena_full)
 }
 
 /*
- * BUG (index.c rl_bucket_count, used by table.c rl_table_info): `buckets` is documented as
+ * BUG (index.c rl__bucket_count, used by table.c rl_table_info): `buckets` is documented as
  * "buckets defined" but is next_bucket, which also counts record numbers consumed by
  * definitions that failed after taking a number (arena full here; also every loser of a
  * concurrent definition of one name). rl_table_info then reports more buckets than exist
