@@ -15,7 +15,7 @@ echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return d && n
 clang -fsanitize=fuzzer "$tmp/probe.c" -o "$tmp/probe" 2>/dev/null ||
     { echo "fuzz: clang has no libFuzzer (libclang-rt-14-dev): skipped"; exit 77; }
 # The library as an archive, so only the objects the harness needs are linked.
-(cd "$tmp" && clang "${flags[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$top"/src/*.c)
+(cd "$tmp" && clang "${flags[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$top"/src/*.c "$top"/src/config/*.c)
 ar rcs "$tmp/libratelimit.a" "$tmp"/*.o
 for h in fuzz_config fuzz_table; do
     clang "${flags[@]}" -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \

@@ -1,5 +1,5 @@
 /*
- * config_apply.c - bring a live table in line with a parsed config: open the table it
+ * apply.c - bring a live table in line with a parsed config: open the table it
  * names, then plan every change (and check the plan fits) before making any.
  *
  * The plan: each config bucket or template is created, switched to its new rules, or left
@@ -15,7 +15,7 @@
 
 #include <bsd/string.h>
 
-#include "internal.h"
+#include "../internal.h"
 
 /*
  * Arena for a new table: every policy block the config defines, a block of its largest
@@ -64,24 +64,25 @@ struct have {
 };
 
 /* One change or non-change: `want` for `have` (NULL: create it). */
-struct step {
+struct apply_step {
     const struct rl_config_bucket *want;
     struct have *have;
 };
 
-struct plan {
+struct apply_plan {
     rl_table *table;
     struct have *haves; /* in the table's order */
     struct have **by_name;
     size_t nhaves, cap;
-    struct step *steps;
+    struct apply_step *steps;
     size_t nsteps;
     uint64_t new_buckets, arena_bytes;
     void (*note)(void *arg, const char *line);
     void *arg;
 };
 
-__attribute__((format(printf, 2, 3))) static void say(const struct plan *pl, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void say(const struct apply_plan *pl, const char *fmt,
+                                                      ...)
 {
     char line[512];
     va_list ap;
@@ -95,9 +96,9 @@ __attribute__((format(printf, 2, 3))) static void say(const struct plan *pl, con
 
 /* ------------------------------------------------------------------ what the table holds */
 
-static int collect(rl_bucket *b, void *arg)
+static int collect_have(rl_bucket *b, void *arg)
 {
-    struct plan *pl = arg;
+    struct apply_plan *pl = arg;
     struct rl_bucket_info info;
     if (pl->nhaves == pl->cap) {
         size_t cap = pl->cap ? pl->cap * 2 : 64;
@@ -123,7 +124,7 @@ static int have_order(const void *a, const void *b)
 }
 
 /* Index the haves by name. */
-static int index_haves(struct plan *pl)
+static int index_haves(struct apply_plan *pl)
 {
     if (!(pl->by_name = calloc(pl->nhaves + 1, sizeof(*pl->by_name))))
         return rl__fail(RL_ENOMEM, "out of memory planning the config");
@@ -133,7 +134,7 @@ static int index_haves(struct plan *pl)
     return 0;
 }
 
-static struct have *have_find(const struct plan *pl, const char *name)
+static struct have *have_find(const struct apply_plan *pl, const char *name)
 {
     struct have key = {.name = name}, *k = &key;
     struct have **found = bsearch(&k, pl->by_name, pl->nhaves, sizeof(k), have_order);
@@ -148,10 +149,10 @@ static const char *or_none(const char *s)
 }
 
 /* Plan one config bucket or template; check what can be checked before changing anything. */
-static int plan_want(struct plan *pl, const struct rl_config_bucket *want)
+static int plan_want(struct apply_plan *pl, const struct rl_config_bucket *want)
 {
     struct have *h = have_find(pl, want->name);
-    pl->steps[pl->nsteps++] = (struct step){want, h};
+    pl->steps[pl->nsteps++] = (struct apply_step){want, h};
     if (!h) {
         pl->new_buckets++;
         pl->arena_bytes += rl__policy_bytes(&want->policy);
@@ -187,7 +188,7 @@ static const struct rl_config_bucket *template_of(const struct rl_config_bucket 
 }
 
 /* Buckets made from a config template (with its parent) follow its new rules. */
-static void plan_followers(struct plan *pl, const struct rl_config_bucket *bs, size_t n)
+static void plan_followers(struct apply_plan *pl, const struct rl_config_bucket *bs, size_t n)
 {
     for (size_t i = 0; i < pl->nhaves; i++) {
         struct have *h = &pl->haves[i];
@@ -196,13 +197,13 @@ static void plan_followers(struct plan *pl, const struct rl_config_bucket *bs, s
             strcmp(h->parent, t->parent ? t->parent : "") != 0)
             continue;
         h->mentioned = true;
-        pl->steps[pl->nsteps++] = (struct step){t, h};
+        pl->steps[pl->nsteps++] = (struct apply_step){t, h};
         if (!rl__policy_same(&h->policy, &t->policy))
             pl->arena_bytes += rl__policy_bytes(&t->policy);
     }
 }
 
-static int check_room(const struct plan *pl)
+static int check_room(const struct apply_plan *pl)
 {
     struct rl_table_info info;
     rl_table_info(pl->table, &info);
@@ -221,7 +222,8 @@ static int check_room(const struct plan *pl)
 
 /* ------------------------------------------------------------------ changing the table */
 
-static int create(const struct plan *pl, const struct rl_config_bucket *w, const char *rules)
+static int create_bucket(const struct apply_plan *pl, const struct rl_config_bucket *w,
+                         const char *rules)
 {
     int err = w->is_template ? rl_template_define(pl->table, w->name, &w->policy, w->parent)
                              : rl_bucket_define(pl->table, w->name, &w->policy, w->parent, NULL);
@@ -231,14 +233,14 @@ static int create(const struct plan *pl, const struct rl_config_bucket *w, const
     return err;
 }
 
-static int run_step(const struct plan *pl, const struct step *s)
+static int run_step(const struct apply_plan *pl, const struct apply_step *s)
 {
     const struct rl_config_bucket *w = s->want;
     bool follower = s->have && strcmp(s->have->name, w->name) != 0;
     char rules[256], old[256];
     rl_policy_format(&w->policy, rules, sizeof(rules));
     if (!s->have)
-        return create(pl, w, rules);
+        return create_bucket(pl, w, rules);
     if (rl__policy_same(&s->have->policy, &w->policy)) {
         if (!follower)
             say(pl, "unchanged %s%s", w->is_template ? "template " : "", w->name);
@@ -253,7 +255,7 @@ static int run_step(const struct plan *pl, const struct step *s)
     return err;
 }
 
-static void report_kept(const struct plan *pl)
+static void report_kept(const struct apply_plan *pl)
 {
     for (size_t i = 0; i < pl->nhaves; i++)
         if (!pl->haves[i].mentioned)
@@ -261,11 +263,11 @@ static void report_kept(const struct plan *pl)
                 pl->haves[i].name);
 }
 
-static int plan_all(struct plan *pl, const rl_config *config)
+static int plan_all(struct apply_plan *pl, const rl_config *config)
 {
     const struct rl_config_bucket *bs;
     size_t n = rl_config_buckets(config, &bs);
-    int err = rl_table_foreach(pl->table, collect, pl);
+    int err = rl_table_foreach(pl->table, collect_have, pl);
     if (err || (err = index_haves(pl)))
         return err;
     if (!(pl->steps = calloc(n + pl->nhaves + 1, sizeof(*pl->steps))))
@@ -281,7 +283,7 @@ static int plan_all(struct plan *pl, const rl_config *config)
 int rl_config_apply(const rl_config *config, rl_table *table,
                     void (*note)(void *arg, const char *line), void *arg)
 {
-    struct plan pl = {.table = table, .note = note, .arg = arg};
+    struct apply_plan pl = {.table = table, .note = note, .arg = arg};
     if (!config || !table)
         return rl__fail(RL_EINVAL, "rl_config_apply: bad arguments");
     int err = plan_all(&pl, config);

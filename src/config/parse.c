@@ -1,13 +1,13 @@
 /*
- * config.c - the config file: parse and check every statement, report every problem in one
- * pass as "file:line:col: message", and hold the result. Grammar in README "Config files".
+ * parse.c - the config file: parse and check every statement, report every problem in one
+ * pass as "file:line:col: message", and hold the result. Grammar in README "Config files";
+ * the route statement is in route.c.
  *
  * One statement per line, words separated by blanks, '#' starts a comment. Everything a
  * statement can get wrong on its own is checked as it is read; what needs the whole file
  * (parents, the buckets routes name, capacity) is checked at the end. Columns are bytes,
  * 1-based.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -21,73 +21,20 @@
 #include <bsd/stdlib.h>
 #include <bsd/string.h>
 
-#include "internal.h"
+#include "../internal.h"
+#include "config.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/ratelimit.conf"
 #define CONFIG_MAX_BYTES    (16U << 20)
-#define MAX_WORDS           64
 #define CAPACITY_DEFAULT    1024
 #define CAPACITY_MAX        (1U << 24)
-#define NS_PER_SEC          1000000000ULL
-#define NS_PER_DAY          (86400ULL * NS_PER_SEC)
-#define WAIT_DEFAULT_NS     (30ULL * NS_PER_SEC)
 #define RESOLVE_DEFAULT_NS  (300ULL * NS_PER_SEC)
-#define NONE                SIZE_MAX
-#define NKEYWORDS           9
-
-/* printf arguments for a word, at most 60 bytes of it: "%.*s". */
-#define WORD_ARG(w) (int)((w)->len > 60 ? 60 : (w)->len), (w)->s
-
-struct rl_config {
-    struct rl_config_table table;
-    struct rl_config_shim shim;
-    struct rl_config_bucket *buckets;
-    size_t nbuckets;
-    struct rl_route *routes;
-    size_t nroutes;
-};
-
-struct word {
-    const char *s;
-    unsigned len, col;
-};
-
-struct line {
-    struct word w[MAX_WORDS];
-    unsigned n;
-};
-
-struct problem {
-    unsigned line, col;
-    size_t seq;
-    char *msg;
-};
-
-/* What the parser knows about a bucket beyond the public struct. */
-struct bucket_meta {
-    unsigned parent_col;
-    size_t parent; /* index of the parent bucket, NONE if unknown */
-};
-
-struct parser {
-    const char *name;
-    rl_config *cfg;
-    unsigned line;
-    bool oom;
-    unsigned first_line[NKEYWORDS]; /* per keyword: the line of its first statement */
-    unsigned capacity_line, capacity_col;
-    struct bucket_meta *bmeta; /* per bucket */
-    unsigned *route_col;       /* per route: the column of its bucket name */
-    size_t bcap, mcap, rcap, ccap;
-    struct problem *problems;
-    size_t nproblems, pcap;
-};
 
 /* ------------------------------------------------------------------ problems and memory */
 
 /* Make room for element n of an array; returns the array (maybe moved), NULL if out of
  * memory (the old array stays valid). */
-static void *room_for(struct parser *p, void *arr, size_t *cap, size_t n, size_t size)
+void *rl__config_room(struct parser *p, void *arr, size_t *cap, size_t n, size_t size)
 {
     if (n < *cap)
         return arr;
@@ -109,7 +56,7 @@ static void vproblem(struct parser *p, unsigned line, unsigned col, const char *
         p->oom = true;
         return;
     }
-    if (!(arr = room_for(p, p->problems, &p->pcap, p->nproblems, sizeof(*arr)))) {
+    if (!(arr = rl__config_room(p, p->problems, &p->pcap, p->nproblems, sizeof(*arr)))) {
         free(msg);
         return;
     }
@@ -119,8 +66,7 @@ static void vproblem(struct parser *p, unsigned line, unsigned col, const char *
 }
 
 /* Report a problem at a column of the current line. */
-__attribute__((format(printf, 3, 4))) static void problem(struct parser *p, unsigned col,
-                                                          const char *fmt, ...)
+void rl__config_problem(struct parser *p, unsigned col, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -128,8 +74,7 @@ __attribute__((format(printf, 3, 4))) static void problem(struct parser *p, unsi
     va_end(ap);
 }
 
-__attribute__((format(printf, 4, 5))) static void problem_at(struct parser *p, unsigned line,
-                                                             unsigned col, const char *fmt, ...)
+void rl__config_problem_at(struct parser *p, unsigned line, unsigned col, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -137,7 +82,7 @@ __attribute__((format(printf, 4, 5))) static void problem_at(struct parser *p, u
     va_end(ap);
 }
 
-static char *dup_word(struct parser *p, const struct word *w)
+char *rl__config_dup_word(struct parser *p, const struct word *w)
 {
     char *s = strndup(w->s, w->len);
     p->oom |= s == NULL;
@@ -145,32 +90,6 @@ static char *dup_word(struct parser *p, const struct word *w)
 }
 
 /* ------------------------------------------------------------------ words */
-
-static bool word_is(const struct word *w, const char *s)
-{
-    return w->len == strlen(s) && memcmp(w->s, s, w->len) == 0;
-}
-
-/* The column just after a word: where a missing argument should have been. */
-static unsigned after(const struct word *w)
-{
-    return w->col + w->len;
-}
-
-static bool all_digits(const char *s)
-{
-    return *s && strspn(s, "0123456789") == strlen(s);
-}
-
-/* Copy a word into buf (NUL-terminated); false if it does not fit. */
-static bool word_copy(const struct word *w, char *buf, size_t size)
-{
-    if (w->len >= size)
-        return false;
-    memcpy(buf, w->s, w->len);
-    buf[w->len] = '\0';
-    return true;
-}
 
 /* A whole word holding a number in [min, max]. */
 static bool word_number(const struct word *w, long long min, long long max, long long *out)
@@ -187,30 +106,30 @@ static bool word_number(const struct word *w, long long min, long long max, long
 static bool want_args(struct parser *p, const struct line *l, unsigned n, const char *usage)
 {
     if (l->n < n + 1)
-        problem(p, after(&l->w[l->n - 1]), "missing argument: expected %s", usage);
+        rl__config_problem(p, after(&l->w[l->n - 1]), "missing argument: expected %s", usage);
     else if (l->n > n + 1)
-        problem(p, l->w[n + 1].col, "unexpected '%.*s': expected %s", WORD_ARG(&l->w[n + 1]),
-                usage);
+        rl__config_problem(p, l->w[n + 1].col, "unexpected '%.*s': expected %s",
+                           WORD_ARG(&l->w[n + 1]), usage);
     return l->n == n + 1;
 }
 
 /* A DURATION word within [min, max]. */
-static bool duration_ok(struct parser *p, const struct word *w, uint64_t min, uint64_t max,
-                        const char *range, uint64_t *ns)
+bool rl__config_duration(struct parser *p, const struct word *w, uint64_t min, uint64_t max,
+                         const char *range, uint64_t *ns)
 {
     struct rl_parse_error e = {0};
     const char *end;
     if (rl_parse_duration(w->s, &end, ns, &e) < 0) {
-        problem(p, w->col + e.column - 1, "%s", e.message);
+        rl__config_problem(p, w->col + e.column - 1, "%s", e.message);
         return false;
     }
     if (end != w->s + w->len) {
-        problem(p, w->col + (unsigned)(end - w->s), "unexpected '%.*s' after the duration",
-                (int)(w->s + w->len - end), end);
+        rl__config_problem(p, w->col + (unsigned)(end - w->s),
+                           "unexpected '%.*s' after the duration", (int)(w->s + w->len - end), end);
         return false;
     }
     if (*ns < min || *ns > max) {
-        problem(p, w->col, "'%.*s' is out of range: %s", WORD_ARG(w), range);
+        rl__config_problem(p, w->col, "'%.*s' is out of range: %s", WORD_ARG(w), range);
         return false;
     }
     return true;
@@ -218,7 +137,7 @@ static bool duration_ok(struct parser *p, const struct word *w, uint64_t min, ui
 
 /* ------------------------------------------------------------------ buckets */
 
-static size_t find_bucket(const struct parser *p, const char *name)
+static size_t bucket_named(const struct parser *p, const char *name)
 {
     for (size_t i = 0; i < p->cfg->nbuckets; i++)
         if (strcmp(p->cfg->buckets[i].name, name) == 0)
@@ -227,22 +146,23 @@ static size_t find_bucket(const struct parser *p, const char *name)
 }
 
 /* A valid bucket name; `defining` if the statement defines it (else it refers to one). */
-static bool name_ok(struct parser *p, const struct word *w, bool defining)
+bool rl__config_name_ok(struct parser *p, const struct word *w, bool defining)
 {
     char name[RL_NAME_MAX + 1];
     if (w->len > RL_NAME_MAX) {
-        problem(p, w->col, "bucket name '%.20s...' is %u bytes long: at most %d", w->s, w->len,
-                RL_NAME_MAX);
+        rl__config_problem(p, w->col, "bucket name '%.20s...' is %u bytes long: at most %d", w->s,
+                           w->len, RL_NAME_MAX);
         return false;
     }
     word_copy(w, name, sizeof(name));
     if (w->len > 2 && strcmp(name + w->len - 2, "/*") == 0) {
-        problem(p, w->col, "'%s' is a template pattern: %s", name,
-                defining ? "declare it with 'template', not 'bucket'" : "name a bucket here");
+        rl__config_problem(p, w->col, "'%s' is a template pattern: %s", name,
+                           defining ? "declare it with 'template', not 'bucket'"
+                                    : "name a bucket here");
         return false;
     }
     if (rl_name_check(name) < 0) {
-        problem(p, w->col, "%s", rl_errdetail());
+        rl__config_problem(p, w->col, "%s", rl_errdetail());
         return false;
     }
     return true;
@@ -253,19 +173,19 @@ static bool pattern_ok(struct parser *p, const struct word *w)
 {
     char prefix[RL_NAME_MAX + 1];
     if (w->len > RL_NAME_MAX) {
-        problem(p, w->col, "template pattern '%.20s...' is %u bytes long: at most %d", w->s, w->len,
-                RL_NAME_MAX);
+        rl__config_problem(p, w->col, "template pattern '%.20s...' is %u bytes long: at most %d",
+                           w->s, w->len, RL_NAME_MAX);
         return false;
     }
     if (w->len < 3 || memcmp(w->s + w->len - 2, "/*", 2) != 0) {
-        problem(p, w->col, "template pattern '%.*s' must end in '/*', as in 'tenant/*'",
-                WORD_ARG(w));
+        rl__config_problem(p, w->col, "template pattern '%.*s' must end in '/*', as in 'tenant/*'",
+                           WORD_ARG(w));
         return false;
     }
     word_copy(w, prefix, sizeof(prefix));
     prefix[w->len - 2] = '\0';
     if (rl_name_check(prefix) < 0) {
-        problem(p, w->col, "template pattern '%.*s': %s", WORD_ARG(w), rl_errdetail());
+        rl__config_problem(p, w->col, "template pattern '%.*s': %s", WORD_ARG(w), rl_errdetail());
         return false;
     }
     return true;
@@ -284,7 +204,7 @@ static bool rules_ok(struct parser *p, const struct word *first, const struct wo
     int rc = rl_policy_parse(text, out, &e);
     free(text);
     if (rc < 0)
-        problem(p, first->col + (e.column ? e.column - 1 : 0), "%s", e.message);
+        rl__config_problem(p, first->col + (e.column ? e.column - 1 : 0), "%s", e.message);
     return rc == 0;
 }
 
@@ -300,13 +220,13 @@ static bool def_split(struct parser *p, const struct line *l, bool is_template, 
         is_template ? "'template PREFIX/* RULES [parent NAME]', as in 'template tenant/* 200/60s'"
                     : "'bucket NAME RULES [parent NAME]', as in 'bucket foundry 200/60s'";
     if (l->n < 3) {
-        problem(p, after(&l->w[l->n - 1]), "missing argument: expected %s", usage);
+        rl__config_problem(p, after(&l->w[l->n - 1]), "missing argument: expected %s", usage);
         return false;
     }
     *d = (struct def){&l->w[1], NULL, 2, l->n - 1};
     if (word_is(&l->w[l->n - 1], "parent")) {
-        problem(p, after(&l->w[l->n - 1]),
-                "missing argument: expected a bucket name after 'parent'");
+        rl__config_problem(p, after(&l->w[l->n - 1]),
+                           "missing argument: expected a bucket name after 'parent'");
         return false;
     }
     if (word_is(&l->w[l->n - 2], "parent")) {
@@ -314,7 +234,7 @@ static bool def_split(struct parser *p, const struct line *l, bool is_template, 
         d->last = l->n - 3;
     }
     if (d->last < d->first) {
-        problem(p, l->w[2].col, "missing rules before 'parent': expected %s", usage);
+        rl__config_problem(p, l->w[2].col, "missing rules before 'parent': expected %s", usage);
         return false;
     }
     return true;
@@ -324,18 +244,20 @@ static void bucket_add(struct parser *p, const struct def *d, const struct rl_po
                        bool is_template)
 {
     rl_config *c = p->cfg;
-    struct rl_config_bucket *arr = room_for(p, c->buckets, &p->bcap, c->nbuckets, sizeof(*arr));
+    struct rl_config_bucket *arr =
+        rl__config_room(p, c->buckets, &p->bcap, c->nbuckets, sizeof(*arr));
     if (!arr)
         return;
     c->buckets = arr;
-    struct bucket_meta *meta = room_for(p, p->bmeta, &p->mcap, c->nbuckets, sizeof(*meta));
+    struct bucket_meta *meta = rl__config_room(p, p->bmeta, &p->mcap, c->nbuckets, sizeof(*meta));
     if (!meta)
         return;
     p->bmeta = meta;
     struct rl_config_bucket *b = &arr[c->nbuckets];
-    *b = (struct rl_config_bucket){dup_word(p, d->name), NULL, *pol, is_template, p->line};
+    *b = (struct rl_config_bucket){rl__config_dup_word(p, d->name), NULL, *pol, is_template,
+                                   p->line};
     if (d->parent)
-        b->parent = dup_word(p, d->parent);
+        b->parent = rl__config_dup_word(p, d->parent);
     meta[c->nbuckets] = (struct bucket_meta){d->parent ? d->parent->col : 0, NONE};
     c->nbuckets++;
 }
@@ -347,19 +269,19 @@ static void parse_def(struct parser *p, const struct line *l, bool is_template)
     char name[RL_NAME_MAX + 1];
     if (!def_split(p, l, is_template, &d))
         return;
-    bool ok = is_template ? pattern_ok(p, d.name) : name_ok(p, d.name, true);
+    bool ok = is_template ? pattern_ok(p, d.name) : rl__config_name_ok(p, d.name, true);
     /* A bucket with bad rules is still added: its name then resolves parents and routes
      * that refer to it, so one mistake is reported once. */
     rules_ok(p, &l->w[d.first], &l->w[d.last], &pol);
-    if (d.parent && !name_ok(p, d.parent, false))
+    if (d.parent && !rl__config_name_ok(p, d.parent, false))
         ok = false;
     if (!ok)
         return;
     word_copy(d.name, name, sizeof(name));
-    size_t dup = find_bucket(p, name);
+    size_t dup = bucket_named(p, name);
     if (dup != NONE) {
-        problem(p, d.name->col, "%s '%s' is already defined at line %u",
-                is_template ? "template" : "bucket", name, p->cfg->buckets[dup].line);
+        rl__config_problem(p, d.name->col, "%s '%s' is already defined at line %u",
+                           is_template ? "template" : "bucket", name, p->cfg->buckets[dup].line);
         return;
     }
     bucket_add(p, &d, &pol, is_template);
@@ -375,235 +297,6 @@ static void parse_template(struct parser *p, const struct line *l)
     parse_def(p, l, true);
 }
 
-/* ------------------------------------------------------------------ routes */
-
-static bool hostname_ok(const char *h)
-{
-    size_t len = strlen(h), label = 0;
-    if (len == 0 || len > 253 || h[0] == '.' || h[len - 1] == '.')
-        return false;
-    for (const char *c = h; *c; c++) {
-        if (*c == '.') {
-            if (label == 0 || c[-1] == '-')
-                return false;
-            label = 0;
-        } else if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-", *c) ||
-                   (*c == '-' && label == 0) || ++label > 63) {
-            return false;
-        }
-    }
-    return h[len - 1] != '-';
-}
-
-/* True if addr has any bit set beyond the first `prefix` bits; clears them. */
-static bool host_bits(unsigned char *addr, unsigned bytes, unsigned prefix)
-{
-    bool set = false;
-    for (unsigned i = 0; i < bytes; i++) {
-        unsigned keep = prefix >= 8 * (i + 1) ? 8 : prefix > 8 * i ? prefix - 8 * i : 0;
-        unsigned char mask = (unsigned char)(0xffU >> keep);
-        set |= (addr[i] & mask) != 0;
-        addr[i] &= (unsigned char)~mask;
-    }
-    return set;
-}
-
-/* An address or CIDR ("10.0.0.0/8", "2001:db8::/32") at column col; sets prefix_len. */
-static bool address_ok(struct parser *p, char *host, int family, unsigned col, struct rl_route *r)
-{
-    const char *fam = family == AF_INET ? "IPv4" : "IPv6";
-    unsigned bits = family == AF_INET ? 32 : 128;
-    unsigned char addr[16];
-    char *slash = strchr(host, '/');
-    const char *err = NULL;
-    r->prefix_len = bits;
-    if (slash) {
-        *slash = '\0';
-        r->prefix_len = all_digits(slash + 1) ? (unsigned)strtonum(slash + 1, 1, bits, &err) : 0;
-        if (r->prefix_len == 0) {
-            problem(p, col + (unsigned)(slash + 1 - host),
-                    "bad CIDR: prefix length '%s' is not 1 to %u", slash + 1, bits);
-            return false;
-        }
-    }
-    if (inet_pton(family, host, addr) != 1) {
-        problem(p, col, "bad %s address '%s'", fam, host);
-        return false;
-    }
-    if (slash && host_bits(addr, bits / 8, r->prefix_len)) {
-        char net[INET6_ADDRSTRLEN];
-        inet_ntop(family, addr, net, sizeof(net));
-        problem(p, col, "bad CIDR: %s/%u has bits set beyond the prefix (the network is %s/%u)",
-                host, r->prefix_len, net, r->prefix_len);
-        return false;
-    }
-    return true;
-}
-
-/* The host part of a destination (NUL-terminated in buf); at column col. */
-static bool host_ok(struct parser *p, char *host, bool bracketed, unsigned col, struct rl_route *r)
-{
-    if (!(r->dest = strdup(host))) {
-        p->oom = true;
-        return false;
-    }
-    if (bracketed)
-        return address_ok(p, host, AF_INET6, col, r);
-    if (!*host) {
-        problem(p, col, "missing host: expected HOST:PORT, as in api.example.com:443");
-        return false;
-    }
-    if (strchr(host, ':')) {
-        problem(p, col, "an IPv6 address goes in brackets, as in [2001:db8::1]:443");
-        return false;
-    }
-    if (strchr(host, '/') || strspn(host, "0123456789.") == strlen(host))
-        return address_ok(p, host, AF_INET, col, r);
-    r->prefix_len = 0;
-    if (!hostname_ok(host)) {
-        problem(p, col,
-                "bad host name '%s': expected labels of letters, digits and '-' joined by '.'",
-                host);
-        return false;
-    }
-    return true;
-}
-
-static bool port_ok(struct parser *p, const char *port, unsigned col, struct rl_route *r)
-{
-    const char *err = NULL;
-    r->port = all_digits(port) ? (unsigned)strtonum(port, 1, 65535, &err) : 0;
-    if (r->port == 0)
-        problem(p, col, "bad port '%s': expected a number from 1 to 65535", port);
-    return r->port != 0;
-}
-
-/* DEST:PORT, DEST one of: host name, IPv4, IPv4/len, [IPv6], [IPv6/len]. */
-static bool dest_ok(struct parser *p, const struct word *w, struct rl_route *r)
-{
-    char buf[300], *host = buf, *colon;
-    if (!word_copy(w, buf, sizeof(buf))) {
-        problem(p, w->col, "destination is %u bytes long: at most %zu", w->len, sizeof(buf) - 1);
-        return false;
-    }
-    bool bracketed = buf[0] == '[';
-    if (bracketed) {
-        char *close = strchr(buf, ']');
-        if (!close) {
-            problem(p, w->col, "expected ']' after the IPv6 address, as in [2001:db8::1]:443");
-            return false;
-        }
-        *close = '\0';
-        host++;
-        colon = close + 1;
-    } else {
-        colon = strrchr(buf, ':');
-    }
-    if (!colon || *colon != ':') {
-        problem(p, colon ? w->col + (unsigned)(colon - buf) : after(w),
-                "missing port: expected HOST:PORT, as in api.example.com:443");
-        return false;
-    }
-    *colon = '\0';
-    bool ok = port_ok(p, colon + 1, w->col + (unsigned)(colon + 1 - buf), r);
-    return host_ok(p, host, bracketed, w->col + (unsigned)(host - buf), r) && ok;
-}
-
-static bool route_option(struct parser *p, const struct word *opt, const struct word *val,
-                         struct rl_route *r)
-{
-    if (!val) {
-        problem(p, after(opt), "missing argument: expected %s after '%.*s'",
-                word_is(opt, "wait") ? "a duration such as 30s" : "'fail' or 'pass'",
-                WORD_ARG(opt));
-        return false;
-    }
-    if (word_is(opt, "wait"))
-        return duration_ok(p, val, 0, NS_PER_DAY, "a wait is at most 1d", &r->max_wait_ns);
-    if (word_is(val, "fail") || word_is(val, "pass")) {
-        r->on_timeout = word_is(val, "pass") ? RL_ROUTE_PASS : RL_ROUTE_FAIL;
-        return true;
-    }
-    problem(p, val->col, "unexpected '%.*s': expected 'fail' or 'pass'", WORD_ARG(val));
-    return false;
-}
-
-/* [wait DURATION] [on-timeout fail|pass], each at most once, in any order. */
-static bool route_options(struct parser *p, const struct line *l, struct rl_route *r)
-{
-    unsigned seen_wait = 0, seen_timeout = 0;
-    for (unsigned i = 3; i < l->n; i += 2) {
-        const struct word *opt = &l->w[i];
-        unsigned *seen = word_is(opt, "wait")         ? &seen_wait
-                         : word_is(opt, "on-timeout") ? &seen_timeout
-                                                      : NULL;
-        if (!seen) {
-            problem(p, opt->col,
-                    "unexpected '%.*s': expected 'wait DURATION' or 'on-timeout fail|pass'",
-                    WORD_ARG(opt));
-            return false;
-        }
-        if (*seen) {
-            problem(p, opt->col, "duplicate '%.*s' (already at column %u)", WORD_ARG(opt), *seen);
-            return false;
-        }
-        *seen = opt->col;
-        if (!route_option(p, opt, i + 1 < l->n ? &l->w[i + 1] : NULL, r))
-            return false;
-    }
-    return true;
-}
-
-static void route_free(struct rl_route *r)
-{
-    free((void *)r->dest);
-    free((void *)r->bucket);
-}
-
-/* Add a route written at column col whose bucket name is at bucket_col. */
-static void route_add(struct parser *p, struct rl_route *r, unsigned col, unsigned bucket_col)
-{
-    rl_config *c = p->cfg;
-    for (size_t i = 0; i < c->nroutes; i++) {
-        if (c->routes[i].port == r->port && strcasecmp(c->routes[i].dest, r->dest) == 0) {
-            problem(p, col, "route %s:%u is already defined at line %u", r->dest, r->port,
-                    c->routes[i].line);
-            route_free(r);
-            return;
-        }
-    }
-    struct rl_route *arr = room_for(p, c->routes, &p->rcap, c->nroutes, sizeof(*arr));
-    unsigned *cols = arr ? room_for(p, p->route_col, &p->ccap, c->nroutes, sizeof(*cols)) : NULL;
-    if (arr)
-        c->routes = arr;
-    if (!cols) {
-        route_free(r);
-        return;
-    }
-    p->route_col = cols;
-    cols[c->nroutes] = bucket_col;
-    arr[c->nroutes++] = *r;
-}
-
-static void parse_route(struct parser *p, const struct line *l)
-{
-    struct rl_route r = {
-        .max_wait_ns = WAIT_DEFAULT_NS, .on_timeout = RL_ROUTE_FAIL, .line = p->line};
-    if (l->n < 3) {
-        problem(p, after(&l->w[l->n - 1]),
-                "missing argument: expected 'route HOST:PORT BUCKET [wait DURATION] [on-timeout "
-                "fail|pass]', as in 'route api.example.com:443 foundry'");
-        return;
-    }
-    bool ok = dest_ok(p, &l->w[1], &r);
-    ok &= name_ok(p, &l->w[2], false);
-    ok &= route_options(p, l, &r);
-    if (ok && (r.bucket = dup_word(p, &l->w[2])))
-        route_add(p, &r, l->w[1].col, l->w[2].col);
-    else
-        route_free(&r);
-}
-
 /* ------------------------------------------------------------------ table and shim */
 
 static void parse_table(struct parser *p, const struct line *l)
@@ -612,11 +305,12 @@ static void parse_table(struct parser *p, const struct line *l)
         return;
     const struct word *w = &l->w[1];
     if (w->s[0] != '/' || w->len >= PATH_MAX)
-        problem(p, w->col,
-                "table path must be absolute and shorter than %d bytes, as in /dev/shm/ratelimit",
-                PATH_MAX);
+        rl__config_problem(
+            p, w->col,
+            "table path must be absolute and shorter than %d bytes, as in /dev/shm/ratelimit",
+            PATH_MAX);
     else
-        p->cfg->table.path = dup_word(p, w);
+        p->cfg->table.path = rl__config_dup_word(p, w);
 }
 
 static void parse_mode(struct parser *p, const struct line *l)
@@ -631,17 +325,19 @@ static void parse_mode(struct parser *p, const struct line *l)
         mode = mode * 8 + (unsigned)(w->s[i] - '0');
     }
     if (!octal)
-        problem(p, w->col, "bad mode '%.*s': expected an octal file mode such as 0660",
-                WORD_ARG(w));
+        rl__config_problem(p, w->col, "bad mode '%.*s': expected an octal file mode such as 0660",
+                           WORD_ARG(w));
     else if (mode & 0002)
-        problem(p, w->col,
-                "mode %04o makes the table world-writable: any local user could change or wreck "
-                "the budget; use 0660 and 'group'",
-                mode);
+        rl__config_problem(
+            p, w->col,
+            "mode %04o makes the table world-writable: any local user could change or wreck "
+            "the budget; use 0660 and 'group'",
+            mode);
     else if (mode & ~0666U)
-        problem(p, w->col, "mode %04o: a table has only read and write bits (at most 0664)", mode);
+        rl__config_problem(p, w->col,
+                           "mode %04o: a table has only read and write bits (at most 0664)", mode);
     else if ((mode & 0600) != 0600)
-        problem(p, w->col, "mode %04o: the owner needs read and write (0600)", mode);
+        rl__config_problem(p, w->col, "mode %04o: the owner needs read and write (0600)", mode);
     else
         p->cfg->table.mode = mode;
 }
@@ -673,11 +369,11 @@ static void parse_group(struct parser *p, const struct line *l)
     char name[256];
     long long gid = -1;
     if (!word_copy(w, name, sizeof(name)))
-        problem(p, w->col, "group name is %u bytes long: at most 255", w->len);
+        rl__config_problem(p, w->col, "group name is %u bytes long: at most 255", w->len);
     else if (all_digits(name) && !word_number(w, 0, UINT32_MAX - 1, &gid))
-        problem(p, w->col, "bad group id '%s': expected 0 to %u", name, UINT32_MAX - 1);
+        rl__config_problem(p, w->col, "bad group id '%s': expected 0 to %u", name, UINT32_MAX - 1);
     else if (gid < 0 && (gid = group_id(p, name)) < 0)
-        problem(p, w->col, "unknown group '%s' (not in the group database)", name);
+        rl__config_problem(p, w->col, "unknown group '%s' (not in the group database)", name);
     else
         p->cfg->table.group = (long)gid;
 }
@@ -688,8 +384,9 @@ static void parse_capacity(struct parser *p, const struct line *l)
     if (!want_args(p, l, 1, "'capacity BUCKETS', as in 'capacity 4096'"))
         return;
     if (!word_number(&l->w[1], 1, CAPACITY_MAX, &n)) {
-        problem(p, l->w[1].col, "bad capacity '%.*s': expected a number of buckets from 1 to %u",
-                WORD_ARG(&l->w[1]), CAPACITY_MAX);
+        rl__config_problem(p, l->w[1].col,
+                           "bad capacity '%.*s': expected a number of buckets from 1 to %u",
+                           WORD_ARG(&l->w[1]), CAPACITY_MAX);
         return;
     }
     p->cfg->table.capacity = (uint32_t)n;
@@ -704,15 +401,16 @@ static void parse_shim(struct parser *p, const struct line *l)
     if (word_is(&l->w[1], "fail-open") || word_is(&l->w[1], "fail-closed"))
         p->cfg->shim.fail_closed = word_is(&l->w[1], "fail-closed");
     else
-        problem(p, l->w[1].col, "unexpected '%.*s': expected 'fail-open' or 'fail-closed'",
-                WORD_ARG(&l->w[1]));
+        rl__config_problem(p, l->w[1].col,
+                           "unexpected '%.*s': expected 'fail-open' or 'fail-closed'",
+                           WORD_ARG(&l->w[1]));
 }
 
 static void parse_resolve_every(struct parser *p, const struct line *l)
 {
     if (want_args(p, l, 1, "'resolve-every DURATION', as in 'resolve-every 5m'"))
-        duration_ok(p, &l->w[1], NS_PER_SEC, NS_PER_DAY, "expected 1s to 1d",
-                    &p->cfg->shim.resolve_every_ns);
+        rl__config_duration(p, &l->w[1], NS_PER_SEC, NS_PER_DAY, "expected 1s to 1d",
+                            &p->cfg->shim.resolve_every_ns);
 }
 
 /* ------------------------------------------------------------------ lines */
@@ -728,7 +426,7 @@ static const struct keyword {
     {"capacity", true, parse_capacity},
     {"bucket", false, parse_bucket},
     {"template", false, parse_template},
-    {"route", false, parse_route},
+    {"route", false, rl__config_route},
     {"shim", true, parse_shim},
     {"resolve-every", true, parse_resolve_every},
 };
@@ -739,18 +437,19 @@ static void statement(struct parser *p, const struct line *l)
         if (!word_is(&l->w[0], keywords[i].word))
             continue;
         if (keywords[i].once && p->first_line[i]) {
-            problem(p, l->w[0].col, "duplicate '%s' statement: already given at line %u",
-                    keywords[i].word, p->first_line[i]);
+            rl__config_problem(p, l->w[0].col, "duplicate '%s' statement: already given at line %u",
+                               keywords[i].word, p->first_line[i]);
             return;
         }
         p->first_line[i] = p->line;
         keywords[i].parse(p, l);
         return;
     }
-    problem(p, l->w[0].col,
-            "unknown keyword '%.*s': expected table, mode, group, capacity, bucket, template, "
-            "route, shim or resolve-every",
-            WORD_ARG(&l->w[0]));
+    rl__config_problem(
+        p, l->w[0].col,
+        "unknown keyword '%.*s': expected table, mode, group, capacity, bucket, template, "
+        "route, shim or resolve-every",
+        WORD_ARG(&l->w[0]));
 }
 
 static bool blank(char c)
@@ -759,7 +458,7 @@ static bool blank(char c)
 }
 
 /* Split a NUL-terminated statement into words; false (reported) if there are too many. */
-static bool split(struct parser *p, const char *s, struct line *l)
+static bool split_words(struct parser *p, const char *s, struct line *l)
 {
     const char *q = s;
     l->n = 0;
@@ -769,8 +468,8 @@ static bool split(struct parser *p, const char *s, struct line *l)
         if (!*q)
             return true;
         if (l->n == MAX_WORDS) {
-            problem(p, (unsigned)(q - s) + 1, "too many words: at most %d in a statement",
-                    MAX_WORDS);
+            rl__config_problem(p, (unsigned)(q - s) + 1,
+                               "too many words: at most %d in a statement", MAX_WORDS);
             return false;
         }
         struct word *w = &l->w[l->n++];
@@ -792,12 +491,12 @@ static void parse_line(struct parser *p, char *s, char *e)
     for (const char *c = s; c < e; c++) {
         unsigned char ch = (unsigned char)*c;
         if ((ch < 0x20 && !blank(*c)) || ch == 0x7f) {
-            problem(p, (unsigned)(c - s) + 1, "unexpected control character 0x%02x", ch);
+            rl__config_problem(p, (unsigned)(c - s) + 1, "unexpected control character 0x%02x", ch);
             return;
         }
     }
     *e = '\0';
-    if (split(p, s, &l) && l.n > 0)
+    if (split_words(p, s, &l) && l.n > 0)
         statement(p, &l);
 }
 
@@ -855,20 +554,23 @@ static void check_parent(struct parser *p, size_t i)
     unsigned col = p->bmeta[i].parent_col;
     char chain[512];
     if (j == NONE) {
-        problem_at(p, b->line, col,
-                   "unknown parent '%s': define it with 'bucket %s RULES' before this line",
-                   b->parent, b->parent);
+        rl__config_problem_at(
+            p, b->line, col,
+            "unknown parent '%s': define it with 'bucket %s RULES' before this line", b->parent,
+            b->parent);
     } else if (j >= i && reaches(p, j, i)) {
         chain_text(p, i, (unsigned)p->cfg->nbuckets + 1, chain, sizeof(chain));
-        problem_at(p, b->line, col, "parent cycle: %s", chain);
+        rl__config_problem_at(p, b->line, col, "parent cycle: %s", chain);
     } else if (j >= i) {
-        problem_at(p, b->line, col,
-                   "parent '%s' is defined later, at line %u: define parents before their children",
-                   b->parent, p->cfg->buckets[j].line);
+        rl__config_problem_at(
+            p, b->line, col,
+            "parent '%s' is defined later, at line %u: define parents before their children",
+            b->parent, p->cfg->buckets[j].line);
     } else if (chain_depth(p, i) > RL_MAX_DEPTH) {
         chain_text(p, i, RL_MAX_DEPTH + 1, chain, sizeof(chain));
-        problem_at(p, b->line, col, "parent chain too long: %s: a chain holds at most %d buckets",
-                   chain, RL_MAX_DEPTH);
+        rl__config_problem_at(p, b->line, col,
+                              "parent chain too long: %s: a chain holds at most %d buckets", chain,
+                              RL_MAX_DEPTH);
     }
 }
 
@@ -876,35 +578,10 @@ static void check_parents(struct parser *p)
 {
     for (size_t i = 0; i < p->cfg->nbuckets; i++)
         if (p->cfg->buckets[i].parent)
-            p->bmeta[i].parent = find_bucket(p, p->cfg->buckets[i].parent);
+            p->bmeta[i].parent = bucket_named(p, p->cfg->buckets[i].parent);
     for (size_t i = 0; i < p->cfg->nbuckets; i++)
         if (p->cfg->buckets[i].parent)
             check_parent(p, i);
-}
-
-/* A bucket a route may name: one of the config's buckets, or one a template makes. */
-static bool route_target_known(const rl_config *c, const char *name)
-{
-    for (size_t i = 0; i < c->nbuckets; i++) {
-        const char *b = c->buckets[i].name;
-        size_t prefix = strlen(b) - 1; /* a template's pattern without the '*' */
-        if (c->buckets[i].is_template ? strncmp(name, b, prefix) == 0 && name[prefix]
-                                      : strcmp(name, b) == 0)
-            return true;
-    }
-    return false;
-}
-
-static void check_routes(struct parser *p)
-{
-    for (size_t i = 0; i < p->cfg->nroutes; i++) {
-        const struct rl_route *r = &p->cfg->routes[i];
-        if (!route_target_known(p->cfg, r->bucket))
-            problem_at(p, r->line, p->route_col[i],
-                       "route to unknown bucket '%s': define it with 'bucket %s RULES' or a "
-                       "'template' it matches",
-                       r->bucket, r->bucket);
-    }
 }
 
 static void check_capacity(struct parser *p)
@@ -913,13 +590,15 @@ static void check_capacity(struct parser *p)
     if (c->nbuckets <= c->table.capacity)
         return;
     if (p->capacity_line)
-        problem_at(p, p->capacity_line, p->capacity_col,
-                   "capacity %u is less than the %zu buckets and templates the file defines",
-                   c->table.capacity, c->nbuckets);
+        rl__config_problem_at(
+            p, p->capacity_line, p->capacity_col,
+            "capacity %u is less than the %zu buckets and templates the file defines",
+            c->table.capacity, c->nbuckets);
     else
-        problem_at(p, c->buckets[c->table.capacity].line, 1,
-                   "more than %u buckets and templates (the default capacity): add 'capacity N'",
-                   c->table.capacity);
+        rl__config_problem_at(
+            p, c->buckets[c->table.capacity].line, 1,
+            "more than %u buckets and templates (the default capacity): add 'capacity N'",
+            c->table.capacity);
 }
 
 /* ------------------------------------------------------------------ results */
@@ -962,14 +641,14 @@ void rl_config_free(rl_config *c)
         free((void *)c->buckets[i].parent);
     }
     for (size_t i = 0; i < c->nroutes; i++)
-        route_free(&c->routes[i]);
+        rl__config_route_free(&c->routes[i]);
     free(c->buckets);
     free(c->routes);
     free((void *)c->table.path);
     free(c);
 }
 
-static int finish(struct parser *p, rl_config **out, char **errors)
+static int parse_result(struct parser *p, rl_config **out, char **errors)
 {
     int err = 0;
     char *text = p->nproblems && !p->oom ? problems_text(p) : NULL;
@@ -1015,9 +694,9 @@ int rl_config_parse(const char *text, size_t len, const char *name, rl_config **
     parse_text(&p, copy, len);
     free(copy);
     check_parents(&p);
-    check_routes(&p);
+    rl__config_check_routes(&p);
     check_capacity(&p);
-    return finish(&p, out, errors);
+    return parse_result(&p, out, errors);
 }
 
 /* ------------------------------------------------------------------ files */
