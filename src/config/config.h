@@ -50,8 +50,15 @@ struct problem {
 
 /* What the parser knows about a bucket beyond the public struct. */
 struct bucket_meta {
+    unsigned name_col; /* 0 once dropped as a duplicate */
     unsigned parent_col;
     size_t parent; /* index of the parent bucket, NONE if unknown */
+};
+
+/* What the parser knows about a route beyond the public struct. */
+struct route_meta {
+    unsigned dest_col; /* 0 once dropped as a duplicate */
+    unsigned bucket_col;
 };
 
 struct parser {
@@ -62,7 +69,9 @@ struct parser {
     unsigned first_line[NKEYWORDS]; /* per keyword: the line of its first statement */
     unsigned capacity_line, capacity_col;
     struct bucket_meta *bmeta; /* per bucket */
-    unsigned *route_col;       /* per route: the column of its bucket name */
+    struct route_meta *rmeta;  /* per route */
+    /* The buckets sorted by name, once the whole file is read (rl__config_bucket_named). */
+    struct rl_config_bucket **by_name;
     size_t bcap, mcap, rcap, ccap;
     struct problem *problems;
     size_t nproblems, pcap;
@@ -104,6 +113,9 @@ char *rl__config_dup_word(struct parser *p, const struct word *w);
 bool rl__config_duration(struct parser *p, const struct word *w, uint64_t min, uint64_t max,
                          const char *range, uint64_t *ns);
 bool rl__config_name_ok(struct parser *p, const struct word *w, bool defining);
+/* The index of the bucket or template with this name, NONE if none; O(log n). Valid once
+ * the whole file is read. */
+size_t rl__config_bucket_named(const struct parser *p, const char *name);
 
 /* route.c: the route statement, its check against the buckets, and freeing one route. */
 void rl__config_route(struct parser *p, const struct line *l);

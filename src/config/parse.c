@@ -137,14 +137,6 @@ bool rl__config_duration(struct parser *p, const struct word *w, uint64_t min, u
 
 /* ------------------------------------------------------------------ buckets */
 
-static size_t bucket_named(const struct parser *p, const char *name)
-{
-    for (size_t i = 0; i < p->cfg->nbuckets; i++)
-        if (strcmp(p->cfg->buckets[i].name, name) == 0)
-            return i;
-    return NONE;
-}
-
 /* A valid bucket name; `defining` if the statement defines it (else it refers to one). */
 bool rl__config_name_ok(struct parser *p, const struct word *w, bool defining)
 {
@@ -258,7 +250,7 @@ static void bucket_add(struct parser *p, const struct def *d, const struct rl_po
                                    p->line};
     if (d->parent)
         b->parent = rl__config_dup_word(p, d->parent);
-    meta[c->nbuckets] = (struct bucket_meta){d->parent ? d->parent->col : 0, NONE};
+    meta[c->nbuckets] = (struct bucket_meta){d->name->col, d->parent ? d->parent->col : 0, NONE};
     c->nbuckets++;
 }
 
@@ -266,24 +258,17 @@ static void parse_def(struct parser *p, const struct line *l, bool is_template)
 {
     struct def d;
     struct rl_policy pol = {0};
-    char name[RL_NAME_MAX + 1];
     if (!def_split(p, l, is_template, &d))
         return;
     bool ok = is_template ? pattern_ok(p, d.name) : rl__config_name_ok(p, d.name, true);
     /* A bucket with bad rules is still added: its name then resolves parents and routes
-     * that refer to it, so one mistake is reported once. */
+     * that refer to it, so one mistake is reported once. A name defined twice is found
+     * once the whole file is read (drop_duplicates). */
     rules_ok(p, &l->w[d.first], &l->w[d.last], &pol);
     if (d.parent && !rl__config_name_ok(p, d.parent, false))
         ok = false;
     if (!ok)
         return;
-    word_copy(d.name, name, sizeof(name));
-    size_t dup = bucket_named(p, name);
-    if (dup != NONE) {
-        rl__config_problem(p, d.name->col, "%s '%s' is already defined at line %u",
-                           is_template ? "template" : "bucket", name, p->cfg->buckets[dup].line);
-        return;
-    }
     bucket_add(p, &d, &pol, is_template);
 }
 
@@ -513,6 +498,77 @@ static void parse_text(struct parser *p, char *text, size_t len)
 
 /* ------------------------------------------------------------------ whole-file checks */
 
+/* Buckets by name, ties in file order. */
+static int bucket_order(const void *a, const void *b)
+{
+    const struct rl_config_bucket *x = *(const struct rl_config_bucket *const *)a;
+    const struct rl_config_bucket *y = *(const struct rl_config_bucket *const *)b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x > y) - (x < y);
+}
+
+/* Sort pointers to the buckets by name into p->by_name; false if out of memory. */
+static bool index_buckets(struct parser *p)
+{
+    const rl_config *c = p->cfg;
+    free(p->by_name);
+    if (!(p->by_name = reallocarray(NULL, c->nbuckets + 1, sizeof(*p->by_name)))) {
+        p->oom = true;
+        return false;
+    }
+    for (size_t i = 0; i < c->nbuckets; i++)
+        p->by_name[i] = &c->buckets[i];
+    qsort(p->by_name, c->nbuckets, sizeof(*p->by_name), bucket_order);
+    return true;
+}
+
+/* Report each name defined again and drop that definition: the first one stands. Then
+ * p->by_name indexes the buckets left. */
+static void drop_duplicates(struct parser *p)
+{
+    rl_config *c = p->cfg;
+    size_t first = 0, kept = 0, dropped = 0;
+    if (!index_buckets(p))
+        return;
+    for (size_t k = 1; k < c->nbuckets; k++) {
+        const struct rl_config_bucket *b = p->by_name[k], *f = p->by_name[first];
+        if (strcmp(b->name, f->name) != 0) {
+            first = k;
+            continue;
+        }
+        rl__config_problem_at(p, b->line, p->bmeta[b - c->buckets].name_col,
+                              "%s '%s' is already defined at line %u",
+                              b->is_template ? "template" : "bucket", b->name, f->line);
+        p->bmeta[b - c->buckets].name_col = 0;
+        dropped++;
+    }
+    for (size_t i = 0; i < c->nbuckets && dropped; i++) {
+        if (p->bmeta[i].name_col == 0) {
+            free((void *)c->buckets[i].name);
+            free((void *)c->buckets[i].parent);
+            continue;
+        }
+        c->buckets[kept] = c->buckets[i];
+        p->bmeta[kept++] = p->bmeta[i];
+    }
+    if (dropped) {
+        c->nbuckets = kept;
+        index_buckets(p);
+    }
+}
+
+static int name_order(const void *key, const void *b)
+{
+    return strcmp(key, (*(const struct rl_config_bucket *const *)b)->name);
+}
+
+size_t rl__config_bucket_named(const struct parser *p, const char *name)
+{
+    const struct rl_config_bucket *const *found =
+        bsearch(name, p->by_name, p->cfg->nbuckets, sizeof(*p->by_name), name_order);
+    return found ? (size_t)(*found - p->cfg->buckets) : NONE;
+}
+
 /* "a -> b -> c": the chain from bucket i, at most `max` names, stopping at a repeat of i. */
 static void chain_text(const struct parser *p, size_t i, unsigned max, char *buf, size_t size)
 {
@@ -578,7 +634,7 @@ static void check_parents(struct parser *p)
 {
     for (size_t i = 0; i < p->cfg->nbuckets; i++)
         if (p->cfg->buckets[i].parent)
-            p->bmeta[i].parent = bucket_named(p, p->cfg->buckets[i].parent);
+            p->bmeta[i].parent = rl__config_bucket_named(p, p->cfg->buckets[i].parent);
     for (size_t i = 0; i < p->cfg->nbuckets; i++)
         if (p->cfg->buckets[i].parent)
             check_parent(p, i);
@@ -669,7 +725,8 @@ static int parse_result(struct parser *p, rl_config **out, char **errors)
         free(p->problems[i].msg);
     free(p->problems);
     free(p->bmeta);
-    free(p->route_col);
+    free(p->rmeta);
+    free(p->by_name);
     rl_config_free(p->cfg);
     return err;
 }
@@ -693,9 +750,14 @@ int rl_config_parse(const char *text, size_t len, const char *name, rl_config **
     p.cfg->shim = (struct rl_config_shim){false, RESOLVE_DEFAULT_NS};
     parse_text(&p, copy, len);
     free(copy);
-    check_parents(&p);
-    rl__config_check_routes(&p);
-    check_capacity(&p);
+    /* The whole-file checks need every name; out of memory, the result is RL_ENOMEM. */
+    if (!p.oom)
+        drop_duplicates(&p);
+    if (!p.oom) {
+        check_parents(&p);
+        rl__config_check_routes(&p);
+        check_capacity(&p);
+    }
     return parse_result(&p, out, errors);
 }
 

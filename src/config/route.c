@@ -203,29 +203,22 @@ void rl__config_route_free(struct rl_route *r)
     free((void *)r->bucket);
 }
 
-/* Add a route written at column col whose bucket name is at bucket_col. */
-static void route_add(struct parser *p, struct rl_route *r, unsigned col, unsigned bucket_col)
+/* Add a route whose destination is at column dest_col and bucket name at bucket_col. A
+ * route defined twice is found once the whole file is read (drop_duplicate_routes). */
+static void route_add(struct parser *p, struct rl_route *r, unsigned dest_col, unsigned bucket_col)
 {
     rl_config *c = p->cfg;
-    for (size_t i = 0; i < c->nroutes; i++) {
-        if (c->routes[i].port == r->port && strcasecmp(c->routes[i].dest, r->dest) == 0) {
-            rl__config_problem(p, col, "route %s:%u is already defined at line %u", r->dest,
-                               r->port, c->routes[i].line);
-            rl__config_route_free(r);
-            return;
-        }
-    }
     struct rl_route *arr = rl__config_room(p, c->routes, &p->rcap, c->nroutes, sizeof(*arr));
-    unsigned *cols =
-        arr ? rl__config_room(p, p->route_col, &p->ccap, c->nroutes, sizeof(*cols)) : NULL;
+    struct route_meta *meta =
+        arr ? rl__config_room(p, p->rmeta, &p->ccap, c->nroutes, sizeof(*meta)) : NULL;
     if (arr)
         c->routes = arr;
-    if (!cols) {
+    if (!meta) {
         rl__config_route_free(r);
         return;
     }
-    p->route_col = cols;
-    cols[c->nroutes] = bucket_col;
+    p->rmeta = meta;
+    meta[c->nroutes] = (struct route_meta){dest_col, bucket_col};
     arr[c->nroutes++] = *r;
 }
 
@@ -249,14 +242,67 @@ void rl__config_route(struct parser *p, const struct line *l)
         rl__config_route_free(&r);
 }
 
-/* A bucket a route may name: one of the config's buckets, or one a template makes. */
-static bool route_target_known(const rl_config *c, const char *name)
+/* Routes by destination (host names in any case), ties in file order. */
+static int route_order(const void *a, const void *b)
 {
-    for (size_t i = 0; i < c->nbuckets; i++) {
-        const char *b = c->buckets[i].name;
-        size_t prefix = strlen(b) - 1; /* a template's pattern without the '*' */
-        if (c->buckets[i].is_template ? strncmp(name, b, prefix) == 0 && name[prefix]
-                                      : strcmp(name, b) == 0)
+    const struct rl_route *x = *(const struct rl_route *const *)a;
+    const struct rl_route *y = *(const struct rl_route *const *)b;
+    if (x->port != y->port)
+        return x->port < y->port ? -1 : 1;
+    int c = strcasecmp(x->dest, y->dest);
+    return c ? c : (x > y) - (x < y);
+}
+
+/* Report each destination routed again and drop that route: the first one stands. */
+static void drop_duplicate_routes(struct parser *p)
+{
+    rl_config *c = p->cfg;
+    const struct rl_route **by_dest = reallocarray(NULL, c->nroutes + 1, sizeof(*by_dest));
+    size_t first = 0, kept = 0;
+    if (!by_dest) {
+        p->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < c->nroutes; i++)
+        by_dest[i] = &c->routes[i];
+    qsort(by_dest, c->nroutes, sizeof(*by_dest), route_order);
+    for (size_t k = 1; k < c->nroutes; k++) {
+        const struct rl_route *r = by_dest[k], *f = by_dest[first];
+        if (r->port != f->port || strcasecmp(r->dest, f->dest) != 0) {
+            first = k;
+            continue;
+        }
+        rl__config_problem_at(p, r->line, p->rmeta[r - c->routes].dest_col,
+                              "route %s:%u is already defined at line %u", r->dest, r->port,
+                              f->line);
+        p->rmeta[r - c->routes].dest_col = 0;
+    }
+    free(by_dest);
+    for (size_t i = 0; i < c->nroutes; i++) {
+        if (p->rmeta[i].dest_col == 0) {
+            rl__config_route_free(&c->routes[i]);
+            continue;
+        }
+        c->routes[kept] = c->routes[i];
+        p->rmeta[kept++] = p->rmeta[i];
+    }
+    c->nroutes = kept;
+}
+
+/* A bucket a route may name: one of the config's buckets, or one a template makes: the
+ * a template makes every name that starts with its pattern before the star, and goes on. */
+static bool route_target_known(const struct parser *p, const char *name)
+{
+    char pattern[RL_NAME_MAX + 2];
+    if (rl__config_bucket_named(p, name) != NONE)
+        return true;
+    for (size_t i = 0; name[i] && i + 2 < sizeof(pattern); i++) {
+        if (name[i] != '/' || !name[i + 1])
+            continue;
+        memcpy(pattern, name, i + 1);
+        memcpy(pattern + i + 1, "*", 2);
+        size_t t = rl__config_bucket_named(p, pattern);
+        if (t != NONE && p->cfg->buckets[t].is_template)
             return true;
     }
     return false;
@@ -264,11 +310,12 @@ static bool route_target_known(const rl_config *c, const char *name)
 
 void rl__config_check_routes(struct parser *p)
 {
+    drop_duplicate_routes(p);
     for (size_t i = 0; i < p->cfg->nroutes; i++) {
         const struct rl_route *r = &p->cfg->routes[i];
-        if (!route_target_known(p->cfg, r->bucket))
+        if (!route_target_known(p, r->bucket))
             rl__config_problem_at(
-                p, r->line, p->route_col[i],
+                p, r->line, p->rmeta[i].bucket_col,
                 "route to unknown bucket '%s': define it with 'bucket %s RULES' or a "
                 "'template' it matches",
                 r->bucket, r->bucket);

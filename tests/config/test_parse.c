@@ -272,6 +272,10 @@ Test(parse, duplicate_buckets)
                  "bucket 'a' is already defined at line 1");
     expect_error("template t/* 1/s\n template t/* 1/s\n", "2:11",
                  "template 't/*' is already defined at line 1");
+    char *errors = parse_bad("bucket a 1/s\nbucket a 2/s parent a\nbucket b 1/s\nbucket a 3/s\n");
+    cr_expect_str_eq(errors, "t.conf:2:8: bucket 'a' is already defined at line 1\n"
+                             "t.conf:4:8: bucket 'a' is already defined at line 1\n");
+    free(errors);
 }
 
 Test(parse, parent_cycles)
@@ -335,6 +339,12 @@ Test(parse, routes_to_unknown_buckets)
     expect_error("template t/* 1/s\nroute a.example:443 u/x\n", "2:21",
                  "route to unknown bucket 'u/x'");
     expect_error("template t/* 1/s\nroute a.example:443 t/*\n", "2:21", "name a bucket here");
+    expect_error("template org/pk/* 1/s\nroute a.example:443 org/acme\n", "2:21",
+                 "route to unknown bucket 'org/acme'");
+    expect_error("template org/* 1/s\nroute a.example:443 organic\n", "2:21",
+                 "route to unknown bucket 'organic'");
+    rl_config_free(parse_ok("template org/* 1/s\ntemplate org/pk/* 2/s\nroute a.example:1 "
+                            "org/pk/acme\nroute b.example:1 org/zz/q\nroute c.example:1 org/q\n"));
 }
 
 Test(parse, bad_ports)
@@ -499,6 +509,69 @@ Test(parse, every_problem_in_one_pass)
     free(errors);
     cr_expect(strstr(rl_errdetail(), "t.conf:1:25:") != NULL, "%s", rl_errdetail());
     cr_expect(strstr(rl_errdetail(), "(6 problems in all)") != NULL, "%s", rl_errdetail());
+}
+
+/* ------------------------------------------------------------ scale */
+
+#define MANY 200000
+
+/* MANY buckets (every odd one the child of the one before), a template, and MANY routes:
+ * route i goes to bucket i, every tenth to a name the template makes. Line of bucket i:
+ * i + 3; line of route i: MANY + 3 + i. `extra` is appended. */
+static char *many_text(const char *extra)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_not_null(f);
+    fprintf(f, "capacity %u\ntemplate tenant/* 10/s\n", MANY + 1);
+    for (unsigned i = 0; i < MANY; i++)
+        i % 2 ? fprintf(f, "bucket b%u 10/s parent b%u\n", i, i - 1)
+              : fprintf(f, "bucket b%u 10/s\n", i);
+    for (unsigned i = 0; i < MANY; i++)
+        i % 10 ? fprintf(f, "route h%u.example:%u b%u\n", i, 1 + i % 60000, i)
+               : fprintf(f, "route h%u.example:%u tenant/t%u\n", i, 1 + i % 60000, i);
+    fputs(extra, f);
+    cr_assert_eq(fclose(f), 0);
+    return text;
+}
+
+/* Bucket lookup, the duplicate checks and the route targets scale past quadratic: this
+ * file takes minutes with a linear search per line. */
+Test(parse, two_hundred_thousand_buckets_and_routes, .timeout = 120)
+{
+    const struct rl_config_bucket *b;
+    const struct rl_route *r;
+    char *text = many_text("");
+    rl_config *c = parse_ok(text);
+    free(text);
+    cr_assert_eq(rl_config_buckets(c, &b), MANY + 1);
+    cr_assert_eq(rl_config_routes(c, &r), MANY);
+    cr_expect_str_eq(b[MANY].name, "b199999");
+    cr_expect_str_eq(b[MANY].parent, "b199998");
+    cr_expect_eq(b[MANY].line, MANY + 2);
+    cr_expect_str_eq(r[MANY - 1].bucket, "b199999");
+    cr_expect_str_eq(r[MANY - 1].dest, "h199999.example");
+    cr_expect_eq(r[MANY - 1].line, 2 * MANY + 2);
+    rl_config_free(c);
+}
+
+/* The same file with a duplicate bucket, a duplicate route (its host in other case) and a
+ * route to an unknown bucket at the end: exactly those three, at their lines. The dropped
+ * duplicate does not count against the capacity. */
+Test(parse, two_hundred_thousand_buckets_and_routes_with_mistakes, .timeout = 120)
+{
+    char *text = many_text("bucket b123457 5/s\n"
+                           "route H123.example:124 b7\n"
+                           "route z.example:1 tenant\n");
+    char *errors = parse_bad(text);
+    free(text);
+    cr_expect_str_eq(errors,
+                     "t.conf:400003:8: bucket 'b123457' is already defined at line 123460\n"
+                     "t.conf:400004:7: route H123.example:124 is already defined at line 200126\n"
+                     "t.conf:400005:19: route to unknown bucket 'tenant': define it with 'bucket "
+                     "tenant RULES' or a 'template' it matches\n");
+    free(errors);
 }
 
 /* ------------------------------------------------------------ files */
