@@ -145,17 +145,28 @@ static int parse_rule(struct cursor *c, struct rl_rule *r)
     return 0;
 }
 
-static int parse_option(struct cursor *c, struct rl_policy *out)
+/* Options seen so far, bits of `seen`: the grammar allows each once. */
+#define SEEN_MARGIN  1U
+#define SEEN_DRY_RUN 2U
+
+static int parse_option(struct cursor *c, struct rl_policy *out, unsigned *seen)
 {
     const char *at = c->p;
-    if (take_word(c, "margin")) {
+    unsigned bit = take_word(c, "margin")    ? SEEN_MARGIN
+                   : take_word(c, "dry-run") ? SEEN_DRY_RUN
+                                             : 0;
+    if (bit & *seen)
+        return fail_at(c, at, "duplicate '%s': each option is given at most once",
+                       bit == SEEN_MARGIN ? "margin" : "dry-run");
+    *seen |= bit;
+    if (bit == SEEN_MARGIN) {
         skip_space(c);
         const char *value = c->p;
         if (parse_duration_at(c, &out->margin_ns) < 0)
             return RL_EPARSE;
         return out->margin_ns > RL_MARGIN_MAX_NS ? fail_at(c, value, "margin is above 60s") : 0;
     }
-    if (take_word(c, "dry-run")) {
+    if (bit == SEEN_DRY_RUN) {
         out->flags |= RL_POLICY_DRY_RUN;
         return 0;
     }
@@ -188,8 +199,9 @@ static int parse_policy(struct cursor *c, struct rl_policy *out)
             break;
         c->p++;
     }
+    unsigned seen = 0;
     while (skip_space(c), *c->p)
-        if (parse_option(c, out) < 0)
+        if (parse_option(c, out, &seen) < 0)
             return RL_EPARSE;
     return 0;
 }

@@ -264,6 +264,9 @@ Test(parse, rule_errors_point_into_the_rule_text)
     expect_error("bucket  a  10/1m burst  x\n", "1:25", "expected a burst size");
     expect_error("bucket a 1/s, 2/s, 3/s, 4/s, 5/s\n", "1:30", "too many rules");
     expect_error("bucket a 300000/1m\n", "1:10", "sliding window keeps one entry per unit");
+    expect_error("bucket b 1/s\nbucket a 10/1m dry-run margin 1s dry-run parent b\n", "2:34",
+                 "duplicate 'dry-run': each option is given at most once");
+    expect_error("template t/* 10/1m margin 1s margin 2s\n", "1:30", "duplicate 'margin'");
 }
 
 Test(parse, duplicate_buckets)
