@@ -53,6 +53,7 @@ struct bucket_meta {
     unsigned name_col; /* 0 once dropped as a duplicate */
     unsigned parent_col;
     size_t parent; /* index of the parent bucket, NONE if unknown */
+    bool on_cycle; /* following parents comes back here */
 };
 
 /* What the parser knows about a route beyond the public struct. */

@@ -250,7 +250,8 @@ static void bucket_add(struct parser *p, const struct def *d, const struct rl_po
                                    p->line};
     if (d->parent)
         b->parent = rl__config_dup_word(p, d->parent);
-    meta[c->nbuckets] = (struct bucket_meta){d->name->col, d->parent ? d->parent->col : 0, NONE};
+    meta[c->nbuckets] =
+        (struct bucket_meta){d->name->col, d->parent ? d->parent->col : 0, NONE, false};
     c->nbuckets++;
 }
 
@@ -577,21 +578,32 @@ static void chain_text(const struct parser *p, size_t i, unsigned max, char *buf
     for (unsigned n = 0; k != NONE && n < max; n++, k = p->bmeta[k].parent) {
         if (n)
             strlcat(buf, " -> ", size);
-        strlcat(buf, p->cfg->buckets[k].name, size);
+        if (strlcat(buf, p->cfg->buckets[k].name, size) >= size)
+            return; /* full: a long cycle is shown in part */
         if (n && k == i)
             return;
     }
 }
 
-/* True if following parents from j reaches i. */
-static bool reaches(const struct parser *p, size_t j, size_t i)
+/* Mark the buckets on a parent cycle. A walk stops at a bucket an earlier walk reached,
+ * so each bucket is walked once: O(n). */
+static void mark_cycles(struct parser *p)
 {
-    for (size_t k = j, steps = 0; k != NONE && steps <= p->cfg->nbuckets; k = p->bmeta[k].parent) {
-        if (k == i)
-            return true;
-        steps++;
+    size_t n = p->cfg->nbuckets, k;
+    size_t *walk = calloc(n + 1, sizeof(*walk)); /* per bucket: 1 + the walk that reached it */
+    if (!walk) {
+        p->oom = true;
+        return;
     }
-    return false;
+    for (size_t s = 0; s < n; s++) {
+        for (k = s; k != NONE && !walk[k]; k = p->bmeta[k].parent)
+            walk[k] = s + 1;
+        if (k == NONE || walk[k] != s + 1)
+            continue; /* no cycle, or one an earlier walk found */
+        for (; !p->bmeta[k].on_cycle; k = p->bmeta[k].parent)
+            p->bmeta[k].on_cycle = true;
+    }
+    free(walk);
 }
 
 /* Buckets in i's chain through parents defined before their children (i included). */
@@ -614,7 +626,7 @@ static void check_parent(struct parser *p, size_t i)
             p, b->line, col,
             "unknown parent '%s': define it with 'bucket %s RULES' before this line", b->parent,
             b->parent);
-    } else if (j >= i && reaches(p, j, i)) {
+    } else if (j >= i && p->bmeta[i].on_cycle) {
         chain_text(p, i, (unsigned)p->cfg->nbuckets + 1, chain, sizeof(chain));
         rl__config_problem_at(p, b->line, col, "parent cycle: %s", chain);
     } else if (j >= i) {
@@ -635,6 +647,7 @@ static void check_parents(struct parser *p)
     for (size_t i = 0; i < p->cfg->nbuckets; i++)
         if (p->cfg->buckets[i].parent)
             p->bmeta[i].parent = rl__config_bucket_named(p, p->cfg->buckets[i].parent);
+    mark_cycles(p);
     for (size_t i = 0; i < p->cfg->nbuckets; i++)
         if (p->cfg->buckets[i].parent)
             check_parent(p, i);

@@ -577,6 +577,28 @@ Test(parse, two_hundred_thousand_buckets_and_routes_with_mistakes, .timeout = 12
     free(errors);
 }
 
+/* One parent cycle through MANY buckets, bucket i the child of bucket i + 1: every bucket
+ * whose parent comes later is on the cycle, and each is reported once. */
+Test(parse, a_parent_cycle_of_two_hundred_thousand_buckets, .timeout = 120)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_not_null(f);
+    fprintf(f, "capacity %u\n", MANY);
+    for (unsigned i = 0; i < MANY; i++)
+        fprintf(f, "bucket b%u 10/s parent b%u\n", i, (i + 1) % MANY);
+    cr_assert_eq(fclose(f), 0);
+    char *errors = parse_bad(text);
+    free(text);
+    cr_expect_eq(count_lines(errors), MANY - 1);
+    const char *first = "t.conf:2:23: parent cycle: b0 -> b1 -> b2 -> ";
+    cr_expect(strncmp(errors, first, strlen(first)) == 0, "%.200s", errors);
+    cr_expect(strstr(errors, "t.conf:200000:28: parent cycle: b199998 -> b199999 -> b0 -> ") !=
+              NULL);
+    free(errors);
+}
+
 /* ------------------------------------------------------------ files */
 
 TestSuite(load, .init = cfg_setup, .fini = cfg_teardown, .timeout = 30);
