@@ -25,9 +25,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ratelimit-version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/*
+ * The version of the library the program runs with, e.g. "0.1.0" (never NULL; static).
+ * RATELIMIT_VERSION_STRING and RATELIMIT_VERSION_MAJOR/MINOR/PATCH (ratelimit-version.h)
+ * are the version of the headers it was compiled with.
+ * Errors: none.
+ * Lock-free; never allocates; never sleeps; writes nothing; async-signal-safe; any thread.
+ */
+const char *rl_version(void);
 
 /* X(name, value, message): the error codes. */
 #define RL_ERRORS(X)                                                                               \
