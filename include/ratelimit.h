@@ -314,8 +314,11 @@ int rl_bucket_reset(rl_bucket *bucket);
  * A vendor's response, as raw header values (NULL when absent); the strings need only
  * live during the call. Values are validated: garbage, negative, overflowing or absurd
  * values are ignored (and reported in rl_feedback.ignored), never trusted.
+ * Start from RL_RESPONSE_INIT: the struct starts with its own size so it can grow without
+ * breaking callers (see "Struct sizes" above).
  */
 struct rl_response {
+    size_t size;                  /* sizeof(struct rl_response) */
     int status;                   /* HTTP status, e.g. 200 or 429 */
     const char *retry_after;      /* Retry-After: delta-seconds or an HTTP-date */
     const char *limit;            /* X-RateLimit-Limit */
@@ -327,6 +330,11 @@ struct rl_response {
     const char *ratelimit_policy; /* IETF RateLimit-Policy: "name";q=QUOTA;w=WINDOW */
     uint64_t max_cooldown_ns;     /* longest pause to accept: 0 means 1 hour */
 };
+
+#define RL_RESPONSE_INIT                                                                           \
+    {                                                                                              \
+        sizeof(struct rl_response), 0, NULL, NULL, NULL, NULL, NULL, NULL, 0                       \
+    }
 
 enum rl_feedback_ignored {
     RL_IGNORED_RETRY_AFTER = 1 << 0,
