@@ -64,7 +64,7 @@ static void parse_reply(struct reply *r)
     char *end = strstr(r->buf, "\r\n\r\n");
     if (end)
         end[2] = '\0';
-    resp->status = 0;
+    *resp = (struct rl_response)RL_RESPONSE_INIT;
     sscanf(r->buf, "HTTP/%*s %d", &resp->status);
     for (int i = 0; i < 4; i++)
         values[i] = header(r->buf, names[i]);
@@ -133,7 +133,7 @@ static void shared_worker(const struct pool *p, uint64_t stop)
     rl_table *t;
     rl_bucket *b;
     struct call c = {p, {.buf = ""}};
-    struct rl_response last;
+    struct rl_response last = RL_RESPONSE_INIT;
     o.path = p->table;
     if (rl_table_open(&o, &t) < 0 || rl_bucket_lookup(t, p->bucket, &b) < 0) {
         fprintf(stderr, "vendor_pool: %s\n", rl_errdetail());

@@ -10,10 +10,35 @@
  * Ownership: rl_table_open() returns a table the caller owns and frees with
  * rl_table_close() (which accepts NULL). Bucket handles returned by rl_bucket_define()
  * and rl_bucket_lookup() are owned by the table: cache them freely, they stay valid until
- * rl_table_close(). All functions are thread-safe unless stated otherwise.
+ * rl_table_close(). Table, bucket and config arguments must not be NULL unless a function
+ * says so.
  *
  * Errors: functions return 0 (or a documented non-negative value) on success and a
- * negative RL_E* code on failure; rl_strerror() describes a code.
+ * negative RL_E* code on failure; rl_strerror() describes a code. Each function's
+ * "Errors:" line lists every code it can return.
+ *
+ * Contracts: each function's comment ends with one line saying
+ *   - lock-free or not: lock-free functions take no lock, in the table or in the process,
+ *     so a thread or process stopped anywhere never blocks the others;
+ *   - whether it may allocate (malloc): a bucket handle is made, and its validated copy of
+ *     the rules cached, the first time a process uses the bucket and after each rule switch;
+ *   - whether it may sleep or block in a system call;
+ *   - what it writes in the shared table;
+ *   - async-signal safety (most functions are not: they may allocate, and record
+ *     rl_errdetail() with vsnprintf);
+ *   - which threads may call it. "Any thread" means concurrently with any other function
+ *     on the same table and buckets, from any thread of any process attached to the table,
+ *     except rl_table_close().
+ *
+ * Struct sizes: a struct the caller fills in and passes in, that may grow, starts with its
+ * own size (struct rl_table_opts, struct rl_response): start from its *_INIT macro. The
+ * library rejects a size smaller than the first version's with RL_EINVAL and ignores fields
+ * beyond the ones it knows. Structs the library fills in (rl_decision, rl_feedback,
+ * rl_table_info, rl_bucket_info and the structs it holds, rl_parse_error) and value structs
+ * (rl_rule, rl_policy) never change their layout: new output comes through new fields
+ * of a new struct and a new function. Structs the library returns pointers to
+ * (rl_config_table, rl_config_shim) may grow at the end; arrays it returns
+ * (rl_config_bucket, rl_route) do not.
  *
  * Time: every *_ns instant is nanoseconds of CLOCK_MONOTONIC (as clock_gettime returns
  * it); every *_ns duration is nanoseconds. The wall clock is never used for decisions.
@@ -25,9 +50,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ratelimit-version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/*
+ * The version of the library the program runs with, e.g. "0.1.0" (never NULL; static).
+ * RATELIMIT_VERSION_STRING and RATELIMIT_VERSION_MAJOR/MINOR/PATCH (ratelimit-version.h)
+ * are the version of the headers it was compiled with.
+ * Errors: none.
+ * Lock-free; never allocates; never sleeps; writes nothing; async-signal-safe; any thread.
+ */
+const char *rl_version(void);
 
 /* X(name, value, message): the error codes. */
 #define RL_ERRORS(X)                                                                               \
@@ -56,16 +92,31 @@ enum rl_error {
 #undef RL_ERROR_ENUM
 };
 
-/* A static, human-readable description of an error code (never NULL). */
+/*
+ * A static, human-readable description of an error code (never NULL; "unknown error" for
+ * a code not in RL_ERRORS).
+ * Errors: none.
+ * Lock-free; never allocates; never sleeps; writes nothing; async-signal-safe; any thread.
+ */
 const char *rl_strerror(int err);
-/* The code's symbolic name, e.g. "RL_ELIMITED" (never NULL). */
+/*
+ * The code's symbolic name, e.g. "RL_ELIMITED" (never NULL; "RL_EUNKNOWN" for a code not in
+ * RL_ERRORS).
+ * Errors: none.
+ * Lock-free; never allocates; never sleeps; writes nothing; async-signal-safe; any thread.
+ */
 const char *rl_err_name(int err);
 /*
  * Details of the last error this thread got from rl_table_open, rl_bucket_define and
  * friends: what and where, e.g. "table /dev/shm/x is 5000 bytes but its header says 8192
  * (truncated)". Meaningful right after a call returned an error other than RL_ELIMITED,
  * RL_ETIMEDOUT or RL_EPARSE (whose details are the decision or the parse error); successful
- * calls leave it as it was. Owned by the library, per thread.
+ * calls leave it as it was. Owned by the library,
+ * per thread (never NULL).
+ * Errors: none.
+ * Lock-free; never allocates; never sleeps; writes nothing; not async-signal-safe (a
+ * handler may interrupt the thread while it writes the text); any thread, for its own
+ * errors.
  */
 const char *rl_errdetail(void);
 
@@ -118,13 +169,26 @@ struct rl_table_opts {
  * attacher never sees a half-initialized table. The file is opened with O_NOFOLLOW and must
  * be a regular file that is not world-writable and, unless RL_OPEN_READONLY, owned by the
  * caller or by root. Every
- * attach validates the header (magic, layout version, sizes, boot).
- * Errors: RL_EBADTABLE, RL_EVERSION, RL_ESTALE, RL_EPERM, RL_ESYS, RL_EINVAL, RL_ENOMEM.
- * Not async-signal-safe.
+ * attach validates the header (magic, layout version, sizes, boot). `opts` may be NULL
+ * (RL_TABLE_OPTS_INIT).
+ * Errors: RL_EINVAL (out is NULL, opts->size too small, a creation option out of range, a
+ * path too long), RL_ENOENT (no table and RL_OPEN_CREATE not set, or RL_OPEN_READONLY),
+ * RL_EPERM (a symbolic link, a world-writable mode or file, a file owned by another user,
+ * no access), RL_EBADTABLE, RL_EVERSION, RL_ESTALE, RL_ESYS, RL_ENOMEM.
+ * Not lock-free (opens, maps and at creation writes and links a file); allocates; blocks
+ * in system calls; writes the whole table when it creates it, nothing when it attaches;
+ * not async-signal-safe; any thread.
  */
 int rl_table_open(const struct rl_table_opts *opts, rl_table **out);
 
-/* Detach and free. Bucket handles of this table become invalid. Accepts NULL. */
+/*
+ * Detach and free. Every bucket handle of this table becomes invalid, in every thread of
+ * the process: no other thread may be using the table or any of its handles, nor use them
+ * afterwards. Other processes are not affected. Accepts NULL.
+ * Errors: none.
+ * Frees handles and unmaps the table; never sleeps; writes nothing in the table; not
+ * async-signal-safe; one thread, once no other thread uses the table.
+ */
 void rl_table_close(rl_table *table);
 
 /*
@@ -133,10 +197,17 @@ void rl_table_close(rl_table *table);
  * that open the path afterwards get another file, hence another budget: the host could
  * then exceed it. Returns 0, or RL_ESTALE (the path names another file, or none) with
  * rl_errdetail() saying which. Cheap (one stat); call it now and then, not per request.
+ * Errors: RL_ESTALE, RL_ESYS (fstat of the open table failed).
+ * Lock-free; never allocates; two stat system calls; writes nothing; not
+ * async-signal-safe; any thread.
  */
 int rl_table_check(const rl_table *table);
 
-/* The path the table was opened from (owned by the table). */
+/*
+ * The path the table was opened from (owned by the table).
+ * Errors: none.
+ * Lock-free; never allocates; never sleeps; writes nothing; async-signal-safe; any thread.
+ */
 const char *rl_table_path(const rl_table *table);
 
 struct rl_table_info {
@@ -149,6 +220,12 @@ struct rl_table_info {
     uint64_t created_ns;  /* CLOCK_MONOTONIC instant of creation */
     bool read_only;       /* this attachment cannot change the table */
 };
+/*
+ * The table's geometry and use (the counts are recent, not exact). Returns 0.
+ * Errors: none.
+ * Lock-free; never allocates; never sleeps; writes nothing in the table; async-signal-safe;
+ * any thread.
+ */
 int rl_table_info(const rl_table *table, struct rl_table_info *out);
 
 /* ------------------------------------------------------------------ rules */
@@ -192,20 +269,38 @@ struct rl_parse_error {
  *   DURATION := [COUNT] ("ns" | "us" | "ms" | "s" | "m" | "h" | "d"), e.g. 500ms, 60s, 1m, 1h;
  *               "/s" is "/1s"
  * On error returns RL_EPARSE and fills *err (if not NULL). Pure: no table needed.
+ * Errors: RL_EINVAL (text or out is NULL), RL_EPARSE.
+ * Lock-free; never allocates; never sleeps; writes only *out and *err; not
+ * async-signal-safe (formats messages with snprintf); any thread.
  */
 int rl_policy_parse(const char *text, struct rl_policy *out, struct rl_parse_error *err);
 
 /*
  * Parse one DURATION ("500ms", "60s", "1m", "h") at text; *end is set past it.
- * Returns 0 or RL_EPARSE with *err (column relative to text).
+ * Returns 0 or RL_EPARSE with *err (column relative to text; err may be NULL).
+ * Errors: RL_EPARSE.
+ * Lock-free; never allocates; never sleeps; writes only *end, *ns and *err; not
+ * async-signal-safe; any thread.
  */
 int rl_parse_duration(const char *text, const char **end, uint64_t *ns, struct rl_parse_error *err);
 
-/* Write the canonical text of a policy (parseable by rl_policy_parse). Returns the length
- * it needed, like snprintf. */
+/*
+ * Write the canonical text of a policy (parseable by rl_policy_parse) into buf, truncated
+ * to len - 1 bytes and NUL-terminated if len > 0. Returns the length it needed, like
+ * snprintf.
+ * Errors: none.
+ * Lock-free; never allocates; never sleeps; writes only buf; not async-signal-safe; any
+ * thread.
+ */
 int rl_policy_format(const struct rl_policy *policy, char *buf, size_t len);
 
-/* Check a parsed or hand-built policy against the limits above. 0 or RL_EPARSE with *err. */
+/*
+ * Check a parsed or hand-built policy against the limits above. 0 or RL_EPARSE with *err
+ * (err may be NULL).
+ * Errors: RL_EPARSE.
+ * Lock-free; never allocates; never sleeps; writes only *err; not async-signal-safe; any
+ * thread.
+ */
 int rl_policy_check(const struct rl_policy *policy, struct rl_parse_error *err);
 
 /* ------------------------------------------------------------------ buckets */
@@ -214,7 +309,10 @@ typedef struct rl_bucket rl_bucket;
 
 /*
  * Names: 1..RL_NAME_MAX bytes of [A-Za-z0-9._:@/-], not starting or ending with '/',
- * no "//". Returns 0 or RL_ENAME.
+ * no "//". Returns 0 or RL_ENAME (also for NULL).
+ * Errors: RL_ENAME.
+ * Lock-free; never allocates; never sleeps; writes nothing; not async-signal-safe; any
+ * thread.
  */
 int rl_name_check(const char *name);
 
@@ -222,33 +320,58 @@ int rl_name_check(const char *name);
  * Create bucket `name` with `policy`, drawing also from `parent` (NULL for none), or find
  * it if it already exists with the same policy and parent. Any attached process may define
  * buckets at any time; concurrent definitions of one name yield one bucket.
- * Errors: RL_ENAME, RL_EPARSE (policy), RL_ENOENT (parent), RL_ECYCLE, RL_EEXIST (exists
- * with other rules: use rl_bucket_update), RL_EFULL, RL_EPERM (read-only).
- * Lock-free.
+ * On a read-only table an existing identical bucket is found; nothing is ever created.
+ * Errors: RL_ENAME, RL_EPARSE (policy NULL or invalid), RL_ENOENT (no such parent, or it
+ * cannot be looked up), RL_ECYCLE (the chain would be longer than RL_MAX_DEPTH),
+ * RL_EEXIST (exists with other rules or parent: use rl_bucket_update), RL_EFULL (no free
+ * record or arena space), RL_EPERM (read-only and the bucket does not exist),
+ * RL_ECORRUPT (the existing bucket or the table's counters are damaged), RL_ENOMEM.
+ * Lock-free; allocates the bucket's handle; never sleeps; writes a bucket record, a policy
+ * block in the arena, an index slot and the defined count (a record whose name another
+ * process won stays unused); not async-signal-safe; any thread.
  */
 int rl_bucket_define(rl_table *table, const char *name, const struct rl_policy *policy,
                      const char *parent, rl_bucket **out);
 
-/* Find a bucket by name, or a template by its pattern ("tenant/" "*"). RL_ENOENT if
- * absent. Lock-free; the handle may be cached. */
+/*
+ * Find a bucket by name, or a template by its pattern ("tenant/" "*"); the handle may be
+ * cached.
+ * Errors: RL_ENAME, RL_ENOENT (absent), RL_ECORRUPT (its record or parent chain is
+ * damaged), RL_ENOMEM.
+ * Lock-free; allocates the handle on this process's first lookup of the bucket (and of
+ * its ancestors); never sleeps; writes nothing in the table; not async-signal-safe; any
+ * thread.
+ */
 int rl_bucket_lookup(rl_table *table, const char *name, rl_bucket **out);
 
 /*
  * Define a template: `pattern` is a valid name followed by "/" and "*" (e.g. "tenant/" "*").
  * Buckets named "tenant/<anything>" are then made on first use by rl_bucket_get with the
  * template's policy and parent, by whichever process asks first, so one definition serves
- * thousands of tenants. Same errors as rl_bucket_define.
+ * thousands of tenants.
+ * Errors: as rl_bucket_define (RL_ENAME for a pattern that is not a name and "/" "*").
+ * Lock-free; allocates the template's handle; never sleeps; writes as rl_bucket_define;
+ * not async-signal-safe; any thread.
  */
 int rl_template_define(rl_table *table, const char *pattern, const struct rl_policy *policy,
                        const char *parent);
 
 /*
  * Find bucket `name`, or make it from the template with the longest matching prefix.
- * RL_ENOENT if neither exists. Lock-free.
+ * Errors: RL_ENAME, RL_ENOENT (neither exists), RL_EFULL, RL_EPERM (read-only and the
+ * bucket must be made), RL_EEXIST (made meanwhile by another process with other rules),
+ * RL_ECORRUPT, RL_ENOMEM; a template whose block the table holds damaged can also give
+ * RL_EPARSE or RL_ECYCLE.
+ * Lock-free; allocates handles; never sleeps; writes as rl_bucket_define when it makes the
+ * bucket, nothing otherwise; not async-signal-safe; any thread.
  */
 int rl_bucket_get(rl_table *table, const char *name, rl_bucket **out);
 
-/* True if the handle is a template (rl_table_foreach visits templates too). */
+/*
+ * True if the handle is a template (rl_table_foreach visits templates too).
+ * Errors: none.
+ * Lock-free; never allocates; never sleeps; writes nothing; async-signal-safe; any thread.
+ */
 bool rl_bucket_is_template(const rl_bucket *bucket);
 
 /*
@@ -256,11 +379,20 @@ bool rl_bucket_is_template(const rl_bucket *bucket);
  * over: each new rule starts as if the units the old rules counted had all been admitted
  * just now, so the switch never admits more than the new rules allow, and deciders that
  * saw the old rules fail their commit and retry under the new ones. Same policy: no-op.
- * RL_EPERM if read-only, RL_EPARSE, RL_EFULL (arena). Lock-free for deciders.
+ * Errors: RL_EPERM (read-only), RL_EPARSE (policy NULL or invalid), RL_EFULL (arena),
+ * RL_ECORRUPT (the bucket's block or the arena counter is damaged).
+ * Lock-free, for deciders and for other updates (anyone finishes a switch it meets);
+ * never allocates; never sleeps; writes a new policy block in the arena, the old block's
+ * successor offset and frozen bits, and the bucket's policy offset; not async-signal-safe;
+ * any thread.
  */
 int rl_bucket_update(rl_bucket *bucket, const struct rl_policy *policy);
 
-/* The bucket's name (owned by the table). */
+/*
+ * The bucket's name (owned by the table).
+ * Errors: none.
+ * Lock-free; never allocates; never sleeps; writes nothing; async-signal-safe; any thread.
+ */
 const char *rl_bucket_name(const rl_bucket *bucket);
 
 /* ------------------------------------------------------------------ decisions */
@@ -275,9 +407,15 @@ struct rl_decision {
 /*
  * Take `cost` units from the bucket and every ancestor, all or nothing, if all their rules
  * allow it now. Returns 0 (admitted) or RL_ELIMITED (nothing consumed; out->wait_ns says
- * when it would be admitted, UINT64_MAX if never before a reset). RL_ECOST if the cost can
- * never be admitted. `out` may be NULL.
- * Lock-free; safe from any process attached to the table; never sleeps.
+ * when it would be admitted, UINT64_MAX if never before a reset). `out` may be NULL; it
+ * is filled on success and on RL_ELIMITED only.
+ * Errors: RL_ELIMITED, RL_ECOST (the cost can never be admitted), RL_EINVAL (bucket NULL,
+ * cost 0, or a template), RL_EPERM (read-only table), RL_ECORRUPT (the chain's state is
+ * damaged: the bucket refuses), RL_ENOMEM (caching the rules, see below).
+ * Lock-free; may allocate on a handle's first decision and after a rule switch (the
+ * handle's copy of the rules); never sleeps; writes the rule words of the bucket and its
+ * ancestors, their sliding logs and counters, and helps finish a rule switch it meets;
+ * not async-signal-safe; any thread.
  */
 int rl_try_acquire(rl_bucket *bucket, uint32_t cost, struct rl_decision *out);
 
@@ -287,13 +425,23 @@ int rl_try_acquire(rl_bucket *bucket, uint32_t cost, struct rl_decision *out);
  * spinning. If that instant is more than timeout_ns away, reserve nothing and return
  * RL_ETIMEDOUT (out->wait_ns says how long it would have been). A process killed while
  * sleeping loses its reservation (under-admission), never causes over-admission.
- * Lock-free (sleeps only for its own turn); not async-signal-safe.
+ * A turn voided by a 429 reported meanwhile is taken again after the cool-down.
+ * Errors: RL_ETIMEDOUT, RL_ECOST, RL_EINVAL (bucket NULL, cost 0, or a template), RL_EPERM
+ * (read-only table), RL_ECORRUPT, RL_ENOMEM.
+ * Lock-free (sleeps only for its own turn); may allocate as rl_try_acquire; sleeps
+ * (clock_nanosleep, restarted after signals) until its turn; writes as rl_try_acquire; not
+ * async-signal-safe; any thread.
  */
 int rl_acquire(rl_bucket *bucket, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out);
 
 /*
- * Restore the bucket's full budget (its own rules only, not its parent's). Needs a
- * writable table. Counters are kept; `resets` is incremented.
+ * Restore the bucket's full budget (its own rules only, not its parent's), and forget its
+ * cool-down, backoff count and server view. Needs a writable table. Counters are kept;
+ * `resets` is incremented.
+ * Errors: RL_EPERM (read-only table), RL_ECORRUPT (the bucket's block is damaged).
+ * Lock-free; never allocates; never sleeps; writes the bucket's rule words and sliding
+ * logs (and those of a block it switches to meanwhile), its feedback words and `resets`;
+ * not async-signal-safe; any thread.
  */
 int rl_bucket_reset(rl_bucket *bucket);
 
@@ -303,8 +451,11 @@ int rl_bucket_reset(rl_bucket *bucket);
  * A vendor's response, as raw header values (NULL when absent); the strings need only
  * live during the call. Values are validated: garbage, negative, overflowing or absurd
  * values are ignored (and reported in rl_feedback.ignored), never trusted.
+ * Start from RL_RESPONSE_INIT: the struct starts with its own size so it can grow without
+ * breaking callers (see "Struct sizes" above).
  */
 struct rl_response {
+    size_t size;                  /* sizeof(struct rl_response) */
     int status;                   /* HTTP status, e.g. 200 or 429 */
     const char *retry_after;      /* Retry-After: delta-seconds or an HTTP-date */
     const char *limit;            /* X-RateLimit-Limit */
@@ -316,6 +467,11 @@ struct rl_response {
     const char *ratelimit_policy; /* IETF RateLimit-Policy: "name";q=QUOTA;w=WINDOW */
     uint64_t max_cooldown_ns;     /* longest pause to accept: 0 means 1 hour */
 };
+
+#define RL_RESPONSE_INIT                                                                           \
+    {                                                                                              \
+        sizeof(struct rl_response), 0, NULL, NULL, NULL, NULL, NULL, NULL, 0                       \
+    }
 
 enum rl_feedback_ignored {
     RL_IGNORED_RETRY_AFTER = 1 << 0,
@@ -341,7 +497,14 @@ struct rl_feedback {
  * - a success (2xx/3xx) resets that count.
  * - a remaining budget below the local view tightens the bucket until the reported reset;
  *   it never loosens the bucket's own rules.
- * Lock-free; not async-signal-safe.
+ * `out` may be NULL.
+ * Errors: RL_EINVAL (bucket or response NULL, response->size smaller than the first
+ * version's, status not in 100..599, or a template), RL_EPERM (read-only table).
+ * Lock-free in the table (the backoff's random pause takes libbsd's process-local
+ * arc4random lock); never allocates but for arc4random's state, once per process; never
+ * sleeps; writes the bucket's cool-down, backoff, last-429 and server words and its
+ * reported_429 count (and may complete a sliding-log entry a stalled decider left);
+ * not async-signal-safe; any thread.
  */
 int rl_report(rl_bucket *bucket, const struct rl_response *response, struct rl_feedback *out);
 
@@ -353,6 +516,14 @@ int rl_report(rl_bucket *bucket, const struct rl_response *response, struct rl_f
  * fn returns 0, or a negative value to stop at once (returned as is).
  * Returns 0 when fn got a non-429 answer (in *response), RL_ELIMITED when every attempt got
  * a 429, RL_ETIMEDOUT when no turn came in time, or another RL_E* error.
+ * *response starts from RL_RESPONSE_INIT; before each attempt its fields but `size` are
+ * cleared, then fn fills them in.
+ * Errors: RL_ELIMITED, RL_ETIMEDOUT, RL_EINVAL (bucket, fn or response NULL, response->size
+ * too small, max_attempts 0, cost 0, a template, or a status fn set outside 100..599),
+ * RL_ECOST, RL_EPERM, RL_ECORRUPT, RL_ENOMEM, or fn's negative value.
+ * Lock-free as rl_acquire and rl_report, and fn's own behaviour besides; may allocate as
+ * rl_try_acquire; sleeps for its turns and up to 1 s of jitter after each 429; writes as
+ * rl_acquire and rl_report; not async-signal-safe; any thread.
  */
 int rl_call(rl_bucket *bucket, uint32_t cost, uint64_t timeout_ns, unsigned max_attempts,
             int (*fn)(void *arg, struct rl_response *response), void *arg,
@@ -397,15 +568,30 @@ struct rl_bucket_info {
     uint64_t now_ns; /* the instant the state was read at */
 };
 
-/* Read a bucket's state (a consistent view of each rule). Lock-free, read-only. */
+/*
+ * Read a bucket's state (a consistent view of each rule). On RL_ECORRUPT, out holds the
+ * name, parent and counters.
+ * Errors: RL_ECORRUPT (the bucket's block is damaged).
+ * Lock-free; never allocates; never sleeps; writes nothing in the table, except that on a
+ * writable table it may complete a sliding-log entry a stalled decider left unwritten;
+ * not async-signal-safe; any thread.
+ */
 int rl_bucket_info(const rl_bucket *bucket, struct rl_bucket_info *out);
 
-/* Parent bucket, or NULL. */
+/*
+ * Parent bucket, or NULL.
+ * Errors: none.
+ * Lock-free; never allocates; never sleeps; writes nothing; async-signal-safe; any thread.
+ */
 rl_bucket *rl_bucket_parent(const rl_bucket *bucket);
 
 /*
  * Call fn for every bucket in creation order; stop early and return fn's value if it
- * returns non-zero. Buckets created during the walk may or may not be visited.
+ * returns non-zero, else 0. Buckets created during the walk may or may not be visited;
+ * damaged records are skipped. fn must not close the table.
+ * Errors: none of its own; fn's value.
+ * Lock-free; allocates the handles of buckets it visits first; never sleeps (but fn
+ * may); writes nothing in the table; not async-signal-safe; any thread.
  */
 int rl_table_foreach(rl_table *table, int (*fn)(rl_bucket *bucket, void *arg), void *arg);
 
@@ -413,12 +599,22 @@ int rl_table_foreach(rl_table *table, int (*fn)(rl_bucket *bucket, void *arg), v
 
 /*
  * A parsed config file (grammar in README "Config files"): the table to use, its buckets,
- * templates and the preload shim's routes. Immutable once parsed; free with
- * rl_config_free (accepts NULL).
+ * templates and the preload shim's routes. Immutable once parsed, so any thread may read
+ * it; free with rl_config_free (accepts NULL) once no thread uses it.
+ * The rl_config_table, rl_config_buckets, rl_config_routes and rl_config_shim accessors
+ * return pointers into the config (valid until rl_config_free).
+ * Their contract: errors: none; lock-free; never allocate; never sleep; write nothing;
+ * async-signal-safe; any thread.
  */
 typedef struct rl_config rl_config;
 
-/* The file to read: `path` if not NULL, else $RATELIMIT_CONFIG, else /etc/ratelimit.conf. */
+/*
+ * The file to read: `path` if not NULL, else $RATELIMIT_CONFIG (ignored in set-id
+ * programs), else /etc/ratelimit.conf.
+ * Errors: none.
+ * Lock-free; never allocates; never sleeps; writes nothing; not async-signal-safe
+ * (getenv); any thread.
+ */
 const char *rl_config_default_path(const char *path);
 
 /*
@@ -426,9 +622,19 @@ const char *rl_config_default_path(const char *path);
  * messages). Every problem is reported, in one pass, as "file:line:col: message" lines in
  * *errors (malloc'd, caller frees; NULL when there are none). Returns 0, RL_EPARSE (then
  * *out is NULL), RL_ESYS (unreadable file), or RL_ENOMEM.
+ * Errors: RL_EINVAL (a NULL argument), RL_EPARSE (also a file larger than the limit),
+ * RL_ESYS (rl_config_load: cannot open or read the file), RL_ENOMEM.
+ * Not lock-free (malloc); allocates; rl_config_load blocks reading the file; writes no
+ * table; not async-signal-safe; any thread.
  */
 int rl_config_load(const char *path, rl_config **out, char **errors);
 int rl_config_parse(const char *text, size_t len, const char *name, rl_config **out, char **errors);
+/*
+ * Free a config and everything its accessors returned. Accepts NULL.
+ * Errors: none.
+ * Frees memory; never sleeps; writes no table; not async-signal-safe; one thread, once no
+ * other uses the config.
+ */
 void rl_config_free(rl_config *config);
 
 struct rl_config_table {
@@ -471,7 +677,12 @@ struct rl_config_shim {
 };
 const struct rl_config_shim *rl_config_shim(const rl_config *config);
 
-/* Open the table the config names (creating it with its mode, group and capacity). */
+/*
+ * Open the table the config names (creating it with its mode, group and capacity, and an
+ * arena sized for its buckets and templates). `flags`: enum rl_open_flags.
+ * Errors: as rl_table_open.
+ * Contract as rl_table_open.
+ */
 int rl_config_open_table(const rl_config *config, unsigned flags, rl_table **out);
 
 /*
@@ -483,11 +694,23 @@ int rl_config_open_table(const rl_config *config, unsigned flags, rl_table **out
  * is not NULL, e.g. "created foundry 200/60s", "updated ti: 120/1m burst 20 -> 600/1m burst
  * 100", "kept old/bucket: not in the config". Applying the same file twice is a no-op.
  * Returns 0 or an RL_E* code with rl_errdetail() saying what.
+ * Errors: RL_EINVAL (config or table NULL), RL_EPERM (read-only table), RL_EFULL (no room
+ * for the new buckets or their blocks), RL_EEXIST (a parent change), RL_ECORRUPT (a bucket
+ * of the table is damaged), RL_ENOMEM; and, when another process changes the table between
+ * the checks and the changes, any error of rl_bucket_define, rl_template_define and
+ * rl_bucket_update (then what was done before it stays done).
+ * Lock-free in the table (malloc aside); allocates; never sleeps; writes as
+ * rl_bucket_define and rl_bucket_update; not async-signal-safe; any thread (note is called
+ * on the caller's thread).
  */
 int rl_config_apply(const rl_config *config, rl_table *table,
                     void (*note)(void *arg, const char *line), void *arg);
 
-/* CLOCK_MONOTONIC now, in ns (the clock every decision uses). */
+/*
+ * CLOCK_MONOTONIC now, in ns (the clock every decision uses).
+ * Errors: none.
+ * Lock-free; never allocates; never sleeps; writes nothing; async-signal-safe; any thread.
+ */
 uint64_t rl_now_ns(void);
 
 #ifdef __cplusplus

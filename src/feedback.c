@@ -140,12 +140,18 @@ static bool reconcile(rl_bucket *b, const struct parsed *p, uint64_t now, uint64
     return true;
 }
 
-int rl_report(rl_bucket *b, const struct rl_response *r, struct rl_feedback *out)
+int rl_report(rl_bucket *b, const struct rl_response *response, struct rl_feedback *out)
 {
     struct rl_feedback fb = {0};
+    struct rl_response copy = {0}, *r = &copy;
     struct parsed p;
-    if (!b || !r || r->status < 100 || r->status > 599)
-        return rl__fail(RL_EINVAL, "rl_report needs a bucket and an HTTP status 100..599");
+    if (!b || !response || response->size < RL_RESPONSE_SIZE_V1)
+        return rl__fail(RL_EINVAL, "rl_report needs a bucket and a response from "
+                                   "RL_RESPONSE_INIT (its size field is too small)");
+    /* A newer caller's fields beyond ours are ignored. */
+    memcpy(&copy, response, response->size < sizeof(copy) ? response->size : sizeof(copy));
+    if (r->status < 100 || r->status > 599)
+        return rl__fail(RL_EINVAL, "rl_report: HTTP status %d is not in 100..599", r->status);
     if (b->table->read_only)
         return rl__fail(RL_EPERM, "table %s is open read-only", b->table->path);
     if (rl_bucket_is_template(b))
@@ -195,14 +201,16 @@ static void sleep_ns(uint64_t ns)
 int rl_call(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, unsigned max_attempts,
             int (*fn)(void *, struct rl_response *), void *arg, struct rl_response *resp)
 {
-    if (!b || !fn || !resp || max_attempts == 0)
-        return rl__fail(RL_EINVAL, "rl_call needs a bucket, a callback, a response and attempts");
+    if (!b || !fn || !resp || max_attempts == 0 || resp->size < RL_RESPONSE_SIZE_V1)
+        return rl__fail(RL_EINVAL, "rl_call needs a bucket, a callback, a response from "
+                                   "RL_RESPONSE_INIT and attempts");
+    size_t size = resp->size < sizeof(*resp) ? resp->size : sizeof(*resp);
     for (unsigned attempt = 1;; attempt++) {
         struct rl_feedback fb;
         int rc = rl_acquire(b, cost, timeout_ns, NULL);
         if (rc < 0)
             return rc;
-        memset(resp, 0, sizeof(*resp));
+        memset(&resp->status, 0, size - offsetof(struct rl_response, status)); /* keeps size */
         if ((rc = fn(arg, resp)) < 0)
             return rc;
         if ((rc = rl_report(b, resp, &fb)) < 0)

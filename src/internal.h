@@ -232,6 +232,9 @@ int server_earliest(uint64_t word, uint64_t at, uint32_t cost, uint64_t *earlies
 uint64_t server_next_word(uint64_t word, uint64_t d, uint32_t cost);
 uint64_t server_remaining(uint64_t word, uint64_t now);
 void rl__feedback_read(const rl_bucket *b, uint64_t now, struct rl_feedback_state *out);
+/* The size of the first struct rl_response (up to max_cooldown_ns): a smaller one is
+ * RL_EINVAL. */
+#define RL_RESPONSE_SIZE_V1 (offsetof(struct rl_response, max_cooldown_ns) + sizeof(uint64_t))
 
 /* policy.c */
 uint64_t rl__gcra_interval(uint64_t limit, uint64_t period_ns);

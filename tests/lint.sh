@@ -10,12 +10,14 @@ atomics)
           src/*.c src/*.h | grep -v '^src/atomics.h:' || true)
     [ -z "$bad" ] || { echo "atomics outside src/atomics.h:"; echo "$bad"; exit 1; } ;;
 header)
-    # The public header compiles alone, as pedantic C11 and as C++.
+    # The public header compiles alone, as pedantic C11 and as C++. $2: the build tree's
+    # include/, which holds the generated ratelimit-version.h.
+    gen=${2:?usage: tests/lint.sh header BUILD_INCLUDE_DIR}
     tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
     echo '#include "ratelimit.h"' > "$tmp/h.c"
-    cc -std=c11 -pedantic -Wall -Wextra -Werror -Iinclude -c "$tmp/h.c" -o "$tmp/h.o"
+    cc -std=c11 -pedantic -Wall -Wextra -Werror -Iinclude -I"$gen" -c "$tmp/h.c" -o "$tmp/h.o"
     cp "$tmp/h.c" "$tmp/h.cc"
-    c++ -std=c++11 -pedantic -Wall -Wextra -Werror -Iinclude -c "$tmp/h.cc" -o "$tmp/hh.o" ;;
+    c++ -std=c++11 -pedantic -Wall -Wextra -Werror -Iinclude -I"$gen" -c "$tmp/h.cc" -o "$tmp/hh.o" ;;
 symbols)
     # The shared library exports the public prefix only, and every public function.
     lib=$2
@@ -35,5 +37,5 @@ format)
     files=$(git ls-files '*.c' '*.h' 2>/dev/null || find src include tools tests bench examples -name '*.[ch]')
     clang-format --dry-run -Werror $files ;;
 *)
-    echo "usage: tests/lint.sh atomics|header|names|symbols LIB|format" >&2; exit 2 ;;
+    echo "usage: tests/lint.sh atomics|header DIR|names|symbols LIB|format" >&2; exit 2 ;;
 esac

@@ -251,7 +251,7 @@ static int report(const struct ctl *c, rl_table *t, struct report *rp)
 
 static int run(struct ctl *c, int argc, char **argv)
 {
-    struct report rp = {0};
+    struct report rp = {.response = RL_RESPONSE_INIT};
     rl_table *t;
     int opt, rc;
     while ((opt = ctl_getopt(c, argc, argv)) != -1)

@@ -15,7 +15,7 @@ static const char *header(int argc, char **argv, int i)
 
 int main(int argc, char **argv)
 {
-    struct rl_response r = {0};
+    struct rl_response r = RL_RESPONSE_INIT;
     rl_table *t;
     rl_bucket *b;
     if (argc < 3 || argc > 6) {

@@ -20,7 +20,9 @@ TestSuite(feedback, .init = open_table, .fini = close_table);
 Test(feedback, retry_after_pauses_everyone)
 {
     rl_bucket *b = bucket("foundry", "200/60s", NULL);
-    struct rl_response r = {.status = 429, .retry_after = "30"};
+    struct rl_response r = RL_RESPONSE_INIT;
+    r.status = 429;
+    r.retry_after = "30";
     struct rl_feedback fb;
     struct rl_decision d;
     cr_assert_eq(rl_report(b, &r, &fb), 0);
@@ -45,7 +47,9 @@ Test(feedback, children_pause_with_their_parent)
     rl_bucket *plan = bucket("ti", "120/1m burst 20", NULL), *child;
     cr_assert_eq(rl_policy_parse("30/1m", &p, NULL), 0);
     cr_assert_eq(rl_bucket_define(table, "ti/reporting", &p, "ti", &child), 0);
-    struct rl_response r = {.status = 429, .retry_after = "5"};
+    struct rl_response r = RL_RESPONSE_INIT;
+    r.status = 429;
+    r.retry_after = "5";
     cr_assert_eq(rl_report(plan, &r, NULL), 0);
     cr_assert_eq(rl_try_acquire(child, 1, NULL), RL_ELIMITED);
 }
@@ -54,31 +58,41 @@ Test(feedback, hostile_values_never_pause_forever)
 {
     rl_bucket *b = bucket("hostile", "10/1s", NULL);
     struct rl_feedback fb;
-    struct rl_response huge = {.status = 429, .retry_after = "99999999999"};
+    struct rl_response huge = RL_RESPONSE_INIT;
+    huge.status = 429;
+    huge.retry_after = "99999999999";
     cr_assert_eq(rl_report(b, &huge, &fb), 0);
     cr_assert_eq(fb.cooldown_ns, 3600 * SEC, "capped at the default maximum of 1 h");
-    struct rl_response capped = {.status = 429, .retry_after = "600", .max_cooldown_ns = 2 * SEC};
+    struct rl_response capped = RL_RESPONSE_INIT;
+    capped.status = 429;
+    capped.retry_after = "600";
+    capped.max_cooldown_ns = 2 * SEC;
     cr_assert_eq(rl_report(b, &capped, &fb), 0);
     cr_assert_eq(fb.cooldown_ns, 2 * SEC, "capped at max_cooldown_ns");
-    struct rl_response garbage = {.status = 429,
-                                  .retry_after = "-5",
-                                  .reset = "yesterday",
-                                  .remaining = "lots",
-                                  .limit = "\xff\xfe",
-                                  .ratelimit = "r=;t=",
-                                  .ratelimit_policy = "q=-1"};
+    struct rl_response garbage = RL_RESPONSE_INIT;
+    garbage.status = 429;
+    garbage.retry_after = "-5";
+    garbage.reset = "yesterday";
+    garbage.remaining = "lots";
+    garbage.limit = "\xff\xfe";
+    garbage.ratelimit = "r=;t=";
+    garbage.ratelimit_policy = "q=-1";
     cr_assert_eq(rl_report(b, &garbage, &fb), 0);
     cr_assert_eq(fb.ignored, RL_IGNORED_RETRY_AFTER | RL_IGNORED_RESET | RL_IGNORED_REMAINING |
                                  RL_IGNORED_LIMIT | RL_IGNORED_RATELIMIT);
     cr_assert(fb.cooldown_ns < SEC * 2, "garbage falls back to a first backoff step (< 1 s)");
-    struct rl_response bad_status = {.status = 1000};
+    struct rl_response bad_status = RL_RESPONSE_INIT;
+    bad_status.status = 1000;
     cr_assert_eq(rl_report(b, &bad_status, NULL), RL_EINVAL);
 }
 
 Test(feedback, backoff_is_shared_and_reset_by_success)
 {
     rl_bucket *b = bucket("backoff", "10/1s", NULL);
-    struct rl_response r429 = {.status = 429}, ok = {.status = 200};
+    struct rl_response r429 = RL_RESPONSE_INIT;
+    r429.status = 429;
+    struct rl_response ok = RL_RESPONSE_INIT;
+    ok.status = 200;
     struct rl_feedback fb;
     pid_t pid = fork();
     if (pid == 0) { /* another worker of the pool gets the first 429 */
@@ -99,7 +113,11 @@ Test(feedback, backoff_is_shared_and_reset_by_success)
 Test(feedback, service_unavailable_pauses_only_with_retry_after)
 {
     rl_bucket *b = bucket("busy", "10/1s", NULL);
-    struct rl_response plain = {.status = 503}, told = {.status = 503, .retry_after = "3"};
+    struct rl_response plain = RL_RESPONSE_INIT;
+    plain.status = 503;
+    struct rl_response told = RL_RESPONSE_INIT;
+    told.status = 503;
+    told.retry_after = "3";
     struct rl_feedback fb;
     cr_assert_eq(rl_report(b, &plain, &fb), 0);
     cr_assert_eq(fb.cooldown_ns, 0);
@@ -110,11 +128,16 @@ Test(feedback, service_unavailable_pauses_only_with_retry_after)
 Test(feedback, reset_header_gives_the_pause_when_nothing_remains)
 {
     rl_bucket *b = bucket("reset", "10/1s", NULL);
-    struct rl_response r = {.status = 429, .remaining = "0", .reset = "7"};
+    struct rl_response r = RL_RESPONSE_INIT;
+    r.status = 429;
+    r.remaining = "0";
+    r.reset = "7";
     struct rl_feedback fb;
     cr_assert_eq(rl_report(b, &r, &fb), 0);
     cr_assert_eq(fb.cooldown_ns, 7 * SEC);
-    struct rl_response ietf = {.status = 429, .ratelimit = "\"default\";r=0;t=9"};
+    struct rl_response ietf = RL_RESPONSE_INIT;
+    ietf.status = 429;
+    ietf.ratelimit = "\"default\";r=0;t=9";
     cr_assert_eq(rl_report(b, &ietf, &fb), 0);
     cr_assert_eq(fb.cooldown_ns, 9 * SEC);
 }
@@ -122,7 +145,10 @@ Test(feedback, reset_header_gives_the_pause_when_nothing_remains)
 Test(feedback, reconciliation_tightens_never_loosens)
 {
     rl_bucket *b = bucket("acme", "100/1h", NULL);
-    struct rl_response low = {.status = 200, .remaining = "3", .reset = "600"};
+    struct rl_response low = RL_RESPONSE_INIT;
+    low.status = 200;
+    low.remaining = "3";
+    low.reset = "600";
     struct rl_feedback fb;
     cr_assert_eq(rl_report(b, &low, &fb), 0);
     cr_assert(fb.tightened);
@@ -133,7 +159,10 @@ Test(feedback, reconciliation_tightens_never_loosens)
     cr_assert(info.feedback.server_reset_ns > 590 * SEC);
 
     rl_bucket *c = bucket("roomy", "5/1h", NULL);
-    struct rl_response high = {.status = 200, .remaining = "500", .reset = "600"};
+    struct rl_response high = RL_RESPONSE_INIT;
+    high.status = 200;
+    high.remaining = "500";
+    high.reset = "600";
     cr_assert_eq(rl_report(c, &high, &fb), 0);
     cr_assert_not(fb.tightened, "a server with more room never loosens our rules");
     cr_assert_eq(drain(c), 5);
@@ -150,7 +179,8 @@ Test(feedback, read_only_tables_cannot_report)
     o.flags = RL_OPEN_READONLY;
     cr_assert_eq(rl_table_open(&o, &ro), 0);
     cr_assert_eq(rl_bucket_lookup(ro, "ro", &rb), 0);
-    struct rl_response r = {.status = 429};
+    struct rl_response r = RL_RESPONSE_INIT;
+    r.status = 429;
     cr_assert_eq(rl_report(rb, &r, NULL), RL_EPERM);
     rl_table_close(ro);
 }
@@ -178,7 +208,7 @@ static int failing(void *arg, struct rl_response *resp)
 Test(feedback, rl_call_retries_429s_up_to_the_limit)
 {
     rl_bucket *b = bucket("call", "100/1s", NULL);
-    struct rl_response last;
+    struct rl_response last = RL_RESPONSE_INIT;
     struct script s = {{429, 429, 200, 200}, 0};
     cr_assert_eq(rl_call(b, 1, SEC, 3, scripted, &s, &last), 0);
     cr_assert_eq(s.calls, 3);
@@ -188,6 +218,49 @@ Test(feedback, rl_call_retries_429s_up_to_the_limit)
     cr_assert_eq(never.calls, 2);
     cr_assert_eq(rl_call(b, 1, SEC, 2, failing, NULL, &last), -42, "callback errors stop it");
     cr_assert_eq(rl_call(b, 1, SEC, 0, scripted, &s, &last), RL_EINVAL);
+}
+
+/* A response from a caller built against a newer header: fields this library does not
+ * know follow, and are ignored. */
+struct newer_response {
+    struct rl_response r;
+    uint64_t unknown[4];
+};
+
+Test(feedback, response_size_is_checked)
+{
+    rl_bucket *b = bucket("sized", "100/1s", NULL);
+    struct rl_response r = RL_RESPONSE_INIT;
+    r.status = 200;
+    r.size = 0;
+    cr_assert_eq(rl_report(b, &r, NULL), RL_EINVAL, "a response without RL_RESPONSE_INIT");
+    r.size = sizeof(r) - 1;
+    cr_assert_eq(rl_report(b, &r, NULL), RL_EINVAL, "smaller than the first version");
+    struct newer_response n = {RL_RESPONSE_INIT, {~0ULL, ~0ULL, ~0ULL, ~0ULL}};
+    struct rl_feedback fb;
+    n.r.size = sizeof(n);
+    n.r.status = 429;
+    n.r.retry_after = "7";
+    cr_assert_eq(rl_report(b, &n.r, &fb), 0);
+    cr_assert_eq(fb.cooldown_ns, 7 * SEC);
+    cr_assert_eq(fb.ignored, 0);
+}
+
+Test(feedback, rl_call_checks_the_response_size_and_keeps_it)
+{
+    rl_bucket *b = bucket("sized_call", "100/1s", NULL);
+    struct script s = {{200}, 0};
+    struct newer_response n = {RL_RESPONSE_INIT, {1, 2, 3, 4}};
+    n.r.size = 0;
+    cr_assert_eq(rl_call(b, 1, SEC, 1, scripted, &s, &n.r), RL_EINVAL);
+    cr_assert_eq(s.calls, 0, "no request is sent with a bad response");
+    n.r.size = sizeof(n);
+    cr_assert_eq(rl_call(b, 1, SEC, 1, scripted, &s, &n.r), 0);
+    cr_assert_eq(s.calls, 1);
+    cr_assert_eq(n.r.size, sizeof(n), "the size survives the clearing");
+    cr_assert_eq(n.r.status, 200);
+    cr_assert_eq(n.unknown[0], 1, "the unknown tail is the caller's: left alone");
+    cr_assert_eq(n.unknown[3], 4);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -221,7 +294,9 @@ Test(feedback, a_429_pauses_the_whole_pool, .timeout = 60)
         }
     usleep(100000); /* the waiters reserve turns at +400 ms, +800 ms, +1200 ms */
     uint64_t reported = rl_now_ns();
-    struct rl_response r = {.status = 429, .retry_after = "1"};
+    struct rl_response r = RL_RESPONSE_INIT;
+    r.status = 429;
+    r.retry_after = "1";
     cr_assert_eq(rl_report(b, &r, NULL), 0);
     int status, failed = 0;
     while (wait(&status) > 0)

@@ -80,7 +80,11 @@ static int visit(rl_bucket *b, void *arg)
         return 0;
     rl_try_acquire(b, 1, &d);
     rl_try_acquire(b, 3, NULL);
-    struct rl_response r = {.status = 429, .retry_after = "1", .remaining = "0", .reset = "2"};
+    struct rl_response r = RL_RESPONSE_INIT;
+    r.status = 429;
+    r.retry_after = "1";
+    r.remaining = "0";
+    r.reset = "2";
     rl_report(b, &r, NULL);
     rl_bucket_reset(b);
     struct rl_policy p;

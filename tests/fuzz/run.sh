@@ -10,7 +10,11 @@ secs=${1:-20}
 command -v clang >/dev/null || { echo "fuzz: clang is not installed: skipped"; exit 77; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-flags=(-std=c11 -D_GNU_SOURCE -g -O1 -fno-sanitize-recover=all -I"$top/include" -I"$top/src")
+# RATELIMIT_BUILD_INCLUDE: the build tree's include/, which holds the generated
+# ratelimit-version.h (tests/fuzz/meson.build sets it).
+gen=${RATELIMIT_BUILD_INCLUDE:-$top/build/include}
+flags=(-std=c11 -D_GNU_SOURCE -g -O1 -fno-sanitize-recover=all -I"$top/include" -I"$gen"
+       -I"$top/src")
 echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return d && n; }' > "$tmp/probe.c"
 clang -fsanitize=fuzzer "$tmp/probe.c" -o "$tmp/probe" 2>/dev/null ||
     { echo "fuzz: clang has no libFuzzer (libclang-rt-14-dev): skipped"; exit 77; }

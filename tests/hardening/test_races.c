@@ -45,7 +45,9 @@ static const char *const paths[][2] = {
 /* A rival admission (so our CAS fails and we retry), then a 429 that pauses the bucket. */
 static void rival_then_429(void)
 {
-    struct rl_response r = {.status = 429, .retry_after = "60"};
+    struct rl_response r = RL_RESPONSE_INIT;
+    r.status = 429;
+    r.retry_after = "60";
     cr_assert_eq(rl_try_acquire(target, 1, NULL), 0, "the rival is admitted");
     cr_assert_eq(rl_report(target, &r, NULL), 0);
 }

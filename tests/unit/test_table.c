@@ -618,3 +618,14 @@ Test(table, info_counts_defined_buckets_only)
     cr_expect_eq(i.buckets, 1, "rl_table_info says %u buckets, foreach visits 1", i.buckets);
     rl_table_close(t);
 }
+
+/* The library's version is the headers' (both come from the project version) and reads
+ * MAJOR.MINOR.PATCH. */
+Test(table, version_matches_the_header)
+{
+    char want[32];
+    snprintf(want, sizeof(want), "%d.%d.%d", RATELIMIT_VERSION_MAJOR, RATELIMIT_VERSION_MINOR,
+             RATELIMIT_VERSION_PATCH);
+    cr_assert_str_eq(rl_version(), RATELIMIT_VERSION_STRING);
+    cr_assert_str_eq(rl_version(), want);
+}
