@@ -10,16 +10,15 @@
 
 #include "ratelimit.h"
 
-#define FIXTURE_NAME "feedback"
 #include "fixture.h"
 
 #define SEC 1000000000ULL
 
-TestSuite(feedback, .init = open_table, .fini = close_table);
+TestSuite(feedback, .init = fixture_open, .fini = fixture_close);
 
 Test(feedback, retry_after_pauses_everyone)
 {
-    rl_bucket *b = bucket("foundry", "200/60s", NULL);
+    rl_bucket *b = define(g_table, "foundry", "200/60s", NULL);
     struct rl_response r = {.status = 429, .retry_after = "30"};
     struct rl_feedback fb;
     struct rl_decision d;
@@ -42,9 +41,9 @@ Test(feedback, retry_after_pauses_everyone)
 Test(feedback, children_pause_with_their_parent)
 {
     struct rl_policy p;
-    rl_bucket *plan = bucket("ti", "120/1m burst 20", NULL), *child;
+    rl_bucket *plan = define(g_table, "ti", "120/1m burst 20", NULL), *child;
     cr_assert_eq(rl_policy_parse("30/1m", &p, NULL), 0);
-    cr_assert_eq(rl_bucket_define(table, "ti/reporting", &p, "ti", &child), 0);
+    cr_assert_eq(rl_bucket_define(g_table, "ti/reporting", &p, "ti", &child), 0);
     struct rl_response r = {.status = 429, .retry_after = "5"};
     cr_assert_eq(rl_report(plan, &r, NULL), 0);
     cr_assert_eq(rl_try_acquire(child, 1, NULL), RL_ELIMITED);
@@ -52,7 +51,7 @@ Test(feedback, children_pause_with_their_parent)
 
 Test(feedback, hostile_values_never_pause_forever)
 {
-    rl_bucket *b = bucket("hostile", "10/1s", NULL);
+    rl_bucket *b = define(g_table, "hostile", "10/1s", NULL);
     struct rl_feedback fb;
     struct rl_response huge = {.status = 429, .retry_after = "99999999999"};
     cr_assert_eq(rl_report(b, &huge, &fb), 0);
@@ -77,13 +76,13 @@ Test(feedback, hostile_values_never_pause_forever)
 
 Test(feedback, backoff_is_shared_and_reset_by_success)
 {
-    rl_bucket *b = bucket("backoff", "10/1s", NULL);
+    rl_bucket *b = define(g_table, "backoff", "10/1s", NULL);
     struct rl_response r429 = {.status = 429}, ok = {.status = 200};
     struct rl_feedback fb;
     pid_t pid = fork();
     if (pid == 0) { /* another worker of the pool gets the first 429 */
         rl_bucket *mine;
-        _exit(rl_bucket_lookup(table, "backoff", &mine) || rl_report(mine, &r429, NULL));
+        _exit(rl_bucket_lookup(g_table, "backoff", &mine) || rl_report(mine, &r429, NULL));
     }
     int status;
     waitpid(pid, &status, 0);
@@ -98,7 +97,7 @@ Test(feedback, backoff_is_shared_and_reset_by_success)
 
 Test(feedback, service_unavailable_pauses_only_with_retry_after)
 {
-    rl_bucket *b = bucket("busy", "10/1s", NULL);
+    rl_bucket *b = define(g_table, "busy", "10/1s", NULL);
     struct rl_response plain = {.status = 503}, told = {.status = 503, .retry_after = "3"};
     struct rl_feedback fb;
     cr_assert_eq(rl_report(b, &plain, &fb), 0);
@@ -109,7 +108,7 @@ Test(feedback, service_unavailable_pauses_only_with_retry_after)
 
 Test(feedback, reset_header_gives_the_pause_when_nothing_remains)
 {
-    rl_bucket *b = bucket("reset", "10/1s", NULL);
+    rl_bucket *b = define(g_table, "reset", "10/1s", NULL);
     struct rl_response r = {.status = 429, .remaining = "0", .reset = "7"};
     struct rl_feedback fb;
     cr_assert_eq(rl_report(b, &r, &fb), 0);
@@ -121,7 +120,7 @@ Test(feedback, reset_header_gives_the_pause_when_nothing_remains)
 
 Test(feedback, reconciliation_tightens_never_loosens)
 {
-    rl_bucket *b = bucket("acme", "100/1h", NULL);
+    rl_bucket *b = define(g_table, "acme", "100/1h", NULL);
     struct rl_response low = {.status = 200, .remaining = "3", .reset = "600"};
     struct rl_feedback fb;
     cr_assert_eq(rl_report(b, &low, &fb), 0);
@@ -132,7 +131,7 @@ Test(feedback, reconciliation_tightens_never_loosens)
     cr_assert_eq(info.feedback.server_remaining, 0);
     cr_assert(info.feedback.server_reset_ns > 590 * SEC);
 
-    rl_bucket *c = bucket("roomy", "5/1h", NULL);
+    rl_bucket *c = define(g_table, "roomy", "5/1h", NULL);
     struct rl_response high = {.status = 200, .remaining = "500", .reset = "600"};
     cr_assert_eq(rl_report(c, &high, &fb), 0);
     cr_assert_not(fb.tightened, "a server with more room never loosens our rules");
@@ -141,12 +140,12 @@ Test(feedback, reconciliation_tightens_never_loosens)
 
 Test(feedback, read_only_tables_cannot_report)
 {
-    rl_bucket *b = bucket("ro", "10/1s", NULL);
+    rl_bucket *b = define(g_table, "ro", "10/1s", NULL);
     (void)b;
     struct rl_table_opts o = RL_TABLE_OPTS_INIT;
     rl_table *ro;
     rl_bucket *rb;
-    o.path = path;
+    o.path = g_path;
     o.flags = RL_OPEN_READONLY;
     cr_assert_eq(rl_table_open(&o, &ro), 0);
     cr_assert_eq(rl_bucket_lookup(ro, "ro", &rb), 0);
@@ -177,7 +176,7 @@ static int failing(void *arg, struct rl_response *resp)
 
 Test(feedback, rl_call_retries_429s_up_to_the_limit)
 {
-    rl_bucket *b = bucket("call", "100/1s", NULL);
+    rl_bucket *b = define(g_table, "call", "100/1s", NULL);
     struct rl_response last;
     struct script s = {{429, 429, 200, 200}, 0};
     cr_assert_eq(rl_call(b, 1, SEC, 3, scripted, &s, &last), 0);
@@ -204,7 +203,7 @@ struct pause_log {
 
 Test(feedback, a_429_pauses_the_whole_pool, .timeout = 60)
 {
-    rl_bucket *b = bucket("pool", "4/400ms margin 0", NULL);
+    rl_bucket *b = define(g_table, "pool", "4/400ms margin 0", NULL);
     struct pause_log *log =
         mmap(NULL, sizeof(*log), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     cr_assert_neq(log, MAP_FAILED);
