@@ -5,9 +5,9 @@
  */
 #include <sys/stat.h>
 
-#include "config_common.h"
+#include "fixture.h"
 
-TestSuite(apply, .init = cfg_setup, .fini = cfg_teardown, .timeout = 30);
+TestSuite(apply, .init = fixture_setup, .fini = fixture_teardown, .timeout = 30);
 
 static struct rl_table_info table_info(rl_table *t)
 {
@@ -66,7 +66,7 @@ Test(apply, creates_buckets_and_templates_parents_first)
     expect_bucket(t, "acme", "1000/1h, 100/1m", NULL, false);
     expect_bucket(t, "foundry-try", "200/60s dry-run", NULL, false);
     expect_bucket(t, "tenant/*", "200/60s", "acme", true);
-    cr_expect_eq(bucket_count(t), 6);
+    cr_expect_eq(foreach_count(t), 6);
     free(n);
     rl_table_close(t);
 }
@@ -128,7 +128,7 @@ Test(apply, too_little_capacity_changes_nothing)
     expect_refused(t, "bucket x 1/s\nbucket a 1/s\nbucket b 1/s\nbucket c 1/s\n", RL_EFULL,
                    "has room for 2 more buckets, the config adds 3");
     free(apply_text(t, "bucket x 1/s\nbucket a 1/s\nbucket b 1/s\n"));
-    cr_expect_eq(bucket_count(t), 3);
+    cr_expect_eq(foreach_count(t), 3);
     rl_table_close(t);
 }
 

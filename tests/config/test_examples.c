@@ -5,9 +5,9 @@
  */
 #include <glob.h>
 
-#include "config_common.h"
+#include "fixture.h"
 
-TestSuite(examples, .init = cfg_setup, .fini = cfg_teardown, .timeout = 30);
+TestSuite(examples, .init = fixture_setup, .fini = fixture_teardown, .timeout = 30);
 
 struct want {
     const char *name, *rules, *parent;
@@ -103,7 +103,7 @@ static void check_example(const struct example *ex)
     for (size_t i = 0; i < ex->n; i++)
         expect_bucket(t, ex->buckets[i].name, ex->buckets[i].rules, ex->buckets[i].parent,
                       ex->buckets[i].is_template);
-    cr_expect_eq(bucket_count(t), ex->n, "%s: exactly the expected buckets", ex->file);
+    cr_expect_eq(foreach_count(t), ex->n, "%s: exactly the expected buckets", ex->file);
     struct rl_table_info before, after;
     rl_table_info(t, &before);
     struct notes *n = apply_ok(c, t);

@@ -5,9 +5,7 @@
 #include <grp.h>
 #include <sys/stat.h>
 
-#include "config_common.h"
-
-#define NS_PER_SEC 1000000000ULL
+#include "fixture.h"
 
 TestSuite(parse, .timeout = 30);
 
@@ -601,7 +599,7 @@ Test(parse, a_parent_cycle_of_two_hundred_thousand_buckets, .timeout = 120)
 
 /* ------------------------------------------------------------ files */
 
-TestSuite(load, .init = cfg_setup, .fini = cfg_teardown, .timeout = 30);
+TestSuite(load, .init = fixture_setup, .fini = fixture_teardown, .timeout = 30);
 
 static void write_file(const char *path, const char *text)
 {

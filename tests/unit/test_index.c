@@ -2,9 +2,9 @@
  * test_index.c - the name index: many buckets, iteration, probing collisions, concurrent
  * definitions from several processes.
  */
-#include "unit_common.h"
+#include "fixture.h"
 
-TestSuite(index, .init = unit_setup, .fini = unit_teardown, .timeout = 55);
+TestSuite(index, .init = fixture_setup, .fini = fixture_teardown, .timeout = 55);
 
 struct visit {
     unsigned count, dup, bad, out_of_order;

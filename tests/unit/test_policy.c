@@ -2,7 +2,7 @@
  * test_policy.c - rule text: parser, durations, canonical format, limits and error
  * positions; bucket names; error code names.
  */
-#include "unit_common.h"
+#include "fixture.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -25,7 +25,7 @@ static struct rl_parse_error parse_fail(const char *text)
 }
 
 /* Expect a parse error at `column` whose message contains `needle`. */
-static void expect_error(const char *text, unsigned column, const char *needle)
+static void expect_rule_error(const char *text, unsigned column, const char *needle)
 {
     struct rl_parse_error e = parse_fail(text);
     cr_expect_eq(e.column, column, "'%s': error at column %u, expected %u (%s)", text, e.column,
@@ -371,37 +371,37 @@ Test(policy, format_roundtrip_of_any_checked_policy)
 
 Test(policy, syntax_errors_have_exact_columns)
 {
-    expect_error("", 1, "request count");
-    expect_error("   ", 4, "request count");
-    expect_error("abc", 1, "request count");
-    expect_error("/60s", 1, "request count");
-    expect_error("200 60s", 5, "'/'");
-    expect_error("200", 4, "'/'");
-    expect_error("200-60s", 4, "'/'");
-    expect_error("200/", 5, "unit");
-    expect_error("200/60x", 7, "unit");
-    expect_error("200/60", 7, "unit");
-    expect_error("200/ 60 s", 8, "unit");
-    expect_error("200/60secs", 7, "unit");
-    expect_error("10/1s burst", 12, "burst");
-    expect_error("10/1s burst x", 13, "burst");
-    expect_error("10/1s burst -1", 13, "burst");
-    expect_error("200/60s,", 9, "request count");
-    expect_error("200/60s, ", 10, "request count");
-    expect_error("200/60s, margin 5ms", 10, "request count");
-    expect_error("200/60s margin", 15, "unit");
-    expect_error("200/60s margin 5x", 17, "unit");
-    expect_error("200/60s margin -5ms", 16, "unit");
+    expect_rule_error("", 1, "request count");
+    expect_rule_error("   ", 4, "request count");
+    expect_rule_error("abc", 1, "request count");
+    expect_rule_error("/60s", 1, "request count");
+    expect_rule_error("200 60s", 5, "'/'");
+    expect_rule_error("200", 4, "'/'");
+    expect_rule_error("200-60s", 4, "'/'");
+    expect_rule_error("200/", 5, "unit");
+    expect_rule_error("200/60x", 7, "unit");
+    expect_rule_error("200/60", 7, "unit");
+    expect_rule_error("200/ 60 s", 8, "unit");
+    expect_rule_error("200/60secs", 7, "unit");
+    expect_rule_error("10/1s burst", 12, "burst");
+    expect_rule_error("10/1s burst x", 13, "burst");
+    expect_rule_error("10/1s burst -1", 13, "burst");
+    expect_rule_error("200/60s,", 9, "request count");
+    expect_rule_error("200/60s, ", 10, "request count");
+    expect_rule_error("200/60s, margin 5ms", 10, "request count");
+    expect_rule_error("200/60s margin", 15, "unit");
+    expect_rule_error("200/60s margin 5x", 17, "unit");
+    expect_rule_error("200/60s margin -5ms", 16, "unit");
 }
 
 Test(policy, overflow)
 {
-    expect_error("99999999999999999999/1s", 1, "too large");
-    expect_error("18446744073709551616/1s", 1, "too large");
-    expect_error("1/99999999999999999999s", 3, "too large");
-    expect_error("1/300000000000d", 3, "too long");
-    expect_error("10/1s burst 99999999999999999999", 13, "too large");
-    expect_error("10/1s margin 99999999999999999999ms", 14, "too large");
+    expect_rule_error("99999999999999999999/1s", 1, "too large");
+    expect_rule_error("18446744073709551616/1s", 1, "too large");
+    expect_rule_error("1/99999999999999999999s", 3, "too large");
+    expect_rule_error("1/300000000000d", 3, "too long");
+    expect_rule_error("10/1s burst 99999999999999999999", 13, "too large");
+    expect_rule_error("10/1s margin 99999999999999999999ms", 14, "too large");
     /* In range for the parser, out of range for a rule. */
     expect_error_msg("18446744073709551615/1s fixed", "above");
     expect_error_msg("1/213503d", "period");
@@ -409,23 +409,23 @@ Test(policy, overflow)
 
 Test(policy, too_many_rules)
 {
-    expect_error("1/1s, 1/2s, 1/3s, 1/4s, 1/5s", 25, "too many rules");
-    expect_error("1/1s,1/2s,1/3s,1/4s,1/5s", 21, "at most 4");
+    expect_rule_error("1/1s, 1/2s, 1/3s, 1/4s, 1/5s", 25, "too many rules");
+    expect_rule_error("1/1s,1/2s,1/3s,1/4s,1/5s", 21, "at most 4");
 }
 
 Test(policy, trailing_garbage)
 {
-    expect_error("200/60s xyz", 9, "unexpected 'xyz'");
-    expect_error("200/60s fixed fixed", 15, "unexpected 'fixed'");
-    expect_error("200/60s burst 5 fixed", 17, "unexpected 'fixed'");
-    expect_error("200/60s;", 8, "unexpected ';'");
-    expect_error("200/60s 100/1m", 9, "unexpected '100'");
-    expect_error("200/60s dry-run extra", 17, "unexpected 'extra'");
-    expect_error("200/60s dry-run, 5/1s", 16, "a rule after the options");
-    expect_error("10/1s margin 0, 5/1s", 15, "come after its last rule");
-    expect_error("200/60s burst20", 9, "unexpected 'burst20'");
-    expect_error("200/60s Fixed", 9, "unexpected 'Fixed'");
-    expect_error("200/60s dryrun", 9, "unexpected 'dryrun'");
+    expect_rule_error("200/60s xyz", 9, "unexpected 'xyz'");
+    expect_rule_error("200/60s fixed fixed", 15, "unexpected 'fixed'");
+    expect_rule_error("200/60s burst 5 fixed", 17, "unexpected 'fixed'");
+    expect_rule_error("200/60s;", 8, "unexpected ';'");
+    expect_rule_error("200/60s 100/1m", 9, "unexpected '100'");
+    expect_rule_error("200/60s dry-run extra", 17, "unexpected 'extra'");
+    expect_rule_error("200/60s dry-run, 5/1s", 16, "a rule after the options");
+    expect_rule_error("10/1s margin 0, 5/1s", 15, "come after its last rule");
+    expect_rule_error("200/60s burst20", 9, "unexpected 'burst20'");
+    expect_rule_error("200/60s Fixed", 9, "unexpected 'Fixed'");
+    expect_rule_error("200/60s dryrun", 9, "unexpected 'dryrun'");
 }
 
 /* Each option at most once: the repeat is reported where it starts. */

@@ -6,9 +6,9 @@
 #include <dirent.h>
 #include <libgen.h>
 
-#include "unit_common.h"
+#include "fixture.h"
 
-TestSuite(table, .init = unit_setup, .fini = unit_teardown, .timeout = 50);
+TestSuite(table, .init = fixture_setup, .fini = fixture_teardown, .timeout = 50);
 
 /* Create a table with one bucket and close it; returns its header. */
 static struct shm_header make_table(void)

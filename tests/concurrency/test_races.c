@@ -5,7 +5,7 @@
  * there, once. Each race is run on a lone-GCRA bucket (fast path) and on the same rule next
  * to a rule that never binds (general path): both must decide alike.
  */
-#include "../unit/unit_common.h"
+#include "fixture.h"
 
 uint64_t __real_gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
 uint64_t __real_gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
@@ -35,7 +35,7 @@ uint64_t __wrap_gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t co
     return __real_gcra_next_word(c, d, cost);
 }
 
-TestSuite(races, .init = unit_setup, .fini = unit_teardown, .timeout = 30);
+TestSuite(races, .init = fixture_setup, .fini = fixture_teardown, .timeout = 30);
 
 static const char *const paths[][2] = {
     {"fast", "10/1h burst 10 margin 0"},

@@ -9,7 +9,7 @@
 #include <pthread.h>
 #include <time.h>
 
-#include "unit_common.h"
+#include "fixture.h"
 
 static rl_table *T;
 
@@ -22,10 +22,10 @@ static void done(void)
 static void rules_fini(void)
 {
     done();
-    unit_teardown();
+    fixture_teardown();
 }
 
-TestSuite(rules, .init = unit_setup, .fini = rules_fini, .timeout = 50);
+TestSuite(rules, .init = fixture_setup, .fini = rules_fini, .timeout = 50);
 
 static rl_bucket *bucket(const char *policy)
 {
@@ -729,4 +729,17 @@ Test(rules, dry_run_counts_requests_not_rules)
     cr_expect_eq(i.counters.dry_run_rejected, 1, "one refused request counted %" PRIu64 " times",
                  i.counters.dry_run_rejected);
     done();
+}
+
+Test(rules, costs_beyond_any_rule_are_refused_at_the_boundary)
+{
+    const char *rules[] = {"5/1h", "5/1h burst 5", "5/1h fixed"};
+    for (int k = 0; k < 3; k++) {
+        rl_bucket *b = bucket(rules[k]);
+        cr_assert_eq(rl_try_acquire(b, 5, NULL), 0, "%s: cost N fits", rules[k]);
+        cr_assert_eq(rl_try_acquire(b, 6, NULL), RL_ECOST, "%s: cost N+1 never fits", rules[k]);
+        cr_assert_eq(rl_try_acquire(b, UINT32_MAX, NULL), RL_ECOST, "%s", rules[k]);
+        cr_assert_eq(rl_acquire(b, UINT32_MAX, 1000, NULL), RL_ECOST, "%s", rules[k]);
+        cr_assert_eq(rl_try_acquire(b, 0, NULL), RL_EINVAL);
+    }
 }

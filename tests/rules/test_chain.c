@@ -4,13 +4,13 @@
  */
 #include <pthread.h>
 
-#include "unit_common.h"
+#include "fixture.h"
 
 static rl_table *T;
 
 static void chain_init(void)
 {
-    unit_setup();
+    fixture_setup();
     T = NULL;
 }
 
@@ -18,7 +18,7 @@ static void chain_fini(void)
 {
     rl_table_close(T);
     T = NULL;
-    unit_teardown();
+    fixture_teardown();
 }
 
 TestSuite(chain, .init = chain_init, .fini = chain_fini, .timeout = 50);

@@ -1,12 +1,13 @@
 /*
- * unit_common.h - helpers shared by the Criterion unit tests in tests/unit.
+ * fixture.h - the helpers every Criterion test shares, whatever its folder.
  *
- * Every test gets its own table path, /dev/shm/rl-test-<pid>-<suite>-<test>, set up by the
- * `per_test_path` fixture (use `.init = unit_setup, .fini = unit_teardown`): Criterion runs
- * tests in parallel processes, so nothing is shared between tests.
+ * Every test gets its own table path, /dev/shm/rl-test-<pid>-<suite>-<test>: Criterion runs
+ * tests in parallel processes, so nothing is shared between tests. Two fixtures:
+ *   .init = fixture_setup, .fini = fixture_teardown: the path only (g_path);
+ *   .init = fixture_open, .fini = fixture_close: a table there too (g_table).
  */
-#ifndef UNIT_COMMON_H
-#define UNIT_COMMON_H
+#ifndef TESTS_FIXTURE_H
+#define TESTS_FIXTURE_H
 
 #include <criterion/criterion.h>
 
@@ -22,6 +23,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <bsd/string.h>
+
 #include "internal.h"
 #include "ratelimit.h"
 #include "shm_format.h"
@@ -32,17 +35,19 @@
 #define NS_PER_H   (3600 * NS_PER_SEC)
 #define NS_PER_DAY (86400 * NS_PER_SEC)
 
-/* This test's table path (valid after unit_setup). */
+/* This test's table path (valid after fixture_setup). */
 static char g_path[256];
+/* This test's table (valid after fixture_open). */
+static rl_table *g_table;
 
-static inline void unit_setup(void)
+static inline void fixture_setup(void)
 {
     snprintf(g_path, sizeof(g_path), "/dev/shm/rl-test-%ld-%s-%s", (long)getpid(),
              criterion_current_suite->name, criterion_current_test->name);
     unlink(g_path);
 }
 
-static inline void unit_teardown(void)
+static inline void fixture_teardown(void)
 {
     unlink(g_path);
 }
@@ -74,6 +79,24 @@ static inline rl_table *table_open_opts(const char *path, unsigned flags, uint32
 static inline rl_table *table_create(uint32_t capacity)
 {
     return table_open_opts(g_path, RL_OPEN_CREATE, capacity, 0);
+}
+
+/* Open (creating) the table at g_path with room for `capacity` buckets. */
+static inline rl_table *table_at(uint32_t capacity, uint32_t arena_kib)
+{
+    return table_open_opts(g_path, RL_OPEN_CREATE, capacity, arena_kib);
+}
+
+static inline void fixture_open(void)
+{
+    fixture_setup();
+    g_table = table_at(1024, 0);
+}
+
+static inline void fixture_close(void)
+{
+    rl_table_close(g_table);
+    fixture_teardown();
 }
 
 /* Try to open `path` with `flags` (no create unless asked); returns the code. */
@@ -149,6 +172,12 @@ static inline unsigned admit_run(rl_bucket *b, unsigned n)
     return ok;
 }
 
+/* Take units one by one until refused: how many the bucket admits now. */
+static inline unsigned drain(rl_bucket *b)
+{
+    return admit_run(b, 100000);
+}
+
 static inline int table_count_cb(rl_bucket *b, void *arg)
 {
     (void)b;
@@ -156,11 +185,137 @@ static inline int table_count_cb(rl_bucket *b, void *arg)
     return 0;
 }
 
+/* Buckets and templates in the table. */
 static inline unsigned foreach_count(rl_table *t)
 {
     unsigned n = 0;
     cr_assert_eq(rl_table_foreach(t, table_count_cb, &n), 0);
     return n;
+}
+
+/* ---- config files */
+
+/* Parse `text` (named "t.conf" in messages); asserts it is valid. */
+static inline rl_config *parse_ok(const char *text)
+{
+    rl_config *c = NULL;
+    char *errors = NULL;
+    int rc = rl_config_parse(text, strlen(text), "t.conf", &c, &errors);
+    cr_assert_eq(rc, 0, "parse: %s\n%s", rl_err_name(rc), errors ? errors : "(no errors)");
+    cr_assert_null(errors);
+    cr_assert_not_null(c);
+    return c;
+}
+
+/* Parse `text`, which must be invalid; returns the error lines (caller frees). */
+static inline char *parse_bad(const char *text)
+{
+    rl_config *c = (rl_config *)1;
+    char *errors = NULL;
+    int rc = rl_config_parse(text, strlen(text), "t.conf", &c, &errors);
+    cr_assert_eq(rc, RL_EPARSE, "parse: got %s, expected RL_EPARSE", rl_err_name(rc));
+    cr_assert_null(c, "an invalid file yields no config");
+    cr_assert_not_null(errors);
+    return errors;
+}
+
+static inline unsigned count_lines(const char *s)
+{
+    unsigned n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* The text must be invalid with exactly one problem, at "t.conf:<where>: ", whose message
+ * contains `needle`. */
+static inline void expect_error(const char *text, const char *where, const char *needle)
+{
+    char prefix[64];
+    char *errors = parse_bad(text);
+    snprintf(prefix, sizeof(prefix), "t.conf:%s: ", where);
+    cr_expect_eq(count_lines(errors), 1, "expected one problem for:\n%s\ngot:\n%s", text, errors);
+    cr_expect(strncmp(errors, prefix, strlen(prefix)) == 0, "expected '%s...' for:\n%s\ngot: %s",
+              prefix, text, errors);
+    cr_expect(strstr(errors, needle) != NULL, "expected '%s' in: %s", needle, errors);
+    free(errors);
+}
+
+/* The canonical text of a policy, for comparing rules. */
+static inline const char *rules_of(const struct rl_policy *p, char *buf, size_t len)
+{
+    rl_policy_format(p, buf, len);
+    return buf;
+}
+
+/* The canonical text of rule text. */
+static inline const char *canonical(const char *rules, char *buf, size_t len)
+{
+    struct rl_policy p;
+    struct rl_parse_error e = {0};
+    cr_assert_eq(rl_policy_parse(rules, &p, &e), 0, "'%s': %s", rules, e.message);
+    return rules_of(&p, buf, len);
+}
+
+/* Notes from rl_config_apply, one per line. */
+struct notes {
+    char text[16384];
+};
+
+static inline void note_add(void *arg, const char *line)
+{
+    struct notes *n = arg;
+    strlcat(n->text, line, sizeof(n->text));
+    strlcat(n->text, "\n", sizeof(n->text));
+}
+
+/* Apply; asserts success; returns the notes. */
+static inline struct notes *apply_ok(const rl_config *c, rl_table *t)
+{
+    struct notes *n = calloc(1, sizeof(*n));
+    cr_assert_not_null(n);
+    int rc = rl_config_apply(c, t, note_add, n);
+    cr_assert_eq(rc, 0, "apply: %s (%s)\nnotes:\n%s", rl_err_name(rc), rl_errdetail(), n->text);
+    return n;
+}
+
+struct found {
+    const char *name;
+    rl_bucket *bucket;
+};
+
+static inline int find_cb(rl_bucket *b, void *arg)
+{
+    struct found *f = arg;
+    if (strcmp(rl_bucket_name(b), f->name) != 0)
+        return 0;
+    f->bucket = b;
+    return 1;
+}
+
+/* The bucket or template named `name` in the table (templates cannot be looked up by name),
+ * or NULL. */
+static inline rl_bucket *find(rl_table *t, const char *name)
+{
+    struct found f = {name, NULL};
+    rl_table_foreach(t, find_cb, &f);
+    return f.bucket;
+}
+
+/* The table holds `name` with rules `rules` (rule text), parent `parent` (NULL: none), and
+ * is a template or not. */
+static inline void expect_bucket(rl_table *t, const char *name, const char *rules,
+                                 const char *parent, bool is_template)
+{
+    char want[256], have[256];
+    struct rl_bucket_info info;
+    rl_bucket *b = find(t, name);
+    cr_assert_not_null(b, "no bucket '%s' in the table", name);
+    cr_assert_eq(rl_bucket_info(b, &info), 0);
+    cr_expect_str_eq(rules_of(&info.policy, have, sizeof(have)),
+                     canonical(rules, want, sizeof(want)), "rules of %s", name);
+    cr_expect_str_eq(info.parent, parent ? parent : "", "parent of %s", name);
+    cr_expect_eq(rl_bucket_is_template(b), is_template, "%s: template or not", name);
 }
 
 /* ---- raw file access, for damaging tables */
@@ -264,4 +419,4 @@ static inline bool barrier_wait(atomic_uint *count, unsigned n)
     return atomic_load(count) >= n;
 }
 
-#endif /* UNIT_COMMON_H */
+#endif /* TESTS_FIXTURE_H */

@@ -8,9 +8,9 @@
  */
 #include <signal.h>
 
-#include "unit_common.h"
+#include "fixture.h"
 
-TestSuite(corrupt, .init = unit_setup, .fini = unit_teardown, .timeout = 55);
+TestSuite(corrupt, .init = fixture_setup, .fini = fixture_teardown, .timeout = 55);
 
 /* Bucket numbers of the fixture. */
 enum { BYSTANDER, VICTIM, CHILD, OTHER, NBUCKETS };
