@@ -228,7 +228,7 @@ struct newer_response {
 
 Test(feedback, response_size_is_checked)
 {
-    rl_bucket *b = bucket("sized", "100/1s", NULL);
+    rl_bucket *b = define(g_table, "sized", "100/1s", NULL);
     struct rl_response r = RL_RESPONSE_INIT;
     r.status = 200;
     r.size = 0;
@@ -247,7 +247,7 @@ Test(feedback, response_size_is_checked)
 
 Test(feedback, rl_call_checks_the_response_size_and_keeps_it)
 {
-    rl_bucket *b = bucket("sized_call", "100/1s", NULL);
+    rl_bucket *b = define(g_table, "sized_call", "100/1s", NULL);
     struct script s = {{200}, 0};
     struct newer_response n = {RL_RESPONSE_INIT, {1, 2, 3, 4}};
     n.r.size = 0;
