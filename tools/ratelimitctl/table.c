@@ -1,5 +1,5 @@
 /*
- * ctl_table.c - open the table, find its buckets, read their state, reporting any failure.
+ * table.c - open the table, find its buckets, read their state, reporting any failure.
  */
 #include <fnmatch.h>
 #include <stdlib.h>

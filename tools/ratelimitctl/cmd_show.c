@@ -1,5 +1,5 @@
 /*
- * ctl_show.c - `ratelimitctl show NAME`: one bucket, its parent chain and its counters.
+ * cmd_show.c - `ratelimitctl show NAME`: one bucket, its parent chain and its counters.
  */
 #include <inttypes.h>
 #include <string.h>
@@ -157,7 +157,7 @@ static void print_json(const rl_table *t, const struct chain *ch)
     json_end(&j);
 }
 
-static int run(struct ctl *c, int argc, char **argv)
+int ctl_show_run(struct ctl *c, int argc, char **argv)
 {
     bool json = false;
     int rc = ctl_json_option(c, argc, argv, &json);
@@ -183,4 +183,4 @@ static int run(struct ctl *c, int argc, char **argv)
     return rc;
 }
 
-const struct ctl_command ctl_show_cmd = {"show", help, options, run};
+const struct ctl_syntax ctl_show_syntax = {help, options};

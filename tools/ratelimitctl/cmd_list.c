@@ -1,5 +1,5 @@
 /*
- * ctl_list.c - `ratelimitctl list [PATTERN]`: one line per bucket.
+ * cmd_list.c - `ratelimitctl list [PATTERN]`: one line per bucket.
  */
 #include <string.h>
 
@@ -113,7 +113,7 @@ static void print_json(const rl_table *t, const struct ctl_view *view)
     json_end(&j);
 }
 
-static int run(struct ctl *c, int argc, char **argv)
+int ctl_list_run(struct ctl *c, int argc, char **argv)
 {
     bool json = false;
     int rc = ctl_json_option(c, argc, argv, &json);
@@ -136,4 +136,4 @@ static int run(struct ctl *c, int argc, char **argv)
     return rc;
 }
 
-const struct ctl_command ctl_list_cmd = {"list", help, options, run};
+const struct ctl_syntax ctl_list_syntax = {help, options};

@@ -1,5 +1,5 @@
 /*
- * ctl_json.c - a small streaming JSON writer: one compact document per line, strings
+ * out_json.c - a small streaming JSON writer: one compact document per line, strings
  * escaped per RFC 8259, every number an unsigned integer.
  */
 #include <inttypes.h>

@@ -1,5 +1,5 @@
 /*
- * ctl_stats.c - `ratelimitctl stats [PATTERN]`: the counters of every bucket, as text, JSON
+ * cmd_stats.c - `ratelimitctl stats [PATTERN]`: the counters of every bucket, as text, JSON
  * or Prometheus metrics.
  */
 #include <inttypes.h>
@@ -101,7 +101,7 @@ static int print_prometheus(const struct ctl *c, rl_table *t, const struct ctl_v
     return CTL_OK;
 }
 
-static int run(struct ctl *c, int argc, char **argv)
+int ctl_stats_run(struct ctl *c, int argc, char **argv)
 {
     enum format format = TEXT;
     int opt;
@@ -137,4 +137,4 @@ static int run(struct ctl *c, int argc, char **argv)
     return rc;
 }
 
-const struct ctl_command ctl_stats_cmd = {"stats", help, options, run};
+const struct ctl_syntax ctl_stats_syntax = {help, options};

@@ -1,5 +1,5 @@
 /*
- * ctl_prom.c - stats in the Prometheus text exposition format (version 0.0.4), for the
+ * out_prom.c - stats in the Prometheus text exposition format (version 0.0.4), for the
  * node_exporter textfile collector: each family's HELP and TYPE, then its samples.
  */
 #include <inttypes.h>

@@ -1,5 +1,5 @@
 /*
- * ctl_watch.c - `ratelimitctl watch [PATTERN]`: a live full-screen view, like top(1), drawn
+ * cmd_watch.c - `ratelimitctl watch [PATTERN]`: a live full-screen view, like top(1), drawn
  * with plain ANSI escape codes: one row per bucket with a bar per rule.
  */
 #include <errno.h>
@@ -302,7 +302,7 @@ static int watch_once(const struct ctl *c, rl_table *t, const struct watch *w)
     return frame(stdout, t, w, height, width) ? ctl_error(c, "out of memory") : CTL_OK;
 }
 
-static int run(struct ctl *c, int argc, char **argv)
+int ctl_watch_run(struct ctl *c, int argc, char **argv)
 {
     struct watch w = {NULL, 1000000000ULL, true, false};
     int opt;
@@ -337,4 +337,4 @@ static int run(struct ctl *c, int argc, char **argv)
     return rc;
 }
 
-const struct ctl_command ctl_watch_cmd = {"watch", help, options, run};
+const struct ctl_syntax ctl_watch_syntax = {help, options};
