@@ -55,7 +55,7 @@ static void row_fill(struct row *r, const struct rl_bucket_info *bi)
     char used[CTL_HUMAN_MAX], limit[CTL_HUMAN_MAX];
     size_t at = 0;
     ctl_summarize(bi, &sum);
-    snprintf(r->col[COL_NAME], sizeof(r->col[COL_NAME]), "%s", bi->name);
+    ctl_visible(r->col[COL_NAME], sizeof(r->col[COL_NAME]), bi->name);
     rl_policy_format(&bi->policy, r->col[COL_RULES], sizeof(r->col[COL_RULES]));
     for (unsigned i = 0; i < bi->policy.nrules && at < sizeof(r->col[COL_USED]); i++)
         at += (size_t)snprintf(

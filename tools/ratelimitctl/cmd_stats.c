@@ -56,18 +56,20 @@ static const struct option options[] = {{"json", no_argument, NULL, 'j'},
 
 static void print_text(const struct ctl_view *view)
 {
-    char wait[CTL_HUMAN_MAX];
+    char wait[CTL_HUMAN_MAX], name[CTL_VISIBLE_MAX];
     int w = (int)strlen("NAME");
-    for (size_t i = 0; i < view->n; i++)
-        if ((int)strlen(view->v[i].name) > w)
-            w = (int)strlen(view->v[i].name);
+    for (size_t i = 0; i < view->n; i++) {
+        int len = (int)strlen(ctl_visible(name, sizeof(name), view->v[i].name));
+        w = len > w ? len : w;
+    }
     printf("%-*s  %10s  %10s  %10s  %10s  %8s  %8s  %6s  %6s\n", w, "NAME", "ADMITTED", "UNITS",
            "REJECTED", "WAITED", "WAIT", "DRY-RUN", "RESETS", "429S");
     for (size_t i = 0; i < view->n; i++) {
         const struct rl_counters *cn = &view->v[i].counters;
         printf("%-*s  %10" PRIu64 "  %10" PRIu64 "  %10" PRIu64 "  %10" PRIu64 "  %8s  %8" PRIu64
                "  %6" PRIu64 "  %6" PRIu64 "\n",
-               w, view->v[i].name, cn->admitted, cn->admitted_units, cn->rejected, cn->waited,
+               w, ctl_visible(name, sizeof(name), view->v[i].name), cn->admitted,
+               cn->admitted_units, cn->rejected, cn->waited,
                ctl_human_duration(wait, sizeof(wait), cn->waited_ns), cn->dry_run_rejected,
                cn->resets, cn->reported_429);
     }

@@ -99,6 +99,7 @@ int ctl_collect_quiet(rl_table *t, const char *pattern, struct ctl_buckets *out)
 int ctl_collect(const struct ctl *c, rl_table *t, const char *pattern, struct ctl_buckets *out);
 int ctl_lookup(const struct ctl *c, rl_table *t, const char *name, rl_bucket **out);
 int ctl_read(const struct ctl *c, const rl_bucket *b, struct rl_bucket_info *out);
+int ctl_name_read_check(const struct ctl *c, const struct rl_bucket_info *bi);
 int ctl_view_read(const struct ctl *c, rl_table *t, const char *pattern, struct ctl_view *out);
 void ctl_view_free(struct ctl_view *v);
 
