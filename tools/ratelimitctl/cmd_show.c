@@ -33,7 +33,8 @@ static const char help[] =
     "  -h, --help  show this help\n"
     "\n"
     "Exit status: 0 shown, 3 usage error (such as a bad name), 4 error (no table,\n"
-    "no such bucket, damaged bucket), 5 permission denied.\n"
+    "no such bucket, damaged bucket; a name in the file that is not a valid\n"
+    "name, reported and shown), 5 permission denied.\n"
     "\n"
     "Example:\n"
     "  ratelimitctl show ti/reporting\n";
