@@ -3,21 +3,25 @@
 # documented exit status (3 usage, 4 error).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" "$@"
 
-# Global help and version.
-for opt in --help -h; do
+# Global help and version. The help lists the commands from the same table that dispatches
+# them: the list is read from the help, must be the commands this test knows (a new
+# command gets its tests here), and each one listed must run.
+known="list show stats watch info define reset acquire report check-config apply exec help"
+for opt in --help -h help; do
     run 0 "$opt"
     has '^Usage: ratelimitctl \[--table PATH\] COMMAND'
     has '^Exit status:'
-    for cmd in list show stats watch info define reset acquire report check-config apply; do
-        has "^  $cmd "
-    done
+    listed=$(sed -n '/^Commands:$/,/^$/s/^  \([a-z-]*\) .*/\1/p' "$out" | tr '\n' ' ')
+    [ "$listed" = "$known " ] || fail "$opt lists commands '$listed', expected '$known '"
+    cp "$out" "$work/help"
 done
-run 0 --version
-has '^ratelimitctl [0-9]+\.[0-9]+\.[0-9]+$'
+run_err 3 "help: unknown command 'bogus'" help bogus
+run_err 3 'help: expected at most one COMMAND' help list show
 
-# Every command's help, before or after other arguments, without touching any table.
-for cmd in list show stats watch info define reset acquire report check-config apply; do
-    for args in "$cmd --help" "$cmd -h" "--table /nonexistent/x $cmd --help"; do
+# Every command's help, before or after other arguments, without touching any table; and
+# 'ratelimitctl help COMMAND' prints the same.
+for cmd in $known; do
+    for args in "$cmd --help" "$cmd -h" "--table /nonexistent/x $cmd --help" "help $cmd"; do
         # shellcheck disable=SC2086
         run 0 $args
         has "^Usage: ratelimitctl $cmd"
@@ -25,8 +29,13 @@ for cmd in list show stats watch info define reset acquire report check-config a
         [ ! -s "$err" ] || fail "$args wrote to stderr"
         [ "$(awk '{ if (length($0) > n) n = length($0) } END { print n }' "$out")" -le 80 ] ||
             fail "$args: help lines longer than 80 columns"
+        cp "$out" "$work/help-$cmd-${args##* }"
     done
+    cmp -s "$work/help-$cmd---help" "$work/help-$cmd-$cmd" ||
+        fail "'help $cmd' differs from '$cmd --help'"
 done
+[ "$(awk '{ if (length($0) > n) n = length($0) } END { print n }' "$work/help")" -le 80 ] ||
+    fail "the global help has lines longer than 80 columns"
 [ ! -e "$RATELIMIT_TABLE" ] || fail "help created a table"
 
 # Usage errors: exit 3.

@@ -1,10 +1,7 @@
 /*
- * ctl_check_config.c - `ratelimitctl check-config [FILE]`: check a config file without
- * touching any table, like `nginx -t`; and the loading of a config file, which apply shares.
+ * cmd_check_config.c - `ratelimitctl check-config [FILE]`: check a config file without
+ * touching any table, like `nginx -t`.
  */
-#include <stdlib.h>
-#include <string.h>
-
 #include "ctl.h"
 
 static const char help[] =
@@ -48,61 +45,6 @@ static const char help[] =
 
 static const struct option options[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
-/* The optional FILE operand of check-config and apply; *file is NULL when it is absent. */
-int ctl_config_operand(const struct ctl *c, int argc, char **argv, const char **file)
-{
-    if (argc - optind > 1)
-        return ctl_usage(c, "expected at most one FILE");
-    *file = optind < argc ? argv[optind] : NULL;
-    if (*file && !**file)
-        return ctl_usage(c, "FILE must not be empty");
-    return CTL_OK;
-}
-
-static const char *plural(size_t n)
-{
-    return n == 1 ? "" : "s";
-}
-
-static size_t count_lines(const char *text)
-{
-    size_t n = 0;
-    for (const char *p = text; (p = strchr(p, '\n')); p++)
-        n++;
-    return n;
-}
-
-/*
- * Parse config `file` (NULL: $RATELIMIT_CONFIG, else /etc/ratelimit.conf). An invalid file's
- * problems go to stderr as the library words them, "FILE:LINE:COL: what", all of them, then
- * a count. Returns CTL_OK, CTL_INVALID, or CTL_ERROR for a file that cannot be read.
- */
-int ctl_config_load(const struct ctl *c, const char *file, rl_config **out)
-{
-    char *errors = NULL;
-    const char *path = rl_config_default_path(file);
-    int err = rl_config_load(path, out, &errors);
-    if (err == RL_EPARSE && errors) {
-        size_t n = count_lines(errors);
-        fputs(errors, stderr);
-        fprintf(stderr, "ratelimitctl: %s: %s is invalid: %zu problem%s\n", c->cmd->name, path, n,
-                plural(n));
-        free(errors);
-        return CTL_INVALID;
-    }
-    free(errors);
-    return err ? ctl_error(c, "%s", rl_errdetail()) : CTL_OK;
-}
-
-/* The table the config names, else $RATELIMIT_TABLE, else the default, as the library
- * resolves it; *origin is "" for the config's own, else says where the path comes from. */
-const char *ctl_config_table_path(const rl_config *cfg, const char **origin)
-{
-    const char *path = rl_config_table(cfg)->path, *env = getenv("RATELIMIT_TABLE");
-    *origin = path ? "" : env && *env ? " (from $RATELIMIT_TABLE)" : " (the default)";
-    return path ? path : env && *env ? env : RL_TABLE_DEFAULT_PATH;
-}
-
 static void summarize(const char *path, const rl_config *cfg)
 {
     const struct rl_config_bucket *bs;
@@ -112,11 +54,11 @@ static void summarize(const char *path, const rl_config *cfg)
     for (size_t i = 0; i < n; i++)
         templates += bs[i].is_template;
     printf("%s: ok: %zu bucket%s, %zu template%s, %zu route%s, table %s%s\n", path, n - templates,
-           plural(n - templates), templates, plural(templates), routes, plural(routes), table,
-           origin);
+           ctl_plural(n - templates), templates, ctl_plural(templates), routes, ctl_plural(routes),
+           table, origin);
 }
 
-static int run(struct ctl *c, int argc, char **argv)
+int ctl_check_config_run(struct ctl *c, int argc, char **argv)
 {
     const char *file;
     rl_config *cfg;
@@ -131,4 +73,4 @@ static int run(struct ctl *c, int argc, char **argv)
     return CTL_OK;
 }
 
-const struct ctl_command ctl_check_config_cmd = {"check-config", help, options, run};
+const struct ctl_syntax ctl_check_config_syntax = {help, options};

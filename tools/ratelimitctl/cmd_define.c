@@ -1,5 +1,5 @@
 /*
- * ctl_define.c - `ratelimitctl define NAME RULES... [parent P]`: create a bucket.
+ * cmd_define.c - `ratelimitctl define NAME RULES... [parent P]`: create a bucket.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -119,7 +119,7 @@ static int define(const struct ctl *c, struct rl_table_opts *o, const struct def
     return rc;
 }
 
-static int run(struct ctl *c, int argc, char **argv)
+int ctl_define_run(struct ctl *c, int argc, char **argv)
 {
     struct rl_table_opts o = RL_TABLE_OPTS_INIT;
     struct definition d = {NULL, NULL, NULL};
@@ -149,4 +149,4 @@ static int run(struct ctl *c, int argc, char **argv)
     return rc;
 }
 
-const struct ctl_command ctl_define_cmd = {"define", help, options, run};
+const struct ctl_syntax ctl_define_syntax = {help, options};

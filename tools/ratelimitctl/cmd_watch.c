@@ -1,5 +1,5 @@
 /*
- * ctl_watch.c - `ratelimitctl watch [PATTERN]`: a live full-screen view, like top(1), drawn
+ * cmd_watch.c - `ratelimitctl watch [PATTERN]`: a live full-screen view, like top(1), drawn
  * with plain ANSI escape codes: one row per bucket with a bar per rule.
  */
 #include <errno.h>
@@ -165,12 +165,12 @@ static void bucket_row(struct out *o, const rl_bucket *b, int name_w)
 {
     struct rl_bucket_info bi;
     struct ctl_summary sum;
-    char remain[CTL_HUMAN_MAX], next[CTL_HUMAN_MAX];
-    out_cell(o, rl_bucket_name(b), name_w, false);
+    char remain[CTL_HUMAN_MAX], next[CTL_HUMAN_MAX], text[512];
+    out_cell(o, ctl_visible(text, sizeof(text), rl_bucket_name(b)), name_w, false);
     out_text(o, " ");
     if (rl_bucket_info(b, &bi) < 0) {
         out_esc(o, "31");
-        out_text(o, rl_errdetail());
+        out_text(o, ctl_visible(text, sizeof(text), rl_errdetail()));
         out_esc(o, "0");
         return;
     }
@@ -208,10 +208,12 @@ static void title(struct out *o, rl_table *t, size_t n)
 
 static int name_width(const struct ctl_buckets *all, size_t shown, int cols)
 {
+    char name[CTL_VISIBLE_MAX];
     int w = 4, most = cols / 3 > 8 ? cols / 3 : 8;
-    for (size_t i = 0; i < shown; i++)
-        if ((int)strlen(rl_bucket_name(all->v[i])) > w)
-            w = (int)strlen(rl_bucket_name(all->v[i]));
+    for (size_t i = 0; i < shown; i++) {
+        int len = (int)strlen(ctl_visible(name, sizeof(name), rl_bucket_name(all->v[i])));
+        w = len > w ? len : w;
+    }
     return w < most ? w : most;
 }
 
@@ -302,7 +304,7 @@ static int watch_once(const struct ctl *c, rl_table *t, const struct watch *w)
     return frame(stdout, t, w, height, width) ? ctl_error(c, "out of memory") : CTL_OK;
 }
 
-static int run(struct ctl *c, int argc, char **argv)
+int ctl_watch_run(struct ctl *c, int argc, char **argv)
 {
     struct watch w = {NULL, 1000000000ULL, true, false};
     int opt;
@@ -337,4 +339,4 @@ static int run(struct ctl *c, int argc, char **argv)
     return rc;
 }
 
-const struct ctl_command ctl_watch_cmd = {"watch", help, options, run};
+const struct ctl_syntax ctl_watch_syntax = {help, options};

@@ -1,5 +1,5 @@
 /*
- * ctl_apply.c - `ratelimitctl apply [--dry-run] [FILE]`: bring the table in line with a
+ * cmd_apply.c - `ratelimitctl apply [--dry-run] [FILE]`: bring the table in line with a
  * config file (rl_config_apply), or say what that would do.
  *
  * --dry-run applies the file to a private copy of the table (a new table if there is none
@@ -106,8 +106,7 @@ static int dry_fail(const struct ctl *c, const char *file, const struct copy *cp
     const char *detail = rl_errdetail(), *at = strstr(detail, cp->path);
     if (!at)
         return ctl_fail(c, file, err);
-    fprintf(stderr, "ratelimitctl: %s %s: %.*s%s%s\n", c->cmd->name, file, (int)(at - detail),
-            detail, cp->real, at + strlen(cp->path));
+    ctl_say(c, file, "%.*s%s%s", (int)(at - detail), detail, cp->real, at + strlen(cp->path));
     return err == RL_EPERM ? CTL_DENIED : CTL_ERROR;
 }
 
@@ -217,7 +216,7 @@ static int dry_run(const struct ctl *c, const char *file, const rl_config *cfg)
     return rc;
 }
 
-static int run(struct ctl *c, int argc, char **argv)
+int ctl_apply_run(struct ctl *c, int argc, char **argv)
 {
     bool dry = false;
     const char *file;
@@ -241,4 +240,4 @@ static int run(struct ctl *c, int argc, char **argv)
     return rc;
 }
 
-const struct ctl_command ctl_apply_cmd = {"apply", help, options, run};
+const struct ctl_syntax ctl_apply_syntax = {help, options};

@@ -1,5 +1,5 @@
 /*
- * ctl_acquire.c - `ratelimitctl acquire NAME`: take units from a bucket, for shell scripts.
+ * cmd_acquire.c - `ratelimitctl acquire NAME`: take units from a bucket, for shell scripts.
  */
 #include <string.h>
 
@@ -75,11 +75,9 @@ static void say_wait(const struct ctl *c, const struct request *rq, const char *
     char wait[CTL_HUMAN_MAX];
     ctl_human_duration(wait, sizeof(wait), wait_ns);
     if (rq->cost == 1)
-        fprintf(stderr, "ratelimitctl: %s %s: %s: next unit in %s%s\n", c->cmd->name, rq->name,
-                what, wait, tail);
+        ctl_say(c, rq->name, "%s: next unit in %s%s", what, wait, tail);
     else
-        fprintf(stderr, "ratelimitctl: %s %s: %s: %u units in %s%s\n", c->cmd->name, rq->name, what,
-                (unsigned)rq->cost, wait, tail);
+        ctl_say(c, rq->name, "%s: %u units in %s%s", what, (unsigned)rq->cost, wait, tail);
 }
 
 static int acquire(const struct ctl *c, rl_bucket *b, const struct request *rq)
@@ -104,7 +102,7 @@ static int acquire(const struct ctl *c, rl_bucket *b, const struct request *rq)
     }
 }
 
-static int run(struct ctl *c, int argc, char **argv)
+int ctl_acquire_run(struct ctl *c, int argc, char **argv)
 {
     struct request rq = {NULL, 1, false, false, DEFAULT_TIMEOUT_NS};
     const char *errstr;
@@ -143,4 +141,4 @@ static int run(struct ctl *c, int argc, char **argv)
     return rc;
 }
 
-const struct ctl_command ctl_acquire_cmd = {"acquire", help, options, run};
+const struct ctl_syntax ctl_acquire_syntax = {help, options};

@@ -1,5 +1,5 @@
 /*
- * ctl_info.c - `ratelimitctl info`: the table file itself.
+ * cmd_info.c - `ratelimitctl info`: the table file itself.
  */
 #include <inttypes.h>
 
@@ -66,7 +66,7 @@ static void print_json(const rl_table *t, const struct rl_table_info *ti)
     json_end(&j);
 }
 
-static int run(struct ctl *c, int argc, char **argv)
+int ctl_info_run(struct ctl *c, int argc, char **argv)
 {
     bool json = false;
     int rc = ctl_json_option(c, argc, argv, &json);
@@ -90,4 +90,4 @@ static int run(struct ctl *c, int argc, char **argv)
     return rc;
 }
 
-const struct ctl_command ctl_info_cmd = {"info", help, options, run};
+const struct ctl_syntax ctl_info_syntax = {help, options};

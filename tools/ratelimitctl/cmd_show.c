@@ -1,5 +1,5 @@
 /*
- * ctl_show.c - `ratelimitctl show NAME`: one bucket, its parent chain and its counters.
+ * cmd_show.c - `ratelimitctl show NAME`: one bucket, its parent chain and its counters.
  */
 #include <inttypes.h>
 #include <string.h>
@@ -33,7 +33,8 @@ static const char help[] =
     "  -h, --help  show this help\n"
     "\n"
     "Exit status: 0 shown, 3 usage error (such as a bad name), 4 error (no table,\n"
-    "no such bucket, damaged bucket), 5 permission denied.\n"
+    "no such bucket, damaged bucket; a name in the file that is not a valid\n"
+    "name, reported and shown), 5 permission denied.\n"
     "\n"
     "Example:\n"
     "  ratelimitctl show ti/reporting\n";
@@ -46,17 +47,20 @@ struct chain {
     struct rl_bucket_info v[RL_MAX_DEPTH];
     unsigned n;
     struct ctl_summary sum; /* over the whole chain */
+    bool bad_name;          /* a name in the chain is invalid (reported) */
 };
 
 static int chain_read(const struct ctl *c, const rl_bucket *b, struct chain *ch)
 {
     ch->n = 0;
     ch->sum = (struct ctl_summary){UINT64_MAX, 0};
+    ch->bad_name = false;
     for (; b && ch->n < RL_MAX_DEPTH; b = rl_bucket_parent(b)) {
         struct ctl_summary s;
         int rc = ctl_read(c, b, &ch->v[ch->n]);
         if (rc)
             return rc;
+        ch->bad_name |= ctl_name_read_check(c, &ch->v[ch->n]) != CTL_OK;
         ctl_summarize(&ch->v[ch->n++], &s);
         if (s.remaining < ch->sum.remaining)
             ch->sum.remaining = s.remaining;
@@ -80,18 +84,19 @@ static void print_feedback(const struct rl_feedback_state *fb)
 
 static void print_state(const char *title, const struct rl_bucket_info *bi)
 {
-    char text[CTL_POLICY_MAX], next[CTL_HUMAN_MAX];
+    char text[CTL_POLICY_MAX], next[CTL_HUMAN_MAX], name[CTL_VISIBLE_MAX];
     struct ctl_summary sum;
     ctl_summarize(bi, &sum);
     rl_policy_format(&bi->policy, text, sizeof(text));
-    printf("%s %s\n", title, bi->name);
+    ctl_visible(name, sizeof(name), bi->name);
+    printf("%s %s\n", title, name);
     printf("  %-18s %s\n", "rules", text);
     printf("  %-18s %" PRIu64 "\n", "remaining", sum.remaining);
     printf("  %-18s %s\n", "next unit", ctl_human_wait(next, sizeof(next), sum.next_free_ns));
     print_feedback(&bi->feedback);
     if (bi->is_template)
         printf("  %-18s buckets %.*s/... are made from it on first use\n", "template",
-               (int)strlen(bi->name) - 2, bi->name);
+               (int)strlen(name) - 2, name);
     for (unsigned i = 0; i < bi->policy.nrules; i++) {
         const struct rl_rule_state *rs = &bi->rules[i];
         ctl_rule_text(&rs->rule, text, sizeof(text));
@@ -118,14 +123,14 @@ static void print_counters(const struct rl_counters *cn)
 
 static void print_text(const struct chain *ch)
 {
-    char next[CTL_HUMAN_MAX];
+    char next[CTL_HUMAN_MAX], name[CTL_VISIBLE_MAX];
     print_state("bucket", &ch->v[0]);
     for (unsigned i = 1; i < ch->n; i++)
         print_state("parent", &ch->v[i]);
     if (ch->n > 1) {
         printf("chain");
         for (unsigned i = 0; i < ch->n; i++)
-            printf("%s%s", i ? " -> " : " ", ch->v[i].name);
+            printf("%s%s", i ? " -> " : " ", ctl_visible(name, sizeof(name), ch->v[i].name));
         printf("\n  %-18s %" PRIu64 "\n", "remaining", ch->sum.remaining);
         printf("  %-18s %s\n", "next unit",
                ctl_human_wait(next, sizeof(next), ch->sum.next_free_ns));
@@ -157,7 +162,7 @@ static void print_json(const rl_table *t, const struct chain *ch)
     json_end(&j);
 }
 
-static int run(struct ctl *c, int argc, char **argv)
+int ctl_show_run(struct ctl *c, int argc, char **argv)
 {
     bool json = false;
     int rc = ctl_json_option(c, argc, argv, &json);
@@ -180,7 +185,7 @@ static int run(struct ctl *c, int argc, char **argv)
     else if (!rc)
         print_text(&ch);
     rl_table_close(t);
-    return rc;
+    return !rc && ch.bad_name ? CTL_ERROR : rc;
 }
 
-const struct ctl_command ctl_show_cmd = {"show", help, options, run};
+const struct ctl_syntax ctl_show_syntax = {help, options};

@@ -1,5 +1,5 @@
 /*
- * ctl_bucket.c - one bucket's state for people and programs: the canonical rule text, the
+ * bucket.c - one bucket's state for people and programs: the canonical rule text, the
  * summary over its rules, and its JSON objects (schema in ratelimitctl(1), "JSON OUTPUT").
  */
 #include "ctl.h"

@@ -1,5 +1,5 @@
 /*
- * ctl_report.c - `ratelimitctl report NAME --status CODE ...`: tell the pool what the vendor
+ * cmd_report.c - `ratelimitctl report NAME --status CODE ...`: tell the pool what the vendor
  * answered, from a shell script (rl_report), and say what the pool will do about it.
  */
 #include <bsd/stdlib.h>
@@ -249,7 +249,7 @@ static int report(const struct ctl *c, rl_table *t, struct report *rp)
     return CTL_OK;
 }
 
-static int run(struct ctl *c, int argc, char **argv)
+int ctl_report_run(struct ctl *c, int argc, char **argv)
 {
     struct report rp = {.response = RL_RESPONSE_INIT};
     rl_table *t;
@@ -269,4 +269,4 @@ static int run(struct ctl *c, int argc, char **argv)
     return rc;
 }
 
-const struct ctl_command ctl_report_cmd = {"report", help, options, run};
+const struct ctl_syntax ctl_report_syntax = {help, options};

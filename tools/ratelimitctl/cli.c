@@ -1,11 +1,12 @@
 /*
- * ctl_cli.c - the command line of one command: its options, and the one-line errors.
+ * cli.c - the command line of one command: its options, and the one-line errors.
  *
  * Every error is one line on stderr, "ratelimitctl: <command>[ <subject>]: <what went wrong>",
  * and an exit status from enum ctl_exit.
  */
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ctl.h"
@@ -27,11 +28,11 @@ int ctl_getopt_ordered(struct ctl *c, int argc, char **argv)
 
 static int getopt_with(struct ctl *c, int argc, char **argv, const char *optstring)
 {
-    int opt = getopt_long(argc, argv, optstring, c->cmd->options, NULL);
+    int opt = getopt_long(argc, argv, optstring, c->cmd->syntax->options, NULL);
     const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "";
     switch (opt) {
     case CTL_OPT_HELP:
-        fputs(c->cmd->help, stdout);
+        fputs(c->cmd->syntax->help, stdout);
         return opt;
     case ':':
         ctl_usage(c, "option '%s' needs a value", arg);
@@ -65,14 +66,27 @@ int ctl_option_end(int opt)
     return opt == CTL_OPT_HELP ? CTL_OK : CTL_USAGE;
 }
 
+/* The message of fmt, every byte visible (ctl_put_visible): it can carry names read from a
+ * table or config file, and the library's details about them. */
+static void put_message(const char *fmt, va_list ap)
+{
+    char *msg;
+    if (vasprintf(&msg, fmt, ap) < 0) {
+        fputs("out of memory", stderr);
+        return;
+    }
+    ctl_put_visible(stderr, msg, strlen(msg));
+    free(msg);
+}
+
 int ctl_usage(const struct ctl *c, const char *fmt, ...)
 {
     va_list ap;
-    va_start(ap, fmt);
     fputs("ratelimitctl: ", stderr);
     if (c->cmd)
         fprintf(stderr, "%s: ", c->cmd->name);
-    vfprintf(stderr, fmt, ap);
+    va_start(ap, fmt);
+    put_message(fmt, ap);
     va_end(ap);
     if (c->cmd)
         fprintf(stderr, " (see 'ratelimitctl %s --help')\n", c->cmd->name);
@@ -81,14 +95,33 @@ int ctl_usage(const struct ctl *c, const char *fmt, ...)
     return CTL_USAGE;
 }
 
+/* The line "ratelimitctl: COMMAND[ SUBJECT]: MESSAGE" on stderr (subject may be NULL). */
+static void vsay(const struct ctl *c, const char *subject, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "ratelimitctl: %s", c->cmd->name);
+    if (subject) {
+        fputc(' ', stderr);
+        ctl_put_visible(stderr, subject, strlen(subject));
+    }
+    fputs(": ", stderr);
+    put_message(fmt, ap);
+    fputc('\n', stderr);
+}
+
+void ctl_say(const struct ctl *c, const char *subject, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsay(c, subject, fmt, ap);
+    va_end(ap);
+}
+
 int ctl_error(const struct ctl *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "ratelimitctl: %s: ", c->cmd->name);
-    vfprintf(stderr, fmt, ap);
+    vsay(c, NULL, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return CTL_ERROR;
 }
 
@@ -110,9 +143,7 @@ static int exit_code(int err)
  * RL_ELIMITED and RL_ETIMEDOUT) and return the exit status for it. */
 int ctl_fail(const struct ctl *c, const char *subject, int err)
 {
-    const char *detail = *rl_errdetail() ? rl_errdetail() : rl_strerror(err);
-    fprintf(stderr, "ratelimitctl: %s%s%s: %s\n", c->cmd->name, subject ? " " : "",
-            subject ? subject : "", detail);
+    ctl_say(c, subject, "%s", *rl_errdetail() ? rl_errdetail() : rl_strerror(err));
     return exit_code(err);
 }
 

@@ -1,5 +1,5 @@
 /*
- * ctl_table.c - open the table, find its buckets, read their state, reporting any failure.
+ * table.c - open the table, find its buckets, read their state, reporting any failure.
  */
 #include <fnmatch.h>
 #include <stdlib.h>
@@ -110,8 +110,25 @@ int ctl_read(const struct ctl *c, const rl_bucket *b, struct rl_bucket_info *out
     return err ? ctl_fail(c, rl_bucket_name(b), err) : CTL_OK;
 }
 
+/* A bucket name read from the table must be valid (a template's, without its "/\*"): the
+ * file may be damaged, or written by a hostile user. Reports an invalid one: CTL_ERROR. */
+int ctl_name_read_check(const struct ctl *c, const struct rl_bucket_info *bi)
+{
+    char name[RL_NAME_MAX + 1];
+    size_t len = strnlen(bi->name, RL_NAME_MAX);
+    if (bi->is_template && len >= 2)
+        len -= 2;
+    memcpy(name, bi->name, len);
+    name[len] = '\0';
+    if (rl_name_check(name) == 0)
+        return CTL_OK;
+    ctl_say(c, bi->name, "the table holds an invalid name: %s", rl_errdetail());
+    return CTL_ERROR;
+}
+
 /* The state of every matching bucket, sorted by name. A bucket that cannot be read is
- * reported and left out; the result is then CTL_ERROR, with the others in *out. */
+ * reported and left out; one with an invalid name is reported and kept (every output
+ * prints it visibly). Either way the result is CTL_ERROR, with the others in *out. */
 int ctl_view_read(const struct ctl *c, rl_table *t, const char *pattern, struct ctl_view *out)
 {
     struct ctl_buckets all;
@@ -125,10 +142,10 @@ int ctl_view_read(const struct ctl *c, rl_table *t, const char *pattern, struct 
     }
     for (size_t i = 0; i < all.n; i++) {
         int err = ctl_read(c, all.v[i], &out->v[out->n]);
+        if (!err)
+            err = ctl_name_read_check(c, &out->v[out->n++]);
         if (err)
             rc = err;
-        else
-            out->n++;
     }
     free(all.v);
     return rc;

@@ -1,5 +1,5 @@
 /*
- * ctl_reset.c - `ratelimitctl reset NAME... | --all [PATTERN]`: restore full budgets.
+ * cmd_reset.c - `ratelimitctl reset NAME... | --all [PATTERN]`: restore full budgets.
  */
 #include <stdlib.h>
 
@@ -66,7 +66,7 @@ static int reset_matching(const struct ctl *c, rl_table *t, const char *pattern)
     return rc;
 }
 
-static int run(struct ctl *c, int argc, char **argv)
+int ctl_reset_run(struct ctl *c, int argc, char **argv)
 {
     bool all = false;
     int opt;
@@ -99,4 +99,4 @@ static int run(struct ctl *c, int argc, char **argv)
     return rc;
 }
 
-const struct ctl_command ctl_reset_cmd = {"reset", help, options, run};
+const struct ctl_syntax ctl_reset_syntax = {help, options};

@@ -1,5 +1,5 @@
 /*
- * ctl_term.c - the terminal of `watch`: keys without echo or line buffering, the
+ * term.c - the terminal of `watch`: keys without echo or line buffering, the
  * alternate screen, and the signals that must not leave the terminal in that state.
  *
  * While the view is up, SIGINT, SIGTERM, SIGHUP, SIGTSTP and SIGWINCH are blocked except

@@ -1,10 +1,12 @@
 /*
- * ctl_human.c - durations, counts and sizes for people: "1.5s", "2m30s", "12k", "4.5 MiB".
+ * out_human.c - durations, counts and sizes for people: "1.5s", "2m30s", "12k", "4.5 MiB";
+ * and text from files made visible: "\x1b]0;title".
  *
  * Durations are rounded to the precision shown (two units at most: "1h5m"), counts down (a
  * budget is never shown larger than it is).
  */
 #include <inttypes.h>
+#include <string.h>
 
 #include "ctl.h"
 
@@ -98,4 +100,46 @@ char *ctl_human_bytes(char *buf, size_t len, uint64_t n)
         v /= 1024, u++;
     snprintf(buf, len, "%.1f %s", v, units[u]);
     return buf;
+}
+
+const char *ctl_plural(size_t n)
+{
+    return n == 1 ? "" : "s";
+}
+
+/* The visible form of byte ch in out; returns its length (at most 4). */
+static size_t visible_byte(unsigned char ch, char out[5])
+{
+    if (ch == '\\')
+        return (size_t)snprintf(out, 5, "\\\\");
+    if (ch >= 0x20 && ch < 0x7f)
+        return (size_t)snprintf(out, 5, "%c", ch);
+    return (size_t)snprintf(out, 5, "\\x%02x", ch);
+}
+
+/* The visible form of s in buf, cut before an escape that does not fit. Returns buf. */
+char *ctl_visible(char *buf, size_t len, const char *s)
+{
+    char one[5];
+    size_t at = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        size_t n = visible_byte(*p, one);
+        if (at + n >= len)
+            break;
+        memcpy(buf + at, one, n);
+        at += n;
+    }
+    if (len)
+        buf[at] = '\0';
+    return buf;
+}
+
+/* The visible form of the n bytes at s, to f. */
+void ctl_put_visible(FILE *f, const char *s, size_t n)
+{
+    char one[5];
+    for (size_t i = 0; i < n; i++) {
+        visible_byte((unsigned char)s[i], one);
+        fputs(one, f);
+    }
 }

@@ -1,5 +1,5 @@
 /*
- * ctl_prom.c - stats in the Prometheus text exposition format (version 0.0.4), for the
+ * out_prom.c - stats in the Prometheus text exposition format (version 0.0.4), for the
  * node_exporter textfile collector: each family's HELP and TYPE, then its samples.
  */
 #include <inttypes.h>
@@ -10,17 +10,21 @@
 
 #define NS_PER_SEC UINT64_C(1000000000)
 
-/* A label value: backslash, double quote and newline escaped. */
+/*
+ * A label value, printable ASCII only: backslash and double quote escaped as the format
+ * wants; any other byte (a control character, a newline) as the text \xHH, its backslash
+ * escaped, so that a name read from a file shows as in the other outputs.
+ */
 static void put_label(FILE *f, const char *name, const char *value)
 {
     fprintf(f, "%s=\"", name);
-    for (const char *p = value; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
         if (*p == '\\' || *p == '"')
             fprintf(f, "\\%c", *p);
-        else if (*p == '\n')
-            fputs("\\n", f);
-        else
+        else if (*p >= 0x20 && *p < 0x7f)
             fputc(*p, f);
+        else
+            fprintf(f, "\\\\x%02x", *p);
     }
     fputc('"', f);
 }

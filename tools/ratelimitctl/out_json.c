@@ -1,5 +1,5 @@
 /*
- * ctl_json.c - a small streaming JSON writer: one compact document per line, strings
+ * out_json.c - a small streaming JSON writer: one compact document per line, strings
  * escaped per RFC 8259, every number an unsigned integer.
  */
 #include <inttypes.h>
@@ -17,6 +17,10 @@ void json_end(struct json *j)
     fputc('\n', j->f);
 }
 
+/* s as a JSON string, ASCII only. Control characters are escaped as JSON wants; so is every
+ * byte above 0x7e, read as Latin-1 (\u00XX): bucket names are ASCII, and a stray byte from
+ * a damaged or hostile file then neither reaches a terminal nor makes the document
+ * invalid UTF-8. */
 static void put_string(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -27,7 +31,7 @@ static void put_string(FILE *f, const char *s)
             fputs("\\n", f);
         else if (*p == '\t')
             fputs("\\t", f);
-        else if (*p < 0x20 || *p == 0x7f)
+        else if (*p < 0x20 || *p >= 0x7f)
             fprintf(f, "\\u%04x", *p);
         else
             fputc(*p, f);

@@ -1,11 +1,11 @@
 /*
  * ctl.h - ratelimitctl, the ops tool: what its source files share.
  *
- * ratelimitctl.c parses the global options and runs one command; each command lives in its
- * own ctl_<command>.c and the helpers in ctl_cli.c (options, errors), ctl_table.c (opening
- * the table, finding buckets), ctl_bucket.c (bucket state, its text and JSON), ctl_human.c,
- * ctl_json.c, ctl_term.c (the terminal for watch) and ctl_check_config.c (loading a config
- * file, for check-config and apply).
+ * main.c holds the command table and runs one command; each command lives in its own
+ * cmd_<command>.c. The helpers: cli.c (options, errors), table.c (opening the table, finding
+ * buckets), bucket.c (bucket state, its text and JSON), config.c (loading a config file, for
+ * check-config and apply), out_human.c, out_json.c and out_prom.c (the outputs) and term.c
+ * (the terminal for watch).
  */
 #ifndef CTL_H
 #define CTL_H
@@ -31,11 +31,19 @@ enum ctl_exit {
 
 struct ctl;
 
+/* A command's own command line: its options and the text of `ratelimitctl NAME --help`. */
+struct ctl_syntax {
+    const char *help;
+    const struct option *options; /* getopt_long options, ending with a zero entry */
+};
+
+/* One entry of the command table (main.c), which drives both dispatch and the global help. */
 struct ctl_command {
     const char *name;
-    const char *help;             /* the full text of `ratelimitctl NAME --help` */
-    const struct option *options; /* getopt_long options, ending with a zero entry */
     int (*run)(struct ctl *c, int argc, char **argv); /* argv[optind..] are the operands */
+    const char *usage;   /* what follows the name, for the global help: "[PATTERN]" */
+    const char *summary; /* one line of the global help */
+    const struct ctl_syntax *syntax;
 };
 
 /* One run of the tool: the global options and the command being run. */
@@ -44,11 +52,24 @@ struct ctl {
     const struct ctl_command *cmd;
 };
 
-extern const struct ctl_command ctl_list_cmd, ctl_show_cmd, ctl_reset_cmd, ctl_define_cmd,
-    ctl_acquire_cmd, ctl_stats_cmd, ctl_watch_cmd, ctl_info_cmd, ctl_report_cmd, ctl_exec_cmd,
-    ctl_check_config_cmd, ctl_apply_cmd;
+/* The commands, one per cmd_<x>.c: run and syntax. */
+#define CTL_COMMAND(x)                                                                             \
+    int ctl_##x##_run(struct ctl *c, int argc, char **argv);                                       \
+    extern const struct ctl_syntax ctl_##x##_syntax
+CTL_COMMAND(list);
+CTL_COMMAND(show);
+CTL_COMMAND(stats);
+CTL_COMMAND(watch);
+CTL_COMMAND(info);
+CTL_COMMAND(define);
+CTL_COMMAND(reset);
+CTL_COMMAND(acquire);
+CTL_COMMAND(report);
+CTL_COMMAND(check_config);
+CTL_COMMAND(apply);
+CTL_COMMAND(exec);
 
-/* ctl_cli.c: options and errors. */
+/* cli.c: options and errors. */
 enum { CTL_OPT_HELP = 'h', CTL_OPT_BAD = '?' };
 int ctl_getopt(struct ctl *c, int argc, char **argv);
 int ctl_getopt_ordered(struct ctl *c, int argc, char **argv);
@@ -56,12 +77,14 @@ int ctl_option_end(int opt);
 int ctl_json_option(struct ctl *c, int argc, char **argv, bool *json);
 int ctl_usage(const struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int ctl_error(const struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ctl_say(const struct ctl *c, const char *subject, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 int ctl_fail(const struct ctl *c, const char *subject, int err);
 int ctl_parse_duration(const struct ctl *c, const char *option, const char *text, uint64_t *ns);
 bool ctl_is_pattern(const char *name);
 int ctl_check_name(const struct ctl *c, const char *name, bool template_ok);
 
-/* ctl_table.c: the table and its buckets. */
+/* table.c: the table and its buckets. */
 struct ctl_buckets {
     rl_bucket **v;
     size_t n;
@@ -76,10 +99,11 @@ int ctl_collect_quiet(rl_table *t, const char *pattern, struct ctl_buckets *out)
 int ctl_collect(const struct ctl *c, rl_table *t, const char *pattern, struct ctl_buckets *out);
 int ctl_lookup(const struct ctl *c, rl_table *t, const char *name, rl_bucket **out);
 int ctl_read(const struct ctl *c, const rl_bucket *b, struct rl_bucket_info *out);
+int ctl_name_read_check(const struct ctl *c, const struct rl_bucket_info *bi);
 int ctl_view_read(const struct ctl *c, rl_table *t, const char *pattern, struct ctl_view *out);
 void ctl_view_free(struct ctl_view *v);
 
-/* ctl_bucket.c: bucket state in words and JSON. */
+/* bucket.c: bucket state in words and JSON. */
 #define CTL_POLICY_MAX 320
 struct ctl_summary {
     uint64_t remaining;    /* units admitted now: the tightest rule, or less by feedback */
@@ -90,14 +114,22 @@ uint64_t ctl_rule_capacity(const struct rl_rule *r);
 void ctl_rule_text(const struct rl_rule *r, char *buf, size_t len);
 const char *ctl_kind_name(enum rl_rule_kind kind);
 
-/* ctl_human.c: numbers for people; each returns buf. */
+/* out_human.c: numbers for people; each returns buf. */
 #define CTL_HUMAN_MAX 32
 char *ctl_human_duration(char *buf, size_t len, uint64_t ns);
 char *ctl_human_wait(char *buf, size_t len, uint64_t ns);
 char *ctl_human_count(char *buf, size_t len, uint64_t n);
 char *ctl_human_bytes(char *buf, size_t len, uint64_t n);
+const char *ctl_plural(size_t n);
 
-/* ctl_json.c: a streaming JSON writer (compact, one document per line). */
+/* out_human.c: text read from a file (bucket names, the library's details about them),
+ * printable whatever it holds: printable ASCII stays, a backslash is doubled, any other
+ * byte (ESC, BEL, CR, newline, non-ASCII) becomes \xHH. */
+#define CTL_VISIBLE_MAX (4 * RL_NAME_MAX + 1) /* the visible form of any valid-length name */
+char *ctl_visible(char *buf, size_t len, const char *s);
+void ctl_put_visible(FILE *f, const char *s, size_t n);
+
+/* out_json.c: a streaming JSON writer (compact, one document per line). */
 struct json {
     FILE *f;
     bool comma; /* a value precedes in the current object or array */
@@ -111,20 +143,20 @@ void json_u64(struct json *j, const char *key, uint64_t v);
 void json_bool(struct json *j, const char *key, bool v);
 void json_duration(struct json *j, const char *key_ns, const char *key_human, uint64_t ns);
 
-/* ctl_bucket.c, JSON part. */
+/* bucket.c, JSON part. */
 void ctl_json_bucket(struct json *j, const char *key, const struct rl_bucket_info *bi);
 void ctl_json_counters(struct json *j, const struct rl_counters *cn);
 
-/* ctl_check_config.c: config files, for check-config and apply. */
+/* config.c: config files, for check-config and apply. */
 int ctl_config_operand(const struct ctl *c, int argc, char **argv, const char **file);
 int ctl_config_load(const struct ctl *c, const char *file, rl_config **out);
 const char *ctl_config_table_path(const rl_config *cfg, const char **origin);
 
-/* ctl_prom.c: stats in the Prometheus text exposition format. */
+/* out_prom.c: stats in the Prometheus text exposition format. */
 void ctl_prometheus(FILE *f, const struct rl_table_info *ti, const char *path,
                     const struct ctl_view *view);
 
-/* ctl_term.c: the terminal of watch. */
+/* term.c: the terminal of watch. */
 int ctl_term_enter(void);
 void ctl_term_leave(void);
 void ctl_term_size(int fd, int *rows, int *cols);

@@ -1,5 +1,5 @@
 /*
- * ctl_list.c - `ratelimitctl list [PATTERN]`: one line per bucket.
+ * cmd_list.c - `ratelimitctl list [PATTERN]`: one line per bucket.
  */
 #include <string.h>
 
@@ -32,7 +32,8 @@ static const char help[] =
     "  -h, --help  show this help\n"
     "\n"
     "Exit status: 0 listed (also when nothing matches), 3 usage error, 4 error\n"
-    "(no table; a damaged bucket, reported while the others are listed),\n"
+    "(no table; a damaged bucket, reported while the others are listed; a\n"
+    "bucket whose name in the file is not a valid name, reported and listed),\n"
     "5 permission denied.\n"
     "\n"
     "Examples:\n"
@@ -55,7 +56,7 @@ static void row_fill(struct row *r, const struct rl_bucket_info *bi)
     char used[CTL_HUMAN_MAX], limit[CTL_HUMAN_MAX];
     size_t at = 0;
     ctl_summarize(bi, &sum);
-    snprintf(r->col[COL_NAME], sizeof(r->col[COL_NAME]), "%s", bi->name);
+    ctl_visible(r->col[COL_NAME], sizeof(r->col[COL_NAME]), bi->name);
     rl_policy_format(&bi->policy, r->col[COL_RULES], sizeof(r->col[COL_RULES]));
     for (unsigned i = 0; i < bi->policy.nrules && at < sizeof(r->col[COL_USED]); i++)
         at += (size_t)snprintf(
@@ -113,7 +114,7 @@ static void print_json(const rl_table *t, const struct ctl_view *view)
     json_end(&j);
 }
 
-static int run(struct ctl *c, int argc, char **argv)
+int ctl_list_run(struct ctl *c, int argc, char **argv)
 {
     bool json = false;
     int rc = ctl_json_option(c, argc, argv, &json);
@@ -136,4 +137,4 @@ static int run(struct ctl *c, int argc, char **argv)
     return rc;
 }
 
-const struct ctl_command ctl_list_cmd = {"list", help, options, run};
+const struct ctl_syntax ctl_list_syntax = {help, options};

@@ -1,5 +1,5 @@
 /*
- * ctl_exec.c - `ratelimitctl exec [--config FILE] [--preload PATH] -- COMMAND [ARGS...]`:
+ * cmd_exec.c - `ratelimitctl exec [--config FILE] [--preload PATH] -- COMMAND [ARGS...]`:
  * run an unmodified program under the preload shim, so its connections to the config's
  * routes draw from the shared budget.
  */
@@ -46,7 +46,7 @@ static const struct option options[] = {{"config", required_argument, NULL, 'c'}
                                         {"help", no_argument, NULL, 'h'},
                                         {NULL, 0, NULL, 0}};
 
-/* The shim in a build tree: build/tools/ratelimitctl -> build/src/shim/. */
+/* The shim in a build tree: build/tools/ratelimitctl/ratelimitctl -> build/src/shim/. */
 static bool build_tree_shim(char *out, size_t len)
 {
     char self[PATH_MAX];
@@ -58,7 +58,7 @@ static bool build_tree_shim(char *out, size_t len)
     if (!slash)
         return false;
     *slash = '\0';
-    return snprintf(out, len, "%s/../src/shim/libratelimit-preload.so", self) < (int)len &&
+    return snprintf(out, len, "%s/../../src/shim/libratelimit-preload.so", self) < (int)len &&
            access(out, R_OK) == 0;
 }
 
@@ -107,7 +107,7 @@ static int set_config(const struct ctl *c, const char *file)
                : ctl_error(c, "cannot set RATELIMIT_CONFIG: %s", strerror(errno));
 }
 
-static int run(struct ctl *c, int argc, char **argv)
+int ctl_exec_run(struct ctl *c, int argc, char **argv)
 {
     const char *config = NULL, *preload = NULL;
     char shim[PATH_MAX];
@@ -140,4 +140,4 @@ static int run(struct ctl *c, int argc, char **argv)
     return err == ENOENT ? 127 : 126;
 }
 
-const struct ctl_command ctl_exec_cmd = {"exec", help, options, run};
+const struct ctl_syntax ctl_exec_syntax = {help, options};

@@ -1,5 +1,5 @@
 /*
- * ctl_stats.c - `ratelimitctl stats [PATTERN]`: the counters of every bucket, as text, JSON
+ * cmd_stats.c - `ratelimitctl stats [PATTERN]`: the counters of every bucket, as text, JSON
  * or Prometheus metrics.
  */
 #include <inttypes.h>
@@ -41,7 +41,8 @@ static const char help[] =
     "  -h, --help    show this help\n"
     "\n"
     "Exit status: 0 printed, 3 usage error, 4 error (no table; a damaged bucket,\n"
-    "reported and left out), 5 permission denied.\n"
+    "reported and left out; a name in the file that is not a valid name,\n"
+    "reported and printed), 5 permission denied.\n"
     "\n"
     "Example, from cron every minute (the rename makes the update atomic):\n"
     "  d=/var/lib/node_exporter\n"
@@ -56,18 +57,20 @@ static const struct option options[] = {{"json", no_argument, NULL, 'j'},
 
 static void print_text(const struct ctl_view *view)
 {
-    char wait[CTL_HUMAN_MAX];
+    char wait[CTL_HUMAN_MAX], name[CTL_VISIBLE_MAX];
     int w = (int)strlen("NAME");
-    for (size_t i = 0; i < view->n; i++)
-        if ((int)strlen(view->v[i].name) > w)
-            w = (int)strlen(view->v[i].name);
+    for (size_t i = 0; i < view->n; i++) {
+        int len = (int)strlen(ctl_visible(name, sizeof(name), view->v[i].name));
+        w = len > w ? len : w;
+    }
     printf("%-*s  %10s  %10s  %10s  %10s  %8s  %8s  %6s  %6s\n", w, "NAME", "ADMITTED", "UNITS",
            "REJECTED", "WAITED", "WAIT", "DRY-RUN", "RESETS", "429S");
     for (size_t i = 0; i < view->n; i++) {
         const struct rl_counters *cn = &view->v[i].counters;
         printf("%-*s  %10" PRIu64 "  %10" PRIu64 "  %10" PRIu64 "  %10" PRIu64 "  %8s  %8" PRIu64
                "  %6" PRIu64 "  %6" PRIu64 "\n",
-               w, view->v[i].name, cn->admitted, cn->admitted_units, cn->rejected, cn->waited,
+               w, ctl_visible(name, sizeof(name), view->v[i].name), cn->admitted,
+               cn->admitted_units, cn->rejected, cn->waited,
                ctl_human_duration(wait, sizeof(wait), cn->waited_ns), cn->dry_run_rejected,
                cn->resets, cn->reported_429);
     }
@@ -101,7 +104,7 @@ static int print_prometheus(const struct ctl *c, rl_table *t, const struct ctl_v
     return CTL_OK;
 }
 
-static int run(struct ctl *c, int argc, char **argv)
+int ctl_stats_run(struct ctl *c, int argc, char **argv)
 {
     enum format format = TEXT;
     int opt;
@@ -137,4 +140,4 @@ static int run(struct ctl *c, int argc, char **argv)
     return rc;
 }
 
-const struct ctl_command ctl_stats_cmd = {"stats", help, options, run};
+const struct ctl_syntax ctl_stats_syntax = {help, options};
