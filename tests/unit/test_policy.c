@@ -431,12 +431,12 @@ Test(policy, trailing_garbage)
 /* Each option at most once: the repeat is reported where it starts. */
 Test(policy, repeated_options)
 {
-    expect_error("200/60s margin 5ms margin 10ms", 20,
+    expect_rule_error("200/60s margin 5ms margin 10ms", 20,
                  "duplicate 'margin': each option is given at most once");
-    expect_error("200/60s dry-run dry-run", 17,
+    expect_rule_error("200/60s dry-run dry-run", 17,
                  "duplicate 'dry-run': each option is given at most once");
-    expect_error("200/60s dry-run margin 1s\tdry-run", 27, "duplicate 'dry-run'");
-    expect_error("10/1s, 5/1m margin 0 dry-run margin 0", 30, "duplicate 'margin'");
+    expect_rule_error("200/60s dry-run margin 1s\tdry-run", 27, "duplicate 'dry-run'");
+    expect_rule_error("10/1s, 5/1m margin 0 dry-run margin 0", 30, "duplicate 'margin'");
 }
 
 Test(policy, semantic_errors_have_meaningful_messages)
