@@ -126,6 +126,7 @@ static int finish(const struct ctl *c, int rc)
 int main(int argc, char **argv)
 {
     struct ctl c = {NULL, NULL};
+    rl_guard_install(); /* a table truncated under us: an error, not a SIGBUS */
     opterr = 0;
     int rc = global_options(&c, argc, argv);
     if (rc >= 0)
