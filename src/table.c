@@ -142,7 +142,7 @@ static const char *file_kind(mode_t mode)
            : S_ISCHR(mode)  ? "a character device"
            : S_ISBLK(mode)  ? "a block device"
            : S_ISSOCK(mode) ? "a socket"
-                            : "not a regular file";
+                            : "of another kind";
 }
 
 /* A writable attachment trusts only files of its own user or root: a table planted by
@@ -153,7 +153,8 @@ static int check_file(const char *path, int fd, bool read_only, struct stat *st)
     if (fstat(fd, st) < 0)
         return rl__fail(RL_ESYS, "cannot stat %s: %s", path, strerror(errno));
     if (!S_ISREG(st->st_mode))
-        return rl__fail(RL_EBADTABLE, "%s is %s, not a table", path, file_kind(st->st_mode));
+        return rl__fail(RL_EBADTABLE, "%s is %s, not a table: a table is a regular file", path,
+                        file_kind(st->st_mode));
     if (st->st_mode & S_IWOTH)
         return rl__fail(RL_EPERM, "%s is world-writable (mode %04o): refusing to trust it", path,
                         (unsigned)(st->st_mode & 07777));
