@@ -228,6 +228,31 @@ struct rl_table_info {
  */
 int rl_table_info(const rl_table *table, struct rl_table_info *out);
 
+/* ------------------------------------------------------------------ table file faults */
+
+/*
+ * Contain the SIGBUS of a table file truncated under this process. Without it, a process
+ * that touches a page past the new end of the file dies. ratelimitctl and the preload shim
+ * call it; a program that links the library calls it once, early (after installing any
+ * SIGBUS handler of its own, which then keeps working).
+ *
+ * It installs a process-wide SIGBUS handler (SA_SIGINFO; SA_ONSTACK, SA_RESTART and the
+ * signal mask are taken over from the handler it replaces). For a fault inside the mapping
+ * of a table this process has open, it maps anonymous memory over that whole mapping, so
+ * the access completes on zeros, and marks the table lost: from then on every decision and
+ * rl_bucket_define on it returns RL_ESTALE, a decision in progress does not admit, and
+ * rl_table_check() reports it; close it and open the path again. Any other SIGBUS (another
+ * address, or sent by kill() or raise()) goes to the handler it replaced, or, if that was
+ * SIG_DFL, kills the process as before (SIG_IGN ignores a sent one; a fault still kills).
+ * A later sigaction() of SIGBUS by the program replaces it. Up to 64 open tables are
+ * guarded; more stay unguarded.
+ *
+ * The handler is async-signal-safe: it reads a fixed registry with atomic loads, and calls
+ * only mmap(), sigaction() and raise(). Calling this again does nothing. Returns 0 or
+ * RL_ESYS. Thread-safe; not async-signal-safe.
+ */
+int rl_guard_install(void);
+
 /* ------------------------------------------------------------------ rules */
 
 enum rl_rule_kind {

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "guard.h"
 #include "internal.h"
 
 #define CHAIN_RULES     (RL_MAX_DEPTH * (RL_MAX_RULES + 1)) /* + each bucket's server rule */
@@ -416,8 +417,15 @@ static int acquire(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_dec
                    uint64_t *at)
 {
     *at = 0;
-    int rc = rl__acquire_gcra_chain(b, cost, max_wait, out);
-    return rc != RL_DECLINED ? rc : acquire_general(b, cost, max_wait, out, at);
+    int rc = rl__guard_check(b->table);
+    if (rc)
+        return rc;
+    rc = rl__acquire_gcra_chain(b, cost, max_wait, out);
+    if (rc == RL_DECLINED)
+        rc = acquire_general(b, cost, max_wait, out, at);
+    /* A truncation during the decision made it on zeros: it does not stand (guard.c). */
+    int lost = rl__guard_check(b->table);
+    return lost ? lost : rc;
 }
 
 int rl_try_acquire(rl_bucket *b, uint32_t cost, struct rl_decision *out)

@@ -6,6 +6,7 @@
 
 #include <bsd/string.h>
 
+#include "guard.h"
 #include "internal.h"
 
 int rl_name_check(const char *name)
@@ -280,14 +281,21 @@ static int record_create(rl_table *t, const char *name, const struct rl_policy *
                          const rl_bucket *parent, uint32_t *no)
 {
     uint64_t n;
+    /* Reserve the record's and the block's pages before claiming them (guard.h). */
+    int err = rl__table_reserve(t, 1, rl__policy_bytes(pol));
+    if (err)
+        return err;
     if (rl__claim(&t->hdr->next_bucket, 1, t->capacity, &n) < 0)
         return rl__fail(RL_EFULL, "table %s is full: all %u buckets are in use", t->path,
                         t->capacity);
-    uint64_t off;
-    int err = rl__policy_create(t, pol, 0, &off);
+    struct shm_bucket *rec = &t->buckets[n];
+    err = rl__fd_reserve(t->fd, t->path, (uint64_t)((unsigned char *)rec - t->base), sizeof(*rec));
     if (err)
         return err;
-    struct shm_bucket *rec = &t->buckets[n];
+    uint64_t off;
+    err = rl__policy_create(t, pol, 0, &off);
+    if (err)
+        return err;
     strlcpy(rec->name, name, sizeof(rec->name));
     rec->parent = parent ? parent->no + 1 : 0;
     rec->first_policy_off = off;
@@ -318,7 +326,9 @@ static int define(rl_table *t, const char *name, const struct rl_policy *pol,
         return check_existing(t, no, pol, parent, out);
     if (t->read_only)
         return rl__fail(RL_EPERM, "table %s is open read-only", t->path);
-    int err = record_create(t, name, pol, parent, &no);
+    int err = rl__guard_check(t);
+    if (!err)
+        err = record_create(t, name, pol, parent, &no);
     if (err)
         return err;
     if ((err = rl__index_insert(t, name, no, &winner)) < 0)

@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "internal.h"
 
 uint64_t rl_now_ns(void)
@@ -15,7 +16,7 @@ uint64_t rl_now_ns(void)
 int rl__boot_id(char out[40])
 {
     memset(out, 0, 40);
-    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    int fd = rl__fd_open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return RL_ESYS;
     ssize_t n = read(fd, out, 39);

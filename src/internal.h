@@ -35,6 +35,8 @@ struct rl_table {
     uint64_t arena_bytes;
     /* handles[no]: this process's handle for bucket `no`, made on first use (CAS). */
     void *_Atomic *handles;
+    rl_atomic32 lost; /* guard.c: the mapping was replaced after a SIGBUS */
+    int guard_slot;   /* guard.c: its registry slot, -1 if none */
 };
 
 /* A rule's parameters, copied out of the table and validated. */

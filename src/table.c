@@ -16,6 +16,7 @@
 #include <bsd/stdlib.h>
 #include <bsd/string.h>
 
+#include "guard.h"
 #include "internal.h"
 
 #define RL_CAPACITY_MAX    (1U << 24)
@@ -114,7 +115,7 @@ static int table_create(const char *path, const struct rl_table_opts *o)
     if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld.%u", path, (long)getpid(), arc4random()) >=
         (int)sizeof(tmp))
         return rl__fail(RL_EINVAL, "table path is too long: %s", path);
-    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int fd = rl__fd_open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return rl__fail(RL_ESYS, "cannot create %s: %s", tmp, strerror(errno));
     err = 0;
@@ -122,6 +123,8 @@ static int table_create(const char *path, const struct rl_table_opts *o)
         err = rl__fail(RL_ESYS, "cannot give %s to group %ld: %s", path, o->group, strerror(errno));
     else if (fchmod(fd, o->mode) < 0 || ftruncate(fd, (off_t)h.file_bytes) < 0)
         err = rl__fail(RL_ESYS, "cannot size %s: %s", tmp, strerror(errno));
+    else if ((err = rl__fd_reserve(fd, path, 0, h.buckets_off))) /* header and index */
+        ;
     else if (pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
         err = rl__fail(RL_ESYS, "cannot write %s: %s", tmp, strerror(errno));
     else if (link(tmp, path) < 0 && errno != EEXIST)
@@ -132,6 +135,16 @@ static int table_create(const char *path, const struct rl_table_opts *o)
     return err;
 }
 
+static const char *file_kind(mode_t mode)
+{
+    return S_ISFIFO(mode)   ? "a FIFO"
+           : S_ISDIR(mode)  ? "a directory"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+           : S_ISSOCK(mode) ? "a socket"
+                            : "of another kind";
+}
+
 /* A writable attachment trusts only files of its own user or root: a table planted by
  * another user would let them set our budgets. Read-only inspection may look at any table
  * it can read; nothing it reads can make a worker over-admit. */
@@ -140,7 +153,8 @@ static int check_file(const char *path, int fd, bool read_only, struct stat *st)
     if (fstat(fd, st) < 0)
         return rl__fail(RL_ESYS, "cannot stat %s: %s", path, strerror(errno));
     if (!S_ISREG(st->st_mode))
-        return rl__fail(RL_EBADTABLE, "%s is not a regular file", path);
+        return rl__fail(RL_EBADTABLE, "%s is %s, not a table: a table is a regular file", path,
+                        file_kind(st->st_mode));
     if (st->st_mode & S_IWOTH)
         return rl__fail(RL_EPERM, "%s is world-writable (mode %04o): refusing to trust it", path,
                         (unsigned)(st->st_mode & 07777));
@@ -199,6 +213,7 @@ static int table_map(rl_table *t, const struct stat *st)
     t->base = base;
     t->size = (uint64_t)st->st_size;
     t->hdr = base;
+    rl__guard_register(t);
     int err = check_layout(t->path, t->hdr, t->size);
     if (err)
         return err;
@@ -214,8 +229,9 @@ static int table_map(rl_table *t, const struct stat *st)
 
 static int table_attach(rl_table *t)
 {
-    int flags = (t->read_only ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC;
-    t->fd = open(t->path, flags);
+    /* O_NONBLOCK: a FIFO planted at the path must not block the open; cleared below. */
+    int flags = (t->read_only ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+    t->fd = rl__fd_open(t->path, flags, 0);
     if (t->fd < 0) {
         if (errno == ELOOP)
             return rl__fail(RL_EPERM, "%s is a symbolic link: refusing to follow it", t->path);
@@ -226,6 +242,8 @@ static int table_attach(rl_table *t)
     }
     struct stat st;
     int err = check_file(t->path, t->fd, t->read_only, &st);
+    if (!err && fcntl(t->fd, F_SETFL, fcntl(t->fd, F_GETFL) & ~O_NONBLOCK) < 0)
+        err = rl__fail(RL_ESYS, "cannot open table %s: %s", t->path, strerror(errno));
     return err ? err : table_map(t, &st);
 }
 
@@ -242,6 +260,7 @@ int rl_table_open(const struct rl_table_opts *opts, rl_table **out)
         return rl__fail(RL_ENOMEM, "out of memory");
     }
     t->fd = -1;
+    t->guard_slot = -1;
     t->read_only = o.flags & RL_OPEN_READONLY;
     int err = table_attach(t);
     if (err == RL_ENOENT && (o.flags & RL_OPEN_CREATE) && !t->read_only) {
@@ -266,6 +285,7 @@ void rl_table_close(rl_table *t)
             rl__bucket_free(rl__ptr_load_acquire(&t->handles[i]));
         free(t->handles);
     }
+    rl__guard_unregister(t);
     if (t->base)
         munmap(t->base, t->size);
     if (t->fd >= 0)
@@ -277,8 +297,14 @@ void rl_table_close(rl_table *t)
 int rl_table_check(const rl_table *t)
 {
     struct stat mine, named;
+    int err = rl__guard_check(t);
+    if (err)
+        return err;
     if (fstat(t->fd, &mine) < 0)
         return rl__fail(RL_ESYS, "cannot stat the open table %s: %s", t->path, strerror(errno));
+    if ((uint64_t)mine.st_size < t->size)
+        return rl__fail(RL_ESTALE, "table %s was truncated to %lld bytes: its state is lost",
+                        t->path, (long long)mine.st_size);
     if (lstat(t->path, &named) < 0)
         return rl__fail(RL_ESTALE,
                         "table %s was deleted: processes that open it now get "
@@ -340,10 +366,15 @@ void *rl__arena_at(const rl_table *t, uint64_t off, uint64_t len)
 int rl__arena_alloc(rl_table *t, uint64_t len, uint64_t *off)
 {
     len = align_up(len);
+    /* Reserve the pages first: a full file system then takes nothing from the arena. */
+    int err = rl__table_reserve(t, 0, len);
+    if (err)
+        return err;
     if (rl__claim(&t->hdr->arena_used, len, t->arena_bytes, off) < 0)
         return rl__fail(RL_EFULL, "table %s: arena is full (%llu bytes)", t->path,
                         (unsigned long long)t->arena_bytes);
     if (*off % RL_ALIGN) /* only a damaged counter is ever unaligned: it stays so */
         return rl__fail(RL_ECORRUPT, "table %s: arena counter is damaged", t->path);
-    return 0;
+    /* The range claimed: the one reserved, unless another process claimed first. */
+    return rl__fd_reserve(t->fd, t->path, (uint64_t)(t->arena - t->base) + *off, len);
 }

@@ -15,6 +15,7 @@
 
 #include <bsd/string.h>
 
+#include "../guard.h"
 #include "../internal.h"
 
 /*
@@ -217,7 +218,8 @@ static int check_room(const struct apply_plan *pl)
         return rl__fail(RL_EFULL, "table %s: the config needs %llu arena bytes, %llu are free",
                         path, (unsigned long long)pl->arena_bytes,
                         (unsigned long long)(info.arena_bytes - info.arena_used));
-    return 0;
+    /* Reserve the file space too: a full file system fails here, not after half the steps. */
+    return rl__table_reserve(pl->table, pl->new_buckets, pl->arena_bytes);
 }
 
 /* ------------------------------------------------------------------ changing the table */

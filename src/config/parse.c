@@ -21,6 +21,7 @@
 #include <bsd/stdlib.h>
 #include <bsd/string.h>
 
+#include "../guard.h"
 #include "../internal.h"
 #include "config.h"
 
@@ -826,7 +827,7 @@ int rl_config_load(const char *path, rl_config **out, char **errors)
         return rl__fail(RL_EINVAL, "rl_config_load: bad arguments");
     *out = NULL;
     path = rl_config_default_path(path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = rl__fd_open(path, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return rl__fail(RL_ESYS, "cannot open config %s: %s", path, strerror(errno));
     int err = read_all(fd, path, &text, &len);

@@ -163,6 +163,7 @@ static void open_table(const char *path)
 static void init(void)
 {
     const char *path = rl_config_default_path(NULL);
+    rl_guard_install(); /* a table truncated under the program: errors, not a SIGBUS */
     load_config(path);
     if (!shim.config)
         return;

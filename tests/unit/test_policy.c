@@ -432,9 +432,9 @@ Test(policy, trailing_garbage)
 Test(policy, repeated_options)
 {
     expect_rule_error("200/60s margin 5ms margin 10ms", 20,
-                 "duplicate 'margin': each option is given at most once");
+                      "duplicate 'margin': each option is given at most once");
     expect_rule_error("200/60s dry-run dry-run", 17,
-                 "duplicate 'dry-run': each option is given at most once");
+                      "duplicate 'dry-run': each option is given at most once");
     expect_rule_error("200/60s dry-run margin 1s\tdry-run", 27, "duplicate 'dry-run'");
     expect_rule_error("10/1s, 5/1m margin 0 dry-run margin 0", 30, "duplicate 'margin'");
 }

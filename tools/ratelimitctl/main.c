@@ -210,6 +210,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "ratelimitctl: cannot open /dev/null: %s\n", strerror(errno));
         return CTL_ERROR;
     }
+    rl_guard_install(); /* a table truncated under us: an error, not a SIGBUS */
     opterr = 0;
     int rc = global_options(&c, argc, argv);
     if (rc >= 0)

@@ -1,0 +1,65 @@
+/*
+ * fd.c - the library's own file descriptors: opened above 2, and table space reserved
+ * before the mapping writes it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "guard.h"
+
+int rl__fd_open(const char *path, int flags, unsigned mode)
+{
+    int fd = open(path, flags, (mode_t)mode);
+    if (fd < 0 || fd > 2)
+        return fd;
+    /* Descriptors 0-2 were closed: a program's next write to "stderr" would go into our
+     * file. Move it up; the copy keeps close-on-exec. */
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return high;
+}
+
+int rl__fd_reserve(int fd, const char *path, uint64_t off, uint64_t len)
+{
+    if (len == 0)
+        return 0;
+    /* Linux fallocate, not posix_fallocate: the latter's fallback writes zeros over pages
+     * another process may be using. Mode 0 inside the file's size keeps the size and the
+     * contents; on pages already reserved it is cheap. */
+    int rc;
+    while ((rc = fallocate(fd, 0, (off_t)off, (off_t)len)) < 0 && errno == EINTR)
+        ;
+    if (rc == 0 || errno == EOPNOTSUPP || errno == ENOSYS)
+        return 0;
+    if (errno == ENOSPC)
+        return rl__fail(RL_EFULL, "table %s: the file system is full: %llu more bytes are needed",
+                        path, (unsigned long long)len);
+    return rl__fail(RL_ESYS, "table %s: cannot reserve %llu bytes: %s", path,
+                    (unsigned long long)len, strerror(errno));
+}
+
+/* From the process's copy of the geometry, not the shared header. */
+static uint64_t buckets_off(const rl_table *t)
+{
+    return (uint64_t)((unsigned char *)t->buckets - t->base);
+}
+
+int rl__table_reserve(const rl_table *t, uint64_t records, uint64_t arena_bytes)
+{
+    /* Acquire: as in rl__claim; only a hint here, the claim decides. */
+    uint64_t next = rl__load_acquire(&t->hdr->next_bucket);
+    uint64_t used = rl__load_acquire(&t->hdr->arena_used);
+    uint64_t rec_bytes = sizeof(struct shm_bucket);
+    if (next > t->capacity || records > t->capacity - next)
+        records = next < t->capacity ? t->capacity - next : 0; /* the claim reports it */
+    if (used > t->arena_bytes || arena_bytes > t->arena_bytes - used)
+        arena_bytes = used < t->arena_bytes ? t->arena_bytes - used : 0;
+    int err =
+        rl__fd_reserve(t->fd, t->path, buckets_off(t) + next * rec_bytes, records * rec_bytes);
+    return err ? err
+               : rl__fd_reserve(t->fd, t->path, (uint64_t)(t->arena - t->base) + used, arena_bytes);
+}

@@ -1,0 +1,39 @@
+/*
+ * guard.h - how the library keeps a table file from hurting the process that maps it:
+ * its descriptors stay above 2 (fd.c), the pages it writes are reserved first (fd.c), and a
+ * SIGBUS on a lost mapping is contained (guard.c).
+ */
+#ifndef RL_GUARD_H
+#define RL_GUARD_H
+
+#include <stdint.h>
+
+#include "internal.h"
+
+#pragma GCC visibility push(hidden)
+
+/* open(2), but the descriptor is never 0, 1 or 2: a write to stderr must not land in a
+ * table. -1 with errno on failure. */
+int rl__fd_open(const char *path, int flags, unsigned mode);
+
+/* Reserve bytes [off, off+len) of table file fd (named path) before they are first written
+ * through a mapping: a full tmpfs then fails here, not with a SIGBUS. 0, RL_EFULL or
+ * RL_ESYS, with a detail naming the table. A file system that cannot reserve passes. */
+int rl__fd_reserve(int fd, const char *path, uint64_t off, uint64_t len);
+
+/* Reserve the next `records` bucket records and `arena_bytes` of arena as the counters
+ * stand now: done before a claim, so a full file system takes nothing. */
+int rl__table_reserve(const rl_table *t, uint64_t records, uint64_t arena_bytes);
+
+/* Register t's mapping with the SIGBUS guard (no-op if every slot is taken), and remove it
+ * before the mapping goes. */
+void rl__guard_register(rl_table *t);
+void rl__guard_unregister(rl_table *t);
+
+/* Has the guard replaced t's mapping (the file was truncated under it)? If so,
+ * RL_ESTALE with a detail; else 0. */
+int rl__guard_check(const rl_table *t);
+
+#pragma GCC visibility pop
+
+#endif /* RL_GUARD_H */
