@@ -228,7 +228,8 @@ static int decide_after_truncation(void)
     return 0;
 }
 
-Test(files, decisions_after_truncation_fail_cleanly, .init = fixture_setup, .fini = fixture_teardown)
+Test(files, decisions_after_truncation_fail_cleanly, .init = fixture_setup,
+     .fini = fixture_teardown)
 {
     expect_exit0(in_child(decide_after_truncation), "decide after truncation");
 }
@@ -280,7 +281,8 @@ static int own_handler_still_called(void)
     return 0;
 }
 
-Test(files, other_sigbus_reaches_the_programs_handler, .init = fixture_setup, .fini = fixture_teardown)
+Test(files, other_sigbus_reaches_the_programs_handler, .init = fixture_setup,
+     .fini = fixture_teardown)
 {
     expect_exit0(in_child(own_handler_still_called), "own SIGBUS handler");
 }
