@@ -176,7 +176,9 @@ static const char *table_path(void)
     "users can write (config `table PATH`, or RATELIMIT_TABLE)"
 
 /* For a table that exists but cannot be opened: "; it is owned by uid N (mode 0NNN): " and
- * the advice. "" if there is no file to see (a missing directory, say). */
+ * the advice. "" if there is no file to see (a missing directory, say). rl_table_open
+ * refuses a table owned by neither root nor our euid, or writable by everyone: anyone can
+ * create the default path in /dev/shm first, and this line says who did and what to do. */
 static const char *owner_hint(const char *path, char *buf, size_t len)
 {
     struct stat st;
@@ -187,43 +189,14 @@ static const char *owner_hint(const char *path, char *buf, size_t len)
     return buf;
 }
 
-/*
- * A table another user could have put there: owned by neither root nor our euid, or
- * writable by everyone. Anyone can create the default path first, in /dev/shm; limiting by
- * such a table lets its owner set or stall our budgets. The check reads the path, as the
- * open did; a file swapped in between is caught by rl_table_check's callers.
- */
-static bool untrusted(const char *path, char *why, size_t len)
-{
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return false;
-    if (st.st_uid != 0 && st.st_uid != geteuid())
-        snprintf(why, len, "is owned by uid %ld, neither root nor this process (uid %ld)",
-                 (long)st.st_uid, (long)geteuid());
-    else if (st.st_mode & S_IWOTH)
-        snprintf(why, len, "is writable by every user (mode 0%03o, owner uid %ld)",
-                 (unsigned)(st.st_mode & 07777), (long)st.st_uid);
-    else
-        return false;
-    return true;
-}
-
 /* Open (or create) the config's table and bring its buckets in line with the config. */
 static void open_table(const char *path)
 {
-    char hint[320], why[160];
+    char hint[320];
     if (rl_config_open_table(shim.config, RL_OPEN_CREATE, &shim.table) != 0) {
         shim.table = NULL;
         shim_say("%s: table %s: %s%s; %s", path, table_path(), rl_errdetail(),
                  owner_hint(table_path(), hint, sizeof(hint)), fate(false));
-        return;
-    }
-    if (untrusted(rl_table_path(shim.table), why, sizeof(why))) {
-        shim_say("%s: table %s %s, so the shim does not use it: %s; %s", path,
-                 rl_table_path(shim.table), why, TABLE_ADVICE, fate(false));
-        rl_table_close(shim.table);
-        shim.table = NULL;
         return;
     }
     if (rl_config_apply(shim.config, shim.table, NULL, NULL) != 0)
