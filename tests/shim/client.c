@@ -463,8 +463,9 @@ static void role_closed2(char **argv)
     static const char line[] = "the host's own data\n";
     char back[256];
     unsigned port = arg_num(argv[0]), n = arg_num(argv[1]);
-    int fd = -1;
-    close(STDERR_FILENO);
+    int fd = -1, first = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = inet4("127.0.0.1", port);
+    close(STDERR_FILENO); /* the socket is made first: with "-", fd 2 stays free for the shim */
     if (strcmp(argv[2], "-") != 0) {
         fd = open(argv[2], O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd != STDERR_FILENO)
@@ -472,11 +473,14 @@ static void role_closed2(char **argv)
         if (write(fd, line, sizeof(line) - 1) != (ssize_t)sizeof(line) - 1)
             die("write %s", argv[2]);
     }
-    for (unsigned i = 0; i < n; i++) {
+    if (connect(first, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        die("connect 1: %s", strerror(errno));
+    for (unsigned i = 1; i < n; i++) {
         int rc = tcp_to("127.0.0.1", port, 0, NULL);
         if (rc != 0)
             die("connect %u: %s", i + 1, strerror(rc));
     }
+    close(first);
     if (fd < 0)
         return;
     ssize_t got = pread(fd, back, sizeof(back) - 1, 0);
