@@ -69,6 +69,11 @@ static bool has_host_names;
 /* Only the resolver thread reads and writes it: no pass has reported yet. */
 static bool first_report = true;
 
+/* Non-zero once the first pass has published its table (or given up). Release-stored by
+ * the resolver thread after the publication; acquire-loaded by shim_routes_wait_first, so
+ * a connect that sees it also sees the table. */
+static rl_atomic64 first_done;
+
 /* ------------------------------------------------------------------ addresses */
 
 static void addr_set(struct shim_addr *a, int family, const void *bytes)
@@ -368,7 +373,7 @@ void shim_routes_init(const rl_config *config, const char *config_path, rl_table
 void shim_routes_wait_first(unsigned port)
 {
     const struct rl_route *conf;
-    if (!has_host_names)
+    if (!has_host_names || rl__load_acquire(&first_done))
         return;
     size_t n = rl_config_routes(routes_config, &conf);
     for (size_t i = 0; i < n; i++)
@@ -395,8 +400,10 @@ void shim_routes_refresh(void)
 {
     int *rcs;
     struct route_table *t = build(&rcs, true);
-    if (!t)
+    if (!t) {
+        rl__store_release(&first_done, 1); /* out of memory: nobody waits any longer */
         return;
+    }
     if (first_report)
         report_names(t, rcs);
     first_report = false;
@@ -405,6 +412,8 @@ void shim_routes_refresh(void)
      * orders the new table's contents before its pointer (rcu_dereference pairs with it). */
     struct route_table *old = rcu_xchg_pointer(&current, t);
     /* Grace period: every reader that could still hold `old` has left its read side. */
+    /* R: pairs with the acquire load in shim_routes_wait_first; the table is published. */
+    rl__store_release(&first_done, 1);
     synchronize_rcu();
     table_free(old);
 }

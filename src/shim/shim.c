@@ -21,8 +21,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,10 +40,10 @@ static struct {
 static pthread_once_t shim_once = PTHREAD_ONCE_INIT;
 
 /*
- * Set while this thread runs the shim's own code, and for good in the resolver thread:
- * connects made by what the shim calls (NSS modules, getaddrinfo's DNS queries) and by a
- * signal handler that interrupts the wait pass straight through. initial-exec: a preloaded object
- * lives in the static TLS block, so reading it never allocates.
+ * Set while this thread runs the shim's own code, and for good in the resolver thread.
+ * Connects made by what the shim calls (NSS modules, getaddrinfo's DNS queries) and by a
+ * signal handler that interrupts the wait pass straight through. initial-exec: a preloaded
+ * object lives in the static TLS block, so reading it never allocates.
  */
 static _Thread_local bool inside __attribute__((tls_model("initial-exec")));
 

@@ -14,8 +14,9 @@
  *   nonblock PORT T_MS         non-blocking sockets through a 1/T_MS bucket
  *   refresh PORT LH_PORT FILE  threads connect while host names are re-resolved
  *   fork LH_PORT               threads connect while the process forks children
- *   closed2 PORT N FILE|-      close fd 2 (and open FILE on it, writing a line), then N
- *                              connects; FILE must hold just that line afterwards
+ *   closed2 PORT N FILE|-|keep close fd 2 (and open FILE on it, writing a line; keep: leave
+ *                              fd 2 alone), then N connects and one to PORT+1; FILE must
+ *                              hold just that line afterwards
  *   badaddr PORT               connect and sendto(MSG_FASTOPEN) with unreadable addresses
  *   dnshang PORT OTHER FILE    connects while the fake resolver hangs (api.test from FILE)
  */
@@ -465,8 +466,10 @@ static void role_closed2(char **argv)
     unsigned port = arg_num(argv[0]), n = arg_num(argv[1]);
     int fd = -1, first = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = inet4("127.0.0.1", port);
-    close(STDERR_FILENO); /* the socket is made first: with "-", fd 2 stays free for the shim */
-    if (strcmp(argv[2], "-") != 0) {
+    bool keep = strcmp(argv[2], "keep") == 0;
+    if (!keep)
+        close(STDERR_FILENO); /* after the socket: with "-", fd 2 is free for the shim */
+    if (!keep && strcmp(argv[2], "-") != 0) {
         fd = open(argv[2], O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd != STDERR_FILENO)
             die("open %s gave fd %d, not 2", argv[2], fd);
@@ -481,6 +484,9 @@ static void role_closed2(char **argv)
             die("connect %u: %s", i + 1, strerror(rc));
     }
     close(first);
+    /* The unresolvable route's port: this connect waits for the first lookup, which
+     * reports before it ends, so the line is out before the client exits. */
+    tcp_to("127.0.0.1", port + 1, 0, NULL);
     if (fd < 0)
         return;
     ssize_t got = pread(fd, back, sizeof(back) - 1, 0);

@@ -214,7 +214,7 @@ static void case_dlopen(struct env *e)
  * A host that closed fd 2: the shim's lines (here: a route that does not resolve) go to
  * syslog, never to whatever file holds fd 2 now. First the host's own file is on fd 2; then
  * nothing is, so the table may be opened there. The table stays intact and the paced
- * connects (wait 30s) complete.
+ * connects (wait 30s) complete. With stderr left open, the line goes there.
  */
 static void case_closed2(struct env *e)
 {
@@ -232,6 +232,10 @@ static void case_closed2(struct env *e)
     if (log_lines(e) != 2 || !log_has(e, "<12>") || !log_has(e, " ratelimit-shim[") ||
         !log_has(e, "cannot resolve nosuch.test"))
         fail("syslog did not get one 'cannot resolve' line per run");
+    run_client(e, true, NULL, ARGV("closed2", num(l.port), "1", "keep"));
+    expect_one_line(e, "route nosuch.test:", "cannot resolve nosuch.test");
+    if (log_lines(e) != 2)
+        fail("a line went to syslog though stderr was open");
 }
 
 /* connect() and sendto(MSG_FASTOPEN) with addresses the kernel cannot read: EFAULT, as
