@@ -1,10 +1,9 @@
 /*
- * table.c - create, attach, validate and detach the shared table file.
+ * shm_table.c - create, attach, validate and detach the shared table file; the arena.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,24 +20,7 @@
 #define RL_CAPACITY_MAX    (1U << 24)
 #define RL_ARENA_MAX_BYTES (64ULL << 30)
 
-static _Thread_local char errdetail[512];
-
-const char *rl_errdetail(void)
-{
-    return errdetail;
-}
-
-/* Record a detail for rl_errdetail() and return err. */
-int rl__fail(int err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errdetail, sizeof(errdetail), fmt, ap);
-    va_end(ap);
-    return err;
-}
-
-static const char *table_path(const struct rl_table_opts *opts)
+static const char *opts_path(const struct rl_table_opts *opts)
 {
     if (opts->path && *opts->path)
         return opts->path;
@@ -237,7 +219,7 @@ int rl_table_open(const struct rl_table_opts *opts, rl_table **out)
     if (opts)
         memcpy(&o, opts, opts->size < sizeof(o) ? opts->size : sizeof(o));
     rl_table *t = calloc(1, sizeof(*t));
-    if (!t || !(t->path = strdup(table_path(&o)))) {
+    if (!t || !(t->path = strdup(opts_path(&o)))) {
         free(t);
         return rl__fail(RL_ENOMEM, "out of memory");
     }
@@ -257,13 +239,25 @@ int rl_table_open(const struct rl_table_opts *opts, rl_table **out)
     return 0;
 }
 
+/* A handle and its cache of block views (the table owns the handle array). */
+static void handle_free(rl_bucket *b)
+{
+    if (!b)
+        return;
+    for (struct cached_view *v = rl__ptr_load_acquire(&b->view), *older; v; v = older) {
+        older = v->older;
+        free(v);
+    }
+    free(b);
+}
+
 void rl_table_close(rl_table *t)
 {
     if (!t)
         return;
     if (t->handles) {
         for (uint32_t i = 0; i < t->capacity; i++)
-            rl__bucket_free(rl__ptr_load_acquire(&t->handles[i]));
+            handle_free(rl__ptr_load_acquire(&t->handles[i]));
         free(t->handles);
     }
     if (t->base)
