@@ -136,6 +136,7 @@ int rl__bucket_view_refresh(rl_bucket *b, uint64_t off, const struct policy_view
         }
         fresh->older = have;
         void *expected = have;
+        /* P1: release publishes the filled entry to this process's other threads. */
         if (rl__ptr_cas_acq_rel(&b->view, &expected, fresh)) {
             have = fresh;
             break;

@@ -37,7 +37,8 @@ static int handle_make(rl_table *t, uint32_t no, rl_bucket *parent, rl_bucket **
     memcpy(h->name, rec->name, RL_NAME_MAX);
     size_t len = strlen(h->name); /* only a template's name ends in '*' */
     h->is_template = len >= 2 && strcmp(h->name + len - 2, "/*") == 0;
-    /* Process-local publication of an immutable handle: release/acquire between threads. */
+    /* P2: process-local publication of an immutable handle, release/acquire between
+     * threads. */
     if (!rl__ptr_cas_acq_rel(&t->handles[no], &none, h)) {
         free(h);
         h = none;

@@ -18,7 +18,8 @@
 
 #define HOUR_NS 3600000000000ULL
 
-/* Raise a grow-only word to at least v. Acq_rel CAS: pairs with deciders' acquire loads. */
+/* Raise a grow-only word to at least v. F1: acq_rel CAS, pairs with deciders' acquire
+ * loads (A7, A8). */
 static void raise_to(rl_atomic64 *word, uint64_t v)
 {
     uint64_t cur = rl__load_acquire(word);
@@ -105,9 +106,9 @@ static bool reconcile(rl_bucket *b, const struct parsed *p, uint64_t now, uint64
     uint64_t until = now + (p->reset_ns < cap ? p->reset_ns : cap);
     uint64_t want = rl__server_word(p->remaining, until);
     uint64_t cur = rl__load_acquire(&b->rec->server);
-    /* Replace an older view unless it is both stricter and lasts as long. Acq_rel CAS: a
-     * decider's commit racing with it makes one of the two CASes fail and retry, so no
-     * admission is counted against a view that was replaced under it. */
+    /* Replace an older view unless it is both stricter and lasts as long. F2: acq_rel CAS.
+     * A decider's commit (C2) racing with it makes one of the two CASes fail and retry. So
+     * no admission is counted against a view that was replaced under it. */
     while (!(rl__server_until(cur) >= rl__server_until(want) &&
              rl__server_left(cur) <= rl__server_left(want)) &&
            !rl__cas_acq_rel(&b->rec->server, &cur, want))

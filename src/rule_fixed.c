@@ -102,6 +102,7 @@ uint64_t rl__fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost
 
 void rl__fixed_reset(const struct rule_ctx *c, uint64_t now)
 {
+    /* Z1 as in rl__gcra_reset: a frozen word stays as it is. */
     uint64_t v = rl__load_acquire(c->state);
     while (!(v & RL_FROZEN) && !rl__cas_acq_rel(c->state, &v, window_word(window_of(c, now), 0)))
         ;

@@ -52,7 +52,8 @@ void rl__gcra_reset(const struct rule_ctx *c, uint64_t now)
 {
     (void)now;
     /* TAT 0 is "full" at every instant. A frozen word belongs to a block being replaced
-     * and stays as it is (bucket.c then resets the new block). */
+     * and stays as it is (bucket.c then resets the new block). Z1: acq_rel CAS, a state
+     * word like C2's, loaded by A5. */
     uint64_t v = rl__load_acquire(c->state);
     while (!(v & RL_FROZEN) && !rl__cas_acq_rel(c->state, &v, 0))
         ;

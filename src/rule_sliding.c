@@ -177,7 +177,8 @@ void rl__sliding_reset(const struct rule_ctx *c, uint64_t now)
 {
     (void)now;
     /* Tick 0 means "never": every logged unit expires at once. Laps are kept, so the
-     * helping protocol above is undisturbed; a writer racing the reset retries its CAS. */
+     * helping protocol above is undisturbed. A writer racing the reset retries its CAS.
+     * Z1: acq_rel CAS on each log word, loaded by L1. */
     for (uint64_t k = 0; k < c->r.limit; k++) {
         rl_atomic64 *w = log_word(c, k);
         uint64_t v = rl__load_acquire(w);
@@ -188,8 +189,8 @@ void rl__sliding_reset(const struct rule_ctx *c, uint64_t now)
 
 uint64_t rl__sliding_remaining(const struct rule_ctx *c, uint64_t now)
 {
-    /* Units j = pos-N .. pos-1 sit at log[(pos + i) mod N], oldest first, and their ticks
-     * rise with j (helped entries only run late), so the expired ones are a prefix: binary
+    /* Units j = pos-N .. pos-1 sit at log[(pos + i) mod N], oldest first. Their ticks rise
+     * with j (helped entries only run late). So the expired ones are a prefix: binary
      * search for its length. Unwritten entries count as not expired. Relaxed loads: a
      * snapshot for reporting, never for deciding. */
     uint64_t n = c->r.limit, n4 = 4 * n, pos = head_pos(c->word);

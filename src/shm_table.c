@@ -310,10 +310,10 @@ int rl_table_info(const rl_table *t, struct rl_table_info *out)
 
 int rl__claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at)
 {
-    /* A CAS loop, not fetch_add: the counter never passes `limit`, so even a damaged
+    /* K1: a CAS loop, not fetch_add. The counter never passes `limit`, so even a damaged
      * counter cannot wrap around and hand out space that is in use. Acq_rel is more than
-     * needed (the number only has to be unique; contents are published by the owner's
-     * release store) but keeps this one primitive simple. */
+     * needed: the number only has to be unique, and contents are published by the owner's
+     * release store (R1, S2). It keeps this one primitive simple. */
     uint64_t cur = rl__load_acquire(counter);
     do {
         if (cur > limit || n > limit - cur)
