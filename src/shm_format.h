@@ -48,7 +48,6 @@
  *    the undo, leaves its units counted by the rules it committed: under-admission, never
  *    over-admission.
  */
-* /
 #ifndef RL_SHM_FORMAT_H
 #define RL_SHM_FORMAT_H
 
