@@ -15,15 +15,16 @@
  *    which the others accept).
  * 4. Too far (try: d > now; blocking: d - now > timeout): return, nothing was written.
  * 5. Commit each rule with one CAS (C2), tightest rule first. If a CAS fails, someone else
- *    decided meanwhile: take back the rules we committed (undo) and start over. An undo
+ *    decided meanwhile. Take back the rules we committed (undo) and start over. An undo
  *    restores a word only if nobody changed it since (U1), so it never gives back more
- *    than we took; if the word moved on, our units stay counted: under-admission, never
- *    over-admission. Committing the tightest rule first makes that rare: the rules left
- *    have slack.
+ *    than we took. If the word moved on, our units stay counted: under-admission, never
+ *    over-admission. Committing the tightest rule first makes that rare, since the rules
+ *    left have slack.
  * 6. Finalize (write the sliding logs), count, and sleep until d if it is in the future.
- * A process killed anywhere leaves only committed words, each a valid state: its request's
- * units stay counted, nobody waits on it. Every retry follows another process's successful
- * CAS, so the loop is lock-free.
+ *
+ * A process killed anywhere leaves only committed words, each a valid state. Its request's
+ * units stay counted, and nobody waits on it. Every retry follows another process's
+ * successful CAS, so the loop is lock-free. Every rule operation goes through rule.h.
  */
 #include <errno.h>
 #include <string.h>

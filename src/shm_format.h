@@ -65,7 +65,7 @@
 /* Sliding-window log timestamps are kept in ticks of this many ns (44 bits: 55 years). */
 #define RL_TICK_NS 100000ULL
 
-    struct shm_header {
+struct shm_header {
     uint64_t magic;          /* RL_MAGIC, written before the file is linked into place */
     uint32_t layout_version; /* RL_LAYOUT_VERSION */
     uint32_t header_bytes;   /* RL_HEADER_BYTES */
