@@ -15,20 +15,11 @@ static bool rule_view(const rl_table *t, const struct shm_rule *r, struct policy
     uint64_t log_off = r->log_off;
     *p = (struct rule_params){r->kind, r->limit, r->period_ns, r->burst, r->interval_ns};
     v->log[i] = NULL;
-    if (p->limit == 0 || p->limit > RL_LIMIT_MAX || p->period_ns < RL_PERIOD_MIN_NS ||
-        p->period_ns > RL_PERIOD_MAX_NS)
+    if (!rl__rule_params_ok(p))
         return false;
-    switch (p->kind) {
-    case RL_GCRA:
-        return p->interval_ns == rl__gcra_interval(p->limit, p->period_ns) && p->burst >= 1 &&
-               p->burst <= (1ULL << 62) / p->interval_ns;
-    case RL_FIXED:
-        return p->period_ns >= RL_FIXED_PERIOD_MIN_NS;
-    case RL_SLIDING:
-        return p->limit <= RL_SLIDING_LIMIT_MAX &&
-               (v->log[i] = rl__arena_at(t, log_off, p->limit * 8)) != NULL;
-    }
-    return false;
+    if (p->kind == RL_SLIDING)
+        v->log[i] = rl__arena_at(t, log_off, p->limit * 8);
+    return p->kind != RL_SLIDING || v->log[i] != NULL;
 }
 
 int rl__block_view(const rl_table *t, uint64_t off, struct policy_view *v)

@@ -199,6 +199,27 @@ static inline uint64_t rl__rule_remaining(const struct rule_ctx *c, uint64_t now
 /*
  * The operations below apply to a block's rules only, never to the server rule.
  *
+ * params_ok: a rule's parameters, copied out of the table, are ones rl_policy_check
+ * accepts (block.c then checks a sliding rule's log against the arena).
+ */
+static inline bool rl__rule_params_ok(const struct rule_params *p)
+{
+    if (p->limit == 0 || p->limit > RL_LIMIT_MAX || p->period_ns < RL_PERIOD_MIN_NS ||
+        p->period_ns > RL_PERIOD_MAX_NS)
+        return false;
+    switch (p->kind) {
+    case RL_GCRA:
+        return p->interval_ns == rl__gcra_interval(p->limit, p->period_ns) && p->burst >= 1 &&
+               p->burst <= (1ULL << 62) / p->interval_ns;
+    case RL_FIXED:
+        return p->period_ns >= RL_FIXED_PERIOD_MIN_NS;
+    case RL_SLIDING:
+        return p->limit <= RL_SLIDING_LIMIT_MAX;
+    }
+    return false; /* an unknown kind: a damaged table */
+}
+
+/*
  * usage: used, remaining and next free instant, for inspection. Read-only: it never
  * helps or repairs a sliding log.
  */
