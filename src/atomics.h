@@ -43,6 +43,9 @@
  * K1    shm_table.c:rl__claim               CAS     K1       a unique number or range
  * P1    block.c:rl__bucket_view_refresh     CAS ptr A3 (ptr) a cached view (process)
  * P2    bucket.c:handle_make                CAS ptr A4 (ptr) a handle (process)
+ * G1    shim/deepbind.c:patch_slot          release (none)   a GOT slot: another object's
+ *                                                            calls now reach the shim
+ *       shim/deepbind.c:shim_deepbind_init  release (asm)    the next dlopen (x86-64 load)
  *
  * Relaxed accesses (statistics, fields published by one of the edges above) say why at
  * the call site.
@@ -120,6 +123,11 @@ static inline bool rl__ptr_cas_acq_rel(void *_Atomic *p, void **expected, void *
 {
     return atomic_compare_exchange_strong_explicit(p, expected, desired, memory_order_acq_rel,
                                                    memory_order_acquire);
+}
+
+static inline void rl__ptr_store_release(void *_Atomic *p, void *v)
+{
+    atomic_store_explicit(p, v, memory_order_release);
 }
 
 #endif /* RL_ATOMICS_H */
