@@ -219,6 +219,12 @@ struct rl_table_info {
     uint64_t file_bytes;  /* size of the table file */
     uint64_t created_ns;  /* CLOCK_MONOTONIC instant of creation */
     bool read_only;       /* this attachment cannot change the table */
+    /* Preload shim: processes whose shim attached to this table (each on its first
+     * connect to a TCP/IP address), and the CLOCK_MONOTONIC instant and pid of the latest
+     * (0, 0 if none). */
+    uint64_t shim_attaches;
+    uint64_t shim_last_attach_ns;
+    int64_t shim_last_pid;
 };
 /*
  * The table's geometry and use (the counts are recent, not exact). Returns 0.

@@ -107,6 +107,8 @@ void *rl__arena_at(const rl_table *t, uint64_t off, uint64_t len);
 /* Take n from a shared allocation counter without ever passing limit; *at = the start. */
 int rl__claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at);
 int rl__arena_alloc(rl_table *t, uint64_t len, uint64_t *off);
+/* shm_table.c: count an attachment of the preload shim (shim.c) in the header. */
+void rl__table_note_shim(rl_table *t);
 
 /* shm_index.c */
 uint64_t rl__name_hash(const char *name);

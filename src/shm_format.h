@@ -92,7 +92,14 @@ struct shm_header {
     /* defined: buckets that won their name in the index (relaxed fetch_add: a count for
      * display; a creator killed between its index CAS and the add leaves it one short). */
     rl_atomic64 defined;
-    uint8_t reserved[RL_HEADER_BYTES - 152];
+    /* Preload shim attachments (rl__table_note_shim), for display: processes whose shim
+     * opened this table, the relative ns of the latest, and its pid. Relaxed: statistics,
+     * they order nothing. Taken from `reserved`, which is zero in every older table (zero
+     * attachments): the layout version stays. */
+    rl_atomic64 shim_attaches;
+    rl_atomic64 shim_last_attach;
+    rl_atomic64 shim_last_pid;
+    uint8_t reserved[RL_HEADER_BYTES - 176];
 };
 
 /*
