@@ -112,6 +112,18 @@ if [ "$mode" = cli ]; then
     [ "$(admitted)" -eq 8 ] || fail "the bucket admitted $(admitted), not 8: curl_exec bypassed the shim"
     "$ctl" -t "$work/table" show vendor | grep -q '^shim: 1 process attached' ||
         fail "show does not count the php process"
+    # exec --check: what php would get, and a probe connect through the shim.
+    "$ctl" exec --check -- php >"$work/check.out" || fail "exec --check: $(cat "$work/check.out")"
+    grep -q "^config   $work/ratelimit.conf: 1 route$" "$work/check.out" &&
+        grep -q "^route    127.0.0.1:$vport -> bucket vendor$" "$work/check.out" &&
+        grep -q '^command  .*: dynamically linked: the shim is loaded$' "$work/check.out" &&
+        grep -q '^probe    a connect through the shim took one unit' "$work/check.out" ||
+        fail "exec --check: $(cat "$work/check.out")"
+    # A library that is not the shim: the probe tells.
+    rc=0
+    "$ctl" exec --check --preload "$(php -r 'echo PHP_BINARY;')" -- php >"$work/check.out" || rc=$?
+    [ "$rc" -eq 4 ] && grep -q '^probe    a connect through the shim took no unit' "$work/check.out" ||
+        fail "exec --check with no shim (exit $rc): $(cat "$work/check.out")"
     exit 0
 fi
 
