@@ -298,9 +298,11 @@ static int record_create(rl_table *t, const char *name, const struct rl_policy *
     return 0;
 }
 
-/* Define a bucket or a template (its name is a pattern); the name is already checked. */
+/* Define a bucket or a template (its name is a pattern); the name is already checked. A
+ * tenant (made from its template) matches any config the table matched: it leaves the
+ * applied digest alone; any other creation forgets it (applied.c). */
 static int define(rl_table *t, const char *name, const struct rl_policy *pol,
-                  const char *parent_name, rl_bucket **out)
+                  const char *parent_name, bool tenant, rl_bucket **out)
 {
     struct rl_parse_error perr;
     rl_bucket *parent = NULL, *dummy;
@@ -318,11 +320,15 @@ static int define(rl_table *t, const char *name, const struct rl_policy *pol,
         return check_existing(t, no, pol, parent, out);
     if (t->read_only)
         return rl__fail(RL_EPERM, "table %s is open read-only", t->path);
+    if (!tenant)
+        rl__applied_forget(t);
     int err = record_create(t, name, pol, parent, &no);
     if (err)
         return err;
     if ((err = rl__index_insert(t, name, no, &winner)) < 0)
         return err;
+    if (!tenant)
+        rl__applied_forget(t);
     if (winner == no)
         rl__fetch_add_relaxed(&t->hdr->defined, 1); /* relaxed: a statistic */
     return winner == no ? rl__bucket_handle(t, no, out)
@@ -334,7 +340,7 @@ int rl_bucket_define(rl_table *t, const char *name, const struct rl_policy *pol,
 {
     if (rl_name_check(name) < 0)
         return RL_ENAME;
-    return define(t, name, pol, parent, out);
+    return define(t, name, pol, parent, false, out);
 }
 
 int rl_template_define(rl_table *t, const char *pattern, const struct rl_policy *pol,
@@ -342,7 +348,7 @@ int rl_template_define(rl_table *t, const char *pattern, const struct rl_policy 
 {
     if (pattern_check(pattern) < 0)
         return RL_ENAME;
-    return define(t, pattern, pol, parent, NULL);
+    return define(t, pattern, pol, parent, false, NULL);
 }
 
 /* The template for `name` with the longest prefix, if any. */
@@ -375,7 +381,7 @@ int rl_bucket_get(rl_table *t, const char *name, rl_bucket **out)
     if (rl__bucket_view(tpl, &v) < 0)
         return rl__fail(RL_ECORRUPT, "template '%s' is damaged", tpl->name);
     rl__policy_read(&v, &pol);
-    return define(t, name, &pol, tpl->parent ? tpl->parent->name : NULL, out);
+    return define(t, name, &pol, tpl->parent ? tpl->parent->name : NULL, true, out);
 }
 
 bool rl_bucket_is_template(const rl_bucket *b)
