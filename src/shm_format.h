@@ -92,14 +92,28 @@ struct shm_header {
     /* defined: buckets that won their name in the index (relaxed fetch_add: a count for
      * display; a creator killed between its index CAS and the add leaves it one short). */
     rl_atomic64 defined;
+    /*
+     * applied_digest: which config the buckets and templates are known to match
+     * (src/applied.c, labels D1-D3):
+     *   0                       unknown (a new table, or one older than this word)
+     *   bit 63 set              they match the config whose digest is the low 63 bits
+     *   bit 63 clear, non-zero  unknown: a count of changes, so that an apply running
+     *                           meanwhile can tell that something else changed the table
+     * Every define that creates a bucket or template by name, and every rule switch, moves
+     * it to the next count before and after the change (CAS). An apply moves it at its
+     * start and sets the digest last, by CAS from the count it left, so an apply killed
+     * midway or raced by another change leaves "unknown". Tenants made from a template and
+     * resets leave it alone: they never make the table differ from the config.
+     */
+    rl_atomic64 applied_digest;
     /* Preload shim attachments (rl__table_note_shim), for display: processes whose shim
      * opened this table, the relative ns of the latest, and its pid. Relaxed: statistics,
-     * they order nothing. Taken from `reserved`, which is zero in every older table (zero
-     * attachments): the layout version stays. */
+     * they order nothing. Taken from `reserved` (after applied_digest), which is zero in every
+     * older table (zero attachments): the layout version stays. */
     rl_atomic64 shim_attaches;
     rl_atomic64 shim_last_attach;
     rl_atomic64 shim_last_pid;
-    uint8_t reserved[RL_HEADER_BYTES - 176];
+    uint8_t reserved[RL_HEADER_BYTES - 184];
 };
 
 /*
@@ -222,6 +236,8 @@ struct shm_policy {
 
 _Static_assert(sizeof(struct shm_header) == RL_HEADER_BYTES, "header is one page");
 _Static_assert(offsetof(struct shm_header, next_bucket) == 128, "header layout is pinned");
+_Static_assert(offsetof(struct shm_header, applied_digest) == 152, "carved from reserved");
+_Static_assert(offsetof(struct shm_header, shim_attaches) == 160, "carved from reserved");
 _Static_assert(sizeof(struct shm_bucket) == 192, "bucket record layout is pinned");
 _Static_assert(sizeof(struct shm_bucket) % RL_ALIGN == 0, "records are cache-line aligned");
 _Static_assert(offsetof(struct shm_bucket, counters) == 2 * RL_ALIGN &&
