@@ -145,6 +145,9 @@ static inline int rl__bucket_view_cached(rl_bucket *b, const struct policy_view 
 
 /* update.c: finish a switch away from the viewed block, if one started. True if it did. */
 bool rl__switch_help(const rl_bucket *b, const struct policy_view *v);
+/* update.c: replace the viewed block, which has no successor, by a fresh copy of its rules
+ * (full budget): 0, or the arena's error. */
+int rl__switch_fresh(const rl_bucket *b, const struct policy_view *v);
 
 /* counters.c: count an admission of `cost` units to bucket x, in the admission counter
  * `admitted` (the record's, or a policy block's: see shm_rule.admitted). */
