@@ -51,6 +51,7 @@ struct plan_step {
 
 struct chain_plan {
     struct plan_step steps[CHAIN_RULES];
+    struct policy_view spare[RL_MAX_DEPTH]; /* views when a handle's cache is full */
     unsigned n;
     uint32_t cost;
     uint64_t now, d;
@@ -88,9 +89,10 @@ static bool plan_distinct(const struct chain_plan *pl)
 static int plan_build(rl_bucket *b, struct chain_plan *pl)
 {
     pl->n = 0;
+    unsigned depth = 0;
     for (rl_bucket *x = b; x; x = x->parent) {
         const struct policy_view *v;
-        int err = rl__bucket_view_cached(x, &v);
+        int err = rl__bucket_view_cached(x, &pl->spare[depth++], &v);
         if (err)
             return err;
         for (uint32_t i = 0; i < v->nrules; i++)

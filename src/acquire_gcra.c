@@ -43,6 +43,7 @@ struct gcra_step {
 
 struct gcra_chain {
     struct gcra_step steps[RL_MAX_DEPTH];
+    struct policy_view spare[RL_MAX_DEPTH]; /* views when a handle's cache is full */
     unsigned n;
     uint64_t now;
 };
@@ -64,8 +65,8 @@ static bool chain_build(rl_bucket *b, struct gcra_chain *c)
     for (rl_bucket *x = b; x; x = x->parent) {
         const struct policy_view *v;
         /* Relaxed: as in plan_build, a report racing this decision is ordered after it. */
-        if (c->n == RL_MAX_DEPTH || rl__bucket_view_cached(x, &v) != 0 || !v->lone_gcra ||
-            rl__load_relaxed(&x->rec->server) != 0)
+        if (c->n == RL_MAX_DEPTH || rl__bucket_view_cached(x, &c->spare[c->n], &v) != 0 ||
+            !v->lone_gcra || rl__load_relaxed(&x->rec->server) != 0)
             return false;
         c->steps[c->n++] = (struct gcra_step){.bucket = x,
                                               .view = v,

@@ -34,7 +34,7 @@ static int handle_make(rl_table *t, uint32_t no, rl_bucket *parent, rl_bucket **
     void *none = NULL;
     if (!h)
         return rl__fail(RL_ENOMEM, "out of memory");
-    *h = (rl_bucket){t, rec, parent, no, false, "", NULL};
+    *h = (rl_bucket){t, rec, parent, no, false, "", NULL, NULL};
     memcpy(h->name, rec->name, RL_NAME_MAX);
     size_t len = strlen(h->name); /* only a template's name ends in '*' */
     h->is_template = len >= 2 && strcmp(h->name + len - 2, "/*") == 0;
