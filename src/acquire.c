@@ -343,7 +343,9 @@ static int decide_general(rl_bucket *b, struct chain_plan *pl, uint64_t max_wait
             if (err)
                 return err;
             if (++stale > STALE_LIMIT)
-                return rl__fail(RL_ECORRUPT, "bucket '%s': its policy switch is damaged", b->name);
+                return rl__fail(RL_ECORRUPT,
+                                "bucket '%s': its policy switch is damaged (reset repairs it)",
+                                b->name);
             continue;
         }
         pl->now = rl__clock_rel(b->table);
