@@ -15,32 +15,31 @@
  *    which the others accept).
  * 4. Too far (try: d > now; blocking: d - now > timeout): return, nothing was written.
  * 5. Commit each rule with one CAS (C2), tightest rule first. If a CAS fails, someone else
- *    decided meanwhile: take back the rules we committed (undo) and start over. An undo
+ *    decided meanwhile. Take back the rules we committed (undo) and start over. An undo
  *    restores a word only if nobody changed it since (U1), so it never gives back more
- *    than we took; if the word moved on, our units stay counted: under-admission, never
- *    over-admission. Committing the tightest rule first makes that rare: the rules left
- *    have slack.
+ *    than we took. If the word moved on, our units stay counted: under-admission, never
+ *    over-admission. Committing the tightest rule first makes that rare, since the rules
+ *    left have slack.
  * 6. Finalize (write the sliding logs), count, and sleep until d if it is in the future.
- * A process killed anywhere leaves only committed words, each a valid state: its request's
- * units stay counted, nobody waits on it. Every retry follows another process's successful
- * CAS, so the loop is lock-free.
+ *
+ * A process killed anywhere leaves only committed words, each a valid state. Its request's
+ * units stay counted, and nobody waits on it. Every retry follows another process's
+ * successful CAS, so the loop is lock-free. Every rule operation goes through rule.h.
  */
 #include <errno.h>
 #include <string.h>
 #include <time.h>
 
 #include "guard.h"
-#include "internal.h"
+#include "rule.h"
 
 #define CHAIN_RULES     (RL_MAX_DEPTH * (RL_MAX_RULES + 1)) /* + each bucket's server rule */
 #define FIXPOINT_ROUNDS 8
 #define STALE_LIMIT     64
 #define REPAIR_AFTER    8
 
-struct step {
-    struct rule_ctx ctx;            /* ctx.r is unused for a server rule */
-    rl_atomic64 *word;              /* the state word */
-    int kind;                       /* enum rl_rule_kind, or RL_SERVER */
+struct plan_step {
+    struct rule_ctx ctx;            /* ctx.state: the state word */
     const struct policy_view *view; /* the rule's block (NULL: server rule) */
     rl_bucket *bucket;
     bool dry_run;   /* the rule's bucket is in dry-run: count its refusals, never enforce */
@@ -49,8 +48,8 @@ struct step {
     uint64_t mine;  /* the word we committed */
 };
 
-struct plan {
-    struct step steps[CHAIN_RULES];
+struct chain_plan {
+    struct plan_step steps[CHAIN_RULES];
     unsigned n;
     uint32_t cost;
     uint64_t now, d;
@@ -58,20 +57,17 @@ struct plan {
     bool dry_rejected;
 };
 
-static void plan_add(struct plan *pl, rl_bucket *x, const struct policy_view *v, uint32_t rule)
+static void plan_add(struct chain_plan *pl, rl_bucket *x, const struct policy_view *v,
+                     uint32_t rule)
 {
-    struct step *s = &pl->steps[pl->n++];
+    struct plan_step *s = &pl->steps[pl->n++];
     s->bucket = x;
     s->dry_run = v->flags & RL_POLICY_DRY_RUN;
     if (rule < v->nrules) {
         rl__rule_ctx(&s->ctx, x->table, v, rule);
-        s->word = s->ctx.state;
-        s->kind = (int)v->rules[rule].kind;
         s->view = v;
     } else { /* the bucket's server rule */
-        s->ctx = (struct rule_ctx){.table = x->table, .margin_ns = v->margin_ns};
-        s->word = &x->rec->server;
-        s->kind = RL_SERVER;
+        rl__rule_ctx_server(&s->ctx, x, v);
         s->view = NULL;
     }
 }
@@ -79,16 +75,16 @@ static void plan_add(struct plan *pl, rl_bucket *x, const struct policy_view *v,
 /* Every step has its own state word. Only a damaged table can break this (two buckets of
  * a chain naming overlapping policy blocks); a shared word would make every commit fail
  * against our own first CAS, for ever. */
-static bool plan_distinct(const struct plan *pl)
+static bool plan_distinct(const struct chain_plan *pl)
 {
     for (unsigned i = 0; i < pl->n; i++)
         for (unsigned j = i + 1; j < pl->n; j++)
-            if (pl->steps[i].word == pl->steps[j].word)
+            if (pl->steps[i].ctx.state == pl->steps[j].ctx.state)
                 return false;
     return true;
 }
 
-static int plan_build(rl_bucket *b, struct plan *pl)
+static int plan_build(rl_bucket *b, struct chain_plan *pl)
 {
     pl->n = 0;
     for (rl_bucket *x = b; x; x = x->parent) {
@@ -111,13 +107,13 @@ static int plan_build(rl_bucket *b, struct plan *pl)
 }
 
 /* Load every word; false if one is frozen (a policy switch: finish it and rebuild). */
-static bool plan_load(struct plan *pl, bool repair)
+static bool plan_load(struct chain_plan *pl, bool repair)
 {
     pl->cooldown = 0;
     for (unsigned i = 0; i < pl->n; i++) {
-        struct step *s = &pl->steps[i];
+        struct plan_step *s = &pl->steps[i];
         /* A5: acquire pairs with C2 of whoever wrote the word last. */
-        s->ctx.word = rl__load_acquire(s->word);
+        s->ctx.word = rl__load_acquire(s->ctx.state);
         s->ctx.repair = repair;
         s->skip = false;
         if (s->view && (s->ctx.word & RL_FROZEN)) {
@@ -130,52 +126,31 @@ static bool plan_load(struct plan *pl, bool repair)
     return true;
 }
 
-static int rule_earliest(struct step *s, uint64_t at, uint32_t cost, uint64_t *e)
-{
-    switch (s->kind) {
-    case RL_SERVER:
-        return server_earliest(s->ctx.word, at, cost, e);
-    case RL_GCRA:
-        return gcra_earliest(&s->ctx, at, cost, e);
-    case RL_FIXED:
-        return fixed_earliest(&s->ctx, at, cost, e);
-    default:
-        return sliding_earliest(&s->ctx, at, cost, e);
-    }
-}
-
-static uint64_t rule_next_word(const struct step *s, uint64_t d, uint32_t cost)
-{
-    switch (s->kind) {
-    case RL_SERVER:
-        return server_next_word(s->ctx.word, d, cost);
-    case RL_GCRA:
-        return gcra_next_word(&s->ctx, d, cost);
-    case RL_FIXED:
-        return fixed_next_word(&s->ctx, d, cost);
-    default:
-        return sliding_next_word(&s->ctx, d, cost);
-    }
-}
-
-static void rule_undo(struct step *s)
+static void rule_undo(struct plan_step *s)
 {
     /* U1: restore the word only if it is still ours. For a sliding head this also means no
      * one claimed units after ours, so no one helped our (unwritten) log entries either. */
     uint64_t mine = s->mine;
-    rl__cas_acq_rel(s->word, &mine, s->ctx.word);
+    rl__cas_acq_rel(s->ctx.state, &mine, s->ctx.word);
 }
 
+/* What planning found, if not an instant. */
+enum plan_result {
+    PLAN_OK,
+    PLAN_STALE, /* a rule's state is outdated: reload and start over */
+    PLAN_NEVER, /* a rule can never admit the cost */
+};
+
 /* Step 3: the least instant >= now that every enforced rule admits. */
-static int plan_instant(struct plan *pl)
+static enum plan_result plan_instant(struct chain_plan *pl)
 {
     uint64_t d = rl__max(pl->now, pl->cooldown);
     for (unsigned i = 0; i < pl->n; i++) {
-        struct step *s = &pl->steps[i];
-        if (rule_earliest(s, pl->now, pl->cost, &s->tight) != RULE_OK)
-            return RULE_STALE;
+        struct plan_step *s = &pl->steps[i];
+        if (rl__rule_earliest(&s->ctx, pl->now, pl->cost, &s->tight) != RULE_OK)
+            return PLAN_STALE;
         if (s->tight == RL_NEVER)
-            return RL_ECOST;
+            return PLAN_NEVER;
         if (!s->dry_run)
             d = rl__max(d, s->tight);
     }
@@ -188,8 +163,8 @@ static int plan_instant(struct plan *pl)
             uint64_t e;
             if (pl->steps[i].dry_run)
                 continue;
-            if (rule_earliest(&pl->steps[i], d, pl->cost, &e) != RULE_OK)
-                return RULE_STALE;
+            if (rl__rule_earliest(&pl->steps[i].ctx, d, pl->cost, &e) != RULE_OK)
+                return PLAN_STALE;
             moved |= e > d;
             d = rl__max(d, e);
         }
@@ -197,52 +172,52 @@ static int plan_instant(struct plan *pl)
             break;
     }
     pl->d = d;
-    return RULE_OK;
+    return PLAN_OK;
 }
 
 /* Dry-run rules that would refuse at d are counted and left alone. */
-static int plan_dry_run(struct plan *pl)
+static enum plan_result plan_dry_run(struct chain_plan *pl)
 {
     pl->dry_rejected = false;
     for (unsigned i = 0; i < pl->n; i++) {
-        struct step *s = &pl->steps[i];
+        struct plan_step *s = &pl->steps[i];
         uint64_t e;
         if (!s->dry_run)
             continue;
-        if (rule_earliest(s, pl->d, pl->cost, &e) != RULE_OK)
-            return RULE_STALE;
+        if (rl__rule_earliest(&s->ctx, pl->d, pl->cost, &e) != RULE_OK)
+            return PLAN_STALE;
         s->skip = e > pl->d;
         pl->dry_rejected |= s->skip;
     }
-    return RULE_OK;
+    return PLAN_OK;
 }
 
-static void plan_sort(struct plan *pl)
+static void plan_sort(struct chain_plan *pl)
 {
     for (unsigned i = 1; i < pl->n; i++) /* insertion sort of at most 16, tightest first */
         for (unsigned j = i; j > 0 && pl->steps[j].tight > pl->steps[j - 1].tight; j--) {
-            struct step tmp = pl->steps[j];
+            struct plan_step tmp = pl->steps[j];
             pl->steps[j] = pl->steps[j - 1];
             pl->steps[j - 1] = tmp;
         }
 }
 
 /* Step 5. Returns false if a CAS failed (after undoing what was committed). */
-static bool plan_commit(struct plan *pl)
+static bool plan_commit(struct chain_plan *pl)
 {
     for (unsigned i = 0; i < pl->n; i++) {
-        struct step *s = &pl->steps[i];
+        struct plan_step *s = &pl->steps[i];
         if (s->skip)
             continue;
-        s->mine = rule_next_word(s, pl->d, pl->cost);
+        s->mine = rl__rule_next_word(&s->ctx, pl->d, pl->cost);
         uint64_t expected = s->ctx.word;
-        if (s->kind == RL_SERVER && s->mine == expected) {
+        if (s->ctx.kind == RULE_SERVER && s->mine == expected) {
             s->skip = true; /* an expired server rule: nothing to take */
             continue;
         }
         /* C2: acq_rel. Release: a sliding head publishes the log entries we read and the
          * helping we did; acquire: nothing extra. The linearization point of this rule. */
-        if (!rl__cas_acq_rel(s->word, &expected, s->mine)) {
+        if (!rl__cas_acq_rel(s->ctx.state, &expected, s->mine)) {
             while (i-- > 0)
                 if (!pl->steps[i].skip)
                     rule_undo(&pl->steps[i]);
@@ -252,49 +227,33 @@ static bool plan_commit(struct plan *pl)
     return true;
 }
 
-static void plan_finalize(struct plan *pl)
+static void plan_finalize(struct chain_plan *pl)
 {
     for (unsigned i = 0; i < pl->n; i++) {
-        struct step *s = &pl->steps[i];
-        if (!s->skip && s->kind == RL_SLIDING)
-            sliding_finalize(&s->ctx, s->ctx.word, s->mine);
+        struct plan_step *s = &pl->steps[i];
+        if (!s->skip)
+            rl__rule_finalize(&s->ctx, s->ctx.word, s->mine);
     }
 }
 
 /* Units available now in the tightest rule (reporting only). */
-static uint64_t plan_remaining(struct plan *pl, bool committed)
+static uint64_t plan_remaining(struct chain_plan *pl, bool committed)
 {
     uint64_t least = UINT64_MAX;
     for (unsigned i = 0; i < pl->n; i++) {
-        struct step *s = &pl->steps[i];
+        struct plan_step *s = &pl->steps[i];
         struct rule_ctx c = s->ctx;
-        struct rl_rule_state st = {0};
         if (s->dry_run)
             continue;
         if (committed && !s->skip)
             c.word = s->mine;
-        if (s->kind == RL_SERVER)
-            st.remaining = server_remaining(c.word, pl->now);
-        else if (s->kind == RL_GCRA)
-            gcra_usage(&c, pl->now, &st);
-        else if (s->kind == RL_FIXED)
-            fixed_usage(&c, pl->now, &st);
-        else
-            st.remaining = sliding_remaining(&c, pl->now);
-        least = st.remaining < least ? st.remaining : least;
+        uint64_t left = rl__rule_remaining(&c, pl->now);
+        least = left < least ? left : least;
     }
     return least;
 }
 
-/* Relaxed: statistics; they order nothing. One fetch_add for an admission of one unit. */
-void rl__count_admission(rl_bucket *x, rl_atomic64 *admitted, uint32_t cost)
-{
-    rl__fetch_add_relaxed(admitted, 1);
-    if (cost > 1)
-        rl__fetch_add_relaxed(&x->rec->counters.extra_units, cost - 1);
-}
-
-static void count_admitted(rl_bucket *b, struct plan *pl)
+static void count_admitted(rl_bucket *b, struct chain_plan *pl)
 {
     /* Relaxed: statistics; they order nothing. */
     for (rl_bucket *x = b; x; x = x->parent)
@@ -329,7 +288,7 @@ static void sleep_until(const rl_table *t, uint64_t rel)
         ;
 }
 
-static void fill_decision(struct rl_decision *out, struct plan *pl, const rl_table *t,
+static void fill_decision(struct rl_decision *out, struct chain_plan *pl, const rl_table *t,
                           bool admitted)
 {
     if (!out)
@@ -341,7 +300,7 @@ static void fill_decision(struct rl_decision *out, struct plan *pl, const rl_tab
 }
 
 /* Steps 1-5; returns 0 admitted at pl->d, RL_ELIMITED when d - now > max_wait. */
-static int decide(rl_bucket *b, struct plan *pl, uint64_t max_wait)
+static int decide_general(rl_bucket *b, struct chain_plan *pl, uint64_t max_wait)
 {
     for (unsigned stale = 0;;) {
         if (!plan_load(pl, stale > REPAIR_AFTER)) {
@@ -355,13 +314,13 @@ static int decide(rl_bucket *b, struct plan *pl, uint64_t max_wait)
             continue;
         }
         pl->now = rl__clock_rel(b->table);
-        int rc = plan_instant(pl);
-        if (rc == RULE_OK)
+        enum plan_result rc = plan_instant(pl);
+        if (rc == PLAN_OK)
             rc = plan_dry_run(pl);
-        if (rc == RL_ECOST)
+        if (rc == PLAN_NEVER)
             return rl__fail(RL_ECOST, "cost %u exceeds what bucket '%s' can ever admit", pl->cost,
                             b->name);
-        if (rc == RULE_STALE) {
+        if (rc == PLAN_STALE) {
             if (++stale > STALE_LIMIT)
                 return rl__fail(RL_ECORRUPT, "bucket '%s': sliding-window state is damaged",
                                 b->name);
@@ -390,11 +349,11 @@ static int request_check(const rl_bucket *b, uint32_t cost)
 __attribute__((noinline)) static int acquire_general(rl_bucket *b, uint32_t cost, uint64_t max_wait,
                                                      struct rl_decision *out, uint64_t *at)
 {
-    struct plan pl;
+    struct chain_plan pl;
     pl.cost = cost;
     int rc = plan_build(b, &pl);
     if (rc == 0)
-        rc = decide(b, &pl, max_wait);
+        rc = decide_general(b, &pl, max_wait);
     if (rc == RL_ELIMITED) {
         rl__fetch_add_relaxed(&b->rec->counters.rejected, 1); /* relaxed: a statistic */
         fill_decision(out, &pl, b->table, false);
@@ -413,16 +372,22 @@ __attribute__((noinline)) static int acquire_general(rl_bucket *b, uint32_t cost
 
 /* A checked request: 0 (admitted at *at, relative, 0 if now; slept until then),
  * RL_ELIMITED, or an error. */
-static int acquire(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out,
-                   uint64_t *at)
+static int acquire_checked(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out,
+                           uint64_t *at)
 {
     *at = 0;
     int rc = rl__guard_check(b->table);
     if (rc)
         return rc;
-    rc = rl__acquire_gcra_chain(b, cost, max_wait, out);
-    if (rc == RL_DECLINED)
+    switch (rl__acquire_gcra_chain(b, cost, max_wait, out)) {
+    case GCRA_ADMITTED:
+        break;
+    case GCRA_REFUSED:
+        rc = RL_ELIMITED;
+        break;
+    default: /* GCRA_DECLINED */
         rc = acquire_general(b, cost, max_wait, out, at);
+    }
     /* A truncation during the decision made it on zeros: it does not stand (guard.c). */
     int lost = rl__guard_check(b->table);
     return lost ? lost : rc;
@@ -432,7 +397,7 @@ int rl_try_acquire(rl_bucket *b, uint32_t cost, struct rl_decision *out)
 {
     uint64_t at;
     int rc = request_check(b, cost);
-    return rc ? rc : acquire(b, cost, 0, out, &at);
+    return rc ? rc : acquire_checked(b, cost, 0, out, &at);
 }
 
 /*
@@ -462,7 +427,7 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
         return err;
     uint64_t deadline = rl__sat_add(rl__clock_rel(b->table), timeout_ns), at, resume;
     for (;;) {
-        int rc = acquire(b, cost, timeout_ns, out, &at);
+        int rc = acquire_checked(b, cost, timeout_ns, out, &at);
         if (rc < 0)
             return rc == RL_ELIMITED ? RL_ETIMEDOUT : rc;
         if (!at || !(resume = turn_voided_until(b, at)))

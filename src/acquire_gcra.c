@@ -1,34 +1,36 @@
 /*
  * acquire_gcra.c - the fast path, for the commonest buckets: a chain (a bucket, its parent,
- * ...) in which every bucket has one enforced GCRA rule, no server rule and no cool-down in
- * force. It makes the decision acquire.c's decide() would, in fewer steps:
+ * ...) in which every bucket has one enforced GCRA rule, no server rule and no cool-down
+ * in force. It makes the decision acquire.c's decide_general() would, in fewer steps.
  *
- * - the first attempt reads the clock BEFORE the loads, so the window between a load and
- *   its CAS is a few instructions, which is what matters under contention. GCRA allows it:
- *   against a TAT later than our instant, an older instant only makes the test stricter
- *   and leaves TAT' = TAT + cost * I as it was; against an idle bucket it is the decision
- *   decide() makes when preempted between its clock read and its CAS: admitted at t, as
- *   rl_decision.at_ns reports, with the margin covering the way to the server. A refusal,
- *   and every attempt after a lost CAS race (which reloads the words and the cool-downs),
- *   uses an instant read after the loads, as decide() does, so no decision rests on an
- *   instant older than one attempt (a process preempted between attempts must not refuse,
- *   or stamp an admission, with its stale instant);
- * - every rule admits now or the request is refused (max_wait 0): no fixpoint, no sort
- *   (when all rules admit now, decide()'s tightest-first order is the chain's order);
- * - the admission is counted in the policy block, next to the word (shm_rule.admitted): the
- *   CAS has just taken that cache line, so an admission of one unit writes one line per
- *   bucket, not two (rl_bucket_info adds the blocks' counts to the record's).
+ * - The first attempt reads the clock BEFORE the loads. The window between a load and its
+ *   CAS is then a few instructions, which is what matters under contention. GCRA allows
+ *   it. Against a TAT later than our instant, an older instant only makes the test
+ *   stricter, and TAT' = TAT + cost * I stays as it was. Against an idle bucket, it is the
+ *   decision decide_general() makes when preempted between its clock read and its CAS:
+ *   admitted at t, as rl_decision.at_ns reports. The margin covers the way to the server.
+ * - A refusal uses an instant read after the loads, as decide_general() does. So does
+ *   every attempt after a lost CAS race, which reloads the words and the cool-downs. So no
+ *   decision rests on an instant older than one attempt. (A process preempted between
+ *   attempts must not refuse, or stamp an admission, with its stale instant.)
+ * - Every rule admits now or the request is refused (max_wait 0). There is no fixpoint and
+ *   no sort: when all rules admit now, the tightest-first order is the chain's order.
+ * - The admission is counted in the policy block, next to the word (shm_rule.admitted).
+ *   The CAS has just taken that cache line, so an admission of one unit writes one line
+ *   per bucket, not two. rl_bucket_info adds the blocks' counts to the record's.
  *
- * Commits and undos are decide()'s (C2 and U1, see acquire.c): a CAS per bucket, child
- * first; a lost race takes back the words already committed, if they are still ours (an
- * undo that finds its word moved on leaves its units counted: under-admission, as in
- * decide()). A process killed between two commits, or before it counts, leaves valid words
- * with its units counted by the rules (and one admission missing from the statistics).
- * Any case it does not handle (a wait, a rule switch, a cool-down, a cost above the burst,
- * a damaged table) is RL_DECLINED with nothing of its own left committed, and decide()
- * makes that decision.
+ * Commits and undos are decide_general()'s (C2 and U1, see acquire.c). There is one CAS
+ * per bucket, child first. A lost race takes back the words already committed, if they
+ * are still ours. An undo that finds its word moved on leaves its units counted
+ * (under-admission, as in decide_general()). A process killed between two commits, or
+ * before it counts, leaves valid words. Its units stay counted by the rules, and one
+ * admission is missing from the statistics.
+ *
+ * Any case it does not handle is GCRA_DECLINED, with nothing of its own left committed,
+ * and decide_general() decides: a wait, a rule switch, a cool-down, a cost above the
+ * burst, a damaged table.
  */
-#include "internal.h"
+#include "rule.h"
 
 struct gcra_step {
     rl_bucket *bucket;
@@ -48,7 +50,7 @@ struct gcra_chain {
 static bool words_distinct(const struct gcra_chain *c)
 {
     /* Only a damaged table makes two buckets of a chain share a word; our own first CAS
-     * would then fail the second for ever. decide() reports it. */
+     * would then fail the second for ever. decide_general() reports it. */
     for (unsigned i = 0; i < c->n; i++)
         for (unsigned j = i + 1; j < c->n; j++)
             if (c->steps[i].word == c->steps[j].word)
@@ -88,7 +90,7 @@ static bool chain_load(struct gcra_chain *c)
 }
 
 /* The instant every rule admits `cost` units, RL_NEVER if one never will; 0 if a word is
- * frozen (a rule switch, which decide() helps finish). */
+ * frozen (a rule switch, which decide_general() helps finish). */
 static uint64_t chain_earliest(const struct gcra_chain *c, uint32_t cost)
 {
     uint64_t d = c->now;
@@ -96,8 +98,8 @@ static uint64_t chain_earliest(const struct gcra_chain *c, uint32_t cost)
         const struct gcra_step *s = &c->steps[i];
         if (s->seen & RL_FROZEN)
             return 0;
-        d = rl__max(
-            d, gcra_earliest_for(&s->view->rules[0], s->view->margin_ns, s->seen, c->now, cost));
+        d = rl__max(d, rl__gcra_earliest_for(&s->view->rules[0], s->view->margin_ns, s->seen,
+                                             c->now, cost));
     }
     return d;
 }
@@ -107,7 +109,7 @@ static bool chain_commit(struct gcra_chain *c, uint32_t cost)
 {
     for (unsigned i = 0; i < c->n; i++) {
         struct gcra_step *s = &c->steps[i];
-        s->mine = gcra_tat_after(s->seen, c->now, cost, s->view->rules[0].interval_ns);
+        s->mine = rl__gcra_tat_after(s->seen, c->now, cost, s->view->rules[0].interval_ns);
         /* C2 as in plan_commit: acq_rel, the linearization point of this rule. */
         if (rl__cas_acq_rel(s->word, &s->seen, s->mine))
             continue;
@@ -131,7 +133,7 @@ static uint64_t chain_remaining(const struct gcra_chain *c, bool committed)
         struct rl_rule_state st = {0};
         rl__rule_ctx(&ctx, s->bucket->table, s->view, 0);
         ctx.word = committed ? s->mine : s->seen;
-        gcra_usage(&ctx, c->now, &st);
+        rl__gcra_usage(&ctx, c->now, &st);
         least = st.remaining < least ? st.remaining : least;
     }
     return least;
@@ -146,14 +148,15 @@ static void chain_decision(struct rl_decision *out, const struct gcra_chain *c, 
                                     .remaining = chain_remaining(c, admitted)};
 }
 
-int rl__acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out)
+enum gcra_chain_result rl__acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait,
+                                              struct rl_decision *out)
 {
     struct gcra_chain c;
     if (!chain_build(b, &c))
-        return RL_DECLINED;
+        return GCRA_DECLINED;
     c.now = rl__clock_rel(b->table);
     if (!chain_load(&c))
-        return RL_DECLINED;
+        return GCRA_DECLINED;
     for (bool fresh = false;;) {
         uint64_t d = chain_earliest(&c, cost);
         if (d > c.now && !fresh) {
@@ -164,23 +167,23 @@ int rl__acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait, struc
             continue;
         }
         if (d == 0 || d == RL_NEVER || (d > c.now && max_wait))
-            return RL_DECLINED;
+            return GCRA_DECLINED;
         if (d > c.now) {
             rl__fetch_add_relaxed(&b->rec->counters.rejected, 1); /* relaxed: a statistic */
             chain_decision(out, &c, d, false);
-            return RL_ELIMITED;
+            return GCRA_REFUSED;
         }
         if (chain_commit(&c, cost))
             break;
         /* Someone else decided meanwhile: decide again against the words (and cool-downs)
          * now in place, at an instant read after them. */
         if (!chain_load(&c))
-            return RL_DECLINED;
+            return GCRA_DECLINED;
         c.now = rl__clock_rel(b->table);
         fresh = true;
     }
     for (unsigned i = 0; i < c.n; i++)
         rl__count_admission(c.steps[i].bucket, c.steps[i].admitted, cost);
     chain_decision(out, &c, c.now, true);
-    return 0;
+    return GCRA_ADMITTED;
 }

@@ -1,7 +1,51 @@
 /*
  * atomics.h - the one door to atomics. Every atomic access in src/ goes through these
- * wrappers, so the ordering is always explicit at the call site (tests/lint_atomics.sh
- * fails if <stdatomic.h> operations appear anywhere else).
+ * wrappers, so the ordering is always explicit at the call site. `tests/lint.sh atomics`
+ * fails if <stdatomic.h> operations appear anywhere else.
+ *
+ * Every acquire, release and CAS carries a label at its call site. This is the index.
+ * "pairs" names the other side of each edge. Every CAS is acq_rel on success and acquire
+ * on failure.
+ *
+ * label file:function                       order   pairs    publishes, or what it orders
+ * A1    shm_index.c:slot_names              acquire R1       the record's name and fields
+ * A2    shm_index.c:rl__index_find          acquire C1       the slot's bucket number
+ * A3    block.c:rl__bucket_view             acquire R1, S5   the current policy block
+ *       internal.h:rl__bucket_view_cached
+ *       counters.c:block_admissions
+ * A4    bucket.c:rl__bucket_handle          acquire R1       the record is final
+ *       bucket.c:rl_table_foreach
+ * A5    acquire.c:plan_load                 acquire C2 U1 S3 a state word (a sliding head:
+ *       acquire_gcra.c:chain_load                   S4 Z1 F2 the log entries it needs)
+ *       rule.h:rl__rule_ctx_load
+ * A6    update.c:rl__switch_help            acquire S2       block B's rules, carry_at
+ * A7    acquire.c:plan_load                 acquire F1       the cool-down in force
+ *       acquire_gcra.c:chain_load
+ * A8    acquire.c:turn_voided_until         acquire F1       cool-down start and end
+ * C1    shm_index.c:rl__index_insert        CAS     A2       the slot (its record: R1)
+ * C2    acquire.c:plan_commit               CAS     A5       one rule's decision (the
+ *       acquire_gcra.c:chain_commit                          linearization point)
+ * U1    acquire.c:rule_undo                 CAS     A5       the word restored, if ours
+ *       acquire_gcra.c:chain_commit
+ * R1    bucket.c:record_create              release A1 A3 A4 name, parent, first block
+ * R2    rule_sliding.c:unit_tick            acquire C2       an unmoved head: repair
+ * S1    update.c:rl_bucket_update           relaxed S2       block B's contents
+ * S2    update.c:rl_bucket_update           CAS     A6       block B, filled by S1
+ * S3    update.c:freeze                     CAS     A5 C2    frozen: no commit succeeds
+ * S4    update.c:rl__switch_help            CAS     A5       B's first state, its log
+ * S5    update.c:rl__switch_help            CAS     A3       B is current, filled in
+ * L1    rule_sliding.c:unit_tick            acquire W1 W2 Z1 a log entry's tick
+ * W1    rule_sliding.c:unit_tick            CAS     L1       a helped log entry
+ * W2    rule_sliding.c:rl__sliding_finalize CAS     L1       a written log entry
+ * Z1    rule_*.c:rl__*_reset                CAS     A5 L1    the reset state
+ * F1    feedback.c:raise_to                 CAS     A7 A8    a cool-down, the last 429
+ * F2    feedback.c:reconcile                CAS     A5 C2    the server rule's word
+ * K1    shm_table.c:rl__claim               CAS     K1       a unique number or range
+ * P1    block.c:rl__bucket_view_refresh     CAS ptr A3 (ptr) a cached view (process)
+ * P2    bucket.c:handle_make                CAS ptr A4 (ptr) a handle (process)
+ *
+ * Relaxed accesses (statistics, fields published by one of the edges above) say why at
+ * the call site.
  */
 #ifndef RL_ATOMICS_H
 #define RL_ATOMICS_H

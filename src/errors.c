@@ -1,5 +1,27 @@
-/* errors.c - error codes to text; one X-macro list in ratelimit.h generates both tables. */
-#include "ratelimit.h"
+/*
+ * errors.c - error codes to text, and the thread's detail for the last error.
+ * One X-macro list in ratelimit.h generates both tables.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+static _Thread_local char errdetail[512];
+
+const char *rl_errdetail(void)
+{
+    return errdetail;
+}
+
+int rl__fail(int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errdetail, sizeof(errdetail), fmt, ap);
+    va_end(ap);
+    return err;
+}
 
 const char *rl_strerror(int err)
 {

@@ -7,54 +7,19 @@
  * (acquire.c); waiters whose reserved turn falls inside a cool-down give the turn up and
  * take a new one after it, keeping their order (see rl_acquire).
  *
- * Server rule (shm_bucket.server, remaining:20 | until:44 ticks): the budget the server
- * says is left until its reset, when that is less than ours. Deciders treat it as one more
- * rule of the bucket: each admission before `until` takes units from `remaining`.
+ * Server rule (shm_bucket.server, see rule_server.c): the budget the server says is left
+ * until its reset, when that is less than ours.
  */
 #include <string.h>
-#include <time.h>
 
 #include <bsd/stdlib.h>
 
-#include "internal.h"
+#include "rule.h"
 
-#define HOUR_NS    3600000000000ULL
-#define SERVER_MAX ((1ULL << 20) - 1)
-#define TICK_MASK  ((1ULL << 44) - 1)
+#define HOUR_NS 3600000000000ULL
 
-static uint64_t server_word(uint64_t remaining, uint64_t until_ns)
-{
-    return remaining << 44 | ((until_ns + RL_TICK_NS - 1) / RL_TICK_NS & TICK_MASK);
-}
-
-static uint64_t server_until(uint64_t w)
-{
-    return (w & TICK_MASK) * RL_TICK_NS;
-}
-
-static uint64_t server_left(uint64_t w)
-{
-    return w >> 44;
-}
-
-int server_earliest(uint64_t w, uint64_t at, uint32_t cost, uint64_t *earliest)
-{
-    uint64_t until = server_until(w);
-    *earliest = at >= until || server_left(w) >= cost ? at : until;
-    return RULE_OK;
-}
-
-uint64_t server_next_word(uint64_t w, uint64_t d, uint32_t cost)
-{
-    return d >= server_until(w) ? w : w - ((uint64_t)cost << 44);
-}
-
-uint64_t server_remaining(uint64_t w, uint64_t now)
-{
-    return now >= server_until(w) ? UINT64_MAX : server_left(w);
-}
-
-/* Raise a grow-only word to at least v. Acq_rel CAS: pairs with deciders' acquire loads. */
+/* Raise a grow-only word to at least v. F1: acq_rel CAS, pairs with deciders' acquire
+ * loads (A7, A8). */
 static void raise_to(rl_atomic64 *word, uint64_t v)
 {
     uint64_t cur = rl__load_acquire(word);
@@ -116,11 +81,21 @@ static uint64_t pause_for_429(struct shm_bucket *rec, const struct parsed *p, ui
     return backoff_pause(*backoff - 1, cap);
 }
 
-/* The bucket's own budget left now (its rules only): the view reconciliation compares. */
+/* Units the bucket's own rules admit now, the least of them (not its parents', nor the
+ * server rule's): the view reconciliation compares. 0 if the bucket is damaged. */
 static uint64_t local_remaining(const rl_bucket *b)
 {
-    uint64_t least;
-    return rl__bucket_remaining(b, &least) < 0 ? 0 : least;
+    struct policy_view v;
+    if (rl__bucket_view(b, &v) < 0)
+        return 0;
+    uint64_t now = rl__clock_rel(b->table), least = UINT64_MAX;
+    for (uint32_t i = 0; i < v.nrules; i++) {
+        struct rule_ctx c;
+        rl__rule_ctx_load(&c, b->table, &v, i);
+        uint64_t left = rl__rule_remaining(&c, now);
+        least = left < least ? left : least;
+    }
+    return least;
 }
 
 static bool reconcile(rl_bucket *b, const struct parsed *p, uint64_t now, uint64_t cap)
@@ -129,12 +104,13 @@ static bool reconcile(rl_bucket *b, const struct parsed *p, uint64_t now, uint64
         p->remaining >= local_remaining(b))
         return false;
     uint64_t until = now + (p->reset_ns < cap ? p->reset_ns : cap);
-    uint64_t want = server_word(p->remaining < SERVER_MAX ? p->remaining : SERVER_MAX, until);
+    uint64_t want = rl__server_word(p->remaining, until);
     uint64_t cur = rl__load_acquire(&b->rec->server);
-    /* Replace an older view unless it is both stricter and lasts as long. Acq_rel CAS: a
-     * decider's commit racing with it makes one of the two CASes fail and retry, so no
-     * admission is counted against a view that was replaced under it. */
-    while (!(server_until(cur) >= server_until(want) && server_left(cur) <= server_left(want)) &&
+    /* Replace an older view unless it is both stricter and lasts as long. F2: acq_rel CAS.
+     * A decider's commit (C2) racing with it makes one of the two CASes fail and retry. So
+     * no admission is counted against a view that was replaced under it. */
+    while (!(rl__server_until(cur) >= rl__server_until(want) &&
+             rl__server_left(cur) <= rl__server_left(want)) &&
            !rl__cas_acq_rel(&b->rec->server, &cur, want))
         ;
     return true;
@@ -154,7 +130,7 @@ int rl_report(rl_bucket *b, const struct rl_response *response, struct rl_feedba
         return rl__fail(RL_EINVAL, "rl_report: HTTP status %d is not in 100..599", r->status);
     if (b->table->read_only)
         return rl__fail(RL_EPERM, "table %s is open read-only", b->table->path);
-    if (rl_bucket_is_template(b))
+    if (b->is_template)
         return rl__fail(RL_EINVAL, "'%s' is a template: report for a bucket made from it", b->name);
     struct shm_bucket *rec = b->rec;
     uint64_t cap = r->max_cooldown_ns ? r->max_cooldown_ns : HOUR_NS;
@@ -185,43 +161,8 @@ void rl__feedback_read(const rl_bucket *b, uint64_t now, struct rl_feedback_stat
     out->cooldown_ns = until > now ? until - now : 0;
     out->last_429_ns = last ? last + b->table->hdr->epoch_ns : 0;
     out->backoff = (unsigned)rl__load_relaxed(&rec->backoff);
-    if (server && server_until(server) > now) {
-        out->server_remaining = server_left(server);
-        out->server_reset_ns = server_until(server) - now;
-    }
-}
-
-static void sleep_ns(uint64_t ns)
-{
-    struct timespec ts = {(time_t)(ns / 1000000000ULL), (long)(ns % 1000000000ULL)};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
-int rl_call(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, unsigned max_attempts,
-            int (*fn)(void *, struct rl_response *), void *arg, struct rl_response *resp)
-{
-    if (!b || !fn || !resp || max_attempts == 0 || resp->size < RL_RESPONSE_SIZE_V1)
-        return rl__fail(RL_EINVAL, "rl_call needs a bucket, a callback, a response from "
-                                   "RL_RESPONSE_INIT and attempts");
-    size_t size = resp->size < sizeof(*resp) ? resp->size : sizeof(*resp);
-    for (unsigned attempt = 1;; attempt++) {
-        struct rl_feedback fb;
-        int rc = rl_acquire(b, cost, timeout_ns, NULL);
-        if (rc < 0)
-            return rc;
-        memset(&resp->status, 0, size - offsetof(struct rl_response, status)); /* keeps size */
-        if ((rc = fn(arg, resp)) < 0)
-            return rc;
-        if ((rc = rl_report(b, resp, &fb)) < 0)
-            return rc;
-        if (resp->status != 429)
-            return 0;
-        if (attempt == max_attempts)
-            return rl__fail(RL_ELIMITED, "bucket '%s': still 429 after %u attempts", b->name,
-                            max_attempts);
-        /* The pool waits out the cool-down in rl_acquire; up to 1 s of jitter on top keeps
-         * the retries of many callers from landing together when it ends. */
-        sleep_ns((uint64_t)arc4random_uniform(1000) * 1000000ULL);
+    if (server && rl__server_until(server) > now) {
+        out->server_remaining = rl__server_left(server);
+        out->server_reset_ns = rl__server_until(server) - now;
     }
 }

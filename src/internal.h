@@ -80,7 +80,7 @@ struct rl_bucket {
     void *_Atomic view;
 };
 
-/* table.c: record a detail for rl_errdetail() and return err. */
+/* errors.c: record a detail for rl_errdetail() and return err. */
 int rl__fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* clock.c */
@@ -102,25 +102,28 @@ static inline uint64_t rl__clock_rel(const rl_table *t)
 }
 int rl__boot_id(char out[40]);
 
-/* table.c: bounds-checked arena access; NULL if [off, off+len) is outside the arena. */
+/* shm_table.c: bounds-checked arena access; NULL if [off, off+len) is outside the arena. */
 void *rl__arena_at(const rl_table *t, uint64_t off, uint64_t len);
 /* Take n from a shared allocation counter without ever passing limit; *at = the start. */
 int rl__claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at);
 int rl__arena_alloc(rl_table *t, uint64_t len, uint64_t *off);
 
-/* index.c */
+/* shm_index.c */
 uint64_t rl__name_hash(const char *name);
 int rl__index_find(const rl_table *t, const char *name, uint32_t *no);
 /* Publish bucket `no` under `name`; if another bucket won the name, *winner is it. */
 int rl__index_insert(rl_table *t, const char *name, uint32_t no, uint32_t *winner);
 uint32_t rl__bucket_count(const rl_table *t);
 
-/* bucket.c */
-int rl__bucket_handle(rl_table *t, uint32_t no, rl_bucket **out);
-void rl__bucket_free(rl_bucket *b); /* a handle and its view cache */
-/* Units the bucket's own rules admit now, the least of them (not its parents'). */
-int rl__bucket_remaining(const rl_bucket *b, uint64_t *least);
-/* Snapshot the bucket's current policy block (or the block at `off`); -1 if damaged. */
+/* block.c: the policy block. Snapshot the block at `off`: 0, or -1 if damaged. */
+int rl__block_view(const rl_table *t, uint64_t off, struct policy_view *v);
+/* Allocate and fill a policy block whose state words hold `word` (not yet visible). */
+int rl__block_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint64_t *off);
+void rl__block_read(const struct policy_view *v, struct rl_policy *out);
+/* Arena bytes of a policy's block with its sliding logs, rounded up to RL_ALIGN. */
+uint64_t rl__policy_bytes(const struct rl_policy *pol);
+bool rl__policy_same(const struct rl_policy *a, const struct rl_policy *b);
+/* Snapshot the bucket's current policy block; -1 if damaged. */
 int rl__bucket_view(const rl_bucket *b, struct policy_view *v);
 /* The snapshot of the block at `off` from the handle's cache, made if needed: 0, or
  * RL_ECORRUPT or RL_ENOMEM. */
@@ -130,8 +133,8 @@ int rl__bucket_view_refresh(rl_bucket *b, uint64_t off, const struct policy_view
  * RL_ECORRUPT or RL_ENOMEM. Inline: every decision asks, and the cache nearly always has it. */
 static inline int rl__bucket_view_cached(rl_bucket *b, const struct policy_view **out)
 {
-    /* A3 as in rl__bucket_view; the cache is process-local and its entries immutable, so
-     * acquire on the pointer sees the entry's contents (published by a CAS in the refresh). */
+    /* A3 as in rl__bucket_view. The cache is process-local and its entries are immutable.
+     * So acquire on the pointer sees the entry's contents (published by P1 in the refresh). */
     uint64_t off = rl__load_acquire(&b->rec->policy_off);
     const struct cached_view *have = rl__ptr_load_acquire(&b->view);
     if (!have || have->v.off != off)
@@ -139,85 +142,31 @@ static inline int rl__bucket_view_cached(rl_bucket *b, const struct policy_view 
     *out = &have->v;
     return 0;
 }
-int rl__policy_view(const rl_table *t, uint64_t off, struct policy_view *v);
-/* Allocate and fill a policy block whose state words hold `word` (not yet visible). */
-int rl__policy_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint64_t *off);
-void rl__policy_read(const struct policy_view *v, struct rl_policy *out);
-/* Arena bytes of a policy block with its sliding logs, rounded up to RL_ALIGN. */
-uint64_t rl__policy_bytes(const struct rl_policy *pol);
-bool rl__policy_same(const struct rl_policy *a, const struct rl_policy *b);
 
 /* update.c: finish a switch away from the viewed block, if one started. True if it did. */
 bool rl__switch_help(const rl_bucket *b, const struct policy_view *v);
 
-/*
- * One rule of a decision: where its state lives and what a decision needs to know.
- * The per-kind files (gcra.c, fixed.c, sliding.c) implement the functions below.
- */
-struct rule_ctx {
-    const rl_table *table;
-    struct rule_params r; /* validated copy */
-    rl_atomic64 *state;   /* the rule's state word in the table */
-    rl_atomic64 *log;     /* sliding: its log, r.limit words */
-    uint64_t margin_ns;
-    uint64_t word; /* the state word as loaded for this decision */
-    bool repair;   /* sliding: repeated stale views; repair inconsistent log entries */
-};
-
-/* Rule i of a view as a context (word not loaded). */
-static inline void rl__rule_ctx(struct rule_ctx *c, const rl_table *t, const struct policy_view *v,
-                                uint32_t i)
-{
-    *c = (struct rule_ctx){.table = t,
-                           .r = v->rules[i],
-                           .state = &v->block->rules[i].word,
-                           .log = v->log[i],
-                           .margin_ns = v->margin_ns};
-}
-
-enum rule_status {
-    RULE_OK = 0,
-    RULE_STALE = 1, /* the loaded state is outdated: reload and start over */
-};
-
-/*
- * earliest: the earliest relative instant >= now at which `cost` units are admissible
- * given ctx->word, RL_NEVER if never (cost above capacity). May return RULE_STALE.
- * next_word: the state word after admitting `cost` at instant d (d >= earliest).
- * finalize: work after every rule of the chain committed (sliding: write the log).
- * reset: give the full budget back.
- * usage: units counted now, for inspection.
- */
-uint64_t gcra_earliest_for(const struct rule_params *r, uint64_t margin_ns, uint64_t tat,
-                           uint64_t now, uint32_t cost);
-int gcra_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest);
-/* The TAT after admitting `cost` units at instant d (d >= the earliest instant). */
-uint64_t gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
-uint64_t gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
-void gcra_reset(struct rule_ctx *c, uint64_t now);
-void gcra_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out);
-
-int fixed_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest);
-uint64_t fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
-void fixed_reset(struct rule_ctx *c, uint64_t now);
-void fixed_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out);
-
-int sliding_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest);
-uint64_t sliding_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
-void sliding_finalize(struct rule_ctx *c, uint64_t old_word, uint64_t new_word);
-void sliding_reset(struct rule_ctx *c, uint64_t now);
-void sliding_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out);
-uint64_t sliding_remaining(const struct rule_ctx *c, uint64_t now);
-/* A new log's entries as if `units` were admitted at `at` (update.c S4). */
-void sliding_seed(const struct rule_ctx *c, uint64_t units, uint64_t at);
-
-/* acquire.c: count an admission of `cost` units to bucket x, in the admission counter
+/* counters.c: count an admission of `cost` units to bucket x, in the admission counter
  * `admitted` (the record's, or a policy block's: see shm_rule.admitted). */
 void rl__count_admission(rl_bucket *x, rl_atomic64 *admitted, uint32_t cost);
+/* The bucket's counters, with the fast path's admissions counted in its blocks. */
+void rl__counters_read(const rl_bucket *b, struct rl_counters *out);
 
-/* acquire_gcra.c: decide for a chain of GCRA-only buckets, or RL_DECLINED (decide() must). */
-#define RL_DECLINED 1
-int rl__acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out);
+/* feedback.c: what the vendor's answers left in the bucket record, for rl_bucket_info. */
+void rl__feedback_read(const rl_bucket *b, uint64_t now, struct rl_feedback_state *out);
+
+/* bucket.c */
+int rl__bucket_handle(rl_table *t, uint32_t no, rl_bucket **out);
+
+/* acquire_gcra.c: decide for a chain of GCRA-only buckets, or decline (then
+ * acquire.c's general path decides). */
+enum gcra_chain_result {
+    GCRA_ADMITTED, /* admitted now */
+    GCRA_REFUSED,  /* refused: RL_ELIMITED (max_wait 0) */
+    GCRA_DECLINED, /* not a case for the fast path: nothing was committed */
+};
+enum gcra_chain_result rl__acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait,
+                                              struct rl_decision *out);
 
 /* headers.c: parse hostile header values; false means malformed. */
 bool rl__header_uint(const char *text, uint64_t *out);
@@ -228,18 +177,9 @@ bool rl__header_ratelimit(const char *text, uint64_t *remaining, uint64_t *reset
 bool rl__header_policy(const char *text, uint64_t *quota, uint64_t *window_ns);
 int64_t rl__wall_now_ns(void);
 
-/* feedback.c: the server rule (a pseudo-rule whose word lives in the bucket record). */
-#define RL_SERVER 3
-int server_earliest(uint64_t word, uint64_t at, uint32_t cost, uint64_t *earliest);
-uint64_t server_next_word(uint64_t word, uint64_t d, uint32_t cost);
-uint64_t server_remaining(uint64_t word, uint64_t now);
-void rl__feedback_read(const rl_bucket *b, uint64_t now, struct rl_feedback_state *out);
 /* The size of the first struct rl_response (up to max_cooldown_ns): a smaller one is
  * RL_EINVAL. */
 #define RL_RESPONSE_SIZE_V1 (offsetof(struct rl_response, max_cooldown_ns) + sizeof(uint64_t))
-
-/* policy.c */
-uint64_t rl__gcra_interval(uint64_t limit, uint64_t period_ns);
 
 static inline uint64_t rl__sat_add(uint64_t a, uint64_t b)
 {

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "rule.h"
 
 struct cursor {
     const char *text;
@@ -204,11 +204,6 @@ static int parse_policy(struct cursor *c, struct rl_policy *out)
         if (parse_option(c, out, &seen) < 0)
             return RL_EPARSE;
     return 0;
-}
-
-uint64_t rl__gcra_interval(uint64_t limit, uint64_t period_ns)
-{
-    return (period_ns + limit - 1) / limit; /* rounded up: never faster than N per T */
 }
 
 /* Semantic checks of rule i, reported at `at` (the rule's first character). */

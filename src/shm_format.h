@@ -16,21 +16,37 @@
  *   |                           |  sliding-window logs, 64-byte aligned, never freed
  *   +---------------------------+ file_bytes
  *
- * No pointers live in the file: records refer to each other by bucket number and arena
- * offset, and every reader bounds-checks them against the header before use (a corrupt
- * record refuses requests with RL_ECORRUPT; it never makes a process read out of bounds).
- *
- * Creation: the creator builds the whole file under a temporary name, then link()s it to
- * the final path. link() fails with EEXIST if another creator won, so exactly one table
- * appears and it is complete when it appears: attachers never see a half-built header.
+ * No pointers live in the file. Records refer to each other by bucket number and arena
+ * offset. Every reader bounds-checks them against the header before use. A corrupt record
+ * refuses requests with RL_ECORRUPT; it never makes a process read out of bounds.
  *
  * Clock: all instants in the file are CLOCK_MONOTONIC nanoseconds minus header.epoch_ns
- * ("relative ns"), so 0 is the table's creation. CLOCK_MONOTONIC restarts at boot, so the
- * header records the boot id and an attach after a reboot fails with RL_ESTALE.
+ * ("relative ns"), so 0 is the table's creation. CLOCK_MONOTONIC restarts at boot. So the
+ * header records the boot id, and an attach after a reboot fails with RL_ESTALE.
  *
- * Crash safety: every change is one CAS on one 64-bit word whose old and new values are
- * both valid states, except the two multi-step operations, which are explained where they
- * happen: bucket creation (index.c) and the sliding-window log (sliding.c).
+ * Crash safety. Most changes are one CAS on one 64-bit word whose old and new values are
+ * both valid states. A process killed before the CAS changed nothing; one killed after it
+ * is done. Four operations take several steps. Each leaves a valid table at every step,
+ * and none makes anyone wait for the process that started it:
+ *
+ * 1. Creation, of the table and of a bucket.
+ *    - The table file is built whole under a temporary name, then link()ed to its path.
+ *      link() fails with EEXIST if another creator won. So exactly one table appears, and
+ *      it is complete when it appears: attachers never see a half-built header.
+ *    - A bucket is a record filled and published by R1, then an index slot CASed to it
+ *      (C1, shm_index.c). A creator killed between the two leaves an unreachable record:
+ *      one bucket of capacity lost, never a wrong answer.
+ * 2. The sliding log (rule_sliding.c). A decision claims units by one CAS on the head,
+ *    then writes their log entries. A writer killed in between leaves entries unwritten.
+ *    The claimer of the unit one lap later writes them for it ("helps"), conservatively.
+ * 3. The rule switch (update.c S1-S5). A new block is filled, linked from the old one,
+ *    the old words are frozen, the new words seeded, and policy_off moved. Anyone who
+ *    meets a frozen word or a linked successor finishes the switch itself.
+ * 4. The multi-rule commit and its undo (acquire.c, acquire_gcra.c). A decision commits
+ *    its rules one CAS each (C2). If one CAS fails, it undoes the ones before (U1), each
+ *    only if the word is still its own. A process killed between two commits, or during
+ *    the undo, leaves its units counted by the rules it committed: under-admission, never
+ *    over-admission.
  */
 #ifndef RL_SHM_FORMAT_H
 #define RL_SHM_FORMAT_H
@@ -150,8 +166,8 @@ struct shm_bucket {
  *   RL_GCRA     word = TAT, the theoretical arrival time, relative ns. TAT <= now means a
  *               full bucket; each admitted unit adds interval_ns.
  *   RL_FIXED    word = count:31 | window:32. window = (wall-clock ns / T) mod 2^32
- *               of the window being counted (see fixed.c).
- *   RL_SLIDING  word = pos:19 | last:44, the log's head (see sliding.c): pos = units
+ *               of the window being counted (see rule_fixed.c).
+ *   RL_SLIDING  word = pos:19 | last:44, the log's head (see rule_sliding.c): pos = units
  *               admitted so far mod 4N, last = ceil(latest admission instant) in ticks.
  */
 struct shm_rule {

@@ -9,33 +9,27 @@
  *   S4  for each rule of B: compute its initial state from P's frozen words as of carry_at
  *       and CAS it RL_UNINIT -> state. Deterministic: any helper computes the same value.
  *   S5  CAS policy_off P -> B (release).
- * Anyone who meets a frozen word (a decider, a reset, another update) runs S3-S5 itself,
- * so a switcher killed at any step leaves work others finish: nothing waits on it.
+ * Anyone who meets a frozen word (a decider, a reset, another update) runs S3-S5 itself.
+ * So a switcher killed at any step leaves work that others finish. Nothing waits on it.
  *
- * Carry-over is conservative: each new rule starts as if the units counted by the old
- * rules had all been admitted at carry_at (later than they really were), so the new rules
- * never admit more than they allow; P's usage is final once frozen, so nothing is lost.
+ * Carry-over is conservative. Each new rule starts as if the units counted by the old
+ * rules had all been admitted at carry_at, later than they really were. So the new rules
+ * never admit more than they allow. P's usage is final once frozen, so nothing is lost.
  */
 #include <string.h>
 
-#include "internal.h"
+#include "rule.h"
 
-/* Units a frozen rule counts at `at`, uncapped (a carried-over debt may exceed N). */
-static uint64_t kind_usage(const struct policy_view *v, uint32_t i, const struct rule_ctx *c,
-                           uint64_t at)
+/* Units rule i of a frozen block counts at `at`, uncapped (a carried-over debt may exceed
+ * N). Units carried beyond what the rule's state holds count while the stamps they rode in
+ * with do. */
+static uint64_t frozen_usage(const struct policy_view *v, uint32_t i, const struct rule_ctx *c,
+                             uint64_t at)
 {
-    const struct rule_params *r = &c->r;
-    struct rl_rule_state st = {0};
-    if (r->kind == RL_GCRA)
-        return c->word > at ? (c->word - at + r->interval_ns - 1) / r->interval_ns : 0;
-    if (r->kind == RL_FIXED) {
-        fixed_usage(c, at, &st);
-        return st.used;
-    }
-    uint64_t excess = 0; /* still counted while the stamps it rode in with are */
-    if (rl__sat_add(v->block->carry_at, r->period_ns + v->margin_ns) > at)
+    uint64_t excess = 0;
+    if (rl__sat_add(v->block->carry_at, c->r.period_ns + v->margin_ns) > at)
         excess = rl__load_relaxed(&v->block->carry_excess[i]);
-    return r->limit - sliding_remaining(c, at) + excess;
+    return rl__sat_add(rl__rule_used(c, at), excess);
 }
 
 /*
@@ -56,31 +50,24 @@ static uint64_t carried_units(const rl_table *t, const struct policy_view *old, 
     }
     uint32_t i = best != UINT32_MAX ? best : longest;
     struct rule_ctx c;
-    rl__rule_ctx(&c, t, old, i);
-    c.word = rl__load_acquire(c.state) & ~RL_FROZEN; /* frozen: final */
-    uint64_t used = kind_usage(old, i, &c, at);
+    rl__rule_ctx_load(&c, t, old, i); /* frozen: final */
+    uint64_t used = frozen_usage(old, i, &c, at);
     if (best == UINT32_MAX) /* older windows of the longest rule held at most N each */
         used += c.r.limit * ((nr->period_ns + c.r.period_ns - 1) / c.r.period_ns - 1);
     return used < (1ULL << 31) ? used : (1ULL << 31); /* a debt beyond any limit */
 }
 
-/* S4 for rule i of block n: its first state with `units` admitted at `at`. A GCRA or fixed
- * rule records any debt, even beyond its limit; a sliding log holds at most N stamps and
- * the rest is kept in carry_excess. */
+/* S4 for rule i of block n: its first state with `units` admitted at `at`. Units beyond
+ * what the state holds are kept in carry_excess (relaxed: published by S5's release). */
 static uint64_t initial_word(const rl_table *t, const struct policy_view *n, uint32_t i,
                              uint64_t units, uint64_t at)
 {
     struct rule_ctx c;
+    uint64_t excess;
     rl__rule_ctx(&c, t, n, i);
-    if (c.r.kind == RL_GCRA)
-        return at + units * c.r.interval_ns;
-    if (c.r.kind == RL_FIXED)
-        return units ? fixed_next_word(&c, at, (uint32_t)units) : 0;
-    rl__store_relaxed(&n->block->carry_excess[i], units > c.r.limit ? units - c.r.limit : 0);
-    units = units < c.r.limit ? units : c.r.limit;
-    sliding_seed(&c, units, at);
-    /* Head: pos 0, last = ceil(at) in ticks, so new units are ordered after the seeded. */
-    return units ? (at + RL_TICK_NS - 1) / RL_TICK_NS : 0;
+    uint64_t word = rl__rule_carry(&c, units, at, &excess);
+    rl__store_relaxed(&n->block->carry_excess[i], excess);
+    return word;
 }
 
 static void freeze(const struct policy_view *v)
@@ -103,7 +90,7 @@ bool rl__switch_help(const rl_bucket *b, const struct policy_view *p)
     uint64_t next = rl__load_acquire(&p->block->next_off), cur = p->off;
     /* The arena only grows, so a successor always lies above its block: a damaged
      * next_off cannot send anyone round in circles. */
-    if (next <= cur || rl__policy_view(t, next, &n) < 0)
+    if (next <= cur || rl__block_view(t, next, &n) < 0)
         return false;
     freeze(p);
     uint64_t carry_at = n.block->carry_at;
@@ -134,10 +121,10 @@ int rl_bucket_update(rl_bucket *b, const struct rl_policy *pol)
             return rl__fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
         if (rl__switch_help(b, &p))
             continue;
-        rl__policy_read(&p, &have);
+        rl__block_read(&p, &have);
         if (rl__policy_same(&have, pol))
             return 0;
-        int err = rl__policy_create((rl_table *)b->table, pol, RL_UNINIT, &off);
+        int err = rl__block_create(b->table, pol, RL_UNINIT, &off);
         if (err)
             return err;
         ((struct shm_policy *)(b->table->arena + off))->carry_at = rl__clock_rel(b->table);

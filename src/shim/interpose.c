@@ -4,14 +4,21 @@
  * or another preloaded shim's), found with dlsym(RTLD_NEXT). Should dlsym fail, the system
  * call is made directly, so the host program never loses its connect.
  *
+ * The caller's address is never dereferenced: it is copied with process_vm_readv on our
+ * own process, which fails with EFAULT instead of faulting. An address the copy cannot read
+ * goes straight to the real call untouched, so the kernel answers EFAULT as without the
+ * shim. Only the bytes the kernel would read are copied (len, at most a sockaddr_in6).
+ *
  * glibc declares the address parameter as __CONST_SOCKADDR_ARG, a transparent union under
  * _GNU_SOURCE; the definitions below use the same type to match the declarations.
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "../atomics.h"
@@ -62,10 +69,34 @@ static ssize_t real_sendto(int fd, const void *buf, size_t n, int flags, const s
     return fn(fd, buf, n, flags, sa, len);
 }
 
+/*
+ * The decision for a connect to the caller's sa: copy what the kernel would read, then ask
+ * shim_admit. 0 (go ahead, also when sa is unreadable: the real call fails with EFAULT) or
+ * the errno to fail with. Without process_vm_readv (ENOSYS, or a seccomp filter) the
+ * address is read directly, as before.
+ */
+static int admit(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    struct sockaddr_in6 copy; /* the largest address shim_dest_from reads */
+    size_t n = len < (socklen_t)sizeof(copy) ? (size_t)len : sizeof(copy);
+    struct iovec local = {&copy, n}, remote = {(void *)(uintptr_t)sa, n};
+    if (!sa || n == 0)
+        return shim_admit(fd, sa, len);
+    int saved = errno;
+    ssize_t got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    bool unavailable = got < 0 && (errno == ENOSYS || errno == EPERM);
+    errno = saved;
+    if (unavailable)
+        return shim_admit(fd, sa, len);
+    if (got != (ssize_t)n)
+        return 0; /* unreadable: the kernel will say EFAULT */
+    return shim_admit(fd, (const struct sockaddr *)&copy, (socklen_t)n);
+}
+
 EXPORT int connect(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
 {
     const struct sockaddr *sa = addr.__sockaddr__;
-    int err = shim_admit(fd, sa, len);
+    int err = admit(fd, sa, len);
     if (err) {
         errno = err;
         return -1;
@@ -78,7 +109,7 @@ EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCK
                       socklen_t len)
 {
     const struct sockaddr *sa = addr.__sockaddr__;
-    int err = (flags & MSG_FASTOPEN) && sa ? shim_admit(fd, sa, len) : 0;
+    int err = (flags & MSG_FASTOPEN) && sa ? admit(fd, sa, len) : 0;
     if (err) {
         errno = err;
         return -1;

@@ -2,13 +2,19 @@
  * routes.c - the route table: which TCP destinations draw from which bucket.
  *
  * A table is built from the config's routes when the shim starts, and built again whenever
- * host names are due for re-resolution (rl_config_shim()->resolve_every_ns). A published
- * table is never changed. Every connect reads the current one without locks: it enters an
+ * host names are due for re-resolution (rl_config_shim()->resolve_every_ns). Host names are
+ * resolved by the resolver thread (helper.c), never on a connect: the first table has the
+ * address routes only, the first pass adds the host names' addresses. A published table is
+ * never changed. Every connect reads the current one without locks: it enters an
  * RCU read-side critical section (urcu-bp, the flavour for libraries whose host program
  * never registers its threads), dereferences the table, copies out what it needs and leaves
  * before it sleeps for its turn. A refresher builds a whole new table, swaps it in, waits for
  * a grace period (every reader that could still see the old table has left it) and frees
  * the old one. Grace periods are process-local; nothing here is shared between processes.
+ *
+ * Until the first pass is done, a connect to the port of a host-name route waits for it, so
+ * a short-lived process is limited from its first connect. No other connect ever waits for
+ * DNS: a re-resolution runs while every connect matches against the table it replaces.
  *
  * Host names: a route matches the addresses of the last two successful resolutions, since
  * the connecting program resolved the name on its own, perhaps a little earlier, and
@@ -48,8 +54,8 @@ struct route_table {
  * rcu_xchg_pointer, freed only after synchronize_rcu. */
 static struct route_table *current;
 
-/* The rl_now_ns() instant from which the next caller refreshes; UINT64_MAX: never (no host
- * names, no missing buckets). Claimed by CAS, so one caller refreshes per interval. */
+/* The rl_now_ns() instant from which the next caller asks for a refresh; UINT64_MAX: never
+ * (no host names, no missing buckets). Claimed by CAS, so one caller asks per interval. */
 static rl_atomic64 refresh_due_ns = UINT64_MAX;
 
 /* Written once by shim_routes_init (inside shim.c's pthread_once, which orders it before
@@ -57,6 +63,16 @@ static rl_atomic64 refresh_due_ns = UINT64_MAX;
 static const rl_config *routes_config;
 static rl_table *routes_table;
 static uint64_t refresh_every_ns;
+static const char *routes_config_path;
+static bool has_host_names;
+
+/* Only the resolver thread reads and writes it: no pass has reported yet. */
+static bool first_report = true;
+
+/* Non-zero once the first pass has published its table (or given up). Release-stored by
+ * the resolver thread after the publication; acquire-loaded by shim_routes_wait_first, so
+ * a connect that sees it also sees the table. */
+static rl_atomic64 first_done;
 
 /* ------------------------------------------------------------------ addresses */
 
@@ -151,8 +167,8 @@ static void addr_add(struct shim_addr *list, size_t *n, const struct shim_addr *
 
 /*
  * The distinct IPv4 and IPv6 addresses of host, in r->addrs (r->nfresh of them). Returns 0
- * or a getaddrinfo error. getaddrinfo may connect() to a DNS server: shim_admit's reentrancy
- * flag lets those connects straight through.
+ * or a getaddrinfo error. Runs in the resolver thread, whose own connects (to a DNS server)
+ * pass straight through shim_admit.
  */
 static int resolve(const char *host, struct route *r)
 {
@@ -258,8 +274,9 @@ static bool inherit(struct route_table *t, const int *rcs)
     return ok;
 }
 
-/* A complete new table, or NULL if out of memory. rcs: per route, its resolution result. */
-static struct route_table *build(int **rcs)
+/* A complete new table, or NULL if out of memory. rcs: per route, its resolution result.
+ * Host names are resolved only if `resolve`. */
+static struct route_table *build(int **rcs, bool resolve)
 {
     struct route_table *t = table_new();
     *rcs = t ? calloc(t->n + 1, sizeof(**rcs)) : NULL;
@@ -267,7 +284,8 @@ static struct route_table *build(int **rcs)
         table_free(t);
         return NULL;
     }
-    resolve_all(t, *rcs);
+    if (resolve)
+        resolve_all(t, *rcs);
     if (!inherit(t, *rcs)) {
         table_free(t);
         free(*rcs);
@@ -287,38 +305,56 @@ static bool needs_refresh(const struct route_table *t)
 
 /* ------------------------------------------------------------------ publishing */
 
-/* Say, once at start, what keeps a route from limiting anything. */
-static void report(const struct route_table *t, const int *rcs, const char *config_path)
+/* Say, once at start, which routes lack their bucket. */
+static void report_buckets(const struct route_table *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        const struct rl_route *c = t->r[i].conf;
+        if (routes_table && !t->r[i].bucket)
+            shim_say("%s:%u: route %s:%u: bucket '%s' is not in table %s; its connections "
+                     "are handled as if the table were unusable",
+                     routes_config_path, c->line, c->dest, c->port, c->bucket,
+                     rl_table_path(routes_table));
+    }
+}
+
+/* Say, after the first pass, which host names did not resolve. */
+static void report_names(const struct route_table *t, const int *rcs)
 {
     for (size_t i = 0; i < t->n; i++) {
         const struct rl_route *c = t->r[i].conf;
         if (rcs[i] != 0)
             shim_say("%s:%u: route %s:%u: cannot resolve %s: %s; it matches nothing until it "
                      "resolves (retried every %llu s)",
-                     config_path, c->line, c->dest, c->port, c->dest, gai_strerror(rcs[i]),
+                     routes_config_path, c->line, c->dest, c->port, c->dest, gai_strerror(rcs[i]),
                      (unsigned long long)(refresh_every_ns / 1000000000ULL));
-        else if (routes_table && !t->r[i].bucket)
-            shim_say("%s:%u: route %s:%u: bucket '%s' is not in table %s; its connections "
-                     "are handled as if the table were unusable",
-                     config_path, c->line, c->dest, c->port, c->bucket,
-                     rl_table_path(routes_table));
     }
+}
+
+static bool any_host_name(const struct route_table *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (t->r[i].conf->prefix_len == 0)
+            return true;
+    return false;
 }
 
 void shim_routes_init(const rl_config *config, const char *config_path, rl_table *table)
 {
     int *rcs;
     routes_config = config;
+    routes_config_path = config_path;
     routes_table = table;
     refresh_every_ns = rl_config_shim(config)->resolve_every_ns;
-    struct route_table *t = build(&rcs);
+    struct route_table *t = build(&rcs, false);
     if (!t) {
         shim_say("%s: out of memory building the route table; connections pass unlimited",
                  config_path);
         return;
     }
-    report(t, rcs, config_path);
+    report_buckets(t);
     free(rcs);
+    has_host_names = any_host_name(t);
     /* Publication: readers that rcu_dereference the pointer see the table fully built. */
     rcu_assign_pointer(current, t);
     if (!needs_refresh(t))
@@ -329,6 +365,22 @@ void shim_routes_init(const rl_config *config, const char *config_path, rl_table
     /* Relaxed: published to other threads by shim.c's pthread_once; to refreshers by the
      * CAS that claims it. */
     rl__store_relaxed(&refresh_due_ns, rl_now_ns() + refresh_every_ns);
+    if (has_host_names && !shim_helper_wake())
+        shim_say("%s: cannot start the resolver thread; host-name routes match nothing",
+                 config_path);
+}
+
+void shim_routes_wait_first(unsigned port)
+{
+    const struct rl_route *conf;
+    if (!has_host_names || rl__load_acquire(&first_done))
+        return;
+    size_t n = rl_config_routes(routes_config, &conf);
+    for (size_t i = 0; i < n; i++)
+        if (conf[i].prefix_len == 0 && conf[i].port == port) {
+            shim_helper_wait_pass();
+            return;
+        }
 }
 
 void shim_routes_refresh_if_due(void)
@@ -338,21 +390,30 @@ void shim_routes_refresh_if_due(void)
     uint64_t due = rl__load_relaxed(&refresh_due_ns), now;
     if (due == UINT64_MAX || (now = rl_now_ns()) < due)
         return;
-    /* The CAS claims this interval's refresh: exactly one caller moves `due` on and
-     * refreshes; the others keep using the current table. A fork mid-refresh leaves the
-     * child nothing to undo: it refreshes again at the next interval. */
-    if (!rl__cas_acq_rel(&refresh_due_ns, &due, now + refresh_every_ns))
-        return;
+    /* The CAS claims this interval's refresh: exactly one caller moves `due` on and wakes
+     * the resolver thread; everyone, that caller too, goes on with the current table. */
+    if (rl__cas_acq_rel(&refresh_due_ns, &due, now + refresh_every_ns))
+        shim_helper_wake();
+}
+
+void shim_routes_refresh(void)
+{
     int *rcs;
-    struct route_table *t = build(&rcs);
-    if (!t)
+    struct route_table *t = build(&rcs, true);
+    if (!t) {
+        rl__store_release(&first_done, 1); /* out of memory: nobody waits any longer */
         return;
+    }
+    if (first_report)
+        report_names(t, rcs);
+    first_report = false;
     free(rcs);
-    /* Exchange, not assign: two refreshers (a resolution slower than the interval) each
-     * free exactly the table they took out. The exchange orders the new table's contents
-     * before its pointer (rcu_dereference pairs with it). */
+    /* Exchange, not assign: the table taken out is exactly the one to free. The exchange
+     * orders the new table's contents before its pointer (rcu_dereference pairs with it). */
     struct route_table *old = rcu_xchg_pointer(&current, t);
     /* Grace period: every reader that could still hold `old` has left its read side. */
+    /* R: pairs with the acquire load in shim_routes_wait_first; the table is published. */
+    rl__store_release(&first_done, 1);
     synchronize_rcu();
     table_free(old);
 }

@@ -17,15 +17,14 @@
  * variable that case is fail-open.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../atomics.h"
@@ -41,48 +40,22 @@ static struct {
 static pthread_once_t shim_once = PTHREAD_ONCE_INIT;
 
 /*
- * Set while this thread runs the shim's own code: connects made by what the shim calls
- * (getaddrinfo's DNS queries, NSS modules) and by a signal handler that interrupts the wait
- * pass straight through. initial-exec: a preloaded object lives in the static TLS block, so
- * reading it never allocates.
+ * Set while this thread runs the shim's own code, and for good in the resolver thread.
+ * Connects made by what the shim calls (NSS modules, getaddrinfo's DNS queries) and by a
+ * signal handler that interrupts the wait pass straight through. initial-exec: a preloaded
+ * object lives in the static TLS block, so reading it never allocates.
  */
 static _Thread_local bool inside __attribute__((tls_model("initial-exec")));
 
 /* Non-zero once a bucket error has been reported (one line per process). */
 static rl_atomic64 warned;
 
-/* ------------------------------------------------------------------ stderr */
+/* The largest config the shim reads (the library's own limit is larger). */
+#define CONFIG_MAX_BYTES (4U << 20)
 
-/* write(2) that cannot raise SIGPIPE in the host program (stderr may be a closed pipe). */
-static void write_quietly(const char *buf, size_t len)
+void shim_thread_is_ours(void)
 {
-    sigset_t pipe_set, old, pending;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-    sigpending(&pending);
-    bool was_pending = sigismember(&pending, SIGPIPE);
-    ssize_t n;
-    while ((n = write(STDERR_FILENO, buf, len)) < 0 && errno == EINTR)
-        continue;
-    if (n < 0 && errno == EPIPE && !was_pending) {
-        struct timespec zero = {0, 0};
-        sigtimedwait(&pipe_set, NULL, &zero); /* take back the SIGPIPE we raised */
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-}
-
-void shim_say(const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-    size_t n = (size_t)snprintf(line, sizeof(line), "ratelimit-preload: ");
-    va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
-    va_end(ap);
-    n += m < 0 ? 0 : (size_t)m < sizeof(line) - n - 1 ? (size_t)m : sizeof(line) - n - 2;
-    line[n++] = '\n';
-    write_quietly(line, n);
+    inside = true;
 }
 
 /* ------------------------------------------------------------------ init */
@@ -110,7 +83,7 @@ static const char *fate(bool all)
 static void report_config(int rc, char *errors)
 {
     if (rc != RL_EPARSE || !errors || !*errors) {
-        shim_say("%s; %s", rl_errdetail(), fate(true));
+        shim_say("%s; %s", rc == RL_ESYS && errors ? errors : rl_errdetail(), fate(true));
         return;
     }
     size_t more = 0;
@@ -125,10 +98,58 @@ static void report_config(int rc, char *errors)
         shim_say("%s; %s", errors, fate(true));
 }
 
+/* All of fd (at most CONFIG_MAX_BYTES) in *text, malloc'd; 0 or an errno (EFBIG: too big). */
+static int read_all(int fd, char **text, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = NULL;
+    for (ssize_t got = 1; got != 0;) {
+        if (n == cap || !buf) {
+            char *bigger = n < CONFIG_MAX_BYTES ? realloc(buf, cap = buf ? cap * 2 : cap) : NULL;
+            if (!bigger) {
+                free(buf);
+                return n < CONFIG_MAX_BYTES ? ENOMEM : EFBIG;
+            }
+            buf = bigger;
+        }
+        if ((got = read(fd, buf + n, cap - n)) < 0 && errno != EINTR) {
+            int err = errno;
+            free(buf);
+            return err;
+        }
+        n += got > 0 ? (size_t)got : 0;
+    }
+    *text = buf;
+    *len = n;
+    return 0;
+}
+
+/* rl_config_load, but the file is read on an fd above 2 (see say.c). *errors: the parse
+ * errors, or for RL_ESYS the one line saying why the file cannot be read. */
+static int load_file(const char *path, rl_config **out, char **errors)
+{
+    char *text = NULL;
+    size_t len = 0;
+    *errors = NULL;
+    int fd = shim_fd_high(open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    int err = fd < 0 ? errno : read_all(fd, &text, &len);
+    if (fd >= 0)
+        close(fd);
+    if (err) {
+        if (asprintf(errors, "cannot %s config %s: %s", fd < 0 ? "open" : "read", path,
+                     err == EFBIG ? "larger than 4 MiB" : strerror(err)) < 0)
+            *errors = NULL;
+        return RL_ESYS;
+    }
+    int rc = rl_config_parse(text, len, path, out, errors);
+    free(text);
+    return rc;
+}
+
 static void load_config(const char *path)
 {
     char *errors = NULL;
-    int rc = rl_config_load(path, &shim.config, &errors);
+    int rc = load_file(path, &shim.config, &errors);
     shim.fail_closed = fail_closed(rc == 0 ? shim.config : NULL);
     if (rc != 0) {
         shim.config = NULL;
@@ -147,12 +168,33 @@ static const char *table_path(void)
     return env && *env ? env : RL_TABLE_DEFAULT_PATH;
 }
 
+/* What to do about a table that is not ours. */
+#define TABLE_ADVICE                                                                               \
+    "remove it if nobody should have made it, or name a table in a directory only trusted "        \
+    "users can write (config `table PATH`, or RATELIMIT_TABLE)"
+
+/* For a table that exists but cannot be opened: "; it is owned by uid N (mode 0NNN): " and
+ * the advice. "" if there is no file to see (a missing directory, say). rl_table_open
+ * refuses a table owned by neither root nor our euid, or writable by everyone: anyone can
+ * create the default path in /dev/shm first, and this line says who did and what to do. */
+static const char *owner_hint(const char *path, char *buf, size_t len)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return "";
+    snprintf(buf, len, "; it is owned by uid %ld (mode 0%03o): %s", (long)st.st_uid,
+             (unsigned)(st.st_mode & 07777), TABLE_ADVICE);
+    return buf;
+}
+
 /* Open (or create) the config's table and bring its buckets in line with the config. */
 static void open_table(const char *path)
 {
+    char hint[320];
     if (rl_config_open_table(shim.config, RL_OPEN_CREATE, &shim.table) != 0) {
         shim.table = NULL;
-        shim_say("%s: table %s: %s; %s", path, table_path(), rl_errdetail(), fate(false));
+        shim_say("%s: table %s: %s%s; %s", path, table_path(), rl_errdetail(),
+                 owner_hint(table_path(), hint, sizeof(hint)), fate(false));
         return;
     }
     if (rl_config_apply(shim.config, shim.table, NULL, NULL) != 0)
@@ -225,6 +267,7 @@ static int decide(int fd, const struct shim_dest *d, int cancel)
     if (!shim.config)
         return shim.fail_closed && opens_connection(fd) ? EACCES : 0;
     shim_routes_refresh_if_due();
+    shim_routes_wait_first(d->port);
     if (!shim_routes_match(d, &m) || !opens_connection(fd))
         return 0;
     return m.bucket ? take(&m, cancel) : unusable();

@@ -2,7 +2,8 @@
  * shim.h - what the preload shim's files share (libratelimit-preload.so; README "Preload
  * shim"). interpose.c exports connect() and sendto() and asks shim_admit(); shim.c loads the
  * config and the table once and decides; routes.c holds the route table (RCU) and matches
- * destinations against it.
+ * destinations against it; helper.c runs the thread that resolves host names; say.c decides
+ * where diagnostics go.
  */
 #ifndef RL_SHIM_H
 #define RL_SHIM_H
@@ -41,8 +42,34 @@ struct shim_match {
  */
 int shim_admit(int fd, const struct sockaddr *sa, socklen_t len);
 
-/* Write one line "ratelimit-preload: ..." to stderr with a single write(2). */
+/* Mark the calling thread as the shim's own (the resolver thread): its connects pass. */
+void shim_thread_is_ours(void);
+
+/* ------------------------------------------------------------------ say.c */
+
+/*
+ * One line "ratelimit-preload: ..." with a single write(2) to the host's stderr, if fd 2 is
+ * still the file it was when the shim was loaded; else to syslog (ident ratelimit-shim,
+ * LOG_PID, LOG_USER; socket $RATELIMIT_SYSLOG_SOCKET, default /dev/log). Keeps errno.
+ */
 void shim_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The calling thread's fd table is private (the resolver thread): say.c reaches the host's
+ * stderr through /proc/self/fd/2. */
+void shim_say_from_private_fds(void);
+
+/* fd moved above 2 (F_DUPFD_CLOEXEC; the original closed), so that it never sits where the
+ * host's stdin, stdout or stderr was. Negative fds pass through; -1 if the move fails. */
+int shim_fd_high(int fd);
+
+/* ------------------------------------------------------------------ helper.c */
+
+/* Start the resolver thread if it is not running and ask it for one pass
+ * (shim_routes_refresh). Never waits for the pass. False if the thread cannot start. */
+bool shim_helper_wake(void);
+
+/* Wait until the resolver thread has finished a pass (at once if it has). */
+void shim_helper_wait_pass(void);
 
 /* ------------------------------------------------------------------ routes.c */
 
@@ -50,19 +77,25 @@ void shim_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool shim_dest_from(const struct sockaddr *sa, socklen_t len, struct shim_dest *out);
 
 /*
- * Build and publish the first route table from the config's routes, resolving host names
- * (getaddrinfo) and looking buckets up in `table` (NULL: the table is unusable, every route
- * lacks its bucket). Reports unresolvable host names and missing buckets on stderr, one line
- * each. Called once per process (shim.c's init), before any match.
+ * Build and publish the first route table from the config's routes, looking buckets up in
+ * `table` (NULL: the table is unusable, every route lacks its bucket), and wake the
+ * resolver thread for the host names. Reports missing buckets (shim_say), one line each.
+ * Called once per process (shim.c's init), before any match.
  */
 void shim_routes_init(const rl_config *config, const char *config_path, rl_table *table);
 
-/*
- * If the refresh interval has passed, re-resolve host names and retry missing buckets; one
- * caller does it while the others go on with the current table. Call outside any read-side
- * critical section.
- */
+/* Wait for the first resolution if `port` is that of a host-name route; else return. */
+void shim_routes_wait_first(unsigned port);
+
+/* If the refresh interval has passed, wake the resolver thread; never waits for it. */
 void shim_routes_refresh_if_due(void);
+
+/*
+ * Resolve host names again, retry missing buckets and publish the new table (the resolver
+ * thread's pass). After the first pass, reports unresolvable names, one line each. Call
+ * outside any read-side critical section.
+ */
+void shim_routes_refresh(void);
 
 /* Find the most specific route for d (longest prefix; then the first in the file). */
 bool shim_routes_match(const struct shim_dest *d, struct shim_match *out);

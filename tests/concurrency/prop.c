@@ -49,7 +49,7 @@
 
 #include <bsd/stdlib.h>
 
-#include "internal.h"
+#include "rule.h"
 #include "ratelimit.h"
 #include "shm_format.h"
 
@@ -158,24 +158,24 @@ static uint32_t rnd(uint32_t n)
  * Fault injection. prop is linked with -Wl,--wrap for the functions below (see
  * meson.build), so a worker can stall for 1-12 ms at the two places where a slow process
  * matters most:
- *  - in *_next_word and gcra_tat_after (the GCRA fast path, acquire_gcra.c): after the
+ *  - in *_next_word and rl__gcra_tat_after (the GCRA fast path, acquire_gcra.c): after the
  *    decision read its state and clock, before its CAS (and, for the second and later
  *    rules of a chain, after the first rules' CASes: the undo path);
- *  - in sliding_finalize: after the sliding head's CAS, before the log writes. The unit is
+ *  - in rl__sliding_finalize: after the sliding head's CAS, before the log writes. The unit is
  *    admitted but its log entry unwritten; a few laps on, the claimer of unit k+N must help
  *    it, and the stalled writer's late writes must not land on a newer lap.
  * Killing a worker while it is stalled there leaves the entries unwritten for good.
  */
-uint64_t __real_gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
-uint64_t __real_gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
-uint64_t __real_fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
-uint64_t __real_sliding_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
-void __real_sliding_finalize(struct rule_ctx *c, uint64_t old_word, uint64_t new_word);
-uint64_t __wrap_gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
-uint64_t __wrap_gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
-uint64_t __wrap_fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
-uint64_t __wrap_sliding_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
-void __wrap_sliding_finalize(struct rule_ctx *c, uint64_t old_word, uint64_t new_word);
+uint64_t __real_rl__gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+uint64_t __real_rl__gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
+uint64_t __real_rl__fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+uint64_t __real_rl__sliding_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+void __real_rl__sliding_finalize(const struct rule_ctx *c, uint64_t old_word, uint64_t new_word);
+uint64_t __wrap_rl__gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+uint64_t __wrap_rl__gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
+uint64_t __wrap_rl__fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+uint64_t __wrap_rl__sliding_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+void __wrap_rl__sliding_finalize(const struct rule_ctx *c, uint64_t old_word, uint64_t new_word);
 
 static unsigned inject_per_mille; /* 0 in the parent: never stalls */
 static uint64_t injected;
@@ -188,34 +188,34 @@ static void maybe_stall(void)
     }
 }
 
-uint64_t __wrap_gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
+uint64_t __wrap_rl__gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
 {
     maybe_stall();
-    return __real_gcra_next_word(c, d, cost);
+    return __real_rl__gcra_next_word(c, d, cost);
 }
 
-uint64_t __wrap_gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns)
+uint64_t __wrap_rl__gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns)
 {
     maybe_stall();
-    return __real_gcra_tat_after(tat, d, cost, interval_ns);
+    return __real_rl__gcra_tat_after(tat, d, cost, interval_ns);
 }
 
-uint64_t __wrap_fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
+uint64_t __wrap_rl__fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
 {
     maybe_stall();
-    return __real_fixed_next_word(c, d, cost);
+    return __real_rl__fixed_next_word(c, d, cost);
 }
 
-uint64_t __wrap_sliding_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
+uint64_t __wrap_rl__sliding_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
 {
     maybe_stall();
-    return __real_sliding_next_word(c, d, cost);
+    return __real_rl__sliding_next_word(c, d, cost);
 }
 
-void __wrap_sliding_finalize(struct rule_ctx *c, uint64_t old_word, uint64_t new_word)
+void __wrap_rl__sliding_finalize(const struct rule_ctx *c, uint64_t old_word, uint64_t new_word)
 {
     maybe_stall();
-    __real_sliding_finalize(c, old_word, new_word);
+    __real_rl__sliding_finalize(c, old_word, new_word);
 }
 
 /* A bucket definition; parent is an index into the same array (parents come first). */

@@ -1,16 +1,17 @@
 /*
  * test_races.c - races made deterministic: the test is linked with -Wl,--wrap for the two
- * functions a decision calls between its loads and its CAS (gcra_tat_after on the GCRA fast
- * path, gcra_next_word on the general path), and runs another "process's" action right
+ * functions a decision calls between its loads and its CAS (rl__gcra_tat_after on the GCRA fast
+ * path, rl__gcra_next_word on the general path), and runs another "process's" action right
  * there, once. Each race is run on a lone-GCRA bucket (fast path) and on the same rule next
  * to a rule that never binds (general path): both must decide alike.
  */
 #include "fixture.h"
+#include "rule.h"
 
-uint64_t __real_gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
-uint64_t __real_gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
-uint64_t __wrap_gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
-uint64_t __wrap_gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+uint64_t __real_rl__gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
+uint64_t __real_rl__gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+uint64_t __wrap_rl__gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
+uint64_t __wrap_rl__gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
 
 static void (*race)(void); /* run once, before the next commit */
 static rl_bucket *target;
@@ -23,16 +24,16 @@ static void run_race(void)
         r();
 }
 
-uint64_t __wrap_gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns)
+uint64_t __wrap_rl__gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns)
 {
     run_race();
-    return __real_gcra_tat_after(tat, d, cost, interval_ns);
+    return __real_rl__gcra_tat_after(tat, d, cost, interval_ns);
 }
 
-uint64_t __wrap_gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
+uint64_t __wrap_rl__gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
 {
     run_race();
-    return __real_gcra_next_word(c, d, cost);
+    return __real_rl__gcra_next_word(c, d, cost);
 }
 
 TestSuite(races, .init = fixture_setup, .fini = fixture_teardown, .timeout = 30);

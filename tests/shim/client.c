@@ -14,11 +14,17 @@
  *   nonblock PORT T_MS         non-blocking sockets through a 1/T_MS bucket
  *   refresh PORT LH_PORT FILE  threads connect while host names are re-resolved
  *   fork LH_PORT               threads connect while the process forks children
+ *   closed2 PORT N FILE|-|keep close fd 2 (and open FILE on it, writing a line; keep: leave
+ *                              fd 2 alone), then N connects and one to PORT+1; FILE must
+ *                              hold just that line afterwards
+ *   badaddr PORT               connect and sendto(MSG_FASTOPEN) with unreadable addresses
+ *   dnshang PORT OTHER FILE    connects while the fake resolver hangs (api.test from FILE)
  */
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -28,7 +34,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -449,12 +457,208 @@ static void role_dlopen(char **argv)
     dlclose(lib);
 }
 
+/* ------------------------------------------------------------------ closed2 */
+
+static void role_closed2(char **argv)
+{
+    static const char line[] = "the host's own data\n";
+    char back[256];
+    unsigned port = arg_num(argv[0]), n = arg_num(argv[1]);
+    int fd = -1, first = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = inet4("127.0.0.1", port);
+    bool keep = strcmp(argv[2], "keep") == 0;
+    if (!keep)
+        close(STDERR_FILENO); /* after the socket: with "-", fd 2 is free for the shim */
+    if (!keep && strcmp(argv[2], "-") != 0) {
+        fd = open(argv[2], O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd != STDERR_FILENO)
+            die("open %s gave fd %d, not 2", argv[2], fd);
+        if (write(fd, line, sizeof(line) - 1) != (ssize_t)sizeof(line) - 1)
+            die("write %s", argv[2]);
+    }
+    if (connect(first, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        die("connect 1: %s", strerror(errno));
+    for (unsigned i = 1; i < n; i++) {
+        int rc = tcp_to("127.0.0.1", port, 0, NULL);
+        if (rc != 0)
+            die("connect %u: %s", i + 1, strerror(rc));
+    }
+    close(first);
+    /* The unresolvable route's port: this connect waits for the first lookup, which
+     * reports before it ends, so the line is out before the client exits. */
+    tcp_to("127.0.0.1", port + 1, 0, NULL);
+    if (fd < 0)
+        return;
+    ssize_t got = pread(fd, back, sizeof(back) - 1, 0);
+    back[got > 0 ? got : 0] = '\0';
+    if (strcmp(back, line) != 0)
+        die("the file on fd 2 now holds '%s'", back);
+    printf("client: the file on fd 2 holds only the host's line\n");
+}
+
+/* ------------------------------------------------------------------ badaddr */
+
+static void expect_efault(const char *what, long rc)
+{
+    if (rc != -1 || errno != EFAULT)
+        die("%s: got %ld (%s), expected EFAULT", what, rc, strerror(errno));
+}
+
+/* Addresses the kernel cannot read: a bad pointer, and 16 bytes of which the last 8 lie on
+ * an inaccessible page. Each fails with EFAULT, as without the shim; the routed connects around
+ * them are limited as usual. */
+static void role_badaddr(char **argv)
+{
+    unsigned port = arg_num(argv[0]);
+    long page = sysconf(_SC_PAGESIZE);
+    char *map =
+        mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED || mprotect(map + page, (size_t)page, PROT_NONE) != 0)
+        die("mmap");
+    const void *edge = map + page - 8, *bad = (const void *)1;
+    if (tcp_to("127.0.0.1", port, 0, NULL) != 0)
+        die("the first connect failed");
+    const void *addrs[] = {bad, edge};
+    for (int i = 0; i < 2; i++) {
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        expect_efault("connect", connect(s, addrs[i], 16));
+        expect_efault("sendto MSG_FASTOPEN", sendto(s, "x", 1, MSG_FASTOPEN, addrs[i], 16));
+        close(s);
+    }
+    if (tcp_to("127.0.0.1", port, 0, NULL) != 0)
+        die("the last connect failed");
+    printf("client: unreadable addresses gave EFAULT\n");
+}
+
+/* ------------------------------------------------------------------ dnshang */
+
+/* The fake resolver's gate (fake_resolver.c): FIFOs opened read-write, so that neither side
+ * blocks in open(). */
+static struct {
+    int entered, release;
+    atomic_uint releases;
+} gate;
+
+static void gate_open(const char *base)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s.gate.entered", base);
+    unlink(path);
+    if (mkfifo(path, 0600) != 0 || (gate.entered = open(path, O_RDWR | O_CLOEXEC)) < 0)
+        die("fifo %s: %s", path, strerror(errno));
+    snprintf(path, sizeof(path), "%s.gate.release", base);
+    unlink(path);
+    if (mkfifo(path, 0600) != 0 || (gate.release = open(path, O_RDWR | O_CLOEXEC)) < 0)
+        die("fifo %s: %s", path, strerror(errno));
+    snprintf(path, sizeof(path), "%s.gate", base);
+    setenv("FAKE_RESOLVER_GATE", path, 1);
+}
+
+/* Let `n` held lookups go on. */
+static void gate_release(unsigned n)
+{
+    char bytes[64] = {0};
+    atomic_fetch_add(&gate.releases, 1);
+    if (write(gate.release, bytes, n) != (ssize_t)n)
+        die("write to the gate");
+}
+
+/* Wait until a lookup is held at the gate; false if none arrives within `ms`. */
+static bool gate_entered(int ms)
+{
+    struct pollfd p = {.fd = gate.entered, .events = POLLIN};
+    char c;
+    if (poll(&p, 1, ms) != 1)
+        return false;
+    return read(gate.entered, &c, 1) == 1;
+}
+
+struct guard {
+    atomic_bool done;
+};
+
+/* If the connect is stuck behind the gate for 10 s (the shim resolves on the connect), let
+ * the lookup go so that the test ends and reports it. */
+static void *guard_thread(void *arg)
+{
+    struct guard *g = arg;
+    for (int i = 0; i < 1000 && !atomic_load(&g->done); i++)
+        usleep(10000);
+    if (!atomic_load(&g->done))
+        gate_release(64);
+    return NULL;
+}
+
+/* Connect while a lookup may be held: the connect must return with no release meanwhile. */
+static void connect_while_held(const char *ip, unsigned port, const char *what)
+{
+    struct guard g = {false};
+    pthread_t t;
+    unsigned before = atomic_load(&gate.releases);
+    pthread_create(&t, NULL, guard_thread, &g);
+    int rc = tcp_to(ip, port, 0, NULL);
+    bool released = atomic_load(&gate.releases) != before;
+    atomic_store(&g.done, true);
+    pthread_join(t, NULL);
+    if (rc != 0)
+        die("%s: %s", what, strerror(rc));
+    if (released)
+        die("%s waited for the resolver", what);
+}
+
+static void *routed_connect(void *arg)
+{
+    const unsigned *port = arg;
+    if (tcp_to("127.0.0.2", *port, 0, NULL) != 0)
+        die("the connect to api.test failed");
+    return NULL;
+}
+
+/*
+ * Route api.test:PORT (resolve-every 1s); OTHER is an unrouted port on 127.0.0.1.
+ * 1. The first connect (to OTHER) starts the first lookup and returns while it is held.
+ * 2. A connect to api.test's port waits for that first lookup, so it is limited.
+ * 3. At the next refresh, with the lookup held again, a connect to OTHER and one to
+ *    api.test (its address from the first lookup) both return before the release.
+ */
+static void role_dnshang(char **argv)
+{
+    static unsigned port;
+    unsigned other = arg_num(argv[1]);
+    pthread_t t;
+    port = arg_num(argv[0]);
+    setenv("FAKE_RESOLVER_FILE", argv[2], 1);
+    gate_open(argv[2]);
+    connect_while_held("127.0.0.1", other, "the first connect (unrouted)");
+    if (!gate_entered(30000))
+        die("the first lookup never started");
+    pthread_create(&t, NULL, routed_connect, &port);
+    gate_release(1);
+    pthread_join(t, NULL);
+    expect_admitted("dyn", 1, "after the first lookup");
+    bool held = false;
+    for (int i = 0; i < 300 && !held; i++) {
+        connect_while_held("127.0.0.1", other, "an unrouted connect");
+        held = gate_entered(50);
+    }
+    if (!held)
+        die("no refresh started");
+    connect_while_held("127.0.0.1", other, "an unrouted connect during the refresh");
+    connect_while_held("127.0.0.2", port, "a connect to api.test during the refresh");
+    expect_admitted("dyn", 2, "during the refresh");
+    gate_release(1);
+    printf("client: no connect waited for a held lookup but the first on api.test's port\n");
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2)
         die("usage: client ROLE ARGS...");
     const char *role = argv[1];
+    const char *uid = getenv("SHIM_TEST_SETUID"); /* become this user before any connect */
+    if (uid && (setgid((gid_t)arg_num(uid)) != 0 || setuid((uid_t)arg_num(uid)) != 0))
+        die("setuid %s: %s", uid, strerror(errno));
     if (strcmp(role, "script") == 0)
         role_script(argc - 2, argv + 2);
     else if (strcmp(role, "limit") == 0 && argc == 6)
@@ -469,6 +673,12 @@ int main(int argc, char **argv)
         role_fork(argv + 2);
     else if (strcmp(role, "dlopen") == 0 && argc == 5)
         role_dlopen(argv + 2);
+    else if (strcmp(role, "closed2") == 0 && argc == 5)
+        role_closed2(argv + 2);
+    else if (strcmp(role, "badaddr") == 0 && argc == 3)
+        role_badaddr(argv + 2);
+    else if (strcmp(role, "dnshang") == 0 && argc == 5)
+        role_dnshang(argv + 2);
     else
         die("unknown role or arguments: %s", role);
     return 0;

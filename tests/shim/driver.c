@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "ratelimit.h"
 
 #define ARGV(...) ((const char *const[]){__VA_ARGS__, NULL})
 
@@ -208,6 +210,126 @@ static void case_dlopen(struct env *e)
         fail("the shim wrote to stderr");
 }
 
+/*
+ * A host that closed fd 2: the shim's lines (here: a route that does not resolve) go to
+ * syslog, never to whatever file holds fd 2 now. First the host's own file is on fd 2; then
+ * nothing is, so the table may be opened there. The table stays intact and the paced
+ * connects (wait 30s) complete. With stderr left open, the line goes there.
+ */
+static void case_closed2(struct env *e)
+{
+    struct listener l;
+    listener_start(&l, "127.0.0.1", 0);
+    write_config(e,
+                 "bucket paced 1/100ms burst 1\nroute 127.0.0.1:%u paced wait 30s\n"
+                 "route nosuch.test:%u paced\n",
+                 l.port, l.port + 1);
+    run_client(e, true, NULL, ARGV("closed2", num(l.port), "3", e->scratch));
+    run_client(e, true, NULL, ARGV("closed2", num(l.port), "3", "-"));
+    expect_counts(e, "paced", 6, 0);
+    if (err_lines(e) != 0)
+        fail("the shim wrote to the stderr the client had closed");
+    if (log_lines(e) != 2 || !log_has(e, "<12>") || !log_has(e, " ratelimit-shim[") ||
+        !log_has(e, "cannot resolve nosuch.test"))
+        fail("syslog did not get one 'cannot resolve' line per run");
+    run_client(e, true, NULL, ARGV("closed2", num(l.port), "1", "keep"));
+    expect_one_line(e, "route nosuch.test:", "cannot resolve nosuch.test");
+    if (log_lines(e) != 2)
+        fail("a line went to syslog though stderr was open");
+}
+
+/* connect() and sendto(MSG_FASTOPEN) with addresses the kernel cannot read: EFAULT, as
+ * without the shim; nothing is taken for them. */
+static void case_badaddr(struct env *e)
+{
+    struct listener l;
+    listener_start(&l, "127.0.0.1", 0);
+    write_config(e, "bucket b 100/1s\nroute 127.0.0.1:%u b\n", l.port);
+    run_client(e, false, NULL, ARGV("badaddr", num(l.port)));
+    expect_counts(e, "b", 2, 0);
+    if (err_lines(e) != 0 || log_lines(e) != 0)
+        fail("the shim reported something");
+}
+
+/* A resolver that hangs holds up no connect (see client.c role_dnshang). */
+static void case_dnshang(struct env *e)
+{
+    struct listener routed, other;
+    listener_start(&routed, "127.0.0.2", 0);
+    listener_start(&other, "127.0.0.1", 0);
+    FILE *f = fopen(e->scratch, "w");
+    if (!f || fputs("127.0.0.2\n", f) < 0 || fclose(f) != 0)
+        fail("cannot write %s", e->scratch);
+    write_config(e, "resolve-every 1s\nbucket dyn 1000/1s\nroute api.test:%u dyn\n", routed.port);
+    run_client(e, true, NULL, ARGV("dnshang", num(routed.port), num(other.port), e->scratch));
+    if (err_lines(e) != 0)
+        fail("the shim wrote to stderr");
+}
+
+/* Make e->table a table, owned by uid with the given mode. */
+static void make_table(const struct env *e, long uid, unsigned mode)
+{
+    struct rl_table_opts o = RL_TABLE_OPTS_INIT;
+    rl_table *t;
+    o.path = e->table;
+    o.flags = RL_OPEN_CREATE;
+    if (rl_table_open(&o, &t) != 0)
+        fail("create %s: %s", e->table, rl_errdetail());
+    rl_table_close(t);
+    if ((uid >= 0 && chown(e->table, (uid_t)uid, (gid_t)-1) != 0) || chmod(e->table, mode) != 0)
+        fail("chown/chmod %s: %s", e->table, strerror(errno));
+}
+
+/* The bucket is not in the table: the shim did not apply its config there. */
+static void expect_untouched(const struct env *e)
+{
+    struct rl_table_opts o = RL_TABLE_OPTS_INIT;
+    rl_table *t;
+    rl_bucket *b;
+    o.path = e->table;
+    o.flags = RL_OPEN_READONLY;
+    if (rl_table_open(&o, &t) != 0)
+        fail("open %s: %s", e->table, rl_errdetail());
+    if (rl_bucket_lookup(t, "b", &b) == 0)
+        fail("the shim defined its bucket in a table it should not use");
+    rl_table_close(t);
+}
+
+/*
+ * A table someone else put at the path (issue 13 item 17): writable by everyone, or owned
+ * by another user. The shim refuses it with one line naming the path, the owner and what
+ * to do, then fails open. As root, also: a table this process cannot open.
+ */
+static void case_squat(struct env *e)
+{
+    struct listener l;
+    char uid_line[64];
+    listener_start(&l, "127.0.0.1", 0);
+    write_config(e, "bucket b 1/60s\nroute 127.0.0.1:%u b wait 0s\n", l.port);
+    const char *const *pass = ARGV("script", act("tcp4", num(l.port), "ok", 3));
+    make_table(e, -1, 0666);
+    run_client(e, false, NULL, pass);
+    snprintf(uid_line, sizeof(uid_line), "owned by uid %ld (mode 0666)", (long)geteuid());
+    expect_one_line(e, e->table, uid_line);
+    expect_one_line(e, "world-writable", "RATELIMIT_TABLE");
+    if (chmod(e->table, 0600) != 0) /* else the library refuses to read it too */
+        fail("chmod %s: %s", e->table, strerror(errno));
+    expect_untouched(e);
+    if (geteuid() != 0)
+        return;
+    unlink(e->table);
+    make_table(e, 65534, 0644);
+    run_client(e, false, NULL, pass);
+    expect_one_line(e, "it is owned by uid 65534 (mode 0644)", "(fail-open)");
+    expect_one_line(e, e->table, "remove it if nobody should have made it");
+    expect_untouched(e);
+    unlink(e->table);
+    make_table(e, 0, 0600);
+    run_client(e, false, "SHIM_TEST_SETUID=65534", pass);
+    expect_one_line(e, "it is owned by uid 0 (mode 0600): remove it", "(fail-open)");
+    expect_untouched(e);
+}
+
 static const struct {
     const char *name;
     void (*run)(struct env *e);
@@ -223,6 +345,10 @@ static const struct {
     {"refresh", case_refresh},
     {"fork", case_fork},
     {"dlopen", case_dlopen},
+    {"closed2", case_closed2},
+    {"badaddr", case_badaddr},
+    {"dnshang", case_dnshang},
+    {"squat", case_squat},
 };
 
 int main(int argc, char **argv)

@@ -20,6 +20,7 @@
 #include "ratelimit.h"
 
 static const struct env *current_env;
+static const char *log_text(const struct env *e);
 
 static void dump_stderr(void)
 {
@@ -31,6 +32,7 @@ static void dump_stderr(void)
     while (fgets(line, sizeof(line), f))
         fputs(line, stderr);
     fclose(f);
+    fprintf(stderr, "--- syslog:\n%s", log_text(current_env));
 }
 
 void fail(const char *fmt, ...)
@@ -130,6 +132,18 @@ static void cleanup(void)
     unlink(current_env->table);
     unlink(current_env->errfile);
     unlink(current_env->scratch);
+    unlink(current_env->logsock);
+}
+
+/* A datagram socket at e->logsock, as syslogd's /dev/log is. */
+static void log_listen(struct env *e)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", e->logsock);
+    unlink(e->logsock);
+    e->logfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (e->logfd < 0 || bind(e->logfd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        fail("cannot bind %s: %s", e->logsock, strerror(errno));
 }
 
 static void on_alarm(int sig)
@@ -152,8 +166,10 @@ void env_init(struct env *e, const char *name, char **argv)
     snprintf(e->table, sizeof(e->table), "/dev/shm/rl-shim-%s-%ld", name, pid);
     snprintf(e->errfile, sizeof(e->errfile), "/dev/shm/rl-shim-%s-%ld.err", name, pid);
     snprintf(e->scratch, sizeof(e->scratch), "/dev/shm/rl-shim-%s-%ld.x", name, pid);
+    snprintf(e->logsock, sizeof(e->logsock), "/dev/shm/rl-shim-%s-%ld.log", name, pid);
     current_env = e;
     atexit(cleanup);
+    log_listen(e);
     signal(SIGALRM, on_alarm);
     alarm(150);
 }
@@ -180,6 +196,7 @@ static void exec_client(const struct env *e, bool fake, const char *extra, const
     setenv("LD_PRELOAD", preload, 1);
     setenv("RATELIMIT_CONFIG", e->config, 1);
     setenv("SHIM_TEST_TABLE", e->table, 1);
+    setenv("RATELIMIT_SYSLOG_SOCKET", e->logsock, 1);
     unsetenv("RATELIMIT_FAIL_CLOSED");
     if (extra)
         putenv((char *)extra);
@@ -214,6 +231,36 @@ void run_client(const struct env *e, bool fake, const char *extra, const char *c
         fail("client %s died of signal %d", argv[0], WTERMSIG(status));
     if (WEXITSTATUS(status) != 0)
         fail("client %s exited %d", argv[0], WEXITSTATUS(status));
+}
+
+/* Every datagram received so far, one per line. */
+static const char *log_text(const struct env *e)
+{
+    static char text[16384];
+    static size_t len;
+    char msg[2048];
+    ssize_t n;
+    while ((n = recv(e->logfd, msg, sizeof(msg) - 1, 0)) >= 0)
+        if (len + (size_t)n + 2 < sizeof(text)) {
+            memcpy(text + len, msg, (size_t)n);
+            len += (size_t)n;
+            text[len++] = '\n';
+            text[len] = '\0';
+        }
+    return text;
+}
+
+unsigned log_lines(const struct env *e)
+{
+    unsigned n = 0;
+    for (const char *c = log_text(e); *c; c++)
+        n += *c == '\n';
+    return n;
+}
+
+bool log_has(const struct env *e, const char *needle)
+{
+    return strstr(log_text(e), needle) != NULL;
 }
 
 unsigned err_lines(const struct env *e)

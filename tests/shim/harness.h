@@ -36,6 +36,8 @@ struct env {
     char table[PATH_MAX];
     char errfile[PATH_MAX];
     char scratch[PATH_MAX]; /* a free path for the case's own use (Unix socket, hosts file) */
+    char logsock[108];      /* the syslog socket the client is given (RATELIMIT_SYSLOG_SOCKET) */
+    int logfd;
 };
 void env_init(struct env *e, const char *name, char **argv);
 /* Write the config: "table <e->table>\n" then the printf-formatted text. */
@@ -43,11 +45,16 @@ void write_config(const struct env *e, const char *fmt, ...) __attribute__((form
 
 /*
  * Run the client (argv, NULL-terminated, argv[0] the role) under LD_PRELOAD=shim (and the
- * fake resolver if `fake`), with RATELIMIT_CONFIG=config and `extra` ("NAME=VALUE" or NULL).
+ * fake resolver if `fake`), with RATELIMIT_CONFIG=config, RATELIMIT_SYSLOG_SOCKET=logsock and
+ * `extra` ("NAME=VALUE" or NULL).
  * Its stdout is the test's, its stderr goes to e->errfile. Fails the test if it runs longer
  * than 90 s or does not exit 0.
  */
 void run_client(const struct env *e, bool fake, const char *extra, const char *const *argv);
+
+/* The syslog lines received so far (each datagram one line), and whether one has `needle`. */
+unsigned log_lines(const struct env *e);
+bool log_has(const struct env *e, const char *needle);
 
 /* The client's stderr: its line count, and whether it contains `needle`. */
 unsigned err_lines(const struct env *e);

@@ -1,10 +1,9 @@
 /*
- * table.c - create, attach, validate and detach the shared table file.
+ * shm_table.c - create, attach, validate and detach the shared table file; the arena.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,24 +21,7 @@
 #define RL_CAPACITY_MAX    (1U << 24)
 #define RL_ARENA_MAX_BYTES (64ULL << 30)
 
-static _Thread_local char errdetail[512];
-
-const char *rl_errdetail(void)
-{
-    return errdetail;
-}
-
-/* Record a detail for rl_errdetail() and return err. */
-int rl__fail(int err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errdetail, sizeof(errdetail), fmt, ap);
-    va_end(ap);
-    return err;
-}
-
-static const char *table_path(const struct rl_table_opts *opts)
+static const char *opts_path(const struct rl_table_opts *opts)
 {
     if (opts->path && *opts->path)
         return opts->path;
@@ -255,7 +237,7 @@ int rl_table_open(const struct rl_table_opts *opts, rl_table **out)
     if (opts)
         memcpy(&o, opts, opts->size < sizeof(o) ? opts->size : sizeof(o));
     rl_table *t = calloc(1, sizeof(*t));
-    if (!t || !(t->path = strdup(table_path(&o)))) {
+    if (!t || !(t->path = strdup(opts_path(&o)))) {
         free(t);
         return rl__fail(RL_ENOMEM, "out of memory");
     }
@@ -276,13 +258,25 @@ int rl_table_open(const struct rl_table_opts *opts, rl_table **out)
     return 0;
 }
 
+/* A handle and its cache of block views (the table owns the handle array). */
+static void handle_free(rl_bucket *b)
+{
+    if (!b)
+        return;
+    for (struct cached_view *v = rl__ptr_load_acquire(&b->view), *older; v; v = older) {
+        older = v->older;
+        free(v);
+    }
+    free(b);
+}
+
 void rl_table_close(rl_table *t)
 {
     if (!t)
         return;
     if (t->handles) {
         for (uint32_t i = 0; i < t->capacity; i++)
-            rl__bucket_free(rl__ptr_load_acquire(&t->handles[i]));
+            handle_free(rl__ptr_load_acquire(&t->handles[i]));
         free(t->handles);
     }
     rl__guard_unregister(t);
@@ -342,10 +336,10 @@ int rl_table_info(const rl_table *t, struct rl_table_info *out)
 
 int rl__claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at)
 {
-    /* A CAS loop, not fetch_add: the counter never passes `limit`, so even a damaged
+    /* K1: a CAS loop, not fetch_add. The counter never passes `limit`, so even a damaged
      * counter cannot wrap around and hand out space that is in use. Acq_rel is more than
-     * needed (the number only has to be unique; contents are published by the owner's
-     * release store) but keeps this one primitive simple. */
+     * needed: the number only has to be unique, and contents are published by the owner's
+     * release store (R1, S2). It keeps this one primitive simple. */
     uint64_t cur = rl__load_acquire(counter);
     do {
         if (cur > limit || n > limit - cur)

@@ -1,5 +1,5 @@
 /*
- * fixed.c - fixed window: at most N per window of T, windows aligned to multiples of T
+ * rule_fixed.c - fixed window: at most N per window of T, windows aligned to multiples of T
  * since the Unix epoch, as servers that reset "at the top of the minute" count.
  *
  * State word (64 bits):
@@ -16,7 +16,7 @@
  * next window, where we did not count it. So no request is admitted in the last `margin`
  * of a window (a dead zone, at most T/2); it waits for the next window instead.
  */
-#include "internal.h"
+#include "rule.h"
 
 #define WIN_MASK  0xffffffffULL
 #define WIN_HALF  0x80000000ULL
@@ -30,7 +30,7 @@ static uint64_t word_count(uint64_t w)
 {
     return (w & ~RL_FROZEN) >> 32;
 }
-static uint64_t make_word(uint64_t win, uint64_t count)
+static uint64_t window_word(uint64_t win, uint64_t count)
 {
     return (count < COUNT_MAX ? count : COUNT_MAX) << 32 | (win & WIN_MASK);
 }
@@ -70,7 +70,8 @@ static uint64_t dead_zone(const struct rule_ctx *c)
     return c->margin_ns < half ? c->margin_ns : half;
 }
 
-int fixed_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *earliest)
+enum rule_result rl__fixed_earliest(const struct rule_ctx *c, uint64_t now, uint32_t cost,
+                                    uint64_t *earliest)
 {
     uint64_t limit = c->r.limit;
     if (cost > limit) {
@@ -92,29 +93,41 @@ int fixed_earliest(struct rule_ctx *c, uint64_t now, uint32_t cost, uint64_t *ea
     return RULE_OK;
 }
 
-uint64_t fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
+uint64_t rl__fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
 {
     uint64_t w = window_of(c, d);
     uint64_t same = word_win(c->word) == (w & WIN_MASK);
-    return make_word(w, (same ? word_count(c->word) : 0) + cost);
+    return window_word(w, (same ? word_count(c->word) : 0) + cost);
 }
 
-void fixed_reset(struct rule_ctx *c, uint64_t now)
+void rl__fixed_reset(const struct rule_ctx *c, uint64_t now)
 {
+    /* Z1 as in rl__gcra_reset: a frozen word stays as it is. */
     uint64_t v = rl__load_acquire(c->state);
-    while (!(v & RL_FROZEN) && !rl__cas_acq_rel(c->state, &v, make_word(window_of(c, now), 0)))
+    while (!(v & RL_FROZEN) && !rl__cas_acq_rel(c->state, &v, window_word(window_of(c, now), 0)))
         ;
 }
 
-void fixed_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out)
+uint64_t rl__fixed_used(const struct rule_ctx *c, uint64_t now)
 {
     uint64_t w = window_of(c, now);
-    uint64_t used = word_win(c->word) == (w & WIN_MASK) ? word_count(c->word) : 0;
+    return word_win(c->word) == (w & WIN_MASK) ? word_count(c->word) : 0;
+}
+
+void rl__fixed_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out)
+{
+    uint64_t used = rl__fixed_used(c, now);
     out->used = used;
     out->remaining = used < c->r.limit ? c->r.limit - used : 0;
     uint64_t next = 0;
-    fixed_earliest((struct rule_ctx *)c, now, 1, &next);
+    rl__fixed_earliest(c, now, 1, &next);
     out->next_free_ns = next > now ? next - now : 0;
     if (out->next_free_ns)
         out->remaining = 0;
+}
+
+uint64_t rl__fixed_carry(const struct rule_ctx *c, uint64_t units, uint64_t at, uint64_t *excess)
+{
+    *excess = 0; /* the count records any debt, even beyond N */
+    return units ? rl__fixed_next_word(c, at, (uint32_t)units) : 0;
 }

@@ -1,5 +1,5 @@
 /*
- * index.c - the lock-free index from bucket name to bucket number.
+ * shm_index.c - the lock-free index from bucket name to bucket number.
  *
  * Open addressing with linear probing over index_slots words (see shm_format.h for the
  * word encoding). Slots only ever go from empty to final, so a lookup that reaches an

@@ -1,0 +1,274 @@
+/*
+ * rule.h - one rule of a decision: its kind, its context, and one dispatch per operation.
+ *
+ * Each kind lives in its own file (rule_gcra.c, rule_fixed.c, rule_sliding.c,
+ * rule_server.c). A new kind touches that file, the switches below and the grammar
+ * (policy.c). The per-kind functions stay out of line, in their own files: tests link
+ * with -Wl,--wrap to stall a decision inside them, and --wrap only sees calls between
+ * object files.
+ */
+#ifndef RL_RULE_H
+#define RL_RULE_H
+
+#include "internal.h"
+
+#pragma GCC visibility push(hidden)
+
+/* The kinds a decision knows: the public ones, and the server rule (rule_server.c). */
+enum rule_kind {
+    RULE_GCRA = RL_GCRA,
+    RULE_FIXED = RL_FIXED,
+    RULE_SLIDING = RL_SLIDING,
+    RULE_SERVER = RL_FIXED + 1, /* the vendor's reported budget, kept in the bucket record */
+};
+
+/* One rule of a decision: where its state lives and what a decision needs to know. */
+struct rule_ctx {
+    const rl_table *table;
+    enum rule_kind kind;
+    struct rule_params r; /* validated copy; unused by the server rule */
+    rl_atomic64 *state;   /* the rule's state word in the table */
+    rl_atomic64 *log;     /* sliding: its log, r.limit words */
+    uint64_t margin_ns;
+    uint64_t word; /* the state word as loaded for this decision */
+    bool repair;   /* sliding: repeated stale views, so repair inconsistent log entries */
+};
+
+/* What earliest() found. */
+enum rule_result {
+    RULE_OK,
+    RULE_STALE, /* the loaded state is outdated: reload and start over */
+};
+
+/* Rule i of a view as a context (word not loaded). */
+static inline void rl__rule_ctx(struct rule_ctx *c, const rl_table *t, const struct policy_view *v,
+                                uint32_t i)
+{
+    *c = (struct rule_ctx){.table = t,
+                           .kind = (enum rule_kind)v->rules[i].kind,
+                           .r = v->rules[i],
+                           .state = &v->block->rules[i].word,
+                           .log = v->log[i],
+                           .margin_ns = v->margin_ns};
+}
+
+/* Rule i of a view with its word loaded, for inspection, reset and carry-over. */
+static inline void rl__rule_ctx_load(struct rule_ctx *c, const rl_table *t,
+                                     const struct policy_view *v, uint32_t i)
+{
+    rl__rule_ctx(c, t, v, i);
+    /* Acquire: pairs with C2 of the last decision (A5). The frozen bit of a block being
+     * replaced does not change what its usage was. */
+    c->word = rl__load_acquire(c->state) & ~RL_FROZEN;
+}
+
+/* The server rule of bucket b (word not loaded); `v` is the bucket's view. */
+static inline void rl__rule_ctx_server(struct rule_ctx *c, const rl_bucket *b,
+                                       const struct policy_view *v)
+{
+    *c = (struct rule_ctx){.table = b->table,
+                           .kind = RULE_SERVER,
+                           .state = &b->rec->server,
+                           .margin_ns = v->margin_ns};
+}
+
+/* rule_gcra.c */
+uint64_t rl__gcra_interval(uint64_t limit, uint64_t period_ns);
+uint64_t rl__gcra_earliest_for(const struct rule_params *r, uint64_t margin_ns, uint64_t tat,
+                               uint64_t now, uint32_t cost);
+enum rule_result rl__gcra_earliest(const struct rule_ctx *c, uint64_t now, uint32_t cost,
+                                   uint64_t *earliest);
+/* The TAT after admitting `cost` units at instant d (d >= the earliest instant). */
+uint64_t rl__gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
+uint64_t rl__gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+void rl__gcra_reset(const struct rule_ctx *c, uint64_t now);
+uint64_t rl__gcra_used(const struct rule_ctx *c, uint64_t now);
+void rl__gcra_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out);
+uint64_t rl__gcra_carry(const struct rule_ctx *c, uint64_t units, uint64_t at, uint64_t *excess);
+
+/* rule_fixed.c */
+enum rule_result rl__fixed_earliest(const struct rule_ctx *c, uint64_t now, uint32_t cost,
+                                    uint64_t *earliest);
+uint64_t rl__fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+void rl__fixed_reset(const struct rule_ctx *c, uint64_t now);
+uint64_t rl__fixed_used(const struct rule_ctx *c, uint64_t now);
+void rl__fixed_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out);
+uint64_t rl__fixed_carry(const struct rule_ctx *c, uint64_t units, uint64_t at, uint64_t *excess);
+
+/* rule_sliding.c */
+enum rule_result rl__sliding_earliest(const struct rule_ctx *c, uint64_t now, uint32_t cost,
+                                      uint64_t *earliest);
+uint64_t rl__sliding_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+void rl__sliding_finalize(const struct rule_ctx *c, uint64_t old_word, uint64_t new_word);
+void rl__sliding_reset(const struct rule_ctx *c, uint64_t now);
+uint64_t rl__sliding_remaining(const struct rule_ctx *c, uint64_t now);
+uint64_t rl__sliding_used(const struct rule_ctx *c, uint64_t now);
+void rl__sliding_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out);
+uint64_t rl__sliding_carry(const struct rule_ctx *c, uint64_t units, uint64_t at, uint64_t *excess);
+
+/* rule_server.c */
+uint64_t rl__server_word(uint64_t remaining, uint64_t until_ns);
+uint64_t rl__server_until(uint64_t word);
+uint64_t rl__server_left(uint64_t word);
+enum rule_result rl__server_earliest(const struct rule_ctx *c, uint64_t now, uint32_t cost,
+                                     uint64_t *earliest);
+uint64_t rl__server_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+void rl__server_reset(const struct rule_ctx *c);
+uint64_t rl__server_remaining(const struct rule_ctx *c, uint64_t now);
+
+/*
+ * The operations, one switch each.
+ *
+ * earliest: the earliest relative instant >= now at which `cost` units are admissible
+ * given c->word. RL_NEVER if never (cost above capacity). May find the state stale.
+ */
+static inline enum rule_result rl__rule_earliest(const struct rule_ctx *c, uint64_t now,
+                                                 uint32_t cost, uint64_t *earliest)
+{
+    switch (c->kind) {
+    case RULE_GCRA:
+        return rl__gcra_earliest(c, now, cost, earliest);
+    case RULE_FIXED:
+        return rl__fixed_earliest(c, now, cost, earliest);
+    case RULE_SERVER:
+        return rl__server_earliest(c, now, cost, earliest);
+    default: /* RULE_SLIDING */
+        return rl__sliding_earliest(c, now, cost, earliest);
+    }
+}
+
+/* next_word: the state word after admitting `cost` at instant d (d >= earliest). */
+static inline uint64_t rl__rule_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
+{
+    switch (c->kind) {
+    case RULE_GCRA:
+        return rl__gcra_next_word(c, d, cost);
+    case RULE_FIXED:
+        return rl__fixed_next_word(c, d, cost);
+    case RULE_SERVER:
+        return rl__server_next_word(c, d, cost);
+    default: /* RULE_SLIDING */
+        return rl__sliding_next_word(c, d, cost);
+    }
+}
+
+/* finalize: work after every rule of the chain committed. Only a sliding log has any. */
+static inline void rl__rule_finalize(const struct rule_ctx *c, uint64_t old_word, uint64_t new_word)
+{
+    if (c->kind == RULE_SLIDING)
+        rl__sliding_finalize(c, old_word, new_word);
+}
+
+/* reset: give the full budget back (a frozen word stays as it is). */
+static inline void rl__rule_reset(const struct rule_ctx *c, uint64_t now)
+{
+    switch (c->kind) {
+    case RULE_GCRA:
+        rl__gcra_reset(c, now);
+        break;
+    case RULE_FIXED:
+        rl__fixed_reset(c, now);
+        break;
+    case RULE_SERVER:
+        rl__server_reset(c);
+        break;
+    default: /* RULE_SLIDING */
+        rl__sliding_reset(c, now);
+        break;
+    }
+}
+
+/* remaining: units the rule admits at `now` given c->word. Read-only. */
+static inline uint64_t rl__rule_remaining(const struct rule_ctx *c, uint64_t now)
+{
+    struct rl_rule_state st = {0};
+    switch (c->kind) {
+    case RULE_GCRA:
+        rl__gcra_usage(c, now, &st);
+        return st.remaining;
+    case RULE_FIXED:
+        rl__fixed_usage(c, now, &st);
+        return st.remaining;
+    case RULE_SERVER:
+        return rl__server_remaining(c, now);
+    default: /* RULE_SLIDING */
+        return rl__sliding_remaining(c, now);
+    }
+}
+
+/*
+ * The operations below apply to a block's rules only, never to the server rule.
+ *
+ * params_ok: a rule's parameters, copied out of the table, are ones rl_policy_check
+ * accepts (block.c then checks a sliding rule's log against the arena).
+ */
+static inline bool rl__rule_params_ok(const struct rule_params *p)
+{
+    if (p->limit == 0 || p->limit > RL_LIMIT_MAX || p->period_ns < RL_PERIOD_MIN_NS ||
+        p->period_ns > RL_PERIOD_MAX_NS)
+        return false;
+    switch (p->kind) {
+    case RL_GCRA:
+        return p->interval_ns == rl__gcra_interval(p->limit, p->period_ns) && p->burst >= 1 &&
+               p->burst <= (1ULL << 62) / p->interval_ns;
+    case RL_FIXED:
+        return p->period_ns >= RL_FIXED_PERIOD_MIN_NS;
+    case RL_SLIDING:
+        return p->limit <= RL_SLIDING_LIMIT_MAX;
+    }
+    return false; /* an unknown kind: a damaged table */
+}
+
+/*
+ * usage: used, remaining and next free instant, for inspection. Read-only: it never
+ * helps or repairs a sliding log.
+ */
+static inline void rl__rule_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out)
+{
+    switch (c->kind) {
+    case RULE_GCRA:
+        rl__gcra_usage(c, now, out);
+        break;
+    case RULE_FIXED:
+        rl__fixed_usage(c, now, out);
+        break;
+    default: /* RULE_SLIDING */
+        rl__sliding_usage(c, now, out);
+        break;
+    }
+}
+
+/* used: units the state counts at `at`, uncapped (a carried-over debt may exceed N). */
+static inline uint64_t rl__rule_used(const struct rule_ctx *c, uint64_t at)
+{
+    switch (c->kind) {
+    case RULE_GCRA:
+        return rl__gcra_used(c, at);
+    case RULE_FIXED:
+        return rl__fixed_used(c, at);
+    default: /* RULE_SLIDING */
+        return rl__sliding_used(c, at);
+    }
+}
+
+/*
+ * carry: the first state word of a new rule, as if `units` were admitted at `at` (update.c
+ * S4). Deterministic: every helper computes the same word. *excess: the units beyond what
+ * the state can hold (a sliding log holds N stamps); update.c keeps them in carry_excess.
+ */
+static inline uint64_t rl__rule_carry(const struct rule_ctx *c, uint64_t units, uint64_t at,
+                                      uint64_t *excess)
+{
+    switch (c->kind) {
+    case RULE_GCRA:
+        return rl__gcra_carry(c, units, at, excess);
+    case RULE_FIXED:
+        return rl__fixed_carry(c, units, at, excess);
+    default: /* RULE_SLIDING */
+        return rl__sliding_carry(c, units, at, excess);
+    }
+}
+
+#pragma GCC visibility pop
+
+#endif /* RL_RULE_H */
