@@ -430,7 +430,6 @@ static PyObject *Bucket_acquire(BucketObject *self, PyObject *args)
     return decision_tuple(rc == 0, &d);
 }
 
-#ifdef RL_HAVE_RESERVE
 /* _reserve(cost, timeout) -> decision tuple (admitted False: not within timeout). */
 static PyObject *Bucket_reserve(BucketObject *self, PyObject *args)
 {
@@ -448,7 +447,24 @@ static PyObject *Bucket_reserve(BucketObject *self, PyObject *args)
         return raise_code(rc);
     return decision_tuple(rc == 0, &d);
 }
-#endif
+
+/* _reserve_check(cost, at_ns) -> 0 (the turn stands) or the instant to reserve again at */
+static PyObject *Bucket_reserve_check(BucketObject *self, PyObject *args)
+{
+    PyObject *cost_obj;
+    unsigned long long at;
+    uint32_t cost;
+    uint64_t resume;
+    if (!PyArg_ParseTuple(args, "OK", &cost_obj, &at))
+        return NULL;
+    rl_bucket *b = handle(self);
+    if (!b || cost_arg(cost_obj, &cost))
+        return NULL;
+    int rc = rl_reserve_check(b, cost, at, &resume);
+    if (rc < 0 && rc != RL_ELIMITED)
+        return raise_code(rc);
+    return PyLong_FromUnsignedLongLong(resume);
+}
 
 static PyObject *feedback_tuple(const struct rl_feedback *f)
 {
@@ -667,9 +683,8 @@ static PyMethodDef Bucket_methods[] = {
      "nothing.\nTrue: admitted. False: not now (nothing taken). Never sleeps."},
     {"_decide", (PyCFunction)(void (*)(void))Bucket_decide, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_acquire", (PyCFunction)Bucket_acquire, METH_VARARGS, NULL},
-#ifdef RL_HAVE_RESERVE
     {"_reserve", (PyCFunction)Bucket_reserve, METH_VARARGS, NULL},
-#endif
+    {"_reserve_check", (PyCFunction)Bucket_reserve_check, METH_VARARGS, NULL},
     {"_report", (PyCFunction)Bucket_report, METH_VARARGS, NULL},
     {"_call", (PyCFunction)Bucket_call, METH_VARARGS, NULL},
     {"_info", (PyCFunction)Bucket_info, METH_NOARGS, NULL},
@@ -781,14 +796,7 @@ PyMODINIT_FUNC PyInit__core(void)
     if (!m)
         return NULL;
     if (PyModule_AddObjectRef(m, "Table", (PyObject *)&TableType) < 0 ||
-        PyModule_AddObjectRef(m, "Bucket", (PyObject *)&BucketType) < 0 ||
-        PyModule_AddIntConstant(m, "HAVE_RESERVE",
-#ifdef RL_HAVE_RESERVE
-                                1
-#else
-                                0
-#endif
-                                ) < 0) {
+        PyModule_AddObjectRef(m, "Bucket", (PyObject *)&BucketType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -162,10 +162,16 @@ class Bucket(_core.Bucket):
             if delay <= 0:
                 return d
             await asyncio.sleep(delay / 1e9)
-            fb = self._info()["feedback"]
-            cooldown_ns, last_429_ns = fb[0], fb[1]
-            if not (cooldown_ns > 0 and last_429_ns <= d.at_ns):
+            while _core.now_ns() < d.at_ns:  # the loop's clock may round the sleep down
+                await asyncio.sleep(0.001)
+            resume = self._reserve_check(cost, d.at_ns)  # did a 429 void the turn?
+            if not resume:
                 return d
+            if deadline is not None and loop.time() + (resume - _core.now_ns()) / 1e9 >= deadline:
+                raise Timeout(Timeout.code, "timed out: the request would not be admitted "
+                              "before the deadline", f"bucket '{self.name}': cooling down "
+                              "after a 429")
+            await asyncio.sleep(max(0, resume - _core.now_ns()) / 1e9)
 
     def limit(self, cost: int = 1, timeout: Optional[float] = DEFAULT_TIMEOUT) -> "_Limit":
         """Acquire on entry, as a context manager (``with``, ``async with``) or a decorator
