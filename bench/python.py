@@ -118,7 +118,7 @@ def bench_pool(quick, rows):
     tmp = tempfile.mkdtemp()
     path, sock = "/dev/shm/rl-bench-pool-%d" % os.getpid(), os.path.join(tmp, "app.sock")
     table = ratelimit.Table(path)
-    table.define("foundry", "200/3s margin 50ms")
+    table.define("foundry", "200/3s margin 100ms")
     env = dict(os.environ, RATELIMIT_TABLE=path, VENDOR_URL=url)
     app = subprocess.Popen([sys.executable, "-m", "gunicorn", "--chdir",
                             os.path.join(ROOT, "examples", "python"), "-w", "8", "-k", "sync",

@@ -16,8 +16,10 @@ import ratelimit
 from conftest import EXAMPLES, budget_share, child_env, most_in_window
 
 SCALE = 20  # the mock Foundry: 200 per rolling 3 s
-LIMIT, PERIOD_NS, MARGIN_NS = 200, 3 * 10**9, 50 * 10**6
-RULES = "200/3s margin 50ms"
+LIMIT, PERIOD_NS, MARGIN_NS = 200, 3 * 10**9, 100 * 10**6
+# The margin covers the lag from admission to arrival at the vendor, which time-scaling
+# does not shrink: 100 ms of a 3 s window (a loaded machine delays some requests).
+RULES = "200/3s margin 100ms"
 
 
 def check_admissions(name, results, vendor_summary, bucket):
