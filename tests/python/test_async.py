@@ -86,3 +86,40 @@ def test_limit_async_forms(table):
 
     assert asyncio.run(main()) == 7
     assert b.info().counters.admitted == 2
+
+
+def test_async_waiters_of_several_processes_share_the_window(table):
+    """Property: asyncio tasks of 3 processes reserving at once. No window of the rule
+    holds more than N turns, and each process's tasks get their turns in the order they
+    asked."""
+    import json
+    import os
+    from conftest import most_in_window
+
+    b = table.define("p", "10/200ms margin 0ns")
+    pipes = []
+    for _ in range(3):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                async def main():
+                    return await asyncio.gather(*(b.acquire_async(timeout=30)
+                                                  for _ in range(20)))
+                ats = [d.at_ns for d in asyncio.run(main())]
+                os.write(w, json.dumps(ats).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        pipes.append((pid, r))
+    turns = []
+    for pid, r in pipes:
+        with os.fdopen(r) as f:
+            ats = json.loads(f.read() or "[]")
+        os.waitpid(pid, 0)
+        assert len(ats) == 20, "a child failed"
+        assert ats == sorted(ats), "a process's turns in the order its tasks asked"
+        turns += ats
+    assert most_in_window(turns, 200 * 10**6) <= 10
+    assert b.info().counters.admitted == 60
