@@ -148,6 +148,7 @@ void bench_memory(void);
 void bench_waiters(void);
 void bench_accuracy(void);
 void bench_shim(void);
+void bench_config(void);
 /* shim.c: the child re-executed with or without the shim: `--connect-child PORT OPS`. */
 int shim_connect_child(const char *port, const char *ops);
 

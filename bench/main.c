@@ -5,6 +5,7 @@
  *   peers       the same decision by a robust mutex, flock() and Redis
  *   contention  1..256 processes on one bucket and on a bucket each, against the mutex
  *   scale       lookup and acquire with 1..1M buckets; creating them
+ *   config      parse + check, first apply, unchanged re-apply of 1k..1M-bucket configs
  *   memory      table bytes per bucket for each rule kind
  *   waiters     64 blocking waiters: CPU while waiting, admission order, lateness
  *   accuracy    utilization under saturation and over-admissions, from the admission log
@@ -30,13 +31,13 @@ static const struct {
 } sections[] = {
     {"cost", bench_cost},         {"peers", bench_peers},   {"contention", bench_contention},
     {"scale", bench_scale},       {"memory", bench_memory}, {"waiters", bench_waiters},
-    {"accuracy", bench_accuracy}, {"shim", bench_shim},
+    {"accuracy", bench_accuracy}, {"shim", bench_shim},     {"config", bench_config},
 };
 
 static _Noreturn void usage(void)
 {
     fprintf(stderr, "usage: bench [--quick] [--csv DIR] [--only SECTION[,SECTION...]]\n"
-                    "sections: cost peers contention scale memory waiters accuracy shim\n");
+                    "sections: cost peers contention scale memory waiters accuracy shim config\n");
     exit(2);
 }
 

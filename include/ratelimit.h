@@ -219,6 +219,9 @@ struct rl_table_info {
     uint64_t file_bytes;  /* size of the table file */
     uint64_t created_ns;  /* CLOCK_MONOTONIC instant of creation */
     bool read_only;       /* this attachment cannot change the table */
+    /* The config the buckets and templates are known to match: bit 63 set and the low 63
+     * bits its digest (rl_config_apply sets it), else 0 or another value: unknown. */
+    uint64_t applied_digest;
 };
 /*
  * The table's geometry and use (the counts are recent, not exact). Returns 0.
@@ -739,7 +742,9 @@ const struct rl_config_shim *rl_config_shim(const rl_config *config);
 
 /*
  * Open the table the config names (creating it with its mode, group and capacity, and an
- * arena sized for its buckets and templates). `flags`: enum rl_open_flags.
+ * arena sized for its buckets and templates). `flags`: enum rl_open_flags. A table to
+ * create whose file system cannot hold what applying the config writes
+ * (rl_config_footprint's used_bytes) is refused with RL_EFULL, and not created.
  * Errors: as rl_table_open.
  * Contract as rl_table_open.
  */
@@ -753,6 +758,11 @@ int rl_config_open_table(const rl_config *config, unsigned flags, rl_table **out
  * refused), so an error changes nothing. Each action is passed to note(arg, line) if note
  * is not NULL, e.g. "created foundry 200/60s", "updated ti: 120/1m burst 20 -> 600/1m burst
  * 100", "kept old/bucket: not in the config". Applying the same file twice is a no-op.
+ * The table remembers the digest of the config last applied (rl_table_info's
+ * applied_digest); while no define, template define or update has changed it since, applying
+ * that config again returns at once with the single note "unchanged: all of it (...)".
+ * Refused with RL_EFULL, before anything is written: too few free records, too little
+ * arena, or too little room on the table's file system for the pages the apply would write.
  * Returns 0 or an RL_E* code with rl_errdetail() saying what.
  * Errors: RL_EINVAL (config or table NULL), RL_EPERM (read-only table), RL_EFULL (no room
  * for the new buckets or their blocks), RL_EEXIST (a parent change), RL_ECORRUPT (a bucket
@@ -765,6 +775,28 @@ int rl_config_open_table(const rl_config *config, unsigned flags, rl_table **out
  */
 int rl_config_apply(const rl_config *config, rl_table *table,
                     void (*note)(void *arg, const char *line), void *arg);
+
+/*
+ * What a config costs in a table (README "Config files"). A new table for it gets
+ * file_bytes, sparse: a file on tmpfs only uses the pages written. Applying the config to it
+ * writes used_bytes: the header, the index, a record per bucket and template, and their
+ * policy blocks (block_bytes of arena; a sliding rule of N costs 8N bytes). Each tenant made
+ * later from a template costs its record and a block: tenant_bytes for the costliest
+ * template (tenant_template), and there is room for `tenants` of them. Pure: no table.
+ * Errors: RL_EINVAL (NULL argument).
+ * Not lock-free (no table involved); never allocates; never sleeps; writes nothing;
+ * async-signal-safe; any thread.
+ */
+struct rl_config_footprint {
+    uint64_t file_bytes;         /* size of a new table's file */
+    uint64_t arena_bytes;        /* of which arena (blocks, tenants' blocks, rule switches) */
+    uint64_t used_bytes;         /* bytes written by applying the config to a new table */
+    uint64_t block_bytes;        /* arena bytes of the config's policy blocks */
+    uint64_t tenant_bytes;       /* bytes per tenant of tenant_template; 0 if no template */
+    const char *tenant_template; /* the costliest template (owned by the config), or NULL */
+    uint32_t tenants;            /* tenants a new table has room for */
+};
+int rl_config_footprint(const rl_config *config, struct rl_config_footprint *out);
 
 /*
  * CLOCK_MONOTONIC now, in ns (the clock every decision uses).

@@ -156,9 +156,11 @@ static int record_create(rl_table *t, const char *name, const struct rl_policy *
     return 0;
 }
 
-/* Define a bucket or a template (its name is a pattern); the name is already checked. */
+/* Define a bucket or a template (its name is a pattern); the name is already checked. A
+ * tenant (made from its template) matches any config the table matched: it leaves the
+ * applied digest alone; any other creation forgets it (applied.c). */
 static int define_checked(rl_table *t, const char *name, const struct rl_policy *pol,
-                          const char *parent_name, rl_bucket **out)
+                          const char *parent_name, bool tenant, rl_bucket **out)
 {
     struct rl_parse_error perr;
     rl_bucket *parent = NULL, *dummy;
@@ -177,12 +179,16 @@ static int define_checked(rl_table *t, const char *name, const struct rl_policy 
     if (t->read_only)
         return rl__fail(RL_EPERM, "table %s is open read-only", t->path);
     int err = rl__guard_check(t);
+    if (!err && !tenant)
+        rl__applied_forget(t);
     if (!err)
         err = record_create(t, name, pol, parent, &no);
     if (err)
         return err;
     if ((err = rl__index_insert(t, name, no, &winner)) < 0)
         return err;
+    if (!tenant)
+        rl__applied_forget(t);
     if (winner == no)
         rl__fetch_add_relaxed(&t->hdr->defined, 1); /* relaxed: a statistic */
     return winner == no ? rl__bucket_handle(t, no, out)
@@ -194,7 +200,7 @@ int rl_bucket_define(rl_table *t, const char *name, const struct rl_policy *pol,
 {
     if (rl_name_check(name) < 0)
         return RL_ENAME;
-    return define_checked(t, name, pol, parent, out);
+    return define_checked(t, name, pol, parent, false, out);
 }
 
 int rl_template_define(rl_table *t, const char *pattern, const struct rl_policy *pol,
@@ -202,7 +208,7 @@ int rl_template_define(rl_table *t, const char *pattern, const struct rl_policy 
 {
     if (pattern_check(pattern) < 0)
         return RL_ENAME;
-    return define_checked(t, pattern, pol, parent, NULL);
+    return define_checked(t, pattern, pol, parent, false, NULL);
 }
 
 /* The template for `name` with the longest prefix, if any. */
@@ -235,7 +241,7 @@ int rl_bucket_get(rl_table *t, const char *name, rl_bucket **out)
     if (rl__bucket_view(tpl, &v) < 0)
         return rl__fail(RL_ECORRUPT, "template '%s' is damaged", tpl->name);
     rl__block_read(&v, &pol);
-    return define_checked(t, name, &pol, tpl->parent ? tpl->parent->name : NULL, out);
+    return define_checked(t, name, &pol, tpl->parent ? tpl->parent->name : NULL, true, out);
 }
 
 bool rl_bucket_is_template(const rl_bucket *b)

@@ -107,6 +107,17 @@ void *rl__arena_at(const rl_table *t, uint64_t off, uint64_t len);
 /* Take n from a shared allocation counter without ever passing limit; *at = the start. */
 int rl__claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at);
 int rl__arena_alloc(rl_table *t, uint64_t len, uint64_t *off);
+/* The geometry of a new table (sizes, offsets, file_bytes) into *h; nothing else. */
+void rl__table_layout(struct shm_header *h, uint32_t capacity, uint64_t arena_bytes);
+
+/* applied.c: the header's applied_digest (shm_format.h). A define that creates, or an
+ * update, calls rl__applied_forget before and after its change. rl_config_apply calls
+ * rl__applied_begin before it reads the table, and rl__applied_publish last (digest 0:
+ * only end). */
+uint64_t rl__applied_load(const rl_table *t);
+void rl__applied_forget(rl_table *t);
+void rl__applied_begin(rl_table *t);
+bool rl__applied_publish(rl_table *t, uint64_t digest);
 
 /* shm_index.c */
 uint64_t rl__name_hash(const char *name);

@@ -92,7 +92,21 @@ struct shm_header {
     /* defined: buckets that won their name in the index (relaxed fetch_add: a count for
      * display; a creator killed between its index CAS and the add leaves it one short). */
     rl_atomic64 defined;
-    uint8_t reserved[RL_HEADER_BYTES - 152];
+    /*
+     * applied_digest: which config the buckets and templates are known to match
+     * (src/applied.c, labels D1-D3):
+     *   0                       unknown (a new table, or one older than this word)
+     *   bit 63 set              they match the config whose digest is the low 63 bits
+     *   bit 63 clear, non-zero  unknown: a count of changes, so that an apply running
+     *                           meanwhile can tell that something else changed the table
+     * Every define that creates a bucket or template by name, and every rule switch, moves
+     * it to the next count before and after the change (CAS). An apply moves it at its
+     * start and sets the digest last, by CAS from the count it left, so an apply killed
+     * midway or raced by another change leaves "unknown". Tenants made from a template and
+     * resets leave it alone: they never make the table differ from the config.
+     */
+    rl_atomic64 applied_digest;
+    uint8_t reserved[RL_HEADER_BYTES - 160];
 };
 
 /*
@@ -215,6 +229,7 @@ struct shm_policy {
 
 _Static_assert(sizeof(struct shm_header) == RL_HEADER_BYTES, "header is one page");
 _Static_assert(offsetof(struct shm_header, next_bucket) == 128, "header layout is pinned");
+_Static_assert(offsetof(struct shm_header, applied_digest) == 152, "carved from reserved");
 _Static_assert(sizeof(struct shm_bucket) == 192, "bucket record layout is pinned");
 _Static_assert(sizeof(struct shm_bucket) % RL_ALIGN == 0, "records are cache-line aligned");
 _Static_assert(offsetof(struct shm_bucket, counters) == 2 * RL_ALIGN &&

@@ -43,13 +43,8 @@ static uint64_t align_up(uint64_t v)
     return (v + RL_ALIGN - 1) & ~(uint64_t)(RL_ALIGN - 1);
 }
 
-/* Fill a header for a new table of the given capacity and arena size. */
-static int header_plan(struct shm_header *h, uint32_t capacity, uint64_t arena_bytes)
+void rl__table_layout(struct shm_header *h, uint32_t capacity, uint64_t arena_bytes)
 {
-    memset(h, 0, sizeof(*h));
-    h->magic = RL_MAGIC;
-    h->layout_version = RL_LAYOUT_VERSION;
-    h->header_bytes = RL_HEADER_BYTES;
     h->capacity = capacity;
     h->index_slots = pow2_at_least(2ULL * capacity);
     h->bucket_bytes = sizeof(struct shm_bucket);
@@ -59,6 +54,16 @@ static int header_plan(struct shm_header *h, uint32_t capacity, uint64_t arena_b
     h->arena_off = align_up(h->buckets_off + (uint64_t)capacity * sizeof(struct shm_bucket));
     h->arena_bytes = align_up(arena_bytes);
     h->file_bytes = h->arena_off + h->arena_bytes;
+}
+
+/* Fill a header for a new table of the given capacity and arena size. */
+static int header_plan(struct shm_header *h, uint32_t capacity, uint64_t arena_bytes)
+{
+    memset(h, 0, sizeof(*h));
+    h->magic = RL_MAGIC;
+    h->layout_version = RL_LAYOUT_VERSION;
+    h->header_bytes = RL_HEADER_BYTES;
+    rl__table_layout(h, capacity, arena_bytes);
     h->epoch_ns = rl_now_ns();
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
@@ -331,6 +336,7 @@ int rl_table_info(const rl_table *t, struct rl_table_info *out)
     out->file_bytes = h->file_bytes;
     out->created_ns = h->epoch_ns;
     out->read_only = t->read_only;
+    out->applied_digest = rl__applied_load(t);
     return 0;
 }
 

@@ -124,6 +124,7 @@ int rl_bucket_update(rl_bucket *b, const struct rl_policy *pol)
         rl__block_read(&p, &have);
         if (rl__policy_same(&have, pol))
             return 0;
+        rl__applied_forget(b->table); /* before and after the switch: applied.c */
         int err = rl__block_create(b->table, pol, RL_UNINIT, &off);
         if (err)
             return err;
@@ -131,6 +132,7 @@ int rl_bucket_update(rl_bucket *b, const struct rl_policy *pol)
         /* S2: release publishes B; losing means another switch runs: help it, retry. */
         rl__cas_acq_rel(&p.block->next_off, &expected, off);
         rl__switch_help(b, &p);
+        rl__applied_forget(b->table);
         if (expected == 0)
             return 0;
     }

@@ -19,6 +19,7 @@ import json
 import math
 import signal
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -161,9 +162,14 @@ class Vendor:
 
 
 class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"
+    # HTTP/1.1: connections stay open between requests (every answer has a Content-Length),
+    # as real vendor APIs keep them; a client that sends "Connection: close" gets one request.
+    protocol_version = "HTTP/1.1"
 
     def do_GET(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)  # a request body (POST) is read, never interpreted
         if self.path == "/__stats":
             return self._send(200, {}, self.server.vendor.summary())
         status, headers, body = self.server.vendor.decide()
@@ -205,9 +211,16 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--max-seconds", type=float, default=60.0)
     ap.add_argument("--other-rate", type=float, default=0.0)
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
+                    help="serve HTTPS with this certificate and key (PEM files)")
     args = ap.parse_args()
     vendor = Vendor(args.seed, args.scale)
     server = Server(("127.0.0.1", args.port), Handler)
+    if args.tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*args.tls)
+        ctx.set_alpn_protocols(["http/1.1"])
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     server.vendor = vendor
     stop = threading.Event()
     if args.other_rate > 0:

@@ -10,6 +10,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/statvfs.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,16 +41,97 @@ static uint32_t arena_kib_for(const rl_config *config, uint32_t capacity)
     return (uint32_t)(kib < max ? kib : max);
 }
 
+#define PAGE 4096ULL
+
+static uint64_t pages_of(uint64_t bytes)
+{
+    return (bytes + PAGE - 1) / PAGE * PAGE;
+}
+
+/* Whole pages spanned by [off, off + len): at most what writing it newly allocates. */
+static uint64_t span_pages(uint64_t off, uint64_t len)
+{
+    return len ? ((off + len - 1) / PAGE - off / PAGE + 1) * PAGE : 0;
+}
+
+int rl_config_footprint(const rl_config *config, struct rl_config_footprint *out)
+{
+    const struct rl_config_bucket *bs;
+    struct shm_header h;
+    if (!config || !out)
+        return rl__fail(RL_EINVAL, "rl_config_footprint: bad arguments");
+    size_t n = rl_config_buckets(config, &bs);
+    uint32_t capacity = rl_config_table(config)->capacity;
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < n; i++) {
+        uint64_t b = rl__policy_bytes(&bs[i].policy);
+        out->block_bytes += b;
+        if (bs[i].is_template &&
+            (!out->tenant_template || b + sizeof(struct shm_bucket) > out->tenant_bytes)) {
+            out->tenant_bytes = b + sizeof(struct shm_bucket);
+            out->tenant_template = bs[i].name;
+        }
+    }
+    memset(&h, 0, sizeof(h));
+    rl__table_layout(&h, capacity, (uint64_t)arena_kib_for(config, capacity) * 1024);
+    out->file_bytes = h.file_bytes;
+    out->arena_bytes = h.arena_bytes;
+    out->used_bytes = h.buckets_off + n * sizeof(struct shm_bucket) + out->block_bytes;
+    out->tenants = out->tenant_template && capacity > n ? capacity - (uint32_t)n : 0;
+    return 0;
+}
+
+/* Free bytes of the file system holding path; false if unknown (or unlimited). */
+static bool fs_free(const char *path, uint64_t *free_bytes)
+{
+    struct statvfs fs;
+    if (statvfs(path, &fs) < 0 || fs.f_blocks == 0)
+        return false;
+    *free_bytes = (uint64_t)fs.f_bavail * fs.f_frsize;
+    return true;
+}
+
+/* The table file a new table would be: refused if its directory's file system cannot hold
+ * what applying the config to it writes (checked before the table is made). */
+static int check_new_table(const rl_config *config, const char *path)
+{
+    struct rl_config_footprint fp;
+    char dir[4096];
+    uint64_t free_bytes;
+    rl_config_footprint(config, &fp);
+    strlcpy(dir, path, sizeof(dir));
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        slash[slash == dir] = '\0';
+    else
+        strlcpy(dir, ".", sizeof(dir));
+    /* The header, the whole index, then the records and blocks with a page each of slack. */
+    uint64_t need = fp.used_bytes + 2 * PAGE;
+    if (fs_free(dir, &free_bytes) && need > free_bytes)
+        return rl__fail(RL_EFULL,
+                        "table %s: the config needs %llu bytes in %s, only %llu are free "
+                        "(nothing was created)",
+                        path, (unsigned long long)need, dir, (unsigned long long)free_bytes);
+    return 0;
+}
+
 int rl_config_open_table(const rl_config *config, unsigned flags, rl_table **out)
 {
     const struct rl_config_table *ct = rl_config_table(config);
+    const char *env = secure_getenv("RATELIMIT_TABLE"); /* as rl_table_open reads it */
     struct rl_table_opts o = RL_TABLE_OPTS_INIT;
-    o.path = ct->path;
-    o.flags = flags;
+    o.path = ct->path ? ct->path : env && *env ? env : RL_TABLE_DEFAULT_PATH;
+    o.flags = flags & ~(unsigned)RL_OPEN_CREATE;
     o.capacity = ct->capacity;
     o.arena_kib = arena_kib_for(config, ct->capacity);
     o.mode = ct->mode;
     o.group = ct->group;
+    int err = rl_table_open(&o, out);
+    if (err != RL_ENOENT || !(flags & RL_OPEN_CREATE))
+        return err;
+    if ((err = check_new_table(config, o.path)))
+        return err;
+    o.flags = flags;
     return rl_table_open(&o, out);
 }
 
@@ -75,6 +157,8 @@ struct apply_plan {
     struct have *haves; /* in the table's order */
     struct have **by_name;
     size_t nhaves, cap;
+    const struct rl_config_bucket **templates; /* the config's, by name */
+    size_t ntemplates;
     struct apply_step *steps;
     size_t nsteps;
     uint64_t new_buckets, arena_bytes;
@@ -174,27 +258,55 @@ static int plan_want(struct apply_plan *pl, const struct rl_config_bucket *want)
     return 0;
 }
 
-/* The config template with the longest prefix that would make bucket `name`, or NULL. */
-static const struct rl_config_bucket *template_of(const struct rl_config_bucket *bs, size_t n,
-                                                  const char *name)
+static int want_order(const void *a, const void *b)
 {
-    const struct rl_config_bucket *best = NULL;
-    for (size_t i = 0; i < n; i++) {
-        size_t prefix = strlen(bs[i].name) - 1; /* the pattern without its star */
-        if (bs[i].is_template && strncmp(name, bs[i].name, prefix) == 0 && name[prefix] &&
-            (!best || prefix + 1 > strlen(best->name)))
-            best = &bs[i];
+    return strcmp((*(const struct rl_config_bucket *const *)a)->name,
+                  (*(const struct rl_config_bucket *const *)b)->name);
+}
+
+/* Index the config's templates by name. */
+static int index_templates(struct apply_plan *pl, const struct rl_config_bucket *bs, size_t n)
+{
+    if (!(pl->templates = calloc(n + 1, sizeof(*pl->templates))))
+        return rl__fail(RL_ENOMEM, "out of memory planning the config");
+    for (size_t i = 0; i < n; i++)
+        if (bs[i].is_template)
+            pl->templates[pl->ntemplates++] = &bs[i];
+    qsort(pl->templates, pl->ntemplates, sizeof(*pl->templates), want_order);
+    return 0;
+}
+
+/*
+ * The config template that makes bucket `name`, or NULL: the longest "prefix/" "*" for it
+ * among the config's templates and the table's, as rl_bucket_get picks. A longer template
+ * the table has and the config does not is the bucket's own: then NULL. O(depth log n).
+ */
+static const struct rl_config_bucket *template_of(const struct apply_plan *pl, const char *name)
+{
+    char pattern[RL_NAME_MAX + 3];
+    strlcpy(pattern, name, sizeof(pattern));
+    for (char *slash = strrchr(pattern, '/'); slash; slash = strrchr(pattern, '/')) {
+        strlcpy(slash, "/*", 3);
+        struct rl_config_bucket key = {.name = pattern}, *k = &key;
+        const struct rl_config_bucket **found =
+            bsearch(&k, pl->templates, pl->ntemplates, sizeof(k), want_order);
+        const struct have *h;
+        if (found)
+            return *found;
+        if ((h = have_find(pl, pattern)) && h->is_template)
+            return NULL;
+        *slash = '\0';
     }
-    return best;
+    return NULL;
 }
 
 /* Buckets made from a config template (with its parent) follow its new rules. */
-static void plan_followers(struct apply_plan *pl, const struct rl_config_bucket *bs, size_t n)
+static void plan_followers(struct apply_plan *pl)
 {
     for (size_t i = 0; i < pl->nhaves; i++) {
         struct have *h = &pl->haves[i];
         const struct rl_config_bucket *t;
-        if (h->mentioned || h->is_template || h->info_err || !(t = template_of(bs, n, h->name)) ||
+        if (h->mentioned || h->is_template || h->info_err || !(t = template_of(pl, h->name)) ||
             strcmp(h->parent, t->parent ? t->parent : "") != 0)
             continue;
         h->mentioned = true;
@@ -202,6 +314,21 @@ static void plan_followers(struct apply_plan *pl, const struct rl_config_bucket 
         if (!rl__policy_same(&h->policy, &t->policy))
             pl->arena_bytes += rl__policy_bytes(&t->policy);
     }
+}
+
+/* At most the bytes the plan writes where the file has no page yet: the new records and
+ * blocks (each bump-allocated, so contiguous) and an index page per new bucket. */
+static uint64_t touch_bytes(const struct apply_plan *pl)
+{
+    const rl_table *t = pl->table;
+    /* Relaxed: an estimate; the claims that follow check the counters again. */
+    uint64_t next = rl__load_relaxed(&t->hdr->next_bucket);
+    uint64_t used = rl__load_relaxed(&t->hdr->arena_used);
+    uint64_t recs = (uint64_t)((unsigned char *)t->buckets - t->base) + next * sizeof(*t->buckets);
+    uint64_t index = pages_of((uint64_t)t->index_slots * 8);
+    uint64_t slots = pl->new_buckets * PAGE < index ? pl->new_buckets * PAGE : index;
+    return span_pages(recs, pl->new_buckets * sizeof(*t->buckets)) +
+           span_pages((uint64_t)(t->arena - t->base) + used, pl->arena_bytes) + slots;
 }
 
 static int check_room(const struct apply_plan *pl)
@@ -218,6 +345,12 @@ static int check_room(const struct apply_plan *pl)
         return rl__fail(RL_EFULL, "table %s: the config needs %llu arena bytes, %llu are free",
                         path, (unsigned long long)pl->arena_bytes,
                         (unsigned long long)(info.arena_bytes - info.arena_used));
+    uint64_t need = touch_bytes(pl), free_bytes;
+    if (fs_free(path, &free_bytes) && need > free_bytes)
+        return rl__fail(RL_EFULL,
+                        "table %s: the config needs up to %llu more bytes of its file system, "
+                        "only %llu are free",
+                        path, (unsigned long long)need, (unsigned long long)free_bytes);
     /* Reserve the file space too: a full file system fails here, not after half the steps. */
     return rl__table_reserve(pl->table, pl->new_buckets, pl->arena_bytes);
 }
@@ -278,8 +411,57 @@ static int plan_all(struct apply_plan *pl, const rl_config *config)
         err = plan_want(pl, &bs[i]);
     if (err)
         return err;
-    plan_followers(pl, bs, n);
+    if ((err = index_templates(pl, bs, n)))
+        return err;
+    plan_followers(pl);
     return check_room(pl);
+}
+
+/* 64-bit FNV-1a, then a finalizer that spreads every input bit (MurmurHash3's fmix64). */
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
+{
+    for (const unsigned char *c = p; n--; c++)
+        h = (h ^ *c) * 0x100000001b3ULL;
+    return h;
+}
+
+static uint64_t mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 33);
+}
+
+/* One bucket or template as apply sees it: name, parent, kind and what rl__policy_same
+ * compares. */
+static uint64_t want_hash(const struct rl_config_bucket *w)
+{
+    const char *parent = w->parent ? w->parent : "";
+    uint64_t f[4] = {w->is_template, w->policy.nrules, w->policy.flags, w->policy.margin_ns};
+    uint64_t h = hash_bytes(0xcbf29ce484222325ULL, w->name, strlen(w->name) + 1);
+    h = hash_bytes(h, parent, strlen(parent) + 1);
+    h = hash_bytes(h, f, sizeof(f));
+    for (unsigned i = 0; i < w->policy.nrules; i++) {
+        const struct rl_rule *r = &w->policy.rules[i];
+        uint64_t g[4] = {r->kind, r->limit, r->period_ns, r->kind == RL_GCRA ? r->burst : 0};
+        h = hash_bytes(h, g, sizeof(g));
+    }
+    return mix(h);
+}
+
+/* The config's digest: what applying it makes of a table, whatever the file's comments,
+ * spacing or order (a sum over its buckets). 63 bits, never 0 (applied.c). */
+static uint64_t config_digest(const rl_config *config)
+{
+    const struct rl_config_bucket *bs;
+    size_t n = rl_config_buckets(config, &bs);
+    uint64_t d = mix(n + 1);
+    for (size_t i = 0; i < n; i++)
+        d += want_hash(&bs[i]);
+    d &= ~(1ULL << 63);
+    return d ? d : 1;
 }
 
 int rl_config_apply(const rl_config *config, rl_table *table,
@@ -288,11 +470,22 @@ int rl_config_apply(const rl_config *config, rl_table *table,
     struct apply_plan pl = {.table = table, .note = note, .arg = arg};
     if (!config || !table)
         return rl__fail(RL_EINVAL, "rl_config_apply: bad arguments");
+    uint64_t digest = config_digest(config);
+    if (rl__applied_load(table) == (digest | 1ULL << 63)) {
+        say(&pl, "unchanged: all of it (this config was applied and the table has not changed "
+                 "since)");
+        return 0;
+    }
+    if (!table->read_only)
+        rl__applied_begin(table); /* before the plan reads the table */
     int err = plan_all(&pl, config);
     for (size_t i = 0; i < pl.nsteps && !err; i++)
         err = run_step(&pl, &pl.steps[i]);
     if (!err)
         report_kept(&pl);
+    if (!table->read_only)
+        rl__applied_publish(table, err ? 0 : digest);
+    free(pl.templates);
     free(pl.steps);
     free(pl.by_name);
     free(pl.haves);

@@ -77,12 +77,8 @@ Test(apply, applying_twice_is_a_no_op)
     free(apply_text(t, plan));
     struct rl_table_info before = table_info(t);
     struct notes *n = apply_text(t, plan);
-    cr_expect_str_eq(n->text, "unchanged foundry\n"
-                              "unchanged ti\n"
-                              "unchanged ti/reporting\n"
-                              "unchanged acme\n"
-                              "unchanged foundry-try\n"
-                              "unchanged template tenant/*\n");
+    cr_expect_str_eq(n->text, "unchanged: all of it (this config was applied and the table has "
+                              "not changed since)\n");
     struct rl_table_info after = table_info(t);
     cr_expect_eq(after.buckets, before.buckets);
     cr_expect_eq(after.arena_used, before.arena_used);
@@ -275,4 +271,22 @@ Test(apply, open_table_without_a_path_uses_the_environment)
     cr_expect_str_eq(rl_table_path(t), g_path);
     rl_table_close(t);
     rl_config_free(c);
+}
+
+Test(apply, a_longer_template_the_config_lacks_keeps_its_tenants)
+{
+    rl_table *t = table_at(16, 0);
+    rl_bucket *b;
+    struct rl_policy p;
+    cr_assert_eq(rl_policy_parse("20/1m", &p, NULL), 0);
+    free(apply_text(t, "template org/* 10/1m\n"));
+    cr_assert_eq(rl_template_define(t, "org/eu/*", &p, NULL), 0);
+    cr_assert_eq(rl_bucket_get(t, "org/eu/acme", &b), 0, "%s", rl_errdetail());
+    struct notes *n = apply_text(t, "template org/* 15/1m\n");
+    cr_expect_str_eq(n->text, "updated template org/*: 10/1m -> 15/1m\n"
+                              "kept template org/eu/*: not in the config\n"
+                              "kept org/eu/acme: not in the config\n");
+    expect_bucket(t, "org/eu/acme", "20/1m", NULL, false);
+    free(n);
+    rl_table_close(t);
 }

@@ -3,14 +3,16 @@
  * config file (rl_config_apply), or say what that would do.
  *
  * --dry-run applies the file to a private copy of the table (a new table if there is none
- * yet), unlinked as soon as it is open: its lines and its errors are exactly those of a real
- * apply, checks included, and the real table is never written.
+ * yet; a sparse copy, as large on disk as the table's data), unlinked as soon as it is open: its
+ * lines and its errors are exactly those of a real apply, checks included, and the real table is
+ * never written.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ctl.h"
@@ -43,7 +45,8 @@ static const char help[] =
     "  --dry-run   change nothing: print the lines apply would print, each after\n"
     "              \"dry run: \", with the same checks and errors (the file is\n"
     "              applied to a private copy of the table; a missing table is\n"
-    "              assumed to be creatable)\n"
+    "              assumed to be creatable); then, if it would succeed, the\n"
+    "              file's footprint, as check-config prints it\n"
     "  -h, --help  show this help\n"
     "\n"
     "Exit status (1 as for check-config):\n"
@@ -110,30 +113,50 @@ static int dry_fail(const struct ctl *c, const char *file, const struct copy *cp
     return err == RL_EPERM ? CTL_DENIED : CTL_ERROR;
 }
 
-static int write_all(int fd, const char *p, size_t n)
+static int pwrite_all(int fd, const char *p, size_t n, off_t off)
 {
     while (n > 0) {
-        ssize_t put = write(fd, p, n);
+        ssize_t put = pwrite(fd, p, n, off);
         if (put < 0 && errno != EINTR)
             return -1;
         if (put > 0)
-            p += put, n -= (size_t)put;
+            p += put, n -= (size_t)put, off += put;
     }
     return 0;
 }
 
-static int copy_bytes(int from, int to)
+/* Copy [off, end) of from to the same place in to. */
+static int copy_range(int from, int to, off_t off, off_t end)
 {
     char buf[65536];
-    for (;;) {
-        ssize_t got = read(from, buf, sizeof(buf));
+    while (off < end) {
+        size_t want = end - off < (off_t)sizeof(buf) ? (size_t)(end - off) : sizeof(buf);
+        ssize_t got = pread(from, buf, want, off);
+        if (got < 0 && errno == EINTR)
+            continue;
         if (got == 0)
-            return 0;
-        if (got < 0 && errno != EINTR)
+            errno = EIO; /* the file shrank under us */
+        if (got <= 0 || pwrite_all(to, buf, (size_t)got, off) < 0)
             return -1;
-        if (got > 0 && write_all(to, buf, (size_t)got) < 0)
+        off += got;
+    }
+    return 0;
+}
+
+/* Copy a sparse file sparsely: its size, then only its data (SEEK_DATA/SEEK_HOLE), so the
+ * copy of a large table that uses little takes as little. */
+static int copy_bytes(int from, int to)
+{
+    struct stat st;
+    if (fstat(from, &st) < 0 || ftruncate(to, st.st_size) < 0)
+        return -1;
+    for (off_t data = 0, hole; data < st.st_size; data = hole) {
+        if ((data = lseek(from, data, SEEK_DATA)) < 0)
+            return errno == ENXIO ? 0 : -1; /* ENXIO: no data after this hole */
+        if ((hole = lseek(from, data, SEEK_HOLE)) < 0 || copy_range(from, to, data, hole) < 0)
             return -1;
     }
+    return 0;
 }
 
 /* Copy the real table to cp->path; 0 or -1 with errno. */
@@ -211,6 +234,8 @@ static int dry_run(const struct ctl *c, const char *file, const rl_config *cfg)
     if (rc || (rc = open_copy(c, file, cfg, exists, &cp, &t)))
         return rc;
     int err = rl_config_apply(cfg, t, note, "dry run: ");
+    if (!err)
+        ctl_config_footprint(cfg, "dry run: ", file);
     rc = err ? dry_fail(c, file, &cp, err) : CTL_OK;
     rl_table_close(t);
     return rc;

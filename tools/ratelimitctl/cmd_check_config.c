@@ -2,6 +2,10 @@
  * cmd_check_config.c - `ratelimitctl check-config [FILE]`: check a config file without
  * touching any table, like `nginx -t`.
  */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "ctl.h"
 
 static const char help[] =
@@ -18,6 +22,13 @@ static const char help[] =
     "naming the table the file names, else $RATELIMIT_TABLE, else the default\n"
     "(the global --table plays no part). 'ratelimitctl apply' then brings a\n"
     "table in line with the file.\n"
+    "A second line gives its footprint: the size of a new table's file (sparse:\n"
+    "tmpfs holds only the pages written), the bytes apply writes (header, index,\n"
+    "a 192-byte record per bucket, the policy blocks: a sliding rule of N takes\n"
+    "8N bytes), and what each tenant of the costliest template takes, e.g.\n"
+    "  ratelimit.conf: footprint: table file 16813312 bytes (16.0 MiB, sparse);\n"
+    "  apply writes 6272 bytes, 1344 of them policy blocks; each tenant of t/*\n"
+    "  1152 bytes, room for 13 (14976 bytes)\n"
     "\n"
     "The file holds one statement a line; '#' starts a comment:\n"
     "  table PATH                          the table file, and for its creation\n"
@@ -58,6 +69,21 @@ static void summarize(const char *path, const rl_config *cfg)
            table, origin);
 }
 
+void ctl_config_footprint(const rl_config *cfg, const char *prefix, const char *path)
+{
+    struct rl_config_footprint fp;
+    char h[32];
+    rl_config_footprint(cfg, &fp);
+    printf("%s%s: footprint: table file %" PRIu64 " bytes (%s, sparse); apply writes %" PRIu64
+           " bytes, %" PRIu64 " of them policy blocks",
+           prefix, path, fp.file_bytes, ctl_human_bytes(h, sizeof(h), fp.file_bytes), fp.used_bytes,
+           fp.block_bytes);
+    if (fp.tenant_template)
+        printf("; each tenant of %s %" PRIu64 " bytes, room for %" PRIu32 " (%" PRIu64 " bytes)",
+               fp.tenant_template, fp.tenant_bytes, fp.tenants, fp.tenant_bytes * fp.tenants);
+    putchar('\n');
+}
+
 int ctl_check_config_run(struct ctl *c, int argc, char **argv)
 {
     const char *file;
@@ -69,6 +95,7 @@ int ctl_check_config_run(struct ctl *c, int argc, char **argv)
     if (rc || (rc = ctl_config_load(c, file, &cfg)))
         return rc;
     summarize(rl_config_default_path(file), cfg);
+    ctl_config_footprint(cfg, "", rl_config_default_path(file));
     rl_config_free(cfg);
     return CTL_OK;
 }

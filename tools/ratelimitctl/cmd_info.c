@@ -11,13 +11,17 @@ static const char help[] =
     "Describe the table file: its path; its layout version; its capacity (the\n"
     "most buckets it can hold) and the buckets defined; its arena, the space for\n"
     "rules and sliding-window logs (a sliding rule of N per T takes 8 x N bytes),\n"
-    "used and total; its size; and its age (tables do not outlive a reboot).\n"
+    "used and total; its size; its age (tables do not outlive a reboot); and\n"
+    "whether its buckets are known to match the config last applied ('config\n"
+    "applied, digest 0x...'), or not ('config unknown': none was applied, or a\n"
+    "define or update changed the table since; the next apply does the full work).\n"
     "The table is opened read-only: permission to read it is enough.\n"
     "\n"
     "Options:\n"
     "  --json      one JSON object: {\"table\": PATH, \"layout_version\": N,\n"
     "              \"capacity\": N, \"buckets\": N, \"arena_bytes\": N, \"arena_used\": N,\n"
-    "              \"file_bytes\": N, \"age_ns\": NS, \"age\": TEXT}\n"
+    "              \"file_bytes\": N, \"age_ns\": NS, \"age\": TEXT,\n"
+    "              \"applied_digest\": N (0: unknown)}\n"
     "  -h, --help  show this help\n"
     "\n"
     "Exit status: 0 described, 3 usage error, 4 error (no table; not a table,\n"
@@ -30,6 +34,12 @@ static uint64_t age_of(const struct rl_table_info *ti)
 {
     uint64_t now = rl_now_ns();
     return now > ti->created_ns ? now - ti->created_ns : 0;
+}
+
+/* The digest of the config the table is known to match, 0 if none. */
+static uint64_t applied_digest(const struct rl_table_info *ti)
+{
+    return ti->applied_digest >> 63 ? ti->applied_digest & ~(1ULL << 63) : 0;
 }
 
 static void print_text(const rl_table *t, const struct rl_table_info *ti)
@@ -47,6 +57,10 @@ static void print_text(const rl_table *t, const struct rl_table_info *ti)
     printf("%-10s %s (%" PRIu64 " bytes)\n", "file",
            ctl_human_bytes(total, sizeof(total), ti->file_bytes), ti->file_bytes);
     printf("%-10s %s\n", "age", ctl_human_duration(age, sizeof(age), age_of(ti)));
+    if (ti->applied_digest >> 63)
+        printf("%-10s applied, digest %#" PRIx64 "\n", "config", applied_digest(ti));
+    else
+        printf("%-10s unknown\n", "config");
 }
 
 static void print_json(const rl_table *t, const struct rl_table_info *ti)
@@ -62,6 +76,7 @@ static void print_json(const rl_table *t, const struct rl_table_info *ti)
     json_u64(&j, "arena_used", ti->arena_used);
     json_u64(&j, "file_bytes", ti->file_bytes);
     json_duration(&j, "age_ns", "age", age_of(ti));
+    json_u64(&j, "applied_digest", applied_digest(ti));
     json_close(&j, '}');
     json_end(&j);
 }

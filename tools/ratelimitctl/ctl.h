@@ -151,6 +151,8 @@ void ctl_json_counters(struct json *j, const struct rl_counters *cn);
 int ctl_config_operand(const struct ctl *c, int argc, char **argv, const char **file);
 int ctl_config_load(const struct ctl *c, const char *file, rl_config **out);
 const char *ctl_config_table_path(const rl_config *cfg, const char **origin);
+/* Print the config's footprint line (rl_config_footprint), after `prefix`. */
+void ctl_config_footprint(const rl_config *cfg, const char *prefix, const char *path);
 
 /* out_prom.c: stats in the Prometheus text exposition format. */
 void ctl_prometheus(FILE *f, const struct rl_table_info *ti, const char *path,
