@@ -178,7 +178,8 @@ struct shm_bucket {
  * The other bits depend on the kind:
  *
  *   RL_GCRA     word = TAT, the theoretical arrival time, relative ns. TAT <= now means a
- *               full bucket; each admitted unit adds interval_ns.
+ *               full bucket; each admitted unit adds interval_ns. Never above 3 * 2^61:
+ *               a turn that needs more is refused (rule_gcra.c).
  *   RL_FIXED    word = count:31 | window:32. window = (wall-clock ns / T) mod 2^32
  *               of the window being counted (see rule_fixed.c).
  *   RL_SLIDING  word = pos:19 | last:44, the log's head (see rule_sliding.c): pos = units

@@ -268,10 +268,7 @@ static void handle_free(rl_bucket *b)
 {
     if (!b)
         return;
-    for (struct cached_view *v = rl__ptr_load_acquire(&b->view), *older; v; v = older) {
-        older = v->older;
-        free(v);
-    }
+    free(rl__ptr_load_acquire(&b->slots));
     free(b);
 }
 
