@@ -473,6 +473,41 @@ int rl_try_acquire(rl_bucket *bucket, uint32_t cost, struct rl_decision *out);
 int rl_acquire(rl_bucket *bucket, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out);
 
 /*
+ * rl_acquire without the sleep, for callers that wait their own way (an event loop, a
+ * timer): reserve the earliest instant at which the request will be admitted, first come,
+ * first served with every rl_acquire and rl_reserve of every process, and return at once.
+ * Returns 0 with out->at_ns the reserved instant (CLOCK_MONOTONIC; now or later): the
+ * request may be sent from then on, not before. If that instant is more than timeout_ns
+ * away, nothing is reserved and it returns RL_ETIMEDOUT (out->wait_ns says how long it
+ * would have been). rl_acquire is rl_reserve, a sleep until out->at_ns, and
+ * rl_reserve_check. `out` may be NULL (then the instant is lost: pass it).
+ * A reserved turn cannot be given back. Later turns were computed after it, and
+ * withdrawing its units would let one of them, or an admission in the gap, exceed a rule
+ * (the sliding log and a GCRA's theoretical arrival time hold no record of which turn
+ * is whose). A turn the caller does not use stays counted: the pool admits less, never
+ * more, as for a process killed while it sleeps.
+ * Errors: RL_ETIMEDOUT, RL_ECOST, RL_EINVAL (bucket NULL, cost 0, or a template), RL_EPERM
+ * (read-only table), RL_ECORRUPT, RL_ENOMEM.
+ * Lock-free; may allocate as rl_try_acquire; never sleeps; writes as rl_try_acquire; not
+ * async-signal-safe; any thread.
+ */
+int rl_reserve(rl_bucket *bucket, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out);
+
+/*
+ * Call once at or after the instant rl_reserve returned (at_ns), before sending the
+ * request: did a 429 reported since void the turn? The vendor told the pool to stop
+ * before the turn came (a cool-down that began at or before at_ns still covered it).
+ * Returns 0: the turn stands, send. Returns RL_ELIMITED: do not send. The turn is no
+ * longer counted as admitted (its units stay counted); wait until *resume_ns (CLOCK_MONOTONIC:
+ * as far behind the cool-down's end as at_ns was behind its start, so voided waiters come
+ * back in their order) and rl_reserve again. *resume_ns is 0 when the turn stands.
+ * Errors: RL_ELIMITED, RL_EINVAL (bucket or resume_ns NULL, cost 0).
+ * Lock-free; never allocates; never sleeps; writes the chain's admission counters when it
+ * voids the turn, nothing otherwise; not async-signal-safe; any thread.
+ */
+int rl_reserve_check(rl_bucket *bucket, uint32_t cost, uint64_t at_ns, uint64_t *resume_ns);
+
+/*
  * Restore the bucket's full budget (its own rules only, not its parent's), and forget its
  * cool-down, backoff count and server view. Needs a writable table. Counters are kept;
  * `resets` is incremented. A bucket whose rule words were left frozen with no switch to

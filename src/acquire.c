@@ -21,7 +21,8 @@
  *    than we took. If the word moved on, our units stay counted: under-admission, never
  *    over-admission. Committing the tightest rule first makes that rare, since the rules
  *    left have slack.
- * 6. Finalize (write the sliding logs), count, and sleep until d if it is in the future.
+ * 6. Finalize (write the sliding logs) and count. rl_acquire sleeps until d if it is in the
+ *    future; rl_reserve returns d to a caller that waits its own way.
  *
  * A process killed anywhere leaves only committed words, each a valid state. Its request's
  * units stay counted, and nobody waits on it. Every retry follows another process's
@@ -405,13 +406,12 @@ __attribute__((noinline)) static int acquire_general(rl_bucket *b, uint32_t cost
     count_admitted(b, &pl);
     fill_decision(out, &pl, b->table, true);
     *at = pl.d > pl.now ? pl.d : 0;
-    if (pl.d > pl.now)
-        sleep_until(b->table, pl.d);
     return 0;
 }
 
-/* A checked request: 0 (admitted at *at, relative, 0 if now; slept until then),
- * RL_ELIMITED, or an error. */
+/* A checked request: 0 (admitted at *at, relative, 0 if now: the caller sleeps until
+ * then), RL_ELIMITED, or an error. This is the reservation both rl_acquire and
+ * rl_reserve make. */
 static int acquire_checked(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out,
                            uint64_t *at)
 {
@@ -470,7 +470,10 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
         int rc = acquire_checked(b, cost, timeout_ns, out, &at);
         if (rc < 0)
             return rc == RL_ELIMITED ? RL_ETIMEDOUT : rc;
-        if (!at || !(resume = turn_voided_until(b, at)))
+        if (!at)
+            return 0;
+        sleep_until(b->table, at);
+        if (!(resume = turn_voided_until(b, at)))
             return 0;
         uncount_admitted(b, cost);
         if (resume >= deadline)
@@ -479,4 +482,27 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
         uint64_t now = rl__clock_rel(b->table);
         timeout_ns = deadline > now ? deadline - now : 0;
     }
+}
+
+int rl_reserve(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out)
+{
+    uint64_t at;
+    int rc = request_check(b, cost);
+    if (rc == 0)
+        rc = acquire_checked(b, cost, timeout_ns, out, &at);
+    return rc == RL_ELIMITED ? RL_ETIMEDOUT : rc;
+}
+
+int rl_reserve_check(rl_bucket *b, uint32_t cost, uint64_t at_ns, uint64_t *resume_ns)
+{
+    if (!b || cost == 0 || !resume_ns)
+        return rl__fail(RL_EINVAL, "rl_reserve_check needs a bucket, the turn's cost and "
+                                   "resume_ns");
+    uint64_t epoch = b->table->hdr->epoch_ns;
+    uint64_t resume = at_ns > epoch ? turn_voided_until(b, at_ns - epoch) : 0;
+    *resume_ns = resume ? resume + epoch : 0;
+    if (!resume)
+        return 0;
+    uncount_admitted(b, cost);
+    return RL_ELIMITED;
 }
