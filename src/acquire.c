@@ -280,9 +280,13 @@ static void uncount_admitted(rl_bucket *b, uint32_t cost)
     }
 }
 
-static void sleep_until(const rl_table *t, uint64_t rel)
+/* Sleep until relative instant rel, but never past `cap`, an absolute CLOCK_MONOTONIC
+ * instant this process derived from its own clock reading and the caller's timeout. The
+ * instant comes from shared words: the cap keeps a damaged one from stretching the sleep. */
+static void sleep_until(const rl_table *t, uint64_t rel, uint64_t cap)
 {
-    uint64_t abs = t->hdr->epoch_ns + rel;
+    uint64_t abs = rl__clock_abs(t, rel);
+    abs = abs < cap ? abs : cap;
     struct timespec ts = {(time_t)(abs / 1000000000ULL), (long)(abs % 1000000000ULL)};
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;
@@ -293,7 +297,7 @@ static void fill_decision(struct rl_decision *out, struct chain_plan *pl, const 
 {
     if (!out)
         return;
-    out->at_ns = (admitted ? pl->d : pl->now) + t->hdr->epoch_ns;
+    out->at_ns = rl__clock_abs(t, admitted ? pl->d : pl->now);
     out->wait_ns = admitted ? 0 : pl->d == RL_NEVER ? UINT64_MAX : pl->d - pl->now;
     out->remaining = plan_remaining(pl, admitted);
     out->dry_run_rejected = pl->dry_rejected;
@@ -350,6 +354,8 @@ __attribute__((noinline)) static int acquire_general(rl_bucket *b, uint32_t cost
                                                      struct rl_decision *out, uint64_t *at)
 {
     struct chain_plan pl;
+    /* The sleep's cap: this process's clock now, plus the longest wait it may make. */
+    uint64_t cap = rl__sat_add(rl__clock_mono(), max_wait);
     pl.cost = cost;
     int rc = plan_build(b, &pl);
     if (rc == 0)
@@ -366,7 +372,7 @@ __attribute__((noinline)) static int acquire_general(rl_bucket *b, uint32_t cost
     fill_decision(out, &pl, b->table, true);
     *at = pl.d > pl.now ? pl.d : 0;
     if (pl.d > pl.now)
-        sleep_until(b->table, pl.d);
+        sleep_until(b->table, pl.d, cap);
     return 0;
 }
 
@@ -425,6 +431,9 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
     int err = request_check(b, cost);
     if (err)
         return err;
+    /* The deadline, from this process's clock reading: absolute for the sleeps' cap,
+     * relative to compare with the shared words' instants. */
+    uint64_t cap = rl__sat_add(rl__clock_mono(), timeout_ns);
     uint64_t deadline = rl__sat_add(rl__clock_rel(b->table), timeout_ns), at, resume;
     for (;;) {
         int rc = acquire_checked(b, cost, timeout_ns, out, &at);
@@ -435,7 +444,7 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
         uncount_admitted(b, cost);
         if (resume >= deadline)
             return rl__fail(RL_ETIMEDOUT, "bucket '%s': cooling down after a 429", b->name);
-        sleep_until(b->table, resume);
+        sleep_until(b->table, resume, cap);
         uint64_t now = rl__clock_rel(b->table);
         timeout_ns = deadline > now ? deadline - now : 0;
     }

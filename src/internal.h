@@ -33,6 +33,14 @@ struct rl_table {
      * afterwards cannot lead this process outside its mapping or its handle array. */
     uint32_t capacity, index_slots;
     uint64_t arena_bytes;
+    /* The header's clock bases, checked at attach and copied for the same reason: a
+     * scribbled header word must not stop this process's clock or stretch its sleeps.
+     * epoch_ns: CLOCK_MONOTONIC ns of relative instant 0. wall_offset: the fixed windows'
+     * alignment, CLOCK_REALTIME - CLOCK_MONOTONIC ns (int64_t in a process-local atomic
+     * word, relaxed: rule_fixed.c re-reads the header's at most once a second). */
+    uint64_t epoch_ns;
+    rl_atomic64 wall_offset;
+    rl_atomic64 wall_checked; /* CLOCK_MONOTONIC ns of this process's last drift check */
     /* handles[no]: this process's handle for bucket `no`, made on first use (CAS). */
     void *_Atomic *handles;
     rl_atomic32 lost; /* guard.c: the mapping was replaced after a SIGBUS */
@@ -83,6 +91,11 @@ struct rl_bucket {
 /* errors.c: record a detail for rl_errdetail() and return err. */
 int rl__fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+static inline uint64_t rl__sat_add(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
 /* clock.c */
 static inline uint64_t rl__clock_mono(void)
 {
@@ -96,12 +109,20 @@ static inline uint64_t rl__clock_mono(void)
 static inline uint64_t rl__clock_rel(const rl_table *t)
 {
     uint64_t now = rl__clock_mono();
-    uint64_t epoch = t->hdr->epoch_ns;
-    /* The epoch was read from this boot's clock (boot id checked at attach). */
+    uint64_t epoch = t->epoch_ns;
+    /* The epoch was read from this boot's clock (boot id checked at attach), copied then. */
     return now > epoch ? now - epoch : 1; /* never 0: tick 0 means "never used" */
 }
 int rl__boot_id(char out[40]);
 
+/* A relative instant as an absolute CLOCK_MONOTONIC one (saturating). */
+static inline uint64_t rl__clock_abs(const rl_table *t, uint64_t rel)
+{
+    return rl__sat_add(rel, t->epoch_ns);
+}
+
+/* shm_table.c: the header's wall-clock offset, if within bounds. */
+bool rl__wall_offset_read(const struct shm_header *h, int64_t *out);
 /* shm_table.c: bounds-checked arena access; NULL if [off, off+len) is outside the arena. */
 void *rl__arena_at(const rl_table *t, uint64_t off, uint64_t len);
 /* Take n from a shared allocation counter without ever passing limit; *at = the start. */
@@ -180,11 +201,6 @@ int64_t rl__wall_now_ns(void);
 /* The size of the first struct rl_response (up to max_cooldown_ns): a smaller one is
  * RL_EINVAL. */
 #define RL_RESPONSE_SIZE_V1 (offsetof(struct rl_response, max_cooldown_ns) + sizeof(uint64_t))
-
-static inline uint64_t rl__sat_add(uint64_t a, uint64_t b)
-{
-    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
 
 static inline uint64_t rl__max(uint64_t a, uint64_t b)
 {

@@ -39,8 +39,9 @@ static uint64_t window_word(uint64_t win, uint64_t count)
  * this within int64_t). */
 static int64_t wall_base(const struct rule_ctx *c)
 {
-    const struct shm_header *h = c->table->hdr;
-    return (int64_t)h->epoch_ns + h->wall_offset_ns;
+    const rl_table *t = c->table;
+    /* Relaxed: a process-local copy (internal.h), validated when it was taken. */
+    return (int64_t)t->epoch_ns + (int64_t)rl__load_relaxed(&t->wall_offset);
 }
 
 /* Window number of relative instant t (saturating: instants may come from damaged words). */

@@ -65,6 +65,11 @@
 /* Sliding-window log timestamps are kept in ticks of this many ns (44 bits: 55 years). */
 #define RL_TICK_NS 100000ULL
 
+/* A wall-clock offset this far from the table's re-aligns the fixed windows (rule_fixed.c). */
+#define RL_WALL_DRIFT_NS 1000000ULL
+/* The offset's bounds: a wall-clock time within 146 years of 1970. */
+#define RL_WALL_OFFSET_MAX (1LL << 62)
+
 struct shm_header {
     uint64_t magic;          /* RL_MAGIC, written before the file is linked into place */
     uint32_t layout_version; /* RL_LAYOUT_VERSION */
@@ -78,9 +83,13 @@ struct shm_header {
     uint64_t arena_off;
     uint64_t arena_bytes;
     uint64_t file_bytes;
-    uint64_t epoch_ns;      /* CLOCK_MONOTONIC ns at creation: relative instant 0 */
-    int64_t wall_offset_ns; /* CLOCK_REALTIME - CLOCK_MONOTONIC at creation (fixed windows) */
-    char boot_id[40];       /* /proc/sys/kernel/random/boot_id at creation, NUL-terminated */
+    uint64_t epoch_ns; /* CLOCK_MONOTONIC ns at creation: relative instant 0 */
+    /* wall_offset_ns: CLOCK_REALTIME - CLOCK_MONOTONIC ns, an int64_t: the fixed windows'
+     * alignment. Set at creation; any process that finds the clocks drifted apart by more
+     * than RL_WALL_DRIFT_NS stores the new offset by CAS (W3, rule_fixed.c). Read at attach
+     * and by the drift check only, each time bounds-checked; decisions use a copy. */
+    rl_atomic64 wall_offset_ns;
+    char boot_id[40]; /* /proc/sys/kernel/random/boot_id at creation, NUL-terminated */
     /*
      * next_bucket: bucket numbers handed out, by rl__claim (a CAS loop that never passes
      * capacity; the record's contents are published by the release store of its `state`).

@@ -63,7 +63,8 @@ static int header_plan(struct shm_header *h, uint32_t capacity, uint64_t arena_b
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     int64_t wall_ns = (int64_t)wall.tv_sec * 1000000000LL + wall.tv_nsec;
-    h->wall_offset_ns = wall_ns - (int64_t)h->epoch_ns;
+    /* Not yet shared: a plain store of the first value. */
+    h->wall_offset_ns = (uint64_t)(wall_ns - (int64_t)h->epoch_ns);
     return rl__boot_id(h->boot_id);
 }
 
@@ -180,10 +181,20 @@ static int check_layout(const char *path, const struct shm_header *h, uint64_t f
                         "table %s was created before the last reboot; remove it to start afresh",
                         path);
     /* Same boot: the epoch cannot lie ahead of now, and the offset is a wall-clock time. */
-    if (h->epoch_ns > rl_now_ns() || h->wall_offset_ns > (1LL << 62) ||
-        h->wall_offset_ns < -(1LL << 62))
+    int64_t wall;
+    if (h->epoch_ns > rl_now_ns() || !rl__wall_offset_read(h, &wall))
         return rl__fail(RL_EBADTABLE, "table %s: clock fields are damaged", path);
     return 0;
+}
+
+bool rl__wall_offset_read(const struct shm_header *h, int64_t *out)
+{
+    /* Relaxed: one word, any value some process stored; nothing else is published by it. */
+    int64_t v = (int64_t)rl__load_relaxed(&h->wall_offset_ns);
+    if (v > RL_WALL_OFFSET_MAX || v < -RL_WALL_OFFSET_MAX)
+        return false;
+    *out = v;
+    return true;
 }
 
 static int table_map(rl_table *t, const struct stat *st)
@@ -202,6 +213,11 @@ static int table_map(rl_table *t, const struct stat *st)
     t->capacity = t->hdr->capacity;
     t->index_slots = t->hdr->index_slots;
     t->arena_bytes = t->hdr->arena_bytes;
+    int64_t wall = 0;
+    t->epoch_ns = t->hdr->epoch_ns;
+    rl__wall_offset_read(t->hdr, &wall); /* checked just above: a later scribble reads 0 */
+    rl__store_relaxed(&t->wall_offset, (uint64_t)wall);    /* relaxed: not yet shared */
+    rl__store_relaxed(&t->wall_checked, rl__clock_mono()); /* relaxed: a process-local hint */
     t->index = (rl_atomic64 *)(t->base + t->hdr->index_off);
     t->buckets = (struct shm_bucket *)(t->base + t->hdr->buckets_off);
     t->arena = t->base + t->hdr->arena_off;
@@ -329,7 +345,7 @@ int rl_table_info(const rl_table *t, struct rl_table_info *out)
     uint64_t used = rl__load_relaxed(&h->arena_used); /* a statistic: any recent value will do */
     out->arena_used = used < h->arena_bytes ? used : h->arena_bytes;
     out->file_bytes = h->file_bytes;
-    out->created_ns = h->epoch_ns;
+    out->created_ns = t->epoch_ns;
     out->read_only = t->read_only;
     return 0;
 }
