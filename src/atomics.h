@@ -43,6 +43,7 @@
  * K1    shm_table.c:rl__claim               CAS     K1       a unique number or range
  * P1    block.c:rl__bucket_view_refresh     CAS ptr A3 (ptr) a cached view (process)
  * P2    bucket.c:handle_make                CAS ptr A4 (ptr) a handle (process)
+ * T1    shm_table.c:rl_table_reopen_if_... CAS     T1       one check a second (process)
  *
  * Relaxed accesses (statistics, fields published by one of the edges above) say why at
  * the call site.

@@ -43,8 +43,11 @@ struct rl_table {
     rl_atomic64 wall_checked; /* CLOCK_MONOTONIC ns of this process's last drift check */
     /* handles[no]: this process's handle for bucket `no`, made on first use (CAS). */
     void *_Atomic *handles;
-    rl_atomic32 lost; /* guard.c: the mapping was replaced after a SIGBUS */
-    int guard_slot;   /* guard.c: its registry slot, -1 if none */
+    /* How it was opened (path: this table's), for rl_table_reopen_if_replaced. */
+    struct rl_table_opts opts;
+    rl_atomic64 replaced_checked; /* CLOCK_MONOTONIC ns of the last check for a new file */
+    rl_atomic32 lost;             /* guard.c: the mapping was replaced after a SIGBUS */
+    int guard_slot;               /* guard.c: its registry slot, -1 if none */
 };
 
 /* A rule's parameters, copied out of the table and validated. */

@@ -216,8 +216,9 @@ static int table_map(rl_table *t, const struct stat *st)
     int64_t wall = 0;
     t->epoch_ns = t->hdr->epoch_ns;
     rl__wall_offset_read(t->hdr, &wall); /* checked just above: a later scribble reads 0 */
-    rl__store_relaxed(&t->wall_offset, (uint64_t)wall);    /* relaxed: not yet shared */
-    rl__store_relaxed(&t->wall_checked, rl__clock_mono()); /* relaxed: a process-local hint */
+    rl__store_relaxed(&t->wall_offset, (uint64_t)wall);        /* relaxed: not yet shared */
+    rl__store_relaxed(&t->wall_checked, rl__clock_mono());     /* relaxed: a process-local hint */
+    rl__store_relaxed(&t->replaced_checked, rl__clock_mono()); /* relaxed: likewise */
     t->index = (rl_atomic64 *)(t->base + t->hdr->index_off);
     t->buckets = (struct shm_bucket *)(t->base + t->hdr->buckets_off);
     t->arena = t->base + t->hdr->arena_off;
@@ -260,6 +261,8 @@ int rl_table_open(const struct rl_table_opts *opts, rl_table **out)
     t->fd = -1;
     t->guard_slot = -1;
     t->read_only = o.flags & RL_OPEN_READONLY;
+    t->opts = o;
+    t->opts.path = t->path;
     int err = table_attach(t);
     if (err == RL_ENOENT && (o.flags & RL_OPEN_CREATE) && !t->read_only) {
         err = table_create(t->path, &o);
@@ -326,6 +329,27 @@ int rl_table_check(const rl_table *t)
                         "open it now get another budget",
                         t->path);
     return 0;
+}
+
+/* rl_table_reopen_if_replaced checks at most this often per table. */
+#define REPLACED_CHECK_NS 1000000000ULL
+
+int rl_table_reopen_if_replaced(rl_table *t, rl_table **fresh)
+{
+    if (!t || !fresh)
+        return rl__fail(RL_EINVAL, "rl_table_reopen_if_replaced: bad arguments");
+    *fresh = NULL;
+    uint64_t now = rl__clock_mono();
+    /* Relaxed: a process-local timestamp; the CAS lets one thread per second check. */
+    uint64_t last = rl__load_relaxed(&t->replaced_checked);
+    if (now - last < REPLACED_CHECK_NS ||
+        !rl__cas_acq_rel(&t->replaced_checked, &last, now)) /* T1: the claim, nothing else */
+        return 0;
+    int err = rl_table_check(t);
+    if (err != RL_ESTALE)
+        return err;
+    err = rl_table_open(&t->opts, fresh);
+    return err ? err : 1;
 }
 
 const char *rl_table_path(const rl_table *t)
