@@ -354,8 +354,6 @@ __attribute__((noinline)) static int acquire_general(rl_bucket *b, uint32_t cost
                                                      struct rl_decision *out, uint64_t *at)
 {
     struct chain_plan pl;
-    /* The sleep's cap: this process's clock now, plus the longest wait it may make. */
-    uint64_t cap = rl__sat_add(rl__clock_mono(), max_wait);
     pl.cost = cost;
     int rc = plan_build(b, &pl);
     if (rc == 0)
@@ -371,8 +369,10 @@ __attribute__((noinline)) static int acquire_general(rl_bucket *b, uint32_t cost
     count_admitted(b, &pl);
     fill_decision(out, &pl, b->table, true);
     *at = pl.d > pl.now ? pl.d : 0;
+    /* The cap: this process's clock now, plus the longest wait it may make. The turn is
+     * at most max_wait after pl.now, an earlier reading, so the cap never cuts it short. */
     if (pl.d > pl.now)
-        sleep_until(b->table, pl.d, cap);
+        sleep_until(b->table, pl.d, rl__sat_add(rl__clock_mono(), max_wait));
     return 0;
 }
 

@@ -1,4 +1,19 @@
-/* clock.c - the one clock decisions use: CLOCK_MONOTONIC, relative to the table's epoch. */
+/*
+ * clock.c - the one clock decisions use: CLOCK_MONOTONIC, relative to the table's epoch;
+ * and the fixed windows' alignment to the wall clock.
+ *
+ * Alignment. Fixed windows are multiples of T in wall-clock time: relative instant t is in
+ * window (t + epoch + wall_offset) / T. The offset (CLOCK_REALTIME - CLOCK_MONOTONIC) was
+ * measured at creation, and goes stale when the wall clock is set (a table made at boot,
+ * before NTP), or when the two clocks drift apart (suspend, a VM paused). So each process,
+ * at most once a second (a process-local timestamp, on a fixed-window decision), measures
+ * it again; if it moved by more than RL_WALL_DRIFT_NS, it stores the new one in the header
+ * with the other generation parity (W3). A word of a fixed rule records the parity of the
+ * alignment its window belongs to; rule_fixed.c carries a word of the previous alignment
+ * over into the new one (its argument for "never more than N per window" is there).
+ * Header values out of bounds are never taken; one with the parity of ours but another
+ * value is damage (a real change flips the parity), repaired to ours.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -7,6 +22,8 @@
 
 #include "guard.h"
 #include "internal.h"
+
+#define WALL_CHECK_NS 1000000000ULL /* one drift check a second per table and process */
 
 uint64_t rl_now_ns(void)
 {
@@ -28,4 +45,89 @@ int rl__boot_id(char out[40])
     }
     out[strcspn(out, "\n")] = '\0';
     return 0;
+}
+
+/* Take cur and prev as this process's alignment. The tables's fields are process-local
+ * words of an object that is never const: the cast only drops the callers' promise not
+ * to change what decisions see, which this is the one place to change. */
+static void adopt(const rl_table *ct, int64_t cur, int64_t prev)
+{
+    rl_table *t = (rl_table *)ct;
+    rl__store_relaxed(&t->wall_prev, (uint64_t)prev);
+    /* W2: release pairs with the acquire load in rule_fixed.c's alignment: prev first. */
+    rl__store_release(&t->wall_offset, (uint64_t)cur);
+}
+
+static int64_t local_offset(const rl_table *t)
+{
+    /* W2: acquire pairs with adopt's release. */
+    return (int64_t)rl__load_acquire(&t->wall_offset);
+}
+
+void rl__wall_sync(const rl_table *t)
+{
+    int64_t cur, prev, mine = local_offset(t);
+    if (!rl__wall_offset_read(t->hdr, &cur, &prev) || cur == mine)
+        return; /* out of bounds: damage, ignored (the drift check repairs it) */
+    if ((cur & 1) != (mine & 1)) {
+        adopt(t, cur, prev);
+        return;
+    }
+    /* Same parity, another value: not a change (a change flips it). Restore ours. */
+    uint64_t seen = (uint64_t)cur;
+    if (!t->read_only)
+        rl__cas_acq_rel(&t->hdr->wall_offset_ns, &seen, (uint64_t)mine); /* W3 */
+}
+
+/* Store a new alignment after `mine` in the header; adopt whatever is there then. */
+static void realign(const rl_table *t, int64_t mine, int64_t measured)
+{
+    uint64_t seen = (uint64_t)mine;
+    uint64_t next = ((uint64_t)measured & ~1ULL) | (((uint64_t)mine & 1) ^ 1);
+    /* Relaxed: published by the CAS below (W3); an attacher that reads it without the new
+     * offset only ever uses it for words of the other parity, which are ours. */
+    rl__store_relaxed(&t->hdr->wall_offset_prev, (uint64_t)mine);
+    /* W3: acq_rel CAS; release publishes wall_offset_prev to W1. */
+    if (rl__cas_acq_rel(&t->hdr->wall_offset_ns, &seen, next))
+        adopt(t, (int64_t)next, mine);
+    else
+        rl__wall_sync(t);
+}
+
+/* CLOCK_REALTIME - CLOCK_MONOTONIC now, read between two monotonic readings close enough
+ * together that a preemption cannot pass for drift; false if none were. */
+static bool measure(int64_t *out)
+{
+    for (int i = 0; i < 3; i++) {
+        uint64_t before = rl__clock_mono();
+        int64_t wall = rl__wall_now_ns();
+        uint64_t after = rl__clock_mono();
+        if (after - before < RL_WALL_DRIFT_NS / 10) {
+            *out = wall - (int64_t)(before + (after - before) / 2);
+            return true;
+        }
+    }
+    return false;
+}
+
+void rl__wall_check(const rl_table *ct, uint64_t now)
+{
+    rl_table *t = (rl_table *)ct; /* process-local fields only, as in adopt */
+    /* Relaxed: a process-local timestamp; the CAS lets one thread a second check. `now`
+     * may be a waiter's later instant: the stamp is this process's clock reading. */
+    uint64_t last = rl__load_relaxed(&t->wall_checked);
+    if (last && (now < last || now - last < WALL_CHECK_NS))
+        return;
+    if (!rl__cas_acq_rel(&t->wall_checked, &last, rl__clock_rel(t))) /* T2: the claim only */
+        return;
+    rl__wall_sync(t);
+    if (t->read_only)
+        return;
+    int64_t mine = local_offset(t), measured;
+    if (!measure(&measured))
+        return;
+    int64_t drift = measured > mine ? measured - mine : mine - measured;
+    if (drift > (int64_t)RL_WALL_DRIFT_NS && measured <= RL_WALL_OFFSET_MAX &&
+        measured >= -RL_WALL_OFFSET_MAX)
+        realign(t, mine, measured);
 }

@@ -35,12 +35,12 @@ struct rl_table {
     uint64_t arena_bytes;
     /* The header's clock bases, checked at attach and copied for the same reason: a
      * scribbled header word must not stop this process's clock or stretch its sleeps.
-     * epoch_ns: CLOCK_MONOTONIC ns of relative instant 0. wall_offset: the fixed windows'
-     * alignment, CLOCK_REALTIME - CLOCK_MONOTONIC ns (int64_t in a process-local atomic
-     * word, relaxed: rule_fixed.c re-reads the header's at most once a second). */
+     * epoch_ns: CLOCK_MONOTONIC ns of relative instant 0. wall_offset, wall_prev: the fixed
+     * windows' alignment and the one before (int64_t, bit 0 the generation parity; see
+     * shm_format.h), process-local atomic words that clock.c refreshes from the header. */
     uint64_t epoch_ns;
-    rl_atomic64 wall_offset;
-    rl_atomic64 wall_checked; /* CLOCK_MONOTONIC ns of this process's last drift check */
+    rl_atomic64 wall_offset, wall_prev;
+    rl_atomic64 wall_checked; /* relative ns of this process's last drift check, 0: never */
     /* handles[no]: this process's handle for bucket `no`, made on first use (CAS). */
     void *_Atomic *handles;
     /* How it was opened (path: this table's), for rl_table_reopen_if_replaced. */
@@ -124,8 +124,13 @@ static inline uint64_t rl__clock_abs(const rl_table *t, uint64_t rel)
     return rl__sat_add(rel, t->epoch_ns);
 }
 
-/* shm_table.c: the header's wall-clock offset, if within bounds. */
-bool rl__wall_offset_read(const struct shm_header *h, int64_t *out);
+/* shm_table.c: the header's alignment and the one before, if both are within bounds. */
+bool rl__wall_offset_read(const struct shm_header *h, int64_t *cur, int64_t *prev);
+/* clock.c: at most once a second (now: relative ns), compare the clocks with the
+ * alignment and re-align the table if they drifted apart (rule_fixed.c calls it). */
+void rl__wall_check(const rl_table *t, uint64_t now);
+/* clock.c: take the header's alignment if another process changed it. */
+void rl__wall_sync(const rl_table *t);
 /* shm_table.c: bounds-checked arena access; NULL if [off, off+len) is outside the arena. */
 void *rl__arena_at(const rl_table *t, uint64_t off, uint64_t len);
 /* Take n from a shared allocation counter without ever passing limit; *at = the start. */

@@ -58,7 +58,7 @@
 #include "ratelimit.h"
 
 #define RL_MAGIC          0x31544c4d4954524cULL /* "LRTIMLT1" */
-#define RL_LAYOUT_VERSION 2
+#define RL_LAYOUT_VERSION 3
 #define RL_HEADER_BYTES   4096
 #define RL_ALIGN          64
 
@@ -85,9 +85,13 @@ struct shm_header {
     uint64_t file_bytes;
     uint64_t epoch_ns; /* CLOCK_MONOTONIC ns at creation: relative instant 0 */
     /* wall_offset_ns: CLOCK_REALTIME - CLOCK_MONOTONIC ns, an int64_t: the fixed windows'
-     * alignment. Set at creation; any process that finds the clocks drifted apart by more
-     * than RL_WALL_DRIFT_NS stores the new offset by CAS (W3, rule_fixed.c). Read at attach
-     * and by the drift check only, each time bounds-checked; decisions use a copy. */
+     * alignment. Bit 0 is the alignment's generation parity (the offset is kept to 2 ns):
+     * a fixed rule's state word records the parity of the alignment its window number
+     * belongs to. Set at creation (parity 0); a process that finds the clocks drifted apart
+     * by more than RL_WALL_DRIFT_NS stores wall_offset_prev = the offset in force, then the
+     * new offset with the other parity by CAS (W3, clock.c). Read at attach, by the drift
+     * check and when a word of the other parity is met, each time bounds-checked;
+     * decisions use the process's copies. */
     rl_atomic64 wall_offset_ns;
     char boot_id[40]; /* /proc/sys/kernel/random/boot_id at creation, NUL-terminated */
     /*
@@ -101,7 +105,9 @@ struct shm_header {
     /* defined: buckets that won their name in the index (relaxed fetch_add: a count for
      * display; a creator killed between its index CAS and the add leaves it one short). */
     rl_atomic64 defined;
-    uint8_t reserved[RL_HEADER_BYTES - 152];
+    /* wall_offset_prev: the alignment before wall_offset_ns (relaxed; published by W3). */
+    rl_atomic64 wall_offset_prev;
+    uint8_t reserved[RL_HEADER_BYTES - 160];
 };
 
 /*
@@ -174,8 +180,9 @@ struct shm_bucket {
  *
  *   RL_GCRA     word = TAT, the theoretical arrival time, relative ns. TAT <= now means a
  *               full bucket; each admitted unit adds interval_ns.
- *   RL_FIXED    word = count:31 | window:32. window = (wall-clock ns / T) mod 2^32
- *               of the window being counted (see rule_fixed.c).
+ *   RL_FIXED    word = gen:1 | count:30 | window:32. window = (wall-clock ns / T) mod
+ *               2^32 of the window being counted, under the alignment whose parity is
+ *               gen (header.wall_offset_ns; see rule_fixed.c).
  *   RL_SLIDING  word = pos:19 | last:44, the log's head (see rule_sliding.c): pos = units
  *               admitted so far mod 4N, last = ceil(latest admission instant) in ticks.
  */

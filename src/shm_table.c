@@ -63,8 +63,9 @@ static int header_plan(struct shm_header *h, uint32_t capacity, uint64_t arena_b
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     int64_t wall_ns = (int64_t)wall.tv_sec * 1000000000LL + wall.tv_nsec;
-    /* Not yet shared: a plain store of the first value. */
-    h->wall_offset_ns = (uint64_t)(wall_ns - (int64_t)h->epoch_ns);
+    /* Not yet shared: plain stores. The first alignment has parity 0. */
+    rl__store_relaxed(&h->wall_offset_ns, (uint64_t)(wall_ns - (int64_t)h->epoch_ns) & ~1ULL);
+    rl__store_relaxed(&h->wall_offset_prev, rl__load_relaxed(&h->wall_offset_ns));
     return rl__boot_id(h->boot_id);
 }
 
@@ -181,19 +182,22 @@ static int check_layout(const char *path, const struct shm_header *h, uint64_t f
                         "table %s was created before the last reboot; remove it to start afresh",
                         path);
     /* Same boot: the epoch cannot lie ahead of now, and the offset is a wall-clock time. */
-    int64_t wall;
-    if (h->epoch_ns > rl_now_ns() || !rl__wall_offset_read(h, &wall))
+    int64_t wall, prev;
+    if (h->epoch_ns > rl_now_ns() || !rl__wall_offset_read(h, &wall, &prev))
         return rl__fail(RL_EBADTABLE, "table %s: clock fields are damaged", path);
     return 0;
 }
 
-bool rl__wall_offset_read(const struct shm_header *h, int64_t *out)
+bool rl__wall_offset_read(const struct shm_header *h, int64_t *cur, int64_t *prev)
 {
-    /* Relaxed: one word, any value some process stored; nothing else is published by it. */
-    int64_t v = (int64_t)rl__load_relaxed(&h->wall_offset_ns);
-    if (v > RL_WALL_OFFSET_MAX || v < -RL_WALL_OFFSET_MAX)
+    /* W1: acquire pairs with W3: the offset's predecessor, stored before it, is visible. */
+    int64_t c = (int64_t)rl__load_acquire(&h->wall_offset_ns);
+    int64_t p = (int64_t)rl__load_relaxed(&h->wall_offset_prev); /* published by W3 */
+    if (c > RL_WALL_OFFSET_MAX || c < -RL_WALL_OFFSET_MAX || p > RL_WALL_OFFSET_MAX ||
+        p < -RL_WALL_OFFSET_MAX)
         return false;
-    *out = v;
+    *cur = c;
+    *prev = p;
     return true;
 }
 
@@ -213,11 +217,14 @@ static int table_map(rl_table *t, const struct stat *st)
     t->capacity = t->hdr->capacity;
     t->index_slots = t->hdr->index_slots;
     t->arena_bytes = t->hdr->arena_bytes;
-    int64_t wall = 0;
+    int64_t wall = 0, prev = 0;
     t->epoch_ns = t->hdr->epoch_ns;
-    rl__wall_offset_read(t->hdr, &wall); /* checked just above: a later scribble reads 0 */
-    rl__store_relaxed(&t->wall_offset, (uint64_t)wall);        /* relaxed: not yet shared */
-    rl__store_relaxed(&t->wall_checked, rl__clock_mono());     /* relaxed: a process-local hint */
+    rl__wall_offset_read(t->hdr, &wall, &prev); /* checked above: a later scribble reads 0 */
+    /* Relaxed: not yet shared with other threads. wall_checked 0: the first fixed-window
+     * decision checks the clocks (a table made before the wall clock was set, say). */
+    rl__store_relaxed(&t->wall_prev, (uint64_t)prev);
+    rl__store_relaxed(&t->wall_offset, (uint64_t)wall);
+    rl__store_relaxed(&t->wall_checked, 0);
     rl__store_relaxed(&t->replaced_checked, rl__clock_mono()); /* relaxed: likewise */
     t->index = (rl_atomic64 *)(t->base + t->hdr->index_off);
     t->buckets = (struct shm_bucket *)(t->base + t->hdr->buckets_off);
