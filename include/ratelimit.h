@@ -41,7 +41,8 @@
  * (rl_config_bucket, rl_route) do not.
  *
  * Time: every *_ns instant is nanoseconds of CLOCK_MONOTONIC (as clock_gettime returns
- * it); every *_ns duration is nanoseconds. The wall clock is never used for decisions.
+ * it); every *_ns duration is nanoseconds. Decisions never read the wall clock; it only sets
+ * where fixed windows begin (measured at creation, checked again at most once a second).
  */
 #ifndef RATELIMIT_H
 #define RATELIMIT_H

@@ -45,10 +45,10 @@
  * P2    bucket.c:handle_make                CAS ptr A4 (ptr) a handle (process)
  * T1    shm_table.c:rl_table_reopen_if_... CAS     T1       one check a second (process)
  * T2    clock.c:rl__wall_check              CAS     T2       one drift check a second
- * W1    shm_table.c:rl__wall_offset_read    acquire W3       wall_offset_prev with it
- * W2    clock.c:adopt (release)             rel/acq W2       a process's prev with its
+ * O1    clock.c:rl__wall_offset_read        acquire O3       wall_offset_prev with it
+ * O2    clock.c:adopt (release)             rel/acq O2       a process's prev with its
  *       rule_fixed.c:align_of (acquire)                      new alignment (process)
- * W3    clock.c:realign, rl__wall_sync      CAS     W1       a new alignment, its prev
+ * O3    clock.c:realign, rl__wall_sync      CAS     O1       a new alignment, its prev
  *
  * Relaxed accesses (statistics, fields published by one of the edges above) say why at
  * the call site.

@@ -8,7 +8,7 @@
  * before NTP), or when the two clocks drift apart (suspend, a VM paused). So each process,
  * at most once a second (a process-local timestamp, on a fixed-window decision), measures
  * it again; if it moved by more than RL_WALL_DRIFT_NS, it stores the new one in the header
- * with the other generation parity (W3). A word of a fixed rule records the parity of the
+ * with the other generation parity (O3). A word of a fixed rule records the parity of the
  * alignment its window belongs to; rule_fixed.c carries a word of the previous alignment
  * over into the new one (its argument for "never more than N per window" is there).
  * Header values out of bounds are never taken; one with the parity of ours but another
@@ -47,6 +47,19 @@ int rl__boot_id(char out[40])
     return 0;
 }
 
+bool rl__wall_offset_read(const struct shm_header *h, int64_t *cur, int64_t *prev)
+{
+    /* O1: acquire pairs with O3: the offset's predecessor, stored before it, is visible. */
+    int64_t c = (int64_t)rl__load_acquire(&h->wall_offset_ns);
+    int64_t p = (int64_t)rl__load_relaxed(&h->wall_offset_prev); /* published by O3 */
+    if (c > RL_WALL_OFFSET_MAX || c < -RL_WALL_OFFSET_MAX || p > RL_WALL_OFFSET_MAX ||
+        p < -RL_WALL_OFFSET_MAX)
+        return false;
+    *cur = c;
+    *prev = p;
+    return true;
+}
+
 /* Take cur and prev as this process's alignment. The tables's fields are process-local
  * words of an object that is never const: the cast only drops the callers' promise not
  * to change what decisions see, which this is the one place to change. */
@@ -54,13 +67,13 @@ static void adopt(const rl_table *ct, int64_t cur, int64_t prev)
 {
     rl_table *t = (rl_table *)ct;
     rl__store_relaxed(&t->wall_prev, (uint64_t)prev);
-    /* W2: release pairs with the acquire load in rule_fixed.c's alignment: prev first. */
+    /* O2: release pairs with the acquire load in rule_fixed.c's alignment: prev first. */
     rl__store_release(&t->wall_offset, (uint64_t)cur);
 }
 
 static int64_t local_offset(const rl_table *t)
 {
-    /* W2: acquire pairs with adopt's release. */
+    /* O2: acquire pairs with adopt's release. */
     return (int64_t)rl__load_acquire(&t->wall_offset);
 }
 
@@ -76,7 +89,7 @@ void rl__wall_sync(const rl_table *t)
     /* Same parity, another value: not a change (a change flips it). Restore ours. */
     uint64_t seen = (uint64_t)cur;
     if (!t->read_only)
-        rl__cas_acq_rel(&t->hdr->wall_offset_ns, &seen, (uint64_t)mine); /* W3 */
+        rl__cas_acq_rel(&t->hdr->wall_offset_ns, &seen, (uint64_t)mine); /* O3 */
 }
 
 /* Store a new alignment after `mine` in the header; adopt whatever is there then. */
@@ -84,10 +97,10 @@ static void realign(const rl_table *t, int64_t mine, int64_t measured)
 {
     uint64_t seen = (uint64_t)mine;
     uint64_t next = ((uint64_t)measured & ~1ULL) | (((uint64_t)mine & 1) ^ 1);
-    /* Relaxed: published by the CAS below (W3); an attacher that reads it without the new
+    /* Relaxed: published by the CAS below (O3); an attacher that reads it without the new
      * offset only ever uses it for words of the other parity, which are ours. */
     rl__store_relaxed(&t->hdr->wall_offset_prev, (uint64_t)mine);
-    /* W3: acq_rel CAS; release publishes wall_offset_prev to W1. */
+    /* O3: acq_rel CAS; release publishes wall_offset_prev to O1. */
     if (rl__cas_acq_rel(&t->hdr->wall_offset_ns, &seen, next))
         adopt(t, (int64_t)next, mine);
     else

@@ -124,7 +124,7 @@ static inline uint64_t rl__clock_abs(const rl_table *t, uint64_t rel)
     return rl__sat_add(rel, t->epoch_ns);
 }
 
-/* shm_table.c: the header's alignment and the one before, if both are within bounds. */
+/* clock.c: the header's alignment and the one before, if both are within bounds. */
 bool rl__wall_offset_read(const struct shm_header *h, int64_t *cur, int64_t *prev);
 /* clock.c: at most once a second (now: relative ns), compare the clocks with the
  * alignment and re-align the table if they drifted apart (rule_fixed.c calls it). */

@@ -74,9 +74,9 @@ static uint64_t window_word(const struct align *a, uint64_t win, uint64_t count)
 static struct align align_of(const struct rule_ctx *c, bool prev)
 {
     const rl_table *t = c->table;
-    /* W2: acquire pairs with clock.c's adopt: a new offset's prev is visible with it. */
+    /* O2: acquire pairs with clock.c's adopt: a new offset's prev is visible with it. */
     int64_t cur = (int64_t)rl__load_acquire(&t->wall_offset);
-    int64_t off = prev ? (int64_t)rl__load_relaxed(&t->wall_prev) : cur; /* ordered by W2 */
+    int64_t off = prev ? (int64_t)rl__load_relaxed(&t->wall_prev) : cur; /* ordered by O2 */
     return (struct align){(int64_t)t->epoch_ns + off, (uint64_t)off & 1};
 }
 

@@ -89,7 +89,7 @@ struct shm_header {
      * a fixed rule's state word records the parity of the alignment its window number
      * belongs to. Set at creation (parity 0); a process that finds the clocks drifted apart
      * by more than RL_WALL_DRIFT_NS stores wall_offset_prev = the offset in force, then the
-     * new offset with the other parity by CAS (W3, clock.c). Read at attach, by the drift
+     * new offset with the other parity by CAS (O3, clock.c). Read at attach, by the drift
      * check and when a word of the other parity is met, each time bounds-checked;
      * decisions use the process's copies. */
     rl_atomic64 wall_offset_ns;
@@ -105,7 +105,7 @@ struct shm_header {
     /* defined: buckets that won their name in the index (relaxed fetch_add: a count for
      * display; a creator killed between its index CAS and the add leaves it one short). */
     rl_atomic64 defined;
-    /* wall_offset_prev: the alignment before wall_offset_ns (relaxed; published by W3). */
+    /* wall_offset_prev: the alignment before wall_offset_ns (relaxed; published by O3). */
     rl_atomic64 wall_offset_prev;
     uint8_t reserved[RL_HEADER_BYTES - 160];
 };

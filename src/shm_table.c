@@ -188,19 +188,6 @@ static int check_layout(const char *path, const struct shm_header *h, uint64_t f
     return 0;
 }
 
-bool rl__wall_offset_read(const struct shm_header *h, int64_t *cur, int64_t *prev)
-{
-    /* W1: acquire pairs with W3: the offset's predecessor, stored before it, is visible. */
-    int64_t c = (int64_t)rl__load_acquire(&h->wall_offset_ns);
-    int64_t p = (int64_t)rl__load_relaxed(&h->wall_offset_prev); /* published by W3 */
-    if (c > RL_WALL_OFFSET_MAX || c < -RL_WALL_OFFSET_MAX || p > RL_WALL_OFFSET_MAX ||
-        p < -RL_WALL_OFFSET_MAX)
-        return false;
-    *cur = c;
-    *prev = p;
-    return true;
-}
-
 static int table_map(rl_table *t, const struct stat *st)
 {
     int prot = PROT_READ | (t->read_only ? 0 : PROT_WRITE);
