@@ -80,31 +80,15 @@ static int64_t local_offset(const rl_table *t)
 void rl__wall_sync(const rl_table *t)
 {
     int64_t cur, prev, mine = local_offset(t);
-    if (!rl__wall_offset_read(t->hdr, &cur, &prev) || cur == mine)
-        return; /* out of bounds: damage, ignored (the drift check repairs it) */
-    if ((cur & 1) != (mine & 1)) {
+    /* A change flips the parity. Out of bounds or the same parity: damage or two changes,
+     * which the drift check sorts out against the clocks. */
+    if (rl__wall_offset_read(t->hdr, &cur, &prev) && (cur & 1) != (mine & 1))
         adopt(t, cur, prev);
-        return;
-    }
-    /* Same parity, another value: not a change (a change flips it). Restore ours. */
-    uint64_t seen = (uint64_t)cur;
-    if (!t->read_only)
-        rl__cas_acq_rel(&t->hdr->wall_offset_ns, &seen, (uint64_t)mine); /* O3 */
 }
 
-/* Store a new alignment after `mine` in the header; adopt whatever is there then. */
-static void realign(const rl_table *t, int64_t mine, int64_t measured)
+static int64_t distance(int64_t a, int64_t b)
 {
-    uint64_t seen = (uint64_t)mine;
-    uint64_t next = ((uint64_t)measured & ~1ULL) | (((uint64_t)mine & 1) ^ 1);
-    /* Relaxed: published by the CAS below (O3); an attacher that reads it without the new
-     * offset only ever uses it for words of the other parity, which are ours. */
-    rl__store_relaxed(&t->hdr->wall_offset_prev, (uint64_t)mine);
-    /* O3: acq_rel CAS; release publishes wall_offset_prev to O1. */
-    if (rl__cas_acq_rel(&t->hdr->wall_offset_ns, &seen, next))
-        adopt(t, (int64_t)next, mine);
-    else
-        rl__wall_sync(t);
+    return a > b ? a - b : b - a;
 }
 
 /* CLOCK_REALTIME - CLOCK_MONOTONIC now, read between two monotonic readings close enough
@@ -117,10 +101,57 @@ static bool measure(int64_t *out)
         uint64_t after = rl__clock_mono();
         if (after - before < RL_WALL_DRIFT_NS / 10) {
             *out = wall - (int64_t)(before + (after - before) / 2);
-            return true;
+            return *out <= RL_WALL_OFFSET_MAX && *out >= -RL_WALL_OFFSET_MAX;
         }
     }
     return false;
+}
+
+/* Replace the header's alignment word `seen` by `next` (prev: the one it follows). */
+static bool publish(const rl_table *t, uint64_t seen, int64_t next, int64_t prev)
+{
+    /* Relaxed: published by the CAS below (O3). A racing re-aligner stores the same
+     * predecessor or loses the CAS; two changes within one check are the limit
+     * rule_fixed.c states. */
+    rl__store_relaxed(&t->hdr->wall_offset_prev, (uint64_t)prev);
+    /* O3: acq_rel CAS; release publishes wall_offset_prev to O1. */
+    if (!rl__cas_acq_rel(&t->hdr->wall_offset_ns, &seen, (uint64_t)next))
+        return false;
+    adopt(t, next, prev);
+    return true;
+}
+
+/*
+ * The drift check, against the clocks just measured:
+ *   header = ours                   re-align if the clocks drifted from it
+ *   header near the clocks          take it (another process re-aligned, once or twice)
+ *   header of the other parity      take it, then as above (a change we had not seen)
+ *   header damaged, or same parity  put ours back (a change flips the parity), then as
+ *   and far from the clocks         above
+ * A read-only attachment only takes; it never writes the header.
+ */
+static void check_now(const rl_table *t)
+{
+    int64_t mine = local_offset(t), measured, cur, prev;
+    if (!measure(&measured))
+        return;
+    uint64_t raw = rl__load_relaxed(&t->hdr->wall_offset_ns); /* relaxed: the CAS's guess */
+    bool valid = rl__wall_offset_read(t->hdr, &cur, &prev);
+    if (valid && cur != mine && distance(cur, measured) <= (int64_t)RL_WALL_DRIFT_NS) {
+        adopt(t, cur, prev);
+        return;
+    }
+    if (valid && (cur & 1) != (mine & 1)) {
+        adopt(t, cur, prev);
+        mine = cur;
+        raw = (uint64_t)cur;
+    } else if (!valid || cur != mine) {
+        if (t->read_only || !publish(t, raw, mine, (int64_t)rl__load_relaxed(&t->wall_prev)))
+            return;
+        raw = (uint64_t)mine;
+    }
+    if (!t->read_only && distance(measured, mine) > (int64_t)RL_WALL_DRIFT_NS)
+        publish(t, raw, (measured & ~1LL) | ((mine & 1) ^ 1), mine);
 }
 
 void rl__wall_check(const rl_table *ct, uint64_t now)
@@ -131,16 +162,6 @@ void rl__wall_check(const rl_table *ct, uint64_t now)
     uint64_t last = rl__load_relaxed(&t->wall_checked);
     if (last && (now < last || now - last < WALL_CHECK_NS))
         return;
-    if (!rl__cas_acq_rel(&t->wall_checked, &last, rl__clock_rel(t))) /* T2: the claim only */
-        return;
-    rl__wall_sync(t);
-    if (t->read_only)
-        return;
-    int64_t mine = local_offset(t), measured;
-    if (!measure(&measured))
-        return;
-    int64_t drift = measured > mine ? measured - mine : mine - measured;
-    if (drift > (int64_t)RL_WALL_DRIFT_NS && measured <= RL_WALL_OFFSET_MAX &&
-        measured >= -RL_WALL_OFFSET_MAX)
-        realign(t, mine, measured);
+    if (rl__cas_acq_rel(&t->wall_checked, &last, rl__clock_rel(t))) /* T2: the claim only */
+        check_now(t);
 }
