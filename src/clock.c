@@ -11,8 +11,8 @@
  * with the other generation parity (O3). A word of a fixed rule records the parity of the
  * alignment its window belongs to; rule_fixed.c carries a word of the previous alignment
  * over into the new one (its argument for "never more than N per window" is there).
- * Header values out of bounds are never taken; one with the parity of ours but another
- * value is damage (a real change flips the parity), repaired to ours.
+ * Header values out of bounds are never taken; one with the parity of ours, another value
+ * and far from the clocks is damage (a real change flips the parity), repaired to ours.
  */
 #include <errno.h>
 #include <fcntl.h>
