@@ -41,7 +41,8 @@
  * (rl_config_bucket, rl_route) do not.
  *
  * Time: every *_ns instant is nanoseconds of CLOCK_MONOTONIC (as clock_gettime returns
- * it); every *_ns duration is nanoseconds. The wall clock is never used for decisions.
+ * it); every *_ns duration is nanoseconds. Decisions never read the wall clock; it only sets
+ * where fixed windows begin (measured at creation, checked again at most once a second).
  */
 #ifndef RATELIMIT_H
 #define RATELIMIT_H
@@ -202,6 +203,27 @@ void rl_table_close(rl_table *table);
  * async-signal-safe; any thread.
  */
 int rl_table_check(const rl_table *table);
+
+/*
+ * For long-lived users of a table (a daemon, a binding, a monitor): notice that the path
+ * now names another file, and open that one. At most once a second per table (a
+ * process-local timestamp; calls in between return 0 at once, without a system call), it
+ * runs rl_table_check(). If the table is still the file its path names, it returns 0 and
+ * sets *fresh to NULL. If the table was deleted, replaced, truncated or lost (RL_ESTALE),
+ * it opens the path again with the options `table` was opened with (so a table opened with
+ * RL_OPEN_CREATE is created again if the path names nothing), sets *fresh and returns 1.
+ * The caller then uses *fresh from now on, looks its buckets up again in it (a created
+ * table has none: define them, e.g. with rl_config_apply), and closes `table` once no
+ * thread uses it or its handles any more. `table` stays valid until then.
+ * The pattern: call it now and then (before a request is fine: it is cheap when not due),
+ * and swap the table in when it returns 1.
+ * Errors: RL_EINVAL (a NULL argument), RL_ESYS (fstat of the open table failed), and those
+ * of rl_table_open (e.g. RL_ENOENT: deleted, and `table` was not opened to create).
+ * Lock-free when not due (a clock read and a CAS); else blocks in system calls and may
+ * allocate and create a file (rl_table_open); writes nothing in `table`; not
+ * async-signal-safe; any thread (one per second does the check).
+ */
+int rl_table_reopen_if_replaced(rl_table *table, rl_table **fresh);
 
 /*
  * The path the table was opened from (owned by the table).

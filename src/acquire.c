@@ -314,9 +314,13 @@ static void uncount_admitted(rl_bucket *b, uint32_t cost)
     }
 }
 
-static void sleep_until(const rl_table *t, uint64_t rel)
+/* Sleep until relative instant rel, but never past `cap`, an absolute CLOCK_MONOTONIC
+ * instant this process derived from its own clock reading and the caller's timeout. The
+ * instant comes from shared words: the cap keeps a damaged one from stretching the sleep. */
+static void sleep_until(const rl_table *t, uint64_t rel, uint64_t cap)
 {
-    uint64_t abs = t->hdr->epoch_ns + rel;
+    uint64_t abs = rl__clock_abs(t, rel);
+    abs = abs < cap ? abs : cap;
     struct timespec ts = {(time_t)(abs / 1000000000ULL), (long)(abs % 1000000000ULL)};
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;
@@ -327,7 +331,7 @@ static void fill_decision(struct rl_decision *out, struct chain_plan *pl, const 
 {
     if (!out)
         return;
-    out->at_ns = (admitted ? pl->d : pl->now) + t->hdr->epoch_ns;
+    out->at_ns = rl__clock_abs(t, admitted ? pl->d : pl->now);
     out->wait_ns = admitted ? 0 : pl->d == RL_NEVER ? UINT64_MAX : pl->d - pl->now;
     out->remaining = plan_remaining(pl, admitted);
     out->dry_run_rejected = pl->dry_rejected;
@@ -465,6 +469,9 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
     int err = request_check(b, cost);
     if (err)
         return err;
+    /* The deadline, from this process's clock reading: absolute for the sleeps' cap,
+     * relative to compare with the shared words' instants. */
+    uint64_t cap = rl__sat_add(rl__clock_mono(), timeout_ns);
     uint64_t deadline = rl__sat_add(rl__clock_rel(b->table), timeout_ns), at, resume;
     for (;;) {
         int rc = acquire_checked(b, cost, timeout_ns, out, &at);
@@ -472,13 +479,15 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
             return rc == RL_ELIMITED ? RL_ETIMEDOUT : rc;
         if (!at)
             return 0;
-        sleep_until(b->table, at);
+        /* The turn is at most timeout_ns after the decision's clock reading, an earlier one
+         * than this: capped here, the sleep never ends before the turn. */
+        sleep_until(b->table, at, rl__sat_add(rl__clock_mono(), timeout_ns));
         if (!(resume = turn_voided_until(b, at)))
             return 0;
         uncount_admitted(b, cost);
         if (resume >= deadline)
             return rl__fail(RL_ETIMEDOUT, "bucket '%s': cooling down after a 429", b->name);
-        sleep_until(b->table, resume);
+        sleep_until(b->table, resume, cap);
         uint64_t now = rl__clock_rel(b->table);
         timeout_ns = deadline > now ? deadline - now : 0;
     }
@@ -498,7 +507,7 @@ int rl_reserve_check(rl_bucket *b, uint32_t cost, uint64_t at_ns, uint64_t *resu
     if (!b || cost == 0 || !resume_ns)
         return rl__fail(RL_EINVAL, "rl_reserve_check needs a bucket, the turn's cost and "
                                    "resume_ns");
-    uint64_t epoch = b->table->hdr->epoch_ns;
+    uint64_t epoch = b->table->epoch_ns; /* the copy checked at attach */
     uint64_t resume = at_ns > epoch ? turn_voided_until(b, at_ns - epoch) : 0;
     *resume_ns = resume ? resume + epoch : 0;
     if (!resume)

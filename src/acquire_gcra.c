@@ -154,7 +154,7 @@ static void chain_decision(struct rl_decision *out, const struct gcra_chain *c, 
                            bool admitted)
 {
     if (out)
-        *out = (struct rl_decision){.at_ns = c->now + c->steps[0].bucket->table->hdr->epoch_ns,
+        *out = (struct rl_decision){.at_ns = rl__clock_abs(c->steps[0].bucket->table, c->now),
                                     .wait_ns = d - c->now,
                                     .remaining = chain_remaining(c, admitted)};
 }

@@ -49,6 +49,12 @@
  * G1    shim/deepbind.c:patch_slot          release (none)   a GOT slot: another object's
  *                                                            calls now reach the shim
  *       shim/deepbind.c:shim_deepbind_init  release (asm)    the next dlopen (x86-64 load)
+ * T1    shm_table.c:rl_table_reopen_if_... CAS     T1       one check a second (process)
+ * T2    clock.c:rl__wall_check              CAS     T2       one drift check a second
+ * O1    clock.c:rl__wall_offset_read        acquire O3       wall_offset_prev with it
+ * O2    clock.c:adopt (release)             rel/acq O2       a process's prev with its
+ *       rule_fixed.c:align_of (acquire)                      new alignment (process)
+ * O3    clock.c:realign, rl__wall_sync      CAS     O1       a new alignment, its prev
  *
  * Relaxed accesses (statistics, fields published by one of the edges above) say why at
  * the call site.

@@ -325,7 +325,7 @@ int rl_bucket_info(const rl_bucket *b, struct rl_bucket_info *out)
         return rl__fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
     rl__block_read(&v, &out->policy);
     uint64_t now = rl__clock_rel(b->table);
-    out->now_ns = now + b->table->hdr->epoch_ns;
+    out->now_ns = rl__clock_abs(b->table, now);
     out->is_template = rl_bucket_is_template(b);
     rl__feedback_read(b, now, &out->feedback);
     for (uint32_t i = 0; i < v.nrules; i++) {

@@ -159,7 +159,7 @@ void rl__feedback_read(const rl_bucket *b, uint64_t now, struct rl_feedback_stat
     uint64_t server = rl__load_acquire(&rec->server);
     memset(out, 0, sizeof(*out));
     out->cooldown_ns = until > now ? until - now : 0;
-    out->last_429_ns = last ? last + b->table->hdr->epoch_ns : 0;
+    out->last_429_ns = last ? rl__clock_abs(b->table, last) : 0;
     out->backoff = (unsigned)rl__load_relaxed(&rec->backoff);
     if (server && rl__server_until(server) > now) {
         out->server_remaining = rl__server_left(server);

@@ -33,10 +33,21 @@ struct rl_table {
      * afterwards cannot lead this process outside its mapping or its handle array. */
     uint32_t capacity, index_slots;
     uint64_t arena_bytes;
+    /* The header's clock bases, checked at attach and copied for the same reason: a
+     * scribbled header word must not stop this process's clock or stretch its sleeps.
+     * epoch_ns: CLOCK_MONOTONIC ns of relative instant 0. wall_offset, wall_prev: the fixed
+     * windows' alignment and the one before (int64_t, bit 0 the generation parity; see
+     * shm_format.h), process-local atomic words that clock.c refreshes from the header. */
+    uint64_t epoch_ns;
+    rl_atomic64 wall_offset, wall_prev;
+    rl_atomic64 wall_checked; /* relative ns of this process's last drift check, 0: never */
     /* handles[no]: this process's handle for bucket `no`, made on first use (CAS). */
     void *_Atomic *handles;
-    rl_atomic32 lost; /* guard.c: the mapping was replaced after a SIGBUS */
-    int guard_slot;   /* guard.c: its registry slot, -1 if none */
+    /* How it was opened (path: this table's), for rl_table_reopen_if_replaced. */
+    struct rl_table_opts opts;
+    rl_atomic64 replaced_checked; /* CLOCK_MONOTONIC ns of the last check for a new file */
+    rl_atomic32 lost;             /* guard.c: the mapping was replaced after a SIGBUS */
+    int guard_slot;               /* guard.c: its registry slot, -1 if none */
 };
 
 /* A rule's parameters, copied out of the table and validated. */
@@ -92,6 +103,11 @@ struct rl_bucket {
 /* errors.c: record a detail for rl_errdetail() and return err. */
 int rl__fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+static inline uint64_t rl__sat_add(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
 /* clock.c */
 static inline uint64_t rl__clock_mono(void)
 {
@@ -105,12 +121,25 @@ static inline uint64_t rl__clock_mono(void)
 static inline uint64_t rl__clock_rel(const rl_table *t)
 {
     uint64_t now = rl__clock_mono();
-    uint64_t epoch = t->hdr->epoch_ns;
-    /* The epoch was read from this boot's clock (boot id checked at attach). */
+    uint64_t epoch = t->epoch_ns;
+    /* The epoch was read from this boot's clock (boot id checked at attach), copied then. */
     return now > epoch ? now - epoch : 1; /* never 0: tick 0 means "never used" */
 }
 int rl__boot_id(char out[40]);
 
+/* A relative instant as an absolute CLOCK_MONOTONIC one (saturating). */
+static inline uint64_t rl__clock_abs(const rl_table *t, uint64_t rel)
+{
+    return rl__sat_add(rel, t->epoch_ns);
+}
+
+/* clock.c: the header's alignment and the one before, if both are within bounds. */
+bool rl__wall_offset_read(const struct shm_header *h, int64_t *cur, int64_t *prev);
+/* clock.c: at most once a second (now: relative ns), compare the clocks with the
+ * alignment and re-align the table if they drifted apart (rule_fixed.c calls it). */
+void rl__wall_check(const rl_table *t, uint64_t now);
+/* clock.c: take the header's alignment if another process changed it. */
+void rl__wall_sync(const rl_table *t);
 /* shm_table.c: bounds-checked arena access; NULL if [off, off+len) is outside the arena. */
 void *rl__arena_at(const rl_table *t, uint64_t off, uint64_t len);
 /* Take n from a shared allocation counter without ever passing limit; *at = the start. */
@@ -207,11 +236,6 @@ int64_t rl__wall_now_ns(void);
 /* The size of the first struct rl_response (up to max_cooldown_ns): a smaller one is
  * RL_EINVAL. */
 #define RL_RESPONSE_SIZE_V1 (offsetof(struct rl_response, max_cooldown_ns) + sizeof(uint64_t))
-
-static inline uint64_t rl__sat_add(uint64_t a, uint64_t b)
-{
-    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
 
 static inline uint64_t rl__max(uint64_t a, uint64_t b)
 {

@@ -58,12 +58,17 @@
 #include "ratelimit.h"
 
 #define RL_MAGIC          0x31544c4d4954524cULL /* "LRTIMLT1" */
-#define RL_LAYOUT_VERSION 2
+#define RL_LAYOUT_VERSION 3
 #define RL_HEADER_BYTES   4096
 #define RL_ALIGN          64
 
 /* Sliding-window log timestamps are kept in ticks of this many ns (44 bits: 55 years). */
 #define RL_TICK_NS 100000ULL
+
+/* A wall-clock offset this far from the table's re-aligns the fixed windows (rule_fixed.c). */
+#define RL_WALL_DRIFT_NS 1000000ULL
+/* The offset's bounds: a wall-clock time within 146 years of 1970. */
+#define RL_WALL_OFFSET_MAX (1LL << 62)
 
 struct shm_header {
     uint64_t magic;          /* RL_MAGIC, written before the file is linked into place */
@@ -78,9 +83,17 @@ struct shm_header {
     uint64_t arena_off;
     uint64_t arena_bytes;
     uint64_t file_bytes;
-    uint64_t epoch_ns;      /* CLOCK_MONOTONIC ns at creation: relative instant 0 */
-    int64_t wall_offset_ns; /* CLOCK_REALTIME - CLOCK_MONOTONIC at creation (fixed windows) */
-    char boot_id[40];       /* /proc/sys/kernel/random/boot_id at creation, NUL-terminated */
+    uint64_t epoch_ns; /* CLOCK_MONOTONIC ns at creation: relative instant 0 */
+    /* wall_offset_ns: CLOCK_REALTIME - CLOCK_MONOTONIC ns, an int64_t: the fixed windows'
+     * alignment. Bit 0 is the alignment's generation parity (the offset is kept to 2 ns):
+     * a fixed rule's state word records the parity of the alignment its window number
+     * belongs to. Set at creation (parity 0); a process that finds the clocks drifted apart
+     * by more than RL_WALL_DRIFT_NS stores wall_offset_prev = the offset in force, then the
+     * new offset with the other parity by CAS (O3, clock.c). Read at attach, by the drift
+     * check and when a word of the other parity is met, each time bounds-checked;
+     * decisions use the process's copies. */
+    rl_atomic64 wall_offset_ns;
+    char boot_id[40]; /* /proc/sys/kernel/random/boot_id at creation, NUL-terminated */
     /*
      * next_bucket: bucket numbers handed out, by rl__claim (a CAS loop that never passes
      * capacity; the record's contents are published by the release store of its `state`).
@@ -108,12 +121,13 @@ struct shm_header {
     rl_atomic64 applied_digest;
     /* Preload shim attachments (rl__table_note_shim), for display: processes whose shim
      * opened this table, the relative ns of the latest, and its pid. Relaxed: statistics,
-     * they order nothing. Taken from `reserved` (after applied_digest), which is zero in every
-     * older table (zero attachments): the layout version stays. */
+     * they order nothing. */
     rl_atomic64 shim_attaches;
     rl_atomic64 shim_last_attach;
     rl_atomic64 shim_last_pid;
-    uint8_t reserved[RL_HEADER_BYTES - 184];
+    /* wall_offset_prev: the alignment before wall_offset_ns (relaxed; published by O3). */
+    rl_atomic64 wall_offset_prev;
+    uint8_t reserved[RL_HEADER_BYTES - 192];
 };
 
 /*
@@ -187,8 +201,9 @@ struct shm_bucket {
  *   RL_GCRA     word = TAT, the theoretical arrival time, relative ns. TAT <= now means a
  *               full bucket; each admitted unit adds interval_ns. Never above 3 * 2^61:
  *               a turn that needs more is refused (rule_gcra.c).
- *   RL_FIXED    word = count:31 | window:32. window = (wall-clock ns / T) mod 2^32
- *               of the window being counted (see rule_fixed.c).
+ *   RL_FIXED    word = gen:1 | count:30 | window:32. window = (wall-clock ns / T) mod
+ *               2^32 of the window being counted, under the alignment whose parity is
+ *               gen (header.wall_offset_ns; see rule_fixed.c).
  *   RL_SLIDING  word = pos:19 | last:44, the log's head (see rule_sliding.c): pos = units
  *               admitted so far mod 4N, last = ceil(latest admission instant) in ticks.
  */

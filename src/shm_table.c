@@ -68,7 +68,9 @@ static int header_plan(struct shm_header *h, uint32_t capacity, uint64_t arena_b
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     int64_t wall_ns = (int64_t)wall.tv_sec * 1000000000LL + wall.tv_nsec;
-    h->wall_offset_ns = wall_ns - (int64_t)h->epoch_ns;
+    /* Not yet shared: plain stores. The first alignment has parity 0. */
+    rl__store_relaxed(&h->wall_offset_ns, (uint64_t)(wall_ns - (int64_t)h->epoch_ns) & ~1ULL);
+    rl__store_relaxed(&h->wall_offset_prev, rl__load_relaxed(&h->wall_offset_ns));
     return rl__boot_id(h->boot_id);
 }
 
@@ -185,8 +187,8 @@ static int check_layout(const char *path, const struct shm_header *h, uint64_t f
                         "table %s was created before the last reboot; remove it to start afresh",
                         path);
     /* Same boot: the epoch cannot lie ahead of now, and the offset is a wall-clock time. */
-    if (h->epoch_ns > rl_now_ns() || h->wall_offset_ns > (1LL << 62) ||
-        h->wall_offset_ns < -(1LL << 62))
+    int64_t wall, prev;
+    if (h->epoch_ns > rl_now_ns() || !rl__wall_offset_read(h, &wall, &prev))
         return rl__fail(RL_EBADTABLE, "table %s: clock fields are damaged", path);
     return 0;
 }
@@ -207,6 +209,15 @@ static int table_map(rl_table *t, const struct stat *st)
     t->capacity = t->hdr->capacity;
     t->index_slots = t->hdr->index_slots;
     t->arena_bytes = t->hdr->arena_bytes;
+    int64_t wall = 0, prev = 0;
+    t->epoch_ns = t->hdr->epoch_ns;
+    rl__wall_offset_read(t->hdr, &wall, &prev); /* checked above: a later scribble reads 0 */
+    /* Relaxed: not yet shared with other threads. wall_checked 0: the first fixed-window
+     * decision checks the clocks (a table made before the wall clock was set, say). */
+    rl__store_relaxed(&t->wall_prev, (uint64_t)prev);
+    rl__store_relaxed(&t->wall_offset, (uint64_t)wall);
+    rl__store_relaxed(&t->wall_checked, 0);
+    rl__store_relaxed(&t->replaced_checked, rl__clock_mono()); /* relaxed: likewise */
     t->index = (rl_atomic64 *)(t->base + t->hdr->index_off);
     t->buckets = (struct shm_bucket *)(t->base + t->hdr->buckets_off);
     t->arena = t->base + t->hdr->arena_off;
@@ -249,6 +260,8 @@ int rl_table_open(const struct rl_table_opts *opts, rl_table **out)
     t->fd = -1;
     t->guard_slot = -1;
     t->read_only = o.flags & RL_OPEN_READONLY;
+    t->opts = o;
+    t->opts.path = t->path;
     int err = table_attach(t);
     if (err == RL_ENOENT && (o.flags & RL_OPEN_CREATE) && !t->read_only) {
         err = table_create(t->path, &o);
@@ -314,6 +327,27 @@ int rl_table_check(const rl_table *t)
     return 0;
 }
 
+/* rl_table_reopen_if_replaced checks at most this often per table. */
+#define REPLACED_CHECK_NS 1000000000ULL
+
+int rl_table_reopen_if_replaced(rl_table *t, rl_table **fresh)
+{
+    if (!t || !fresh)
+        return rl__fail(RL_EINVAL, "rl_table_reopen_if_replaced: bad arguments");
+    *fresh = NULL;
+    uint64_t now = rl__clock_mono();
+    /* Relaxed: a process-local timestamp; the CAS lets one thread per second check. */
+    uint64_t last = rl__load_relaxed(&t->replaced_checked);
+    if (now - last < REPLACED_CHECK_NS ||
+        !rl__cas_acq_rel(&t->replaced_checked, &last, now)) /* T1: the claim, nothing else */
+        return 0;
+    int err = rl_table_check(t);
+    if (err != RL_ESTALE)
+        return err;
+    err = rl_table_open(&t->opts, fresh);
+    return err ? err : 1;
+}
+
 const char *rl_table_path(const rl_table *t)
 {
     return t->path;
@@ -331,7 +365,7 @@ int rl_table_info(const rl_table *t, struct rl_table_info *out)
     uint64_t used = rl__load_relaxed(&h->arena_used); /* a statistic: any recent value will do */
     out->arena_used = used < h->arena_bytes ? used : h->arena_bytes;
     out->file_bytes = h->file_bytes;
-    out->created_ns = h->epoch_ns;
+    out->created_ns = t->epoch_ns;
     out->read_only = t->read_only;
     out->applied_digest = rl__applied_load(t);
     /* Statistics: any recent values will do. */

@@ -16,6 +16,14 @@
  * a short-lived process is limited from its first connect. No other connect ever waits for
  * DNS: a re-resolution runs while every connect matches against the table it replaces.
  *
+ * The table file: a route table holds the rl_table its buckets come from. At most once a
+ * second a connect checks that the table is still the file its path names
+ * (rl_table_check); if it was deleted or replaced, the resolver thread opens the path again
+ * (creating the table from the config if it is missing, as at start), builds a route table
+ * on the new one and swaps it in. Connects that matched the old table hold a reference
+ * (struct shim_tab.users) while they wait for their turn; the old table is closed by
+ * whoever drops the last reference after the swap's grace period, never while in use.
+ *
  * Host names: a route matches the addresses of the last two successful resolutions, since
  * the connecting program resolved the name on its own, perhaps a little earlier, and
  * round-robin DNS rotates its answers. A failed re-resolution keeps the addresses known.
@@ -45,7 +53,16 @@ struct route {
     size_t nfresh, naddrs;
 };
 
+/* A table and the connects using it: users counts references, plus TAB_RETIRED once no
+ * route table names it any more. Whoever brings it to exactly TAB_RETIRED closes it. */
+struct shim_tab {
+    rl_table *table; /* NULL: no table (unusable, or no routes to need one) */
+    rl_atomic64 users;
+};
+#define TAB_RETIRED (1ULL << 62)
+
 struct route_table {
+    struct shim_tab *tab;
     size_t n;
     struct route r[];
 };
@@ -61,7 +78,6 @@ static rl_atomic64 refresh_due_ns = UINT64_MAX;
 /* Written once by shim_routes_init (inside shim.c's pthread_once, which orders it before
  * every later reader), read-only afterwards. */
 static const rl_config *routes_config;
-static rl_table *routes_table;
 static uint64_t refresh_every_ns;
 static const char *routes_config_path;
 static bool has_host_names;
@@ -73,6 +89,14 @@ static bool first_report = true;
  * the resolver thread after the publication; acquire-loaded by shim_routes_wait_first, so
  * a connect that sees it also sees the table. */
 static rl_atomic64 first_done;
+
+/* The rl_now_ns() instant from which the next connect checks the table file; UINT64_MAX:
+ * never (no table). Claimed by CAS, as refresh_due_ns. */
+static rl_atomic64 check_due_ns = UINT64_MAX;
+#define CHECK_EVERY_NS 1000000000ULL
+
+/* Non-zero when the table file was found deleted or replaced: the next pass reopens it. */
+static rl_atomic64 reopen_wanted;
 
 /* ------------------------------------------------------------------ addresses */
 
@@ -216,6 +240,28 @@ static bool merge_previous(struct route *r, int rc, const struct route *prev)
 
 /* ------------------------------------------------------------------ building */
 
+static void tab_close(struct shim_tab *tab)
+{
+    rl_table_close(tab->table);
+    free(tab);
+}
+
+/* A connect is done with the table (its wait is over). */
+static void tab_put(struct shim_tab *tab)
+{
+    /* Acq_rel: this user's decisions happen before the close by whoever closes. */
+    if (tab && rl__fetch_add_acq_rel(&tab->users, (uint64_t)-1) == TAB_RETIRED + 1)
+        tab_close(tab);
+}
+
+/* No route table names tab any more (after a grace period): close it once unused. */
+static void tab_retire(struct shim_tab *tab)
+{
+    /* Acq_rel: pairs with tab_put's. */
+    if (tab && rl__fetch_add_acq_rel(&tab->users, TAB_RETIRED) == 0)
+        tab_close(tab);
+}
+
 static void table_free(struct route_table *t)
 {
     for (size_t i = 0; t && i < t->n; i++)
@@ -224,13 +270,14 @@ static void table_free(struct route_table *t)
 }
 
 /* A table of the config's routes with their networks, nothing resolved or looked up. */
-static struct route_table *table_new(void)
+static struct route_table *table_new(struct shim_tab *tab)
 {
     const struct rl_route *conf;
     size_t n = rl_config_routes(routes_config, &conf);
     struct route_table *t = calloc(1, sizeof(*t) + n * sizeof(t->r[0]));
     if (!t)
         return NULL;
+    t->tab = tab;
     t->n = n;
     for (size_t i = 0; i < n; i++) {
         t->r[i].conf = &conf[i];
@@ -247,12 +294,13 @@ static void resolve_all(struct route_table *t, int *rcs)
         rcs[i] = t->r[i].conf->prefix_len == 0 ? resolve(t->r[i].conf->dest, &t->r[i]) : 0;
 }
 
-/* The route's bucket: the predecessor's, or looked up again (it may have been made since). */
-static void find_bucket(struct route *r, const struct route *prev)
+/* The route's bucket: the predecessor's if it is of the same table, or looked up again (it
+ * may have been made since). */
+static void find_bucket(rl_table *table, struct route *r, const struct route *prev, bool same)
 {
-    if (prev && prev->bucket)
+    if (same && prev && prev->bucket)
         r->bucket = prev->bucket;
-    else if (!routes_table || rl_bucket_get(routes_table, r->conf->bucket, &r->bucket) < 0)
+    else if (!table || rl_bucket_get(table, r->conf->bucket, &r->bucket) < 0)
         r->bucket = NULL;
 }
 
@@ -266,7 +314,7 @@ static bool inherit(struct route_table *t, const int *rcs)
     const struct route_table *old = rcu_dereference(current);
     for (size_t i = 0; i < t->n; i++) {
         const struct route *prev = old && i < old->n ? &old->r[i] : NULL;
-        find_bucket(&t->r[i], prev);
+        find_bucket(t->tab->table, &t->r[i], prev, old && old->tab == t->tab);
         if (prev && t->r[i].conf->prefix_len == 0)
             ok &= merge_previous(&t->r[i], rcs[i], prev);
     }
@@ -276,9 +324,9 @@ static bool inherit(struct route_table *t, const int *rcs)
 
 /* A complete new table, or NULL if out of memory. rcs: per route, its resolution result.
  * Host names are resolved only if `resolve`. */
-static struct route_table *build(int **rcs, bool resolve)
+static struct route_table *build(struct shim_tab *tab, int **rcs, bool resolve)
 {
-    struct route_table *t = table_new();
+    struct route_table *t = table_new(tab);
     *rcs = t ? calloc(t->n + 1, sizeof(**rcs)) : NULL;
     if (!*rcs) {
         table_free(t);
@@ -298,7 +346,7 @@ static struct route_table *build(int **rcs, bool resolve)
 static bool needs_refresh(const struct route_table *t)
 {
     for (size_t i = 0; i < t->n; i++)
-        if (t->r[i].conf->prefix_len == 0 || (routes_table && !t->r[i].bucket))
+        if (t->r[i].conf->prefix_len == 0 || (t->tab->table && !t->r[i].bucket))
             return true;
     return false;
 }
@@ -310,11 +358,11 @@ static void report_buckets(const struct route_table *t)
 {
     for (size_t i = 0; i < t->n; i++) {
         const struct rl_route *c = t->r[i].conf;
-        if (routes_table && !t->r[i].bucket)
+        if (t->tab->table && !t->r[i].bucket)
             shim_say("%s:%u: route %s:%u: bucket '%s' is not in table %s; its connections "
                      "are handled as if the table were unusable",
                      routes_config_path, c->line, c->dest, c->port, c->bucket,
-                     rl_table_path(routes_table));
+                     rl_table_path(t->tab->table));
     }
 }
 
@@ -344,10 +392,14 @@ void shim_routes_init(const rl_config *config, const char *config_path, rl_table
     int *rcs;
     routes_config = config;
     routes_config_path = config_path;
-    routes_table = table;
     refresh_every_ns = rl_config_shim(config)->resolve_every_ns;
-    struct route_table *t = build(&rcs, false);
+    struct shim_tab *tab = calloc(1, sizeof(*tab));
+    if (tab)
+        tab->table = table;
+    struct route_table *t = tab ? build(tab, &rcs, false) : NULL;
     if (!t) {
+        free(tab);
+        rl_table_close(table);
         shim_say("%s: out of memory building the route table; connections pass unlimited",
                  config_path);
         return;
@@ -357,13 +409,18 @@ void shim_routes_init(const rl_config *config, const char *config_path, rl_table
     has_host_names = any_host_name(t);
     /* Publication: readers that rcu_dereference the pointer see the table fully built. */
     rcu_assign_pointer(current, t);
-    if (!needs_refresh(t))
+    bool check = table != NULL;
+    if (!needs_refresh(t) && !check)
         return;
     /* Keep urcu-bp's registry and locks consistent across fork() without exec: a child
      * refreshes (synchronize_rcu) on its own, with only its forking thread left. */
     pthread_atfork(urcu_bp_before_fork, urcu_bp_after_fork_parent, urcu_bp_after_fork_child);
-    /* Relaxed: published to other threads by shim.c's pthread_once; to refreshers by the
-     * CAS that claims it. */
+    /* Relaxed: published to other threads by shim.c's pthread_once; to refreshers and
+     * checkers by the CAS that claims it. */
+    if (check)
+        rl__store_relaxed(&check_due_ns, rl_now_ns() + CHECK_EVERY_NS);
+    if (!needs_refresh(t))
+        return;
     rl__store_relaxed(&refresh_due_ns, rl_now_ns() + refresh_every_ns);
     if (has_host_names && !shim_helper_wake())
         shim_say("%s: cannot start the resolver thread; host-name routes match nothing",
@@ -396,11 +453,54 @@ void shim_routes_refresh_if_due(void)
         shim_helper_wake();
 }
 
+void shim_routes_check_if_due(void)
+{
+    /* Relaxed, as in shim_routes_refresh_if_due: the CAS decides. */
+    uint64_t due = rl__load_relaxed(&check_due_ns), now;
+    if (due == UINT64_MAX || (now = rl_now_ns()) < due ||
+        !rl__cas_acq_rel(&check_due_ns, &due, now + CHECK_EVERY_NS))
+        return;
+    /* Read side: the route table, hence its tab, stays valid while we stat its file. */
+    rcu_read_lock();
+    const struct route_table *t = rcu_dereference(current);
+    bool stale = t && t->tab->table && rl_table_check(t->tab->table) == RL_ESTALE;
+    rcu_read_unlock();
+    if (!stale)
+        return;
+    /* Release: pairs with the CAS in shim_routes_refresh (one reopen per finding). */
+    rl__store_release(&reopen_wanted, 1);
+    shim_helper_wake();
+}
+
+/* The tab the next route table uses: the current one, or a new one on the file the path
+ * now names if a connect found the table deleted or replaced. The resolver thread is the
+ * only writer of `current`, so it reads it without a read side. */
+static struct shim_tab *next_tab(bool *reopened)
+{
+    struct shim_tab *tab = rcu_dereference(current)->tab;
+    uint64_t want = 1;
+    *reopened = false;
+    /* Acq_rel CAS: claims the request (pairs with the release store above). */
+    if (!rl__cas_acq_rel(&reopen_wanted, &want, 0))
+        return tab;
+    struct shim_tab *fresh = calloc(1, sizeof(*fresh));
+    if (!fresh || !(fresh->table = shim_table_reopen(rl_table_path(tab->table)))) {
+        free(fresh);
+        return tab; /* it said why; the old table stays, checked again in a second */
+    }
+    *reopened = true;
+    return fresh;
+}
+
 void shim_routes_refresh(void)
 {
     int *rcs;
-    struct route_table *t = build(&rcs, true);
+    bool reopened;
+    struct shim_tab *tab = next_tab(&reopened);
+    struct route_table *t = build(tab, &rcs, true);
     if (!t) {
+        if (reopened)
+            tab_retire(tab);
         rl__store_release(&first_done, 1); /* out of memory: nobody waits any longer */
         return;
     }
@@ -415,6 +515,8 @@ void shim_routes_refresh(void)
     /* R: pairs with the acquire load in shim_routes_wait_first; the table is published. */
     rl__store_release(&first_done, 1);
     synchronize_rcu();
+    if (reopened)
+        tab_retire(old->tab); /* no route table names it; its waiters may still use it */
     table_free(old);
 }
 
@@ -450,8 +552,18 @@ bool shim_routes_match(const struct shim_dest *d, struct shim_match *out)
             best_score = s;
         }
     }
-    if (best)
-        *out = (struct shim_match){best->conf, best->bucket};
+    if (best) {
+        *out = (struct shim_match){best->conf, best->bucket, best->bucket ? t->tab : NULL};
+        /* Relaxed: a reference taken inside the read side, so before any retirement. */
+        if (out->tab)
+            rl__fetch_add_relaxed(&out->tab->users, 1);
+    }
     rcu_read_unlock();
     return best != NULL;
+}
+
+void shim_match_done(struct shim_match *m)
+{
+    tab_put(m->tab);
+    m->tab = NULL;
 }

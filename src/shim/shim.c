@@ -218,6 +218,22 @@ static void say_debug(const char *path)
              rl_config_routes(shim.config, NULL) == 1 ? "" : "s");
 }
 
+rl_table *shim_table_reopen(const char *old_path)
+{
+    rl_table *t;
+    if (rl_config_open_table(shim.config, RL_OPEN_CREATE, &t) != 0) {
+        shim_say("table %s was deleted or replaced, and cannot be opened again: %s; routes go "
+                 "on with the old table (a budget of its own)",
+                 old_path, rl_errdetail());
+        return NULL;
+    }
+    if (rl_config_apply(shim.config, t, NULL, NULL) != 0)
+        shim_say("cannot apply the config to table %s: %s; routes use the buckets the table has",
+                 rl_table_path(t), rl_errdetail());
+    shim_say("table %s was deleted or replaced: routes now use the file the path names", old_path);
+    return t;
+}
+
 static void init(void)
 {
     const char *path = rl_config_default_path(NULL);
@@ -266,11 +282,19 @@ static void warn_once(const struct shim_match *m, int rc)
  * signal during the wait runs its handler and the wait goes on (rl_acquire restarts its
  * sleep on EINTR). The wait is cancellable as the caller's connect would be: rl_acquire
  * holds nothing while it sleeps, and a cancelled waiter only forfeits its turn. */
-static int take(const struct shim_match *m, int cancel)
+static void match_cancelled(void *m)
 {
+    shim_match_done(m); /* a cancelled waiter lets go of its table too */
+}
+
+static int take(struct shim_match *m, int cancel)
+{
+    int rc;
+    pthread_cleanup_push(match_cancelled, m);
     pthread_setcancelstate(cancel, NULL);
-    int rc = rl_acquire(m->bucket, 1, m->route->max_wait_ns, NULL);
+    rc = rl_acquire(m->bucket, 1, m->route->max_wait_ns, NULL);
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    pthread_cleanup_pop(0);
     if (rc == 0)
         return 0;
     if (rc == RL_ETIMEDOUT)
@@ -286,10 +310,13 @@ static int decide(int fd, const struct shim_dest *d, int cancel)
     if (!shim.config)
         return shim.fail_closed && opens_connection(fd) ? EACCES : 0;
     shim_routes_refresh_if_due();
+    shim_routes_check_if_due();
     shim_routes_wait_first(d->port);
-    if (!shim_routes_match(d, &m) || !opens_connection(fd))
+    if (!shim_routes_match(d, &m))
         return 0;
-    return m.bucket ? take(&m, cancel) : unusable();
+    int err = !opens_connection(fd) ? 0 : m.bucket ? take(&m, cancel) : unusable();
+    shim_match_done(&m);
+    return err;
 }
 
 int shim_admit(int fd, const struct sockaddr *sa, socklen_t len)

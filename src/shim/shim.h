@@ -30,6 +30,7 @@ struct shim_dest {
 struct shim_match {
     const struct rl_route *route; /* the config's entry: lives as long as the process */
     rl_bucket *bucket;            /* NULL: no usable bucket (table or bucket missing) */
+    struct shim_tab *tab;         /* the bucket's table, referenced until shim_match_done */
 };
 
 /* ------------------------------------------------------------------ shim.c */
@@ -107,7 +108,19 @@ void shim_routes_refresh_if_due(void);
  */
 void shim_routes_refresh(void);
 
-/* Find the most specific route for d (longest prefix; then the first in the file). */
+/* Find the most specific route for d (longest prefix; then the first in the file). A match
+ * with a bucket holds its table: call shim_match_done once the bucket is no longer used. */
 bool shim_routes_match(const struct shim_dest *d, struct shim_match *out);
+void shim_match_done(struct shim_match *m);
+
+/* At most once a second: if the table file was deleted or replaced, ask the resolver
+ * thread to open the path again (shim_routes_refresh does). Never waits for it. */
+void shim_routes_check_if_due(void);
+
+/* ------------------------------------------------------------------ shim.c (again) */
+
+/* Open the config's table again (creating it if missing, as at start) and apply the
+ * config to it; `old_path` names the table found replaced. NULL if that fails (said). */
+rl_table *shim_table_reopen(const char *old_path);
 
 #endif /* RL_SHIM_H */

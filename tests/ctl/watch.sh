@@ -62,6 +62,15 @@ grep -Eq '^ti +100 +now +(1000/1h fixed )?\[\.+\] 0/1k +(100/1m )?\[\.+\] 0/100$
 # A bucket defined meanwhile appears; q quits with status 0 and restores the terminal.
 run 0 define late 5/1s
 wait_for 5 screen_has live '^late ' || fail "a new bucket did not appear"
+
+# The table deleted and made again under the watch: within about a second it shows the new
+# file (and no bucket of the old one).
+rm "$RATELIMIT_TABLE"
+run 0 define reborn 5/1s
+wait_for 5 screen_has live '^reborn ' || fail "the watch kept showing the deleted table"
+screen live
+! grep -q '^foundry ' "$work/screen" || fail "the old table's bucket is still shown"
+run 0 define foundry 10/1m # the cases below watch it
 tmux -L "$sock" send-keys -t live q
 wait_for 5 test -s "$work/live.rc" || fail "q did not quit"
 [ "$(cat "$work/live.rc")" = 0 ] || fail "watch exited $(cat "$work/live.rc") after q"

@@ -218,6 +218,73 @@ Test(corrupt, header_geometry_damaged_while_attached)
     rl_table_close(t);
 }
 
+static void write_header_u64(size_t field, uint64_t v)
+{
+    file_write_u64(g_path, field, v);
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    static const char msg[] = "a blocking acquire hung after the clock fields were damaged\n";
+    if (write(2, msg, sizeof(msg) - 1) < 0)
+        _exit(3);
+    _exit(3);
+}
+
+/* Regression: the header's clock bases were read live. One scribbled epoch_ns stopped the
+ * clock (now < epoch reads as instant 1) or moved it (a bucket stayed full for minutes),
+ * and a waiter slept until a shared instant: 268 years inside connect(). Now each process
+ * uses the bases it checked at attach, and every sleep is capped by the caller's timeout
+ * from its own clock reading. The first scribble moves the old code's clock to a fresh
+ * epoch, so that its wait below is short enough to be taken, then made endless. */
+Test(corrupt, clock_fields_damaged_while_attached)
+{
+    rl_table *t = table_create(8);
+    rl_bucket *wait = define(t, "wait", "2/1s burst 2 margin 0", NULL);
+    rl_bucket *keep = define(t, "keep", "2/10s burst 2 margin 0", NULL);
+    rl_bucket *fixed = define(t, "fixed", "2/366d fixed margin 0", NULL);
+    uint64_t epoch = t->hdr->epoch_ns;
+    write_header_u64(offsetof(struct shm_header, epoch_ns), rl_now_ns() - NS_PER_MS);
+    cr_assert_eq(admit_run(wait, 2), 2);
+    cr_assert_eq(admit_run(keep, 2), 2);
+    cr_assert_eq(admit_run(fixed, 2), 2);
+
+    uint64_t text = 0x4141414141414141ULL; /* "AAAAAAAA" */
+    write_header_u64(offsetof(struct shm_header, epoch_ns), text);
+    write_header_u64(offsetof(struct shm_header, wall_offset_ns), text);
+    signal(SIGALRM, on_alarm);
+    alarm(20); /* the hang detector: 20 times the timeout */
+    struct rl_decision d;
+    int rc = rl_acquire(wait, 1, NS_PER_SEC, &d);
+    alarm(0);
+    cr_expect(rc == 0 || rc == RL_ETIMEDOUT, "%s (%s)", rl_err_name(rc), rl_errdetail());
+    cr_expect_leq(d.at_ns, rl_now_ns(), "admitted at an instant of this process's clock");
+    cr_expect_eq(rl_try_acquire(fixed, 1, NULL), RL_ELIMITED, "the window's count stays");
+    cr_expect_eq(rl_try_acquire(keep, 1, NULL), RL_ELIMITED);
+
+    /* An epoch a minute earlier would make every bucket look a minute older. */
+    if (epoch > NS_PER_MIN)
+        write_header_u64(offsetof(struct shm_header, epoch_ns), epoch - NS_PER_MIN);
+    write_header_u64(offsetof(struct shm_header, wall_offset_ns), (uint64_t)-NS_PER_DAY);
+    cr_expect_eq(rl_try_acquire(keep, 1, NULL), RL_ELIMITED, "the bucket keeps its state");
+    cr_expect_eq(rl_try_acquire(fixed, 1, NULL), RL_ELIMITED, "the window's count stays");
+    struct rl_bucket_info i = info_of(keep);
+    cr_expect_leq(i.rules[0].next_free_ns, 10 * NS_PER_SEC, "next unit in %" PRIu64 " ns",
+                  i.rules[0].next_free_ns);
+    cr_expect_geq(i.now_ns, rl_now_ns() - NS_PER_MIN, "the bucket's clock is this process's");
+    /* The drift check puts the alignment back: damaged, or of the same parity and far from
+     * the clocks (a real change flips the parity). */
+    uint64_t mine = atomic_load(&t->wall_offset);
+    for (int k = 0; k < 2; k++) {
+        write_header_u64(offsetof(struct shm_header, wall_offset_ns), k ? text : mine - NS_PER_DAY);
+        atomic_store(&t->wall_checked, 0); /* due */
+        cr_expect_eq(rl_try_acquire(fixed, 1, NULL), RL_ELIMITED);
+        cr_expect_eq(atomic_load(&t->hdr->wall_offset_ns), mine, "the header's alignment stays");
+    }
+    rl_table_close(t);
+}
+
 /* ------------------------------------------------------------ policy block */
 
 struct field_damage {

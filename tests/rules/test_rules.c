@@ -860,3 +860,87 @@ Test(rules, reset_repairs_a_frozen_word_with_no_successor)
     }
     done();
 }
+
+/* ------------------------------------------------------------ re-alignment */
+
+/* CLOCK_REALTIME - CLOCK_MONOTONIC, as precisely as two readings allow. */
+static int64_t real_offset(void)
+{
+    struct timespec w;
+    uint64_t m0 = rl_now_ns();
+    clock_gettime(CLOCK_REALTIME, &w);
+    uint64_t m1 = rl_now_ns();
+    return (int64_t)w.tv_sec * 1000000000LL + w.tv_nsec - (int64_t)(m0 + (m1 - m0) / 2);
+}
+
+/* The real (wall-clock) window of a CLOCK_MONOTONIC instant. */
+static int64_t real_window(uint64_t mono, int64_t offset, uint64_t period)
+{
+    return ((int64_t)mono + offset) / (int64_t)period;
+}
+
+/*
+ * A table made while the wall clock was 1 s behind (at boot, before NTP): its fixed windows
+ * of 2 s are off by half a window. Two units are taken in such a window O, then the drift
+ * check runs: the table is re-aligned, and O's count is carried as a debt. Across the
+ * change no real window holds more than N: counting O's two units in every real window O
+ * overlaps, plus every unit admitted afterwards.
+ */
+Test(rules, fixed_window_realigns_without_excess)
+{
+    const uint64_t period = 2 * NS_PER_SEC;
+    rl_bucket *b = bucket("2/2s fixed margin 0");
+    int64_t wrong = (real_offset() - (int64_t)NS_PER_SEC) & ~1LL; /* parity 0, as made */
+    atomic_store(&T->hdr->wall_offset_ns, (uint64_t)wrong);
+    atomic_store(&T->hdr->wall_offset_prev, (uint64_t)wrong);
+    atomic_store(&T->wall_offset, (uint64_t)wrong);
+    atomic_store(&T->wall_prev, (uint64_t)wrong);
+    uint64_t lo, hi;
+    int64_t base = (int64_t)T->epoch_ns + wrong;
+    for (int tries = 0;; tries++) { /* two units within one (misaligned) window O */
+        cr_assert_lt(tries, 5, "never two instants in one window");
+        rl_bucket_reset(b);
+        atomic_store(&T->wall_checked, rl__clock_rel(T)); /* not due for a second */
+        lo = rl_now_ns();
+        cr_assert_eq(admit_run(b, 2), 2);
+        hi = rl_now_ns();
+        if (((int64_t)lo - (int64_t)T->epoch_ns + base) / (int64_t)period ==
+            ((int64_t)hi - (int64_t)T->epoch_ns + base) / (int64_t)period)
+            break;
+    }
+    /* O's span, in CLOCK_MONOTONIC ns. */
+    int64_t o_start =
+        ((int64_t)lo - (int64_t)T->epoch_ns + base) / (int64_t)period * (int64_t)period - base +
+        (int64_t)T->epoch_ns;
+    int64_t o_end = o_start + (int64_t)period;
+
+    atomic_store(&T->wall_checked, 0); /* the drift check is due */
+    uint64_t at[4];
+    for (unsigned k = 0; k < 4; k++) {
+        struct rl_decision d;
+        int rc = rl_acquire(b, 1, 10 * NS_PER_SEC, &d);
+        cr_assert_eq(rc, 0, "acquire %u: %s (%s)", k, rl_err_name(rc), rl_errdetail());
+        at[k] = d.at_ns;
+    }
+    int64_t now_off = (int64_t)atomic_load(&T->hdr->wall_offset_ns), off = real_offset();
+    cr_expect_eq(now_off & 1, 1, "the table was not re-aligned (a new generation)");
+    cr_expect(now_off - off < (int64_t)NS_PER_MS && off - now_off < (int64_t)NS_PER_MS,
+              "the new alignment is %" PRId64 " ns off the clocks", now_off - off);
+    /* Real windows: those of the new alignment, the clocks' to within 1 ms (checked above;
+     * the library's reading and ours differ by the time between two clock reads). */
+    if (now_off - off < (int64_t)NS_PER_MS && off - now_off < (int64_t)NS_PER_MS)
+        off = now_off;
+    int64_t first = real_window((uint64_t)o_start, off, period);
+    for (int64_t w = first; w <= real_window(at[3], off, period); w++) {
+        int64_t w_start = w * (int64_t)period - off, w_end = w_start + (int64_t)period;
+        unsigned n = w_start < o_end && o_start < w_end ? 2 : 0;
+        for (unsigned k = 0; k < 4; k++)
+            n += real_window(at[k], off, period) == w;
+        cr_expect_leq(n, 2,
+                      "real window %" PRId64 " holds %u units (O: %" PRId64 "..%" PRId64
+                      ", window %" PRId64 "..%" PRId64 "; after %" PRIu64 " %" PRIu64 " %" PRIu64
+                      " %" PRIu64 ")",
+                      w - first, n, o_start, o_end, w_start, w_end, at[0], at[1], at[2], at[3]);
+    }
+    done();
+}

@@ -19,6 +19,10 @@
  *                              hold just that line afterwards
  *   badaddr PORT               connect and sendto(MSG_FASTOPEN) with unreadable addresses
  *   dnshang PORT OTHER FILE    connects while the fake resolver hangs (api.test from FILE)
+ *   replace PORT N TABLE       N connects use up an N/1h bucket (wait 0s, on-timeout fail),
+ *                              then TABLE is deleted; connects every 20 ms (at most 10 s)
+ *                              until N more pass (the table the shim made again), then one
+ *                              more must fail with ETIMEDOUT
  */
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -677,6 +681,38 @@ static void role_dnshang(char **argv)
     printf("client: no connect waited for a held lookup but the first on api.test's port\n");
 }
 
+/* ------------------------------------------------------------------ replace */
+
+static void role_replace(char **argv)
+{
+    unsigned port = arg_num(argv[0]), n = arg_num(argv[1]), ok = 0, tries = 0;
+    for (unsigned i = 0; i < n; i++)
+        if (tcp_to("127.0.0.1", port, 0, NULL) != 0)
+            die("connect %u of the first table's %u failed", i + 1, n);
+    int rc = tcp_to("127.0.0.1", port, 0, NULL);
+    if (rc != ETIMEDOUT)
+        die("the first table's bucket is used up, yet a connect got %s", strerrorname_np(rc));
+    if (unlink(argv[2]) != 0)
+        die("unlink %s: %s", argv[2], strerror(errno));
+    struct timespec pause = {0, 20 * 1000000L};
+    for (; ok < n && tries < 500; tries++) {
+        rc = tcp_to("127.0.0.1", port, 0, NULL);
+        if (rc != 0 && rc != ETIMEDOUT)
+            die("connect after the deletion: %s", strerror(rc));
+        ok += rc == 0;
+        if (rc != 0)
+            nanosleep(&pause, NULL);
+    }
+    if (ok < n)
+        die("after the table was deleted, %u of %u connects passed in %u tries: the shim "
+            "kept the deleted table",
+            ok, n, tries);
+    rc = tcp_to("127.0.0.1", port, 0, NULL);
+    if (rc != ETIMEDOUT)
+        die("the new table's bucket is used up, yet a connect got %s", strerrorname_np(rc));
+    printf("client: %u connects passed on the new table after %u tries\n", n, tries);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -708,6 +744,8 @@ int main(int argc, char **argv)
         role_badaddr(argv + 2);
     else if (strcmp(role, "dnshang") == 0 && argc == 5)
         role_dnshang(argv + 2);
+    else if (strcmp(role, "replace") == 0 && argc == 5)
+        role_replace(argv + 2);
     else
         die("unknown role or arguments: %s", role);
     return 0;

@@ -182,6 +182,30 @@ static void case_refresh(struct env *e)
         fail("the shim wrote to stderr");
 }
 
+/* The table deleted under a running program: within about a second the shim opens the
+ * path again (making the table from the config) and the connects draw on the new table's
+ * budget, exactly: its bucket admits N, no more. */
+static void case_replace(struct env *e)
+{
+    struct listener l;
+    listener_start(&l, "127.0.0.1", 0);
+    write_config(
+        e, "bucket web 3/1h burst 3 margin 0\nroute 127.0.0.1:%u web wait 0s on-timeout fail\n",
+        l.port);
+    run_client(e, false, NULL, ARGV("replace", num(l.port), "3", e->table));
+    struct counts c = bucket_counts(e, "web");
+    if (c.admitted != 3 || c.rejected < 1)
+        fail("the new table's bucket admitted %llu and refused %llu, expected 3 and at least 1",
+             (unsigned long long)c.admitted, (unsigned long long)c.rejected);
+    if (!err_has(e, "was deleted or replaced: routes now use the file the path names"))
+        fail("the shim did not say it reopened the table");
+    /* The listener accepts in its own thread: give it up to 10 s to take the last ones. */
+    for (int i = 0; i < 1000 && atomic_load(&l.accepted) < 6; i++)
+        usleep(10000);
+    if (atomic_load(&l.accepted) != 6)
+        fail("the server accepted %u connections, expected 6", atomic_load(&l.accepted));
+}
+
 /* fork() without exec while threads connect and host names are refreshed. */
 static void case_fork(struct env *e)
 {
@@ -368,6 +392,7 @@ static const struct {
     {"badaddr", case_badaddr},
     {"dnshang", case_dnshang},
     {"squat", case_squat},
+    {"replace", case_replace},
 };
 
 int main(int argc, char **argv)

@@ -43,3 +43,51 @@ Test(replace, replaced_table_is_reported)
     rl_table_close(u);
     rl_table_close(t);
 }
+
+/* Call rl_table_reopen_if_replaced until it reports something (at most 5 s: it checks at
+ * most once a second). */
+static int reopen_soon(rl_table *t, rl_table **fresh)
+{
+    int rc = 0;
+    for (int i = 0; i < 100 && rc == 0; i++) {
+        rc = rl_table_reopen_if_replaced(t, fresh);
+        if (rc == 0) {
+            cr_assert_null(*fresh);
+            usleep(50000);
+        }
+    }
+    return rc;
+}
+
+Test(replace, reopen_if_replaced_follows_the_path)
+{
+    const char *other = path_with(".other");
+    rl_table *t = open_at(g_path), *fresh = t;
+    define(t, "api", "2/1h", NULL);
+    cr_assert_eq(rl_table_reopen_if_replaced(t, &fresh), 0, "still the same file");
+    cr_assert_null(fresh);
+    /* Replaced: the file the path names now, with its buckets. */
+    rl_table *u = open_at(other);
+    define(u, "web", "5/1s", NULL);
+    cr_assert_eq(rename(other, g_path), 0);
+    cr_assert_eq(reopen_soon(t, &fresh), 1, "%s", rl_errdetail());
+    rl_bucket *b;
+    cr_assert_eq(rl_bucket_lookup(fresh, "web", &b), 0);
+    cr_assert_eq(rl_table_check(fresh), 0);
+    rl_table_close(t);
+    rl_table_close(u);
+    /* Deleted: made again, as `fresh` was opened with RL_OPEN_CREATE, empty. */
+    cr_assert_eq(unlink(g_path), 0);
+    rl_table *again = NULL;
+    cr_assert_eq(reopen_soon(fresh, &again), 1, "%s", rl_errdetail());
+    cr_assert_eq(rl_bucket_lookup(again, "web", &b), RL_ENOENT);
+    cr_assert_eq(rl_table_check(again), 0);
+    rl_table_close(fresh);
+    /* Opened read-only and deleted: nothing to open. */
+    rl_table *ro = table_open_opts(g_path, RL_OPEN_READONLY, 0, 0), *none = NULL;
+    cr_assert_eq(unlink(g_path), 0);
+    cr_assert_eq(reopen_soon(ro, &none), RL_ENOENT, "%s", rl_errdetail());
+    cr_assert_null(none);
+    rl_table_close(ro);
+    rl_table_close(again);
+}

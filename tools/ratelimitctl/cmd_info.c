@@ -101,6 +101,7 @@ int ctl_info_run(struct ctl *c, int argc, char **argv)
         print_json(t, &ti);
     else
         print_text(t, &ti);
+    ctl_warn_if_replaced(c, t);
     rl_table_close(t);
     return rc;
 }

@@ -134,6 +134,7 @@ int ctl_list_run(struct ctl *c, int argc, char **argv)
     else
         print_text(&view);
     ctl_view_free(&view);
+    ctl_warn_if_replaced(c, t);
     rl_table_close(t);
     return rc;
 }

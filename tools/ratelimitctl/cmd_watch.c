@@ -23,7 +23,8 @@ static const char help[] =
     "rule admits nothing. Rows beyond the screen are counted in a last line,\n"
     "\"... N more\". NEXT and REMAIN include a cool-down after a 429. A template\n"
     "shows its rules; a damaged bucket is shown as such; buckets defined\n"
-    "meanwhile appear at the next refresh.\n"
+    "meanwhile appear at the next refresh. A table deleted or replaced\n"
+    "meanwhile gives way, within about a second, to the file the path names.\n"
     "\n"
     "Keys: q quits; any other key refreshes at once. Ctrl-C and SIGTERM quit\n"
     "too, Ctrl-Z suspends; the terminal is restored in every case. Needs a\n"
@@ -283,14 +284,26 @@ static int draw(rl_table *t, const struct watch *w)
     return err;
 }
 
-static int watch_live(const struct ctl *c, rl_table *t, const struct watch *w)
+/* Follow the path: a table deleted or replaced meanwhile gives way to the file the path now
+ * names (at most one check a second); while the path names none, the old table is shown. */
+static void follow(rl_table **t)
+{
+    rl_table *fresh;
+    if (rl_table_reopen_if_replaced(*t, &fresh) == 1) {
+        rl_table_close(*t);
+        *t = fresh;
+    }
+}
+
+static int watch_live(const struct ctl *c, rl_table **t, const struct watch *w)
 {
     int err = 0;
     if (ctl_term_enter() < 0)
         return ctl_error(c, "cannot set up the terminal: %s", strerror(errno));
-    do
-        err = draw(t, w);
-    while (!err && !ctl_term_wait(w->interval_ns));
+    do {
+        follow(t);
+        err = draw(*t, w);
+    } while (!err && !ctl_term_wait(w->interval_ns));
     ctl_term_leave();
     ctl_term_reraise();
     return err ? ctl_error(c, "out of memory") : CTL_OK;
@@ -334,7 +347,7 @@ int ctl_watch_run(struct ctl *c, int argc, char **argv)
     int rc = ctl_open(c, RL_OPEN_READONLY, &t);
     if (rc)
         return rc;
-    rc = w.live ? watch_live(c, t, &w) : watch_once(c, t, &w);
+    rc = w.live ? watch_live(c, &t, &w) : watch_once(c, t, &w);
     rl_table_close(t);
     return rc;
 }

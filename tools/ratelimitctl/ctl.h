@@ -95,6 +95,7 @@ struct ctl_view {
 };
 int ctl_open(const struct ctl *c, unsigned flags, rl_table **out);
 int ctl_open_opts(const struct ctl *c, struct rl_table_opts *o, rl_table **out);
+void ctl_warn_if_replaced(const struct ctl *c, const rl_table *t);
 int ctl_collect_quiet(rl_table *t, const char *pattern, struct ctl_buckets *out);
 int ctl_collect(const struct ctl *c, rl_table *t, const char *pattern, struct ctl_buckets *out);
 int ctl_lookup(const struct ctl *c, rl_table *t, const char *name, rl_bucket **out);

@@ -15,6 +15,14 @@ int ctl_open_opts(const struct ctl *c, struct rl_table_opts *o, rl_table **out)
     return err ? ctl_fail(c, NULL, err) : CTL_OK;
 }
 
+/* A warning line if the path no longer names the table read (deleted or replaced
+ * meanwhile): what was shown is a budget no process opening the path gets. */
+void ctl_warn_if_replaced(const struct ctl *c, const rl_table *t)
+{
+    if (rl_table_check(t) != 0)
+        ctl_say(c, NULL, "warning: %s; what is shown is the old table's", rl_errdetail());
+}
+
 /* Open with flags: RL_OPEN_READONLY to inspect, 0 to change an existing table. */
 int ctl_open(const struct ctl *c, unsigned flags, rl_table **out)
 {
