@@ -14,6 +14,7 @@
 
 #include <bsd/stdlib.h>
 
+#include "margin.h"
 #include "rule.h"
 
 #define HOUR_NS 3600000000000ULL
@@ -25,6 +26,17 @@ static void raise_to(rl_atomic64 *word, uint64_t v)
     uint64_t cur = rl__load_acquire(word);
     while (cur < v && !rl__cas_acq_rel(word, &cur, v))
         ;
+}
+
+/* Raise last_429 to now (F1). True if this report was the first 429 of a request
+ * admitted at `decided` after the previous 429: it moved last_429 from before `decided`. */
+static bool raise_429(rl_atomic64 *last, uint64_t now, uint64_t decided)
+{
+    uint64_t cur = rl__load_acquire(last);
+    while (cur < now)
+        if (rl__cas_acq_rel(last, &cur, now))
+            return decided && cur <= decided;
+    return false;
 }
 
 /* Full-jitter exponential backoff: uniform in [0, min(cap, 1 s * 2^n)). */
@@ -98,12 +110,19 @@ static uint64_t local_remaining(const rl_bucket *b)
     return least;
 }
 
-static bool reconcile(rl_bucket *b, const struct parsed *p, uint64_t now, uint64_t cap)
+/* On a 429 with Retry-After, the server's "0 remaining" lasts until the retry instant: a
+ * rolling window's reset says when the whole budget is back, not when the next unit is. */
+static bool reconcile(rl_bucket *b, const struct parsed *p, int status, uint64_t now, uint64_t cap)
 {
     if (!p->has_remaining || !p->has_reset || p->reset_ns == 0 ||
         p->remaining >= local_remaining(b))
         return false;
-    uint64_t until = now + (p->reset_ns < cap ? p->reset_ns : cap);
+    uint64_t lasts = rl__min(p->reset_ns, cap);
+    if (status == 429 && p->has_retry)
+        lasts = rl__min(lasts, p->retry_ns);
+    if (lasts == 0)
+        return false;
+    uint64_t until = now + lasts;
     uint64_t want = rl__server_word(p->remaining, until);
     uint64_t cur = rl__load_acquire(&b->rec->server);
     /* Replace an older view unless it is both stricter and lasts as long. F2: acq_rel CAS.
@@ -135,17 +154,22 @@ int rl_report(rl_bucket *b, const struct rl_response *response, struct rl_feedba
     struct shm_bucket *rec = b->rec;
     uint64_t cap = r->max_cooldown_ns ? r->max_cooldown_ns : HOUR_NS;
     uint64_t now = rl__clock_rel(b->table);
+    uint64_t epoch = b->table->hdr->epoch_ns;
+    uint64_t decided = r->decided_ns > epoch ? r->decided_ns - epoch : 0;
+    bool owner = false;
     parse_response(r, &p, &fb.ignored);
     if (r->status == 429 || (r->status == 503 && p.has_retry)) {
         fb.cooldown_ns = pause_for_429(rec, &p, cap, &fb.backoff);
         rl__fetch_add_relaxed(&rec->counters.reported_429, 1); /* relaxed: a statistic */
-        raise_to(&rec->last_429, now);
-        raise_to(&rec->cooldown_start, now);
+        owner = raise_429(&rec->last_429, now, decided);
         raise_to(&rec->cooldown_until, now + fb.cooldown_ns);
     } else if (r->status < 400 && rl__load_relaxed(&rec->backoff) != 0) {
         rl__store_relaxed(&rec->backoff, 0); /* relaxed: only the count, read by reports */
     }
-    fb.tightened = reconcile(b, &p, now, cap);
+    fb.tightened = reconcile(b, &p, r->status, now, cap);
+    struct policy_view v;
+    if (rl__bucket_view(b, &v) == 0)
+        fb.widened = rl__margin_report(b, &v, r->status, decided, now, owner);
     if (out)
         *out = fb;
     return 0;
