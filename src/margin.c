@@ -12,7 +12,8 @@
  *            floor = max(m0, min(q, C)); at m0 the learned margin is forgotten
  *
  * m starts at m0, the configured margin, and never goes below it: decisions use
- * max(m0, learned). C, the ceiling, is max(m0, T / 10) for the bucket's shortest period T.
+ * max(m0, learned). C, the ceiling, is max(m0, min(T / 10, 60 s)) for the bucket's shortest
+ * period T.
  * D is 64 T, kept within 1 s .. 15 min. q is the p99 estimate of the delay from decision
  * to response, measured by every report that carries the decision instant.
  *
@@ -63,7 +64,7 @@ static void limits_of(const struct policy_view *v, struct limits *l)
     for (uint32_t i = 0; i < v->nrules; i++)
         t = rl__min(t, v->rules[i].period_ns);
     l->configured = (v->margin_ns + 999) / 1000;
-    l->ceiling = rl__max(l->configured, rl__min(t / 10 / 1000, LEARNED_MAX));
+    l->ceiling = rl__max(l->configured, rl__min(t / 10, RL_MARGIN_MAX_NS) / 1000);
     l->narrow_every_ns =
         t > 15 * 60 * SEC_NS / NARROW_SLOTS ? 15 * 60 * SEC_NS : rl__max(t * NARROW_SLOTS, SEC_NS);
 }

@@ -44,7 +44,7 @@ has '^ratelimit_reported_429_total\{bucket="foundry"\} 1$'
 has '^ratelimit_cooldown_seconds\{bucket="foundry"\} (2[0-9]|30)\.[0-9]{9}$'
 has '^ratelimit_cooldown_seconds\{bucket="tenant/acme"\} 0\.000000000$'
 run 0 stats foundry
-has '^foundry +0 +0 +1 +0 +0s +0 +0 +1$'
+has '^foundry +0 +0 +1 +0 +0s +0 +0 +1 +20ms +-$'
 
 # The server says less is left than we think: the bucket is tightened until its reset.
 run 0 define api 100/1m
