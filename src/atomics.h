@@ -44,6 +44,7 @@
  *       margin.c:rl__margin_report                          nothing: any value read is
  *       margin.c:rl__margin_read                            at least the configured one)
  * M2    margin.c:rl__margin_report          CAS     M1       margin, delay estimate, steps
+ * M3    margin.c:claim_widening             CAS     M3       one widening per event
  * K1    shm_table.c:rl__claim               CAS     K1       a unique number or range
  * P1    block.c:rl__bucket_view_refresh     CAS ptr A3 (ptr) a cached view (process)
  * P2    bucket.c:handle_make                CAS ptr A4 (ptr) a handle (process)

@@ -28,17 +28,6 @@ static void raise_to(rl_atomic64 *word, uint64_t v)
         ;
 }
 
-/* Raise last_429 to now (F1). True if this report was the first 429 of a request
- * admitted at `decided` after the previous 429: it moved last_429 from before `decided`. */
-static bool raise_429(rl_atomic64 *last, uint64_t now, uint64_t decided)
-{
-    uint64_t cur = rl__load_acquire(last);
-    while (cur < now)
-        if (rl__cas_acq_rel(last, &cur, now))
-            return decided && cur <= decided;
-    return false;
-}
-
 /* Full-jitter exponential backoff: uniform in [0, min(cap, 1 s * 2^n)). */
 static uint64_t backoff_pause(unsigned n, uint64_t cap)
 {
@@ -88,8 +77,13 @@ static uint64_t pause_for_429(struct shm_bucket *rec, const struct parsed *p, ui
         return p->retry_ns < cap ? p->retry_ns : cap;
     if (p->has_reset && (!p->has_remaining || p->remaining == 0))
         return p->reset_ns < cap ? p->reset_ns : cap;
-    /* Relaxed: a shared count; the pause itself is published by the cool-down CAS. */
-    *backoff = (unsigned)rl__fetch_add_relaxed(&rec->backoff, 1) + 1;
+    /* A shared count, saturating (CAS: widened_at shares the word); the pause itself is
+     * published by the cool-down CAS. */
+    uint64_t cur = rl__load_relaxed(&rec->backoff);
+    while ((cur & RL_BACKOFF_MASK) < RL_BACKOFF_MASK &&
+           !rl__cas_acq_rel(&rec->backoff, &cur, cur + 1))
+        ;
+    *backoff = (unsigned)(cur & RL_BACKOFF_MASK) + 1;
     return backoff_pause(*backoff - 1, cap);
 }
 
@@ -156,20 +150,23 @@ int rl_report(rl_bucket *b, const struct rl_response *response, struct rl_feedba
     uint64_t now = rl__clock_rel(b->table);
     uint64_t epoch = b->table->hdr->epoch_ns;
     uint64_t decided = r->decided_ns > epoch ? r->decided_ns - epoch : 0;
-    bool owner = false;
     parse_response(r, &p, &fb.ignored);
     if (r->status == 429 || (r->status == 503 && p.has_retry)) {
         fb.cooldown_ns = pause_for_429(rec, &p, cap, &fb.backoff);
         rl__fetch_add_relaxed(&rec->counters.reported_429, 1); /* relaxed: a statistic */
-        owner = raise_429(&rec->last_429, now, decided);
+        raise_to(&rec->last_429, now);
         raise_to(&rec->cooldown_until, now + fb.cooldown_ns);
-    } else if (r->status < 400 && rl__load_relaxed(&rec->backoff) != 0) {
-        rl__store_relaxed(&rec->backoff, 0); /* relaxed: only the count, read by reports */
+    } else if (r->status < 400) {
+        /* Relaxed: only the count, read by reports; widened_at is kept (M3). */
+        uint64_t cur = rl__load_relaxed(&rec->backoff);
+        while ((cur & RL_BACKOFF_MASK) &&
+               !rl__cas_acq_rel(&rec->backoff, &cur, cur & ~RL_BACKOFF_MASK))
+            ;
     }
     fb.tightened = reconcile(b, &p, r->status, now, cap);
     struct policy_view v;
     if (rl__bucket_view(b, &v) == 0)
-        fb.widened = rl__margin_report(b, &v, r->status, decided, now, owner);
+        fb.widened = rl__margin_report(b, &v, r->status, decided, now);
     if (out)
         *out = fb;
     return 0;
@@ -184,7 +181,7 @@ void rl__feedback_read(const rl_bucket *b, uint64_t now, struct rl_feedback_stat
     memset(out, 0, sizeof(*out));
     out->cooldown_ns = until > now ? until - now : 0;
     out->last_429_ns = last ? last + b->table->hdr->epoch_ns : 0;
-    out->backoff = (unsigned)rl__load_relaxed(&rec->backoff);
+    out->backoff = (unsigned)(rl__load_relaxed(&rec->backoff) & RL_BACKOFF_MASK);
     if (server && rl__server_until(server) > now) {
         out->server_remaining = rl__server_left(server);
         out->server_reset_ns = rl__server_until(server) - now;

@@ -17,9 +17,9 @@
  * D is 64 T, kept within 1 s .. 15 min. q is the p99 estimate of the delay from decision
  * to response, measured by every report that carries the decision instant.
  *
- * Only the first 429 of a request decided after the previous 429 widens (the report that
- * raised last_429 from before its decision, see feedback.c). Requests already in flight
- * when the first 429 came answer 429 too, but they are the same event: they widen nothing.
+ * Only a 429 for a request decided after the previous widening widens (it claims the
+ * widening: widened_at in shm_bucket.backoff, by CAS, M3). Requests already in flight when
+ * that 429 came answer 429 too, but they are the same event: they widen nothing.
  *
  * q: a frugal streaming quantile. A sample above q raises it by q / 16 with probability
  * 0.99; one below lowers it by q / 16 with probability 0.01. It settles where 1% of the
@@ -105,9 +105,24 @@ static void narrow(struct margin *m, const struct limits *l, uint64_t quiet)
         m->learned = 0;
 }
 
-bool rl__margin_report(const rl_bucket *b, const struct policy_view *v, int status,
-                       uint64_t decided, uint64_t now, bool owner)
+/* True if a 429 for a request decided at `decided` is the first since the last widening:
+ * then widened_at moves to now. M3: CAS (the count beside it may move meanwhile). */
+static bool claim_widening(rl_atomic64 *word, uint64_t decided, uint64_t now)
 {
+    uint64_t cur = rl__load_relaxed(word);
+    for (;;) {
+        if (decided == 0 || decided < cur >> 8)
+            return false;
+        uint64_t at = rl__min(now, (1ULL << 56) - 1) << 8;
+        if (rl__cas_acq_rel(word, &cur, (cur & RL_BACKOFF_MASK) | at))
+            return true;
+    }
+}
+
+bool rl__margin_report(const rl_bucket *b, const struct policy_view *v, int status,
+                       uint64_t decided, uint64_t now)
+{
+    bool owner = status == 429 && claim_widening(&b->rec->backoff, decided, now);
     struct limits l;
     limits_of(v, &l);
     /* Relaxed: raised by this report or another before; a stale value delays a step. */

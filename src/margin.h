@@ -28,11 +28,9 @@ static inline uint64_t rl__margin_effective(const struct shm_bucket *rec, uint64
 }
 
 /* A response reported for bucket b (view v) at `now` (relative ns). decided: the relative
- * instant its request was admitted (0: unknown). prior_429: last_429 as this report's 429
- * found it, if `owner`: the first 429 of a request decided after the one before it. Returns
- * true if the margin widened. */
+ * instant its request was admitted (0: unknown). Returns true if the margin widened. */
 bool rl__margin_report(const rl_bucket *b, const struct policy_view *v, int status,
-                       uint64_t decided, uint64_t now, bool owner);
+                       uint64_t decided, uint64_t now);
 
 /* The margin state of bucket b (view v) at `now`, for rl_bucket_info. */
 void rl__margin_read(const rl_bucket *b, const struct policy_view *v, struct rl_margin_state *out);
