@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The self-correcting margin against the mock vendor (one exact rolling window of 50 per
 # second): a preforked pool (examples/vendor_pool, rl_call) at the default settings.
+#   plain    the pool and the vendor agree on 50/1s; the host's own load is the only delay
 #   jitter   the vendor counts each request 0..40 ms after it arrives (--delay-jitter 40)
 #   told2x   the pool is told 100/s; the vendor allows 50/s and sends all its headers
 # Prints per scenario: utilization of the vendor's budget after the first 10 s, 429s per
@@ -43,5 +44,6 @@ print("%-7s utilization %.3f (after 10 s); 429s per 1000 per 5 s: %s; total %d o
       v["throttled"], m["effective"], m["reason"], m["delay_p99"], m["recommended"]))
 PY
 }
+run plain foil-secret 0 "50/1s"
 run jitter foil-secret 40 "50/1s"
 run told2x hourly-pro 0 "100/1s"
