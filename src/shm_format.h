@@ -57,10 +57,11 @@
 #include "atomics.h"
 #include "ratelimit.h"
 
-#define RL_MAGIC          0x31544c4d4954524cULL /* "LRTIMLT1" */
-#define RL_LAYOUT_VERSION 2
-#define RL_HEADER_BYTES   4096
-#define RL_ALIGN          64
+#define RL_MAGIC 0x31544c4d4954524cULL /* "LRTIMLT1" */
+#define RL_LAYOUT_VERSION                                                                          \
+    3 /* 3: shm_bucket.margin (was cooldown_start), backoff packs widened_at */
+#define RL_HEADER_BYTES 4096
+#define RL_ALIGN        64
 
 /* Sliding-window log timestamps are kept in ticks of this many ns (44 bits: 55 years). */
 #define RL_TICK_NS 100000ULL
