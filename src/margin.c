@@ -19,7 +19,9 @@
  *
  * Only a 429 for a request decided after the previous widening widens (it claims the
  * widening: widened_at in shm_bucket.backoff, by CAS, M3). Requests already in flight when
- * that 429 came answer 429 too, but they are the same event: they widen nothing.
+ * that 429 came answer 429 too, but they are the same event: they widen nothing. A report
+ * killed between its claim and its margin CAS loses that one widening; the next 429 for a
+ * request decided after the claim widens.
  *
  * q: a frugal streaming quantile. A sample above q raises it by q / 16 with probability
  * 0.99; one below lowers it by q / 16 with probability 0.01. It settles where 1% of the
