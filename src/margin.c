@@ -31,7 +31,6 @@
 
 #include "margin.h"
 
-#define LEARNED_MAX  ((1ULL << RL_MARGIN_LEARNED_BITS) - 1)
 #define DELAY_MAX    ((1ULL << RL_MARGIN_DELAY_BITS) - 1)
 #define STEPS_MAX    ((1ULL << RL_MARGIN_STEPS_BITS) - 1)
 #define DELAY_SHIFT  RL_MARGIN_LEARNED_BITS
