@@ -563,11 +563,15 @@ struct rl_response {
                                      older limit=, remaining=, reset= form) */
     const char *ratelimit_policy; /* IETF RateLimit-Policy: "name";q=QUOTA;w=WINDOW */
     uint64_t max_cooldown_ns;     /* longest pause to accept: 0 means 1 hour */
+    uint64_t decided_ns;          /* rl_decision.at_ns of the request: CLOCK_MONOTONIC ns of
+                                     its admission (0: unknown, or admitted by dry-run only).
+                                     It measures the delay to the server and tells a 429 the
+                                     rules admitted, which widens the margin (rl_call sets it) */
 };
 
 #define RL_RESPONSE_INIT                                                                           \
     {                                                                                              \
-        sizeof(struct rl_response), 0, NULL, NULL, NULL, NULL, NULL, NULL, 0                       \
+        sizeof(struct rl_response), 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0                    \
     }
 
 enum rl_feedback_ignored {
@@ -583,6 +587,7 @@ struct rl_feedback {
     unsigned backoff;     /* consecutive 429s without a Retry-After, shared by the pool */
     bool tightened;       /* the server's remaining budget now limits the bucket */
     unsigned ignored;     /* enum rl_feedback_ignored: values rejected as malformed */
+    bool widened;         /* a 429 the rules admitted widened the bucket's margin */
 };
 
 /*
@@ -592,14 +597,19 @@ struct rl_feedback {
  *   max_cooldown_ns; without any, an exponential backoff with full jitter: a random pause in
  *   [0, min(1 h, 1 s * 2^n)), n counting the pool's consecutive 429s.
  * - a success (2xx/3xx) resets that count.
- * - a remaining budget below the local view tightens the bucket until the reported reset;
+ * - a remaining budget below the local view tightens the bucket until the reported reset
+ *   (on a 429 with Retry-After, until the Retry-After instant if that comes first: a
+ *   rolling window's reset says when the whole budget is back, rounded up to a second);
  *   it never loosens the bucket's own rules.
+ * - with decided_ns: the delay from the decision to now feeds the bucket's delay estimate,
+ *   and a 429 for a request decided after the previous 429 widens the bucket's margin
+ *   (README "Server feedback": the control law); successes narrow it back slowly.
  * `out` may be NULL.
  * Errors: RL_EINVAL (bucket or response NULL, response->size smaller than the first
  * version's, status not in 100..599, or a template), RL_EPERM (read-only table).
  * Lock-free in the table (the backoff's random pause takes libbsd's process-local
  * arc4random lock); never allocates but for arc4random's state, once per process; never
- * sleeps; writes the bucket's cool-down, backoff, last-429 and server words and its
+ * sleeps; writes the bucket's cool-down, backoff, last-429, server and margin words and its
  * reported_429 count (and may complete a sliding-log entry a stalled decider left);
  * not async-signal-safe; any thread.
  */
@@ -614,7 +624,7 @@ int rl_report(rl_bucket *bucket, const struct rl_response *response, struct rl_f
  * Returns 0 when fn got a non-429 answer (in *response), RL_ELIMITED when every attempt got
  * a 429, RL_ETIMEDOUT when no turn came in time, or another RL_E* error.
  * *response starts from RL_RESPONSE_INIT; before each attempt its fields but `size` are
- * cleared, then fn fills them in.
+ * cleared, then fn fills them in; rl_call sets decided_ns after fn returns.
  * Errors: RL_ELIMITED, RL_ETIMEDOUT, RL_EINVAL (bucket, fn or response NULL, response->size
  * too small, max_attempts 0, cost 0, a template, or a status fn set outside 100..599),
  * RL_ECOST, RL_EPERM, RL_ECORRUPT, RL_ENOMEM, or fn's negative value.
@@ -654,6 +664,17 @@ struct rl_feedback_state {
     uint64_t server_reset_ns;  /* tightened: time until the server's reset (0: not tight) */
 };
 
+/* The margin in effect (README "Server feedback"). All ns. */
+struct rl_margin_state {
+    uint64_t effective_ns;    /* what decisions use now: max(policy.margin_ns, learned_ns) */
+    uint64_t learned_ns;      /* widened by 429s the rules admitted (0: none, configured) */
+    uint64_t ceiling_ns;      /* the widest it goes: max(configured, shortest period / 10) */
+    uint64_t delay_p99_ns;    /* estimated p99 of decision-to-response delays (0: none) */
+    uint64_t recommended_ns;  /* a margin to configure: delay_p99 + 25%, up to 5 ms (0: none) */
+    uint64_t narrow_every_ns; /* a narrowing step per this long without a 429 */
+    unsigned narrowing_steps; /* steps taken since the latest 429 */
+};
+
 struct rl_bucket_info {
     char name[RL_NAME_MAX + 1];
     char parent[RL_NAME_MAX + 1]; /* "" if none */
@@ -663,6 +684,7 @@ struct rl_bucket_info {
     struct rl_feedback_state feedback;
     bool is_template;
     uint64_t now_ns; /* the instant the state was read at */
+    struct rl_margin_state margin;
 };
 
 /*

@@ -468,8 +468,9 @@ static PyObject *Bucket_reserve_check(BucketObject *self, PyObject *args)
 
 static PyObject *feedback_tuple(const struct rl_feedback *f)
 {
-    return Py_BuildValue("(KIOI)", (unsigned long long)f->cooldown_ns, f->backoff,
-                         f->tightened ? Py_True : Py_False, f->ignored);
+    return Py_BuildValue("(KIOIO)", (unsigned long long)f->cooldown_ns, f->backoff,
+                         f->tightened ? Py_True : Py_False, f->ignored,
+                         f->widened ? Py_True : Py_False);
 }
 
 /* Header values (str or None) of a response, in struct rl_response's order. */
@@ -528,12 +529,14 @@ static void response_fill(struct rl_response *r, struct values *v, uint64_t max_
     r->max_cooldown_ns = max_cooldown;
 }
 
-/* _report(fields 7-tuple, max_cooldown_ns) -> (cooldown_ns, backoff, tightened, ignored) */
+/* _report(fields 7-tuple, max_cooldown_ns, decided_ns=0) -> (cooldown_ns, backoff,
+ * tightened, ignored). decided_ns: the request's admission instant (rl_decision.at_ns), or
+ * 0 if unknown. */
 static PyObject *Bucket_report(BucketObject *self, PyObject *args)
 {
     PyObject *fields;
-    unsigned long long max_cooldown;
-    if (!PyArg_ParseTuple(args, "OK", &fields, &max_cooldown))
+    unsigned long long max_cooldown, decided = 0;
+    if (!PyArg_ParseTuple(args, "OK|K", &fields, &max_cooldown, &decided))
         return NULL;
     rl_bucket *b = handle(self);
     if (!b)
@@ -546,6 +549,7 @@ static PyObject *Bucket_report(BucketObject *self, PyObject *args)
     struct rl_response r = RL_RESPONSE_INIT;
     struct rl_feedback f = {0};
     response_fill(&r, &v, max_cooldown);
+    r.decided_ns = decided;
     int rc = rl_report(b, &r, &f);
     values_clear(&v);
     return rc < 0 ? raise_code(rc) : feedback_tuple(&f);

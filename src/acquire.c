@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "guard.h"
+#include "margin.h"
 #include "rule.h"
 
 #define CHAIN_RULES     (RL_MAX_DEPTH * (RL_MAX_RULES + 1)) /* + each bucket's server rule */
@@ -68,6 +69,7 @@ static void plan_add(struct chain_plan *pl, rl_bucket *x, const struct policy_vi
     s->dry_run = v->flags & RL_POLICY_DRY_RUN;
     if (rule < v->nrules) {
         rl__rule_ctx(&s->ctx, x->table, v, rule);
+        s->ctx.margin_ns = rl__margin_effective(x->rec, v->margin_ns);
         s->view = v;
     } else { /* the bucket's server rule */
         rl__rule_ctx_server(&s->ctx, x, v);
@@ -457,7 +459,7 @@ static uint64_t turn_voided_until(const rl_bucket *b, uint64_t d)
     for (const rl_bucket *x = b; x; x = x->parent) {
         /* A8: acquire pairs with the CAS of rl_report (start is raised before until). */
         uint64_t until = rl__load_acquire(&x->rec->cooldown_until);
-        uint64_t start = rl__load_acquire(&x->rec->cooldown_start);
+        uint64_t start = rl__load_acquire(&x->rec->last_429);
         if (start <= d && d < until)
             resume = rl__max(resume, until + (d - start));
     }

@@ -30,6 +30,7 @@
  * and decide_general() decides: a wait, a rule switch, a cool-down, a cost above the
  * burst, a turn a TAT cannot record, a damaged table.
  */
+#include "margin.h"
 #include "rule.h"
 
 struct gcra_step {
@@ -99,8 +100,8 @@ static uint64_t chain_earliest(const struct gcra_chain *c, uint32_t cost)
         const struct gcra_step *s = &c->steps[i];
         if (s->seen & RL_FROZEN)
             return 0;
-        d = rl__max(d, rl__gcra_earliest_for(&s->view->rules[0], s->view->margin_ns, s->seen,
-                                             c->now, cost));
+        uint64_t margin = rl__margin_effective(s->bucket->rec, s->view->margin_ns);
+        d = rl__max(d, rl__gcra_earliest_for(&s->view->rules[0], margin, s->seen, c->now, cost));
     }
     return d;
 }

@@ -21,7 +21,7 @@
  * A6    update.c:rl__switch_help            acquire S2       block B's rules, carry_at
  * A7    acquire.c:plan_load                 acquire F1       the cool-down in force
  *       acquire_gcra.c:chain_load
- * A8    acquire.c:turn_voided_until         acquire F1       cool-down start and end
+ * A8    acquire.c:turn_voided_until         acquire F1       cool-down start (last_429), end
  * C1    shm_index.c:rl__index_insert        CAS     A2       the slot (its record: R1)
  * C2    acquire.c:plan_commit               CAS     A5       one rule's decision (the
  *       acquire_gcra.c:chain_commit                          linearization point)
@@ -38,8 +38,13 @@
  * W1    rule_sliding.c:unit_tick            CAS     L1       a helped log entry
  * W2    rule_sliding.c:rl__sliding_finalize CAS     L1       a written log entry
  * Z1    rule_*.c:rl__*_reset                CAS     A5 L1    the reset state
- * F1    feedback.c:raise_to                 CAS     A7 A8    a cool-down, the last 429
+ * F1    feedback.c:raise_to, raise_429      CAS     A7 A8    a cool-down, the last 429
  * F2    feedback.c:reconcile                CAS     A5 C2    the server rule's word
+ * M1    margin.h:rl__margin_effective       relaxed M2       the learned margin (orders
+ *       margin.c:rl__margin_report                          nothing: any value read is
+ *       margin.c:rl__margin_read                            at least the configured one)
+ * M2    margin.c:rl__margin_report          CAS     M1       margin, delay estimate, steps
+ * M3    margin.c:claim_widening             CAS     M3       one widening per event
  * K1    shm_table.c:rl__claim               CAS     K1       a unique number or range
  * P1    block.c:rl__bucket_view_refresh     rel ptr A3 (ptr) the current slot (process)
  * P2    bucket.c:handle_make                CAS ptr A4 (ptr) a handle (process)

@@ -7,6 +7,7 @@
 #include <bsd/string.h>
 
 #include "guard.h"
+#include "margin.h"
 #include "rule.h"
 
 int rl_name_check(const char *name)
@@ -328,9 +329,11 @@ int rl_bucket_info(const rl_bucket *b, struct rl_bucket_info *out)
     out->now_ns = rl__clock_abs(b->table, now);
     out->is_template = rl_bucket_is_template(b);
     rl__feedback_read(b, now, &out->feedback);
+    rl__margin_read(b, &v, &out->margin);
     for (uint32_t i = 0; i < v.nrules; i++) {
         struct rule_ctx c;
         rl__rule_ctx_load(&c, b->table, &v, i);
+        c.margin_ns = out->margin.effective_ns; /* as decisions count now */
         out->rules[i].rule = out->policy.rules[i];
         rl__rule_usage(&c, now, &out->rules[i]);
     }

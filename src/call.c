@@ -26,12 +26,15 @@ int rl_call(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, unsigned max_attem
     size_t size = resp->size < sizeof(*resp) ? resp->size : sizeof(*resp);
     for (unsigned attempt = 1;; attempt++) {
         struct rl_feedback fb;
-        int rc = rl_acquire(b, cost, timeout_ns, NULL);
+        struct rl_decision d;
+        int rc = rl_acquire(b, cost, timeout_ns, &d);
         if (rc < 0)
             return rc;
         memset(&resp->status, 0, size - offsetof(struct rl_response, status)); /* keeps size */
         if ((rc = fn(arg, resp)) < 0)
             return rc;
+        if (size >= offsetof(struct rl_response, decided_ns) + sizeof(resp->decided_ns))
+            resp->decided_ns = d.dry_run_rejected ? 0 : d.at_ns;
         if ((rc = rl_report(b, resp, &fb)) < 0)
             return rc;
         if (resp->status != 429)

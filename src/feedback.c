@@ -14,6 +14,7 @@
 
 #include <bsd/stdlib.h>
 
+#include "margin.h"
 #include "rule.h"
 
 #define HOUR_NS 3600000000000ULL
@@ -76,8 +77,13 @@ static uint64_t pause_for_429(struct shm_bucket *rec, const struct parsed *p, ui
         return p->retry_ns < cap ? p->retry_ns : cap;
     if (p->has_reset && (!p->has_remaining || p->remaining == 0))
         return p->reset_ns < cap ? p->reset_ns : cap;
-    /* Relaxed: a shared count; the pause itself is published by the cool-down CAS. */
-    *backoff = (unsigned)rl__fetch_add_relaxed(&rec->backoff, 1) + 1;
+    /* A shared count, saturating (CAS: widened_at shares the word); the pause itself is
+     * published by the cool-down CAS. */
+    uint64_t cur = rl__load_relaxed(&rec->backoff);
+    while ((cur & RL_BACKOFF_MASK) < RL_BACKOFF_MASK &&
+           !rl__cas_acq_rel(&rec->backoff, &cur, cur + 1))
+        ;
+    *backoff = (unsigned)(cur & RL_BACKOFF_MASK) + 1;
     return backoff_pause(*backoff - 1, cap);
 }
 
@@ -98,12 +104,19 @@ static uint64_t local_remaining(const rl_bucket *b)
     return least;
 }
 
-static bool reconcile(rl_bucket *b, const struct parsed *p, uint64_t now, uint64_t cap)
+/* On a 429 with Retry-After, the server's "0 remaining" lasts until the retry instant: a
+ * rolling window's reset says when the whole budget is back, not when the next unit is. */
+static bool reconcile(rl_bucket *b, const struct parsed *p, int status, uint64_t now, uint64_t cap)
 {
     if (!p->has_remaining || !p->has_reset || p->reset_ns == 0 ||
         p->remaining >= local_remaining(b))
         return false;
-    uint64_t until = now + (p->reset_ns < cap ? p->reset_ns : cap);
+    uint64_t lasts = rl__min(p->reset_ns, cap);
+    if (status == 429 && p->has_retry)
+        lasts = rl__min(lasts, p->retry_ns);
+    if (lasts == 0)
+        return false;
+    uint64_t until = now + lasts;
     uint64_t want = rl__server_word(p->remaining, until);
     uint64_t cur = rl__load_acquire(&b->rec->server);
     /* Replace an older view unless it is both stricter and lasts as long. F2: acq_rel CAS.
@@ -135,17 +148,25 @@ int rl_report(rl_bucket *b, const struct rl_response *response, struct rl_feedba
     struct shm_bucket *rec = b->rec;
     uint64_t cap = r->max_cooldown_ns ? r->max_cooldown_ns : HOUR_NS;
     uint64_t now = rl__clock_rel(b->table);
+    uint64_t epoch = b->table->epoch_ns; /* the copy checked at attach */
+    uint64_t decided = r->decided_ns > epoch ? r->decided_ns - epoch : 0;
     parse_response(r, &p, &fb.ignored);
     if (r->status == 429 || (r->status == 503 && p.has_retry)) {
         fb.cooldown_ns = pause_for_429(rec, &p, cap, &fb.backoff);
         rl__fetch_add_relaxed(&rec->counters.reported_429, 1); /* relaxed: a statistic */
         raise_to(&rec->last_429, now);
-        raise_to(&rec->cooldown_start, now);
         raise_to(&rec->cooldown_until, now + fb.cooldown_ns);
-    } else if (r->status < 400 && rl__load_relaxed(&rec->backoff) != 0) {
-        rl__store_relaxed(&rec->backoff, 0); /* relaxed: only the count, read by reports */
+    } else if (r->status < 400) {
+        /* Relaxed: only the count, read by reports; widened_at is kept (M3). */
+        uint64_t cur = rl__load_relaxed(&rec->backoff);
+        while ((cur & RL_BACKOFF_MASK) &&
+               !rl__cas_acq_rel(&rec->backoff, &cur, cur & ~RL_BACKOFF_MASK))
+            ;
     }
-    fb.tightened = reconcile(b, &p, now, cap);
+    fb.tightened = reconcile(b, &p, r->status, now, cap);
+    struct policy_view v;
+    if (rl__bucket_view(b, &v) == 0)
+        fb.widened = rl__margin_report(b, &v, r->status, decided, now);
     if (out)
         *out = fb;
     return 0;
@@ -160,7 +181,7 @@ void rl__feedback_read(const rl_bucket *b, uint64_t now, struct rl_feedback_stat
     memset(out, 0, sizeof(*out));
     out->cooldown_ns = until > now ? until - now : 0;
     out->last_429_ns = last ? rl__clock_abs(b->table, last) : 0;
-    out->backoff = (unsigned)rl__load_relaxed(&rec->backoff);
+    out->backoff = (unsigned)(rl__load_relaxed(&rec->backoff) & RL_BACKOFF_MASK);
     if (server && rl__server_until(server) > now) {
         out->server_remaining = rl__server_left(server);
         out->server_reset_ns = rl__server_until(server) - now;

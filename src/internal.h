@@ -242,6 +242,11 @@ static inline uint64_t rl__max(uint64_t a, uint64_t b)
     return a > b ? a : b;
 }
 
+static inline uint64_t rl__min(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
 #pragma GCC visibility pop
 
 #endif /* RL_INTERNAL_H */

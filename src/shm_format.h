@@ -57,7 +57,9 @@
 #include "atomics.h"
 #include "ratelimit.h"
 
-#define RL_MAGIC          0x31544c4d4954524cULL /* "LRTIMLT1" */
+#define RL_MAGIC 0x31544c4d4954524cULL /* "LRTIMLT1" */
+/* 3: the fixed-window word's generation bit and the header's wall_offset_prev; the record's
+ * margin word (was cooldown_start) and backoff packing widened_at. */
 #define RL_LAYOUT_VERSION 3
 #define RL_HEADER_BYTES   4096
 #define RL_ALIGN          64
@@ -174,16 +176,24 @@ struct shm_bucket {
     rl_atomic64 policy_off;
     /*
      * Server feedback (feedback.c). cooldown_until: relative ns before which the bucket
-     * admits nothing (a 429 was reported); cooldown_start: when that cool-down began.
-     * Reports only raise them (CAS to a later value); rl_bucket_reset clears them. backoff:
-     * consecutive 429s without Retry-After (fetch_add; a success stores 0). last_429: relative ns
-     * of the latest 429. server: the remaining budget the server reported, as an extra rule of the
-     * bucket: remaining:20 | until:44 (ticks); inactive once `until` has passed. Decisions treat it
-     * like any rule word: loaded, checked, committed by CAS with the others.
+     * admits nothing (a 429 was reported). Reports only raise it (CAS to a later value);
+     * rl_bucket_reset clears it. backoff: widened_at:56 | count:8. count: consecutive 429s
+     * without Retry-After (CAS, saturating; a success clears it by CAS). widened_at:
+     * relative ns of the margin's latest widening (margin.c, CAS M3; saturates after 2.2
+     * years, then every admitted 429 may widen). last_429: relative
+     * ns of the latest 429, which is also when the cool-down in force began; only raised. server:
+     * the remaining budget the server reported, as an extra rule of the bucket: remaining:20 |
+     * until:44 (ticks); inactive once `until` has passed. Decisions treat it like any rule word:
+     * loaded, checked, committed by CAS with the others. margin: the margin the pool learned
+     * (margin.c), read by every decision: learned:26  µs; the bucket counts windows max(configured,
+     * learned) longer (0: none) delay:24    µs; the estimated p99 of decision-to-response delays
+     * (0: no sample) steps:14    narrowing steps taken since last_429 Written by reports only: on a
+     * 429, and when the delay estimate or a narrowing step moves it (CAS). A damaged value can only
+     * widen the margin up to 67 s.
      */
     rl_atomic64 cooldown_until;
     rl_atomic64 server;
-    rl_atomic64 cooldown_start;
+    rl_atomic64 margin;
     rl_atomic64 backoff;
     rl_atomic64 last_429;
     /* first_policy_off: the bucket's first policy block, where the chain of its blocks
@@ -224,8 +234,9 @@ struct shm_rule {
     rl_atomic64 admitted;
 };
 
-#define RL_FROZEN (1ULL << 63)
-#define RL_UNINIT UINT64_MAX /* a new block's state word before the switch fills it in */
+#define RL_FROZEN       (1ULL << 63)
+#define RL_BACKOFF_MASK 0xffULL    /* shm_bucket.backoff: the count */
+#define RL_UNINIT       UINT64_MAX /* a new block's state word before the switch fills it in */
 
 /* Blocks a reader walks to add up a bucket's admissions (see shm_rule.admitted): a bucket
  * switched more often than this counts only its first RL_BLOCK_WALK_MAX blocks' admissions
@@ -255,6 +266,7 @@ _Static_assert(offsetof(struct shm_header, next_bucket) == 128, "header layout i
 _Static_assert(offsetof(struct shm_header, applied_digest) == 152, "carved from reserved");
 _Static_assert(offsetof(struct shm_header, shim_attaches) == 160, "carved from reserved");
 _Static_assert(sizeof(struct shm_bucket) == 192, "bucket record layout is pinned");
+_Static_assert(offsetof(struct shm_bucket, margin) < RL_ALIGN, "decisions read it with the rest");
 _Static_assert(sizeof(struct shm_bucket) % RL_ALIGN == 0, "records are cache-line aligned");
 _Static_assert(offsetof(struct shm_bucket, counters) == 2 * RL_ALIGN &&
                    sizeof(struct shm_counters) == RL_ALIGN,

@@ -12,7 +12,14 @@ client that respects it).
 --other-rate R makes "other clients" of the same account (Foundry sums every key of an
 organization) use R requests per scaled second, so a perfect local limiter still sees
 429s and must reconcile with the server's headers.
+
+--sliding N SECONDS replaces the seed's rules by one exact rolling window of N per SECONDS
+(not time-scaled), answered in the seed's shape. --delay-jitter MS delays the *count* of
+each request by a random 0..MS ms (the handler sleeps before deciding): the delay between a
+client's decision and the server's count, which the client's margin must cover. The
+summary's "per_second" lists [ok, throttled] per second since the first request.
 """
+import random
 import argparse
 import collections
 import json
@@ -101,9 +108,10 @@ def body_for(shape, retry):
 
 
 class Vendor:
-    def __init__(self, seed, scale):
+    def __init__(self, seed, scale, sliding=None):
         self.seed, self.scale = SEEDS[seed], scale
-        self.rules = self.seed["rules"](scale)
+        self.rules = [Sliding(int(sliding[0]), sliding[1])] if sliding else self.seed["rules"](scale)
+        self.per_second = []
         self.lock = threading.Lock()
         self.stats = {"requests": 0, "ok": 0, "throttled": 0, "other_ok": 0}
         self.first = self.last = None  # arrival of the first and last request of ours
@@ -125,6 +133,11 @@ class Vendor:
                 self.stats["throttled"] += 0 if other else 1
             else:
                 self.stats[key] += 1
+            if not other:
+                second = int(now - self.first)
+                while len(self.per_second) <= second:
+                    self.per_second.append([0, 0])
+                self.per_second[second][1 if waits else 0] += 1
             return self._answer(not waits, max(waits, default=0.0), now)
 
     @staticmethod
@@ -158,6 +171,7 @@ class Vendor:
         out["most_in_window"] = [r.most if isinstance(r, Sliding) else None for r in self.rules]
         out["limits"] = [r.n for r in self.rules]
         out["span_s"] = (self.last - self.first) if self.first is not None else 0.0
+        out["per_second"] = self.per_second
         return out
 
 
@@ -172,6 +186,8 @@ class Handler(BaseHTTPRequestHandler):
             self.rfile.read(length)  # a request body (POST) is read, never interpreted
         if self.path == "/__stats":
             return self._send(200, {}, self.server.vendor.summary())
+        if self.server.jitter_ms > 0:
+            time.sleep(random.uniform(0, self.server.jitter_ms) / 1000)
         status, headers, body = self.server.vendor.decide()
         self._send(status, headers, body)
 
@@ -211,11 +227,20 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--max-seconds", type=float, default=60.0)
     ap.add_argument("--other-rate", type=float, default=0.0)
+    ap.add_argument("--sliding", nargs=2, type=float, metavar=("N", "SECONDS"),
+                    help="one exact rolling window of N per SECONDS instead of the seed's")
+    ap.add_argument("--delay-jitter", type=float, default=0.0, metavar="MS",
+                    help="delay counting each request by a random 0..MS ms")
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
                     help="serve HTTPS with this certificate and key (PEM files)")
     args = ap.parse_args()
-    vendor = Vendor(args.seed, args.scale)
+    if args.sliding and (args.sliding[0] < 1 or args.sliding[1] <= 0):
+        ap.error("--sliding: N must be at least 1 and SECONDS positive")
+    if args.delay_jitter < 0:
+        ap.error("--delay-jitter: MS must not be negative")
+    vendor = Vendor(args.seed, args.scale, args.sliding)
     server = Server(("127.0.0.1", args.port), Handler)
+    server.jitter_ms = args.delay_jitter
     if args.tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*args.tls)

@@ -179,14 +179,21 @@ class Bucket(_core.Bucket):
         return _Limit(self, cost, timeout)
 
     def report(self, status: Any, headers: Headers = None, *,
-               max_cooldown: Optional[float] = None) -> Feedback:
+               max_cooldown: Optional[float] = None,
+               decision: Optional[Decision] = None) -> Feedback:
         """Tell the pool what the vendor answered: a status and its headers (any mapping or
         pairs; Retry-After, X-RateLimit-*, RateLimit and RateLimit-Policy are looked up
         case-insensitively), or a response object. A 429 pauses every process of the pool
         (Retry-After, else the reset, else a shared exponential backoff); a lower remaining
         budget than ours tightens the bucket. `max_cooldown`: the longest pause to accept,
-        in seconds (default 1 hour)."""
-        return Feedback(*self._report(response_fields(status, headers), _ns(max_cooldown)))
+        in seconds (default 1 hour). `decision`: the Decision that admitted this request;
+        with it the pool measures the delay from decision to response, and a 429 to a
+        request the rules admitted widens the bucket's margin (README "Server feedback")."""
+        decided = 0
+        if decision is not None and decision.admitted and not decision.dry_run_rejected:
+            decided = decision.at_ns
+        return Feedback(*self._report(response_fields(status, headers), _ns(max_cooldown),
+                                      decided))
 
     def call(self, fn: Callable[[], Any], *, cost: int = 1,
              timeout: Optional[float] = DEFAULT_TIMEOUT, attempts: int = 3,

@@ -116,13 +116,15 @@ class Decision:
 class Feedback:
     """What rl_report made of a response: the pool's pause from now (``cooldown_ns``),
     the pool's consecutive 429s without Retry-After (``backoff``), whether the server's
-    remaining budget now limits the bucket, and which values were ignored as malformed
-    (a bit mask of IGNORED_*)."""
+    remaining budget now limits the bucket, which values were ignored as malformed (a bit
+    mask of IGNORED_*), and whether a 429 to a request the rules admitted widened the
+    bucket's margin (``widened``: only when the report named the request's decision)."""
 
     cooldown_ns: int
     backoff: int
     tightened: bool
     ignored: int
+    widened: bool = False
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ class Transport(httpx.BaseTransport):
             decision = o.bucket.acquire(o.cost, o.wait)
             response = self.transport.handle_request(request)
             o.bucket.report(response.status_code, response.headers,
-                            max_cooldown=o.max_cooldown)
+                            max_cooldown=o.max_cooldown, decision=decision)
             response.extensions["ratelimit_decision"] = decision
             if response.status_code != 429 or attempt == o.attempts:
                 return response
@@ -71,7 +71,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             decision = await o.bucket.acquire_async(o.cost, o.wait)
             response = await self.transport.handle_async_request(request)
             o.bucket.report(response.status_code, response.headers,
-                            max_cooldown=o.max_cooldown)
+                            max_cooldown=o.max_cooldown, decision=decision)
             response.extensions["ratelimit_decision"] = decision
             if response.status_code != 429 or attempt == o.attempts:
                 return response

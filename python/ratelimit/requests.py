@@ -34,7 +34,7 @@ class Adapter(requests.adapters.HTTPAdapter):
         if self.attempts == 1:
             decision = self.bucket.acquire(self.cost, self.wait)
             response = super().send(request, **kw)
-            self.bucket.report(response, max_cooldown=self.max_cooldown)
+            self.bucket.report(response, max_cooldown=self.max_cooldown, decision=decision)
             response.ratelimit_decision = decision
             return response
         last = []

@@ -44,7 +44,7 @@ has '^ratelimit_reported_429_total\{bucket="foundry"\} 1$'
 has '^ratelimit_cooldown_seconds\{bucket="foundry"\} (2[0-9]|30)\.[0-9]{9}$'
 has '^ratelimit_cooldown_seconds\{bucket="tenant/acme"\} 0\.000000000$'
 run 0 stats foundry
-has '^foundry +0 +0 +1 +0 +0s +0 +0 +1$'
+has '^foundry +0 +0 +1 +0 +0s +0 +0 +1 +20ms +-$'
 
 # The server says less is left than we think: the bucket is tightened until its reset.
 run 0 define api 100/1m
@@ -60,3 +60,26 @@ f = d["buckets"][0]["feedback"]
 assert f["tightened"] is True and f["server_remaining"] == 0, f
 assert 50e9 < f["server_reset_ns"] <= 60e9
 '
+
+# The margin: acquire prints the decision instant, report takes it back. A 429 the rules
+# admitted widens the margin once: 20ms -> 30ms; show, list and stats say so.
+run 0 define margin 100/1s
+run 0 show margin
+has '^  margin +20ms, configured \(widens up to 100ms after 429s the rules admitted\)$'
+run 0 acquire --print-decided margin
+at=$(cat "$out")
+[[ $at =~ ^[0-9]+$ ]] || fail "acquire --print-decided printed '$at'"
+run 0 report margin --status 429 --decided "$at" --max-cooldown 1ms
+run 0 report margin --status 429 --decided "$at" --max-cooldown 1ms
+run 0 show margin
+has '^  margin +30ms, learned: the server answered 429 to requests the rules admitted$'
+has '^  delay +.* p99 from decision to response; recommended margin [0-9]+ms$'
+run 0 list --json margin
+check_json '
+m = d["buckets"][0]["margin"]
+assert m["effective_ns"] == 30000000 and m["reason"] == "learned", m
+assert m["configured_ns"] == 20000000 and m["delay_p99_ns"] > 0, m
+assert m["recommended_ns"] % 5000000 == 0 and m["recommended_ns"] > m["delay_p99_ns"], m
+'
+run_err 3 "report: --decided 'soon': expected the ns printed by acquire --print-decided" \
+    report margin --status 200 --decided soon

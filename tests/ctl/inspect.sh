@@ -51,7 +51,7 @@ names = [b["name"] for b in d["buckets"]]
 assert names == ["foundry", "shadow", "ti", "ti/reporting", "tok"], names
 b = {b["name"]: b for b in d["buckets"]}
 keys = {"name", "parent", "template", "policy", "margin_ns", "dry_run", "remaining",
-        "next_free_ns", "next_free", "rules", "feedback"}
+        "next_free_ns", "next_free", "rules", "feedback", "margin"}
 feedback_keys = {"cooldown_ns", "cooldown", "backoff", "last_429_ns", "tightened",
                  "server_remaining", "server_reset_ns", "server_reset"}
 rule_keys = {"rule", "kind", "limit", "period_ns", "burst", "used", "remaining",
@@ -70,6 +70,9 @@ assert b["ti"]["rules"][0] == {"rule": "1000/1h fixed", "kind": "fixed", "limit"
 assert b["ti"]["rules"][1]["kind"] == "sliding" and b["ti"]["remaining"] == 95
 assert b["tok"]["rules"][0]["kind"] == "gcra" and b["tok"]["rules"][0]["burst"] == 20
 assert b["tok"]["margin_ns"] == 50000000
+assert b["tok"]["margin"]["effective_ns"] == 50000000, b["tok"]["margin"]
+assert b["tok"]["margin"]["reason"] == "configured" and b["tok"]["margin"]["learned_ns"] == 0
+assert b["shadow"]["margin"]["ceiling_ns"] == 100000000, "a tenth of 1s"
 assert b["shadow"]["dry_run"] is True and b["foundry"]["dry_run"] is False
 '
 run 0 list --json 'nomatch*'

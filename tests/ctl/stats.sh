@@ -15,10 +15,10 @@ run 0 reset tok
 
 # Text: a header and one line per bucket.
 run 0 stats
-has '^NAME +ADMITTED +UNITS +REJECTED +WAITED +WAIT +DRY-RUN +RESETS +429S$'
-has '^foundry +3 +3 +0 +0 +0s +0 +0 +0$'
-has '^ti/reporting +1 +4 +0 +0 +0s +0 +0 +0$'
-has '^tok +1 +2 +1 +0 +0s +0 +1 +0$'
+has '^NAME +ADMITTED +UNITS +REJECTED +WAITED +WAIT +DRY-RUN +RESETS +429S +MARGIN +DELAY99$'
+has '^foundry +3 +3 +0 +0 +0s +0 +0 +0 +20ms +-$'
+has '^ti/reporting +1 +4 +0 +0 +0s +0 +0 +0 +20ms +-$'
+has '^tok +1 +2 +1 +0 +0s +0 +1 +0 +0s +-$'
 run 0 stats 'ti*'
 [ "$(wc -l <"$out")" -eq 4 ] || fail "stats 'ti*': expected a header, 2 lines and the shim line"
 
@@ -28,7 +28,7 @@ check_json '
 b = {x["name"]: x for x in d["buckets"]}
 assert list(b) == ["foundry", "ti", "ti/reporting", "tok"], list(b)
 for x in d["buckets"]:
-    assert set(x) == {"name", "counters"}
+    assert set(x) == {"name", "counters", "margin"}
 assert b["foundry"]["counters"] == {"admitted": 3, "admitted_units": 3, "rejected": 0,
     "waited": 0, "waited_ns": 0, "waited_time": "0s", "dry_run_rejected": 0, "resets": 0,
     "reported_429": 0}

@@ -233,7 +233,7 @@ Test(feedback, response_size_is_checked)
     r.status = 200;
     r.size = 0;
     cr_assert_eq(rl_report(b, &r, NULL), RL_EINVAL, "a response without RL_RESPONSE_INIT");
-    r.size = sizeof(r) - 1;
+    r.size = offsetof(struct rl_response, max_cooldown_ns) + sizeof(uint64_t) - 1;
     cr_assert_eq(rl_report(b, &r, NULL), RL_EINVAL, "smaller than the first version");
     struct newer_response n = {RL_RESPONSE_INIT, {~0ULL, ~0ULL, ~0ULL, ~0ULL}};
     struct rl_feedback fb;

@@ -222,3 +222,15 @@ def test_fork_children_share_the_bucket(table):
         pids.append(pid)
     total = sum(os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids)
     assert total == 10 and b.info().counters.admitted == 10
+
+
+def test_a_429_with_its_decision_widens_the_margin_once(table):
+    table.define("wide", "100/1s")
+    b = table.bucket("wide")
+    d = b.acquire()
+    assert not b.report(429, {"Retry-After": "0"}).widened, "no decision: no widening"
+    fb = b.report(429, {"Retry-After": "0"}, decision=d)
+    assert fb.widened, "a 429 to a request the rules admitted widens the margin"
+    assert not b.report(429, {"Retry-After": "0"}, decision=d).widened, \
+        "the same decision, already counted: once"
+    assert not b.report(200, {}, decision=d).widened

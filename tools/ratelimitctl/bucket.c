@@ -89,6 +89,23 @@ static void json_feedback(struct json *j, const struct rl_feedback_state *fb)
     json_close(j, '}');
 }
 
+/* The margin in effect and why: "configured", or "learned" from 429s the rules admitted. */
+void ctl_json_margin(struct json *j, const struct rl_bucket_info *bi)
+{
+    const struct rl_margin_state *m = &bi->margin;
+    json_open(j, "margin", '{');
+    json_duration(j, "effective_ns", "effective", m->effective_ns);
+    json_str(j, "reason", m->learned_ns > bi->policy.margin_ns ? "learned" : "configured");
+    json_u64(j, "configured_ns", bi->policy.margin_ns);
+    json_u64(j, "learned_ns", m->learned_ns);
+    json_u64(j, "ceiling_ns", m->ceiling_ns);
+    json_u64(j, "narrowing_steps", m->narrowing_steps);
+    json_u64(j, "narrow_every_ns", m->narrow_every_ns);
+    json_duration(j, "delay_p99_ns", "delay_p99", m->delay_p99_ns);
+    json_duration(j, "recommended_ns", "recommended", m->recommended_ns);
+    json_close(j, '}');
+}
+
 /* The bucket object: name, parent, policy, summary, "rules" (per-rule state) and the
  * vendor's "feedback". The caller closes it, after adding members of its own. */
 void ctl_json_bucket(struct json *j, const char *key, const struct rl_bucket_info *bi)
@@ -111,6 +128,7 @@ void ctl_json_bucket(struct json *j, const char *key, const struct rl_bucket_inf
         json_rule(j, &bi->rules[i]);
     json_close(j, ']');
     json_feedback(j, &bi->feedback);
+    ctl_json_margin(j, bi);
 }
 
 void ctl_json_counters(struct json *j, const struct rl_counters *cn)

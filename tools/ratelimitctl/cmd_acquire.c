@@ -1,6 +1,8 @@
 /*
  * cmd_acquire.c - `ratelimitctl acquire NAME`: take units from a bucket, for shell scripts.
  */
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <bsd/stdlib.h>
@@ -10,7 +12,8 @@
 #define DEFAULT_TIMEOUT_NS (60 * 1000000000ULL)
 
 static const char help[] =
-    "Usage: ratelimitctl acquire [--cost N] [--timeout DURATION | --nowait] NAME\n"
+    "Usage: ratelimitctl acquire [--cost N] [--timeout DURATION | --nowait]\n"
+    "                            [--print-decided] NAME\n"
     "\n"
     "Take N units (default 1) from bucket NAME and every ancestor of its parent\n"
     "chain, all or nothing, before a shell script sends one request:\n"
@@ -22,13 +25,16 @@ static const char help[] =
     "reserves nothing and fails at once. With --nowait it takes the units only\n"
     "if the budget allows them now. A process killed while it waits loses its\n"
     "turn; the budget is never exceeded. Needs write access to the table.\n"
-    "Prints nothing when admitted.\n"
+    "Prints nothing when admitted (but with --print-decided).\n"
     "\n"
     "Options:\n"
     "  --cost N            take N units, e.g. for a bulk endpoint (default 1)\n"
     "  --timeout DURATION  wait at most this long, e.g. 500ms, 30s, 5m (default\n"
     "                      60s); 'forever' waits however long the turn takes\n"
     "  --nowait            do not wait: fail at once unless admitted now\n"
+    "  --print-decided     print the admission instant (CLOCK_MONOTONIC ns) for\n"
+    "                      `report --decided`: it measures the delay to the server\n"
+    "                      and lets a 429 the rules admitted widen the margin\n"
     "  -h, --help          show this help\n"
     "\n"
     "Exit status:\n"
@@ -43,18 +49,19 @@ static const char help[] =
     "\n"
     "Examples:\n"
     "  ratelimitctl acquire --timeout 5m foundry && curl ...\n"
-    "  if ratelimitctl acquire --nowait --cost 10 ti/bulk; then ...; fi\n";
+    "  if ratelimitctl acquire --nowait --cost 10 ti/bulk; then ...; fi\n"
+    "  at=$(ratelimitctl acquire --print-decided foundry) && code=$(curl ...) &&\n"
+    "      ratelimitctl report foundry --status \"$code\" --decided \"$at\"\n";
 
-static const struct option options[] = {{"cost", required_argument, NULL, 'c'},
-                                        {"timeout", required_argument, NULL, 't'},
-                                        {"nowait", no_argument, NULL, 'n'},
-                                        {"help", no_argument, NULL, 'h'},
-                                        {NULL, 0, NULL, 0}};
+static const struct option options[] = {
+    {"cost", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 't'},
+    {"nowait", no_argument, NULL, 'n'},     {"print-decided", no_argument, NULL, 'p'},
+    {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
 
 struct request {
     const char *name;
     uint32_t cost;
-    bool nowait, timeout_given;
+    bool nowait, timeout_given, print_decided;
     uint64_t timeout_ns;
 };
 
@@ -88,6 +95,8 @@ static int acquire(const struct ctl *c, rl_bucket *b, const struct request *rq)
         rq->nowait ? rl_try_acquire(b, rq->cost, &d) : rl_acquire(b, rq->cost, rq->timeout_ns, &d);
     switch (err) {
     case 0:
+        if (rq->print_decided)
+            printf("%" PRIu64 "\n", d.at_ns);
         return CTL_OK;
     case RL_ELIMITED:
         say_wait(c, rq, "rejected", "", d.wait_ns);
@@ -108,7 +117,7 @@ static int acquire(const struct ctl *c, rl_bucket *b, const struct request *rq)
 
 int ctl_acquire_run(struct ctl *c, int argc, char **argv)
 {
-    struct request rq = {NULL, 1, false, false, DEFAULT_TIMEOUT_NS};
+    struct request rq = {NULL, 1, false, false, false, DEFAULT_TIMEOUT_NS};
     const char *errstr;
     int opt;
     while ((opt = ctl_getopt(c, argc, argv)) != -1) {
@@ -124,6 +133,9 @@ int ctl_acquire_run(struct ctl *c, int argc, char **argv)
             break;
         case 'n':
             rq.nowait = true;
+            break;
+        case 'p':
+            rq.print_decided = true;
             break;
         default:
             return ctl_option_end(opt);

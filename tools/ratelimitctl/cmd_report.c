@@ -11,7 +11,8 @@
 static const char help[] =
     "Usage: ratelimitctl report NAME --status CODE [--retry-after VALUE]\n"
     "           [--remaining N] [--reset VALUE] [--limit N] [--ratelimit VALUE]\n"
-    "           [--ratelimit-policy VALUE] [--max-cooldown DURATION] [--json]\n"
+    "           [--ratelimit-policy VALUE] [--max-cooldown DURATION]\n"
+    "           [--decided NS] [--json]\n"
     "\n"
     "Tell the pool what the vendor answered to a request drawn from bucket NAME,\n"
     "so that every process sharing the bucket acts on it (rl_report). A bucket\n"
@@ -44,6 +45,9 @@ static const char help[] =
     "  --ratelimit VALUE         RateLimit: \"name\";r=REMAINING;t=SECONDS\n"
     "  --ratelimit-policy VALUE  RateLimit-Policy: \"name\";q=QUOTA;w=WINDOW\n"
     "  --max-cooldown DURATION   pause at most this long (default 1h)\n"
+    "  --decided NS              the request's admission instant, as printed by\n"
+    "                            `acquire --print-decided`: measures the delay, and\n"
+    "                            a 429 the rules admitted widens the margin\n"
     "  --json                    one JSON object: {\"bucket\": NAME, \"status\":\n"
     "                            CODE, \"cooldown_ns\": NS, \"cooldown\": TEXT,\n"
     "                            \"cause\": \"retry-after\" | \"reset\" | \"backoff\" |\n"
@@ -72,6 +76,7 @@ static const struct option options[] = {{"status", required_argument, NULL, 's'}
                                         {"ratelimit", required_argument, NULL, 'R'},
                                         {"ratelimit-policy", required_argument, NULL, 'P'},
                                         {"max-cooldown", required_argument, NULL, 'm'},
+                                        {"decided", required_argument, NULL, 'd'},
                                         {"json", no_argument, NULL, 'j'},
                                         {"help", no_argument, NULL, 'h'},
                                         {NULL, 0, NULL, 0}};
@@ -114,6 +119,7 @@ static int parse_max_cooldown(const struct ctl *c, const char *text, uint64_t *n
 static int option(const struct ctl *c, int opt, struct report *rp)
 {
     struct rl_response *r = &rp->response;
+    const char *errstr;
     switch (opt) {
     case 's':
         return parse_status(c, optarg, &r->status);
@@ -137,6 +143,14 @@ static int option(const struct ctl *c, int opt, struct report *rp)
         break;
     case 'm':
         return parse_max_cooldown(c, optarg, &r->max_cooldown_ns);
+    case 'd':
+        r->decided_ns = (uint64_t)strtonum(optarg, 1, INT64_MAX, &errstr);
+        if (errstr)
+            return ctl_usage(c,
+                             "--decided '%s': expected the ns printed by acquire "
+                             "--print-decided (%s)",
+                             optarg, errstr);
+        break;
     case 'j':
         rp->json = true;
         break;

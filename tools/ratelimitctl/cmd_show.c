@@ -82,6 +82,31 @@ static void print_feedback(const struct rl_feedback_state *fb)
                fb->server_remaining, ctl_human_duration(left, sizeof(left), fb->server_reset_ns));
 }
 
+/* The margin in effect, why, and the delay it is measured against. */
+static void print_margin(const struct rl_bucket_info *bi)
+{
+    const struct rl_margin_state *m = &bi->margin;
+    char eff[CTL_HUMAN_MAX], conf[CTL_HUMAN_MAX], ceil[CTL_HUMAN_MAX], every[CTL_HUMAN_MAX];
+    ctl_human_duration(eff, sizeof(eff), m->effective_ns);
+    ctl_human_duration(conf, sizeof(conf), bi->policy.margin_ns);
+    ctl_human_duration(ceil, sizeof(ceil), m->ceiling_ns);
+    ctl_human_duration(every, sizeof(every), m->narrow_every_ns);
+    if (m->learned_ns > bi->policy.margin_ns)
+        printf("  %-18s %s, learned: the server answered 429 to requests the rules admitted\n"
+               "  %-18s (configured %s, ceiling %s; narrowed %u steps, one per %s without a "
+               "429)\n",
+               "margin", eff, "", conf, ceil, m->narrowing_steps, every);
+    else
+        printf("  %-18s %s, configured (widens up to %s after 429s the rules admitted)\n", "margin",
+               eff, ceil);
+    if (m->delay_p99_ns) {
+        char delay[CTL_HUMAN_MAX], rec[CTL_HUMAN_MAX];
+        printf("  %-18s %s p99 from decision to response; recommended margin %s\n", "delay",
+               ctl_human_duration(delay, sizeof(delay), m->delay_p99_ns),
+               ctl_human_duration(rec, sizeof(rec), m->recommended_ns));
+    }
+}
+
 static void print_state(const char *title, const struct rl_bucket_info *bi)
 {
     char text[CTL_POLICY_MAX], next[CTL_HUMAN_MAX], name[CTL_VISIBLE_MAX];
@@ -94,6 +119,8 @@ static void print_state(const char *title, const struct rl_bucket_info *bi)
     printf("  %-18s %" PRIu64 "\n", "remaining", sum.remaining);
     printf("  %-18s %s\n", "next unit", ctl_human_wait(next, sizeof(next), sum.next_free_ns));
     print_feedback(&bi->feedback);
+    if (!bi->is_template)
+        print_margin(bi);
     if (bi->is_template)
         printf("  %-18s buckets %.*s/... are made from it on first use\n", "template",
                (int)strlen(name) - 2, name);

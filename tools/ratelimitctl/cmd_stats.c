@@ -32,7 +32,9 @@ static const char help[] =
     "                ratelimit_waited_seconds_total,\n"
     "                ratelimit_dry_run_rejected_total, ratelimit_resets_total,\n"
     "                ratelimit_reported_429_total. Gauge, label bucket:\n"
-    "                ratelimit_cooldown_seconds. Gauges, labels bucket and rule:\n"
+    "                ratelimit_cooldown_seconds, ratelimit_margin_seconds,\n"
+    "                ratelimit_margin_configured_seconds,\n"
+    "                ratelimit_delay_p99_seconds. Gauges, labels bucket and rule:\n"
     "                ratelimit_limit,\n"
     "                ratelimit_used, ratelimit_remaining,\n"
     "                ratelimit_next_free_seconds. Gauges, label table:\n"
@@ -63,16 +65,20 @@ static void print_text(const struct ctl_view *view)
         int len = (int)strlen(ctl_visible(name, sizeof(name), view->v[i].name));
         w = len > w ? len : w;
     }
-    printf("%-*s  %10s  %10s  %10s  %10s  %8s  %8s  %6s  %6s\n", w, "NAME", "ADMITTED", "UNITS",
-           "REJECTED", "WAITED", "WAIT", "DRY-RUN", "RESETS", "429S");
+    printf("%-*s  %10s  %10s  %10s  %10s  %8s  %8s  %6s  %6s  %8s  %8s\n", w, "NAME", "ADMITTED",
+           "UNITS", "REJECTED", "WAITED", "WAIT", "DRY-RUN", "RESETS", "429S", "MARGIN", "DELAY99");
     for (size_t i = 0; i < view->n; i++) {
         const struct rl_counters *cn = &view->v[i].counters;
+        const struct rl_margin_state *m = &view->v[i].margin;
+        char margin[CTL_HUMAN_MAX], delay[CTL_HUMAN_MAX];
         printf("%-*s  %10" PRIu64 "  %10" PRIu64 "  %10" PRIu64 "  %10" PRIu64 "  %8s  %8" PRIu64
-               "  %6" PRIu64 "  %6" PRIu64 "\n",
+               "  %6" PRIu64 "  %6" PRIu64 "  %8s  %8s\n",
                w, ctl_visible(name, sizeof(name), view->v[i].name), cn->admitted,
                cn->admitted_units, cn->rejected, cn->waited,
                ctl_human_duration(wait, sizeof(wait), cn->waited_ns), cn->dry_run_rejected,
-               cn->resets, cn->reported_429);
+               cn->resets, cn->reported_429,
+               ctl_human_duration(margin, sizeof(margin), m->effective_ns),
+               m->delay_p99_ns ? ctl_human_duration(delay, sizeof(delay), m->delay_p99_ns) : "-");
     }
 }
 
@@ -87,6 +93,7 @@ static void print_json(const rl_table *t, const struct ctl_view *view)
         json_open(&j, NULL, '{');
         json_str(&j, "name", view->v[i].name);
         ctl_json_counters(&j, &view->v[i].counters);
+        ctl_json_margin(&j, &view->v[i]);
         json_close(&j, '}');
     }
     json_close(&j, ']');

@@ -156,6 +156,7 @@ void ctl_shim_json(struct json *j, const rl_table *t);
 /* bucket.c, JSON part. */
 void ctl_json_bucket(struct json *j, const char *key, const struct rl_bucket_info *bi);
 void ctl_json_counters(struct json *j, const struct rl_counters *cn);
+void ctl_json_margin(struct json *j, const struct rl_bucket_info *bi);
 
 /* config.c: config files, for check-config and apply. */
 int ctl_config_operand(const struct ctl *c, int argc, char **argv, const char **file);

@@ -145,16 +145,33 @@ static void put_table_gauge(FILE *f, const char *name, const char *help, const c
     fprintf(f, "} %" PRIu64 "\n", v);
 }
 
-/* Bucket gauges of the vendor's feedback. */
+static const struct bucket_gauge {
+    const char *name, *help;
+    size_t offset; /* in struct rl_bucket_info, ns */
+} bucket_gauges[] = {
+    {"ratelimit_cooldown_seconds",
+     "Pause left after a 429 before the bucket admits again (0: none).",
+     offsetof(struct rl_bucket_info, feedback.cooldown_ns)},
+    {"ratelimit_margin_seconds", "The margin decisions use: configured, or learned from 429s.",
+     offsetof(struct rl_bucket_info, margin.effective_ns)},
+    {"ratelimit_margin_configured_seconds", "The margin the rules configure.",
+     offsetof(struct rl_bucket_info, policy.margin_ns)},
+    {"ratelimit_delay_p99_seconds",
+     "Estimated p99 of the delay from decision to response (0: not measured).",
+     offsetof(struct rl_bucket_info, margin.delay_p99_ns)},
+};
+
+/* Bucket gauges of the vendor's feedback and the margin. */
 static void put_feedback(FILE *f, const struct ctl_view *view)
 {
-    family(f, "ratelimit_cooldown_seconds", "gauge",
-           "Pause left after a 429 before the bucket admits again (0: none).");
-    for (size_t i = 0; i < view->n; i++) {
-        fputs("ratelimit_cooldown_seconds{", f);
-        put_label(f, "bucket", view->v[i].name);
-        fputs("}", f);
-        put_value(f, view->v[i].feedback.cooldown_ns, true);
+    for (size_t k = 0; k < sizeof(bucket_gauges) / sizeof(bucket_gauges[0]); k++) {
+        family(f, bucket_gauges[k].name, "gauge", bucket_gauges[k].help);
+        for (size_t i = 0; i < view->n; i++) {
+            fprintf(f, "%s{", bucket_gauges[k].name);
+            put_label(f, "bucket", view->v[i].name);
+            fputs("}", f);
+            put_value(f, field(&view->v[i], bucket_gauges[k].offset), true);
+        }
     }
 }
 
