@@ -66,26 +66,35 @@ enum value {
     NVALUES
 };
 
-static const char *const value_names[NVALUES] = {
-    "content-length",    "transfer-encoding", "expect",
-    "retry-after",       "x-ratelimit-limit", "x-ratelimit-remaining",
-    "x-ratelimit-reset", "ratelimit",         "ratelimit-policy",
+#define NAME(s)                                                                                    \
+    {                                                                                              \
+        s, sizeof(s) - 1                                                                           \
+    }
+static const struct {
+    const char *name;
+    size_t len;
+} value_names[NVALUES] = {
+    NAME("content-length"),    NAME("transfer-encoding"), NAME("expect"),
+    NAME("retry-after"),       NAME("x-ratelimit-limit"), NAME("x-ratelimit-remaining"),
+    NAME("x-ratelimit-reset"), NAME("ratelimit"),         NAME("ratelimit-policy"),
 };
+#undef NAME
 
 /* A request's kind, as the response parser needs it (FIFO entries). */
 enum { K_OTHER = 0, K_HEAD = 1, K_CONNECT = 2, K_EXPECT = 4 };
 
-/* One line being read: its first LINE_KEEP bytes, its last TAIL bytes, counts. */
+/* One line being read: counts, and a request line's last TAIL bytes (its first LINE_KEEP
+ * bytes are in struct msg's keep). */
 struct line {
     uint32_t len;    /* bytes so far, CR and LF excluded */
     uint32_t colon;  /* header line: 1 + the offset of the first ':' (0: none yet) */
     uint32_t spaces; /* request/status line: SP bytes */
     bool cr;         /* the last byte was CR */
-    char keep[LINE_KEEP + 1];
     char tail[TAIL];
 };
 
-/* One direction's parser. */
+/* One direction's parser. Between messages only the fields before `keep` matter (a write's
+ * snapshot copies only them then). */
 struct msg {
     enum state state;
     uint32_t head_len; /* bytes of the current head */
@@ -96,6 +105,7 @@ struct msg {
     unsigned kind; /* request: K_*; response: its request's, from the FIFO */
     int status;    /* response */
     bool have[NVALUES];
+    char keep[LINE_KEEP + 1]; /* the line's first bytes */
     char values[NVALUES][LINE_KEEP + 1];
 };
 
@@ -111,6 +121,7 @@ struct shim_http {
     struct msg req, rsp;
     /* The last write: the request parser and FIFO end before it, the heads it paid. */
     struct msg saved;
+    size_t saved_size; /* bytes of `saved` that were copied */
     uint64_t saved_w;
     size_t saved_len;
     unsigned saved_heads;
@@ -170,30 +181,71 @@ void shim_http_give_up(struct shim_http *h, const char *why)
 
 /* ------------------------------------------------------------------ lines */
 
+/* RFC 9110 token characters: letters, digits and ! # $ % & ' * + - . ^ _ ` | ~. */
 static bool tchar(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
+    /* Bit c of lo (c < 64) or bit c - 64 of hi (c < 128). */
+    static const uint64_t lo = 0x03ff6cfa00000000ULL, hi = 0x57ffffffc7fffffeULL;
+    return c < 64 ? (lo >> c) & 1 : c < 128 && (hi >> (c - 64)) & 1;
 }
 
-/* What a line byte may be: 0 bad, 1 fine. Start lines take visible ASCII and SP; header
- * lines also HT and obs-text in values. */
-static bool line_byte(const struct msg *p, unsigned char c, bool response)
+/* A byte of a field value (or a status line's reason): HT, SP, visible ASCII, obs-text. */
+static bool field_byte(unsigned char c)
 {
-    if (p->state == S_LINE && !response)
-        return c >= 0x20 && c < 0x7f;
-    if (p->state == S_HEADER && p->line.colon == 0) /* a header name, or the ':' ending it */
-        return tchar(c) || c == ':';
-    return c == '\t' || (c >= 0x20 && c != 0x7f);
+    return c >= 0x20 ? c != 0x7f : c == '\t';
 }
 
-static void line_add(struct line *l, unsigned char c)
+/* The bytes of a line up to its CR or LF, in state p->state: checked, kept, counted.
+ * Returns how many; sets *why if one is not allowed here. */
+static size_t line_bytes(struct msg *p, const unsigned char *b, size_t n, bool response,
+                         const char **why)
 {
+    struct line *l = &p->line;
+    size_t i = 0;
+    switch (p->state) {
+    case S_LINE:
+        for (; i < n && b[i] != '\r' && b[i] != '\n'; i++) {
+            if (response ? !field_byte(b[i]) : b[i] < 0x20 || b[i] >= 0x7f) {
+                *why = "a bad byte in the start line";
+                return i;
+            }
+            l->spaces += b[i] == ' ';
+        }
+        break;
+    case S_HEADER:
+        for (; i < n && b[i] != '\r' && b[i] != '\n'; i++) {
+            if (l->colon ? !field_byte(b[i]) : !tchar(b[i]) && b[i] != ':') {
+                *why = "a bad byte in a header";
+                return i;
+            }
+            if (!l->colon && b[i] == ':')
+                l->colon = l->len + (uint32_t)i + 1;
+        }
+        break;
+    default: /* S_CHUNK_SIZE, S_TRAILER */
+        for (; i < n && b[i] != '\r' && b[i] != '\n'; i++) {
+            if (!field_byte(b[i])) {
+                *why = "a control byte in chunked framing";
+                return i;
+            }
+            if (p->state == S_TRAILER && !l->colon && b[i] == ':')
+                l->colon = l->len + (uint32_t)i + 1;
+        }
+    }
+    if ((uint64_t)l->len + i > HEAD_MAX) {
+        *why = p->state == S_LINE || p->state == S_HEADER ? "a head over 64 KiB"
+                                                          : "a chunk line over 64 KiB";
+        return i;
+    }
     if (l->len < LINE_KEEP)
-        l->keep[l->len] = (char)c;
-    memmove(l->tail, l->tail + 1, TAIL - 1);
-    l->tail[TAIL - 1] = (char)c;
-    l->len++;
+        memcpy(p->keep + l->len, b, i < LINE_KEEP - l->len ? i : LINE_KEEP - l->len);
+    if (p->state == S_LINE && !response) {
+        size_t t = i < TAIL ? i : TAIL;
+        memmove(l->tail, l->tail + t, TAIL - t);
+        memcpy(l->tail + TAIL - t, b + i - t, t);
+    }
+    l->len += (uint32_t)i;
+    return i;
 }
 
 /* ------------------------------------------------------------------ heads */
@@ -201,12 +253,12 @@ static void line_add(struct line *l, unsigned char c)
 /* The value a header line carries if it is one we read; trims OWS. */
 static void header_line(struct msg *p)
 {
-    struct line *l = &p->line;
+    const struct line *l = &p->line;
     size_t name = l->colon - 1, kept = l->len < LINE_KEEP ? l->len : LINE_KEEP;
     if (l->len > LINE_KEEP && name >= LINE_KEEP)
         return; /* a name that long is none of ours */
     for (unsigned v = 0; v < NVALUES; v++) {
-        if (strlen(value_names[v]) != name || strncasecmp(l->keep, value_names[v], name) != 0)
+        if (value_names[v].len != name || strncasecmp(p->keep, value_names[v].name, name) != 0)
             continue;
         if (p->have[v] || l->len > LINE_KEEP) {
             p->have[v] = true;
@@ -215,11 +267,11 @@ static void header_line(struct msg *p)
             return;
         }
         size_t a = name + 1, b = kept;
-        while (a < b && (l->keep[a] == ' ' || l->keep[a] == '\t'))
+        while (a < b && (p->keep[a] == ' ' || p->keep[a] == '\t'))
             a++;
-        while (b > a && (l->keep[b - 1] == ' ' || l->keep[b - 1] == '\t'))
+        while (b > a && (p->keep[b - 1] == ' ' || p->keep[b - 1] == '\t'))
             b--;
-        memcpy(p->values[v], l->keep + a, b - a);
+        memcpy(p->values[v], p->keep + a, b - a);
         p->values[v][b - a] = '\0';
         p->have[v] = true;
         return;
@@ -234,13 +286,13 @@ static bool request_line(struct msg *p)
         (l->tail[8] != '0' && l->tail[8] != '1'))
         return false;
     size_t m = 0;
-    while (m < l->len && m < LINE_KEEP && l->keep[m] != ' ')
-        if (!tchar((unsigned char)l->keep[m++]))
+    while (m < l->len && m < LINE_KEEP && p->keep[m] != ' ')
+        if (!tchar((unsigned char)p->keep[m++]))
             return false;
     if (m == 0 || m >= LINE_KEEP || m + 1 + TAIL >= l->len)
         return false; /* no method, or no target between the spaces */
-    p->kind = m == 4 && memcmp(l->keep, "HEAD", 4) == 0      ? K_HEAD
-              : m == 7 && memcmp(l->keep, "CONNECT", 7) == 0 ? K_CONNECT
+    p->kind = m == 4 && memcmp(p->keep, "HEAD", 4) == 0      ? K_HEAD
+              : m == 7 && memcmp(p->keep, "CONNECT", 7) == 0 ? K_CONNECT
                                                              : K_OTHER;
     return true;
 }
@@ -248,7 +300,7 @@ static bool request_line(struct msg *p)
 /* A status line: HTTP/1.x SP DDD [SP reason]. Sets status. */
 static bool status_line(struct msg *p)
 {
-    const char *k = p->line.keep;
+    const char *k = p->keep;
     if (p->line.len < 12 || memcmp(k, "HTTP/1.", 7) != 0 || (k[7] != '0' && k[7] != '1') ||
         k[8] != ' ' || k[9] < '1' || k[9] > '5' || k[10] < '0' || k[10] > '9' || k[11] < '0' ||
         k[11] > '9' || (p->line.len > 12 && k[12] != ' '))
@@ -393,7 +445,7 @@ static const char *head_done(struct shim_http *h, struct msg *p, bool response)
 static const char *line_done(struct shim_http *h, struct msg *p, bool response)
 {
     struct line *l = &p->line;
-    l->keep[l->len < LINE_KEEP ? l->len : LINE_KEEP] = '\0';
+    p->keep[l->len < LINE_KEEP ? l->len : LINE_KEEP] = '\0';
     switch (p->state) {
     case S_LINE:
         if (!(response ? status_line(p) : request_line(p)))
@@ -410,10 +462,10 @@ static const char *line_done(struct shim_http *h, struct msg *p, bool response)
     case S_CHUNK_SIZE: {
         uint64_t n = 0;
         size_t i = 0;
-        for (; i < l->len && i < 15 && l->keep[i] && strchr(HEX, l->keep[i]); i++)
+        for (; i < l->len && i < 15 && p->keep[i] && strchr(HEX, p->keep[i]); i++)
             n = n * 16 +
-                (uint64_t)(l->keep[i] <= '9' ? l->keep[i] - '0' : (l->keep[i] | 0x20) - 'a' + 10);
-        if (i == 0 || (i < l->len && l->keep[i] != ';' && l->keep[i] != ' ' && l->keep[i] != '\t'))
+                (uint64_t)(p->keep[i] <= '9' ? p->keep[i] - '0' : (p->keep[i] | 0x20) - 'a' + 10);
+        if (i == 0 || (i < l->len && p->keep[i] != ';' && p->keep[i] != ' ' && p->keep[i] != '\t'))
             return "a malformed chunk size";
         p->left = n;
         p->state = n ? S_CHUNK_DATA : S_TRAILER;
@@ -437,48 +489,30 @@ static void line_reset(struct msg *p)
     p->line.cr = false;
 }
 
-/* One byte of a line. *why: set when the traffic is not understood. */
-static void line_byte_in(struct shim_http *h, struct msg *p, unsigned char c, bool response,
-                         const char **why)
+/* Bytes of a line, at most up to its end (LF): returns how many were taken. *why: set
+ * when the traffic is not understood. */
+static size_t line_in(struct shim_http *h, struct msg *p, const unsigned char *b, size_t n,
+                      bool response, const char **why)
 {
     struct line *l = &p->line;
     bool head = p->state == S_LINE || p->state == S_HEADER;
-    if (head && ++p->head_len > HEAD_MAX) {
+    size_t i = l->cr ? 0 : line_bytes(p, b, n, response, why);
+    if (head && (uint64_t)p->head_len + i + (i < n) > HEAD_MAX)
         *why = "a head over 64 KiB";
-        return;
-    }
-    if (c == '\n') {
+    if (*why)
+        return i;
+    p->head_len += head ? (uint32_t)(i + (i < n)) : 0;
+    if (i == n)
+        return i;
+    if (b[i] == '\r' && !l->cr)
+        l->cr = true;
+    else if (b[i] != '\n')
+        *why = "a CR without LF";
+    else {
         *why = line_done(h, p, response);
         line_reset(p);
-        return;
     }
-    if (l->cr) {
-        *why = "a CR without LF";
-        return;
-    }
-    if (c == '\r') {
-        l->cr = true;
-        return;
-    }
-    if (p->state == S_CHUNK_SIZE || p->state == S_TRAILER) {
-        if (c < 0x20 && c != '\t')
-            *why = "a control byte in chunked framing";
-        else if (p->state == S_TRAILER && l->colon == 0 && c == ':')
-            l->colon = l->len + 1;
-        if (l->len >= HEAD_MAX)
-            *why = "a chunk line over 64 KiB";
-        line_add(l, c);
-        return;
-    }
-    if (!line_byte(p, c, response)) {
-        *why = p->state == S_LINE ? "a bad byte in the start line" : "a bad byte in a header";
-        return;
-    }
-    if (p->state == S_HEADER && l->colon == 0 && c == ':')
-        l->colon = l->len + 1;
-    if (p->state == S_LINE && c == ' ')
-        l->spaces++;
-    line_add(l, c);
+    return i + 1;
 }
 
 /*
@@ -525,7 +559,7 @@ static const char *feed(struct shim_http *h, struct msg *p, const unsigned char 
                 ++*heads;
             /* fall through */
         default:
-            line_byte_in(h, p, b[i++], response, &why);
+            i += line_in(h, p, b + i, n - i, response, &why);
         }
     }
     return why;
@@ -542,6 +576,21 @@ static bool expect_unknown(struct shim_http *h)
            rl__load_acquire(&h->expect_done);
 }
 
+/* Keep the request parser as it is before a write: between messages, its fixed fields only
+ * (the common case: a write begins a request or carries a body). */
+static void save(struct shim_http *h)
+{
+    const struct msg *p = &h->req;
+    bool between = p->head_len == 0 && p->line.len == 0 && !p->line.cr;
+    h->saved_size = between ? offsetof(struct msg, keep) : sizeof(*p);
+    memcpy(&h->saved, p, h->saved_size);
+}
+
+static void restore(struct shim_http *h)
+{
+    memcpy(&h->req, &h->saved, h->saved_size);
+}
+
 int shim_http_before_sendv(struct shim_http *h, const struct iovec *iov, int n)
 {
     unsigned heads = 0;
@@ -552,7 +601,7 @@ int shim_http_before_sendv(struct shim_http *h, const struct iovec *iov, int n)
         give_up(h, "a final response came before the 100-continue body");
         return 0;
     }
-    h->saved = h->req;
+    save(h);
     /* Relaxed: w is written by this thread only. */
     h->saved_w = rl__load_relaxed(&h->w);
     h->saved_len = 0;
@@ -567,7 +616,7 @@ int shim_http_before_sendv(struct shim_http *h, const struct iovec *iov, int n)
     h->credit -= paid;
     int err = heads > paid ? shim_take_units(&h->m, heads - paid) : 0;
     if (err) { /* the write fails: it never happened */
-        h->req = h->saved;
+        restore(h);
         h->credit += paid;
         /* Relaxed: see fifo_push; the reader cannot have taken requests never sent. */
         rl__store_relaxed(&h->w, h->saved_w);
@@ -583,7 +632,7 @@ void shim_http_after_sendv(struct shim_http *h, const struct iovec *iov, int n, 
         return;
     /* Parse again from before the write, the bytes that went out only: the heads paid for
      * beyond them are still to go. */
-    h->req = h->saved;
+    restore(h);
     /* Relaxed: see fifo_push. Requests that did not go out have no response yet. */
     rl__store_relaxed(&h->w, h->saved_w);
     for (int i = 0; i < n && sent && !why; i++) {
