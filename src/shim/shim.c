@@ -10,6 +10,8 @@
  *   a route, turn within its wait           the real call, after waiting for the turn
  *   a route, no turn within its wait        on-timeout fail: ETIMEDOUT; pass: the real call
  *   a route, table or bucket unusable       fail-open: the real call; fail-closed: EACCES
+ *   a route with `count requests`           the real call, nothing taken: each request
+ *                                           written on the connection takes one (http.c)
  *   anything, config unusable               fail-open: the real call; fail-closed: EACCES
  *
  * Fail-closed comes from RATELIMIT_FAIL_CLOSED=1 (0 forces fail-open), else from the

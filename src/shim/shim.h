@@ -4,7 +4,9 @@
  * exports dlopen() and brings RTLD_DEEPBIND loads back to them; shim.c loads the
  * config and the table once and decides; routes.c holds the route table (RCU) and matches
  * destinations against it; helper.c runs the thread that resolves host names; say.c decides
- * where diagnostics go.
+ * where diagnostics go. The request-level shim (route option `count requests`) is in
+ * http.h: http.c parses a connection's HTTP/1.1, fd.c keeps its state per socket fd, and
+ * interpose.c's reads, writes and closes feed them.
  */
 #ifndef RL_SHIM_H
 #define RL_SHIM_H
