@@ -151,5 +151,10 @@ void bench_shim(void);
 void bench_config(void);
 /* shim.c: the child re-executed with or without the shim: `--connect-child PORT OPS`. */
 int shim_connect_child(const char *port, const char *ops);
+/* shim.c: the built shim's path; false if it is not there. */
+bool shim_locate(char *out, size_t len);
+void bench_shim_requests(void);
+/* shim_requests.c: its child, `--requests-child null|request PORT OPS`. */
+int shim_requests_child(const char *mode, const char *port, const char *ops);
 
 #endif /* RL_BENCH_H */

@@ -10,6 +10,7 @@
  *   waiters     64 blocking waiters: CPU while waiting, admission order, lateness
  *   accuracy    utilization under saturation and over-admissions, from the admission log
  *   shim        connect() with the preload shim loaded (a route that matches nothing)
+ *   shim-requests  the request-level shim: a write() on an unrouted fd, a routed request
  * Ends with a markdown summary: every target, met or not, and the machine it ran on.
  *
  * usage: bench [--quick] [--csv DIR] [--only SECTION[,SECTION...]]
@@ -29,15 +30,23 @@ static const struct {
     const char *name;
     void (*run)(void);
 } sections[] = {
-    {"cost", bench_cost},         {"peers", bench_peers},   {"contention", bench_contention},
-    {"scale", bench_scale},       {"memory", bench_memory}, {"waiters", bench_waiters},
-    {"accuracy", bench_accuracy}, {"shim", bench_shim},     {"config", bench_config},
+    {"cost", bench_cost},
+    {"peers", bench_peers},
+    {"contention", bench_contention},
+    {"scale", bench_scale},
+    {"memory", bench_memory},
+    {"waiters", bench_waiters},
+    {"accuracy", bench_accuracy},
+    {"shim", bench_shim},
+    {"config", bench_config},
+    {"shim-requests", bench_shim_requests},
 };
 
 static _Noreturn void usage(void)
 {
     fprintf(stderr, "usage: bench [--quick] [--csv DIR] [--only SECTION[,SECTION...]]\n"
-                    "sections: cost peers contention scale memory waiters accuracy shim config\n");
+                    "sections: cost peers contention scale memory waiters accuracy shim config\n"
+                    "          shim-requests\n");
     exit(2);
 }
 
@@ -75,6 +84,8 @@ int main(int argc, char **argv)
     const char *only = NULL;
     if (argc == 4 && strcmp(argv[1], "--connect-child") == 0)
         return shim_connect_child(argv[2], argv[3]);
+    if (argc == 5 && strcmp(argv[1], "--requests-child") == 0)
+        return shim_requests_child(argv[2], argv[3], argv[4]);
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--quick") == 0)
             bench_quick = true;

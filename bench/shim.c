@@ -47,7 +47,7 @@ int shim_connect_child(const char *port, const char *ops)
 }
 
 /* build/bench/bench -> build/src/shim/libratelimit-preload.so */
-static bool shim_path(char *out, size_t len)
+bool shim_locate(char *out, size_t len)
 {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -159,7 +159,7 @@ void bench_shim(void)
     unsigned runs = bench_quick ? 1 : SHIM_RUNS;
     double without[SHIM_RUNS], with[SHIM_RUNS];
     section("preload shim: connect() overhead when no route matches");
-    if (!shim_path(e.shim, sizeof(e.shim))) {
+    if (!shim_locate(e.shim, sizeof(e.shim))) {
         printf("shim not built (%s is missing): skipped\n", e.shim);
         summary_add("shim: connect() overhead", "", NOT_APPLICABLE, "skipped: shim not built");
         return;

@@ -779,6 +779,12 @@ enum rl_route_on_timeout {
     RL_ROUTE_PASS = 1, /* connect() goes ahead unlimited, counted in `rejected` */
 };
 
+enum rl_route_count {
+    RL_COUNT_CONNECTIONS = 0, /* one unit per TCP connect (the default) */
+    RL_COUNT_REQUESTS = 1,    /* one unit per HTTP/1.1 request on the route's connections; the
+                                 shim reports each response with rl_report */
+};
+
 struct rl_route {
     const char *dest;    /* as written: "api.example.com", "192.0.2.7", "10.0.0.0/8", "::1" */
     unsigned prefix_len; /* CIDR length; 32 or 128 for a single address; 0 for a host name */
@@ -787,6 +793,7 @@ struct rl_route {
     uint64_t max_wait_ns; /* longest a connect waits for its turn (default 30 s) */
     enum rl_route_on_timeout on_timeout;
     unsigned line;
+    unsigned count; /* enum rl_route_count: option `count connections|requests` */
 };
 size_t rl_config_routes(const rl_config *config, const struct rl_route **out);
 

@@ -1,8 +1,8 @@
 /*
  * route.c - the route statement of a config file: "route HOST:PORT BUCKET [wait DURATION]
- * [on-timeout fail|pass]". It reads the destination grammar (host name, IPv4, [IPv6], an
- * optional CIDR prefix length) and checks that every route names a bucket the config defines
- * or a template makes. Grammar in README "Config files".
+ * [on-timeout fail|pass] [count connections|requests]". It reads the destination grammar (host
+ * name, IPv4, [IPv6], an optional CIDR prefix length) and checks that every route names a bucket
+ * the config defines or a template makes. Grammar in README "Config files".
  */
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -150,38 +150,53 @@ static bool dest_ok(struct parser *p, const struct word *w, struct rl_route *r)
     return host_ok(p, host, bracketed, w->col + (unsigned)(host - buf), r) && ok;
 }
 
+/* What an option expects, for "missing argument" and "unexpected" messages. */
+static const char *option_values(const struct word *opt)
+{
+    if (word_is(opt, "wait"))
+        return "a duration such as 30s";
+    return word_is(opt, "count") ? "'connections' or 'requests'" : "'fail' or 'pass'";
+}
+
 static bool route_option(struct parser *p, const struct word *opt, const struct word *val,
                          struct rl_route *r)
 {
     if (!val) {
         rl__config_problem(p, after(opt), "missing argument: expected %s after '%.*s'",
-                           word_is(opt, "wait") ? "a duration such as 30s" : "'fail' or 'pass'",
-                           WORD_ARG(opt));
+                           option_values(opt), WORD_ARG(opt));
         return false;
     }
     if (word_is(opt, "wait"))
         return rl__config_duration(p, val, 0, NS_PER_DAY, "a wait is at most 1d", &r->max_wait_ns);
-    if (word_is(val, "fail") || word_is(val, "pass")) {
+    if (word_is(opt, "count") && (word_is(val, "connections") || word_is(val, "requests"))) {
+        r->count = word_is(val, "requests") ? RL_COUNT_REQUESTS : RL_COUNT_CONNECTIONS;
+        return true;
+    }
+    if (!word_is(opt, "count") && (word_is(val, "fail") || word_is(val, "pass"))) {
         r->on_timeout = word_is(val, "pass") ? RL_ROUTE_PASS : RL_ROUTE_FAIL;
         return true;
     }
-    rl__config_problem(p, val->col, "unexpected '%.*s': expected 'fail' or 'pass'", WORD_ARG(val));
+    rl__config_problem(p, val->col, "unexpected '%.*s': expected %s", WORD_ARG(val),
+                       option_values(opt));
     return false;
 }
 
-/* [wait DURATION] [on-timeout fail|pass], each at most once, in any order. */
+/* [wait DURATION] [on-timeout fail|pass] [count connections|requests], each at most once, in
+ * any order. */
 static bool route_options(struct parser *p, const struct line *l, struct rl_route *r)
 {
-    unsigned seen_wait = 0, seen_timeout = 0;
+    unsigned seen_wait = 0, seen_timeout = 0, seen_count = 0;
     for (unsigned i = 3; i < l->n; i += 2) {
         const struct word *opt = &l->w[i];
         unsigned *seen = word_is(opt, "wait")         ? &seen_wait
                          : word_is(opt, "on-timeout") ? &seen_timeout
+                         : word_is(opt, "count")      ? &seen_count
                                                       : NULL;
         if (!seen) {
             rl__config_problem(
                 p, opt->col,
-                "unexpected '%.*s': expected 'wait DURATION' or 'on-timeout fail|pass'",
+                "unexpected '%.*s': expected 'wait DURATION', 'on-timeout fail|pass' or "
+                "'count connections|requests'",
                 WORD_ARG(opt));
             return false;
         }
@@ -230,7 +245,7 @@ void rl__config_route(struct parser *p, const struct line *l)
         rl__config_problem(
             p, after(&l->w[l->n - 1]),
             "missing argument: expected 'route HOST:PORT BUCKET [wait DURATION] [on-timeout "
-            "fail|pass]', as in 'route api.example.com:443 foundry'");
+            "fail|pass] [count connections|requests]', as in 'route api.example.com:443 foundry'");
         return;
     }
     bool ok = dest_ok(p, &l->w[1], &r);

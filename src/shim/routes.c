@@ -21,7 +21,8 @@
  * (rl_table_check); if it was deleted or replaced, the resolver thread opens the path again
  * (creating the table from the config if it is missing, as at start), builds a route table
  * on the new one and swaps it in. Connects that matched the old table hold a reference
- * (struct shim_tab.users) while they wait for their turn; the old table is closed by
+ * (struct shim_tab.users) while they wait for their turn, and a connection counted by
+ * requests holds one for its life (shim_match_hold); the old table is closed by
  * whoever drops the last reference after the swap's grace period, never while in use.
  *
  * Host names: a route matches the addresses of the last two successful resolutions, since
@@ -560,6 +561,13 @@ bool shim_routes_match(const struct shim_dest *d, struct shim_match *out)
     }
     rcu_read_unlock();
     return best != NULL;
+}
+
+void shim_match_hold(const struct shim_match *m)
+{
+    /* Relaxed: m already holds a reference, so the table is not being retired. */
+    if (m->tab)
+        rl__fetch_add_relaxed(&m->tab->users, 1);
 }
 
 void shim_match_done(struct shim_match *m)

@@ -10,6 +10,8 @@
  *   a route, turn within its wait           the real call, after waiting for the turn
  *   a route, no turn within its wait        on-timeout fail: ETIMEDOUT; pass: the real call
  *   a route, table or bucket unusable       fail-open: the real call; fail-closed: EACCES
+ *   a route with `count requests`           the real call, nothing taken: each request
+ *                                           written on the connection takes one (http.c)
  *   anything, config unusable               fail-open: the real call; fail-closed: EACCES
  *
  * Fail-closed comes from RATELIMIT_FAIL_CLOSED=1 (0 forces fail-open), else from the
@@ -29,6 +31,7 @@
 
 #include "../atomics.h"
 #include "../internal.h"
+#include "http.h"
 #include "shim.h"
 
 /* Written only by init(); pthread_once orders those writes before every reader. */
@@ -278,7 +281,7 @@ static void warn_once(const struct shim_match *m, int rc)
                  m->route->port, rl_err_name(rc), rl_errdetail(), fate(false));
 }
 
-/* Take one unit from the route's bucket, waiting up to the route's wait for the turn. A
+/* Take n units from the route's bucket, waiting up to the route's wait for the turn. A
  * signal during the wait runs its handler and the wait goes on (rl_acquire restarts its
  * sleep on EINTR). The wait is cancellable as the caller's connect would be: rl_acquire
  * holds nothing while it sleeps, and a cancelled waiter only forfeits its turn. */
@@ -287,20 +290,28 @@ static void match_cancelled(void *m)
     shim_match_done(m); /* a cancelled waiter lets go of its table too */
 }
 
-static int take(struct shim_match *m, int cancel)
+/* n units for a connect or a request (m is the caller's; see take). */
+static int turn(const struct shim_match *m, unsigned n, int cancel)
 {
-    int rc;
-    pthread_cleanup_push(match_cancelled, m);
     pthread_setcancelstate(cancel, NULL);
-    rc = rl_acquire(m->bucket, 1, m->route->max_wait_ns, NULL);
+    int rc = rl_acquire(m->bucket, n, m->route->max_wait_ns, NULL);
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-    pthread_cleanup_pop(0);
     if (rc == 0)
         return 0;
     if (rc == RL_ETIMEDOUT)
         return m->route->on_timeout == RL_ROUTE_PASS ? 0 : ETIMEDOUT;
     warn_once(m, rc);
     return unusable();
+}
+
+/* One unit for a connect: a waiter cancelled meanwhile lets go of m's table. */
+static int take(struct shim_match *m, int cancel)
+{
+    int rc;
+    pthread_cleanup_push(match_cancelled, m);
+    rc = turn(m, 1, cancel);
+    pthread_cleanup_pop(0);
+    return rc;
 }
 
 static int decide(int fd, const struct shim_dest *d, int cancel)
@@ -312,9 +323,22 @@ static int decide(int fd, const struct shim_dest *d, int cancel)
     shim_routes_refresh_if_due();
     shim_routes_check_if_due();
     shim_routes_wait_first(d->port);
-    if (!shim_routes_match(d, &m))
+    if (!shim_routes_match(d, &m)) {
+        if (shim_fd_http(fd) && opens_connection(fd))
+            shim_fd_forget(fd); /* the number of a socket closed unseen (fclose) */
         return 0;
-    int err = !opens_connection(fd) ? 0 : m.bucket ? take(&m, cancel) : unusable();
+    }
+    int err = 0;
+    if (opens_connection(fd)) {
+        if (!m.bucket) {
+            err = unusable();
+        } else if (m.route->count != RL_COUNT_REQUESTS || !shim_fd_attach(fd, shim_http_new(&m))) {
+            /* Counted by requests: the connect takes nothing, its requests do (the state
+             * holds the table too). Without room for that state, a connection is counted. */
+            shim_fd_forget(fd);
+            err = take(&m, cancel);
+        }
+    }
     shim_match_done(&m);
     return err;
 }
@@ -335,4 +359,31 @@ int shim_admit(int fd, const struct sockaddr *sa, socklen_t len)
     pthread_setcancelstate(cancel, NULL);
     errno = saved;
     return err;
+}
+
+int shim_take_units(const struct shim_match *m, unsigned n)
+{
+    int cancel, saved = errno;
+    if (inside)
+        return 0;
+    if (!m->bucket)
+        return unusable();
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+    inside = true;
+    int err = turn(m, n, cancel);
+    inside = false;
+    pthread_setcancelstate(cancel, NULL);
+    errno = saved;
+    return err;
+}
+
+void shim_report(const struct shim_match *m, const struct rl_response *r)
+{
+    int saved = errno;
+    if (m->bucket && !inside) {
+        inside = true;
+        rl_report(m->bucket, r, NULL);
+        inside = false;
+    }
+    errno = saved;
 }

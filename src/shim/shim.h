@@ -4,7 +4,9 @@
  * exports dlopen() and brings RTLD_DEEPBIND loads back to them; shim.c loads the
  * config and the table once and decides; routes.c holds the route table (RCU) and matches
  * destinations against it; helper.c runs the thread that resolves host names; say.c decides
- * where diagnostics go.
+ * where diagnostics go. The request-level shim (route option `count requests`) is in
+ * http.h: http.c parses a connection's HTTP/1.1, fd.c keeps its state per socket fd, and
+ * interpose.c's reads, writes and closes feed them.
  */
 #ifndef RL_SHIM_H
 #define RL_SHIM_H
@@ -43,6 +45,13 @@ struct shim_match {
  * Not async-signal-safe.
  */
 int shim_admit(int fd, const struct sockaddr *sa, socklen_t len);
+
+/* Take n units from the route's bucket for n requests (http.c), waiting for the turn as
+ * shim_admit does: 0, or the errno to fail the write with. Reentrant calls pass (0). */
+int shim_take_units(const struct shim_match *m, unsigned n);
+
+/* Report a response to the route's bucket (rl_report); nothing if it has no bucket. */
+void shim_report(const struct shim_match *m, const struct rl_response *r);
 
 /* Mark the calling thread as the shim's own (the resolver thread): its connects pass. */
 void shim_thread_is_ours(void);
@@ -112,6 +121,9 @@ void shim_routes_refresh(void);
  * with a bucket holds its table: call shim_match_done once the bucket is no longer used. */
 bool shim_routes_match(const struct shim_dest *d, struct shim_match *out);
 void shim_match_done(struct shim_match *m);
+/* One more reference to m's table, for a copy of m kept past the caller's (a connection's
+ * request-level state); that copy is let go with shim_match_done too. */
+void shim_match_hold(const struct shim_match *m);
 
 /* At most once a second: if the table file was deleted or replaced, ask the resolver
  * thread to open the path again (shim_routes_refresh does). Never waits for it. */

@@ -25,8 +25,8 @@ static const char full[] = "# comment to end of line; blank lines ignored; one s
                            "template tenant/*     200/60s parent acme\n"
                            "route api.foundry.example:443  foundry  wait 10s on-timeout pass\n"
                            "route 192.0.2.7:443 foundry\n"
-                           "route [2001:db8::1]:443 ti on-timeout fail wait 0\n"
-                           "route 10.0.0.0/8:8443 acme\n"
+                           "route [2001:db8::1]:443 ti on-timeout fail wait 0 count connections\n"
+                           "route 10.0.0.0/8:8443 acme count requests\n"
                            "route [2001:db8::/32]:443 tenant/x\n"
                            "shim fail-closed\n"
                            "resolve-every 1m\n";
@@ -79,11 +79,13 @@ Test(parse, full_grammar_buckets)
 Test(parse, full_grammar_routes)
 {
     static const struct rl_route want[] = {
-        {"api.foundry.example", 0, 443, "foundry", 10 * NS_PER_SEC, RL_ROUTE_PASS, 13},
-        {"192.0.2.7", 32, 443, "foundry", 30 * NS_PER_SEC, RL_ROUTE_FAIL, 14},
-        {"2001:db8::1", 128, 443, "ti", 0, RL_ROUTE_FAIL, 15},
-        {"10.0.0.0/8", 8, 8443, "acme", 30 * NS_PER_SEC, RL_ROUTE_FAIL, 16},
-        {"2001:db8::/32", 32, 443, "tenant/x", 30 * NS_PER_SEC, RL_ROUTE_FAIL, 17},
+        {"api.foundry.example", 0, 443, "foundry", 10 * NS_PER_SEC, RL_ROUTE_PASS, 13,
+         RL_COUNT_CONNECTIONS},
+        {"192.0.2.7", 32, 443, "foundry", 30 * NS_PER_SEC, RL_ROUTE_FAIL, 14, RL_COUNT_CONNECTIONS},
+        {"2001:db8::1", 128, 443, "ti", 0, RL_ROUTE_FAIL, 15, RL_COUNT_CONNECTIONS},
+        {"10.0.0.0/8", 8, 8443, "acme", 30 * NS_PER_SEC, RL_ROUTE_FAIL, 16, RL_COUNT_REQUESTS},
+        {"2001:db8::/32", 32, 443, "tenant/x", 30 * NS_PER_SEC, RL_ROUTE_FAIL, 17,
+         RL_COUNT_CONNECTIONS},
     };
     const struct rl_route *r;
     rl_config *c = parse_ok(full);
@@ -96,6 +98,7 @@ Test(parse, full_grammar_routes)
         cr_expect_eq(r[i].max_wait_ns, want[i].max_wait_ns, "%s: wait", want[i].dest);
         cr_expect_eq(r[i].on_timeout, want[i].on_timeout, "%s: on-timeout", want[i].dest);
         cr_expect_eq(r[i].line, want[i].line, "%s: line", want[i].dest);
+        cr_expect_eq(r[i].count, want[i].count, "%s: count", want[i].dest);
     }
     rl_config_free(c);
 }
@@ -114,6 +117,7 @@ Test(parse, defaults)
     cr_assert_eq(rl_config_routes(c, &r), 1);
     cr_expect_eq(r[0].max_wait_ns, 30 * NS_PER_SEC);
     cr_expect_eq(r[0].on_timeout, RL_ROUTE_FAIL);
+    cr_expect_eq(r[0].count, RL_COUNT_CONNECTIONS, "a route counts connections by default");
     rl_config_free(c);
 }
 
@@ -391,7 +395,18 @@ Test(parse, route_options)
     expect_error("bucket a 1/s\nroute a.example:443 a wait\n", "2:27",
                  "missing argument: expected a duration");
     expect_error("bucket a 1/s\nroute a.example:443 a retry 3\n", "2:23",
-                 "expected 'wait DURATION' or 'on-timeout fail|pass'");
+                 "expected 'wait DURATION', 'on-timeout fail|pass' or 'count "
+                 "connections|requests'");
+    expect_error("bucket a 1/s\nroute a.example:443 a count bytes\n", "2:29",
+                 "unexpected 'bytes': expected 'connections' or 'requests'");
+    expect_error("bucket a 1/s\nroute a.example:443 a count\n", "2:28",
+                 "missing argument: expected 'connections' or 'requests' after 'count'");
+    expect_error("bucket a 1/s\nroute a.example:443 a count requests count connections\n", "2:38",
+                 "duplicate 'count'");
+    expect_error("bucket a 1/s\nroute a.example:443 a count pass\n", "2:29",
+                 "expected 'connections' or 'requests'");
+    expect_error("bucket a 1/s\nroute a.example:443 a on-timeout requests\n", "2:34",
+                 "expected 'fail' or 'pass'");
     expect_error("bucket a 1/s\nroute a.example:443 a\nroute A.example:443 a\n", "3:7",
                  "route A.example:443 is already defined at line 2");
 }
