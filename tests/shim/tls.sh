@@ -6,7 +6,8 @@
 #          exactly one unit per request the vendor counted, none for the connection
 #   429    2 requests, the vendor allows one per 4 s: the second is answered 429 with
 #          Retry-After; the shim reports it, so the bucket is cooling down for the pool
-# CLIENT: curl, http.client, requests, urllib3, aiohttp, php-curl, php-stream, ruby, gnutls.
+# CLIENT: curl, http.client, requests, urllib3, aiohttp, php-curl, php-stream, ruby, gnutls;
+# alpn checks the offer instead (below).
 # Each vendor runs for at most 60 s and is stopped by its pid.
 set -euo pipefail
 py=/usr/bin/python3 # Debian's, with requests, urllib3 and aiohttp
@@ -76,6 +77,16 @@ PY
               n.times { puts h.get("/").code }
             end' "$port" "$n" ;;
     gnutls) "$gnutls_client" "$port" "$n" ;;
+    alpn-python) # offers h2 first, as an HTTP/2-capable client would
+        "$py" - "$port" <<'PY' ;;
+import socket, ssl, sys
+ctx = ssl._create_unverified_context()
+ctx.set_alpn_protocols(["h2", "http/1.1"])
+t = ctx.wrap_socket(socket.create_connection(("localhost", int(sys.argv[1]))),
+                    server_hostname="localhost")
+t.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+print(t.recv(4096).split()[1].decode())
+PY
     *) echo "tls.sh: unknown client $client" >&2 && exit 2 ;;
     esac
 }
@@ -103,7 +114,7 @@ fail() {
 # A runtime that is not installed is skipped (77), as is aiohttp without its module.
 need=$client
 case $client in
-http.client | requests | urllib3 | aiohttp) need=$py ;;
+http.client | requests | urllib3 | aiohttp | alpn) need=$py ;;
 php-*) need=php ;;
 gnutls) need=${gnutls_client:-gnutls-client-not-built} ;;
 esac
@@ -160,6 +171,63 @@ assert s["requests"] == n, "the vendor counted %d requests, not %d" % (s["reques
 assert admitted == n, "the bucket admitted %d units for %d requests" % (admitted, n)
 PY
 }
+
+# alpn: a server that prefers h2 sees an offer without it from a client on a counted route
+# (curl offers h2 by default; a Python client is made to), and h2 from the same client
+# without the shim. Prints the protocol the server chose, one connection.
+alpn_once() { # alpn_once PRELOADED(0|1) CLIENT: the protocol the server chose
+    rm -f "$work/alpn.out"
+    "$py" - "$work/cert.pem" "$work/key.pem" >"$work/alpn.out" <<'PY' &
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+ctx.set_alpn_protocols(["h2", "http/1.1"])
+ls = socket.create_server(("127.0.0.1", 0))
+ls.settimeout(30)
+print("port", ls.getsockname()[1], flush=True)
+c, _ = ls.accept()
+t = ctx.wrap_socket(c, server_side=True)
+print("chose", t.selected_alpn_protocol(), flush=True)
+try:
+    t.recv(4096)
+    t.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    t.close()
+except OSError:
+    pass
+PY
+    server=$!
+    port=""
+    for _ in $(seq 100); do
+        port=$(sed -n 's/^port //p' "$work/alpn.out")
+        [ -n "$port" ] && break
+        sleep 0.1
+    done
+    [ -n "$port" ] || fail "the ALPN server did not start"
+    cat >"$work/ratelimit.conf" <<CONF
+table $work/table
+bucket foundry 1000/60s
+route localhost:$port foundry count requests
+CONF
+    local run=(bash "$0" --run "$2" "$port" 1 "")
+    if [ "$1" = 1 ]; then
+        "$ctl" exec --config "$work/ratelimit.conf" -- "${run[@]}" >/dev/null 2>&1 || true
+    else
+        "${run[@]}" >/dev/null 2>&1 || true
+    fi
+    wait "$server" || true
+    server=""
+    sed -n 's/^chose //p' "$work/alpn.out"
+}
+
+if [ "$client" = alpn ]; then
+    for c in curl alpn-python; do
+        [ "$(alpn_once 0 "$c")" = h2 ] || fail "$c: without the shim the server chose $(alpn_once 0 "$c"), not h2"
+        got=$(alpn_once 1 "$c")
+        [ "$got" = http/1.1 ] || fail "$c: on a counted route the server chose '$got', not http/1.1"
+    done
+    echo "alpn: curl and Python offer HTTP/1.1 only on a route that counts requests"
+    exit 0
+fi
 
 scenario foundry 4 "1000/60s"
 check 4 200 200 200 200
