@@ -1,7 +1,7 @@
 /*
  * ratelimit.h - share one API rate-limit budget among many processes on one host.
  *
- * A table is a file (default /dev/shm/ratelimit) that every process maps MAP_SHARED.
+ * A table is a file (default RL_TABLE_DEFAULT_PATH) that every process maps MAP_SHARED.
  * It holds named buckets; each bucket has one to RL_MAX_RULES rules and optionally a
  * parent bucket it also draws from. Every decision is committed with atomic
  * compare-and-swap on the shared words: there are no locks, so a process killed at any
@@ -157,7 +157,7 @@ struct rl_table_opts {
     long group;         /* at creation: group id to chown to, or -1 to keep the creator's */
 };
 
-#define RL_TABLE_DEFAULT_PATH "/dev/shm/ratelimit"
+/* RL_TABLE_DEFAULT_PATH: in ratelimit-version.h, set by the build (/dev/shm/ratelimit). */
 #define RL_TABLE_OPTS_INIT                                                                         \
     {                                                                                              \
         sizeof(struct rl_table_opts), NULL, RL_OPEN_CREATE, 1024, 0, 0600, -1                      \

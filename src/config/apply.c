@@ -348,8 +348,8 @@ static int check_room(const struct apply_plan *pl)
     uint64_t need = touch_bytes(pl), free_bytes;
     if (fs_free(path, &free_bytes) && need > free_bytes)
         return rl__fail(RL_EFULL,
-                        "table %s: the config needs up to %llu more bytes of its file system, "
-                        "only %llu are free",
+                        "table %s: the file system is full: the config needs up to %llu more "
+                        "bytes, only %llu are free",
                         path, (unsigned long long)need, (unsigned long long)free_bytes);
     /* Reserve the file space too: a full file system fails here, not after half the steps. */
     return rl__table_reserve(pl->table, pl->new_buckets, pl->arena_bytes);

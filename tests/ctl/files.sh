@@ -43,6 +43,9 @@ status() { "$@" >"$work/out" 2>"$work/err" </dev/null; echo $?; }
 echo "define $(status "$CTL" define big 100000/1h)"
 cat "$work/err"
 "$CTL" list >"$work/list" 2>&1
+# The table exists (an empty config made it), so apply itself must find the room missing.
+printf 'table %s\ncapacity 16\n' "$small/u" >"$work/conf"
+"$CTL" apply "$work/conf" >/dev/null 2>&1
 printf 'table %s\ncapacity 16\nbucket first 10/1s\nbucket big 100000/1h\nbucket last 10/1s\n' \
     "$small/u" >"$work/conf"
 echo "apply $(status "$CTL" apply "$work/conf")"

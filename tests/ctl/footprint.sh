@@ -52,7 +52,7 @@ unshare -m --propagation private bash -euc '
     rc=0
     "$ctl" apply "$work/grow.conf" >"$work/o2" 2>"$work/e2" || rc=$?
     [ $rc -eq 4 ] || { echo "growing past the room: exit $rc" >&2; cat "$work/e2" >&2; exit 1; }
-    grep -Eq "needs up to [0-9]+ more bytes of its file system, only [0-9]+ are free" \
+    grep -Eq "the file system is full: the config needs up to [0-9]+ more bytes, only [0-9]+ are free" \
         "$work/e2" || { cat "$work/e2" >&2; exit 1; }
     [ ! -s "$work/o2" ] || { echo "a refused apply reported actions" >&2; exit 1; }
     "$ctl" --table "$small/t" info --json >"$work/info"

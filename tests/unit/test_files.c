@@ -179,8 +179,15 @@ static int apply_does_not_fit(void)
     struct rl_table_info info;
     if (rl_config_parse(text, strlen(text), "test.conf", &cfg, NULL))
         return small_done(1);
-    if (rl_config_open_table(cfg, RL_OPEN_CREATE, &t))
+    /* The table exists first (opened for an empty config), so it is apply that must find
+     * the room missing; rl_config_open_table would refuse to create it for this config. */
+    rl_config *empty;
+    char etext[300];
+    snprintf(etext, sizeof(etext), "table %s/t\ncapacity 16\n", g_small);
+    if (rl_config_parse(etext, strlen(etext), "empty.conf", &empty, NULL) ||
+        rl_config_open_table(empty, RL_OPEN_CREATE, &t))
         return small_done(2);
+    rl_config_free(empty);
     if (rl_config_apply(cfg, t, NULL, NULL) != RL_EFULL || !detail_has("file system is full"))
         return small_done(3);
     rl_table_info(t, &info);

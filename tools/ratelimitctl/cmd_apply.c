@@ -30,7 +30,7 @@ static const char help[] =
     "nothing the second time.\n"
     "The file is checked first, as by check-config: if it is invalid, its\n"
     "problems go to stderr and nothing changes. The table is the one the file\n"
-    "names ('table PATH'), else $RATELIMIT_TABLE, else /dev/shm/ratelimit; the\n"
+    "names ('table PATH'), else $RATELIMIT_TABLE, else " RL_TABLE_DEFAULT_PATH "; the\n"
     "global --table overrides them all. A missing table is created with the\n"
     "file's mode, group and capacity. Everything is checked before anything\n"
     "changes (a bucket's parent cannot change; the new buckets and rules must\n"

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "shm_format.h" /* RL_LAYOUT_VERSION: the table layout this build writes and reads */
 
 static const char help_head[] =
     "Usage: ratelimitctl [--table PATH] COMMAND [OPTIONS] [ARGS]\n"
@@ -27,7 +28,7 @@ static const char help_tail[] =
     "\n"
     "Options:\n"
     "  -t, --table PATH  the table file; default $RATELIMIT_TABLE, else\n"
-    "                    /dev/shm/ratelimit (for apply, the config file's\n"
+    "                    " RL_TABLE_DEFAULT_PATH " (for apply, the config file's\n"
     "                    'table' comes before both)\n"
     "  -h, --help        show this help\n"
     "  -V, --version     show the version\n"
@@ -147,6 +148,18 @@ static int run_help(struct ctl *c, int argc, char **argv)
     return CTL_OK;
 }
 
+/*
+ * The tool's version, the library's (rl_version(): the one loaded, which may be newer than
+ * the headers), the table layout version and the default table. The library and the tool
+ * are built together, so they speak the same layout; a table of another layout is refused.
+ */
+static void print_version(void)
+{
+    printf("ratelimitctl %s\n", CTL_VERSION);
+    printf("libratelimit %s, table layout version %d\n", rl_version(), RL_LAYOUT_VERSION);
+    printf("default table %s\n", RL_TABLE_DEFAULT_PATH);
+}
+
 /* The global options, before the command. Returns -1 to go on, else the exit status. */
 static int global_options(struct ctl *c, int argc, char **argv)
 {
@@ -166,7 +179,7 @@ static int global_options(struct ctl *c, int argc, char **argv)
             print_help();
             return CTL_OK;
         case 'V':
-            printf("ratelimitctl %s\n", CTL_VERSION);
+            print_version();
             return CTL_OK;
         case ':':
             return ctl_usage(c, "option '%s' needs a value", argv[optind - 1]);

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# package-deb: build the Debian packages (tools/package, lintian clean), install them with
+# dpkg into a scratch root made here, and use them from there (chroot): ratelimitctl
+# --version, the boot steps (systemd-tmpfiles makes /run/ratelimit, the unit's
+# ExecStartPre and ExecStart make the table with the config's group and mode), no squatting
+# by another user, a reload, curl limited by the shim from its installed path against a
+# loopback server, and what an upgrade across a layout version does (ratelimit.conf(5),
+# UPGRADES). Needs root (dpkg --root, chroot); skipped (77) otherwise.
+# Usage: deb.sh SOURCE_DIR
+set -euo pipefail
+src=$(realpath "$1")
+[ "$(id -u)" -eq 0 ] || { echo "skipped: needs root"; exit 77; }
+for p in dpkg-buildpackage lintian chroot curl python3 systemd-tmpfiles; do
+    command -v "$p" >/dev/null || { echo "skipped: $p is missing"; exit 77; }
+done
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ratelimit-deb.XXXXXX")
+server=""
+cleanup() {
+    [ -z "$server" ] || kill "$server" 2>/dev/null || true
+    [ -z "$server" ] || wait "$server" 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+R=$tmp/root
+out=$tmp/out err=$tmp/err
+
+# 1. Build, lintian clean (tools/package fails on a lintian error or warning).
+"$src/tools/package" "$tmp/debs" >"$tmp/package.log" 2>&1 || { cat "$tmp/package.log"; fail "tools/package"; }
+grep -E '^[EW]: ' "$tmp/debs/lintian.txt" && fail "lintian errors or warnings"
+debs=("$tmp"/debs/libratelimit0_*.deb "$tmp"/debs/libratelimit-dev_*.deb "$tmp"/debs/ratelimit_*.deb)
+
+# 2. A scratch root: merged /usr, a shell for the maintainer scripts, curl and the
+# libraries they all need copied from this host, and dpkg's database with this host's
+# packages marked installed, so the packages' dependencies are met.
+mkdir -p "$R"/usr/{bin,sbin,lib,lib64} "$R"/{etc,dev,tmp,run,var/log} \
+    "$R"/var/lib/dpkg/{info,updates,triggers} "$R"/proc/sys/kernel/random
+for d in bin sbin lib lib64; do ln -s "usr/$d" "$R/$d"; done
+cp /var/lib/dpkg/status "$R/var/lib/dpkg/status"
+touch "$R/var/lib/dpkg/available"
+mknod -m 666 "$R/dev/null" c 1 3
+# The library reads the boot id when it creates a table: the host's, as a plain file.
+cp /proc/sys/kernel/random/boot_id "$R/proc/sys/kernel/random/boot_id"
+copy_with_libs() { # copy_with_libs FILE...: each file and the shared libraries it loads
+    local f
+    for f in "$@" $(ldd "$@" 2>/dev/null | grep -oE '/[^ :]+' | sort -u); do
+        mkdir -p "$R$(dirname "$f")"
+        cp -L "$f" "$R$f"
+    done
+}
+copy_with_libs /bin/dash /usr/bin/curl /usr/lib/x86_64-linux-gnu/libbsd.so.0
+ln -s dash "$R/bin/sh"
+chmod 1777 "$R/tmp"
+
+# 3. Install, as dpkg does on a real machine (maintainer scripts run in the root).
+dpkg --root="$R" --log=/dev/null -i "${debs[@]}" >"$out" 2>"$err" || { cat "$out" "$err"; fail "dpkg -i"; }
+dpkg --root="$R" -s ratelimit | grep -q '^Status: install ok installed' || fail "ratelimit not installed"
+for f in /usr/bin/ratelimitctl /usr/lib/x86_64-linux-gnu/libratelimit.so.0 \
+         /usr/lib/x86_64-linux-gnu/ratelimit/libratelimit-preload.so \
+         /usr/include/ratelimit.h /usr/include/ratelimit-version.h \
+         /usr/lib/x86_64-linux-gnu/pkgconfig/ratelimit.pc /lib/systemd/system/ratelimit.service \
+         /usr/lib/tmpfiles.d/ratelimit.conf /etc/ratelimit.conf \
+         /usr/share/man/man1/ratelimitctl.1.gz /usr/share/man/man5/ratelimit.conf.5.gz \
+         /usr/share/man/man3/libratelimit.3.gz /usr/share/man/man3/rl_acquire.3.gz \
+         /usr/share/man/man3/rl_try_acquire.3.gz; do
+    [ -e "$R$f" ] || fail "not installed: $f"
+done
+grep -q '^#define RL_TABLE_DEFAULT_PATH "/run/ratelimit/table"$' "$R/usr/include/ratelimit-version.h" ||
+    fail "installed header: default path"
+in_root() { chroot "$R" "$@"; }
+# The libraries the installed preload shim loads (liburcu-bp): from this host, as the
+# package's dependencies would bring them.
+dpkg-deb -f "${debs[2]}" Depends | grep -q 'liburcu8' || fail "ratelimit does not depend on liburcu8"
+for f in $(ldd "$R/usr/lib/x86_64-linux-gnu/ratelimit/libratelimit-preload.so" | grep -oE '/[^ :]+'); do
+    [ -e "$R$f" ] || { mkdir -p "$R$(dirname "$f")" && cp -L "$f" "$R$f"; }
+done
+
+# 4. The installed tool runs, on the installed library.
+in_root /usr/bin/ratelimitctl --version >"$out"
+version=$(sed -n 's/^Version: //p' < <(dpkg-deb -f "${debs[2]}"))
+layout=$(sed -n 's/^#define RL_LAYOUT_VERSION \([0-9]*\)$/\1/p' "$src/src/shm_format.h")
+diff -u - "$out" <<EOT || fail "ratelimitctl --version"
+ratelimitctl $version
+libratelimit $version, table layout version $layout
+default table /run/ratelimit/table
+EOT
+
+# 5. Boot: tmpfiles makes the root-owned directory; the unit runs what the test runs.
+unit=$R/lib/systemd/system/ratelimit.service
+if command -v systemd-analyze >/dev/null; then
+    # On this host, with the commands' paths pointing into the root (the man pages named
+    # by Documentation= are not installed on the host).
+    mkdir "$tmp/unit"
+    sed "s|^\(Exec[A-Za-z]*=\)/|\1$R/|" "$unit" >"$tmp/unit/ratelimit.service"
+    systemd-analyze verify --man=no "$tmp/unit/ratelimit.service" >"$out" 2>&1 ||
+        { cat "$out"; fail "systemd-analyze verify"; }
+    [ ! -s "$out" ] || { cat "$out"; fail "systemd-analyze verify: warnings"; }
+fi
+systemd-tmpfiles --create --root="$R" ratelimit.conf
+[ "$(stat -c '%U:%G %a %F' "$R/run/ratelimit")" = "root:root 755 directory" ] ||
+    fail "/run/ratelimit: $(stat -c '%U:%G %a %F' "$R/run/ratelimit")"
+run_unit() { # run_unit KEY: run the unit's KEY= command lines (ExecStart, ...) in the root
+    local line
+    grep "^$1=" "$unit" | cut -d= -f2- >"$tmp/cmds"
+    [ -s "$tmp/cmds" ] || fail "no $1 in the unit"
+    while read -r line; do
+        # shellcheck disable=SC2086 # the unit's command lines are plain words
+        in_root $line >>"$out" 2>>"$err" </dev/null || { cat "$out" "$err"; fail "$1: $line"; }
+    done <"$tmp/cmds"
+}
+: >"$out"
+run_unit ExecStartPre
+run_unit ExecStart
+[ "$(stat -c '%U:%G %a' "$R/run/ratelimit/table")" = "root:root 600" ] ||
+    fail "the shipped config's table: $(stat -c '%U:%G %a' "$R/run/ratelimit/table")"
+
+# A config with a group and a route to a loopback server.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+rm "$R/run/ratelimit/table"
+cat >"$R/etc/ratelimit.conf" <<EOT
+mode 0660
+group 65534
+capacity 16
+bucket local 2/1h
+route 127.0.0.1:$port local wait 0s on-timeout fail
+EOT
+: >"$out"
+run_unit ExecStartPre
+run_unit ExecStart
+grep -q '^created local 2/1h$' "$out" || { cat "$out"; fail "apply: created local"; }
+[ "$(stat -c '%U:%g %a' "$R/run/ratelimit/table")" = "root:65534 660" ] ||
+    fail "table: $(stat -c '%U:%g %a' "$R/run/ratelimit/table")"
+
+# 6. No squatting: another user cannot create a table in /run/ratelimit, and uses root's.
+as_nobody() { chroot --userspec=65534:65534 "$R" "$@"; }
+rc=0
+as_nobody /usr/bin/ratelimitctl --table /run/ratelimit/other define x 1/s >"$out" 2>"$err" || rc=$?
+[ "$rc" -eq 4 ] && grep -q '^ratelimitctl: define: cannot create /run/ratelimit/other.*: Permission denied$' "$err" ||
+    { cat "$err"; fail "nobody: define in /run/ratelimit: exit $rc"; }
+[ ! -e "$R/run/ratelimit/other" ] || fail "/run/ratelimit/other exists"
+as_nobody /usr/bin/ratelimitctl list >"$out" || fail "nobody: list"
+grep -Eq '^local +2/1h +0/2 ' "$out" || { cat "$out"; fail "nobody: list"; }
+
+# 7. Reload: the unit's ExecReload applies the changed file.
+sed -i 's|^bucket local 2/1h$|bucket local 3/1h|' "$R/etc/ratelimit.conf"
+: >"$out"
+run_unit ExecReload
+grep -q '^updated local: 2/1h -> 3/1h$' "$out" || { cat "$out"; fail "reload: updated local"; }
+
+# 8. curl under the shim, from the installed files, as the group's user: 3 connections
+# pass, the 4th fails at once with ETIMEDOUT (wait 0s, on-timeout fail; curl: exit 28) and
+# the server never sees it.
+(cd "$tmp" && exec python3 -m http.server --bind 127.0.0.1 "$port" >"$tmp/server.log" 2>&1) &
+server=$!
+for _ in $(seq 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+    sleep 0.1
+done
+curl -s -o /dev/null "http://127.0.0.1:$port/" || fail "the loopback server did not start"
+for i in 1 2 3 4; do
+    rc=0
+    as_nobody /usr/bin/ratelimitctl exec --config /etc/ratelimit.conf -- \
+        /usr/bin/curl -s -o /dev/null "http://127.0.0.1:$port/$i" 2>"$err" || rc=$?
+    if [ "$i" -le 3 ]; then
+        [ "$rc" -eq 0 ] || { cat "$err"; fail "curl $i: exit $rc"; }
+    else
+        [ "$rc" -eq 28 ] || { cat "$err"; fail "curl $i: exit $rc, expected 28 (connect: ETIMEDOUT from the shim)"; }
+    fi
+done
+kill "$server"
+wait "$server" 2>/dev/null || true
+server=""
+grep -q 'GET /3 ' "$tmp/server.log" || fail "the server did not see curl 3"
+! grep -q 'GET /4 ' "$tmp/server.log" || fail "the server saw curl 4"
+in_root /usr/bin/ratelimitctl show --json local >"$out"
+python3 - "$out" <<'PY' || fail "show local: counters"
+import json, sys
+b = json.load(open(sys.argv[1]))
+c = b["bucket"]["counters"]
+assert (c["admitted"], c["rejected"]) == (3, 1), c
+PY
+
+# 9. An upgrade across a layout version (simulated: the table's header says the layout
+# before this one). apply refuses it with exit 4 and leaves it as it was; removing the
+# table and starting the service again makes a new one, with full budgets.
+python3 - "$R/run/ratelimit/table" "$((layout - 1))" <<'PY'
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(8)  # shm_header.layout_version, after the 8-byte magic
+    f.write(struct.pack("<I", int(sys.argv[2])))
+PY
+cp "$R/run/ratelimit/table" "$tmp/old-table"
+rc=0
+in_root /usr/bin/ratelimitctl apply /etc/ratelimit.conf >"$out" 2>"$err" || rc=$?
+[ "$rc" -eq 4 ] || fail "apply on an old layout: exit $rc, expected 4"
+grep -q "layout version $((layout - 1))" "$err" || { cat "$err"; fail "apply on an old layout: message"; }
+cmp -s "$R/run/ratelimit/table" "$tmp/old-table" || fail "apply changed the old table"
+rm "$R/run/ratelimit/table"
+: >"$out"
+run_unit ExecStartPre
+run_unit ExecStart
+in_root /usr/bin/ratelimitctl info --json >"$out"
+python3 - "$out" "$layout" <<'PY' || fail "info after the upgrade"
+import json, sys
+i = json.load(open(sys.argv[1]))
+assert i["layout_version"] == int(sys.argv[2]), i
+PY
+in_root /usr/bin/ratelimitctl list >"$out"
+grep -Eq '^local +3/1h +0/3 ' "$out" || { cat "$out"; fail "list after the upgrade"; }
+
+# 10. Removal leaves no file of the package behind (the conffile stays until purge).
+dpkg --root="$R" --log=/dev/null -r ratelimit libratelimit-dev libratelimit0 >"$out" 2>"$err" ||
+    { cat "$out" "$err"; fail "dpkg -r"; }
+[ ! -e "$R/usr/bin/ratelimitctl" ] || fail "ratelimitctl left after removal"
+echo "ok"
