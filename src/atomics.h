@@ -43,6 +43,10 @@
  * K1    shm_table.c:rl__claim               CAS     K1       a unique number or range
  * P1    block.c:rl__bucket_view_refresh     CAS ptr A3 (ptr) a cached view (process)
  * P2    bucket.c:handle_make                CAS ptr A4 (ptr) a handle (process)
+ * H1    shim/http.c:fifo_push               release FIFO A   a request's kind (process)
+ * H2    shim/http.c:response_body           release FIFO A   a FIFO slot free again
+ * H3    shim/http.c:response_body           release expect A a final answer to Expect
+ * H4-H7 shim/fd.c (file comment)            seq_cst H4-H7    a per-fd state's lifetime
  *
  * Relaxed accesses (statistics, fields published by one of the edges above) say why at
  * the call site.
@@ -120,6 +124,33 @@ static inline bool rl__ptr_cas_acq_rel(void *_Atomic *p, void **expected, void *
 {
     return atomic_compare_exchange_strong_explicit(p, expected, desired, memory_order_acq_rel,
                                                    memory_order_acquire);
+}
+
+static inline void *rl__ptr_load_relaxed(void *_Atomic const *p)
+{
+    return atomic_load_explicit((void *_Atomic *)p, memory_order_relaxed);
+}
+
+/* Sequentially consistent: the shim's per-fd table (shim/fd.c), a Dekker-style handshake
+ * between a hook and a forgetter that acquire/release cannot order. */
+static inline void *rl__ptr_load_seq_cst(void *_Atomic const *p)
+{
+    return atomic_load_explicit((void *_Atomic *)p, memory_order_seq_cst);
+}
+
+static inline void *rl__ptr_xchg_seq_cst(void *_Atomic *p, void *v)
+{
+    return atomic_exchange_explicit(p, v, memory_order_seq_cst);
+}
+
+static inline uint64_t rl__load_seq_cst(const rl_atomic64 *p)
+{
+    return atomic_load_explicit((rl_atomic64 *)p, memory_order_seq_cst);
+}
+
+static inline uint64_t rl__fetch_add_seq_cst(rl_atomic64 *p, uint64_t v)
+{
+    return atomic_fetch_add_explicit(p, v, memory_order_seq_cst);
 }
 
 #endif /* RL_ATOMICS_H */

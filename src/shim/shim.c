@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "../atomics.h"
+#include "http.h"
 #include "shim.h"
 
 /* Written only by init(); pthread_once orders those writes before every reader. */
@@ -243,14 +244,14 @@ static void warn_once(const struct shim_match *m, int rc)
                  m->route->port, rl_err_name(rc), rl_errdetail(), fate(false));
 }
 
-/* Take one unit from the route's bucket, waiting up to the route's wait for the turn. A
+/* Take n units from the route's bucket, waiting up to the route's wait for the turn. A
  * signal during the wait runs its handler and the wait goes on (rl_acquire restarts its
  * sleep on EINTR). The wait is cancellable as the caller's connect would be: rl_acquire
  * holds nothing while it sleeps, and a cancelled waiter only forfeits its turn. */
-static int take(const struct shim_match *m, int cancel)
+static int take(const struct shim_match *m, unsigned n, int cancel)
 {
     pthread_setcancelstate(cancel, NULL);
-    int rc = rl_acquire(m->bucket, 1, m->route->max_wait_ns, NULL);
+    int rc = rl_acquire(m->bucket, n, m->route->max_wait_ns, NULL);
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
     if (rc == 0)
         return 0;
@@ -268,9 +269,21 @@ static int decide(int fd, const struct shim_dest *d, int cancel)
         return shim.fail_closed && opens_connection(fd) ? EACCES : 0;
     shim_routes_refresh_if_due();
     shim_routes_wait_first(d->port);
-    if (!shim_routes_match(d, &m) || !opens_connection(fd))
+    if (!shim_routes_match(d, &m)) {
+        if (shim_fd_http(fd) && opens_connection(fd))
+            shim_fd_forget(fd); /* the number of a socket closed unseen (fclose) */
         return 0;
-    return m.bucket ? take(&m, cancel) : unusable();
+    }
+    if (!opens_connection(fd))
+        return 0;
+    if (!m.bucket)
+        return unusable();
+    /* Counted by requests: the connect takes nothing, its requests do. Without room for
+     * its state, it is counted as a connection. */
+    if (m.route->count == RL_COUNT_REQUESTS && shim_fd_attach(fd, shim_http_new(&m)))
+        return 0;
+    shim_fd_forget(fd);
+    return take(&m, 1, cancel);
 }
 
 int shim_admit(int fd, const struct sockaddr *sa, socklen_t len)
@@ -289,4 +302,31 @@ int shim_admit(int fd, const struct sockaddr *sa, socklen_t len)
     pthread_setcancelstate(cancel, NULL);
     errno = saved;
     return err;
+}
+
+int shim_take_units(const struct shim_match *m, unsigned n)
+{
+    int cancel, saved = errno;
+    if (inside)
+        return 0;
+    if (!m->bucket)
+        return unusable();
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+    inside = true;
+    int err = take(m, n, cancel);
+    inside = false;
+    pthread_setcancelstate(cancel, NULL);
+    errno = saved;
+    return err;
+}
+
+void shim_report(const struct shim_match *m, const struct rl_response *r)
+{
+    int saved = errno;
+    if (m->bucket && !inside) {
+        inside = true;
+        rl_report(m->bucket, r, NULL);
+        inside = false;
+    }
+    errno = saved;
 }

@@ -42,6 +42,13 @@ struct shim_match {
  */
 int shim_admit(int fd, const struct sockaddr *sa, socklen_t len);
 
+/* Take n units from the route's bucket for n requests (http.c), waiting for the turn as
+ * shim_admit does: 0, or the errno to fail the write with. Reentrant calls pass (0). */
+int shim_take_units(const struct shim_match *m, unsigned n);
+
+/* Report a response to the route's bucket (rl_report); nothing if it has no bucket. */
+void shim_report(const struct shim_match *m, const struct rl_response *r);
+
 /* Mark the calling thread as the shim's own (the resolver thread): its connects pass. */
 void shim_thread_is_ours(void);
 
