@@ -30,10 +30,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <urcu-bp.h>
 
 #include "../atomics.h"
+#include "http.h"
 #include "shim.h"
 
 struct route {
@@ -454,4 +456,21 @@ bool shim_routes_match(const struct shim_dest *d, struct shim_match *out)
         *out = (struct shim_match){best->conf, best->bucket};
     rcu_read_unlock();
     return best != NULL;
+}
+
+bool shim_routes_match_host(const char *host, struct shim_match *out)
+{
+    const struct route *hit = NULL;
+    /* Read side as in shim_routes_match. Routes written with a host name only: an address
+     * route has no name to compare. The first in the file wins (the port is not known). */
+    rcu_read_lock();
+    const struct route_table *t = rcu_dereference(current);
+    for (size_t i = 0; t && i < t->n && !hit; i++)
+        if (t->r[i].net.family == 0 && t->r[i].conf->count == RL_COUNT_REQUESTS &&
+            strcasecmp(t->r[i].conf->dest, host) == 0)
+            hit = &t->r[i];
+    if (hit)
+        *out = (struct shim_match){hit->conf, hit->bucket};
+    rcu_read_unlock();
+    return hit != NULL;
 }
