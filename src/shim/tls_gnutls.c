@@ -157,6 +157,8 @@ EXPORT void gnutls_transport_set_int2(gnutls_session_t session, int r, int s)
     if (t && !t->decided) {
         t->fd = r == s ? s : -1; /* one socket both ways */
         session_of(session, false, site);
+    } else if (t && t->http && r == s) {
+        shim_fd_forget(s); /* decided by its server name: the socket's records are TLS */
     }
 }
 

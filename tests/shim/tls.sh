@@ -102,7 +102,7 @@ work=$(mktemp -d /dev/shm/rl-shim-tls.XXXXXX)
 server=""
 cleanup() {
     [ -n "$server" ] && kill "$server" 2>/dev/null || true
-    rm -rf "$work"
+    [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
 fail() {
