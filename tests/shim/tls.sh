@@ -102,7 +102,7 @@ work=$(mktemp -d /dev/shm/rl-shim-tls.XXXXXX)
 server=""
 cleanup() {
     [ -n "$server" ] && kill "$server" 2>/dev/null || true
-    [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"
+    [ -n "${KEEP_WORK:-}" ] || rm -rf "$work" # KEEP_WORK=1: keep it to look at
 }
 trap cleanup EXIT
 fail() {
@@ -129,9 +129,10 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" -out "$work/ce
 # scenario SEED N BUCKET_RULES: a fresh vendor and table; prints the vendor's JSON summary.
 scenario() {
     local seed=$1 n=$2 rules=$3
-    rm -f "$work/table" "$work/server.out"
+    rm -f "$work/table"
+    : >"$work/server.out" # before the server: the background job opens it later
     "$py" "$mock" --seed "$seed" --scale 1 --max-seconds 60 \
-        --tls "$work/cert.pem" "$work/key.pem" >"$work/server.out" &
+        --tls "$work/cert.pem" "$work/key.pem" >>"$work/server.out" &
     server=$!
     port=""
     for _ in $(seq 100); do
@@ -176,8 +177,8 @@ PY
 # (curl offers h2 by default; a Python client is made to), and h2 from the same client
 # without the shim. Prints the protocol the server chose, one connection.
 alpn_once() { # alpn_once PRELOADED(0|1) CLIENT: the protocol the server chose
-    rm -f "$work/alpn.out"
-    "$py" - "$work/cert.pem" "$work/key.pem" >"$work/alpn.out" <<'PY' &
+    : >"$work/alpn.out" # before the server: the background job opens it later
+    "$py" - "$work/cert.pem" "$work/key.pem" >>"$work/alpn.out" <<'PY' &
 import socket, ssl, sys
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(sys.argv[1], sys.argv[2])
