@@ -206,30 +206,32 @@ bool shim_tls_set_alpn(struct tls_session *s, const unsigned char *alpn, size_t 
     return true;
 }
 
-/* The route of the connection on socket fd, by its peer's address. */
-static bool match_fd(int fd, struct shim_match *m)
+/* The TCP/IP peer of socket fd; false if fd is no such socket (or not connected). */
+static bool peer_of(int fd, struct shim_dest *d)
 {
     struct sockaddr_storage peer;
     socklen_t len = sizeof(peer);
-    struct shim_dest d;
     int saved = errno;
     bool ok = fd >= 0 && getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
-              shim_dest_from((struct sockaddr *)&peer, len, &d) && shim_routes_match(&d, m);
+              shim_dest_from((struct sockaddr *)&peer, len, d);
     errno = saved;
     return ok;
 }
 
-bool shim_tls_decide(struct tls_session *s, int fd, bool final)
+/* A session on a known TCP/IP socket is matched by its peer's address and port only: its
+ * server name could belong to a route on another port. The name decides only when the
+ * library writes to a transport of its own (curl's BIO, asyncio's memory BIO). */
+bool shim_tls_decide(struct tls_session *s, int fd)
 {
     struct shim_match m;
+    struct shim_dest d;
     if (s->decided)
         return false;
-    if (match_fd(fd, &m))
+    bool socket = peer_of(fd, &d);
+    if (socket ? shim_routes_match(&d, &m) : s->host && shim_routes_match_host(s->host, &m))
         s->http = shim_http_new(&m);
-    if (!s->http && s->host && shim_routes_match_host(s->host, &m))
-        s->http = shim_http_new(&m);
-    s->decided = s->http || final;
-    if (s->http && fd >= 0)
+    s->decided = true;
+    if (s->http && socket)
         shim_fd_forget(fd); /* its bytes are TLS records: the plaintext is counted here */
     return s->http != NULL;
 }

@@ -82,12 +82,12 @@ bool shim_tls_set_host(struct tls_session *s, const char *host, size_t len);
 bool shim_tls_set_alpn(struct tls_session *s, const unsigned char *alpn, size_t len);
 
 /*
- * Decide the session's route if it is not decided: by the socket `fd` (>= 0) it runs on,
- * else by its server name. `final`: no better information will come (the handshake or the
- * first record), so a session without a route is decided too. True when this call made
- * s->http (the caller then keeps the offer to HTTP/1.1).
+ * Decide the session's route, once (at the handshake or the first record, before the
+ * ClientHello is written): by the peer of the socket `fd` it runs on when that is a TCP/IP
+ * socket, else by its server name. True when this call made s->http (the caller then keeps
+ * the offer to HTTP/1.1).
  */
-bool shim_tls_decide(struct tls_session *s, int fd, bool final);
+bool shim_tls_decide(struct tls_session *s, int fd);
 
 /* The offer `in` (wire format) without "h2", in `out` (at least `len` bytes): its length,
  * or 0 when nothing would remain or `in` is malformed (then the offer is left as it is). */

@@ -5,10 +5,9 @@
  *
  * A session's route comes from the socket given with gnutls_transport_set_int2 (and the
  * gnutls_transport_set_int macro over it) or else from the server name given with
- * gnutls_server_name_set; it is decided at the first of them that matches, else at the
- * handshake. gnutls_deinit forgets the session. A send that GnuTLS asks to be repeated
- * (GNUTLS_E_AGAIN) is repeated with the same data, or with NULL and 0: those bytes were
- * parsed already.
+ * gnutls_server_name_set; it is decided at the handshake (or the first record). gnutls_deinit
+ * forgets the session. A send that GnuTLS asks to be repeated (GNUTLS_E_AGAIN) is repeated with the
+ * same data, or with NULL and 0: those bytes were parsed already.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -40,8 +39,6 @@ void gnutls_deinit(gnutls_session_t session);
 #define GNUTLS_NAME_DNS         1
 #define GNUTLS_E_PUSH_ERROR     (-53)
 #define GNUTLS_E_INTERNAL_ERROR (-59)
-#define ALPN_MAX                1024
-#define ALPN_PROTOCOLS          16
 
 #define LIBGNUTLS "libgnutls.so"
 static struct tls_real real_send = TLS_REAL(gnutls_record_send, LIBGNUTLS);
@@ -62,48 +59,65 @@ typedef void (*deinit_fn)(gnutls_session_t);
 
 /* ------------------------------------------------------------------ ALPN */
 
-/* The list `p` (n entries) in wire format; its length, 0 if it does not fit. */
-static size_t to_wire(const gnutls_datum_t *p, unsigned n, unsigned char *out)
+/*
+ * GnuTLS appends to the session's list on every gnutls_alpn_set_protocols call (its size
+ * is never reset), so the offer cannot be set twice. The shim sets it once: the host's
+ * call is recorded and the offer set when the route is decided, at the handshake, without
+ * "h2" on a route counting requests. A list GnuTLS would refuse (more than 8 names, a name
+ * of 32 bytes or more) goes to it at once, untouched, for its error.
+ */
+#define ALPN_NAMES     8  /* MAX_ALPN_PROTOCOLS */
+#define ALPN_NAME_SIZE 32 /* MAX_ALPN_PROTOCOL_NAME: names are shorter */
+
+/* The list `p` (n names) in wire format, then the flags byte; its length with the flags
+ * byte, or 0 if it is not one to record. */
+static size_t to_wire(const gnutls_datum_t *p, unsigned n, unsigned flags, unsigned char *out)
 {
     size_t len = 0;
+    if (!p || n == 0 || n > ALPN_NAMES || flags > 0xff)
+        return 0;
     for (unsigned i = 0; i < n; i++) {
-        if (!p[i].data || p[i].size == 0 || p[i].size > 255 || len + 1 + p[i].size > ALPN_MAX)
+        if (!p[i].data || p[i].size == 0 || p[i].size >= ALPN_NAME_SIZE)
             return 0;
         out[len] = (unsigned char)p[i].size;
         memcpy(out + len + 1, p[i].data, p[i].size);
         len += 1 + p[i].size;
     }
-    return len;
+    out[len] = (unsigned char)flags;
+    return len + 1;
 }
 
-/* The offer `wire` without "h2" set on the session (with the flags it was given). */
-static void set_http1(gnutls_session_t session, const unsigned char *wire, size_t len,
-                      unsigned flags, alpn_fn fn)
+/* Set the offer `wire` (len bytes, without the flags byte) on the session. */
+static void set_wire(gnutls_session_t session, const unsigned char *wire, size_t len,
+                     unsigned flags, alpn_fn fn)
 {
-    unsigned char out[ALPN_MAX];
-    gnutls_datum_t list[ALPN_PROTOCOLS];
-    size_t n = shim_tls_alpn_http1(wire, len, out);
-    unsigned count = 0;
-    if (n == 0 || n == len)
-        return;
-    for (size_t i = 0; i < n && count < ALPN_PROTOCOLS; i += 1 + (size_t)out[i])
-        list[count++] = (gnutls_datum_t){out + i + 1, out[i]};
-    fn(session, list, count, flags);
+    gnutls_datum_t list[ALPN_NAMES];
+    unsigned n = 0;
+    for (size_t i = 0; i < len && n < ALPN_NAMES; i += 1 + (size_t)wire[i])
+        list[n++] = (gnutls_datum_t){(unsigned char *)(uintptr_t)(wire + i + 1), wire[i]};
+    fn(session, list, n, flags);
 }
 
-/* The flags of a session's recorded offer sit in the byte after it. */
-static void keep_http1(gnutls_session_t session, struct tls_session *s, const void *site)
+/* Set the recorded offer, without "h2" on a route counting requests, and forget it. */
+static void set_offer(gnutls_session_t session, struct tls_session *s, const void *site)
 {
     TLS_FN(alpn_fn, fn, &real_alpn, site);
-    if (fn && s->alpn && s->alpn_len > 1)
-        set_http1(session, s->alpn, s->alpn_len - 1, s->alpn[s->alpn_len - 1], fn);
+    unsigned char out[ALPN_NAMES * ALPN_NAME_SIZE];
+    if (!s->alpn || !fn)
+        return;
+    size_t len = s->alpn_len - 1, n = s->http ? shim_tls_alpn_http1(s->alpn, len, out) : 0;
+    unsigned flags = s->alpn[len];
+    set_wire(session, n ? out : s->alpn, n ? n : len, flags, fn);
+    shim_tls_set_alpn(s, NULL, 0);
 }
 
-static struct tls_session *session_of(gnutls_session_t session, bool final, const void *site)
+static struct tls_session *session_of(gnutls_session_t session, const void *site)
 {
     struct tls_session *s = shim_in_tls || !session ? NULL : shim_tls_session(session, true);
-    if (s && !s->decided && shim_tls_decide(s, s->fd, final))
-        keep_http1(session, s, site);
+    if (s && !s->decided) {
+        shim_tls_decide(s, s->fd);
+        set_offer(session, s, site);
+    }
     return s;
 }
 
@@ -112,20 +126,17 @@ EXPORT int gnutls_alpn_set_protocols(gnutls_session_t session, const gnutls_datu
 {
     const void *site = TLS_SITE();
     TLS_FN(alpn_fn, fn, &real_alpn, site);
+    unsigned char wire[ALPN_NAMES * ALPN_NAME_SIZE + 1];
     if (!fn)
         return GNUTLS_E_INTERNAL_ERROR;
-    int r = fn(session, protocols, protocols_size, flags);
-    unsigned char wire[ALPN_MAX + 1];
-    size_t len = r == 0 && protocols && protocols_size <= ALPN_PROTOCOLS && flags <= 0xff
-                     ? to_wire(protocols, protocols_size, wire)
-                     : 0;
-    struct tls_session *s = shim_in_tls || !session ? NULL : shim_tls_session(session, true);
-    wire[len] = (unsigned char)flags;
-    if (!s || !shim_tls_set_alpn(s, len ? wire : NULL, len ? len + 1 : 0))
-        return r;
-    if (s->http)
-        keep_http1(session, s, site);
-    return r;
+    size_t len = to_wire(protocols, protocols_size, flags, wire);
+    struct tls_session *s = len && !shim_in_tls && session ? shim_tls_session(session, true) : NULL;
+    if (s && (!s->decided || s->http) && shim_tls_set_alpn(s, wire, len)) {
+        if (s->decided)
+            set_offer(session, s, site); /* decided already: at once, kept to HTTP/1.1 */
+        return 0;                        /* else set at the handshake */
+    }
+    return fn(session, protocols, protocols_size, flags);
 }
 
 /* ------------------------------------------------------------------ the route */
@@ -141,9 +152,8 @@ EXPORT int gnutls_server_name_set(gnutls_session_t session, int type, const void
     if (r != 0 || type != GNUTLS_NAME_DNS || !name || shim_in_tls || !session)
         return r;
     struct tls_session *s = shim_tls_session(session, true);
-    if (s && !s->decided &&
-        shim_tls_set_host(s, name, strnlen(name, name_length < 255 ? name_length : 255)))
-        session_of(session, false, site);
+    if (s && !s->decided)
+        shim_tls_set_host(s, name, strnlen(name, name_length < 255 ? name_length : 255));
     return r;
 }
 
@@ -154,12 +164,8 @@ EXPORT void gnutls_transport_set_int2(gnutls_session_t session, int r, int s)
     if (fn)
         fn(session, r, s);
     struct tls_session *t = shim_in_tls || !session ? NULL : shim_tls_session(session, true);
-    if (t && !t->decided) {
+    if (t && !t->decided)
         t->fd = r == s ? s : -1; /* one socket both ways */
-        session_of(session, false, site);
-    } else if (t && t->http && r == s) {
-        shim_fd_forget(s); /* decided by its server name: the socket's records are TLS */
-    }
 }
 
 EXPORT int gnutls_handshake(gnutls_session_t session)
@@ -168,7 +174,7 @@ EXPORT int gnutls_handshake(gnutls_session_t session)
     TLS_FN(handshake_fn, fn, &real_handshake, site);
     if (!fn)
         return GNUTLS_E_INTERNAL_ERROR;
-    session_of(session, true, site);
+    session_of(session, site);
     shim_in_tls++;
     int r = fn(session);
     shim_in_tls--;
@@ -183,7 +189,7 @@ EXPORT ssize_t gnutls_record_send(gnutls_session_t session, const void *data, si
     TLS_FN(send_fn, fn, &real_send, site);
     if (!fn)
         return GNUTLS_E_INTERNAL_ERROR;
-    struct tls_session *s = session_of(session, true, site);
+    struct tls_session *s = session_of(session, site);
     if (s && s->http && data && shim_tls_before_send(s, data, size))
         return GNUTLS_E_PUSH_ERROR;
     shim_in_tls++;
@@ -200,7 +206,7 @@ EXPORT ssize_t gnutls_record_recv(gnutls_session_t session, void *data, size_t s
     TLS_FN(recv_fn, fn, &real_recv, site);
     if (!fn)
         return GNUTLS_E_INTERNAL_ERROR;
-    struct tls_session *s = session_of(session, true, site);
+    struct tls_session *s = session_of(session, site);
     shim_in_tls++;
     ssize_t r = fn(session, data, size);
     shim_in_tls--;

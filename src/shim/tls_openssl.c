@@ -6,9 +6,9 @@
  *
  * A session's route comes from its socket (SSL_get_fd) or, when it has none (curl and
  * asyncio bring their own BIOs), from the server name set with SSL_set_tlsext_host_name,
- * a macro over SSL_ctrl. It is decided at the server name if that matches, else at the
- * handshake or the first record; the ALPN offer (the session's own, else its SSL_CTX's) is
- * replaced then, before the ClientHello is written.
+ * a macro over SSL_ctrl. It is decided at the handshake (or the first record, which starts
+ * it); the ALPN offer (the session's own, else its SSL_CTX's) is replaced then, before the
+ * ClientHello is written.
  *
  * While a thread is inside a libssl call, shim_in_tls is raised: the send and recv libssl
  * makes are not requests, and libssl's own calls back into exported functions (SSL_connect
@@ -98,10 +98,10 @@ static void keep_http1(SSL *ssl, struct tls_session *s, const void *site)
 
 /* The session's state, its route decided as far as it can be now; NULL inside libssl's own
  * calls and when out of memory (the call passes untouched). */
-static struct tls_session *session(SSL *ssl, bool final, const void *site)
+static struct tls_session *session(SSL *ssl, const void *site)
 {
     struct tls_session *s = shim_in_tls || !ssl ? NULL : shim_tls_session(ssl, true);
-    if (s && !s->decided && shim_tls_decide(s, socket_of(ssl, site), final))
+    if (s && !s->decided && shim_tls_decide(s, socket_of(ssl, site)))
         keep_http1(ssl, s, site);
     return s;
 }
@@ -133,7 +133,7 @@ EXPORT int SSL_write(SSL *ssl, const void *buf, int num)
 {
     const void *site = TLS_SITE();
     TLS_FN(write_fn, fn, &real_write, site);
-    struct tls_session *s = fn ? session(ssl, true, site) : NULL;
+    struct tls_session *s = fn ? session(ssl, site) : NULL;
     if (!fn || before_write(s, buf, num > 0 ? (size_t)num : 0))
         return -1;
     shim_in_tls++;
@@ -147,7 +147,7 @@ EXPORT int SSL_write_ex(SSL *ssl, const void *buf, size_t num, size_t *written)
 {
     const void *site = TLS_SITE();
     TLS_FN(write_ex_fn, fn, &real_write_ex, site);
-    struct tls_session *s = fn ? session(ssl, true, site) : NULL;
+    struct tls_session *s = fn ? session(ssl, site) : NULL;
     if (!fn || before_write(s, buf, num))
         return 0;
     shim_in_tls++;
@@ -163,7 +163,7 @@ EXPORT int SSL_read(SSL *ssl, void *buf, int num)
     TLS_FN(read_fn, fn, &real_read, site);
     if (!fn)
         return -1;
-    struct tls_session *s = session(ssl, true, site);
+    struct tls_session *s = session(ssl, site);
     shim_in_tls++;
     int r = fn(ssl, buf, num);
     shim_in_tls--;
@@ -177,7 +177,7 @@ EXPORT int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)
     TLS_FN(read_ex_fn, fn, &real_read_ex, site);
     if (!fn)
         return 0;
-    struct tls_session *s = session(ssl, true, site);
+    struct tls_session *s = session(ssl, site);
     shim_in_tls++;
     int r = fn(ssl, buf, num, readbytes);
     shim_in_tls--;
@@ -192,7 +192,7 @@ static int handshake(SSL *ssl, struct tls_real *real, const void *site)
     TLS_FN(ssl_fn, fn, real, site);
     if (!fn)
         return -1;
-    session(ssl, true, site);
+    session(ssl, site);
     shim_in_tls++;
     int r = fn(ssl);
     shim_in_tls--;
@@ -221,9 +221,8 @@ EXPORT long SSL_ctrl(SSL *ssl, int cmd, long larg, void *parg)
         !parg || shim_in_tls)
         return r;
     struct tls_session *s = shim_tls_session(ssl, true);
-    if (s && !s->decided && shim_tls_set_host(s, parg, strnlen(parg, 255)) &&
-        shim_tls_decide(s, socket_of(ssl, site), false))
-        keep_http1(ssl, s, site);
+    if (s && !s->decided)
+        shim_tls_set_host(s, parg, strnlen(parg, 255));
     return r;
 }
 

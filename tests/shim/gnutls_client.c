@@ -53,6 +53,7 @@ int main(int argc, char **argv)
     gnutls_session_t s;
     gnutls_certificate_credentials_t cred;
     const char req[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    gnutls_datum_t alpn[] = {{(unsigned char *)"h2", 2}, {(unsigned char *)"http/1.1", 8}};
     int fd = argc == 3 ? dial(atoi(argv[1])) : -1, n = argc == 3 ? atoi(argv[2]) : 0;
     if (fd < 0)
         return 1;
@@ -60,10 +61,14 @@ int main(int argc, char **argv)
     gnutls_init(&s, GNUTLS_CLIENT);
     gnutls_server_name_set(s, GNUTLS_NAME_DNS, "localhost", strlen("localhost"));
     gnutls_set_default_priority(s);
+    gnutls_alpn_set_protocols(s, alpn, 2, 0); /* as an HTTP/2-capable client offers */
     gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred);
     gnutls_transport_set_int(s, fd);
-    if (gnutls_handshake(s) < 0) {
-        fprintf(stderr, "gnutls_client: handshake failed\n");
+    int rc;
+    while ((rc = gnutls_handshake(s)) < 0 && !gnutls_error_is_fatal(rc))
+        ;
+    if (rc < 0) {
+        fprintf(stderr, "gnutls_client: handshake failed: %s\n", gnutls_strerror(rc));
         return 1;
     }
     for (int i = 0; i < n; i++) {

@@ -2,6 +2,7 @@
 # tests/shim/tls.sh CLIENT RATELIMITCTL MOCK_VENDOR [GNUTLS_CLIENT]: one program that knows
 # nothing of ratelimit makes several HTTPS requests on one kept-alive connection to
 # tests/mock_vendor.py --tls, under `ratelimitctl exec` with a route that counts requests.
+#   pass   3 requests on a shimmed program whose route is elsewhere: all pass, none counted
 #   count  4 requests, the vendor allows them all (Foundry, 200 per 60 s): the bucket admits
 #          exactly one unit per request the vendor counted, none for the connection
 #   429    2 requests, the vendor allows one per 4 s: the second is answered 429 with
@@ -126,9 +127,10 @@ command -v openssl >/dev/null || { echo "SKIP: no openssl to make a certificate"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" \
     -days 1 -subj /CN=localhost 2>/dev/null || fail "openssl cannot make a certificate"
 
-# scenario SEED N BUCKET_RULES: a fresh vendor and table; prints the vendor's JSON summary.
+# scenario SEED N BUCKET_RULES [ROUTE]: a fresh vendor and table, the client's N requests
+# under the shim; the route is localhost on the vendor's port unless ROUTE is given.
 scenario() {
-    local seed=$1 n=$2 rules=$3
+    local seed=$1 n=$2 rules=$3 route=${4:-}
     rm -f "$work/table"
     : >"$work/server.out" # before the server: the background job opens it later
     "$py" "$mock" --seed "$seed" --scale 1 --max-seconds 60 \
@@ -144,7 +146,7 @@ scenario() {
     cat >"$work/ratelimit.conf" <<CONF
 table $work/table
 bucket foundry $rules
-route localhost:$port foundry count requests
+route ${route:-localhost:$port} foundry count requests
 CONF
     "$ctl" exec --config "$work/ratelimit.conf" -- \
         bash "$0" --run "$client" "$port" "$n" "$gnutls_client" >"$work/client.out" \
@@ -154,27 +156,27 @@ CONF
     server=""
 }
 
-# check N STATUSES... : the client saw these statuses; the vendor counted N requests and the
-# bucket admitted exactly N units.
+# check N UNITS STATUSES... : the client saw these statuses; the vendor counted N requests
+# and the bucket admitted exactly UNITS units.
 check() {
-    local n=$1
-    shift
+    local n=$1 units=$2
+    shift 2
     local stats admitted
     stats=$(tail -n 1 "$work/server.out")
     [ "$(tr '\n' ' ' <"$work/client.out")" = "$* " ] ||
         fail "the client saw $(tr '\n' ' ' <"$work/client.out"), expected $*"
     admitted=$("$ctl" -t "$work/table" show --json foundry |
         "$py" -c 'import json, sys; print(json.load(sys.stdin)["bucket"]["counters"]["admitted_units"])')
-    "$py" - "$stats" "$n" "$admitted" <<'PY' || fail "vendor $stats, bucket admitted $admitted"
+    "$py" - "$stats" "$n" "$admitted" "$units" <<'PY' || fail "vendor $stats, bucket admitted $admitted"
 import json, sys
-s, n, admitted = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+s, n, admitted, units = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 assert s["requests"] == n, "the vendor counted %d requests, not %d" % (s["requests"], n)
-assert admitted == n, "the bucket admitted %d units for %d requests" % (admitted, n)
+assert admitted == units, "the bucket admitted %d units for %d requests" % (admitted, n)
 PY
 }
 
 # alpn: a server that prefers h2 sees an offer without it from a client on a counted route
-# (curl offers h2 by default; a Python client is made to), and h2 from the same client
+# (curl offers h2 by default; a Python client and the GnuTLS client are made to), and h2 from the same client
 # without the shim. Prints the protocol the server chose, one connection.
 alpn_once() { # alpn_once PRELOADED(0|1) CLIENT: the protocol the server chose
     : >"$work/alpn.out" # before the server: the background job opens it later
@@ -209,7 +211,7 @@ table $work/table
 bucket foundry 1000/60s
 route localhost:$port foundry count requests
 CONF
-    local run=(bash "$0" --run "$2" "$port" 1 "")
+    local run=(bash "$0" --run "$2" "$port" 1 "$gnutls_client")
     if [ "$1" = 1 ]; then
         "$ctl" exec --config "$work/ratelimit.conf" -- "${run[@]}" >/dev/null 2>&1 || true
     else
@@ -221,19 +223,21 @@ CONF
 }
 
 if [ "$client" = alpn ]; then
-    for c in curl alpn-python; do
+    for c in curl alpn-python ${gnutls_client:+gnutls}; do
         [ "$(alpn_once 0 "$c")" = h2 ] || fail "$c: without the shim the server chose $(alpn_once 0 "$c"), not h2"
         got=$(alpn_once 1 "$c")
         [ "$got" = http/1.1 ] || fail "$c: on a counted route the server chose '$got', not http/1.1"
     done
-    echo "alpn: curl and Python offer HTTP/1.1 only on a route that counts requests"
+    echo "alpn: curl, Python and GnuTLS offer HTTP/1.1 only on a route that counts requests"
     exit 0
 fi
 
+scenario foundry 3 "1000/60s" 127.0.0.2:1 # a route elsewhere: HTTPS passes, uncounted
+check 3 0 200 200 200
 scenario foundry 4 "1000/60s"
-check 4 200 200 200 200
+check 4 4 200 200 200 200
 scenario di-tier2 2 "100/1s"
-check 2 200 429
+check 2 2 200 429
 json=$("$ctl" -t "$work/table" show --json foundry)
 "$py" - "$json" <<'PY' || fail "no cool-down after the 429: $json"
 import json, sys
@@ -244,4 +248,4 @@ PY
 rc=0
 "$ctl" -t "$work/table" acquire --nowait foundry >/dev/null 2>&1 || rc=$?
 [ "$rc" -eq 1 ] || fail "acquire --nowait during the cool-down exited $rc, not 1 (rejected)"
-echo "$client: one unit per request (4 and 2), the 429 paused the bucket"
+echo "$client: none elsewhere, one unit per request (4 and 2), the 429 paused the bucket"
