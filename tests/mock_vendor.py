@@ -9,6 +9,9 @@ exit one JSON line of statistics: requests, ok, throttled (429s), and the most r
 seen in any window of each policy rule (which must never exceed the rule's limit for a
 client that respects it).
 
+--log FILE writes one line per request of ours as it is answered: its arrival
+(CLOCK_MONOTONIC seconds), the status, and the Retry-After it got (0 for none).
+
 --other-rate R makes "other clients" of the same account (Foundry sums every key of an
 organization) use R requests per scaled second, so a perfect local limiter still sees
 429s and must reconcile with the server's headers.
@@ -107,6 +110,7 @@ class Vendor:
         self.lock = threading.Lock()
         self.stats = {"requests": 0, "ok": 0, "throttled": 0, "other_ok": 0}
         self.first = self.last = None  # arrival of the first and last request of ours
+        self.log = None  # --log: a file, one line per request of ours
 
     def decide(self, other=False):
         """Count one arrival; returns (ok, headers, body) in the seed's shape."""
@@ -125,7 +129,11 @@ class Vendor:
                 self.stats["throttled"] += 0 if other else 1
             else:
                 self.stats[key] += 1
-            return self._answer(not waits, max(waits, default=0.0), now)
+            answer = self._answer(not waits, max(waits, default=0.0), now)
+            if self.log and not other:
+                self.log.write("%.6f %d %s\n" % (now, answer[0], answer[1].get("Retry-After", 0)))
+                self.log.flush()
+            return answer
 
     @staticmethod
     def _peek(rule, now):
@@ -211,10 +219,13 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--max-seconds", type=float, default=60.0)
     ap.add_argument("--other-rate", type=float, default=0.0)
+    ap.add_argument("--log", metavar="FILE", help="one line per request: arrival status retry")
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
                     help="serve HTTPS with this certificate and key (PEM files)")
     args = ap.parse_args()
     vendor = Vendor(args.seed, args.scale)
+    if args.log:
+        vendor.log = open(args.log, "w")
     server = Server(("127.0.0.1", args.port), Handler)
     if args.tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

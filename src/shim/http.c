@@ -31,11 +31,15 @@
 #include "../atomics.h"
 #include "http.h"
 
-#define HEAD_MAX  (64U * 1024) /* a request or response head longer than this: pass-through */
-#define LINE_KEEP 512U         /* bytes of a line kept: method, names, the values we read */
-#define TAIL      9U           /* a request line's last bytes: " HTTP/1.1" */
-#define FIFO      64U          /* outstanding (pipelined) requests at most */
-#define HEX       "0123456789abcdefABCDEF"
+#define HEAD_MAX      (64U * 1024) /* a request or response head longer than this: pass-through */
+#define LINE_KEEP     512U         /* bytes of a line kept: method, names, the values we read */
+#define TAIL          9U           /* a request line's last bytes: " HTTP/1.1" */
+#define FIFO          64U          /* outstanding (pipelined) requests at most */
+#define HEX           "0123456789abcdefABCDEF"
+#define TLS_HANDSHAKE 0x16 /* the first byte of a TLS ClientHello record */
+
+/* The reason for a quiet pass-through: the connection carries TLS. */
+static const char TLS[] = "TLS";
 
 enum state {
     S_LINE,        /* the request or status line */
@@ -148,12 +152,13 @@ bool shim_http_passing(const struct shim_http *h)
     return rl__load_relaxed(&h->passthrough) != 0;
 }
 
-/* Pass-through for good, with one line saying why (the first caller says it). */
+/* Pass-through for good, with one line saying why (the first caller says it; NULL: say
+ * nothing). */
 static void give_up(struct shim_http *h, const char *why)
 {
     uint64_t zero = 0;
     /* C: claims the one message; orders nothing else (both parsers stop on seeing it). */
-    if (rl__cas_acq_rel(&h->passthrough, &zero, 1))
+    if (rl__cas_acq_rel(&h->passthrough, &zero, 1) && why)
         shim_say("route %s:%u counts requests: %s; this connection passes through uncounted",
                  h->m.route->dest, h->m.route->port, why);
 }
@@ -514,6 +519,8 @@ static const char *feed(struct shim_http *h, struct msg *p, const unsigned char 
                 i++; /* empty lines before a message are ignored (RFC 9112 2.2) */
                 continue;
             }
+            if (!response && p->head_len == 0 && b[i] == TLS_HANDSHAKE)
+                return TLS; /* TLS: the TLS hooks count its requests, if it has any */
             if (!response && p->head_len == 0)
                 ++*heads;
             /* fall through */
@@ -535,30 +542,12 @@ static bool expect_unknown(struct shim_http *h)
            rl__load_acquire(&h->expect_done);
 }
 
-/* The connection's first byte is a TLS record's (22: handshake), written by a program that
- * runs TLS over its own transport (asyncio, curl's BIO): the TLS hooks count its plaintext. */
-static bool tls_records(const struct shim_http *h, const struct iovec *iov, int n)
-{
-    int i = 0;
-    while (i < n && iov[i].iov_len == 0)
-        i++;
-    /* Relaxed: w is written by this thread only. */
-    return i < n && h->req.state == S_LINE && h->req.head_len == 0 &&
-           rl__load_relaxed(&h->w) == 0 && ((const unsigned char *)iov[i].iov_base)[0] == 22;
-}
-
 int shim_http_before_sendv(struct shim_http *h, const struct iovec *iov, int n)
 {
     unsigned heads = 0;
     const char *why = NULL;
-    uint64_t zero = 0;
     if (shim_http_passing(h))
         return 0;
-    if (tls_records(h, iov, n)) {
-        /* C: as in give_up, without its line: nothing is wrong. */
-        rl__cas_acq_rel(&h->passthrough, &zero, 1);
-        return 0;
-    }
     if (expect_unknown(h)) {
         give_up(h, "a final response came before the 100-continue body");
         return 0;
@@ -572,7 +561,7 @@ int shim_http_before_sendv(struct shim_http *h, const struct iovec *iov, int n)
         h->saved_len += iov[i].iov_len;
     }
     if (why)
-        give_up(h, why);
+        give_up(h, why == TLS ? NULL : why);
     h->saved_heads = heads;
     unsigned paid = heads < h->credit ? heads : h->credit;
     h->credit -= paid;

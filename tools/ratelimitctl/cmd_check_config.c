@@ -37,7 +37,7 @@ static const char help[] =
     "  template PREFIX/* RULES [parent NAME]\n"
     "                                      buckets PREFIX/... made on first use\n"
     "  route HOST:PORT BUCKET [wait DURATION] [on-timeout fail|pass]\n"
-    "        [count connections|requests]  one unit per connect, or per HTTP/1.1 request\n"
+    "        [count connections|requests]  a unit per connect, or per HTTP request\n"
     "  shim fail-open|fail-closed\n"
     "  resolve-every DURATION              these three: for the preload shim\n"
     "RULES as for 'ratelimitctl define' (see 'ratelimitctl define --help').\n"

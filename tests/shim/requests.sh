@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# tests/shim/requests.sh CLIENT SHIM MOCK_VENDOR RATELIMITCTL: a client that keeps its
+# connection alive, run under `ratelimitctl exec` on a route that counts requests, against
+# tests/mock_vendor.py over plain HTTP. The vendor allows 1 request per 0.5 s (di-tier2,
+# time-scaled 8x) and answers a refused one with a 429 and Retry-After: 1; the bucket allows
+# 100/s, far too many, so the vendor's 429s are what paces the client. Checked exactly:
+#   - the bucket admitted as many units as the vendor counted requests (one per request,
+#     none per connection);
+#   - after each 429 the client's next request arrives no earlier than Retry-After later
+#     (the client is sequential: it reads each answer before it writes the next request);
+#   - at least one 429 was seen, so that the check above checked something.
+# CLIENT: curl, requests, urllib3, http.client, php-streams, php-curl, ruby.
+set -euo pipefail
+client=$1 shim=$2 mock=$3 ctl=$4
+N=6 # requests per client
+py=/usr/bin/python3 # Debian's, with requests and urllib3 (not a version manager's shim)
+
+work=$(mktemp -d /dev/shm/rl-shim-requests.XXXXXX)
+server=""
+cleanup() {
+    [ -n "$server" ] && kill "$server" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+fail() {
+    echo "FAIL: $client: $*" >&2
+    [ -e "$work/table" ] && "$ctl" -t "$work/table" show v >&2
+    [ -e "$work/log" ] && cat "$work/log" >&2
+    exit 1
+}
+need() { command -v "$1" >/dev/null || { echo "$1 is not installed: skipped"; exit 77; }; }
+case $client in
+curl) need curl ;;
+requests | urllib3 | http.client) "$py" -c "import ${client%%.*}" 2>/dev/null ||
+    { echo "python3 has no $client: skipped"; exit 77; } ;;
+php-*) need php ;;
+ruby) need ruby ;;
+*) fail "unknown client" ;;
+esac
+
+: >"$work/server.out"
+"$py" "$mock" --seed di-tier2 --scale 8 --max-seconds 60 --log "$work/log" >>"$work/server.out" &
+server=$!
+port=""
+for _ in $(seq 100); do
+    port=$(sed -n 's/^port //p' "$work/server.out")
+    [ -n "$port" ] && break
+    sleep 0.1
+done
+[ -n "$port" ] || fail "the mock vendor did not start"
+cat >"$work/ratelimit.conf" <<EOF
+table $work/table
+bucket v 100/1s
+route 127.0.0.1:$port v count requests
+EOF
+url=http://127.0.0.1:$port
+
+run() { "$ctl" exec --preload "$shim" --config "$work/ratelimit.conf" -- "$@"; }
+case $client in
+curl) # several URLs on one connection; the third a POST with Expect: 100-continue
+    head -c 5000 /dev/zero >"$work/body"
+    o=(-s -w '%{http_code}\n' --max-time 20 -o /dev/null)
+    run curl "${o[@]}" "$url/1" -o /dev/null "$url/2" \
+        --next "${o[@]}" -H 'Expect: 100-continue' --data-binary "@$work/body" "$url/3" \
+        --next "${o[@]}" "$url/4" -o /dev/null "$url/5" -o /dev/null "$url/6" ;;
+requests)
+    run "$py" -c 'import requests, sys
+s = requests.Session()
+for i in range(int(sys.argv[2])):
+    r = s.post(sys.argv[1] + "/%d" % i, data=b"x" * 100) if i == 2 else s.get(sys.argv[1] + "/%d" % i)
+    print(r.status_code)' "$url" "$N" ;;
+urllib3)
+    run "$py" -c 'import urllib3, sys
+pool = urllib3.PoolManager(maxsize=1, retries=False)
+for i in range(int(sys.argv[2])):
+    print(pool.request("GET", sys.argv[1] + "/%d" % i).status)' "$url" "$N" ;;
+http.client)
+    run "$py" -c 'import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=20)
+for i in range(int(sys.argv[2])):
+    if i == 3:  # a request body
+        c.request("POST", "/%d" % i, body=b"abcde")
+    else:
+        c.request("GET", "/%d" % i)
+    r = c.getresponse()
+    r.read()
+    print(r.status)' "$port" "$N" ;;
+php-streams) # file_get_contents (a connection each), then one kept-alive stream socket
+    run php -r '$u = $argv[1]; $n = (int)$argv[2];
+$ctx = stream_context_create(["http" => ["ignore_errors" => true]]);
+for ($i = 0; $i < 2; $i++) { file_get_contents("$u/$i", false, $ctx); echo explode(" ", $http_response_header[0])[1], "\n"; }
+$s = stream_socket_client(str_replace("http://", "tcp://", $u), $e, $es, 20);
+for ($i = 2; $i < $n; $i++) {
+    fwrite($s, "GET /$i HTTP/1.1\r\nHost: x\r\n\r\n");
+    $status = explode(" ", fgets($s))[1]; $len = 0;
+    while (($l = fgets($s)) !== "\r\n") if (stripos($l, "content-length:") === 0) $len = (int)substr($l, 15);
+    fread($s, $len); echo $status, "\n";
+}' "$url" "$N" ;;
+php-curl)
+    run php -r '$h = curl_init(); curl_setopt($h, CURLOPT_RETURNTRANSFER, true);
+for ($i = 0; $i < (int)$argv[2]; $i++) { curl_setopt($h, CURLOPT_URL, $argv[1] . "/$i"); curl_exec($h);
+    echo curl_getinfo($h, CURLINFO_RESPONSE_CODE), "\n"; }' "$url" "$N" ;;
+ruby)
+    run ruby -rnet/http -e 'Net::HTTP.start("127.0.0.1", ARGV[0].to_i) do |h|
+  ARGV[1].to_i.times { |i| puts h.request(Net::HTTP::Get.new("/#{i}")).code }
+end' "$port" "$N" ;;
+esac >"$work/out" 2>"$work/err" || fail "the client failed: $(cat "$work/err")"
+
+kill -TERM "$server"
+wait "$server" || true
+server=""
+[ -z "$(grep -v '^ratelimit-preload: ' "$work/err" || true)" ] || fail "stderr: $(cat "$work/err")"
+grep -q 'ratelimit-preload: ' "$work/err" && fail "the shim complained: $(cat "$work/err")"
+[ "$(grep -c . "$work/out")" -eq "$N" ] || fail "the client printed $(cat "$work/out")"
+requests=$(wc -l <"$work/log")
+units=$("$ctl" -t "$work/table" show v | sed -n 's/^ *admitted .*requests, \([0-9]*\) units.*/\1/p')
+echo "$client: statuses $(tr '\n' ' ' <"$work/out"); vendor counted $requests requests;" \
+    "the bucket admitted $units units"
+[ "$requests" -eq "$N" ] || fail "the vendor counted $requests requests, not $N"
+[ "$units" = "$requests" ] || fail "the bucket admitted $units units for $requests requests"
+"$py" - "$work/log" <<'PY' || fail "a request came before its Retry-After instant"
+import sys
+rows = [l.split() for l in open(sys.argv[1])]
+pauses = 0
+for (t, status, retry), nxt in zip(rows, rows[1:]):
+    if status == "429":
+        gap = float(nxt[0]) - float(t)
+        print("429 at %s, Retry-After %s: next request %.3f s later" % (t, retry, gap))
+        assert gap >= float(retry), "next request only %.3f s after a 429" % gap
+        pauses += 1
+assert any(r[1] == "429" for r in rows), "the vendor answered no 429"
+PY
