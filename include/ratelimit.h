@@ -222,6 +222,12 @@ struct rl_table_info {
     /* The config the buckets and templates are known to match: bit 63 set and the low 63
      * bits its digest (rl_config_apply sets it), else 0 or another value: unknown. */
     uint64_t applied_digest;
+    /* Preload shim: processes whose shim attached to this table (each on its first
+     * connect to a TCP/IP address), and the CLOCK_MONOTONIC instant and pid of the latest
+     * (0, 0 if none). */
+    uint64_t shim_attaches;
+    uint64_t shim_last_attach_ns;
+    int64_t shim_last_pid;
 };
 /*
  * The table's geometry and use (the counts are recent, not exact). Returns 0.
@@ -451,7 +457,11 @@ int rl_try_acquire(rl_bucket *bucket, uint32_t cost, struct rl_decision *out);
  * Like rl_try_acquire, but when the budget is short, reserve the earliest instant at which
  * the request will be admitted (first come, first served) and sleep until then, without
  * spinning. If that instant is more than timeout_ns away, reserve nothing and return
- * RL_ETIMEDOUT (out->wait_ns says how long it would have been). A process killed while
+ * RL_ETIMEDOUT (out->wait_ns says how long it would have been). RL_ETIMEDOUT too for a turn
+ * so far ahead that a rule's state cannot record it (GCRA: about 220 years of debt; sliding
+ * window: 55 years since the table's epoch; fixed window: 2^31 windows ahead) or that the
+ * fixed windows' free parts do not meet within 4096 window starts; rl_try_acquire returns
+ * RL_ELIMITED for such a turn. A process killed while
  * sleeping loses its reservation (under-admission), never causes over-admission.
  * A turn voided by a 429 reported meanwhile is taken again after the cool-down.
  * Errors: RL_ETIMEDOUT, RL_ECOST, RL_EINVAL (bucket NULL, cost 0, or a template), RL_EPERM
@@ -465,9 +475,11 @@ int rl_acquire(rl_bucket *bucket, uint32_t cost, uint64_t timeout_ns, struct rl_
 /*
  * Restore the bucket's full budget (its own rules only, not its parent's), and forget its
  * cool-down, backoff count and server view. Needs a writable table. Counters are kept;
- * `resets` is incremented.
- * Errors: RL_EPERM (read-only table), RL_ECORRUPT (the bucket's block is damaged).
- * Lock-free; never allocates; never sleeps; writes the bucket's rule words and sliding
+ * `resets` is incremented. A bucket whose rule words were left frozen with no switch to
+ * finish (a damaged word) is moved to a fresh copy of its rules, which takes arena space.
+ * Errors: RL_EPERM (read-only table), RL_ECORRUPT (the bucket's block is damaged), RL_EFULL
+ * (a fresh copy was needed and the arena is full).
+ * Lock-free; never allocates memory; never sleeps; writes the bucket's rule words and sliding
  * logs (and those of a block it switches to meanwhile), its feedback words and `resets`;
  * not async-signal-safe; any thread.
  */

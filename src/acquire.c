@@ -12,8 +12,9 @@
  *    before its CAS, so our instant is not earlier than any committed immediate admission.
  * 3. Find the decision instant d: the least instant >= now, and past every cool-down, that
  *    every enforced rule admits (a fixpoint: a fixed window may push d to its next window,
- *    which the others accept).
- * 4. Too far (try: d > now; blocking: d - now > timeout): return, nothing was written.
+ *    which the others accept; plan_instant says why it ends).
+ * 4. Too far (try: d > now; blocking: d - now > timeout; or a turn a rule's word cannot
+ *    record, rl__rule_fits): return, nothing was written.
  * 5. Commit each rule with one CAS (C2), tightest rule first. If a CAS fails, someone else
  *    decided meanwhile. Take back the rules we committed (undo) and start over. An undo
  *    restores a word only if nobody changed it since (U1), so it never gives back more
@@ -34,7 +35,7 @@
 #include "rule.h"
 
 #define CHAIN_RULES     (RL_MAX_DEPTH * (RL_MAX_RULES + 1)) /* + each bucket's server rule */
-#define FIXPOINT_ROUNDS 8
+#define FIXPOINT_ROUNDS 4096 /* window starts one decision may try (plan_instant) */
 #define STALE_LIMIT     64
 #define REPAIR_AFTER    8
 
@@ -50,6 +51,7 @@ struct plan_step {
 
 struct chain_plan {
     struct plan_step steps[CHAIN_RULES];
+    struct policy_view spare[RL_MAX_DEPTH]; /* views when a handle's cache is full */
     unsigned n;
     uint32_t cost;
     uint64_t now, d;
@@ -87,9 +89,10 @@ static bool plan_distinct(const struct chain_plan *pl)
 static int plan_build(rl_bucket *b, struct chain_plan *pl)
 {
     pl->n = 0;
+    unsigned depth = 0;
     for (rl_bucket *x = b; x; x = x->parent) {
         const struct policy_view *v;
-        int err = rl__bucket_view_cached(x, &v);
+        int err = rl__bucket_view_cached(x, &pl->spare[depth++], &v);
         if (err)
             return err;
         for (uint32_t i = 0; i < v->nrules; i++)
@@ -139,12 +142,25 @@ enum plan_result {
     PLAN_OK,
     PLAN_STALE, /* a rule's state is outdated: reload and start over */
     PLAN_NEVER, /* a rule can never admit the cost */
+    PLAN_FAR,   /* no turn within max_wait, or none that the rules' words can record */
 };
 
-/* Step 3: the least instant >= now that every enforced rule admits. */
-static enum plan_result plan_instant(struct chain_plan *pl)
+/*
+ * Step 3: the least instant >= now that every enforced rule admits, and not later than
+ * now + max_wait (PLAN_FAR if there is none).
+ *
+ * A GCRA or sliding rule admits every instant from its earliest on, and a cool-down ends
+ * once. Only a fixed window can refuse a later instant: its dead zone, or a full window.
+ * So each round either finds every rule admitting d (the fixpoint: the least such
+ * instant, since d only moves to instants no rule admits before), or moves d to the start
+ * of a later window of some fixed rule. d rises strictly, so the rounds end: at the
+ * fixpoint, past max_wait, or after FIXPOINT_ROUNDS window starts. That cap bounds one
+ * decision's work. Windows whose free parts meet that rarely are refused, never admitted.
+ */
+static enum plan_result plan_instant(struct chain_plan *pl, uint64_t max_wait)
 {
     uint64_t d = rl__max(pl->now, pl->cooldown);
+    pl->dry_rejected = false;
     for (unsigned i = 0; i < pl->n; i++) {
         struct plan_step *s = &pl->steps[i];
         if (rl__rule_earliest(&s->ctx, pl->now, pl->cost, &s->tight) != RULE_OK)
@@ -154,11 +170,10 @@ static enum plan_result plan_instant(struct chain_plan *pl)
         if (!s->dry_run)
             d = rl__max(d, s->tight);
     }
-    /* Every enforced rule admits at its `tight`; if that is now for all of them, d = now
-     * is the answer. Otherwise check each rule at d: a fixed window may not admit at a later
-     * instant of its window (a dead zone, a full window), and pushes d on. */
-    for (int round = 0; d > pl->now && round < FIXPOINT_ROUNDS; round++) {
+    for (unsigned round = 0; d > pl->now; round++) {
         bool moved = false;
+        if (d - pl->now > max_wait || round == FIXPOINT_ROUNDS)
+            break;
         for (unsigned i = 0; i < pl->n; i++) {
             uint64_t e;
             if (pl->steps[i].dry_run)
@@ -168,10 +183,28 @@ static enum plan_result plan_instant(struct chain_plan *pl)
             moved |= e > d;
             d = rl__max(d, e);
         }
-        if (!moved)
-            break;
+        if (!moved) {
+            pl->d = d;
+            return PLAN_OK;
+        }
     }
     pl->d = d;
+    return d == pl->now ? PLAN_OK : PLAN_FAR;
+}
+
+/* Every rule's word records a turn at d (rl__rule_fits). A dry-run rule that cannot is
+ * left alone, as if it refused. */
+static enum plan_result plan_fits(struct chain_plan *pl)
+{
+    for (unsigned i = 0; i < pl->n; i++) {
+        struct plan_step *s = &pl->steps[i];
+        if (s->skip || rl__rule_fits(&s->ctx, pl->now, pl->d, pl->cost))
+            continue;
+        if (!s->dry_run)
+            return PLAN_FAR;
+        s->skip = true;
+        pl->dry_rejected = true;
+    }
     return PLAN_OK;
 }
 
@@ -310,13 +343,17 @@ static int decide_general(rl_bucket *b, struct chain_plan *pl, uint64_t max_wait
             if (err)
                 return err;
             if (++stale > STALE_LIMIT)
-                return rl__fail(RL_ECORRUPT, "bucket '%s': its policy switch is damaged", b->name);
+                return rl__fail(RL_ECORRUPT,
+                                "bucket '%s': its policy switch is damaged (reset repairs it)",
+                                b->name);
             continue;
         }
         pl->now = rl__clock_rel(b->table);
-        enum plan_result rc = plan_instant(pl);
+        enum plan_result rc = plan_instant(pl, max_wait);
         if (rc == PLAN_OK)
             rc = plan_dry_run(pl);
+        if (rc == PLAN_OK)
+            rc = plan_fits(pl);
         if (rc == PLAN_NEVER)
             return rl__fail(RL_ECOST, "cost %u exceeds what bucket '%s' can ever admit", pl->cost,
                             b->name);
@@ -326,7 +363,10 @@ static int decide_general(rl_bucket *b, struct chain_plan *pl, uint64_t max_wait
                                 b->name);
             continue;
         }
-        if (pl->d - pl->now > max_wait)
+        if (rc == PLAN_FAR && pl->d - pl->now <= max_wait)
+            return rl__fail(RL_ELIMITED, "bucket '%s': no turn its rules agree on and can record",
+                            b->name);
+        if (rc == PLAN_FAR || pl->d - pl->now > max_wait)
             return RL_ELIMITED;
         plan_sort(pl);
         if (plan_commit(pl))

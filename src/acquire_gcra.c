@@ -28,7 +28,7 @@
  *
  * Any case it does not handle is GCRA_DECLINED, with nothing of its own left committed,
  * and decide_general() decides: a wait, a rule switch, a cool-down, a cost above the
- * burst, a damaged table.
+ * burst, a turn a TAT cannot record, a damaged table.
  */
 #include "rule.h"
 
@@ -43,6 +43,7 @@ struct gcra_step {
 
 struct gcra_chain {
     struct gcra_step steps[RL_MAX_DEPTH];
+    struct policy_view spare[RL_MAX_DEPTH]; /* views when a handle's cache is full */
     unsigned n;
     uint64_t now;
 };
@@ -64,8 +65,8 @@ static bool chain_build(rl_bucket *b, struct gcra_chain *c)
     for (rl_bucket *x = b; x; x = x->parent) {
         const struct policy_view *v;
         /* Relaxed: as in plan_build, a report racing this decision is ordered after it. */
-        if (c->n == RL_MAX_DEPTH || rl__bucket_view_cached(x, &v) != 0 || !v->lone_gcra ||
-            rl__load_relaxed(&x->rec->server) != 0)
+        if (c->n == RL_MAX_DEPTH || rl__bucket_view_cached(x, &c->spare[c->n], &v) != 0 ||
+            !v->lone_gcra || rl__load_relaxed(&x->rec->server) != 0)
             return false;
         c->steps[c->n++] = (struct gcra_step){.bucket = x,
                                               .view = v,
@@ -102,6 +103,16 @@ static uint64_t chain_earliest(const struct gcra_chain *c, uint32_t cost)
                                              c->now, cost));
     }
     return d;
+}
+
+/* Every TAT records an admission at c->now (rl__gcra_fits_for). */
+static bool chain_fits(const struct gcra_chain *c, uint32_t cost)
+{
+    for (unsigned i = 0; i < c->n; i++)
+        if (!rl__gcra_fits_for(c->steps[i].seen, c->now, cost,
+                               c->steps[i].view->rules[0].interval_ns))
+            return false;
+    return true;
 }
 
 /* Commit every word at c->now; false if a CAS failed (the commits before it are undone). */
@@ -166,7 +177,7 @@ enum gcra_chain_result rl__acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint6
             fresh = true;
             continue;
         }
-        if (d == 0 || d == RL_NEVER || (d > c.now && max_wait))
+        if (d == 0 || d == RL_NEVER || (d > c.now && max_wait) || !chain_fits(&c, cost))
             return GCRA_DECLINED;
         if (d > c.now) {
             rl__fetch_add_relaxed(&b->rec->counters.rejected, 1); /* relaxed: a statistic */

@@ -41,12 +41,22 @@
  * F1    feedback.c:raise_to                 CAS     A7 A8    a cool-down, the last 429
  * F2    feedback.c:reconcile                CAS     A5 C2    the server rule's word
  * K1    shm_table.c:rl__claim               CAS     K1       a unique number or range
- * P1    block.c:rl__bucket_view_refresh     CAS ptr A3 (ptr) a cached view (process)
+ * P1    block.c:rl__bucket_view_refresh     rel ptr A3 (ptr) the current slot (process)
  * P2    bucket.c:handle_make                CAS ptr A4 (ptr) a handle (process)
  * H1    shim/http.c:fifo_push               release FIFO A   a request's kind (process)
  * H2    shim/http.c:response_body           release FIFO A   a FIFO slot free again
  * H3    shim/http.c:response_body           release expect A a final answer to Expect
  * H4-H7 shim/fd.c (file comment)            seq_cst H4-H7    a per-fd state's lifetime
+ * P3    block.c:slots_of                    CAS ptr P3       a handle's view slots (process)
+ * V1    block.c:slot_for                    acquire V2       a ready slot's view (process)
+ * V2    block.c:slot_for                    release V1       a slot filled (process)
+ * G1    shim/deepbind.c:patch_slot          release (none)   a GOT slot: another object's
+ *                                                            calls now reach the shim
+ *       shim/deepbind.c:shim_deepbind_init  release (asm)    the next dlopen (x86-64 load)
+ * T1    shim/tls.c:shim_tls_real            acquire T2       a call site's slot (process)
+ * T2    shim/tls.c:shim_tls_real            CAS ptr T1       a call site's slot claimed
+ * T3    shim/tls.c:shim_tls_real            acquire T4       the site's real function
+ * T4    shim/tls.c:shim_tls_real            CAS ptr T3       the site's real function set
  *
  * Relaxed accesses (statistics, fields published by one of the edges above) say why at
  * the call site.
@@ -118,6 +128,11 @@ static inline void rl__store32_release(rl_atomic32 *p, uint32_t v)
 static inline void *rl__ptr_load_acquire(void *_Atomic const *p)
 {
     return atomic_load_explicit((void *_Atomic *)p, memory_order_acquire);
+}
+
+static inline void rl__ptr_store_release(void *_Atomic *p, void *v)
+{
+    atomic_store_explicit(p, v, memory_order_release);
 }
 
 static inline bool rl__ptr_cas_acq_rel(void *_Atomic *p, void **expected, void *desired)

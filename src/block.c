@@ -114,27 +114,74 @@ int rl__bucket_view(const rl_bucket *b, struct policy_view *v)
     return rl__block_view(b->table, rl__load_acquire(&b->rec->policy_off), v);
 }
 
-int rl__bucket_view_refresh(rl_bucket *b, uint64_t off, const struct policy_view **out)
+/* A view slot's state (struct view_slot.state). */
+enum { SLOT_EMPTY, SLOT_FILLING, SLOT_READY };
+
+/* Two views of one offset agree in every field a reader uses. */
+static bool views_same(const struct policy_view *a, const struct policy_view *b)
 {
-    struct cached_view *have = rl__ptr_load_acquire(&b->view);
-    while (!have || have->v.off != off) {
-        struct cached_view *fresh = malloc(sizeof(*fresh));
-        if (!fresh)
-            return rl__fail(RL_ENOMEM, "out of memory");
-        if (rl__block_view(b->table, off, &fresh->v) < 0) {
-            free(fresh);
-            return rl__fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
-        }
-        fresh->older = have;
-        void *expected = have;
-        /* P1: release publishes the filled entry to this process's other threads. */
-        if (rl__ptr_cas_acq_rel(&b->view, &expected, fresh)) {
-            have = fresh;
-            break;
-        }
-        free(fresh); /* another thread cached one first: use it if it is the same block */
-        have = expected;
+    if (a->block != b->block || a->nrules != b->nrules || a->flags != b->flags ||
+        a->margin_ns != b->margin_ns || a->lone_gcra != b->lone_gcra)
+        return false;
+    for (uint32_t i = 0; i < a->nrules; i++) {
+        const struct rule_params *x = &a->rules[i], *y = &b->rules[i];
+        if (x->kind != y->kind || x->limit != y->limit || x->period_ns != y->period_ns ||
+            x->burst != y->burst || x->interval_ns != y->interval_ns || a->log[i] != b->log[i])
+            return false;
     }
-    *out = &have->v;
+    return true;
+}
+
+/* The handle's slots, allocated on first use. */
+static struct view_slot *slots_of(rl_bucket *b)
+{
+    void *have = rl__ptr_load_acquire(&b->slots);
+    if (have)
+        return have;
+    struct view_slot *fresh = calloc(RL_VIEW_SLOTS, sizeof(*fresh));
+    if (!fresh)
+        return NULL;
+    /* P3: release publishes the zeroed (empty) slots to this process's other threads. */
+    if (rl__ptr_cas_acq_rel(&b->slots, &have, fresh))
+        return fresh;
+    free(fresh); /* another thread's array won */
+    return have;
+}
+
+/* The slot for `v`: one that holds the same view, else an empty one filled with it; NULL if
+ * every slot holds another view. */
+static struct view_slot *slot_for(struct view_slot *slots, const struct policy_view *v)
+{
+    for (unsigned i = 0; i < RL_VIEW_SLOTS; i++) {
+        struct view_slot *s = &slots[i];
+        /* V1: acquire pairs with V2: a ready slot's view is visible. */
+        uint64_t st = rl__load_acquire(&s->state);
+        if (st == SLOT_EMPTY && rl__cas_acq_rel(&s->state, &st, SLOT_FILLING)) {
+            s->v = *v;
+            /* V2: release publishes the filled view; it never changes again. */
+            rl__store_release(&s->state, SLOT_READY);
+            return s;
+        }
+        if (st == SLOT_READY && views_same(&s->v, v))
+            return s;
+    }
+    return NULL;
+}
+
+int rl__bucket_view_refresh(rl_bucket *b, uint64_t off, struct policy_view *spare,
+                            const struct policy_view **out)
+{
+    /* Validate afresh, even for a block a slot holds: a damaged file may rewrite a block in
+     * place. A slot is used only if its view is still exactly what the block says. */
+    if (rl__block_view(b->table, off, spare) < 0)
+        return rl__fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
+    struct view_slot *slots = slots_of(b);
+    if (!slots)
+        return rl__fail(RL_ENOMEM, "out of memory");
+    struct view_slot *s = slot_for(slots, spare);
+    *out = s ? &s->v : spare;
+    /* P1: release orders the slot's fill before the pointer; ready slots are immutable. */
+    if (s)
+        rl__ptr_store_release(&b->view, s);
     return 0;
 }

@@ -34,7 +34,7 @@ static int handle_make(rl_table *t, uint32_t no, rl_bucket *parent, rl_bucket **
     void *none = NULL;
     if (!h)
         return rl__fail(RL_ENOMEM, "out of memory");
-    *h = (rl_bucket){t, rec, parent, no, false, "", NULL};
+    *h = (rl_bucket){t, rec, parent, no, false, "", NULL, NULL};
     memcpy(h->name, rec->name, RL_NAME_MAX);
     size_t len = strlen(h->name); /* only a template's name ends in '*' */
     h->is_template = len >= 2 && strcmp(h->name + len - 2, "/*") == 0;
@@ -259,24 +259,49 @@ rl_bucket *rl_bucket_parent(const rl_bucket *b)
     return b->parent;
 }
 
+/* A frozen word of the viewed block. Reset calls it once no switch is left to help, so
+ * the word can never be finished (update.c: rl__switch_fresh). */
+static bool block_wedged(const struct policy_view *v)
+{
+    for (uint32_t i = 0; i < v->nrules; i++)
+        if (rl__load_acquire(&v->block->rules[i].word) & RL_FROZEN) /* A5 */
+            return true;
+    return false;
+}
+
+/* Reset the current block; if it was being replaced meanwhile, finish the switch and reset
+ * the new block too (the carried usage may predate our reset). Switches always move to
+ * higher offsets, so this ends. A wedged block is replaced by a fresh one, and reset
+ * again: each time takes arena space, so that ends too. */
+static int reset_rules(rl_bucket *b, struct policy_view *v)
+{
+    for (;;) {
+        do {
+            if (rl__bucket_view(b, v) < 0)
+                return rl__fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
+            uint64_t now = rl__clock_rel(b->table);
+            for (uint32_t i = 0; i < v->nrules; i++) {
+                struct rule_ctx c;
+                rl__rule_ctx_load(&c, b->table, v, i);
+                rl__rule_reset(&c, now);
+            }
+        } while (rl__switch_help(b, v));
+        if (!block_wedged(v))
+            return 0;
+        int err = rl__switch_fresh(b, v);
+        if (err)
+            return err;
+    }
+}
+
 int rl_bucket_reset(rl_bucket *b)
 {
     if (b->table->read_only)
         return rl__fail(RL_EPERM, "table %s is open read-only", b->table->path);
     struct policy_view v;
-    /* Reset the current block; if it was being replaced meanwhile, finish the switch and
-     * reset the new block too (the carried usage may predate our reset). Switches always
-     * move to higher offsets, so this ends. */
-    do {
-        if (rl__bucket_view(b, &v) < 0)
-            return rl__fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
-        uint64_t now = rl__clock_rel(b->table);
-        for (uint32_t i = 0; i < v.nrules; i++) {
-            struct rule_ctx c;
-            rl__rule_ctx_load(&c, b->table, &v, i);
-            rl__rule_reset(&c, now);
-        }
-    } while (rl__switch_help(b, &v));
+    int err = reset_rules(b, &v);
+    if (err)
+        return err;
     /* The pause and the server's view are forgotten too. Relaxed: a decider racing the
      * reset may still see them once, as if it had decided a moment earlier. */
     struct rule_ctx server;

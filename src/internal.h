@@ -61,10 +61,18 @@ struct policy_view {
     bool lone_gcra;                 /* one GCRA rule, enforced: acquire_gcra.c may decide */
 };
 
-/* A validated policy snapshot kept by a handle; older ones stay until the table closes. */
-struct cached_view {
+/*
+ * A handle's cache of views: RL_VIEW_SLOTS slots, allocated with the handle's first view.
+ * A slot is filled once and then immutable until the table closes: another thread may be
+ * reading it, and nothing tells when it stops. When every slot holds another block, a
+ * decision validates its view into a copy on its own stack instead (no allocation).
+ * So flipping a bucket between blocks costs a handle at most one allocation.
+ */
+#define RL_VIEW_SLOTS 4
+
+struct view_slot {
+    rl_atomic64 state; /* block.c: empty, being filled, ready */
     struct policy_view v;
-    struct cached_view *older;
 };
 
 /* Process-local handle for one bucket; immutable once made, but for its view cache. */
@@ -75,9 +83,10 @@ struct rl_bucket {
     uint32_t no;
     bool is_template; /* its name is a pattern: "prefix/" "*" */
     char name[RL_NAME_MAX + 1];
-    /* The snapshot of the block policy_off named when last looked at (struct
-     * cached_view *): a decision revalidates only when the bucket switched blocks. */
+    /* The slot holding the view of the block policy_off named when last looked at (struct
+     * view_slot *): a decision revalidates only when the bucket switched blocks. */
     void *_Atomic view;
+    void *_Atomic slots; /* struct view_slot[RL_VIEW_SLOTS], or NULL before the first view */
 };
 
 /* errors.c: record a detail for rl_errdetail() and return err. */
@@ -118,6 +127,8 @@ uint64_t rl__applied_load(const rl_table *t);
 void rl__applied_forget(rl_table *t);
 void rl__applied_begin(rl_table *t);
 bool rl__applied_publish(rl_table *t, uint64_t digest);
+/* shm_table.c: count an attachment of the preload shim (shim.c) in the header. */
+void rl__table_note_shim(rl_table *t);
 
 /* shm_index.c */
 uint64_t rl__name_hash(const char *name);
@@ -136,26 +147,31 @@ uint64_t rl__policy_bytes(const struct rl_policy *pol);
 bool rl__policy_same(const struct rl_policy *a, const struct rl_policy *b);
 /* Snapshot the bucket's current policy block; -1 if damaged. */
 int rl__bucket_view(const rl_bucket *b, struct policy_view *v);
-/* The snapshot of the block at `off` from the handle's cache, made if needed: 0, or
- * RL_ECORRUPT or RL_ENOMEM. */
-int rl__bucket_view_refresh(rl_bucket *b, uint64_t off, const struct policy_view **out);
+/* The view of the block at `off`: from the handle's cache, or validated into `spare` (the
+ * caller's) when the cache is full. 0, or RL_ECORRUPT or RL_ENOMEM. */
+int rl__bucket_view_refresh(rl_bucket *b, uint64_t off, struct policy_view *spare,
+                            const struct policy_view **out);
 
-/* The bucket's current snapshot from its handle's cache (made if needed): 0, or
- * RL_ECORRUPT or RL_ENOMEM. Inline: every decision asks, and the cache nearly always has it. */
-static inline int rl__bucket_view_cached(rl_bucket *b, const struct policy_view **out)
+/* The bucket's current view (see rl__bucket_view_refresh). Inline: every decision asks,
+ * and the cache nearly always has it. */
+static inline int rl__bucket_view_cached(rl_bucket *b, struct policy_view *spare,
+                                         const struct policy_view **out)
 {
-    /* A3 as in rl__bucket_view. The cache is process-local and its entries are immutable.
-     * So acquire on the pointer sees the entry's contents (published by P1 in the refresh). */
+    /* A3 as in rl__bucket_view. The cache is process-local and a ready slot is immutable.
+     * So acquire on the pointer sees the slot's contents (P1 in the refresh). */
     uint64_t off = rl__load_acquire(&b->rec->policy_off);
-    const struct cached_view *have = rl__ptr_load_acquire(&b->view);
+    const struct view_slot *have = rl__ptr_load_acquire(&b->view);
     if (!have || have->v.off != off)
-        return rl__bucket_view_refresh(b, off, out);
+        return rl__bucket_view_refresh(b, off, spare, out);
     *out = &have->v;
     return 0;
 }
 
 /* update.c: finish a switch away from the viewed block, if one started. True if it did. */
 bool rl__switch_help(const rl_bucket *b, const struct policy_view *v);
+/* update.c: replace the viewed block, which has no successor, by a fresh copy of its rules
+ * (full budget): 0, or the arena's error. */
+int rl__switch_fresh(const rl_bucket *b, const struct policy_view *v);
 
 /* counters.c: count an admission of `cost` units to bucket x, in the admission counter
  * `admitted` (the record's, or a policy block's: see shm_rule.admitted). */

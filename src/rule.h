@@ -80,6 +80,9 @@ enum rule_result rl__gcra_earliest(const struct rule_ctx *c, uint64_t now, uint3
                                    uint64_t *earliest);
 /* The TAT after admitting `cost` units at instant d (d >= the earliest instant). */
 uint64_t rl__gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
+/* The TAT after admitting `cost` at d stays in its range (rule_gcra.c: TAT_MAX). */
+bool rl__gcra_fits_for(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
+bool rl__gcra_fits(const struct rule_ctx *c, uint64_t now, uint64_t d, uint32_t cost);
 uint64_t rl__gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
 void rl__gcra_reset(const struct rule_ctx *c, uint64_t now);
 uint64_t rl__gcra_used(const struct rule_ctx *c, uint64_t now);
@@ -89,6 +92,7 @@ uint64_t rl__gcra_carry(const struct rule_ctx *c, uint64_t units, uint64_t at, u
 /* rule_fixed.c */
 enum rule_result rl__fixed_earliest(const struct rule_ctx *c, uint64_t now, uint32_t cost,
                                     uint64_t *earliest);
+bool rl__fixed_fits(const struct rule_ctx *c, uint64_t now, uint64_t d, uint32_t cost);
 uint64_t rl__fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
 void rl__fixed_reset(const struct rule_ctx *c, uint64_t now);
 uint64_t rl__fixed_used(const struct rule_ctx *c, uint64_t now);
@@ -98,6 +102,7 @@ uint64_t rl__fixed_carry(const struct rule_ctx *c, uint64_t units, uint64_t at, 
 /* rule_sliding.c */
 enum rule_result rl__sliding_earliest(const struct rule_ctx *c, uint64_t now, uint32_t cost,
                                       uint64_t *earliest);
+bool rl__sliding_fits(const struct rule_ctx *c, uint64_t now, uint64_t d, uint32_t cost);
 uint64_t rl__sliding_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
 void rl__sliding_finalize(const struct rule_ctx *c, uint64_t old_word, uint64_t new_word);
 void rl__sliding_reset(const struct rule_ctx *c, uint64_t now);
@@ -149,6 +154,25 @@ static inline uint64_t rl__rule_next_word(const struct rule_ctx *c, uint64_t d, 
         return rl__server_next_word(c, d, cost);
     default: /* RULE_SLIDING */
         return rl__sliding_next_word(c, d, cost);
+    }
+}
+
+/*
+ * fits: admitting `cost` at d (decided at `now`) leaves the state word in its valid range.
+ * A turn too far ahead to be written down is refused, never wrapped into another state
+ * (or into RL_FROZEN). The server rule's word only counts down: it always fits.
+ */
+static inline bool rl__rule_fits(const struct rule_ctx *c, uint64_t now, uint64_t d, uint32_t cost)
+{
+    switch (c->kind) {
+    case RULE_GCRA:
+        return rl__gcra_fits(c, now, d, cost);
+    case RULE_FIXED:
+        return rl__fixed_fits(c, now, d, cost);
+    case RULE_SERVER:
+        return true;
+    default: /* RULE_SLIDING */
+        return rl__sliding_fits(c, now, d, cost);
     }
 }
 

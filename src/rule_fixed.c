@@ -93,6 +93,15 @@ enum rule_result rl__fixed_earliest(const struct rule_ctx *c, uint64_t now, uint
     return RULE_OK;
 }
 
+bool rl__fixed_fits(const struct rule_ctx *c, uint64_t now, uint64_t d, uint32_t cost)
+{
+    (void)cost;
+    /* A word up to 2^31 windows ahead of now reads as a reservation (see above); a later
+     * window would read as an old one, and its count would be lost. */
+    uint64_t w = window_of(c, d);
+    return window_start(c, w) != RL_NEVER && w - window_of(c, now) < WIN_HALF;
+}
+
 uint64_t rl__fixed_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
 {
     uint64_t w = window_of(c, d);

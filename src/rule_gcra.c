@@ -1,7 +1,9 @@
 /*
  * rule_gcra.c - token bucket as GCRA: sustained N per T, burst capacity B.
  *
- * State word = TAT (theoretical arrival time, relative ns, below 2^63).
+ * State word = TAT (theoretical arrival time, relative ns). A decision never writes a TAT
+ * above TAT_MAX (3 * 2^61, about 220 years): a turn that would need a later one is refused.
+ * That keeps TAT clear of RL_FROZEN (bit 63), with room for the margin and a full burst.
  * I = ceil(T/N) ns per unit. A request of `cost` units (cost <= B) at instant t is
  * admitted iff TAT is 0 (always) or
  *     TAT - t <= (B - cost) * I - margin
@@ -12,6 +14,8 @@
  * more permissive than the time-ordered one.
  */
 #include "rule.h"
+
+#define TAT_MAX (3ULL << 61)
 
 uint64_t rl__gcra_interval(uint64_t limit, uint64_t period_ns)
 {
@@ -41,6 +45,18 @@ enum rule_result rl__gcra_earliest(const struct rule_ctx *c, uint64_t now, uint3
 uint64_t rl__gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns)
 {
     return rl__max(tat, d) + cost * interval_ns;
+}
+
+bool rl__gcra_fits_for(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns)
+{
+    /* No overflow: tat < 2^63 (not frozen), d < TAT_MAX, cost * I <= 2^62 (rl_policy_check). */
+    return tat < RL_FROZEN && d < TAT_MAX && rl__max(tat, d) + cost * interval_ns <= TAT_MAX;
+}
+
+bool rl__gcra_fits(const struct rule_ctx *c, uint64_t now, uint64_t d, uint32_t cost)
+{
+    (void)now;
+    return rl__gcra_fits_for(c->word, d, cost, c->r.interval_ns);
 }
 
 uint64_t rl__gcra_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
@@ -80,6 +96,9 @@ void rl__gcra_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state
 
 uint64_t rl__gcra_carry(const struct rule_ctx *c, uint64_t units, uint64_t at, uint64_t *excess)
 {
-    *excess = 0; /* a TAT records any debt, even beyond the burst */
-    return at + units * c->r.interval_ns;
+    *excess = 0; /* a TAT records any debt, even beyond the burst, up to TAT_MAX */
+    uint64_t interval = c->r.interval_ns;
+    if (at >= TAT_MAX || units > (TAT_MAX - at) / interval)
+        return TAT_MAX;
+    return at + units * interval;
 }

@@ -148,6 +148,13 @@ enum rule_result rl__sliding_earliest(const struct rule_ctx *c, uint64_t now, ui
     return scan(c, now, cost, !c->table->read_only, earliest);
 }
 
+bool rl__sliding_fits(const struct rule_ctx *c, uint64_t now, uint64_t d, uint32_t cost)
+{
+    (void)c, (void)now, (void)cost;
+    /* head.last and the log hold 44 bits of ticks (55 years): a later instant would wrap. */
+    return ceil_tick(d) <= TICK_MASK;
+}
+
 uint64_t rl__sliding_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost)
 {
     uint64_t pos = (head_pos(c->word) + cost) % (4 * c->r.limit);

@@ -106,7 +106,14 @@ struct shm_header {
      * resets leave it alone: they never make the table differ from the config.
      */
     rl_atomic64 applied_digest;
-    uint8_t reserved[RL_HEADER_BYTES - 160];
+    /* Preload shim attachments (rl__table_note_shim), for display: processes whose shim
+     * opened this table, the relative ns of the latest, and its pid. Relaxed: statistics,
+     * they order nothing. Taken from `reserved` (after applied_digest), which is zero in every
+     * older table (zero attachments): the layout version stays. */
+    rl_atomic64 shim_attaches;
+    rl_atomic64 shim_last_attach;
+    rl_atomic64 shim_last_pid;
+    uint8_t reserved[RL_HEADER_BYTES - 184];
 };
 
 /*
@@ -178,7 +185,8 @@ struct shm_bucket {
  * The other bits depend on the kind:
  *
  *   RL_GCRA     word = TAT, the theoretical arrival time, relative ns. TAT <= now means a
- *               full bucket; each admitted unit adds interval_ns.
+ *               full bucket; each admitted unit adds interval_ns. Never above 3 * 2^61:
+ *               a turn that needs more is refused (rule_gcra.c).
  *   RL_FIXED    word = count:31 | window:32. window = (wall-clock ns / T) mod 2^32
  *               of the window being counted (see rule_fixed.c).
  *   RL_SLIDING  word = pos:19 | last:44, the log's head (see rule_sliding.c): pos = units
@@ -230,6 +238,7 @@ struct shm_policy {
 _Static_assert(sizeof(struct shm_header) == RL_HEADER_BYTES, "header is one page");
 _Static_assert(offsetof(struct shm_header, next_bucket) == 128, "header layout is pinned");
 _Static_assert(offsetof(struct shm_header, applied_digest) == 152, "carved from reserved");
+_Static_assert(offsetof(struct shm_header, shim_attaches) == 160, "carved from reserved");
 _Static_assert(sizeof(struct shm_bucket) == 192, "bucket record layout is pinned");
 _Static_assert(sizeof(struct shm_bucket) % RL_ALIGN == 0, "records are cache-line aligned");
 _Static_assert(offsetof(struct shm_bucket, counters) == 2 * RL_ALIGN &&

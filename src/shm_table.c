@@ -268,10 +268,7 @@ static void handle_free(rl_bucket *b)
 {
     if (!b)
         return;
-    for (struct cached_view *v = rl__ptr_load_acquire(&b->view), *older; v; v = older) {
-        older = v->older;
-        free(v);
-    }
+    free(rl__ptr_load_acquire(&b->slots));
     free(b);
 }
 
@@ -337,7 +334,23 @@ int rl_table_info(const rl_table *t, struct rl_table_info *out)
     out->created_ns = h->epoch_ns;
     out->read_only = t->read_only;
     out->applied_digest = rl__applied_load(t);
+    /* Statistics: any recent values will do. */
+    out->shim_attaches = rl__load_relaxed(&h->shim_attaches);
+    uint64_t last = rl__load_relaxed(&h->shim_last_attach);
+    out->shim_last_attach_ns = last ? h->epoch_ns + last : 0;
+    out->shim_last_pid = (int64_t)rl__load_relaxed(&h->shim_last_pid);
     return 0;
+}
+
+void rl__table_note_shim(rl_table *t)
+{
+    if (t->read_only)
+        return;
+    /* Relaxed: statistics for display; two attaching at once may pair one's time with the
+     * other's pid, both recent. */
+    rl__fetch_add_relaxed(&t->hdr->shim_attaches, 1);
+    rl__store_relaxed(&t->hdr->shim_last_attach, rl__clock_rel(t));
+    rl__store_relaxed(&t->hdr->shim_last_pid, (uint64_t)getpid());
 }
 
 int rl__claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at)

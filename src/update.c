@@ -106,6 +106,31 @@ bool rl__switch_help(const rl_bucket *b, const struct policy_view *p)
     return true;
 }
 
+/*
+ * A frozen word in block P with no successor to finish: a damaged word (RL_FROZEN set by a
+ * writer other than S3), or a switch whose new block is damaged. No decision can commit to
+ * it, and no switch will move past it. Switch to a fresh copy of P's rules, by S2-S5 as
+ * any update: its words hold 0 (as a new bucket's), so S4 leaves them as they are and no
+ * usage is carried. Losing S2 means another switch started: it is helped instead.
+ */
+int rl__switch_fresh(const rl_bucket *b, const struct policy_view *p)
+{
+    struct policy_view n;
+    struct rl_policy pol;
+    uint64_t off;
+    rl__block_read(p, &pol);
+    int err = rl__block_create(b->table, &pol, 0, &off);
+    if (err)
+        return err;
+    /* A6 as in rl__switch_help. A successor that does not validate is never followed:
+     * it may be replaced. */
+    uint64_t next = rl__load_acquire(&p->block->next_off);
+    if (next == 0 || next <= p->off || rl__block_view(b->table, next, &n) < 0)
+        rl__cas_acq_rel(&p->block->next_off, &next, off); /* S2 */
+    rl__switch_help(b, p);
+    return 0;
+}
+
 int rl_bucket_update(rl_bucket *b, const struct rl_policy *pol)
 {
     struct rl_parse_error perr;

@@ -5,6 +5,8 @@
  * was loaded and still refers to that same file (device and inode). A host that closed
  * stderr may have opened anything on fd 2 since: its data file, a socket, our table. Then
  * the line goes to syslog instead: ident "ratelimit-shim", LOG_PID, facility LOG_USER.
+ * So does every line of a host whose stderr is /dev/null (a daemon's, php-fpm's children
+ * without catch_workers_output): a line written there would be seen by nobody.
  *
  * The syslog line is sent to the log socket directly, as syslog(3) would send it. glibc's
  * openlog() would change the host's own ident and keep a socket open on the lowest free
@@ -23,6 +25,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,8 +48,8 @@ static _Thread_local bool private_fds __attribute__((tls_model("initial-exec")))
 __attribute__((constructor)) static void note_stderr(void)
 {
     struct stat st;
-    if (fstat(STDERR_FILENO, &st) != 0)
-        return;
+    if (fstat(STDERR_FILENO, &st) != 0 || (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3)))
+        return; /* closed, or /dev/null: lines go to syslog */
     stderr_at_load.open = true;
     stderr_at_load.dev = st.st_dev;
     stderr_at_load.ino = st.st_ino;

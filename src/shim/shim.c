@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "../atomics.h"
+#include "../internal.h"
 #include "http.h"
 #include "shim.h"
 
@@ -201,6 +202,21 @@ static void open_table(const char *path)
     if (rl_config_apply(shim.config, shim.table, NULL, NULL) != 0)
         shim_say("%s: cannot apply it to table %s: %s; routes use the buckets the table has", path,
                  rl_table_path(shim.table), rl_errdetail());
+    rl__table_note_shim(shim.table); /* ratelimitctl shows that shimmed processes attach */
+}
+
+/* RATELIMIT_DEBUG (any value): one line saying what this process got. */
+static void say_debug(const char *path)
+{
+    if (!secure_getenv("RATELIMIT_DEBUG"))
+        return;
+    if (!shim.config) {
+        shim_say("debug: pid %ld: no usable config (%s)", (long)getpid(), path);
+        return;
+    }
+    shim_say("debug: pid %ld: config %s, table %s, %zu route%s", (long)getpid(), path,
+             shim.table ? rl_table_path(shim.table) : "(none)", rl_config_routes(shim.config, NULL),
+             rl_config_routes(shim.config, NULL) == 1 ? "" : "s");
 }
 
 static void init(void)
@@ -208,10 +224,13 @@ static void init(void)
     const char *path = rl_config_default_path(NULL);
     rl_guard_install(); /* a table truncated under the program: errors, not a SIGBUS */
     load_config(path);
-    if (!shim.config)
+    if (!shim.config) {
+        say_debug(path);
         return;
+    }
     if (rl_config_routes(shim.config, NULL) > 0)
         open_table(path);
+    say_debug(path);
     shim_routes_init(shim.config, path, shim.table);
 }
 

@@ -1,6 +1,7 @@
 /*
  * shim.h - what the preload shim's files share (libratelimit-preload.so; README "Preload
- * shim"). interpose.c exports connect() and sendto() and asks shim_admit(); shim.c loads the
+ * shim"). interpose.c exports connect() and sendto() and asks shim_admit(); deepbind.c
+ * exports dlopen() and brings RTLD_DEEPBIND loads back to them; shim.c loads the
  * config and the table once and decides; routes.c holds the route table (RCU) and matches
  * destinations against it; helper.c runs the thread that resolves host names; say.c decides
  * where diagnostics go.
@@ -68,6 +69,15 @@ void shim_say_from_private_fds(void);
 /* fd moved above 2 (F_DUPFD_CLOEXEC; the original closed), so that it never sits where the
  * host's stdin, stdout or stderr was. Negative fds pass through; -1 if the move fails. */
 int shim_fd_high(int fd);
+
+/* ------------------------------------------------------------------ deepbind.c */
+
+/* The next dlopen (libc's), for the exported dlopen's jump (deepbind.c). */
+extern void *_Atomic shim_next_dlopen;
+
+/* dlopen(file, mode) as if called from `caller`; after a RTLD_DEEPBIND load, rewrites the
+ * slots that bind the shim's interposed functions past it (deepbind.c). */
+void *shim_dlopen_from(const char *file, int mode, const void *caller);
 
 /* ------------------------------------------------------------------ helper.c */
 

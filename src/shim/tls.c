@@ -81,12 +81,12 @@ void *shim_tls_real(struct tls_real *r, const void *site)
 {
     void *key = (void *)(uintptr_t)site;
     for (size_t i = 0; i < TLS_SITES; i++) {
-        /* A1: pairs with the CAS in claim; a site seen claimed may not have its fn yet. */
+        /* T1: pairs with T2; a site seen claimed may not have its fn yet. */
         void *s = rl__ptr_load_acquire(&r->hit[i].site);
         if (!s)
             break;
         if (s == key) {
-            /* A2: pairs with the fn CAS below: the function is resolved and final. */
+            /* T3: pairs with T4: the function is resolved and final. */
             void *fn = rl__ptr_load_acquire(&r->hit[i].fn);
             if (fn)
                 return fn;
@@ -96,10 +96,11 @@ void *shim_tls_real(struct tls_real *r, const void *site)
     void *fn = resolve(r, site);
     for (size_t i = 0; fn && i < TLS_SITES; i++) {
         void *none = NULL;
-        /* Claim a free slot for this site (or find it claimed by a racing caller). */
+        /* T2: claim a free slot for this site (or find it claimed by a racing caller). */
         if (rl__ptr_cas_acq_rel(&r->hit[i].site, &none, key) || none == key) {
             none = NULL;
-            rl__ptr_cas_acq_rel(&r->hit[i].fn, &none, fn); /* racers found the same fn */
+            /* T4: publish the function; a racer's CAS fails, having found the same one. */
+            rl__ptr_cas_acq_rel(&r->hit[i].fn, &none, fn);
             break;
         }
     }

@@ -671,6 +671,18 @@ static const struct scenario scenarios[] = {
      {0, 1, 2, 3, 4, 6, 7, 8},
      {0, 0, 0, 0, 0, 0, 0, 300},
      5},
+    /* Fixpoint: four fixed windows of close periods, each dead in its last 80 ms. A turn is
+     * an instant all four admit; it can take many rounds to find, and waiters race for it.
+     * Nothing may be admitted in any rule's dead zone. */
+    {"fixpoint",
+     M_BLOCK,
+     1,
+     1,
+     {{"fp", "3/254ms fixed, 3/249ms fixed, 3/245ms fixed, 3/236ms fixed margin 80ms", -1}},
+     1,
+     {0},
+     {0},
+     0},
 };
 
 static const uint64_t block_timeouts[] = {0, 5 * MS, 20 * MS, 50 * MS, 100 * MS};

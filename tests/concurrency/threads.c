@@ -1,9 +1,10 @@
 /*
  * threads.c - one process, many threads sharing one table attachment: decisions on every
  * rule kind and a parent chain, blocking acquires, template buckets made on first use by
- * racing threads, and live rule switches, all at once. Every admission is logged; the
- * invariants are then checked exactly. Plain C (no Criterion), so that tools/check can run
- * it under ThreadSanitizer too. Bounded: 1 s of work, then the checks.
+ * racing threads, live rule switches, and a record whose policy_off a thread flips between
+ * more blocks than a handle caches (the view slots, block.c), all at once. Every admission is
+ * logged; the invariants are then checked exactly. Plain C (no Criterion), so that tools/check can
+ * run it under ThreadSanitizer too. Bounded: 1 s of work, then the checks.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -34,8 +35,12 @@ struct log {
     uint64_t at[LOG_MAX];
 };
 
+#define FLOP_BLOCKS (RL_VIEW_SLOTS + 2)
+
 static rl_table *table;
 static rl_bucket *buckets[NBUCKETS];
+static rl_bucket *flop;                /* its policy_off flips between the blocks below */
+static uint64_t flop_off[FLOP_BLOCKS]; /* blocks of buckets nobody else decides on */
 static struct log logs[NBUCKETS];
 static uint64_t stop_ns;
 static atomic_uint errors;
@@ -78,12 +83,26 @@ static void *worker(void *arg)
             record(k, d.at_ns);
         else if (rc != RL_ELIMITED && rc != RL_ETIMEDOUT)
             fail("acquire", rc);
+        if ((rc = rl_try_acquire(flop, 1, NULL)) != 0 && rc != RL_ELIMITED)
+            fail("acquire from a flipped bucket", rc);
         rl_bucket *t; /* racing first uses of template buckets */
         snprintf(tenant, sizeof(tenant), "tenant/%u", it % 64);
         if ((rc = rl_bucket_get(table, tenant, &t)) != 0)
             fail("rl_bucket_get", rc);
         else if ((rc = rl_try_acquire(t, 1, NULL)) != 0 && rc != RL_ELIMITED)
             fail("acquire from a template bucket", rc);
+    }
+    return NULL;
+}
+
+/* Flip flop's record between blocks, as a damaged or hostile writer could. */
+static void *flipper(void *arg)
+{
+    (void)arg;
+    for (unsigned i = 0; rl_now_ns() < stop_ns; i++) {
+        atomic_store(&flop->rec->policy_off, flop_off[i % FLOP_BLOCKS]);
+        if (i % 64 == 0)
+            usleep(100);
     }
     return NULL;
 }
@@ -182,7 +201,7 @@ int main(void)
     char path[64];
     struct rl_table_opts o = RL_TABLE_OPTS_INIT;
     struct rl_policy tp;
-    pthread_t th[THREADS + 1];
+    pthread_t th[THREADS + 2];
     snprintf(path, sizeof(path), "/dev/shm/rl-threads-%ld", (long)getpid());
     unlink(path);
     o.path = path;
@@ -195,6 +214,13 @@ int main(void)
     for (unsigned k = 0; k < NBUCKETS; k++)
         buckets[k] = define(defs[k].name, defs[k].rules, defs[k].parent);
     rl_bucket *flip = define("flip", "10/50ms", NULL);
+    for (unsigned k = 0; k < FLOP_BLOCKS; k++) {
+        static const char *rules[] = {"100/1s", "100/1s fixed", "100/1s burst 10"};
+        char name[16];
+        snprintf(name, sizeof(name), "flop%u", k);
+        flop = define(name, rules[k % 3], NULL);
+        flop_off[k] = atomic_load(&flop->rec->policy_off);
+    }
     rl_policy_parse("5/1s", &tp, NULL);
     if ((rc = rl_template_define(table, "tenant/*", &tp, NULL)) != 0)
         fail("template", rc);
@@ -206,7 +232,8 @@ int main(void)
     for (unsigned i = 0; i < THREADS; i++)
         pthread_create(&th[i], NULL, worker, (void *)(uintptr_t)i);
     pthread_create(&th[THREADS], NULL, switcher, flip);
-    for (unsigned i = 0; i <= THREADS; i++)
+    pthread_create(&th[THREADS + 1], NULL, flipper, NULL);
+    for (unsigned i = 0; i <= THREADS + 1; i++)
         pthread_join(th[i], NULL);
     int bad = check();
     rl_table_close(table);

@@ -88,7 +88,8 @@ has '^  resets +0$'
 run 0 show --json ti/reporting
 check_json '
 assert set(d) == {"table", "bucket", "ancestors", "chain_remaining", "chain_next_free_ns",
-                  "chain_next_free"}, set(d)
+                  "chain_next_free", "shim"}, set(d)
+assert d["shim"]["attaches"] == 0 and d["shim"]["last_pid"] == 0
 assert d["bucket"]["name"] == "ti/reporting" and d["bucket"]["parent"] == "ti"
 assert [a["name"] for a in d["ancestors"]] == ["ti"]
 assert d["chain_remaining"] == 25

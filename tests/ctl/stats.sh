@@ -20,7 +20,7 @@ has '^foundry +3 +3 +0 +0 +0s +0 +0 +0$'
 has '^ti/reporting +1 +4 +0 +0 +0s +0 +0 +0$'
 has '^tok +1 +2 +1 +0 +0s +0 +1 +0$'
 run 0 stats 'ti*'
-[ "$(wc -l <"$out")" -eq 3 ] || fail "stats 'ti*': expected a header and 2 lines"
+[ "$(wc -l <"$out")" -eq 4 ] || fail "stats 'ti*': expected a header, 2 lines and the shim line"
 
 # JSON.
 run 0 stats --json

@@ -766,3 +766,84 @@ Test(corrupt, random_damage_never_crashes)
             break;
     }
 }
+
+/* ------------------------------------------------------------ view cache (issue 13, item 10) */
+
+/* Allocations by anyone in this process (the test links with --wrap=malloc,calloc,realloc). */
+static _Atomic unsigned long g_allocs;
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t k, size_t n);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t k, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+
+void *__wrap_malloc(size_t n)
+{
+    g_allocs++;
+    return __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t k, size_t n)
+{
+    g_allocs++;
+    return __real_calloc(k, n);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    g_allocs++;
+    return __real_realloc(p, n);
+}
+
+/* Decide on `b` with its record naming block `off`: admitted (0) or refused. */
+static int decide_at(rl_bucket *b, uint64_t off)
+{
+    atomic_store(&b->rec->policy_off, off);
+    int rc = rl_try_acquire(b, 1, NULL);
+    cr_assert(rc == 0 || rc == RL_ELIMITED, "try_acquire: %s (%s)", rl_err_name(rc),
+              rl_errdetail());
+    return rc;
+}
+
+/* A record whose policy_off flips between valid blocks made the handle allocate a view on
+ * every change (1.7 MB to 1.75 GB in 20 s). Now a handle allocates its view slots once;
+ * beyond RL_VIEW_SLOTS blocks a decision copies its view on the stack. Every decision still
+ * follows the block the record names at that moment. */
+Test(corrupt, view_cache_stays_bounded_while_policy_off_flips)
+{
+    enum { NBLOCKS = RL_VIEW_SLOTS + 2 };
+    rl_table *t = table_create(16);
+    rl_bucket *b[NBLOCKS];
+    uint64_t off[NBLOCKS];
+    for (unsigned k = 0; k < NBLOCKS; k++) {
+        char name[16];
+        snprintf(name, sizeof(name), "b%u", k);
+        /* Even blocks admit everything, odd ones are drained: a decision shows its block. */
+        b[k] = define(t, name, k % 2 ? "1/1h" : "1000000000/1s burst 1000000000 margin 0", NULL);
+        if (k % 2)
+            cr_assert_eq(rl_try_acquire(b[k], 1, NULL), 0);
+        off[k] = atomic_load(&b[k]->rec->policy_off);
+    }
+    rl_bucket *x = define(t, "flipped", "5/1h", NULL);
+    unsigned long before = g_allocs;
+    cr_expect_eq(decide_at(x, off[0]), 0);
+    cr_expect_leq(g_allocs - before, 1, "the first view allocates the slots, nothing else");
+    before = g_allocs;
+    for (unsigned i = 0; i < 100000; i++)
+        cr_assert_eq(decide_at(x, off[i % 2]), (int)(i % 2 ? RL_ELIMITED : 0), "flip %u", i);
+    cr_expect_eq(g_allocs - before, 0, "flipping between two blocks allocates nothing");
+    before = g_allocs;
+    for (unsigned i = 0; i < 10000; i++)
+        cr_assert_eq(decide_at(x, off[i % NBLOCKS]), (int)(i % 2 ? RL_ELIMITED : 0), "flip %u", i);
+    cr_expect_eq(g_allocs - before, 0, "more blocks than slots: stack copies, no allocation");
+    /* A cached block rewritten in place is validated again, not taken from the cache. */
+    struct shm_policy *p = (struct shm_policy *)(t->arena + off[1]);
+    p->rules[0].limit = 0;
+    atomic_store(&x->rec->policy_off, off[1]);
+    cr_expect_eq(rl_try_acquire(x, 1, NULL), RL_ECORRUPT);
+    p->rules[0].limit = 1;
+    cr_expect_eq(decide_at(x, off[1]), RL_ELIMITED);
+    atomic_store(&x->rec->policy_off, off[NBLOCKS - 1]);
+    rl_table_close(t);
+}

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "fixture.h"
+#include "rule.h"
 
 static rl_table *T;
 
@@ -742,4 +743,120 @@ Test(rules, costs_beyond_any_rule_are_refused_at_the_boundary)
         cr_assert_eq(rl_acquire(b, UINT32_MAX, 1000, NULL), RL_ECOST, "%s", rules[k]);
         cr_assert_eq(rl_try_acquire(b, 0, NULL), RL_EINVAL);
     }
+}
+
+/* ------------------------------------------------------------ state ranges (issue 13, item 4) */
+
+/* The state word of rule r of bucket b, as stored. */
+static uint64_t word_of(rl_bucket *b, unsigned r)
+{
+    struct policy_view v;
+    cr_assert_eq(rl__bucket_view(b, &v), 0);
+    return atomic_load(&v.block->rules[r].word);
+}
+
+static void word_set(rl_bucket *b, unsigned r, uint64_t w)
+{
+    struct policy_view v;
+    cr_assert_eq(rl__bucket_view(b, &v), 0);
+    atomic_store(&v.block->rules[r].word, w);
+}
+
+/* 145 units of 1/366d: a TAT about 145 years ahead. A turn after it (another 145 years)
+ * was written into the frozen bit and wedged the bucket; it is refused now. */
+Test(rules, gcra_turn_beyond_the_tat_range_is_refused)
+{
+    struct rl_decision d;
+    rl_bucket *b = bucket("1/366d burst 145");
+    cr_assert_eq(try1(b, 145, &d), 0);
+    uint64_t tat = word_of(b, 0);
+    for (int k = 0; k < 2; k++) {
+        int rc = rl_acquire(b, 145, UINT64_MAX, &d);
+        cr_assert_eq(rc, RL_ETIMEDOUT, "acquire %d: %s (%s)", k, rl_err_name(rc), rl_errdetail());
+        uint64_t now = d.at_ns - T->hdr->epoch_ns, margin = info_of(b).policy.margin_ns;
+        cr_expect_eq(d.wait_ns, tat + margin - now, "the turn it could not take");
+        cr_expect_eq(word_of(b, 0), tat, "nothing reserved");
+    }
+    cr_expect_eq(try1(b, 1, &d), RL_ELIMITED);
+    struct rl_bucket_info i = info_of(b);
+    cr_expect_eq(i.rules[0].used, 145);
+    cr_expect_eq(i.rules[0].remaining, 0);
+    cr_expect_eq(i.counters.admitted, 1);
+    cr_assert_eq(rl_bucket_reset(b), 0);
+    cr_expect_eq(word_of(b, 0), 0);
+    cr_expect_eq(try1(b, 145, &d), 0);
+    done();
+}
+
+/* The bounds themselves, exactly: GCRA TAT at most 3 * 2^61, sliding ticks 44 bits. */
+Test(rules, rule_fits_at_the_edge_of_its_range)
+{
+    rl_bucket *g = bucket("1/366d burst 145"), *s = bucket("5/1s");
+    struct policy_view gv, sv;
+    struct rule_ctx c;
+    cr_assert_eq(rl__bucket_view(g, &gv), 0);
+    cr_assert_eq(rl__bucket_view(s, &sv), 0);
+    rl__rule_ctx_load(&c, T, &gv, 0);
+    uint64_t i = gv.rules[0].interval_ns, max = 3ULL << 61;
+    cr_expect(rl__rule_fits(&c, 1, max - 145 * i, 145));
+    cr_expect(!rl__rule_fits(&c, 1, max - 145 * i + 1, 145));
+    c.word = max - 2 * i; /* a debt ahead of d: TAT + cost * I counts */
+    cr_expect(rl__rule_fits(&c, 1, 1, 2));
+    cr_expect(!rl__rule_fits(&c, 1, 1, 3));
+    c.word = RL_FROZEN | 1;
+    cr_expect(!rl__rule_fits(&c, 1, 1, 1), "a frozen TAT never fits");
+    rl__rule_ctx_load(&c, T, &sv, 0);
+    uint64_t last = ((1ULL << 44) - 1) * RL_TICK_NS;
+    cr_expect(rl__rule_fits(&c, 1, last, 1));
+    cr_expect(!rl__rule_fits(&c, 1, last + 1, 1));
+    done();
+}
+
+/* A GCRA rule 60 years in debt pushes the chain's turn past the sliding log's 44-bit ticks,
+ * and 7 years past a 100 ms fixed window's 2^31 windows: refused, nothing reserved. */
+Test(rules, far_turns_beyond_sliding_and_fixed_ranges_are_refused)
+{
+    const char *policies[] = {"1/366d burst 60, 100/1s", "1/366d burst 7, 100/100ms fixed"};
+    uint32_t costs[] = {60, 7};
+    for (unsigned k = 0; k < 2; k++) {
+        struct rl_decision d;
+        rl_bucket *b = bucket(policies[k]);
+        cr_assert_eq(try1(b, costs[k], &d), 0, "%s", policies[k]);
+        uint64_t w0 = word_of(b, 0), w1 = word_of(b, 1);
+        int rc = rl_acquire(b, costs[k], UINT64_MAX, &d);
+        cr_assert_eq(rc, RL_ETIMEDOUT, "%s: %s (%s)", policies[k], rl_err_name(rc), rl_errdetail());
+        cr_expect_eq(word_of(b, 0), w0, "%s: the GCRA word is unchanged", policies[k]);
+        cr_expect_eq(word_of(b, 1), w1, "%s: the window word is unchanged", policies[k]);
+        cr_expect_eq(info_of(b).rules[1].used, costs[k], "%s", policies[k]);
+    }
+    done();
+}
+
+/* A frozen word whose block has no successor (no switch can finish it) wedged the bucket:
+ * every decision failed and reset did nothing. Reset now moves the bucket to a fresh copy
+ * of its rules. */
+Test(rules, reset_repairs_a_frozen_word_with_no_successor)
+{
+    const char *policies[] = {"5/1h burst 5 margin 0", "5/1h fixed", "5/1h", "5/1h, 4/1h fixed"};
+    for (unsigned k = 0; k < 4; k++) {
+        struct rl_decision d;
+        rl_bucket *b = bucket(policies[k]);
+        cr_assert_eq(try1(b, 2, &d), 0);
+        uint64_t off = atomic_load(&b->rec->policy_off);
+        word_set(b, 0, word_of(b, 0) | RL_FROZEN);
+        cr_expect_eq(rl_try_acquire(b, 1, &d), RL_ECORRUPT, "%s: wedged", policies[k]);
+        cr_assert_eq(rl_bucket_reset(b), 0, "%s: %s", policies[k], rl_errdetail());
+        cr_expect_gt(atomic_load(&b->rec->policy_off), off, "%s: a fresh block", policies[k]);
+        struct rl_bucket_info i = info_of(b);
+        char have[128], want[128];
+        cr_expect_str_eq(rules_of(&i.policy, have, sizeof(have)),
+                         canonical(policies[k], want, sizeof(want)), "the same rules");
+        for (unsigned r = 0; r < i.policy.nrules; r++)
+            cr_expect_eq(i.rules[r].used, 0, "%s rule %u", policies[k], r);
+        cr_expect_eq(admit_run(b, 10), k == 3 ? 4 : 5, "%s: the full budget", policies[k]);
+        uint64_t fresh = atomic_load(&b->rec->policy_off);
+        cr_assert_eq(rl_bucket_reset(b), 0);
+        cr_expect_eq(atomic_load(&b->rec->policy_off), fresh, "a sound bucket keeps its block");
+    }
+    done();
 }

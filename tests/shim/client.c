@@ -457,6 +457,33 @@ static void role_dlopen(char **argv)
     dlclose(lib);
 }
 
+/*
+ * As role_dlopen, but both libraries are loaded with RTLD_DEEPBIND (lazily, as PHP loads its
+ * extensions): dl_helper's connects still reach the shim, and dl_own's own connect() still
+ * wins inside dl_own (the reason for DEEPBIND).
+ */
+static void role_deepbind(char **argv)
+{
+    void *lib = dlopen(argv[0], RTLD_LAZY | RTLD_DEEPBIND);
+    void *own = dlopen(argv[1], RTLD_LAZY | RTLD_DEEPBIND);
+    if (!lib || !own)
+        die("dlopen with RTLD_DEEPBIND: %s", dlerror());
+    int (*dl_connect)(unsigned) = (int (*)(unsigned))(uintptr_t)dlsym(lib, "dl_helper_connect");
+    int (*own_connect)(void) = (int (*)(void))(uintptr_t)dlsym(own, "dl_own_connect");
+    if (!dl_connect || !own_connect)
+        die("dlsym: %s", dlerror());
+    for (unsigned i = 0, n = arg_num(argv[3]); i < n; i++) {
+        int err = dl_connect(arg_num(argv[2]));
+        printf("client: deep-bound connect %u: %s\n", i + 1, err ? strerror(err) : "ok");
+    }
+    int mark = own_connect();
+    printf("client: dl_own's connect gave %d\n", mark);
+    if (mark != 4242)
+        die("dl_own's own connect() was not called: DEEPBIND is broken");
+    dlclose(own);
+    dlclose(lib);
+}
+
 /* ------------------------------------------------------------------ closed2 */
 
 static void role_closed2(char **argv)
@@ -673,6 +700,8 @@ int main(int argc, char **argv)
         role_fork(argv + 2);
     else if (strcmp(role, "dlopen") == 0 && argc == 5)
         role_dlopen(argv + 2);
+    else if (strcmp(role, "deepbind") == 0 && argc == 6)
+        role_deepbind(argv + 2);
     else if (strcmp(role, "closed2") == 0 && argc == 5)
         role_closed2(argv + 2);
     else if (strcmp(role, "badaddr") == 0 && argc == 3)

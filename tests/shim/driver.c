@@ -210,6 +210,24 @@ static void case_dlopen(struct env *e)
         fail("the shim wrote to stderr");
 }
 
+/* A library loaded with RTLD_DEEPBIND (PHP's extensions) connects through the shim too; a
+ * library's own connect() keeps winning inside it (client.c role_deepbind checks). */
+static void case_deepbind(struct env *e)
+{
+    struct listener l;
+    char helper[PATH_MAX], own[PATH_MAX];
+    const char *slash = strrchr(e->fake, '/');
+    int dir = slash ? (int)(slash - e->fake) : 1;
+    snprintf(helper, sizeof(helper), "%.*s/libdl_helper.so", dir, slash ? e->fake : ".");
+    snprintf(own, sizeof(own), "%.*s/libdl_own.so", dir, slash ? e->fake : ".");
+    listener_start(&l, "127.0.0.1", 0);
+    write_config(e, "bucket deep 2/60s\nroute 127.0.0.1:%u deep wait 0s\n", l.port);
+    run_client(e, false, NULL, ARGV("deepbind", helper, own, num(l.port), "4"));
+    expect_counts(e, "deep", 2, 2);
+    if (err_lines(e) != 0)
+        fail("the shim wrote to stderr");
+}
+
 /*
  * A host that closed fd 2: the shim's lines (here: a route that does not resolve) go to
  * syslog, never to whatever file holds fd 2 now. First the host's own file is on fd 2; then
@@ -345,6 +363,7 @@ static const struct {
     {"refresh", case_refresh},
     {"fork", case_fork},
     {"dlopen", case_dlopen},
+    {"deepbind", case_deepbind},
     {"closed2", case_closed2},
     {"badaddr", case_badaddr},
     {"dnshang", case_dnshang},

@@ -93,8 +93,12 @@ static int acquire(const struct ctl *c, rl_bucket *b, const struct request *rq)
         say_wait(c, rq, "rejected", "", d.wait_ns);
         return CTL_REJECTED;
     case RL_ETIMEDOUT:
-        snprintf(tail, sizeof(tail), ", beyond the %s timeout",
-                 ctl_human_duration(timeout, sizeof(timeout), rq->timeout_ns));
+        /* A turn within the timeout that no rule's state can record (see rl_acquire). */
+        if (d.wait_ns <= rq->timeout_ns)
+            snprintf(tail, sizeof(tail), ", too far ahead to reserve");
+        else
+            snprintf(tail, sizeof(tail), ", beyond the %s timeout",
+                     ctl_human_duration(timeout, sizeof(timeout), rq->timeout_ns));
         say_wait(c, rq, "timed out", tail, d.wait_ns);
         return CTL_TIMEDOUT;
     default:

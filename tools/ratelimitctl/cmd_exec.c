@@ -13,6 +13,7 @@
 
 static const char help[] =
     "Usage: ratelimitctl exec [--config FILE] [--preload PATH] [--] COMMAND [ARGS...]\n"
+    "       ratelimitctl exec --check [--config FILE] [--preload PATH] [-- CMD...]\n"
     "\n"
     "Run COMMAND with the preload shim (libratelimit-preload.so) loaded, so that\n"
     "each TCP connection it opens to a destination a 'route' of the config names\n"
@@ -32,6 +33,10 @@ static const char help[] =
     "Options:\n"
     "  -c, --config FILE   the config the shim reads (checked before COMMAND runs)\n"
     "  -p, --preload PATH  the shim to load\n"
+    "  -k, --check         run nothing: print the config, table and routes the shim\n"
+    "                      would use, whether COMMAND can load it, and the result of\n"
+    "                      a probe connect through it (exit 0 if the shim works\n"
+    "                      with a usable config, else 4)\n"
     "  -h, --help          show this help\n"
     "\n"
     "Exit status: COMMAND's own; 1 if FILE is invalid (its problems on stderr);\n"
@@ -44,6 +49,8 @@ static const char help[] =
 
 static const struct option options[] = {{"config", required_argument, NULL, 'c'},
                                         {"preload", required_argument, NULL, 'p'},
+                                        {"check", no_argument, NULL, 'k'},
+                                        {"probe", required_argument, NULL, 'P'}, /* internal */
                                         {"help", no_argument, NULL, 'h'},
                                         {NULL, 0, NULL, 0}};
 
@@ -112,6 +119,7 @@ int ctl_exec_run(struct ctl *c, int argc, char **argv)
 {
     const char *config = NULL, *preload = NULL;
     char shim[PATH_MAX];
+    bool check = false;
     int opt;
     while ((opt = ctl_getopt_ordered(c, argc, argv)) != -1) {
         switch (opt) {
@@ -121,13 +129,20 @@ int ctl_exec_run(struct ctl *c, int argc, char **argv)
         case 'p':
             preload = optarg;
             break;
+        case 'k':
+            check = true;
+            break;
+        case 'P': /* the --check probe's child (exec_check.c) */
+            return ctl_exec_probe(optarg);
         default:
             return ctl_option_end(opt);
         }
     }
-    if (optind >= argc)
+    if (optind >= argc && !check)
         return ctl_usage(c, "expected a COMMAND to run");
     int rc = find_shim(c, preload, shim, sizeof(shim));
+    if (rc == CTL_OK && check)
+        return ctl_exec_check(c, shim, config, argc - optind, argv + optind);
     if (rc == CTL_OK && config)
         rc = set_config(c, config);
     if (rc == CTL_OK)

@@ -110,6 +110,7 @@ static void print_json(const rl_table *t, const struct ctl_view *view)
         json_close(&j, '}');
     }
     json_close(&j, ']');
+    ctl_shim_json(&j, t);
     json_close(&j, '}');
     json_end(&j);
 }

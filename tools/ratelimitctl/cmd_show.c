@@ -158,6 +158,7 @@ static void print_json(const rl_table *t, const struct chain *ch)
     json_close(&j, ']');
     json_u64(&j, "chain_remaining", ch->sum.remaining);
     json_duration(&j, "chain_next_free_ns", "chain_next_free", ch->sum.next_free_ns);
+    ctl_shim_json(&j, t);
     json_close(&j, '}');
     json_end(&j);
 }
@@ -182,8 +183,10 @@ int ctl_show_run(struct ctl *c, int argc, char **argv)
         rc = chain_read(c, b, &ch);
     if (!rc && json)
         print_json(t, &ch);
-    else if (!rc)
+    else if (!rc) {
         print_text(&ch);
+        ctl_shim_print(t);
+    }
     rl_table_close(t);
     return !rc && ch.bad_name ? CTL_ERROR : rc;
 }

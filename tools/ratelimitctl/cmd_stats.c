@@ -90,6 +90,7 @@ static void print_json(const rl_table *t, const struct ctl_view *view)
         json_close(&j, '}');
     }
     json_close(&j, ']');
+    ctl_shim_json(&j, t);
     json_close(&j, '}');
     json_end(&j);
 }
@@ -133,8 +134,10 @@ int ctl_stats_run(struct ctl *c, int argc, char **argv)
     else if (format == PROMETHEUS) {
         int err = print_prometheus(c, t, &view);
         rc = rc ? rc : err;
-    } else
+    } else {
         print_text(&view);
+        ctl_shim_print(t);
+    }
     ctl_view_free(&view);
     rl_table_close(t);
     return rc;

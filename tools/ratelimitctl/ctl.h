@@ -143,6 +143,15 @@ void json_u64(struct json *j, const char *key, uint64_t v);
 void json_bool(struct json *j, const char *key, bool v);
 void json_duration(struct json *j, const char *key_ns, const char *key_human, uint64_t ns);
 
+/* exec_check.c: `exec --check` (prints; CTL_OK if the shim works) and its probe child. */
+int ctl_exec_check(const struct ctl *c, const char *shim, const char *config_file, int argc,
+                   char **argv);
+int ctl_exec_probe(const char *port);
+
+/* shim_seen.c: the table's preload shim attachments, as one text line or a "shim" object. */
+void ctl_shim_print(const rl_table *t);
+void ctl_shim_json(struct json *j, const rl_table *t);
+
 /* bucket.c, JSON part. */
 void ctl_json_bucket(struct json *j, const char *key, const struct rl_bucket_info *bi);
 void ctl_json_counters(struct json *j, const struct rl_counters *cn);

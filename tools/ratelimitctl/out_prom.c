@@ -172,4 +172,7 @@ void ctl_prometheus(FILE *f, const struct rl_table_info *ti, const char *path,
                     ti->arena_bytes);
     put_table_gauge(f, "ratelimit_table_arena_used_bytes", "Arena bytes in use.", path,
                     ti->arena_used);
+    put_table_gauge(f, "ratelimit_table_shim_attaches",
+                    "Processes that attached to the table through the preload shim.", path,
+                    ti->shim_attaches);
 }
