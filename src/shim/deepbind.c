@@ -57,7 +57,7 @@ void *_Atomic shim_next_dlopen;
 
 /* The shim's exported functions and what each forwards to: found per pass, as a library
  * that defines the next one (libssl's SSL_write) may come with the load. */
-#define HOOKS_MAX 16
+#define HOOKS_MAX 64 /* more than the shim exports (38 with the request and TLS hooks) */
 struct hook {
     const char *name;
     void *ours; /* the interposer */
