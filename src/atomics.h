@@ -64,6 +64,10 @@
  * H2    shim/http.c:response_body           release FIFO A   a FIFO slot free again
  * H3    shim/http.c:response_body           release expect A a final answer to Expect
  * H4-H7 shim/fd.c (file comment)            seq_cst H4-H7    a per-fd state's lifetime
+ * N1    shim/tls.c:shim_tls_real            acquire N2       a call site's slot (process)
+ * N2    shim/tls.c:shim_tls_real            CAS ptr N1       a call site's slot claimed
+ * N3    shim/tls.c:shim_tls_real            acquire N4       the site's real function
+ * N4    shim/tls.c:shim_tls_real            CAS ptr N3       the site's real function set
  *
  * Relaxed accesses (statistics, fields published by one of the edges above) say why at
  * the call site.

@@ -39,10 +39,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <urcu-bp.h>
 
 #include "../atomics.h"
+#include "http.h"
 #include "shim.h"
 
 struct route {
@@ -574,4 +576,25 @@ void shim_match_done(struct shim_match *m)
 {
     tab_put(m->tab);
     m->tab = NULL;
+}
+
+bool shim_routes_match_host(const char *host, struct shim_match *out)
+{
+    const struct route *hit = NULL;
+    /* Read side as in shim_routes_match. Routes written with a host name only: an address
+     * route has no name to compare. The first in the file wins (the port is not known). */
+    rcu_read_lock();
+    const struct route_table *t = rcu_dereference(current);
+    for (size_t i = 0; t && i < t->n && !hit; i++)
+        if (t->r[i].net.family == 0 && t->r[i].conf->count == RL_COUNT_REQUESTS &&
+            strcasecmp(t->r[i].conf->dest, host) == 0)
+            hit = &t->r[i];
+    if (hit) {
+        *out = (struct shim_match){hit->conf, hit->bucket, hit->bucket ? t->tab : NULL};
+        /* Relaxed: a reference taken inside the read side, as in shim_routes_match. */
+        if (out->tab)
+            rl__fetch_add_relaxed(&out->tab->users, 1);
+    }
+    rcu_read_unlock();
+    return hit != NULL;
 }
