@@ -91,6 +91,12 @@ def status(h):
     return {}
 
 
+def calls(h):
+    with open(table(h) + ".agent") as f:
+        w = f.readline().split()
+        return int(w[w.index("calls") + 1])
+
+
 def workers(h, rate, ms, tag):
     logs = []
     for k in range(2):
@@ -144,6 +150,9 @@ try:
     print("steady: admitted per host %s, most in a window %d of %d, utilization of the "
           "last 3 windows %.1f%%" % ([len(s) for s in steady], most, N,
                                     100.0 * len(late) / (3 * N)))
+    made = sum(calls(h) for h in range(3))
+    print("steady: Redis calls %d, per 1,000 admissions %.0f (N = %d per %.0f s, a lease "
+          "lasts %.1f s)" % (made, 1000.0 * made / len(every), N, T, LEASE))
     if most > N:
         fail("%d admissions in one window of T, N = %d" % (most, N))
 
