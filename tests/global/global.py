@@ -140,6 +140,16 @@ try:
     # Phase 1: steady demand, 140% of N per T, 10 s (Redis grants nothing for its first W).
     rates = [0.7 * N / T, 0.35 * N / T, 0.35 * N / T]
     logs = [workers(h, rates[h], 10000, "steady") for h in range(3)]
+    time.sleep(4)
+    show = subprocess.run([CTL, "--table", table(0), "show", "foundry"], capture_output=True,
+                          text=True).stdout
+    prom = subprocess.run([CTL, "--table", table(0), "stats", "--prometheus"],
+                          capture_output=True, text=True).stdout
+    if "200 per 2s for all hosts" not in show or "redis              ok" not in show:
+        fail("show does not tell the global budget and Redis's health:\n" + show)
+    if 'ratelimit_global_redis_up{table=' not in prom or \
+            'ratelimit_global_limit{bucket="foundry"} 200' not in prom:
+        fail("stats --prometheus lacks the global rule:\n" + prom)
     steady = [collect(l) for l in logs]
     every = sum(steady, [])
     if any(not s for s in steady):

@@ -143,11 +143,8 @@ static void call(struct agent *a, struct tracked *x, const struct lease_ref *ref
         a->grants++;
         a->granted_units += rep.granted;
         swap_in(x, ref->word, rl__lease_word(rep.granted, sent + rl__lease_ns(&ref->r)), rep.id);
-    } else if (want) {
-        uint64_t lease_ns = rl__lease_ns(&ref->r);
-        x->retry_at =
-            sent + (rep.quiet_us * 1000 < lease_ns / 4 && rep.quiet_us ? rep.quiet_us * 1000
-                                                                       : lease_ns / 4);
+    } else if (want) { /* quiet, or no room: ask again when Redis says it may grant */
+        x->retry_at = sent + (rep.quiet_us > rep.room_us ? rep.quiet_us : rep.room_us) * 1000;
     }
 }
 

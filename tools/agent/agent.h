@@ -44,6 +44,7 @@ struct grant_reply {
     uint64_t counted;  /* units all hosts held in the window before this grant */
     uint64_t quiet_us; /* Redis grants nothing for this long (a restart, a new server) */
     uint64_t mine;     /* of those, this host's, with this grant */
+    uint64_t room_us;  /* nothing granted for want of room: the oldest grant leaves then */
 };
 
 int agent_parse_url(const char *url, struct redis_addr *a, char *err, size_t len);

@@ -58,8 +58,9 @@
  * ARGV: N, W (us), units wanted, run id, grant id to take back from, units to take back,
  *       host name
  * Returns {granted, grant id, units counted in the window before this grant, quiet (us
- * left), units this host holds in the window}. The hash tag {rl:NAME} keeps one bucket's
- * keys in one Cluster slot.
+ * left), units this host holds in the window, us until the oldest grant leaves the window
+ * (when nothing was granted for want of room; at least 1 ms)}. The hash tag {rl:NAME} keeps one
+ * bucket's keys in one Cluster slot.
  */
 static const char script[] =
     "local t = redis.call('TIME')\n"
@@ -98,7 +99,12 @@ static const char script[] =
     "else g = 0 end\n"
     "redis.call('PEXPIRE', KEYS[1], math.ceil(2 * w / 1000))\n"
     "redis.call('PEXPIRE', KEYS[2], math.ceil(2 * w / 1000))\n"
-    "return {g, id, sum, math.max(0, quiet - now), mine}\n";
+    "local room = 0\n"
+    "if g == 0 and want > 0 then\n"
+    "  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')\n"
+    "  if first[2] then room = math.max(1000, tonumber(first[2]) + w - now) end\n"
+    "end\n"
+    "return {g, id, sum, math.max(0, quiet - now), mine, room}\n";
 
 /* Redis's window W for rule r (us), step 3 above. */
 uint64_t agent_window_us(const struct lease_ref *ref)
@@ -202,7 +208,7 @@ int agent_grant(struct redis_link *l, const struct grant_req *q, struct grant_re
                           w,      want,   l->run_id, q->back_id, back,    q->host};
     redisReply *r = redisCommandArgv(l->c, 13, argv, NULL);
     l->calls++;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
         if (r && r->type == REDIS_REPLY_ERROR)
             snprintf(l->error, sizeof(l->error), "script: %s", r->str);
         freeReplyObject(r);
@@ -214,6 +220,7 @@ int agent_grant(struct redis_link *l, const struct grant_req *q, struct grant_re
     out->counted = (uint64_t)r->element[2]->integer;
     out->quiet_us = (uint64_t)r->element[3]->integer;
     out->mine = (uint64_t)r->element[4]->integer;
+    out->room_us = (uint64_t)r->element[5]->integer;
     freeReplyObject(r);
     l->ok = true;
     l->error[0] = '\0';
