@@ -15,6 +15,8 @@ Checked exactly, from the admission logs of all hosts:
 - every host with demand is admitted; a host whose workers stop holds no units a lease's
   length later; a second agent for a table exits at once.
 Utilization is printed, not asserted (a busy machine lowers it): bench/ measures it.
+Phase 3 (agents with --on-global-failure local N/3, Redis stopped longer than its window):
+each host grants itself its share, and the count stays within N.
 Usage: global.py AGENT CTL WORKER
 """
 import os
@@ -77,9 +79,9 @@ def redis():
     fail("redis-server did not start")
 
 
-def agent(h):
+def agent(h, *extra):
     return start([AGENT, "--table", table(h), "--redis", "unix:" + SOCK, "--host",
-                  "h%d" % (h + 1), "--timeout", "100"])
+                  "h%d" % (h + 1), "--timeout", "100"] + list(extra))
 
 
 def status(h):
@@ -203,6 +205,31 @@ try:
     after = [x for x in sum(faults, []) if x > killed_at + T * 1.2 * 1e9]
     if not after:
         fail("no admission after Redis came back")
+
+    # Phase 3: Redis stopped for longer than its window, agents with a local share: after
+    # W each host grants itself N/3; when Redis answers again they report and stop.
+    for h in range(3):
+        agents[h].kill()
+        agents[h].wait()
+        agents[h] = agent(h, "--on-global-failure", "local N/3")
+    time.sleep(T * 1.3)  # the restarted Redis's quiet window
+    logs = [workers(h, rates[h], 10000, "local") for h in range(3)]
+    time.sleep(1.0)
+    os.kill(r.pid, signal.SIGSTOP)
+    stopped_at = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    time.sleep(4.5)
+    os.kill(r.pid, signal.SIGCONT)
+    local = [collect(l) for l in logs]
+    every += sum(local, [])
+    most = most_in_window(every)
+    during = [len([x for x in s if stopped_at + 1.2 * T * 1e9 < x < stopped_at + 4.5e9])
+              for s in local]
+    print("local share: admitted per host while Redis was stopped, after W: %s (N/3 = %d "
+          "per W); most in a window %d of %d" % (during, N // 3, most, N))
+    if most > N:
+        fail("%d admissions in one window of T, N = %d, with local shares" % (most, N))
+    if any(d == 0 for d in during) or any(d > 2 * (N // 3) for d in during):
+        fail("local shares not used as configured: %s" % during)
     print("PASS")
 finally:
     cleanup()

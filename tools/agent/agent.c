@@ -10,6 +10,15 @@
  * Lease size: the bucket's demand (units admitted plus requests refused), averaged over a
  * lease's length, times 1.5, at most the rule's `lease`. A bucket without demand for a
  * lease's length asks for nothing and gives its units back: an idle host holds none.
+ *
+ * Redis unreachable: the host uses what its lease holds, then refuses. With
+ * --on-global-failure local N/K it grants itself leases instead, at most N/K units in any
+ * span of Redis's window W, once W has passed since its first failed call (by then every
+ * unit Redis granted before the outage is out of every vendor window). When Redis answers
+ * again, the host stops, and reports what it granted itself: Redis counts those units from
+ * then on, and the first such report makes it grant nothing for W, while hosts still cut
+ * off finish theirs. Safe if every host is back within W of the first and the shares add
+ * up to at most N; a host cut off alone for longer may add its share to a window.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +38,8 @@
 #define RESCAN_NS    500000000ULL /* look for new global buckets this often */
 #define POLL_MIN_NS  1000000ULL
 #define POLL_MAX_NS  50000000ULL
-#define STATUS_EVERY 10 /* polls between status file writes */
+#define STATUS_EVERY 10  /* polls between status file writes */
+#define LOCAL_MAX    256 /* self-granted leases remembered per bucket (fallback) */
 
 struct tracked {
     rl_bucket *b;
@@ -44,12 +54,16 @@ struct tracked {
     uint64_t counted;     /* all hosts' units in Redis's window, at the last call */
     uint64_t mine;        /* this host's */
     uint64_t quiet_until; /* Redis said it grants nothing before this */
+    uint64_t down_since;  /* the first failed call since the last success (0: none) */
+    uint64_t local_at[LOCAL_MAX], local_units[LOCAL_MAX]; /* self-granted leases */
+    unsigned nlocal;
 };
 
 struct agent {
     rl_table *t;
     struct redis_link link;
     const char *host, *status_path;
+    uint64_t share_div; /* --on-global-failure local N/K: K (0: refuse) */
     struct tracked *tr;
     unsigned n;
     uint64_t grants, granted_units, returned_units;
@@ -118,6 +132,43 @@ static void swap_in(struct tracked *x, rl_atomic64 *word, uint64_t next, const c
     snprintf(x->id, sizeof(x->id), "%s", id);
 }
 
+static uint64_t window_ns(const struct lease_ref *ref)
+{
+    return agent_window_us(ref) * 1000;
+}
+
+/* Units the host granted itself in the last W (older entries are dropped). */
+static uint64_t local_sum(struct tracked *x, uint64_t now, uint64_t w)
+{
+    uint64_t sum = 0;
+    unsigned k = 0;
+    for (unsigned i = 0; i < x->nlocal; i++)
+        if (x->local_at[i] + w > now) {
+            x->local_at[k] = x->local_at[i];
+            x->local_units[k] = x->local_units[i];
+            sum += x->local_units[k++];
+        }
+    x->nlocal = k;
+    return sum;
+}
+
+/* Redis unreachable for W (with drift): a lease from the host's own share. */
+static void self_grant(struct agent *a, struct tracked *x, const struct lease_ref *ref,
+                       uint64_t want, uint64_t now)
+{
+    uint64_t w = window_ns(ref), share = ref->r.limit / a->share_div;
+    if (!a->share_div || !x->down_since || now - x->down_since < w + w / (1000000 / RHO_PPM) ||
+        x->nlocal == LOCAL_MAX)
+        return;
+    uint64_t used = local_sum(x, now, w), g = used < share ? share - used : 0;
+    g = g < want ? g : want;
+    if (!g)
+        return;
+    x->local_at[x->nlocal] = now;
+    x->local_units[x->nlocal++] = g;
+    swap_in(x, ref->word, rl__lease_word(g, now + rl__lease_ns(&ref->r)), "");
+}
+
 static void call(struct agent *a, struct tracked *x, const struct lease_ref *ref, uint64_t want)
 {
     struct grant_reply rep;
@@ -129,10 +180,14 @@ static void call(struct agent *a, struct tracked *x, const struct lease_ref *ref
                           .back_id = x->back_id,
                           .back_units = x->back_units};
     uint64_t sent = rl__clock_rel(a->t); /* before the send: grant.c step 1 */
+    q.fallback_units = local_sum(x, sent, window_ns(ref));
     if (agent_grant(&a->link, &q, &rep) != 0) {
         x->retry_at = rl__clock_rel(a->t) + RETRY_NS;
+        x->down_since = x->down_since ? x->down_since : sent;
         return;
     }
+    x->down_since = 0;
+    x->nlocal = 0;
     a->returned_units += x->back_units;
     x->back_id[0] = '\0';
     x->back_units = 0;
@@ -162,12 +217,15 @@ static void tend(struct agent *a, struct tracked *x)
     uint64_t w = rl__load_acquire(ref.word); /* A5 */
     uint64_t until = rl__lease_until(w), left = now < until ? rl__lease_left(w) : 0;
     uint64_t lease_ns = rl__lease_ns(&ref.r);
-    if (now < x->retry_at)
-        return;
     if (want && (left < (want + 3) / 4 || until < now + lease_ns / 4)) {
-        call(a, x, &ref, want);
+        if (now >= x->retry_at)
+            call(a, x, &ref, want);
+        if (x->down_since)
+            self_grant(a, x, &ref, want, rl__clock_rel(a->t));
         return;
     }
+    if (now < x->retry_at)
+        return;
     if (!want && x->id[0] && rl__lease_left(w)) /* idle: give the units back */
         swap_in(x, ref.word, 0, "");
     if (x->back_units)
@@ -245,24 +303,34 @@ static int agent_run(struct agent *a, bool once)
 
 static const char usage[] =
     "Usage: ratelimit-agent [--table PATH] [--redis URL] [--host NAME] [--status FILE]\n"
-    "                       [--timeout MS] [--once]\n"
+    "                       [--timeout MS] [--on-global-failure local N/K] [--once]\n"
     "Keep the leases of the table's global rules filled from Redis. One per host.\n"
     "  --redis URL    redis://HOST[:PORT][/DB] or unix:PATH[?db=N]\n"
     "                 (default redis://127.0.0.1:6379/0)\n"
     "  --host NAME    this host's name in Redis (default: the host name)\n"
     "  --status FILE  write the leases and Redis's health there (default TABLE.agent)\n"
     "  --timeout MS   Redis connect and reply timeout (default 200)\n"
+    "  --on-global-failure refuse|local N/K\n"
+    "                 Redis unreachable: once the leases end, refuse (default), or\n"
+    "                 after Redis's window grant this host N/K of each global rule\n"
     "  --once         one pass, then exit\n";
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"table", 1, 0, 't'},   {"redis", 1, 0, 'r'}, {"host", 1, 0, 'H'}, {"status", 1, 0, 's'},
-        {"timeout", 1, 0, 'T'}, {"once", 0, 0, 'o'},  {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"table", 1, 0, 't'},
+                                         {"redis", 1, 0, 'r'},
+                                         {"host", 1, 0, 'H'},
+                                         {"status", 1, 0, 's'},
+                                         {"timeout", 1, 0, 'T'},
+                                         {"once", 0, 0, 'o'},
+                                         {"on-global-failure", 1, 0, 'F'},
+                                         {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *table = getenv("RATELIMIT_TABLE"), *url = "redis://127.0.0.1:6379/0";
     const char *status = NULL;
     char host[256] = "", status_buf[4200], err[300];
     long timeout_ms = 200;
+    const char *failure = "refuse";
     bool once = false;
     for (int c; (c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1;) {
         switch (c) {
@@ -284,6 +352,9 @@ int main(int argc, char **argv)
         case 'o':
             once = true;
             break;
+        case 'F':
+            failure = optarg;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -301,6 +372,16 @@ int main(int argc, char **argv)
         return 3;
     }
     struct agent a = {.host = host};
+    unsigned long k = 0;
+    if (strcmp(failure, "refuse") != 0 &&
+        (sscanf(failure, "local N/%lu", &k) != 1 || k == 0 || k > 1000000)) {
+        fprintf(stderr,
+                "ratelimit-agent: --on-global-failure '%s': expected 'refuse' or "
+                "'local N/K', as in 'local N/3'\n",
+                failure);
+        return 3;
+    }
+    a.share_div = k;
     a.link.timeout_us = (uint64_t)timeout_ms * 1000;
     if (agent_parse_url(url, &a.link.addr, err, sizeof(err)) != 0) {
         fprintf(stderr, "ratelimit-agent: --redis %s\n", err);

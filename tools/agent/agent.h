@@ -36,6 +36,7 @@ struct grant_req {
     uint64_t limit, window_us, want;
     const char *back_id; /* the grant the units given back came from ("" if none) */
     uint64_t back_units;
+    uint64_t fallback_units; /* granted by the host itself within W (agent.c, fallback) */
 };
 
 struct grant_reply {

@@ -56,7 +56,8 @@
  * KEYS[3] {rl:NAME}:e  hash: run (the server's run id), quiet (us: grant nothing before),
  *                      last (us: the latest instant used), next (the last grant id)
  * ARGV: N, W (us), units wanted, run id, grant id to take back from, units to take back,
- *       host name
+ *       host name, units the host granted itself while Redis was unreachable (they count
+ *       from now on, and the first such report after a while makes Redis quiet for W)
  * Returns {granted, grant id, units counted in the window before this grant, quiet (us
  * left), units this host holds in the window, us until the oldest grant leaves the window
  * (when nothing was granted for want of room; at least 1 ms)}. The hash tag {rl:NAME} keeps one
@@ -73,6 +74,13 @@ static const char script[] =
     "  redis.call('HSET', KEYS[3], 'run', ARGV[4], 'quiet', now + w)\n"
     "end\n"
     "local quiet = tonumber(redis.call('HGET', KEYS[3], 'quiet'))\n"
+    "local fb = tonumber(ARGV[8])\n"
+    "if fb > 0 then\n"
+    "  local fid = ARGV[7] .. ':f' .. redis.call('HINCRBY', KEYS[3], 'next', 1)\n"
+    "  redis.call('ZADD', KEYS[2], now, fid)\n"
+    "  redis.call('HSET', KEYS[1], fid, fb)\n"
+    "  if quiet < now then quiet = now + w; redis.call('HSET', KEYS[3], 'quiet', quiet) end\n"
+    "end\n"
     "local back = tonumber(ARGV[6])\n"
     "if back > 0 then\n"
     "  local u = tonumber(redis.call('HGET', KEYS[1], ARGV[5]) or '0')\n"
@@ -199,14 +207,15 @@ int agent_grant(struct redis_link *l, const struct grant_req *q, struct grant_re
     char keys[3][RL_NAME_MAX + 16];
     for (int i = 0; i < 3; i++)
         snprintf(keys[i], sizeof(keys[i]), "{rl:%s}:%c", q->name, "gte"[i]);
-    char n[24], w[24], want[24], back[24];
+    char n[24], w[24], want[24], back[24], fb[24];
     snprintf(n, sizeof(n), "%" PRIu64, q->limit);
     snprintf(w, sizeof(w), "%" PRIu64, q->window_us);
     snprintf(want, sizeof(want), "%" PRIu64, q->want);
     snprintf(back, sizeof(back), "%" PRIu64, q->back_units);
+    snprintf(fb, sizeof(fb), "%" PRIu64, q->fallback_units);
     const char *argv[] = {"EVAL", script, "3",       keys[0],    keys[1], keys[2], n,
-                          w,      want,   l->run_id, q->back_id, back,    q->host};
-    redisReply *r = redisCommandArgv(l->c, 13, argv, NULL);
+                          w,      want,   l->run_id, q->back_id, back,    q->host, fb};
+    redisReply *r = redisCommandArgv(l->c, 14, argv, NULL);
     l->calls++;
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
         if (r && r->type == REDIS_REPLY_ERROR)
