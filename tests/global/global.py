@@ -5,6 +5,7 @@ Each "host" is a table of its own, with its own ratelimit-agent and two worker p
 (global_worker) that log every admission. Redis runs on a unix socket in a temporary
 directory, without persistence, started and stopped by this test. The rule is
 200/2s global lease 40; host 1 asks for 70% of N per T, hosts 2 and 3 for 35% each.
+Host 3's agent reaches Redis with random delays of up to 60 ms each way.
 
 Checked exactly, from the admission logs of all hosts:
 - no rolling window of T holds more than N admissions, across every phase and fault:
@@ -80,8 +81,10 @@ def redis():
 
 
 def agent(h, *extra):
+    # Host 3's agent reaches Redis slowly: up to 60 ms each way, at random.
+    env = dict(os.environ, RATELIMIT_AGENT_TEST_DELAY_US="60000" if h == 2 else "0")
     return start([AGENT, "--table", table(h), "--redis", "unix:" + SOCK, "--host",
-                  "h%d" % (h + 1), "--timeout", "100"] + list(extra))
+                  "h%d" % (h + 1), "--timeout", "100"] + list(extra), env=env)
 
 
 def status(h):

@@ -63,7 +63,8 @@ struct agent {
     rl_table *t;
     struct redis_link link;
     const char *host, *status_path;
-    uint64_t share_div; /* --on-global-failure local N/K: K (0: refuse) */
+    uint64_t test_delay_us; /* $RATELIMIT_AGENT_TEST_DELAY_US: see call() */
+    uint64_t share_div;     /* --on-global-failure local N/K: K (0: refuse) */
     struct tracked *tr;
     unsigned n;
     uint64_t grants, granted_units, returned_units;
@@ -181,7 +182,14 @@ static void call(struct agent *a, struct tracked *x, const struct lease_ref *ref
                           .back_units = x->back_units};
     uint64_t sent = rl__clock_rel(a->t); /* before the send: grant.c step 1 */
     q.fallback_units = local_sum(x, sent, window_ns(ref));
-    if (agent_grant(&a->link, &q, &rep) != 0) {
+    /* Tests slow the way to Redis and back by up to this much each, at random: the lease
+     * then starts late and ends early, never later (grant.c, step 1). */
+    if (a->test_delay_us)
+        usleep((useconds_t)((uint64_t)random() % a->test_delay_us));
+    int rc = agent_grant(&a->link, &q, &rep);
+    if (a->test_delay_us)
+        usleep((useconds_t)((uint64_t)random() % a->test_delay_us));
+    if (rc != 0) {
         x->retry_at = rl__clock_rel(a->t) + RETRY_NS;
         x->down_since = x->down_since ? x->down_since : sent;
         return;
@@ -382,6 +390,9 @@ int main(int argc, char **argv)
         return 3;
     }
     a.share_div = k;
+    const char *delay = getenv("RATELIMIT_AGENT_TEST_DELAY_US");
+    a.test_delay_us = delay ? strtoull(delay, NULL, 10) : 0;
+    srandom((unsigned)getpid());
     a.link.timeout_us = (uint64_t)timeout_ms * 1000;
     if (agent_parse_url(url, &a.link.addr, err, sizeof(err)) != 0) {
         fprintf(stderr, "ratelimit-agent: --redis %s\n", err);
