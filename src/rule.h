@@ -135,6 +135,10 @@ struct lease_ref {
 };
 /* RL_ENOENT: the bucket has no global rule; RL_ECORRUPT: its block is damaged. */
 int rl__lease_find(const rl_bucket *b, struct lease_ref *out);
+/* A blocking acquire refused by a chain with a global rule sleeps this long and tries
+ * again, until its deadline: only the agent brings units. 0: no global rule. */
+#define RL_LEASE_PAUSE_MAX_NS 50000000ULL
+uint64_t rl__lease_pause(const rl_bucket *b);
 
 /* rule_server.c */
 uint64_t rl__server_word(uint64_t remaining, uint64_t until_ns);

@@ -114,3 +114,17 @@ int rl__lease_find(const rl_bucket *b, struct lease_ref *out)
     }
     return RL_ENOENT;
 }
+
+uint64_t rl__lease_pause(const rl_bucket *b)
+{
+    uint64_t pause = 0;
+    for (const rl_bucket *x = b; x; x = x->parent) {
+        struct lease_ref ref;
+        if (rl__lease_find(x, &ref) != 0)
+            continue;
+        uint64_t p = rl__lease_ns(&ref.r) / 10; /* the agent looks this often, or more */
+        p = p < RL_LEASE_PAUSE_MAX_NS ? p : RL_LEASE_PAUSE_MAX_NS;
+        pause = pause && pause < p ? pause : p;
+    }
+    return pause;
+}

@@ -5,6 +5,9 @@
  *
  * Deterministic: leases last an hour, or have already ended.
  */
+#include <pthread.h>
+#include <time.h>
+
 #include "fixture.h"
 #include "rule.h"
 
@@ -76,7 +79,6 @@ Test(lease, no_lease_admits_nothing)
     struct rl_decision d;
     cr_assert_eq(rl_try_acquire(b, 1, &d), RL_ELIMITED);
     cr_assert_eq(d.wait_ns, NS_PER_H / RL_LEASE_PARTS, "retry after a lease's length");
-    cr_assert_eq(rl_acquire(b, 1, NS_PER_H, &d), RL_ETIMEDOUT, "no instant is known to have units");
 }
 
 Test(lease, admits_exactly_the_leased_units)
@@ -154,4 +156,26 @@ Test(lease, a_switch_starts_without_a_lease)
     cr_assert_eq(try1(b, 1), RL_ELIMITED, "the old lease's units are not carried");
     grant(b, 1, NS_PER_H);
     cr_assert_eq(try1(b, 1), 0);
+}
+
+static void *grant_later(void *arg)
+{
+    struct timespec ts = {0, 20000000};
+    nanosleep(&ts, NULL);
+    grant(arg, 1, NS_PER_H);
+    return NULL;
+}
+
+Test(lease, a_blocking_acquire_waits_for_the_agent)
+{
+    rl_bucket *b = bucket("g", "200/1h global lease 50", NULL);
+    struct rl_decision d;
+    uint64_t before = rl_now_ns();
+    cr_assert_eq(rl_acquire(b, 1, 30 * NS_PER_MS, &d), RL_ETIMEDOUT);
+    cr_assert_geq(rl_now_ns() - before, 30 * NS_PER_MS, "it waited, in pauses, to its deadline");
+    pthread_t th;
+    pthread_create(&th, NULL, grant_later, b);
+    cr_assert_eq(rl_acquire(b, 1, NS_PER_H, &d), 0, "admitted once the lease came");
+    pthread_join(th, NULL);
+    cr_assert_eq(try1(b, 1), RL_ELIMITED, "it took the one unit");
 }
