@@ -26,6 +26,7 @@ struct redis_link {
     struct redisContext *c;
     uint64_t timeout_us; /* connect and reply timeout */
     char run_id[41];     /* the server's, from INFO server */
+    char sha[41];        /* the script's, from SCRIPT LOAD */
     bool ok;             /* the last call succeeded */
     uint64_t calls;      /* script calls made */
     char error[160];     /* why the last call failed */
