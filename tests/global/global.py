@@ -29,7 +29,7 @@ import tempfile
 import time
 
 AGENT, CTL, WORKER = sys.argv[1:4]
-N, T = 200, 2.0
+N, T = int(os.environ.get("GLOBAL_N", "200")), 2.0  # GLOBAL_N: bench runs only
 LEASE = T / 20
 TMP = tempfile.mkdtemp(prefix="rl-global-")
 SOCK = os.path.join(TMP, "redis.sock")
@@ -124,7 +124,8 @@ def most_in_window(stamps):
 try:
     r = redis()
     for h in range(3):
-        subprocess.run([CTL, "--table", table(h), "define", "foundry", "200/2s global lease 40"],
+        subprocess.run([CTL, "--table", table(h), "define", "foundry",
+                        "%d/2s global lease %d" % (N, N // 5)],
                        check=True)
     agents = [agent(h) for h in range(3)]
     time.sleep(0.3)
@@ -141,10 +142,10 @@ try:
                           text=True).stdout
     prom = subprocess.run([CTL, "--table", table(0), "stats", "--prometheus"],
                           capture_output=True, text=True).stdout
-    if "200 per 2s for all hosts" not in show or "redis              ok" not in show:
+    if "%d per 2s for all hosts" % N not in show or "redis              ok" not in show:
         fail("show does not tell the global budget and Redis's health:\n" + show)
     if 'ratelimit_global_redis_up{table=' not in prom or \
-            'ratelimit_global_limit{bucket="foundry"} 200' not in prom:
+            'ratelimit_global_limit{bucket="foundry"} %d' % N not in prom:
         fail("stats --prometheus lacks the global rule:\n" + prom)
     steady = [collect(l) for l in logs]
     every = sum(steady, [])
