@@ -127,6 +127,8 @@ const char *rl_errdetail(void);
 #define RL_MAX_DEPTH           4  /* buckets in a chain: a bucket and up to 3 ancestors */
 #define RL_LIMIT_MAX           1000000000ULL /* N of one rule */
 #define RL_SLIDING_LIMIT_MAX   131072U       /* N of a sliding-window rule (8 bytes per unit) */
+#define RL_LEASE_MAX           524287U       /* units of one lease of a global rule (19 bits) */
+#define RL_GLOBAL_MIN_NS       1000000000ULL /* T >= 1 s for a global rule */
 #define RL_PERIOD_MIN_NS       1000000ULL    /* T >= 1 ms */
 #define RL_FIXED_PERIOD_MIN_NS 100000000ULL  /* T >= 100 ms for a fixed window */
 #define RL_PERIOD_MAX_NS       (366ULL * 86400 * 1000000000ULL) /* T <= 366 days */
@@ -290,13 +292,16 @@ enum rl_rule_kind {
     RL_SLIDING = 0, /* at most N in any rolling window of T (the default) */
     RL_GCRA = 1,    /* token bucket: sustained N per T, burst capacity B */
     RL_FIXED = 2,   /* at most N per window of T aligned to multiples of T since the epoch */
+    RL_GLOBAL = 3,  /* at most N in any rolling window of T over all hosts sharing a Redis
+                     * budget: decided from this host's lease (README "Several hosts") */
 };
 
 struct rl_rule {
     enum rl_rule_kind kind;
     uint64_t limit;     /* N */
     uint64_t period_ns; /* T */
-    uint64_t burst;     /* B, GCRA only: requests admitted back to back (>= 1) */
+    uint64_t burst;     /* B, GCRA only: requests admitted back to back (>= 1);
+                         * RL_GLOBAL: the largest lease, in units (1..min(N, RL_LEASE_MAX)) */
 };
 
 enum rl_policy_flags {
@@ -321,7 +326,8 @@ struct rl_parse_error {
  * Parse rule text such as "200/60s", "120/1m burst 20", "1000/1h fixed, 100/1m",
  * "30/1m margin 50ms". Grammar (README "Rule syntax"):
  *   policy   := rule { "," rule } [ "margin" DURATION ] [ "dry-run" ]
- *   rule     := COUNT "/" DURATION [ "burst" COUNT | "fixed" | "sliding" ]
+ *   rule     := COUNT "/" DURATION [ "burst" COUNT | "fixed" | "sliding" | global ]
+ *   global   := "global" [ "lease" COUNT ]   (the largest lease; default N/10, at least 1)
  *   DURATION := [COUNT] ("ns" | "us" | "ms" | "s" | "m" | "h" | "d"), e.g. 500ms, 60s, 1m, 1h;
  *               "/s" is "/1s"
  * On error returns RL_EPARSE and fills *err (if not NULL). Pure: no table needed.

@@ -466,6 +466,19 @@ static uint64_t turn_voided_until(const rl_bucket *b, uint64_t d)
     return resume;
 }
 
+/* A chain with a global rule gets units only from the agent: sleep a pause (or to the
+ * deadline) and try again. False when there is no global rule or no time left. */
+static bool lease_wait(const rl_bucket *b, uint64_t deadline, uint64_t cap, uint64_t *timeout_ns)
+{
+    uint64_t pause = rl__lease_pause(b), now = rl__clock_rel(b->table);
+    if (!pause || now >= deadline)
+        return false;
+    uint64_t woke = deadline - now > pause ? now + pause : deadline;
+    sleep_until(b->table, woke, cap);
+    *timeout_ns = deadline - woke;
+    return true;
+}
+
 int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out)
 {
     int err = request_check(b, cost);
@@ -477,6 +490,8 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
     uint64_t deadline = rl__sat_add(rl__clock_rel(b->table), timeout_ns), at, resume;
     for (;;) {
         int rc = acquire_checked(b, cost, timeout_ns, out, &at);
+        if (rc == RL_ELIMITED && lease_wait(b, deadline, cap, &timeout_ns))
+            continue;
         if (rc < 0)
             return rc == RL_ELIMITED ? RL_ETIMEDOUT : rc;
         if (!at)

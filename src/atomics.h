@@ -17,6 +17,7 @@
  *       bucket.c:rl_table_foreach
  * A5    acquire.c:plan_load                 acquire C2 U1 S3 a state word (a sliding head:
  *       acquire_gcra.c:chain_load                   S4 Z1 F2 the log entries it needs)
+ *                                                   Q1
  *       rule.h:rl__rule_ctx_load
  * A6    update.c:rl__switch_help            acquire S2       block B's rules, carry_at
  * A7    acquire.c:plan_load                 acquire F1       the cool-down in force
@@ -45,6 +46,7 @@
  *       margin.c:rl__margin_read                            at least the configured one)
  * M2    margin.c:rl__margin_report          CAS     M1       margin, delay estimate, steps
  * M3    margin.c:claim_widening             CAS     M3       one widening per event
+ * Q1    rule_lease.c:rl__lease_swap         CAS     A5 C2    a new lease from Redis
  * K1    shm_table.c:rl__claim               CAS     K1       a unique number or range
  * P1    block.c:rl__bucket_view_refresh     rel ptr A3 (ptr) the current slot (process)
  * P2    bucket.c:handle_make                CAS ptr A4 (ptr) a handle (process)

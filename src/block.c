@@ -64,7 +64,7 @@ int rl__block_create(rl_table *t, const struct rl_policy *pol, uint64_t word, ui
         r->kind = src->kind;
         r->limit = src->limit;
         r->period_ns = src->period_ns;
-        r->burst = src->kind == RL_GCRA ? src->burst : 0;
+        r->burst = src->kind == RL_GCRA || src->kind == RL_GLOBAL ? src->burst : 0;
         r->interval_ns = rl__gcra_interval(src->limit, src->period_ns);
         /* Relaxed: the whole block is published by the release store of policy_off/state
          * (R1), or of the predecessor's next_off (S2). */
@@ -102,7 +102,7 @@ bool rl__policy_same(const struct rl_policy *a, const struct rl_policy *b)
     for (unsigned i = 0; i < a->nrules; i++) {
         const struct rl_rule *x = &a->rules[i], *y = &b->rules[i];
         if (x->kind != y->kind || x->limit != y->limit || x->period_ns != y->period_ns ||
-            (x->kind == RL_GCRA && x->burst != y->burst))
+            ((x->kind == RL_GCRA || x->kind == RL_GLOBAL) && x->burst != y->burst))
             return false;
     }
     return true;

@@ -138,6 +138,16 @@ static int parse_rule(struct cursor *c, struct rl_rule *r)
         r->kind = RL_GCRA;
         return parse_count(c, &r->burst, "a burst size after 'burst'");
     }
+    if (take_word(c, "global")) {
+        r->kind = RL_GLOBAL;
+        r->burst = r->limit / 10 ? r->limit / 10 : 1; /* the largest lease: N/10 by default */
+        r->burst = r->burst < RL_LEASE_MAX ? r->burst : RL_LEASE_MAX;
+        skip_space(c);
+        if (!take_word(c, "lease"))
+            return 0;
+        skip_space(c);
+        return parse_count(c, &r->burst, "the largest lease in units after 'lease'");
+    }
     if (take_word(c, "fixed"))
         r->kind = RL_FIXED;
     else
@@ -232,7 +242,13 @@ static int check_rule(const struct rl_rule *r, unsigned i, struct cursor *cur, c
                        "rule %u: burst %" PRIu64 " is out of range (1..%llu, and burst "
                        "times T/N at most 146 years)",
                        n, r->burst, RL_LIMIT_MAX);
-    if (r->kind > RL_FIXED)
+    if (r->kind == RL_GLOBAL && r->period_ns < RL_GLOBAL_MIN_NS)
+        return fail_at(&c, c.p, "rule %u: a global rule's period must be at least 1s", n);
+    if (r->kind == RL_GLOBAL && (r->burst == 0 || r->burst > r->limit || r->burst > RL_LEASE_MAX))
+        return fail_at(&c, c.p,
+                       "rule %u: lease %" PRIu64 " is out of range (1..the limit, at most %u)", n,
+                       r->burst, RL_LEASE_MAX);
+    if (r->kind > RL_GLOBAL)
         return fail_at(&c, c.p, "rule %u: unknown kind %d", n, (int)r->kind);
     return 0;
 }
@@ -306,6 +322,8 @@ int rl_policy_format(const struct rl_policy *p, char *buf, size_t len)
             put(&o, " burst %" PRIu64, r->burst);
         else if (r->kind == RL_FIXED)
             put(&o, " fixed");
+        else if (r->kind == RL_GLOBAL)
+            put(&o, " global lease %" PRIu64, r->burst);
     }
     if (p->margin_ns != RL_MARGIN_DEFAULT_NS) {
         format_duration(dur, sizeof(dur), p->margin_ns);

@@ -2,7 +2,7 @@
  * rule.h - one rule of a decision: its kind, its context, and one dispatch per operation.
  *
  * Each kind lives in its own file (rule_gcra.c, rule_fixed.c, rule_sliding.c,
- * rule_server.c). A new kind touches that file, the switches below and the grammar
+ * rule_lease.c, rule_server.c). A new kind touches that file, the switches below and the grammar
  * (policy.c). The per-kind functions stay out of line, in their own files: tests link
  * with -Wl,--wrap to stall a decision inside them, and --wrap only sees calls between
  * object files.
@@ -19,7 +19,8 @@ enum rule_kind {
     RULE_GCRA = RL_GCRA,
     RULE_FIXED = RL_FIXED,
     RULE_SLIDING = RL_SLIDING,
-    RULE_SERVER = RL_FIXED + 1, /* the vendor's reported budget, kept in the bucket record */
+    RULE_LEASE = RL_GLOBAL,      /* this host's lease of a budget held in Redis */
+    RULE_SERVER = RL_GLOBAL + 1, /* the vendor's reported budget, kept in the bucket record */
 };
 
 /* One rule of a decision: where its state lives and what a decision needs to know. */
@@ -111,6 +112,34 @@ uint64_t rl__sliding_used(const struct rule_ctx *c, uint64_t now);
 void rl__sliding_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out);
 uint64_t rl__sliding_carry(const struct rule_ctx *c, uint64_t units, uint64_t at, uint64_t *excess);
 
+/* rule_lease.c */
+#define RL_LEASE_PARTS 20 /* a lease lasts T / RL_LEASE_PARTS (tools/agent/grant.c) */
+uint64_t rl__lease_ns(const struct rule_params *r);
+uint64_t rl__lease_word(uint64_t left, uint64_t until_ns);
+uint64_t rl__lease_until(uint64_t word);
+uint64_t rl__lease_left(uint64_t word);
+enum rule_result rl__lease_earliest(const struct rule_ctx *c, uint64_t now, uint32_t cost,
+                                    uint64_t *earliest);
+bool rl__lease_fits(const struct rule_ctx *c, uint64_t now, uint64_t d, uint32_t cost);
+uint64_t rl__lease_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost);
+void rl__lease_reset(const struct rule_ctx *c);
+void rl__lease_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out);
+uint64_t rl__lease_carry(const struct rule_ctx *c, uint64_t units, uint64_t at, uint64_t *excess);
+/* The agent's refill: CAS *word from *expected to next, never on a frozen word. */
+bool rl__lease_swap(rl_atomic64 *word, uint64_t *expected, uint64_t next);
+/* A bucket's global rule, for its agent: the lease word of its current block. */
+struct lease_ref {
+    rl_atomic64 *word;
+    struct rule_params r; /* N, T, and the largest lease in r.burst */
+    uint64_t margin_ns;
+};
+/* RL_ENOENT: the bucket has no global rule; RL_ECORRUPT: its block is damaged. */
+int rl__lease_find(const rl_bucket *b, struct lease_ref *out);
+/* A blocking acquire refused by a chain with a global rule sleeps this long and tries
+ * again, until its deadline: only the agent brings units. 0: no global rule. */
+#define RL_LEASE_PAUSE_MAX_NS 50000000ULL
+uint64_t rl__lease_pause(const rl_bucket *b);
+
 /* rule_server.c */
 uint64_t rl__server_word(uint64_t remaining, uint64_t until_ns);
 uint64_t rl__server_until(uint64_t word);
@@ -135,6 +164,8 @@ static inline enum rule_result rl__rule_earliest(const struct rule_ctx *c, uint6
         return rl__gcra_earliest(c, now, cost, earliest);
     case RULE_FIXED:
         return rl__fixed_earliest(c, now, cost, earliest);
+    case RULE_LEASE:
+        return rl__lease_earliest(c, now, cost, earliest);
     case RULE_SERVER:
         return rl__server_earliest(c, now, cost, earliest);
     default: /* RULE_SLIDING */
@@ -150,6 +181,8 @@ static inline uint64_t rl__rule_next_word(const struct rule_ctx *c, uint64_t d, 
         return rl__gcra_next_word(c, d, cost);
     case RULE_FIXED:
         return rl__fixed_next_word(c, d, cost);
+    case RULE_LEASE:
+        return rl__lease_next_word(c, d, cost);
     case RULE_SERVER:
         return rl__server_next_word(c, d, cost);
     default: /* RULE_SLIDING */
@@ -169,6 +202,8 @@ static inline bool rl__rule_fits(const struct rule_ctx *c, uint64_t now, uint64_
         return rl__gcra_fits(c, now, d, cost);
     case RULE_FIXED:
         return rl__fixed_fits(c, now, d, cost);
+    case RULE_LEASE:
+        return rl__lease_fits(c, now, d, cost);
     case RULE_SERVER:
         return true;
     default: /* RULE_SLIDING */
@@ -193,6 +228,9 @@ static inline void rl__rule_reset(const struct rule_ctx *c, uint64_t now)
     case RULE_FIXED:
         rl__fixed_reset(c, now);
         break;
+    case RULE_LEASE:
+        rl__lease_reset(c);
+        break;
     case RULE_SERVER:
         rl__server_reset(c);
         break;
@@ -212,6 +250,9 @@ static inline uint64_t rl__rule_remaining(const struct rule_ctx *c, uint64_t now
         return st.remaining;
     case RULE_FIXED:
         rl__fixed_usage(c, now, &st);
+        return st.remaining;
+    case RULE_LEASE:
+        rl__lease_usage(c, now, &st);
         return st.remaining;
     case RULE_SERVER:
         return rl__server_remaining(c, now);
@@ -239,6 +280,9 @@ static inline bool rl__rule_params_ok(const struct rule_params *p)
         return p->period_ns >= RL_FIXED_PERIOD_MIN_NS;
     case RL_SLIDING:
         return p->limit <= RL_SLIDING_LIMIT_MAX;
+    case RL_GLOBAL:
+        return p->period_ns >= RL_GLOBAL_MIN_NS && p->burst >= 1 && p->burst <= p->limit &&
+               p->burst <= RL_LEASE_MAX;
     }
     return false; /* an unknown kind: a damaged table */
 }
@@ -256,6 +300,9 @@ static inline void rl__rule_usage(const struct rule_ctx *c, uint64_t now, struct
     case RULE_FIXED:
         rl__fixed_usage(c, now, out);
         break;
+    case RULE_LEASE:
+        rl__lease_usage(c, now, out);
+        break;
     default: /* RULE_SLIDING */
         rl__sliding_usage(c, now, out);
         break;
@@ -270,7 +317,9 @@ static inline uint64_t rl__rule_used(const struct rule_ctx *c, uint64_t at)
         return rl__gcra_used(c, at);
     case RULE_FIXED:
         return rl__fixed_used(c, at);
-    default: /* RULE_SLIDING */
+    case RULE_LEASE:
+        return 0; /* counted in Redis; a switch carries nothing from a lease */
+    default:      /* RULE_SLIDING */
         return rl__sliding_used(c, at);
     }
 }
@@ -288,6 +337,8 @@ static inline uint64_t rl__rule_carry(const struct rule_ctx *c, uint64_t units, 
         return rl__gcra_carry(c, units, at, excess);
     case RULE_FIXED:
         return rl__fixed_carry(c, units, at, excess);
+    case RULE_LEASE:
+        return rl__lease_carry(c, units, at, excess);
     default: /* RULE_SLIDING */
         return rl__sliding_carry(c, units, at, excess);
     }

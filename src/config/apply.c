@@ -445,7 +445,8 @@ static uint64_t want_hash(const struct rl_config_bucket *w)
     h = hash_bytes(h, f, sizeof(f));
     for (unsigned i = 0; i < w->policy.nrules; i++) {
         const struct rl_rule *r = &w->policy.rules[i];
-        uint64_t g[4] = {r->kind, r->limit, r->period_ns, r->kind == RL_GCRA ? r->burst : 0};
+        uint64_t g[4] = {r->kind, r->limit, r->period_ns,
+                         r->kind == RL_GCRA || r->kind == RL_GLOBAL ? r->burst : 0};
         h = hash_bytes(h, g, sizeof(g));
     }
     return mix(h);

@@ -57,6 +57,8 @@ const char *ctl_kind_name(enum rl_rule_kind kind)
         return "gcra";
     case RL_FIXED:
         return "fixed";
+    case RL_GLOBAL:
+        return "global";
     }
     return "unknown";
 }

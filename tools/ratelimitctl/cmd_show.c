@@ -148,10 +148,36 @@ static void print_counters(const struct rl_counters *cn)
     printf("  %-18s %" PRIu64 "\n", "reported 429", cn->reported_429);
 }
 
-static void print_text(const struct chain *ch)
+/* A global rule: this host's lease (live) and Redis's view (ratelimit-agent's status). */
+static void print_global(const rl_table *t, const struct rl_bucket_info *bi)
+{
+    char quiet[CTL_HUMAN_MAX];
+    struct ctl_global g;
+    for (unsigned i = 0; i < bi->policy.nrules; i++)
+        if (bi->rules[i].rule.kind == RL_GLOBAL)
+            printf("  %-18s %" PRIu64 " per %" PRIu64
+                   "s for all hosts; this host's lease holds %" PRIu64 " units\n",
+                   "global", bi->rules[i].rule.limit, bi->rules[i].rule.period_ns / 1000000000,
+                   bi->rules[i].remaining);
+    if (!ctl_has_global(bi))
+        return;
+    if (ctl_global_read(rl_table_path(t), bi->name, &g) != 0 || g.stale || !g.found) {
+        printf("  %-18s no agent runs for this table: the lease is not refilled\n", "redis");
+        return;
+    }
+    printf("  %-18s %s, %" PRIu64 " calls; in its window: this host %" PRIu64
+           " units, other hosts %" PRIu64 "%s%s%s%s\n",
+           "redis", g.redis_ok ? "ok" : "unreachable", g.calls, g.held, g.others,
+           g.redis_ok ? "" : "; ", g.redis_ok ? "" : g.error,
+           g.quiet_ns ? "; grants nothing for " : "",
+           g.quiet_ns ? ctl_human_duration(quiet, sizeof(quiet), g.quiet_ns) : "");
+}
+
+static void print_text(const rl_table *t, const struct chain *ch)
 {
     char next[CTL_HUMAN_MAX], name[CTL_VISIBLE_MAX];
     print_state("bucket", &ch->v[0]);
+    print_global(t, &ch->v[0]);
     for (unsigned i = 1; i < ch->n; i++)
         print_state("parent", &ch->v[i]);
     if (ch->n > 1) {
@@ -211,7 +237,7 @@ int ctl_show_run(struct ctl *c, int argc, char **argv)
     if (!rc && json)
         print_json(t, &ch);
     else if (!rc) {
-        print_text(&ch);
+        print_text(t, &ch);
         ctl_shim_print(t);
     }
     rl_table_close(t);

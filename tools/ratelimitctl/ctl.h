@@ -169,6 +169,20 @@ void ctl_config_footprint(const rl_config *cfg, const char *prefix, const char *
 void ctl_prometheus(FILE *f, const struct rl_table_info *ti, const char *path,
                     const struct ctl_view *view);
 
+/* global.c: ratelimit-agent's status of the global rules (TABLE.agent). */
+struct ctl_global {
+    bool stale, redis_ok, found; /* stale: the agent does not run; found: the bucket's line */
+    uint64_t calls;              /* Redis calls the agent made */
+    char error[160];             /* why the last call failed, "-" if none */
+    uint64_t limit, period_ns;   /* the global budget */
+    uint64_t lease, lease_ns;    /* this host's lease: units, time left */
+    uint64_t held, others;       /* units in Redis's window: this host's, the other hosts' */
+    uint64_t quiet_ns;           /* Redis grants nothing for this long (restart, failover) */
+};
+/* -1 if the agent never wrote a status; `bucket` NULL reads the Redis line only. */
+int ctl_global_read(const char *table_path, const char *bucket, struct ctl_global *out);
+bool ctl_has_global(const struct rl_bucket_info *bi);
+
 /* term.c: the terminal of watch. */
 int ctl_term_enter(void);
 void ctl_term_leave(void);

@@ -175,6 +175,41 @@ static void put_feedback(FILE *f, const struct ctl_view *view)
     }
 }
 
+/* Global rules: what ratelimit-agent last wrote, when it runs. */
+static void put_global(FILE *f, const char *path, const struct ctl_view *view)
+{
+    static const struct {
+        const char *name, *help;
+        size_t offset;
+    } g[] = {
+        {"ratelimit_global_limit", "The global budget N shared by every host.",
+         offsetof(struct ctl_global, limit)},
+        {"ratelimit_global_lease_units", "Units this host holds in its lease.",
+         offsetof(struct ctl_global, lease)},
+        {"ratelimit_global_host_window_units", "This host's units in Redis's window.",
+         offsetof(struct ctl_global, held)},
+        {"ratelimit_global_other_hosts_window_units", "The other hosts' units in Redis's window.",
+         offsetof(struct ctl_global, others)},
+    };
+    struct ctl_global st;
+    if (ctl_global_read(path, NULL, &st) != 0)
+        return;
+    put_table_gauge(f, "ratelimit_global_redis_up", "1 if the agent's last Redis call succeeded.",
+                    path, st.redis_ok && !st.stale);
+    for (size_t k = 0; k < sizeof(g) / sizeof(g[0]); k++) {
+        family(f, g[k].name, "gauge", g[k].help);
+        for (size_t i = 0; i < view->n; i++) {
+            if (!ctl_has_global(&view->v[i]) || ctl_global_read(path, view->v[i].name, &st) != 0 ||
+                !st.found)
+                continue;
+            fprintf(f, "%s{", g[k].name);
+            put_label(f, "bucket", view->v[i].name);
+            fputs("}", f);
+            put_value(f, field(&st, g[k].offset), false);
+        }
+    }
+}
+
 void ctl_prometheus(FILE *f, const struct rl_table_info *ti, const char *path,
                     const struct ctl_view *view)
 {
@@ -192,4 +227,5 @@ void ctl_prometheus(FILE *f, const struct rl_table_info *ti, const char *path,
     put_table_gauge(f, "ratelimit_table_shim_attaches",
                     "Processes that attached to the table through the preload shim.", path,
                     ti->shim_attaches);
+    put_global(f, path, view);
 }

@@ -1,0 +1,429 @@
+/*
+ * agent.c - ratelimit-agent's loop: for each global rule of the table, watch its lease
+ * word and the bucket's demand; ask Redis for a new lease when it runs low; give back
+ * what a lease did not use.
+ *
+ * Only this process talks to Redis, once per lease. Decisions read the lease word only.
+ * The agent replaces the word by CAS (rl__lease_swap); the units it replaced can no longer
+ * be used, so it gives them back to their grant (grant.c, step 4).
+ *
+ * Lease size: the bucket's demand (units admitted plus requests refused), averaged over a
+ * lease's length, times 1.5, at most the rule's `lease`. A bucket without demand for a
+ * lease's length asks for nothing and gives its units back: an idle host holds none.
+ *
+ * Redis unreachable: the host uses what its lease holds, then refuses. With
+ * --on-global-failure local N/K it grants itself leases instead, at most N/K units in any
+ * span of Redis's window W, once W has passed since its first failed call (by then every
+ * unit Redis granted before the outage is out of every vendor window). When Redis answers
+ * again, the host stops, and reports what it granted itself: Redis counts those units from
+ * then on, and the first such report makes it grant nothing for W, while hosts still cut
+ * off finish theirs. Safe if every host is back within W of the first and the shares add
+ * up to at most N; a host cut off alone for longer may add its share to a window.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define MAX_TRACKED  1024
+#define RETRY_NS     50000000ULL  /* after a failed call, wait this long */
+#define RESCAN_NS    500000000ULL /* look for new global buckets this often */
+#define POLL_MIN_NS  1000000ULL
+#define POLL_MAX_NS  50000000ULL
+#define STATUS_EVERY 10  /* polls between status file writes */
+#define LOCAL_MAX    256 /* self-granted leases remembered per bucket (fallback) */
+
+struct tracked {
+    rl_bucket *b;
+    rl_atomic64 *word;   /* the lease word we last saw (a switch moves it) */
+    char id[96];         /* the grant our lease word holds ("" if unknown) */
+    char back_id[96];    /* units to give back to this grant ... */
+    uint64_t back_units; /* ... this many */
+    uint64_t seen;       /* admitted units + refused requests at the last poll */
+    uint64_t seen_at, demand_at;
+    double rate;          /* demand, units per ns, averaged over a lease's length */
+    uint64_t retry_at;    /* no call before this instant */
+    uint64_t counted;     /* all hosts' units in Redis's window, at the last call */
+    uint64_t mine;        /* this host's */
+    uint64_t quiet_until; /* Redis said it grants nothing before this */
+    uint64_t down_since;  /* the first failed call since the last success (0: none) */
+    uint64_t local_at[LOCAL_MAX], local_units[LOCAL_MAX]; /* self-granted leases */
+    unsigned nlocal;
+};
+
+struct agent {
+    rl_table *t;
+    struct redis_link link;
+    const char *host, *status_path;
+    uint64_t test_delay_us; /* $RATELIMIT_AGENT_TEST_DELAY_US: see call() */
+    uint64_t share_div;     /* --on-global-failure local N/K: K (0: refuse) */
+    struct tracked *tr;
+    unsigned n;
+    uint64_t grants, granted_units, returned_units;
+};
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+static int track(rl_bucket *b, void *arg)
+{
+    struct agent *a = arg;
+    struct lease_ref ref;
+    if (rl_bucket_is_template(b) || rl__lease_find(b, &ref) != 0)
+        return 0;
+    for (unsigned i = 0; i < a->n; i++)
+        if (a->tr[i].b == b)
+            return 0;
+    if (a->n < MAX_TRACKED)
+        a->tr[a->n++] = (struct tracked){.b = b, .word = ref.word};
+    return 0;
+}
+
+static uint64_t demand_count(const rl_bucket *b)
+{
+    struct rl_bucket_info info;
+    if (rl_bucket_info(b, &info) != 0)
+        return 0;
+    return info.counters.admitted_units + info.counters.rejected;
+}
+
+/* Units wanted now: 0 if the bucket had no demand for a lease's length. */
+static uint64_t wanted(struct tracked *x, const struct lease_ref *ref, uint64_t now)
+{
+    uint64_t lease_ns = rl__lease_ns(&ref->r), c = demand_count(x->b);
+    if (x->seen_at && now > x->seen_at) {
+        double dt = (double)(now - x->seen_at), alpha = dt < lease_ns ? dt / lease_ns : 1.0;
+        double inst = (double)(c - x->seen) / dt;
+        x->rate += alpha * (inst - x->rate);
+        if (c != x->seen)
+            x->demand_at = now;
+    }
+    x->seen = c;
+    x->seen_at = now;
+    if (!x->demand_at || now - x->demand_at > lease_ns)
+        return 0;
+    uint64_t want = (uint64_t)(x->rate * (double)lease_ns * 1.5) + 1;
+    return want < ref->r.burst ? want : ref->r.burst;
+}
+
+/* Replace the lease word by `next`; the units it held go back to their grant. */
+static void swap_in(struct tracked *x, rl_atomic64 *word, uint64_t next, const char *id)
+{
+    uint64_t old = rl__load_acquire(word); /* A5 */
+    while (!rl__lease_swap(word, &old, next))
+        if (old & RL_FROZEN)
+            return; /* a switch: the new block starts without a lease (units expire) */
+    if (x->id[0] && rl__lease_left(old)) {
+        snprintf(x->back_id, sizeof(x->back_id), "%s", x->id);
+        x->back_units = rl__lease_left(old);
+    }
+    snprintf(x->id, sizeof(x->id), "%s", id);
+}
+
+static uint64_t window_ns(const struct lease_ref *ref)
+{
+    return agent_window_us(ref) * 1000;
+}
+
+/* Units the host granted itself in the last W (older entries are dropped). */
+static uint64_t local_sum(struct tracked *x, uint64_t now, uint64_t w)
+{
+    uint64_t sum = 0;
+    unsigned k = 0;
+    for (unsigned i = 0; i < x->nlocal; i++)
+        if (x->local_at[i] + w > now) {
+            x->local_at[k] = x->local_at[i];
+            x->local_units[k] = x->local_units[i];
+            sum += x->local_units[k++];
+        }
+    x->nlocal = k;
+    return sum;
+}
+
+/* Redis unreachable for W (with drift): a lease from the host's own share. */
+static void self_grant(struct agent *a, struct tracked *x, const struct lease_ref *ref,
+                       uint64_t want, uint64_t now)
+{
+    uint64_t w = window_ns(ref), share = ref->r.limit / a->share_div;
+    if (!a->share_div || !x->down_since || now - x->down_since < w + w / (1000000 / RHO_PPM) ||
+        x->nlocal == LOCAL_MAX)
+        return;
+    uint64_t used = local_sum(x, now, w), g = used < share ? share - used : 0;
+    g = g < want ? g : want;
+    if (!g)
+        return;
+    x->local_at[x->nlocal] = now;
+    x->local_units[x->nlocal++] = g;
+    swap_in(x, ref->word, rl__lease_word(g, now + rl__lease_ns(&ref->r)), "");
+}
+
+static void call(struct agent *a, struct tracked *x, const struct lease_ref *ref, uint64_t want)
+{
+    struct grant_reply rep;
+    struct grant_req q = {.name = rl_bucket_name(x->b),
+                          .host = a->host,
+                          .limit = ref->r.limit,
+                          .window_us = agent_window_us(ref),
+                          .want = want,
+                          .back_id = x->back_id,
+                          .back_units = x->back_units};
+    uint64_t sent = rl__clock_rel(a->t); /* before the send: grant.c step 1 */
+    q.fallback_units = local_sum(x, sent, window_ns(ref));
+    /* Tests slow the way to Redis and back by up to this much each, at random: the lease
+     * then starts late and ends early, never later (grant.c, step 1). */
+    if (a->test_delay_us)
+        usleep((useconds_t)((uint64_t)random() % a->test_delay_us));
+    int rc = agent_grant(&a->link, &q, &rep);
+    if (a->test_delay_us)
+        usleep((useconds_t)((uint64_t)random() % a->test_delay_us));
+    if (rc != 0) {
+        x->retry_at = rl__clock_rel(a->t) + RETRY_NS;
+        x->down_since = x->down_since ? x->down_since : sent;
+        return;
+    }
+    x->down_since = 0;
+    x->nlocal = 0;
+    a->returned_units += x->back_units;
+    x->back_id[0] = '\0';
+    x->back_units = 0;
+    x->counted = rep.counted;
+    x->mine = rep.mine;
+    x->quiet_until = sent + rep.quiet_us * 1000;
+    if (rep.granted) {
+        a->grants++;
+        a->granted_units += rep.granted;
+        swap_in(x, ref->word, rl__lease_word(rep.granted, sent + rl__lease_ns(&ref->r)), rep.id);
+    } else if (want) { /* quiet, or no room: ask again when Redis says it may grant */
+        x->retry_at = sent + (rep.quiet_us > rep.room_us ? rep.quiet_us : rep.room_us) * 1000;
+    }
+}
+
+/* One bucket's turn. */
+static void tend(struct agent *a, struct tracked *x)
+{
+    struct lease_ref ref;
+    if (rl__lease_find(x->b, &ref) != 0)
+        return;
+    if (ref.word != x->word) { /* a switch: a new block, a new (empty) word */
+        x->word = ref.word;
+        x->id[0] = '\0';
+    }
+    uint64_t now = rl__clock_rel(a->t), want = wanted(x, &ref, now);
+    uint64_t w = rl__load_acquire(ref.word); /* A5 */
+    uint64_t until = rl__lease_until(w), left = now < until ? rl__lease_left(w) : 0;
+    uint64_t lease_ns = rl__lease_ns(&ref.r);
+    if (want && (left < (want + 3) / 4 || until < now + lease_ns / 4)) {
+        if (now >= x->retry_at)
+            call(a, x, &ref, want);
+        if (x->down_since)
+            self_grant(a, x, &ref, want, rl__clock_rel(a->t));
+        return;
+    }
+    if (now < x->retry_at)
+        return;
+    if (!want && x->id[0] && rl__lease_left(w)) /* idle: give the units back */
+        swap_in(x, ref.word, 0, "");
+    if (x->back_units)
+        call(a, x, &ref, 0);
+}
+
+static void write_status(struct agent *a)
+{
+    if (!a->status_path)
+        return;
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", a->status_path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return;
+    uint64_t now = rl__clock_rel(a->t);
+    fprintf(f, "redis %s calls %llu grants %llu granted %llu returned %llu error %s\n",
+            a->link.ok ? "ok" : "down", (unsigned long long)a->link.calls,
+            (unsigned long long)a->grants, (unsigned long long)a->granted_units,
+            (unsigned long long)a->returned_units, a->link.error[0] ? a->link.error : "-");
+    for (unsigned i = 0; i < a->n; i++) {
+        struct tracked *x = &a->tr[i];
+        struct lease_ref ref;
+        if (rl__lease_find(x->b, &ref) != 0)
+            continue;
+        uint64_t w = rl__load_acquire(ref.word); /* A5 */
+        uint64_t until = rl__lease_until(w);
+        fprintf(f,
+                "bucket %s limit %llu period_ns %llu lease %llu lease_ns %llu held_in_window %llu "
+                "others_in_window %llu quiet_ns %llu\n",
+                rl_bucket_name(x->b), (unsigned long long)ref.r.limit,
+                (unsigned long long)ref.r.period_ns,
+                (unsigned long long)(now < until ? rl__lease_left(w) : 0),
+                (unsigned long long)(until > now ? until - now : 0), (unsigned long long)x->mine,
+                (unsigned long long)(x->counted > x->mine ? x->counted - x->mine : 0),
+                (unsigned long long)(x->quiet_until > now ? x->quiet_until - now : 0));
+    }
+    fclose(f);
+    rename(tmp, a->status_path);
+}
+
+static uint64_t poll_ns(const struct agent *a)
+{
+    uint64_t p = POLL_MAX_NS;
+    for (unsigned i = 0; i < a->n; i++) {
+        struct lease_ref ref;
+        if (rl__lease_find(a->tr[i].b, &ref) == 0 && rl__lease_ns(&ref.r) / 10 < p)
+            p = rl__lease_ns(&ref.r) / 10;
+    }
+    return p < POLL_MIN_NS ? POLL_MIN_NS : p;
+}
+
+static int agent_run(struct agent *a, bool once)
+{
+    uint64_t scanned = 0;
+    for (unsigned round = 0; !stop; round++) {
+        uint64_t now = rl__clock_rel(a->t);
+        if (!scanned || now - scanned > RESCAN_NS) {
+            rl_table_foreach(a->t, track, a);
+            scanned = now;
+        }
+        for (unsigned i = 0; i < a->n; i++)
+            tend(a, &a->tr[i]);
+        if (once || round % STATUS_EVERY == 0)
+            write_status(a);
+        if (once)
+            break;
+        uint64_t p = poll_ns(a);
+        struct timespec ts = {(time_t)(p / 1000000000ULL), (long)(p % 1000000000ULL)};
+        nanosleep(&ts, NULL);
+    }
+    agent_link_close(&a->link);
+    return 0;
+}
+
+static const char usage[] =
+    "Usage: ratelimit-agent [--table PATH] [--redis URL] [--host NAME] [--status FILE]\n"
+    "                       [--timeout MS] [--on-global-failure local N/K] [--once]\n"
+    "Keep the leases of the table's global rules filled from Redis. One per host.\n"
+    "  --redis URL    redis://HOST[:PORT][/DB] or unix:PATH[?db=N]\n"
+    "                 (default redis://127.0.0.1:6379/0)\n"
+    "  --host NAME    this host's name in Redis (default: the host name)\n"
+    "  --status FILE  write the leases and Redis's health there (default TABLE.agent)\n"
+    "  --timeout MS   Redis connect and reply timeout (default 200)\n"
+    "  --on-global-failure refuse|local N/K\n"
+    "                 Redis unreachable: once the leases end, refuse (default), or\n"
+    "                 after Redis's window grant this host N/K of each global rule\n"
+    "  --once         one pass, then exit\n";
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"table", 1, 0, 't'},
+                                         {"redis", 1, 0, 'r'},
+                                         {"host", 1, 0, 'H'},
+                                         {"status", 1, 0, 's'},
+                                         {"timeout", 1, 0, 'T'},
+                                         {"once", 0, 0, 'o'},
+                                         {"on-global-failure", 1, 0, 'F'},
+                                         {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *table = getenv("RATELIMIT_TABLE"), *url = "redis://127.0.0.1:6379/0";
+    const char *status = NULL;
+    char host[256] = "", status_buf[4200], err[300];
+    long timeout_ms = 200;
+    const char *failure = "refuse";
+    bool once = false;
+    for (int c; (c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1;) {
+        switch (c) {
+        case 't':
+            table = optarg;
+            break;
+        case 'r':
+            url = optarg;
+            break;
+        case 'H':
+            snprintf(host, sizeof(host), "%s", optarg);
+            break;
+        case 's':
+            status = optarg;
+            break;
+        case 'T':
+            timeout_ms = atol(optarg);
+            break;
+        case 'o':
+            once = true;
+            break;
+        case 'F':
+            failure = optarg;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 3;
+        }
+    }
+    if (!table)
+        table = RL_TABLE_DEFAULT_PATH;
+    if (!host[0] && gethostname(host, sizeof(host) - 1) != 0)
+        snprintf(host, sizeof(host), "host");
+    if (strchr(host, ':') || timeout_ms <= 0 || timeout_ms > 60000) {
+        fprintf(stderr, "ratelimit-agent: --host must not contain ':'; --timeout is 1..60000\n");
+        return 3;
+    }
+    struct agent a = {.host = host};
+    unsigned long k = 0;
+    if (strcmp(failure, "refuse") != 0 &&
+        (sscanf(failure, "local N/%lu", &k) != 1 || k == 0 || k > 1000000)) {
+        fprintf(stderr,
+                "ratelimit-agent: --on-global-failure '%s': expected 'refuse' or "
+                "'local N/K', as in 'local N/3'\n",
+                failure);
+        return 3;
+    }
+    a.share_div = k;
+    const char *delay = getenv("RATELIMIT_AGENT_TEST_DELAY_US");
+    a.test_delay_us = delay ? strtoull(delay, NULL, 10) : 0;
+    srandom((unsigned)getpid());
+    a.link.timeout_us = (uint64_t)timeout_ms * 1000;
+    if (agent_parse_url(url, &a.link.addr, err, sizeof(err)) != 0) {
+        fprintf(stderr, "ratelimit-agent: --redis %s\n", err);
+        return 3;
+    }
+    char lock[4200];
+    snprintf(lock, sizeof(lock), "%s.agent.lock", table);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr, "ratelimit-agent: %s: %s\n", lock,
+                errno == EWOULDBLOCK ? "another agent runs for this table" : strerror(errno));
+        return 4;
+    }
+    struct rl_table_opts o = RL_TABLE_OPTS_INIT;
+    o.path = table;
+    o.flags = 0;
+    int rc = rl_table_open(&o, &a.t);
+    if (rc) {
+        fprintf(stderr, "ratelimit-agent: %s: %s (%s)\n", table, rl_strerror(rc), rl_errdetail());
+        return 4;
+    }
+    snprintf(status_buf, sizeof(status_buf), "%s.agent", table);
+    a.status_path = status ? status : status_buf;
+    a.tr = calloc(MAX_TRACKED, sizeof(*a.tr));
+    if (!a.tr)
+        return 4;
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    agent_run(&a, once);
+    free(a.tr);
+    rl_table_close(a.t);
+    return 0;
+}
