@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../stdfds.h"
 #include "agent.h"
 
 #define MAX_TRACKED  1024
@@ -340,6 +341,11 @@ int main(int argc, char **argv)
     long timeout_ms = 200;
     const char *failure = "refuse";
     bool once = false;
+    if (!standard_fds_open()) {
+        fprintf(stderr, "ratelimit-agent: cannot open /dev/null: %s\n", strerror(errno));
+        return 4;
+    }
+    rl_guard_install(); /* a table truncated under the agent: an error, not a SIGBUS */
     for (int c; (c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1;) {
         switch (c) {
         case 't':

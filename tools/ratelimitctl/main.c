@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../stdfds.h"
 #include "ctl.h"
 #include "shm_format.h" /* RL_LAYOUT_VERSION: the table layout this build writes and reads */
 
@@ -197,23 +198,6 @@ static int finish(const struct ctl *c, int rc)
         return rc;
     ctl_error(c, "cannot write the output: %s", strerror(errno));
     return rc ? rc : CTL_ERROR;
-}
-
-/*
- * Fds 0, 1 and 2 open (on /dev/null) if they were closed, before anything else is opened.
- * Else the next file opened, such as the table, would get one of them, and a message
- * written to stdout or stderr would land in it.
- */
-static bool standard_fds_open(void)
-{
-    for (int fd = 0; fd <= 2; fd++) {
-        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
-            continue;
-        /* The lowest free fd: fd itself, since those below it are open. */
-        if (open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) != fd)
-            return false;
-    }
-    return true;
 }
 
 int main(int argc, char **argv)
