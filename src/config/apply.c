@@ -357,11 +357,39 @@ static int check_room(const struct apply_plan *pl)
 
 /* ------------------------------------------------------------------ changing the table */
 
+/*
+ * Another process made bucket `w` after the plan read the table (two applies at once).
+ * Switch it to the config's rules, as if the plan had seen it. Its parent must be the
+ * config's: a parent cannot change.
+ */
+static int adopt_bucket(const struct apply_plan *pl, const struct rl_config_bucket *w,
+                        const char *rules)
+{
+    rl_bucket *b;
+    struct rl_bucket_info info;
+    int err = rl_bucket_lookup(pl->table, w->name, &b);
+    if (err || (err = rl_bucket_info(b, &info)))
+        return err;
+    if (strcmp(info.parent, w->parent ? w->parent : "") != 0)
+        return rl__fail(RL_EEXIST,
+                        "bucket '%s' was created in %s while the config was applied, with parent "
+                        "%s; the config (line %u) says %s",
+                        w->name, rl_table_path(pl->table), or_none(info.parent), w->line,
+                        or_none(w->parent));
+    if (!rl__policy_same(&info.policy, &w->policy) && (err = rl_bucket_update(b, &w->policy)))
+        return err;
+    say(pl, "updated %s%s (created meanwhile by another process): %s",
+        w->is_template ? "template " : "", w->name, rules);
+    return 0;
+}
+
 static int create_bucket(const struct apply_plan *pl, const struct rl_config_bucket *w,
                          const char *rules)
 {
     int err = w->is_template ? rl_template_define(pl->table, w->name, &w->policy, w->parent)
                              : rl_bucket_define(pl->table, w->name, &w->policy, w->parent, NULL);
+    if (err == RL_EEXIST)
+        return adopt_bucket(pl, w, rules);
     if (!err)
         say(pl, "created %s%s %s%s%s", w->is_template ? "template " : "", w->name, rules,
             w->parent ? " parent " : "", w->parent ? w->parent : "");

@@ -290,3 +290,42 @@ Test(apply, a_longer_template_the_config_lacks_keeps_its_tenants)
     free(n);
     rl_table_close(t);
 }
+
+/* A note callback that defines bucket b (as another process would) once a is created. */
+struct racer {
+    struct notes notes;
+    rl_table *t;
+    const char *rules, *parent;
+};
+
+static void define_b_meanwhile(void *arg, const char *line)
+{
+    struct racer *r = arg;
+    note_add(&r->notes, line);
+    if (strcmp(line, "created a 10/1s") == 0)
+        cr_assert_eq(define_rc(r->t, "b", r->rules, r->parent), 0);
+}
+
+Test(apply, a_bucket_created_meanwhile_is_switched_to_the_config)
+{
+    rl_table *t = table_at(64, 0);
+    struct racer r = {.t = t, .rules = "5/1s"};
+    rl_config *c = parse_ok("bucket a 10/1s\nbucket b 20/1s\n");
+    int rc = rl_config_apply(c, t, define_b_meanwhile, &r);
+    rl_config_free(c);
+    cr_assert_eq(rc, 0, "apply: %s (%s)", rl_err_name(rc), rl_errdetail());
+    cr_expect_str_eq(r.notes.text,
+                     "created a 10/1s\nupdated b (created meanwhile by another process): 20/1s\n");
+    expect_bucket(t, "b", "20/1s", NULL, false);
+}
+
+Test(apply, a_bucket_created_meanwhile_with_another_parent_is_refused)
+{
+    rl_table *t = table_at(64, 0);
+    struct racer r = {.t = t, .rules = "20/1s", .parent = "a"};
+    rl_config *c = parse_ok("bucket a 10/1s\nbucket b 20/1s\n");
+    int rc = rl_config_apply(c, t, define_b_meanwhile, &r);
+    rl_config_free(c);
+    cr_expect_eq(rc, RL_EEXIST, "apply: %s (%s)", rl_err_name(rc), rl_errdetail());
+    cr_expect(strstr(rl_errdetail(), "bucket 'b' was created in") != NULL, "%s", rl_errdetail());
+}
