@@ -54,7 +54,7 @@ static void refill(rl_table *t, rl_bucket *b)
     if (rl__lease_find(b, &ref) != 0)
         return;
     uint64_t old = rl__load_acquire(ref.word); /* A5 */
-    while (!rl__lease_swap(ref.word, &old,
+    while (!rl__lease_swap(&ref, &old,
                            rl__lease_word(RL_LEASE_MAX, rl__clock_rel(t) + 3600000000000ULL)))
         ;
 }

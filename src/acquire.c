@@ -421,10 +421,13 @@ __attribute__((noinline)) static int acquire_general(rl_bucket *b, uint32_t cost
 static int acquire_checked(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out,
                            uint64_t *at)
 {
+    struct rl_section s;
     *at = 0;
     int rc = rl__guard_check(b->table);
     if (rc)
         return rc;
+    /* The decision reads policy blocks: inside a section (reclaim.c). Sleeps are not. */
+    rl__section_enter(b->table, &s);
     switch (rl__acquire_gcra_chain(b, cost, max_wait, out)) {
     case GCRA_ADMITTED:
         break;
@@ -434,6 +437,7 @@ static int acquire_checked(rl_bucket *b, uint32_t cost, uint64_t max_wait, struc
     default: /* GCRA_DECLINED */
         rc = acquire_general(b, cost, max_wait, out, at);
     }
+    rl__section_exit(&s);
     /* A truncation during the decision made it on zeros: it does not stand (guard.c). */
     int lost = rl__guard_check(b->table);
     return lost ? lost : rc;

@@ -10,8 +10,8 @@
  * label file:function                       order   pairs    publishes, or what it orders
  * A1    shm_index.c:slot_names              acquire R1       the record's name and fields
  * A2    shm_index.c:rl__index_find          acquire C1       the slot's bucket number
- * A3    block.c:rl__bucket_view             acquire R1, S5   the current policy block
- *       internal.h:rl__bucket_view_cached
+ * A3    block.c:rl__bucket_view             seq_cst R1, S5   the current policy block (seq_cst:
+ *       internal.h:rl__bucket_view_cached           X6       X2, a section's reference)
  *       counters.c:block_admissions
  * A4    bucket.c:rl__bucket_handle          acquire R1       the record is final
  *       bucket.c:rl_table_foreach
@@ -34,7 +34,7 @@
  * S2    update.c:rl_bucket_update           CAS     A6       block B, filled by S1
  * S3    update.c:freeze                     CAS     A5 C2    frozen: no commit succeeds
  * S4    update.c:rl__switch_help            CAS     A5       B's first state, its log
- * S5    update.c:rl__switch_help            CAS     A3       B is current, filled in
+ * S5    update.c:rl__switch_help            CAS sc  A3 X6    B is current, filled in; P unlinked
  * L1    rule_sliding.c:unit_tick            acquire W1 W2 Z1 a log entry's tick
  * W1    rule_sliding.c:unit_tick            CAS     L1       a helped log entry
  * W2    rule_sliding.c:rl__sliding_finalize CAS     L1       a written log entry
@@ -47,7 +47,17 @@
  * M2    margin.c:rl__margin_report          CAS     M1       margin, delay estimate, steps
  * M3    margin.c:claim_widening             CAS     M3       one widening per event
  * Q1    rule_lease.c:rl__lease_swap         CAS     A5 C2    a new lease from Redis
- * K1    shm_table.c:rl__claim               CAS     K1       a unique number or range
+ * K1    reclaim.c:rl__claim                 CAS     K1       a unique number or range
+ * X1    reclaim.c:rl__section_enter         seq_cst X4       active[p] raised, then E re-read:
+ *                                                            a section is counted before it
+ *                                                            loads a reference (Dekker, X6)
+ * X2    (every seq_cst policy_off load, A3) seq_cst X6       after X1: the block is not freed
+ * X3    reclaim.c:rl__section_exit          acq_rel X4       the section's reads are over
+ * X4    reclaim.c:slot_drained              seq_cst X1 X3    the slot's sections of parity p
+ * X5    reclaim.c:epoch_advance             CAS sc  X1       the epoch, once parity p drained
+ * X6    reclaim.c:rl__block_retire          seq_cst S5 X5    the epoch after the unlink
+ * X7    reclaim.c:list_push                 CAS     X8       a node and its head line
+ * X8    reclaim.c:list_pop                  CAS     X7       a node taken (the tag: no ABA)
  * P1    block.c:rl__bucket_view_refresh     rel ptr A3 (ptr) the current slot (process)
  * P2    bucket.c:handle_make                CAS ptr A4 (ptr) a handle (process)
  * P3    block.c:slots_of                    CAS ptr P3       a handle's view slots (process)
@@ -115,6 +125,23 @@ static inline bool rl__cas_acq_rel(rl_atomic64 *p, uint64_t *expected, uint64_t 
 {
     return atomic_compare_exchange_strong_explicit(p, expected, desired, memory_order_acq_rel,
                                                    memory_order_acquire);
+}
+
+/* Sequentially consistent CAS: the rule switch's S5 and the epoch advance (reclaim.c). */
+static inline bool rl__cas_seq_cst(rl_atomic64 *p, uint64_t *expected, uint64_t desired)
+{
+    return atomic_compare_exchange_strong_explicit(p, expected, desired, memory_order_seq_cst,
+                                                   memory_order_seq_cst);
+}
+
+static inline void rl__store_seq_cst(rl_atomic64 *p, uint64_t v)
+{
+    atomic_store_explicit(p, v, memory_order_seq_cst);
+}
+
+static inline uint64_t rl__xchg_relaxed(rl_atomic64 *p, uint64_t v)
+{
+    return atomic_exchange_explicit(p, v, memory_order_relaxed);
 }
 
 static inline uint64_t rl__fetch_add_relaxed(rl_atomic64 *p, uint64_t v)

@@ -22,13 +22,17 @@ static bool rule_view(const rl_table *t, const struct shm_rule *r, struct policy
     return p->kind != RL_SLIDING || v->log[i] != NULL;
 }
 
-int rl__block_view(const rl_table *t, uint64_t off, struct policy_view *v)
+int rl__block_view(const rl_table *t, uint64_t ref, struct policy_view *v)
 {
+    uint64_t off = rl__ref_off(ref);
+    const struct shm_block_head *h = rl__arena_at(t, off - sizeof(*h), sizeof(*h));
     struct shm_policy *p = rl__arena_at(t, off, sizeof(*p));
-    if (!p)
+    /* Relaxed: the generation was written before the block was published (R1, S2), and
+     * the reference was loaded after that. A mismatch: a damaged reference. */
+    if (off < sizeof(*h) || !h || !p || rl__load_relaxed(&h->gen) != rl__ref_gen(ref))
         return -1;
     *v = (struct policy_view){
-        .block = p, .off = off, .nrules = p->nrules, .flags = p->flags, .margin_ns = p->margin_ns};
+        .block = p, .off = ref, .nrules = p->nrules, .flags = p->flags, .margin_ns = p->margin_ns};
     if (v->nrules == 0 || v->nrules > RL_MAX_RULES || v->margin_ns > RL_MARGIN_MAX_NS ||
         !rl__arena_at(t, off, sizeof(*p) + v->nrules * sizeof(struct shm_rule)))
         return -1;
@@ -41,23 +45,31 @@ int rl__block_view(const rl_table *t, uint64_t off, struct policy_view *v)
 
 uint64_t rl__policy_bytes(const struct rl_policy *pol)
 {
-    uint64_t bytes = sizeof(struct shm_policy) + pol->nrules * sizeof(struct shm_rule);
+    uint64_t bytes = sizeof(struct shm_block_head) + sizeof(struct shm_policy) +
+                     pol->nrules * sizeof(struct shm_rule);
     for (unsigned i = 0; i < pol->nrules; i++)
         if (pol->rules[i].kind == RL_SLIDING)
             bytes += pol->rules[i].limit * 8;
     return (bytes + RL_ALIGN - 1) & ~(uint64_t)(RL_ALIGN - 1);
 }
 
-int rl__block_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint64_t *out_off)
+int rl__block_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint32_t owner,
+                     uint64_t *ref)
 {
-    uint64_t log_at = sizeof(struct shm_policy) + pol->nrules * sizeof(struct shm_rule), off;
-    int err = rl__arena_alloc(t, rl__policy_bytes(pol), &off);
+    uint64_t log_at = sizeof(struct shm_policy) + pol->nrules * sizeof(struct shm_rule);
+    int err = rl__block_alloc(t, rl__policy_bytes(pol), owner, ref);
     if (err)
         return err;
+    uint64_t off = rl__ref_off(*ref);
     struct shm_policy *p = (struct shm_policy *)(t->arena + off);
     p->nrules = pol->nrules;
     p->flags = pol->flags;
     p->margin_ns = pol->margin_ns;
+    p->carry_at = 0;
+    /* Relaxed, as below. A reused block starts clean: no successor, nothing carried. */
+    rl__store_relaxed(&p->next_off, 0);
+    for (unsigned i = 0; i < RL_MAX_RULES; i++)
+        rl__store_relaxed(&p->carry_excess[i], 0);
     for (unsigned i = 0; i < pol->nrules; i++) {
         const struct rl_rule *src = &pol->rules[i];
         struct shm_rule *r = &p->rules[i];
@@ -79,7 +91,6 @@ int rl__block_create(rl_table *t, const struct rl_policy *pol, uint64_t word, ui
             log_at += src->limit * 8;
         }
     }
-    *out_off = off;
     return 0;
 }
 
@@ -110,8 +121,9 @@ bool rl__policy_same(const struct rl_policy *a, const struct rl_policy *b)
 
 int rl__bucket_view(const rl_bucket *b, struct policy_view *v)
 {
-    /* A3: acquire pairs with the release that published the block (R1 or S5). */
-    return rl__block_view(b->table, rl__load_acquire(&b->rec->policy_off), v);
+    /* A3: pairs with the release that published the block (R1 or S5). X2: seq_cst, inside
+     * the caller's section. */
+    return rl__block_view(b->table, rl__load_seq_cst(&b->rec->policy_off), v);
 }
 
 /* A view slot's state (struct view_slot.state). */
@@ -120,8 +132,8 @@ enum { SLOT_EMPTY, SLOT_FILLING, SLOT_READY };
 /* Two views of one offset agree in every field a reader uses. */
 static bool views_same(const struct policy_view *a, const struct policy_view *b)
 {
-    if (a->block != b->block || a->nrules != b->nrules || a->flags != b->flags ||
-        a->margin_ns != b->margin_ns || a->lone_gcra != b->lone_gcra)
+    if (a->off != b->off || a->block != b->block || a->nrules != b->nrules ||
+        a->flags != b->flags || a->margin_ns != b->margin_ns || a->lone_gcra != b->lone_gcra)
         return false;
     for (uint32_t i = 0; i < a->nrules; i++) {
         const struct rule_params *x = &a->rules[i], *y = &b->rules[i];

@@ -111,9 +111,14 @@ static int check_existing(rl_table *t, uint32_t no, const struct rl_policy *pol,
         return err;
     struct policy_view v;
     struct rl_policy have;
-    if (rl__bucket_view(*out, &v) < 0)
+    struct rl_section s;
+    rl__section_enter(t, &s);
+    err = rl__bucket_view(*out, &v);
+    if (err == 0)
+        rl__block_read(&v, &have);
+    rl__section_exit(&s);
+    if (err < 0)
         return rl__fail(RL_ECORRUPT, "bucket '%s' is damaged", (*out)->name);
-    rl__block_read(&v, &have);
     if (!rl__policy_same(&have, pol) || (*out)->parent != parent)
         return rl__fail(RL_EEXIST, "bucket '%s' already exists with other rules or parent",
                         (*out)->name);
@@ -132,6 +137,7 @@ static int record_create(rl_table *t, const char *name, const struct rl_policy *
                          const rl_bucket *parent, uint32_t *no)
 {
     uint64_t n;
+    rl__reclaim(t); /* blocks switches left may serve this one */
     /* Reserve the record's and the block's pages before claiming them (guard.h). */
     int err = rl__table_reserve(t, 1, rl__policy_bytes(pol));
     if (err)
@@ -143,14 +149,13 @@ static int record_create(rl_table *t, const char *name, const struct rl_policy *
     err = rl__fd_reserve(t->fd, t->path, (uint64_t)((unsigned char *)rec - t->base), sizeof(*rec));
     if (err)
         return err;
-    uint64_t off;
-    err = rl__block_create(t, pol, 0, &off);
+    uint64_t ref;
+    err = rl__block_create(t, pol, 0, (uint32_t)n + 1, &ref);
     if (err)
         return err;
     strlcpy(rec->name, name, sizeof(rec->name));
     rec->parent = parent ? parent->no + 1 : 0;
-    rec->first_policy_off = off;
-    rl__store_relaxed(&rec->policy_off, off); /* published by R1 */
+    rl__store_relaxed(&rec->policy_off, ref); /* published by R1 */
     /* R1: release publishes the name, parent, policy block and its initial state. */
     rl__store32_release(&rec->state, RL_BUCKET_BUILT);
     *no = (uint32_t)n;
@@ -239,9 +244,14 @@ int rl_bucket_get(rl_table *t, const char *name, rl_bucket **out)
         return rl__fail(RL_ENOENT, "no bucket named '%s' and no template for it in %s", name,
                         t->path);
     struct policy_view v;
-    if (rl__bucket_view(tpl, &v) < 0)
+    struct rl_section s;
+    rl__section_enter(t, &s);
+    err = rl__bucket_view(tpl, &v);
+    if (err == 0)
+        rl__block_read(&v, &pol);
+    rl__section_exit(&s);
+    if (err < 0)
         return rl__fail(RL_ECORRUPT, "template '%s' is damaged", tpl->name);
-    rl__block_read(&v, &pol);
     return define_checked(t, name, &pol, tpl->parent ? tpl->parent->name : NULL, true, out);
 }
 
@@ -271,12 +281,12 @@ static bool block_wedged(const struct policy_view *v)
 }
 
 /* Reset the current block; if it was being replaced meanwhile, finish the switch and reset
- * the new block too (the carried usage may predate our reset). Switches always move to
- * higher offsets, so this ends. A wedged block is replaced by a fresh one, and reset
- * again: each time takes arena space, so that ends too. */
+ * the new block too (the carried usage may predate our reset). A wedged block is replaced
+ * by a fresh one, and reset again. A damaged chain of switches may lead round in a circle:
+ * RL_SWITCH_STEPS bounds the walk. */
 static int reset_rules(rl_bucket *b, struct policy_view *v)
 {
-    for (;;) {
+    for (unsigned steps = 0; steps < RL_SWITCH_STEPS;) {
         do {
             if (rl__bucket_view(b, v) < 0)
                 return rl__fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
@@ -286,19 +296,20 @@ static int reset_rules(rl_bucket *b, struct policy_view *v)
                 rl__rule_ctx_load(&c, b->table, v, i);
                 rl__rule_reset(&c, now);
             }
-        } while (rl__switch_help(b, v));
+        } while (rl__switch_help(b, v) && ++steps < RL_SWITCH_STEPS);
         if (!block_wedged(v))
             return 0;
         int err = rl__switch_fresh(b, v);
         if (err)
             return err;
+        steps++;
     }
+    return rl__fail(RL_ECORRUPT, "bucket '%s': its chain of rule switches is damaged", b->name);
 }
 
-int rl_bucket_reset(rl_bucket *b)
+/* The reset, inside the caller's section. */
+static int reset_in_section(rl_bucket *b)
 {
-    if (b->table->read_only)
-        return rl__fail(RL_EPERM, "table %s is open read-only", b->table->path);
     struct policy_view v;
     int err = reset_rules(b, &v);
     if (err)
@@ -314,7 +325,20 @@ int rl_bucket_reset(rl_bucket *b)
     return 0;
 }
 
-int rl_bucket_info(const rl_bucket *b, struct rl_bucket_info *out)
+int rl_bucket_reset(rl_bucket *b)
+{
+    struct rl_section s;
+    if (b->table->read_only)
+        return rl__fail(RL_EPERM, "table %s is open read-only", b->table->path);
+    rl__reclaim(b->table); /* a wedged block is replaced: from a free block, if one is left */
+    rl__section_enter(b->table, &s);
+    int err = reset_in_section(b);
+    rl__section_exit(&s);
+    return err;
+}
+
+/* The info, inside the caller's section. */
+static int info_in_section(const rl_bucket *b, struct rl_bucket_info *out)
 {
     memset(out, 0, sizeof(*out));
     strlcpy(out->name, b->name, sizeof(out->name));
@@ -338,6 +362,15 @@ int rl_bucket_info(const rl_bucket *b, struct rl_bucket_info *out)
         rl__rule_usage(&c, now, &out->rules[i]);
     }
     return 0;
+}
+
+int rl_bucket_info(const rl_bucket *b, struct rl_bucket_info *out)
+{
+    struct rl_section s;
+    rl__section_enter(b->table, &s);
+    int err = info_in_section(b, out);
+    rl__section_exit(&s);
+    return err;
 }
 
 int rl_table_foreach(rl_table *t, int (*fn)(rl_bucket *, void *), void *arg)

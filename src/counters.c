@@ -12,29 +12,16 @@ void rl__count_admission(rl_bucket *x, rl_atomic64 *admitted, uint32_t cost)
         rl__fetch_add_relaxed(&x->rec->counters.extra_units, cost - 1);
 }
 
-/* Admissions the GCRA fast path counted in the bucket's policy blocks (shm_rule.admitted):
- * every block from the first to the current one, along next_off (a switch always moves to
- * a higher offset, past the block it replaces). A damaged chain ends the walk early, and so
- * does RL_BLOCK_WALK_MAX: a statistic, never out of bounds, never a long walk. */
+/* Admissions the GCRA fast path counted in the bucket's current policy block
+ * (shm_rule.admitted); those of the blocks it replaced were folded into the record when
+ * they were retired and freed (reclaim.c). Inside the caller's section. */
 static uint64_t block_admissions(const rl_bucket *b)
 {
-    const rl_table *t = b->table;
-    uint64_t off = b->rec->first_policy_off, sum = 0;
-    /* Acquire, as A3: the blocks up to the current one are published. */
-    uint64_t current = rl__load_acquire(&b->rec->policy_off);
-    const uint64_t least = sizeof(struct shm_policy) + sizeof(struct shm_rule);
-    for (unsigned steps = 0; steps < RL_BLOCK_WALK_MAX && off % RL_ALIGN == 0; steps++) {
-        const struct shm_policy *p = rl__arena_at(t, off, least);
-        if (!p)
-            break;
-        sum += rl__load_relaxed(&p->rules[0].admitted); /* relaxed: a statistic */
-        /* Acquire: pairs with S2's release, which published the next block. */
-        uint64_t next = rl__load_acquire(&p->next_off);
-        if (off == current || next < off + least)
-            break;
-        off = next;
-    }
-    return sum;
+    /* X2, A3: a reference loaded inside the section. */
+    uint64_t ref = rl__load_seq_cst(&b->rec->policy_off);
+    const struct shm_policy *p = rl__arena_at(b->table, rl__ref_off(ref),
+                                              sizeof(struct shm_policy) + sizeof(struct shm_rule));
+    return p ? rl__load_relaxed(&p->rules[0].admitted) : 0; /* relaxed: a statistic */
 }
 
 void rl__counters_read(const rl_bucket *b, struct rl_counters *out)

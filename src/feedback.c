@@ -163,10 +163,13 @@ int rl_report(rl_bucket *b, const struct rl_response *response, struct rl_feedba
                !rl__cas_acq_rel(&rec->backoff, &cur, cur & ~RL_BACKOFF_MASK))
             ;
     }
-    fb.tightened = reconcile(b, &p, r->status, now, cap);
     struct policy_view v;
+    struct rl_section s;
+    rl__section_enter(b->table, &s); /* the block's rules are read (reclaim.c) */
+    fb.tightened = reconcile(b, &p, r->status, now, cap);
     if (rl__bucket_view(b, &v) == 0)
         fb.widened = rl__margin_report(b, &v, r->status, decided, now);
+    rl__section_exit(&s);
     if (out)
         *out = fb;
     return 0;

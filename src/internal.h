@@ -47,7 +47,10 @@ struct rl_table {
     struct rl_table_opts opts;
     rl_atomic64 replaced_checked; /* CLOCK_MONOTONIC ns of the last check for a new file */
     rl_atomic32 lost;             /* guard.c: the mapping was replaced after a SIGBUS */
-    int guard_slot;               /* guard.c: its registry slot, -1 if none */
+    /* reclaim.c: this process's reader slot, fork generation:32 | slot + 1 (0: none yet). */
+    rl_atomic64 reader;
+    struct shm_reader *readers;
+    int guard_slot; /* guard.c: its registry slot, -1 if none */
 };
 
 /* A rule's parameters, copied out of the table and validated. */
@@ -64,7 +67,7 @@ struct rule_params {
  */
 struct policy_view {
     struct shm_policy *block;
-    uint64_t off;
+    uint64_t off; /* the block's reference (shm_bucket.policy_off), its generation included */
     uint32_t nrules, flags;
     uint64_t margin_ns;
     struct rule_params rules[RL_MAX_RULES];
@@ -140,11 +143,48 @@ bool rl__wall_offset_read(const struct shm_header *h, int64_t *cur, int64_t *pre
 void rl__wall_check(const rl_table *t, uint64_t now);
 /* clock.c: take the header's alignment if another process changed it. */
 void rl__wall_sync(const rl_table *t);
-/* shm_table.c: bounds-checked arena access; NULL if [off, off+len) is outside the arena. */
-void *rl__arena_at(const rl_table *t, uint64_t off, uint64_t len);
+/* Bounds-checked arena access; NULL if [off, off+len) is outside the arena. */
+static inline void *rl__arena_at(const rl_table *t, uint64_t off, uint64_t len)
+{
+    uint64_t size = t->arena_bytes;
+    if (off > size || len > size - off || off % 8)
+        return NULL;
+    return t->arena + off;
+}
+
+/* Policy references (shm_bucket.policy_off): gen:34 | line:30. */
+static inline uint64_t rl__ref_off(uint64_t ref)
+{
+    return (ref & ((1ULL << RL_REF_LINE_BITS) - 1)) * RL_ALIGN;
+}
+
+static inline uint64_t rl__ref_gen(uint64_t ref)
+{
+    return ref >> RL_REF_LINE_BITS;
+}
+
+/* reclaim.c. A section: every read of a policy block found by reference runs inside one
+ * (enter, read, exit), and a block is reused only once every section that could hold it
+ * ended. Sections nest and never block. A read-only table has none (it never writes). */
+struct rl_section {
+    rl_atomic64 *count; /* the active[] counter entered on, NULL: none */
+};
+void rl__section_enter(rl_table *t, struct rl_section *s);
+void rl__section_exit(struct rl_section *s);
+/* Give this process's reader slot back (rl_table_close). */
+void rl__reader_release(rl_table *t);
 /* Take n from a shared allocation counter without ever passing limit; *at = the start. */
 int rl__claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at);
-int rl__arena_alloc(rl_table *t, uint64_t len, uint64_t *off);
+/* A block of `len` bytes (its head line included) for bucket number owner - 1, from a free
+ * list or the arena's end: *ref names its shm_policy (generation included). */
+int rl__block_alloc(rl_table *t, uint64_t len, uint32_t owner, uint64_t *ref);
+/* A block unlinked by a won S5: reused after its grace period. */
+void rl__block_retire(rl_table *t, uint64_t ref, struct shm_bucket *rec);
+/* A block never linked anywhere: reused at once. */
+void rl__block_free_now(rl_table *t, uint64_t ref);
+/* Advance the epoch and move blocks whose grace period is over to the free lists; a
+ * mutator calls it outside any section, so that its own section does not hold it back. */
+void rl__reclaim(rl_table *t);
 /* The geometry of a new table (sizes, offsets, file_bytes) into *h; nothing else. */
 void rl__table_layout(struct shm_header *h, uint32_t capacity, uint64_t arena_bytes);
 
@@ -168,10 +208,13 @@ uint32_t rl__bucket_count(const rl_table *t);
 
 /* block.c: the policy block. Snapshot the block at `off`: 0, or -1 if damaged. */
 int rl__block_view(const rl_table *t, uint64_t off, struct policy_view *v);
-/* Allocate and fill a policy block whose state words hold `word` (not yet visible). */
-int rl__block_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint64_t *off);
+/* Allocate and fill a policy block for bucket number owner - 1 whose state words hold
+ * `word` (not yet visible); *ref is its reference. */
+int rl__block_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint32_t owner,
+                     uint64_t *ref);
 void rl__block_read(const struct policy_view *v, struct rl_policy *out);
-/* Arena bytes of a policy's block with its sliding logs, rounded up to RL_ALIGN. */
+/* Arena bytes of a policy's block with its head line and sliding logs, rounded up to
+ * RL_ALIGN. */
 uint64_t rl__policy_bytes(const struct rl_policy *pol);
 bool rl__policy_same(const struct rl_policy *a, const struct rl_policy *b);
 /* Snapshot the bucket's current policy block; -1 if damaged. */
@@ -187,14 +230,19 @@ static inline int rl__bucket_view_cached(rl_bucket *b, struct policy_view *spare
                                          const struct policy_view **out)
 {
     /* A3 as in rl__bucket_view. The cache is process-local and a ready slot is immutable.
-     * So acquire on the pointer sees the slot's contents (P1 in the refresh). */
-    uint64_t off = rl__load_acquire(&b->rec->policy_off);
+     * So acquire on the pointer sees the slot's contents (P1 in the refresh). A slot's
+     * reference carries the block's generation: a reused block never matches it. */
+    uint64_t off = rl__load_seq_cst(&b->rec->policy_off);
     const struct view_slot *have = rl__ptr_load_acquire(&b->view);
     if (!have || have->v.off != off)
         return rl__bucket_view_refresh(b, off, spare, out);
     *out = &have->v;
     return 0;
 }
+
+/* Switches a loop follows before it takes the chain for damaged: blocks are reused, so a
+ * damaged next_off may lead round in a circle. */
+#define RL_SWITCH_STEPS 4096
 
 /* update.c: finish a switch away from the viewed block, if one started. True if it did. */
 bool rl__switch_help(const rl_bucket *b, const struct policy_view *v);

@@ -125,14 +125,19 @@ uint64_t rl__lease_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost
 void rl__lease_reset(const struct rule_ctx *c);
 void rl__lease_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out);
 uint64_t rl__lease_carry(const struct rule_ctx *c, uint64_t units, uint64_t at, uint64_t *excess);
-/* The agent's refill: CAS *word from *expected to next, never on a frozen word. */
-bool rl__lease_swap(rl_atomic64 *word, uint64_t *expected, uint64_t next);
 /* A bucket's global rule, for its agent: the lease word of its current block. */
 struct lease_ref {
     rl_atomic64 *word;
     struct rule_params r; /* N, T, and the largest lease in r.burst */
     uint64_t margin_ns;
+    rl_table *table;
+    struct shm_bucket *rec;
+    uint64_t block; /* the block's reference: the word is used only while it is current */
 };
+/* The agent's refill: CAS the lease word from *expected to next, never on a frozen word,
+ * and only while the word's block is its bucket's current one (else *expected gets
+ * RL_FROZEN: the bucket switched; the block may be reused). */
+bool rl__lease_swap(const struct lease_ref *ref, uint64_t *expected, uint64_t next);
 /* RL_ENOENT: the bucket has no global rule; RL_ECORRUPT: its block is damaged. */
 int rl__lease_find(const rl_bucket *b, struct lease_ref *out);
 /* A blocking acquire refused by a chain with a global rule sleeps this long and tries

@@ -91,28 +91,48 @@ uint64_t rl__lease_carry(const struct rule_ctx *c, uint64_t units, uint64_t at, 
     return 0; /* a new block starts without a lease; the old one's units just expire */
 }
 
-bool rl__lease_swap(rl_atomic64 *word, uint64_t *expected, uint64_t next)
+bool rl__lease_swap(const struct lease_ref *ref, uint64_t *expected, uint64_t next)
 {
+    struct rl_section s;
+    bool swapped = false;
     if (*expected & RL_FROZEN)
         return false; /* the bucket is switching: the agent finds the new block */
-    /* Q1: acq_rel CAS, a state word like C2's: pairs with A5 of the decisions that use
-     * the new lease, and with C2 of those that used the old one. */
-    return rl__cas_acq_rel(word, expected, next);
+    rl__section_enter(ref->table, &s);
+    /* X2: the block is still current, so it cannot be reused before the section ends. */
+    if (rl__load_seq_cst(&ref->rec->policy_off) != ref->block)
+        *expected |= RL_FROZEN;
+    else /* Q1: acq_rel CAS, a state word like C2's: pairs with A5 of the decisions that
+          * use the new lease, and with C2 of those that used the old one. */
+        swapped = rl__cas_acq_rel(ref->word, expected, next);
+    rl__section_exit(&s);
+    return swapped;
+}
+
+/* The lease of the viewed block, if it has a global rule. */
+static int lease_of(const rl_bucket *b, const struct policy_view *v, struct lease_ref *out)
+{
+    for (uint32_t i = 0; i < v->nrules; i++) {
+        if (v->rules[i].kind != RL_GLOBAL)
+            continue;
+        *out = (struct lease_ref){.word = &v->block->rules[i].word,
+                                  .r = v->rules[i],
+                                  .margin_ns = v->margin_ns,
+                                  .table = b->table,
+                                  .rec = b->rec,
+                                  .block = v->off};
+        return 0;
+    }
+    return RL_ENOENT;
 }
 
 int rl__lease_find(const rl_bucket *b, struct lease_ref *out)
 {
     struct policy_view v;
-    if (rl__bucket_view(b, &v) < 0)
-        return RL_ECORRUPT;
-    for (uint32_t i = 0; i < v.nrules; i++) {
-        if (v.rules[i].kind != RL_GLOBAL)
-            continue;
-        *out = (struct lease_ref){
-            .word = &v.block->rules[i].word, .r = v.rules[i], .margin_ns = v.margin_ns};
-        return 0;
-    }
-    return RL_ENOENT;
+    struct rl_section s;
+    rl__section_enter(b->table, &s);
+    int err = rl__bucket_view(b, &v) < 0 ? RL_ECORRUPT : lease_of(b, &v, out);
+    rl__section_exit(&s);
+    return err;
 }
 
 uint64_t rl__lease_pause(const rl_bucket *b)

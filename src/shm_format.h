@@ -7,13 +7,17 @@
  *
  *   +---------------------------+ 0
  *   | struct shm_header         |  4096 bytes: magic, version, sizes, clock bases, counters
+ *   +---------------------------+ 4096
+ *   | RL_READER_SLOTS readers   |  one line per process: its sections in progress
  *   +---------------------------+ index_off
  *   | index: index_slots words  |  open addressing, linear probing: name -> bucket number
  *   +---------------------------+ buckets_off
  *   | capacity x shm_bucket     |  fixed-size records, numbered in allocation order
  *   +---------------------------+ arena_off
- *   | arena (bump-allocated)    |  shm_policy blocks (rules + their state words) and the
- *   |                           |  sliding-window logs, 64-byte aligned, never freed
+ *   | arena                     |  policy blocks, each: a shm_block_head line, the
+ *   |                           |  shm_policy with its rules and state words, the sliding
+ *   |                           |  logs; 64-byte aligned. Bump-allocated; a block a switch
+ *   |                           |  left is reused once no reader can still hold it
  *   +---------------------------+ file_bytes
  *
  * No pointers live in the file. Records refer to each other by bucket number and arena
@@ -26,7 +30,7 @@
  *
  * Crash safety. Most changes are one CAS on one 64-bit word whose old and new values are
  * both valid states. A process killed before the CAS changed nothing; one killed after it
- * is done. Four operations take several steps. Each leaves a valid table at every step,
+ * is done. Five operations take several steps. Each leaves a valid table at every step,
  * and none makes anyone wait for the process that started it:
  *
  * 1. Creation, of the table and of a bucket.
@@ -47,6 +51,12 @@
  *    only if the word is still its own. A process killed between two commits, or during
  *    the undo, leaves its units counted by the rules it committed: under-admission, never
  *    over-admission.
+ * 5. Block reuse (reclaim.c X1-X8). The switcher whose S5 won stamps the old block with the
+ *    epoch and pushes it on the limbo list; a block is moved to a free list only two epoch
+ *    advances later, and an advance needs every live process's sections of the older parity
+ *    drained. A process killed between two of these steps leaks that one block (its space,
+ *    never a wrong answer); a process killed inside a section holds the epoch back only
+ *    until the slot's pid is seen dead.
  */
 #ifndef RL_SHM_FORMAT_H
 #define RL_SHM_FORMAT_H
@@ -60,9 +70,14 @@
 #define RL_MAGIC 0x31544c4d4954524cULL /* "LRTIMLT1" */
 /* 3: the fixed-window word's generation bit and the header's wall_offset_prev; the record's
  * margin word (was cooldown_start) and backoff packing widened_at. */
-#define RL_LAYOUT_VERSION 3
+/* 4: reader slots before the index, the reclamation words in the header, a line before every
+ * policy block (struct shm_block_head), policy references carry a generation. */
+#define RL_LAYOUT_VERSION 4
 #define RL_HEADER_BYTES   4096
-#define RL_ALIGN          64
+/* Free-list size classes: a block of n lines (64 bytes each, its head line included) is in
+ * class n below 48, else in class 43 + log2(n) (at most RL_FREE_CLASSES - 1). */
+#define RL_FREE_CLASSES 80
+#define RL_ALIGN        64
 
 /* Sliding-window log timestamps are kept in ticks of this many ns (44 bits: 55 years). */
 #define RL_TICK_NS 100000ULL
@@ -129,7 +144,41 @@ struct shm_header {
     rl_atomic64 shim_last_pid;
     /* wall_offset_prev: the alignment before wall_offset_ns (relaxed; published by O3). */
     rl_atomic64 wall_offset_prev;
-    uint8_t reserved[RL_HEADER_BYTES - 192];
+    /* Reclamation statistics (reclaim.c), relaxed: bytes on the free lists, bytes retired and
+     * waiting for their grace period, blocks reused, and the reader slots ever claimed. */
+    rl_atomic64 free_bytes;
+    rl_atomic64 limbo_bytes;
+    rl_atomic64 reused_blocks;
+    rl_atomic64 readers_hwm; /* slots [0, readers_hwm) may be in use; raised by CAS (X4) */
+    uint8_t reserved0[32];
+    /* epoch: the reclamation epoch (reclaim.c), alone on its line: every decision reads it,
+     * only an advance (X5) writes it. */
+    rl_atomic64 epoch;
+    uint8_t reserved1[56];
+    /* limbo: retired blocks waiting for two epochs; free_head[c]: free blocks of size class c.
+     * Each a list head: tag:33 | line:31, line = (arena offset of the node's head line) / 64
+     * + 1, 0 for an empty list. The tag counts every change, so a stale pop fails its CAS. */
+    rl_atomic64 limbo;
+    rl_atomic64 free_head[RL_FREE_CLASSES];
+    uint8_t reserved[RL_HEADER_BYTES - 328 - 8 * RL_FREE_CLASSES];
+};
+
+/*
+ * Reader slots (reclaim.c): RL_READER_SLOTS records right after the header, one line each.
+ * A process claims one (pid: 0 -> its pid, by CAS) on its first section. Slot 0 is shared by
+ * processes that found no free slot; it is never taken for dead.
+ *   pid        0: free; else the owner's pid
+ *   pidns      the owner's pid namespace (st_ino of /proc/self/ns/pid), 0 if unknown
+ *   active[p]  sections in progress that entered while the epoch had parity p (X1, X3)
+ * A slot whose pid is dead, in the reclaimer's own pid namespace, counts as drained.
+ */
+#define RL_READER_SLOTS 1024
+
+struct shm_reader {
+    rl_atomic64 pid;
+    rl_atomic64 pidns;
+    rl_atomic64 active[2];
+    uint8_t pad[32];
 };
 
 /*
@@ -170,8 +219,10 @@ struct shm_bucket {
     rl_atomic32 state; /* enum shm_bucket_state; release store publishes every field */
     uint32_t parent;   /* parent bucket number + 1, 0 if none; always < own number + 1 */
     /*
-     * policy_off: arena offset of the bucket's current struct shm_policy. Acquire-loaded by
-     * deciders (pairs with the release store that publishes a policy block).
+     * policy_off: a reference to the bucket's current struct shm_policy: gen:34 | line:30,
+     * line = arena offset / 64, gen = the block's generation (shm_block_head.gen), so a
+     * reference to a block that was freed and reused never matches the new one. Loaded
+     * seq_cst by deciders inside a section (X2; pairs with R1, S5).
      */
     rl_atomic64 policy_off;
     /*
@@ -196,9 +247,7 @@ struct shm_bucket {
     rl_atomic64 margin;
     rl_atomic64 backoff;
     rl_atomic64 last_429;
-    /* first_policy_off: the bucket's first policy block, where the chain of its blocks
-     * (along next_off) starts; set at creation (published by R1), never changed. */
-    uint64_t first_policy_off;
+    uint64_t reserved; /* zero */
     char name[RL_NAME_MAX + 1];
     struct shm_counters counters;
 };
@@ -229,8 +278,9 @@ struct shm_rule {
     /* admitted: admissions the GCRA fast path (acquire_gcra.c) committed on this word,
      * counted here, on the line its CAS just took, not on the record's counter line: an
      * admission of one unit writes one cache line per bucket. Rule 0 only; a bucket's
-     * admitted count is counters.admitted plus this, summed over its blocks (relaxed
-     * fetch_add; rl_bucket_info walks at most RL_BLOCK_WALK_MAX blocks). */
+     * admitted count is counters.admitted plus this, of its current block (relaxed
+     * fetch_add). A block's count is folded into the record when it is retired, and again
+     * when it is freed (late adds). */
     rl_atomic64 admitted;
 };
 
@@ -238,10 +288,27 @@ struct shm_rule {
 #define RL_BACKOFF_MASK 0xffULL    /* shm_bucket.backoff: the count */
 #define RL_UNINIT       UINT64_MAX /* a new block's state word before the switch fills it in */
 
-/* Blocks a reader walks to add up a bucket's admissions (see shm_rule.admitted): a bucket
- * switched more often than this counts only its first RL_BLOCK_WALK_MAX blocks' admissions
- * made on the fast path. */
-#define RL_BLOCK_WALK_MAX 65536
+/*
+ * The line before every policy block: the allocator's, never read by decisions.
+ *   link   the next node on the limbo or a free list (list head encoding, tag 0)
+ *   epoch  the epoch read after the block was unlinked (X6): freed once the epoch is 2 past
+ *   gen    the block's generation, 1..2^34-1, raised each time the block is reused; a
+ *          policy reference carries it, and a view checks it
+ *   bytes  the block's size with this line, fixed when the arena first handed it out
+ *   owner  bucket number + 1 it was made for (its admissions are folded into that record)
+ */
+struct shm_block_head {
+    rl_atomic64 link;
+    rl_atomic64 epoch;
+    rl_atomic64 gen;
+    uint64_t bytes;
+    uint32_t owner;
+    uint32_t reserved0;
+    uint8_t pad[24];
+};
+
+#define RL_REF_LINE_BITS 30
+#define RL_GEN_MASK      ((1ULL << 34) - 1)
 
 /*
  * A policy block: immutable once published, except the rules' state words and next_off.
@@ -262,6 +329,10 @@ struct shm_policy {
 };
 
 _Static_assert(sizeof(struct shm_header) == RL_HEADER_BYTES, "header is one page");
+_Static_assert(offsetof(struct shm_header, epoch) == 256, "the epoch has its own line");
+_Static_assert(offsetof(struct shm_header, limbo) == 320, "list heads follow the epoch line");
+_Static_assert(sizeof(struct shm_reader) == RL_ALIGN, "one reader slot per line");
+_Static_assert(sizeof(struct shm_block_head) == RL_ALIGN, "a block's head is one line");
 _Static_assert(offsetof(struct shm_header, next_bucket) == 128, "header layout is pinned");
 _Static_assert(offsetof(struct shm_header, applied_digest) == 152, "carved from reserved");
 _Static_assert(offsetof(struct shm_header, shim_attaches) == 160, "carved from reserved");

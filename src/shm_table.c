@@ -49,7 +49,7 @@ void rl__table_layout(struct shm_header *h, uint32_t capacity, uint64_t arena_by
     h->index_slots = pow2_at_least(2ULL * capacity);
     h->bucket_bytes = sizeof(struct shm_bucket);
     h->rule_bytes = sizeof(struct shm_rule);
-    h->index_off = RL_HEADER_BYTES;
+    h->index_off = RL_HEADER_BYTES + RL_READER_SLOTS * sizeof(struct shm_reader);
     h->buckets_off = align_up(h->index_off + 8ULL * h->index_slots);
     h->arena_off = align_up(h->buckets_off + (uint64_t)capacity * sizeof(struct shm_bucket));
     h->arena_bytes = align_up(arena_bytes);
@@ -112,7 +112,7 @@ static int table_create(const char *path, const struct rl_table_opts *o)
         err = rl__fail(RL_ESYS, "cannot give %s to group %ld: %s", path, o->group, strerror(errno));
     else if (fchmod(fd, o->mode) < 0 || ftruncate(fd, (off_t)h.file_bytes) < 0)
         err = rl__fail(RL_ESYS, "cannot size %s: %s", tmp, strerror(errno));
-    else if ((err = rl__fd_reserve(fd, path, 0, h.buckets_off))) /* header and index */
+    else if ((err = rl__fd_reserve(fd, path, 0, h.buckets_off))) /* header, readers, index */
         ;
     else if (pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
         err = rl__fail(RL_ESYS, "cannot write %s: %s", tmp, strerror(errno));
@@ -221,6 +221,7 @@ static int table_map(rl_table *t, const struct stat *st)
     t->index = (rl_atomic64 *)(t->base + t->hdr->index_off);
     t->buckets = (struct shm_bucket *)(t->base + t->hdr->buckets_off);
     t->arena = t->base + t->hdr->arena_off;
+    t->readers = (struct shm_reader *)(t->base + RL_HEADER_BYTES);
     t->handles = calloc(t->capacity, sizeof(*t->handles));
     return t->handles ? 0 : rl__fail(RL_ENOMEM, "out of memory");
 }
@@ -294,6 +295,8 @@ void rl_table_close(rl_table *t)
             handle_free(rl__ptr_load_acquire(&t->handles[i]));
         free(t->handles);
     }
+    if (t->hdr && t->capacity)
+        rl__reader_release(t);
     rl__guard_unregister(t);
     if (t->base)
         munmap(t->base, t->size);
@@ -385,43 +388,4 @@ void rl__table_note_shim(rl_table *t)
     rl__fetch_add_relaxed(&t->hdr->shim_attaches, 1);
     rl__store_relaxed(&t->hdr->shim_last_attach, rl__clock_rel(t));
     rl__store_relaxed(&t->hdr->shim_last_pid, (uint64_t)getpid());
-}
-
-int rl__claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at)
-{
-    /* K1: a CAS loop, not fetch_add. The counter never passes `limit`, so even a damaged
-     * counter cannot wrap around and hand out space that is in use. Acq_rel is more than
-     * needed: the number only has to be unique, and contents are published by the owner's
-     * release store (R1, S2). It keeps this one primitive simple. */
-    uint64_t cur = rl__load_acquire(counter);
-    do {
-        if (cur > limit || n > limit - cur)
-            return RL_EFULL;
-    } while (!rl__cas_acq_rel(counter, &cur, cur + n));
-    *at = cur;
-    return 0;
-}
-
-void *rl__arena_at(const rl_table *t, uint64_t off, uint64_t len)
-{
-    uint64_t size = t->arena_bytes;
-    if (off > size || len > size - off || off % 8)
-        return NULL;
-    return t->arena + off;
-}
-
-int rl__arena_alloc(rl_table *t, uint64_t len, uint64_t *off)
-{
-    len = align_up(len);
-    /* Reserve the pages first: a full file system then takes nothing from the arena. */
-    int err = rl__table_reserve(t, 0, len);
-    if (err)
-        return err;
-    if (rl__claim(&t->hdr->arena_used, len, t->arena_bytes, off) < 0)
-        return rl__fail(RL_EFULL, "table %s: arena is full (%llu bytes)", t->path,
-                        (unsigned long long)t->arena_bytes);
-    if (*off % RL_ALIGN) /* only a damaged counter is ever unaligned: it stays so */
-        return rl__fail(RL_ECORRUPT, "table %s: arena counter is damaged", t->path);
-    /* The range claimed: the one reserved, unless another process claimed first. */
-    return rl__fd_reserve(t->fd, t->path, (uint64_t)(t->arena - t->base) + *off, len);
 }

@@ -84,13 +84,13 @@ static void freeze(const struct policy_view *v)
 /* S3-S5, if the viewed block P has a successor. Returns true if the bucket moved on. */
 bool rl__switch_help(const rl_bucket *b, const struct policy_view *p)
 {
-    const rl_table *t = b->table;
+    rl_table *t = b->table;
     struct policy_view n;
     /* A6: acquire pairs with S2: B's rules and carry_at are visible. */
     uint64_t next = rl__load_acquire(&p->block->next_off), cur = p->off;
-    /* The arena only grows, so a successor always lies above its block: a damaged
-     * next_off cannot send anyone round in circles. */
-    if (next <= cur || rl__block_view(t, next, &n) < 0)
+    /* A damaged next_off may name the block itself (or lead round in a longer circle:
+     * the loops that follow switches count them, RL_SWITCH_STEPS). */
+    if (next == 0 || next == cur || rl__block_view(t, next, &n) < 0)
         return false;
     freeze(p);
     uint64_t carry_at = n.block->carry_at;
@@ -102,7 +102,10 @@ bool rl__switch_help(const rl_bucket *b, const struct policy_view *p)
         uint64_t init = initial_word(t, &n, i, units, carry_at), expected = RL_UNINIT;
         rl__cas_acq_rel(w, &expected, init); /* S4: whoever is first; the values are equal */
     }
-    rl__cas_acq_rel(&b->rec->policy_off, &cur, next); /* S5: release publishes the filled words */
+    /* S5: release publishes the filled words; seq_cst orders the unlink before X6. The
+     * one whose S5 moved policy_off retires P (reclaim.c). */
+    if (rl__cas_seq_cst(&b->rec->policy_off, &cur, next))
+        rl__block_retire(b->table, p->off, b->rec);
     return true;
 }
 
@@ -119,26 +122,25 @@ int rl__switch_fresh(const rl_bucket *b, const struct policy_view *p)
     struct rl_policy pol;
     uint64_t off;
     rl__block_read(p, &pol);
-    int err = rl__block_create(b->table, &pol, 0, &off);
+    int err = rl__block_create(b->table, &pol, 0, b->no + 1, &off);
     if (err)
         return err;
     /* A6 as in rl__switch_help. A successor that does not validate is never followed:
-     * it may be replaced. */
+     * it may be replaced (and is never reused: it may be damaged). */
     uint64_t next = rl__load_acquire(&p->block->next_off);
-    if (next == 0 || next <= p->off || rl__block_view(b->table, next, &n) < 0)
-        rl__cas_acq_rel(&p->block->next_off, &next, off); /* S2 */
+    bool linked = false;
+    if (next == 0 || next == p->off || rl__block_view(b->table, next, &n) < 0)
+        linked = rl__cas_acq_rel(&p->block->next_off, &next, off); /* S2 */
+    if (!linked)                                                   /* nobody saw it */
+        rl__block_free_now(b->table, off);
     rl__switch_help(b, p);
     return 0;
 }
 
-int rl_bucket_update(rl_bucket *b, const struct rl_policy *pol)
+/* The switch, inside the caller's section. */
+static int update_in_section(rl_bucket *b, const struct rl_policy *pol)
 {
-    struct rl_parse_error perr;
-    if (b->table->read_only)
-        return rl__fail(RL_EPERM, "table %s is open read-only", b->table->path);
-    if (!pol || rl_policy_check(pol, &perr) < 0)
-        return rl__fail(RL_EPARSE, "bucket '%s': %s", b->name, pol ? perr.message : "no policy");
-    for (;;) {
+    for (unsigned steps = 0; steps < RL_SWITCH_STEPS; steps++) {
         struct policy_view p;
         struct rl_policy have;
         uint64_t off, expected = 0;
@@ -150,15 +152,33 @@ int rl_bucket_update(rl_bucket *b, const struct rl_policy *pol)
         if (rl__policy_same(&have, pol))
             return 0;
         rl__applied_forget(b->table); /* before and after the switch: applied.c */
-        int err = rl__block_create(b->table, pol, RL_UNINIT, &off);
+        int err = rl__block_create(b->table, pol, RL_UNINIT, b->no + 1, &off);
         if (err)
             return err;
-        ((struct shm_policy *)(b->table->arena + off))->carry_at = rl__clock_rel(b->table);
+        ((struct shm_policy *)(b->table->arena + rl__ref_off(off)))->carry_at =
+            rl__clock_rel(b->table);
         /* S2: release publishes B; losing means another switch runs: help it, retry. */
-        rl__cas_acq_rel(&p.block->next_off, &expected, off);
+        if (!rl__cas_acq_rel(&p.block->next_off, &expected, off))
+            rl__block_free_now(b->table, off); /* nobody saw it */
         rl__switch_help(b, &p);
         rl__applied_forget(b->table);
         if (expected == 0)
             return 0;
     }
+    return rl__fail(RL_ECORRUPT, "bucket '%s': its chain of rule switches is damaged", b->name);
+}
+
+int rl_bucket_update(rl_bucket *b, const struct rl_policy *pol)
+{
+    struct rl_parse_error perr;
+    struct rl_section s;
+    if (b->table->read_only)
+        return rl__fail(RL_EPERM, "table %s is open read-only", b->table->path);
+    if (!pol || rl_policy_check(pol, &perr) < 0)
+        return rl__fail(RL_EPARSE, "bucket '%s': %s", b->name, pol ? perr.message : "no policy");
+    rl__reclaim(b->table); /* outside the section: ours would hold the epoch back */
+    rl__section_enter(b->table, &s);
+    int err = update_in_section(b, pol);
+    rl__section_exit(&s);
+    return err;
 }

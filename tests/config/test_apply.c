@@ -133,7 +133,7 @@ Test(apply, too_little_arena_changes_nothing)
     rl_table *t = table_at(16, 64); /* 64 KiB: a 10000-unit sliding log needs 80000 bytes */
     free(apply_text(t, "bucket small 10/1m\n"));
     expect_refused(t, "bucket small 10/1m\nbucket fits 1/s\nbucket big 10000/1h\n", RL_EFULL,
-                   "the config needs 80320 arena bytes");
+                   "the config needs 80448 arena bytes");
     expect_refused(t, "bucket small 10000/1h\n", RL_EFULL, "arena bytes");
     expect_bucket(t, "small", "10/1m", NULL, false);
     rl_table_close(t);

@@ -5,18 +5,19 @@
 # a mount namespace of their own); without it they are skipped.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" "$@"
 
-# By hand: capacity 16 gives 32 index slots (256 bytes), so the records start at 4096 + 256
-# = 4352 and the arena at 4352 + 16 x 192 = 7424. Blocks: a 64-byte header and a 64-byte
-# rule each, plus 8N for a sliding rule of N, rounded up to 64: a 10/s = 128 + 80 -> 256,
-# b 5/s burst 2 = 128, t/* 100/1m = 128 + 800 -> 960; 1344 in all. The arena: twice the
+# By hand: 1024 reader slots of 64 bytes follow the 4096-byte header; capacity 16 gives 32
+# index slots (256 bytes), so the records start at 4096 + 65536 + 256 = 69888 and the arena
+# at 69888 + 16 x 192 = 72960. Blocks: a 64-byte head line, a 64-byte header and a 64-byte
+# rule each, plus 8N for a sliding rule of N, rounded up to 64: a 10/s = 192 + 80 -> 320,
+# b 5/s burst 2 = 192, t/* 100/1m = 192 + 800 -> 1024; 1536 in all. The arena: twice the
 # blocks and a t/* block for each of the 13 records left, plus 16 MiB, in KiB plus one:
-# (2 x (1344 + 13 x 960) + 16777216) / 1024 + 1 = 16412 KiB = 16805888 bytes; the file
-# 7424 + 16805888 = 16813312. Apply writes 4352 + 3 x 192 + 1344 = 6272 bytes; a tenant
-# of t/* takes a record and a block, 192 + 960 = 1152, and 13 fit: 14976 bytes.
+# (2 x (1536 + 13 x 1024) + 16777216) / 1024 + 1 = 16414 KiB = 16807936 bytes; the file
+# 72960 + 16807936 = 16880896. Apply writes 69888 + 3 x 192 + 1536 = 72000 bytes; a tenant
+# of t/* takes a record and a block, 192 + 1024 = 1216, and 13 fit: 15808 bytes.
 conf=$work/fp.conf
 printf 'capacity 16\nbucket a 10/s\nbucket b 5/s burst 2\ntemplate t/* 100/1m\n' >"$conf"
-want="$conf: footprint: table file 16813312 bytes (16.0 MiB, sparse); apply writes 6272 bytes,"
-want+=" 1344 of them policy blocks; each tenant of t/* 1152 bytes, room for 13 (14976 bytes)"
+want="$conf: footprint: table file 16880896 bytes (16.1 MiB, sparse); apply writes 72000 bytes,"
+want+=" 1536 of them policy blocks; each tenant of t/* 1216 bytes, room for 13 (15808 bytes)"
 run 0 check-config "$conf"
 [ "$(sed -n 2p "$out")" = "$want" ] || fail "check-config's footprint line"
 run 0 apply --dry-run "$conf"

@@ -34,7 +34,7 @@ cp "$top"/tests/fuzz/tables/* "$tmp/tables/" # tables that once crashed or hung
 cp "$top"/tests/fuzz/http/* "$tmp/http/"
 "$tmp/fuzz_config" -seed=1 -runs=300000 -max_total_time="$secs" -max_len=4096 -timeout=60 \
     -dict="$top/tests/fuzz/config.dict" -print_final_stats=1 "$tmp/corpus"
-"$tmp/fuzz_table" -seed=1 -runs=100000 -max_total_time="$secs" -max_len=32768 -timeout=60 \
+"$tmp/fuzz_table" -seed=1 -runs=100000 -max_total_time="$secs" -max_len=98304 -timeout=60 \
     -print_final_stats=1 "$tmp/tables"
 "$tmp/fuzz_http" -seed=1 -runs=300000 -max_total_time="$secs" -max_len=4096 -timeout=60 \
     -dict="$top/tests/fuzz/http.dict" -print_final_stats=1 "$tmp/http"

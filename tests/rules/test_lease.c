@@ -42,7 +42,7 @@ static void grant(rl_bucket *b, uint64_t units, uint64_t for_ns)
     struct lease_ref ref = ref_of(b);
     uint64_t now = rl__clock_rel(T), old = rl__load_acquire(ref.word);
     uint64_t until = for_ns ? now + for_ns : (now > RL_TICK_NS ? now - RL_TICK_NS : 0);
-    cr_assert(rl__lease_swap(ref.word, &old, rl__lease_word(units, until)));
+    cr_assert(rl__lease_swap(&ref, &old, rl__lease_word(units, until)));
 }
 
 static int try1(rl_bucket *b, uint32_t cost)

@@ -846,7 +846,7 @@ Test(rules, reset_repairs_a_frozen_word_with_no_successor)
         word_set(b, 0, word_of(b, 0) | RL_FROZEN);
         cr_expect_eq(rl_try_acquire(b, 1, &d), RL_ECORRUPT, "%s: wedged", policies[k]);
         cr_assert_eq(rl_bucket_reset(b), 0, "%s: %s", policies[k], rl_errdetail());
-        cr_expect_gt(atomic_load(&b->rec->policy_off), off, "%s: a fresh block", policies[k]);
+        cr_expect_neq(atomic_load(&b->rec->policy_off), off, "%s: a fresh block", policies[k]);
         struct rl_bucket_info i = info_of(b);
         char have[128], want[128];
         cr_expect_str_eq(rules_of(&i.policy, have, sizeof(have)),

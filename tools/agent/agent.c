@@ -121,10 +121,10 @@ static uint64_t wanted(struct tracked *x, const struct lease_ref *ref, uint64_t 
 }
 
 /* Replace the lease word by `next`; the units it held go back to their grant. */
-static void swap_in(struct tracked *x, rl_atomic64 *word, uint64_t next, const char *id)
+static void swap_in(struct tracked *x, const struct lease_ref *ref, uint64_t next, const char *id)
 {
-    uint64_t old = rl__load_acquire(word); /* A5 */
-    while (!rl__lease_swap(word, &old, next))
+    uint64_t old = rl__load_acquire(ref->word); /* A5 */
+    while (!rl__lease_swap(ref, &old, next))
         if (old & RL_FROZEN)
             return; /* a switch: the new block starts without a lease (units expire) */
     if (x->id[0] && rl__lease_left(old)) {
@@ -168,7 +168,7 @@ static void self_grant(struct agent *a, struct tracked *x, const struct lease_re
         return;
     x->local_at[x->nlocal] = now;
     x->local_units[x->nlocal++] = g;
-    swap_in(x, ref->word, rl__lease_word(g, now + rl__lease_ns(&ref->r)), "");
+    swap_in(x, ref, rl__lease_word(g, now + rl__lease_ns(&ref->r)), "");
 }
 
 static void call(struct agent *a, struct tracked *x, const struct lease_ref *ref, uint64_t want)
@@ -206,7 +206,7 @@ static void call(struct agent *a, struct tracked *x, const struct lease_ref *ref
     if (rep.granted) {
         a->grants++;
         a->granted_units += rep.granted;
-        swap_in(x, ref->word, rl__lease_word(rep.granted, sent + rl__lease_ns(&ref->r)), rep.id);
+        swap_in(x, ref, rl__lease_word(rep.granted, sent + rl__lease_ns(&ref->r)), rep.id);
     } else if (want) { /* quiet, or no room: ask again when Redis says it may grant */
         x->retry_at = sent + (rep.quiet_us > rep.room_us ? rep.quiet_us : rep.room_us) * 1000;
     }
@@ -236,7 +236,7 @@ static void tend(struct agent *a, struct tracked *x)
     if (now < x->retry_at)
         return;
     if (!want && x->id[0] && rl__lease_left(w)) /* idle: give the units back */
-        swap_in(x, ref.word, 0, "");
+        swap_in(x, &ref, 0, "");
     if (x->back_units)
         call(a, x, &ref, 0);
 }

@@ -1,0 +1,402 @@
+/*
+ * reclaim.c - give arena space back: sections, the epoch, the limbo and the free lists.
+ *
+ * A policy block a rule switch left (update.c S5) may still be read by a decider that found
+ * it before the switch: it may be about to CAS one of its state words. So the block is
+ * reused only after every such reader finished. Readers say when they read, by sections:
+ *
+ *   enter  X1: e = E; active[e & 1] += 1 (seq_cst); if E != e: undo and retry.
+ *          X2: every policy reference is then loaded seq_cst (A3).
+ *   exit   X3: active[e & 1] -= 1.
+ *   advance (E = e to e + 1), X4 X5: every slot's active[(e + 1) & 1] is 0 (or its process is
+ *          dead), then CAS E from e to e + 1.
+ *   retire X6: after the won S5 (seq_cst), r = E; the block goes on the limbo stamped r.
+ *   free   a limbo block stamped r goes to a free list once E >= r + 2.
+ *
+ * Why that is safe. A reader R that can reach block P registered (X1) with E = e at its
+ * re-read, before it loaded a reference leading to P, and that load came before P was
+ * unlinked (S5). X1, the reference load, S5 and X6 are all seq_cst, so R's count is raised
+ * before X6 reads r, and e <= r. E went from e to e + 1 after R's re-read (E was e then),
+ * so the advance from e + 1 to e + 2 checked parity e & 1 after R had raised its count:
+ * it cannot have happened while R was in its section. E >= r + 2 >= e + 2 therefore means
+ * R has left. A reader that registered later loads the new reference and never meets P.
+ *
+ * A view cached in a handle outlives its section. It is used again only while policy_off
+ * still equals its reference, and a reused block gets a new generation in its reference.
+ *
+ * Processes die. A slot whose owner is dead (kill(pid, 0) fails with ESRCH, the same pid
+ * namespace, and the pid still in the slot after that) counts as drained. A reused pid
+ * only makes the slot look alive: reclamation waits, nothing is freed early. Slot 0 is
+ * shared by processes that found no slot of their own and is never taken for dead.
+ *
+ * Lists are stacks (Treiber) whose heads carry a 33-bit tag counting their changes. A pop
+ * reads the head node's link; if the node was popped meanwhile, the tag changed and the
+ * CAS fails. A process killed between a pop and the push that follows leaks one block.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "guard.h"
+#include "internal.h"
+
+#define LINE_BITS  31
+#define LINE_MASK  ((1ULL << LINE_BITS) - 1)
+#define HEAD_BYTES ((uint64_t)sizeof(struct shm_block_head))
+/* Blocks moved from the limbo to the free lists per rl__reclaim: bounds its work. */
+#define COLLECT_MAX 256
+
+/* Process-local: raised in a forked child, whose reader slot must be its own. */
+static rl_atomic64 fork_gen = 1;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void)
+{
+    rl__fetch_add_relaxed(&fork_gen, 1); /* relaxed: read by this process's threads only */
+}
+
+static void fork_hook(void)
+{
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+/* The pid namespace of this process, 0 if unknown (then no slot is ever taken for dead). */
+static uint64_t pid_ns(void)
+{
+    struct stat st;
+    return stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
+/* The slot's owner is a process that no longer exists. */
+static bool owner_dead(struct shm_reader *r, uint64_t pid, uint64_t ns)
+{
+    /* Relaxed: pidns is written before the slot's first section; a stale one only makes
+     * the owner look alive (another namespace). */
+    if (pid == 0 || pid > INT32_MAX || ns == 0 || rl__load_relaxed(&r->pidns) != ns)
+        return false;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+        return false;
+    /* X4: still the dead owner's slot now: a new owner's sections begin after its CAS. */
+    return rl__load_seq_cst(&r->pid) == pid;
+}
+
+/* X4: no section of parity p is running in slot i (or its process is dead). */
+static bool slot_drained(struct shm_reader *r, unsigned i, unsigned p, uint64_t ns)
+{
+    uint64_t pid = rl__load_seq_cst(&r->pid);
+    if (rl__load_seq_cst(&r->active[p]) == 0)
+        return true;
+    return i != 0 && owner_dead(r, pid, ns);
+}
+
+static uint32_t readers_in_use(const rl_table *t)
+{
+    uint64_t hwm = rl__load_seq_cst(&t->hdr->readers_hwm); /* X4: with the slots' loads */
+    return hwm < RL_READER_SLOTS ? (uint32_t)hwm : RL_READER_SLOTS;
+}
+
+/* X5: E from e to e + 1 once parity (e + 1) & 1 is drained. True if E moved. */
+static bool epoch_advance(rl_table *t, uint64_t ns)
+{
+    uint64_t e = rl__load_seq_cst(&t->hdr->epoch);
+    uint32_t n = readers_in_use(t);
+    for (uint32_t i = 0; i < n; i++)
+        if (!slot_drained(&t->readers[i], i, (unsigned)((e + 1) & 1), ns))
+            return false;
+    return rl__cas_seq_cst(&t->hdr->epoch, &e, e + 1);
+}
+
+/* Raise readers_hwm to at least n (X4 reads it). */
+static void hwm_raise(rl_table *t, uint64_t n)
+{
+    uint64_t cur = rl__load_seq_cst(&t->hdr->readers_hwm);
+    while (cur < n && !rl__cas_seq_cst(&t->hdr->readers_hwm, &cur, n))
+        ;
+}
+
+/* Take slot i from `from` (0: free, else a dead owner). */
+static bool slot_take(rl_table *t, uint32_t i, uint64_t from, uint64_t ns)
+{
+    struct shm_reader *r = &t->readers[i];
+    uint64_t me = (uint64_t)getpid();
+    if (!rl__cas_seq_cst(&r->pid, &from, me))
+        return false;
+    /* The slot is ours: no one else writes its counters. Its first section comes after
+     * these stores and after hwm covers it, so every advance that could miss it ran
+     * before that section began. */
+    rl__store_seq_cst(&r->active[0], 0);
+    rl__store_seq_cst(&r->active[1], 0);
+    rl__store_seq_cst(&r->pidns, ns);
+    hwm_raise(t, i + 1);
+    return true;
+}
+
+/* A slot for this process: a free one, else one whose owner died, else the shared slot 0. */
+static uint32_t slot_claim(rl_table *t)
+{
+    uint64_t ns = pid_ns();
+    hwm_raise(t, 1); /* slot 0 */
+    for (uint32_t i = 1; i < RL_READER_SLOTS; i++)
+        if (rl__load_relaxed(&t->readers[i].pid) == 0 && slot_take(t, i, 0, ns))
+            return i;
+    for (uint32_t i = 1; i < RL_READER_SLOTS; i++) {
+        uint64_t pid = rl__load_seq_cst(&t->readers[i].pid);
+        if (owner_dead(&t->readers[i], pid, ns) && slot_take(t, i, pid, ns))
+            return i;
+    }
+    return 0;
+}
+
+static struct shm_reader *reader_of(rl_table *t)
+{
+    pthread_once(&fork_once, fork_hook);
+    uint64_t gen = rl__load_relaxed(&fork_gen) & 0xffffffffULL;
+    /* Relaxed: a process-local word; a slot claimed twice by racing threads is given back. */
+    uint64_t have = rl__load_relaxed(&t->reader);
+    if (have >> 32 == gen)
+        return &t->readers[(have & 0xffffffffULL) - 1];
+    uint32_t i = slot_claim(t);
+    uint64_t mine = gen << 32 | (i + 1);
+    if (!rl__cas_acq_rel(&t->reader, &have, mine) && have >> 32 == gen) {
+        if (i != 0) /* another thread claimed first: give ours back */
+            rl__store_seq_cst(&t->readers[i].pid, 0);
+        return &t->readers[(have & 0xffffffffULL) - 1];
+    }
+    return &t->readers[i];
+}
+
+void rl__section_enter(rl_table *t, struct rl_section *s)
+{
+    s->count = NULL;
+    if (t->read_only)
+        return;
+    struct shm_reader *r = reader_of(t);
+    for (;;) {
+        uint64_t e = rl__load_seq_cst(&t->hdr->epoch);
+        rl_atomic64 *c = &r->active[e & 1];
+        rl__fetch_add_seq_cst(c, 1); /* X1 */
+        if (rl__load_seq_cst(&t->hdr->epoch) == e) {
+            s->count = c;
+            return;
+        }
+        rl__fetch_add_acq_rel(c, (uint64_t)-1); /* the epoch moved: register again */
+    }
+}
+
+void rl__section_exit(struct rl_section *s)
+{
+    if (s->count)
+        rl__fetch_add_acq_rel(s->count, (uint64_t)-1); /* X3: release ends our reads */
+    s->count = NULL;
+}
+
+void rl__reader_release(rl_table *t)
+{
+    uint64_t have = rl__load_relaxed(&t->reader); /* relaxed: closing, no thread uses t */
+    uint32_t i = (uint32_t)(have & 0xffffffffULL);
+    if (t->read_only || !t->readers || i <= 1 ||
+        have >> 32 != (rl__load_relaxed(&fork_gen) & 0xffffffffULL))
+        return;
+    struct shm_reader *r = &t->readers[i - 1];
+    /* A section left open (a thread still inside while the table closes) keeps the slot. */
+    if (rl__load_seq_cst(&r->active[0]) == 0 && rl__load_seq_cst(&r->active[1]) == 0)
+        rl__store_seq_cst(&r->pid, 0);
+}
+
+int rl__claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at)
+{
+    /* K1: a CAS loop, not fetch_add. The counter never passes `limit`, so even a damaged
+     * counter cannot wrap around and hand out space that is in use. Acq_rel is more than
+     * needed: the number only has to be unique, and contents are published by the owner's
+     * release store (R1, S2). It keeps this one primitive simple. */
+    uint64_t cur = rl__load_acquire(counter);
+    do {
+        if (cur > limit || n > limit - cur)
+            return RL_EFULL;
+    } while (!rl__cas_acq_rel(counter, &cur, cur + n));
+    *at = cur;
+    return 0;
+}
+
+/* The head line at arena offset `off`, if a whole block of its recorded size fits. */
+static struct shm_block_head *head_at(const rl_table *t, uint64_t off)
+{
+    struct shm_block_head *h = rl__arena_at(t, off, HEAD_BYTES);
+    if (!h || off % RL_ALIGN)
+        return NULL;
+    uint64_t bytes = h->bytes;
+    if (bytes < 3 * HEAD_BYTES || bytes % RL_ALIGN || !rl__arena_at(t, off, bytes))
+        return NULL;
+    return h;
+}
+
+static unsigned size_class(uint64_t bytes)
+{
+    uint64_t lines = bytes / RL_ALIGN;
+    if (lines < 48)
+        return (unsigned)lines;
+    unsigned log = 63 - (unsigned)__builtin_clzll(lines);
+    return 43 + log < RL_FREE_CLASSES ? 43 + log : RL_FREE_CLASSES - 1;
+}
+
+/* X7: push the block whose head line is at `off` on a list. */
+static void list_push(const rl_table *t, rl_atomic64 *list, uint64_t off)
+{
+    struct shm_block_head *h = (struct shm_block_head *)(t->arena + off);
+    uint64_t cur = rl__load_acquire(list);
+    uint64_t mine = off / RL_ALIGN + 1;
+    do {
+        /* Relaxed: published by the CAS's release. */
+        rl__store_relaxed(&h->link, cur & LINE_MASK);
+    } while (!rl__cas_acq_rel(list, &cur, ((cur >> LINE_BITS) + 1) << LINE_BITS | mine));
+}
+
+/* What a pop accepts: a limbo node whose grace period is over, or a free block that is
+ * large enough. */
+struct pop_want {
+    bool limbo;
+    uint64_t epoch; /* limbo: E now */
+    uint64_t bytes; /* free list: at least this many */
+};
+
+static bool pop_ok(const struct shm_block_head *h, const struct pop_want *w)
+{
+    /* Relaxed: the node was published by the push whose head we acquired; if it was popped
+     * and reused since, what we read is garbage and the CAS fails. */
+    uint64_t stamp = rl__load_relaxed(&h->epoch);
+    if (w->limbo)
+        return stamp <= w->epoch && w->epoch - stamp >= 2;
+    return h->bytes >= w->bytes;
+}
+
+/* X8: pop the head node if `w` accepts it: its head line's arena offset, or -1. */
+static int64_t list_pop(const rl_table *t, rl_atomic64 *list, const struct pop_want *w)
+{
+    uint64_t cur = rl__load_acquire(list); /* X8: acquire pairs with X7: the node's fields */
+    for (;;) {
+        uint64_t line = cur & LINE_MASK;
+        if (line == 0)
+            return -1;
+        struct shm_block_head *h = head_at(t, (line - 1) * RL_ALIGN);
+        if (!h || !pop_ok(h, w))
+            return -1;
+        uint64_t next = rl__load_relaxed(&h->link) & LINE_MASK;
+        if (rl__cas_acq_rel(list, &cur, ((cur >> LINE_BITS) + 1) << LINE_BITS | next))
+            return (int64_t)((line - 1) * RL_ALIGN);
+    }
+}
+
+/* A block that left the limbo: fold the admissions counted in it into its bucket's record
+ * (shm_rule.admitted), then free it. */
+static void block_free(rl_table *t, uint64_t off)
+{
+    struct shm_block_head *h = (struct shm_block_head *)(t->arena + off);
+    struct shm_policy *p = (struct shm_policy *)(t->arena + off + HEAD_BYTES);
+    /* Relaxed: statistics. */
+    uint64_t late = rl__xchg_relaxed(&p->rules[0].admitted, 0);
+    if (late && h->owner && h->owner - 1 < t->capacity)
+        rl__fetch_add_relaxed(&t->buckets[h->owner - 1].counters.admitted, late);
+    rl__fetch_add_relaxed(&t->hdr->free_bytes, h->bytes);
+    list_push(t, &t->hdr->free_head[size_class(h->bytes)], off);
+}
+
+void rl__block_free_now(rl_table *t, uint64_t ref)
+{
+    uint64_t off = rl__ref_off(ref) - HEAD_BYTES;
+    if (rl__ref_off(ref) >= HEAD_BYTES && head_at(t, off))
+        block_free(t, off);
+}
+
+void rl__block_retire(rl_table *t, uint64_t ref, struct shm_bucket *rec)
+{
+    uint64_t off = rl__ref_off(ref) - HEAD_BYTES;
+    struct shm_block_head *h = rl__ref_off(ref) >= HEAD_BYTES ? head_at(t, off) : NULL;
+    if (!h) /* a damaged block is never reused */
+        return;
+    struct shm_policy *p = (struct shm_policy *)(t->arena + off + HEAD_BYTES);
+    /* Relaxed: statistics; admissions counted in the block later are folded when it is
+     * freed. */
+    rl__fetch_add_relaxed(&rec->counters.admitted, rl__xchg_relaxed(&p->rules[0].admitted, 0));
+    /* X6: after S5 in the seq_cst order: any reader that can hold the block registered
+     * before this load. Relaxed store: published by the push. */
+    rl__store_relaxed(&h->epoch, rl__load_seq_cst(&t->hdr->epoch));
+    rl__fetch_add_relaxed(&t->hdr->limbo_bytes, h->bytes);
+    list_push(t, &t->hdr->limbo, off);
+}
+
+void rl__reclaim(rl_table *t)
+{
+    /* Relaxed: an empty limbo is the common case, and a block pushed meanwhile is
+     * collected next time. */
+    if (t->read_only || (rl__load_relaxed(&t->hdr->limbo) & LINE_MASK) == 0)
+        return;
+    uint64_t ns = pid_ns();
+    epoch_advance(t, ns);
+    epoch_advance(t, ns);
+    struct pop_want w = {.limbo = true, .epoch = rl__load_seq_cst(&t->hdr->epoch)};
+    for (unsigned n = 0; n < COLLECT_MAX; n++) {
+        int64_t off = list_pop(t, &t->hdr->limbo, &w);
+        if (off < 0)
+            return;
+        struct shm_block_head *h = (struct shm_block_head *)(t->arena + off);
+        rl__fetch_add_relaxed(&t->hdr->limbo_bytes, -h->bytes); /* relaxed: a statistic */
+        block_free(t, (uint64_t)off);
+    }
+}
+
+/* A free block of at least len bytes: its head line's offset, or -1. */
+static int64_t free_take(rl_table *t, uint64_t len)
+{
+    struct pop_want w = {.bytes = len};
+    int64_t off = list_pop(t, &t->hdr->free_head[size_class(len)], &w);
+    if (off >= 0) {
+        struct shm_block_head *h = (struct shm_block_head *)(t->arena + off);
+        /* Relaxed: statistics. */
+        rl__fetch_add_relaxed(&t->hdr->free_bytes, -h->bytes);
+        rl__fetch_add_relaxed(&t->hdr->reused_blocks, 1);
+    }
+    return off;
+}
+
+/* len bytes from the arena's end: the head line's offset. */
+static int bump(rl_table *t, uint64_t len, uint64_t *off)
+{
+    /* Reserve the pages first: a full file system then takes nothing from the arena. */
+    int err = rl__table_reserve(t, 0, len);
+    if (err)
+        return err;
+    if (rl__claim(&t->hdr->arena_used, len, t->arena_bytes, off) < 0)
+        return rl__fail(RL_EFULL, "table %s: arena is full (%llu bytes)", t->path,
+                        (unsigned long long)t->arena_bytes);
+    if (*off % RL_ALIGN) /* only a damaged counter is ever unaligned: it stays so */
+        return rl__fail(RL_ECORRUPT, "table %s: arena counter is damaged", t->path);
+    /* The range claimed: the one reserved, unless another process claimed first. */
+    err = rl__fd_reserve(t->fd, t->path, (uint64_t)(t->arena - t->base) + *off, len);
+    if (err)
+        return err;
+    struct shm_block_head *h = (struct shm_block_head *)(t->arena + *off);
+    h->bytes = len; /* fixed for the block's life; published with the block */
+    return 0;
+}
+
+int rl__block_alloc(rl_table *t, uint64_t len, uint32_t owner, uint64_t *ref)
+{
+    len = (len + RL_ALIGN - 1) & ~(uint64_t)(RL_ALIGN - 1);
+    int64_t taken = free_take(t, len);
+    uint64_t off = (uint64_t)taken;
+    if (taken < 0) {
+        int err = bump(t, len, &off);
+        if (err)
+            return err;
+    }
+    struct shm_block_head *h = (struct shm_block_head *)(t->arena + off);
+    /* Relaxed: the block is ours alone until R1 or S2 publishes it. */
+    uint64_t gen = (rl__load_relaxed(&h->gen) + 1) & RL_GEN_MASK;
+    gen = gen ? gen : 1;
+    rl__store_relaxed(&h->gen, gen);
+    h->owner = owner;
+    *ref = gen << RL_REF_LINE_BITS | (off + HEAD_BYTES) / RL_ALIGN;
+    return 0;
+}
