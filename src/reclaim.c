@@ -10,8 +10,10 @@
  *   exit   X3: active[e & 1] -= 1.
  *   advance (E = e to e + 1), X4 X5: every slot's active[(e + 1) & 1] is 0 (or its process is
  *          dead), then CAS E from e to e + 1.
- *   retire X6: after the won S5 (seq_cst), r = E; the block goes on the limbo stamped r.
- *   free   a limbo block stamped r goes to a free list once E >= r + 2.
+ *   retire X6: after the won S5 (seq_cst), r = E; the block goes on limbo[r % 3] stamped r.
+ *   free   a limbo block stamped r goes to a free list once E >= r + 2. At epoch E, every
+ *          block of limbo[(E - 2) % 3] is stamped E - 2 or earlier (stamps never pass E):
+ *          the whole list is due, so blocks retired later never hide due ones.
  *
  * Why that is safe. A reader R that can reach block P registered (X1) with E = e at its
  * re-read, before it loaded a reference leading to P, and that load came before P was
@@ -321,23 +323,35 @@ void rl__block_retire(rl_table *t, uint64_t ref, struct shm_bucket *rec)
     rl__fetch_add_relaxed(&rec->counters.admitted, rl__xchg_relaxed(&p->rules[0].admitted, 0));
     /* X6: after S5 in the seq_cst order: any reader that can hold the block registered
      * before this load. Relaxed store: published by the push. */
-    rl__store_relaxed(&h->epoch, rl__load_seq_cst(&t->hdr->epoch));
+    uint64_t e = rl__load_seq_cst(&t->hdr->epoch);
+    rl__store_relaxed(&h->epoch, e);
     rl__fetch_add_relaxed(&t->hdr->limbo_bytes, h->bytes);
-    list_push(t, &t->hdr->limbo, off);
+    list_push(t, &t->hdr->limbo[e % 3], off);
+}
+
+static bool limbo_empty(const rl_table *t)
+{
+    /* Relaxed: an empty limbo is the common case, and a block pushed meanwhile is
+     * collected next time. */
+    for (unsigned k = 0; k < 3; k++)
+        if (rl__load_relaxed(&t->hdr->limbo[k]) & LINE_MASK)
+            return false;
+    return true;
 }
 
 void rl__reclaim(rl_table *t)
 {
-    /* Relaxed: an empty limbo is the common case, and a block pushed meanwhile is
-     * collected next time. */
-    if (t->read_only || (rl__load_relaxed(&t->hdr->limbo) & LINE_MASK) == 0)
+    if (t->read_only || limbo_empty(t))
         return;
     uint64_t ns = pid_ns();
     epoch_advance(t, ns);
     epoch_advance(t, ns);
     struct pop_want w = {.limbo = true, .epoch = rl__load_seq_cst(&t->hdr->epoch)};
+    if (w.epoch < 2)
+        return;
+    rl_atomic64 *due = &t->hdr->limbo[(w.epoch - 2) % 3];
     for (unsigned n = 0; n < COLLECT_MAX; n++) {
-        int64_t off = list_pop(t, &t->hdr->limbo, &w);
+        int64_t off = list_pop(t, due, &w);
         if (off < 0)
             return;
         struct shm_block_head *h = (struct shm_block_head *)(t->arena + off);

@@ -52,8 +52,8 @@
  *    the undo, leaves its units counted by the rules it committed: under-admission, never
  *    over-admission.
  * 5. Block reuse (reclaim.c X1-X8). The switcher whose S5 won stamps the old block with the
- *    epoch and pushes it on the limbo list; a block is moved to a free list only two epoch
- *    advances later, and an advance needs every live process's sections of the older parity
+ *    epoch e and pushes it on the limbo list of e % 3; a block is moved to a free list only two
+ * epoch advances later, and an advance needs every live process's sections of the older parity
  *    drained. A process killed between two of these steps leaks that one block (its space,
  *    never a wrong answer); a process killed inside a section holds the epoch back only
  *    until the slot's pid is seen dead.
@@ -155,12 +155,13 @@ struct shm_header {
      * only an advance (X5) writes it. */
     rl_atomic64 epoch;
     uint8_t reserved1[56];
-    /* limbo: retired blocks waiting for two epochs; free_head[c]: free blocks of size class c.
-     * Each a list head: tag:33 | line:31, line = (arena offset of the node's head line) / 64
-     * + 1, 0 for an empty list. The tag counts every change, so a stale pop fails its CAS. */
-    rl_atomic64 limbo;
+    /* limbo[e % 3]: blocks retired in epoch e, waiting for two more; free_head[c]: free
+     * blocks of size class c. Each a list head: tag:33 | line:31, line = (arena offset of
+     * the node's head line) / 64 + 1, 0 for an empty list. The tag counts every change, so
+     * a stale pop fails its CAS. */
+    rl_atomic64 limbo[3];
     rl_atomic64 free_head[RL_FREE_CLASSES];
-    uint8_t reserved[RL_HEADER_BYTES - 328 - 8 * RL_FREE_CLASSES];
+    uint8_t reserved[RL_HEADER_BYTES - 344 - 8 * RL_FREE_CLASSES];
 };
 
 /*

@@ -11,7 +11,11 @@
  *                                SIGKILLs and SIGSTOPs them at random instants and respawns
  *                                them; afterwards the table must be valid, no bucket wedged,
  *                                and the log must show no over-admission
- * Options: --seconds S (property, per scenario), --crash-seconds S, --crash-rounds N.
+ *   prop reuse                   workers switch buckets' rules back and forth (so blocks are
+ *                                reused under stalled deciders) while the parent SIGKILLs
+ *                                them; the log must show no over-admission, and the limbo
+ *                                must drain once they are gone (see run_reuse)
+ * Options: --seconds S (property, per scenario; reuse), --crash-seconds S, --crash-rounds N.
  * Exit status 0: every scenario passed. One summary line per scenario starts PASS or FAIL.
  *
  * The log: a MAP_SHARED|MAP_ANONYMOUS array, slots taken with fetch_add. A worker logs an
@@ -1481,11 +1485,195 @@ static void usage(void)
 {
     fprintf(stderr, "usage: prop property [--seconds S] [SCENARIO...]\n"
                     "       prop crash [--crash-seconds S] [--crash-rounds N]\n"
+                    "       prop reuse [--seconds S]\n"
                     "scenarios:");
     for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
         fprintf(stderr, " %s", scenarios[i].name);
     fprintf(stderr, "\n");
     exit(2);
+}
+
+/* ------------------------------------------------------------------ reuse test */
+
+/*
+ * prop reuse: workers decide on buckets whose rules they switch back and forth all the
+ * time, while the parent SIGKILLs them and respawns them. Every switch leaves a block that
+ * is freed and reused, by this bucket or another, while stalled deciders may still hold the
+ * old one between their loads and their CAS. The log is checked against the rule both
+ * policies of a bucket enforce (the second policy adds a loose rule), so a stale decider
+ * that committed to a reused block would show as an over-admission. Afterwards, with
+ * every worker gone, the limbo must drain completely: a killed process's slot counts as
+ * drained.
+ */
+#define REUSE_WORKERS 10
+#define REUSE_BUCKETS 6
+
+static const struct bdef reuse_inv[REUSE_BUCKETS] = {
+    {"r/s0", "20/100ms margin 0", -1},         {"r/s1", "20/100ms margin 0", -1},
+    {"r/s2", "20/100ms margin 0", -1},         {"r/g0", "20/100ms burst 5 margin 0", -1},
+    {"r/g1", "20/100ms burst 5 margin 0", -1}, {"r/g2", "20/100ms burst 5 margin 0", -1},
+};
+
+/* The other policy of bucket i: its checked rule and a loose one. */
+static void reuse_other(unsigned i, struct rl_policy *p)
+{
+    char text[96];
+    snprintf(text, sizeof(text), "%.*s, 1000/1s margin 0",
+             (int)(strlen(reuse_inv[i].rules) - strlen(" margin 0")), reuse_inv[i].rules);
+    parse_or_die(text, p);
+}
+
+static void reuse_worker(const char *path, struct shared *sh, uint32_t id)
+{
+    rl_table *t;
+    rl_bucket *h[REUSE_BUCKETS];
+    struct rl_policy pol[REUSE_BUCKETS][2];
+    inject_per_mille = 20; /* stalls between a decision's loads and its CAS */
+    int rc = open_table(path, 0, 0, &t);
+    for (unsigned i = 0; rc == 0 && i < REUSE_BUCKETS; i++) {
+        parse_or_die(reuse_inv[i].rules, &pol[i][0]);
+        reuse_other(i, &pol[i][1]);
+        rc = rl_bucket_lookup(t, reuse_inv[i].name, &h[i]);
+    }
+    if (rc < 0) {
+        werr(sh, "reuse worker %x: open: %s: %s", id, rl_err_name(rc), rl_errdetail());
+        _exit(3);
+    }
+    for (uint64_t it = 0; it < ITER_MAX; it++) {
+        unsigned target = rnd(REUSE_BUCKETS);
+        struct rl_decision d;
+        uint64_t before = rl_now_ns();
+        if (before >= sh->deadline_ns)
+            break;
+        if (rnd(100) < 2) { /* switch the bucket to one of its two policies */
+            if ((rc = rl_bucket_update(h[target], &pol[target][rnd(2)])) < 0)
+                werr(sh, "reuse worker %x: update %s: %s: %s", id, reuse_inv[target].name,
+                     rl_err_name(rc), rl_errdetail());
+            atomic_fetch_add_explicit(&sh->updates, 1, memory_order_relaxed);
+            continue;
+        }
+        uint32_t cost = 1 + rnd(2);
+        rc = rl_try_acquire(h[target], cost, &d);
+        uint64_t after = rl_now_ns();
+        if (rc == 0)
+            log_admission(sh, id, target, cost, false, 0, &d, before, after);
+        else if (rc != RL_ELIMITED)
+            werr(sh, "reuse worker %x: try %s: %s: %s", id, reuse_inv[target].name, rl_err_name(rc),
+                 rl_errdetail());
+    }
+    rl_table_close(t);
+    _exit(0);
+}
+
+static bool run_reuse(uint64_t dur_ns)
+{
+    char path[128];
+    struct crash_state cs = {0};
+    snprintf(path, sizeof(path), "/dev/shm/rl-prop-%ld-reuse", (long)getpid());
+    unlink(path);
+    rl_table *t;
+    rl_bucket *h[REUSE_BUCKETS];
+    if (open_table(path, RL_OPEN_CREATE, 64, &t) < 0) {
+        fprintf(stderr, "prop: create %s: %s\n", path, rl_errdetail());
+        exit(2);
+    }
+    for (unsigned i = 0; i < REUSE_BUCKETS; i++)
+        if (define_one(t, reuse_inv, i, &h[i]) < 0) {
+            fprintf(stderr, "prop: define %s: %s\n", reuse_inv[i].name, rl_errdetail());
+            exit(2);
+        }
+    struct shared *sh = shared_new();
+    sh->start_ns = rl_now_ns();
+    sh->deadline_ns = sh->start_ns + dur_ns;
+    cs.path = path;
+    cs.sh = sh;
+    pid_t pids[REUSE_WORKERS];
+    uint32_t incarnation = 0;
+    fflush(NULL);
+    for (unsigned w = 0; w < REUSE_WORKERS; w++)
+        if ((pids[w] = fork()) == 0)
+            reuse_worker(path, sh, incarnation++);
+        else
+            incarnation++;
+    /* Kill a random worker every 2-20 ms, respawn it; bounded by the deadline and a count. */
+    for (unsigned round = 0; round < 20000 && rl_now_ns() < sh->deadline_ns; round++) {
+        sleep_ns(2 * MS + rnd(18 * MS));
+        unsigned w = rnd(REUSE_WORKERS);
+        int st;
+        kill(pids[w], SIGKILL);
+        while (waitpid(pids[w], &st, 0) < 0 && errno == EINTR)
+            ;
+        judge(&cs, pids[w], st);
+        cs.killed++;
+        fflush(NULL);
+        if ((pids[w] = fork()) == 0)
+            reuse_worker(path, sh, incarnation);
+        incarnation++;
+    }
+    for (unsigned w = 0; w < REUSE_WORKERS; w++) {
+        int st;
+        while (waitpid(pids[w], &st, 0) < 0 && errno == EINTR)
+            ;
+        judge(&cs, pids[w], st);
+    }
+    uint64_t failures = cs.abnormal;
+    if (atomic_load(&sh->errors)) {
+        fprintf(stderr, "  %" PRIu64 " worker errors, first: %s\n", atomic_load(&sh->errors),
+                sh->errmsg);
+        failures++;
+    }
+    if (atomic_load(&sh->overflow)) {
+        fprintf(stderr, "  admission log overflowed\n");
+        failures++;
+    }
+    /* Every worker is gone: two switches' reclaims drain the whole limbo. */
+    for (unsigned k = 0; k < 2; k++)
+        for (unsigned i = 0; i < REUSE_BUCKETS; i++) {
+            struct rl_policy p;
+            if (k)
+                parse_or_die(reuse_inv[i].rules, &p);
+            else
+                reuse_other(i, &p);
+            if (rl_bucket_update(h[i], &p) < 0) {
+                fprintf(stderr, "  update %s after the storm: %s\n", reuse_inv[i].name,
+                        rl_errdetail());
+                failures++;
+            }
+        }
+    uint64_t reused = atomic_load(&t->hdr->reused_blocks);
+    rl__reclaim(t);
+    uint64_t limbo_after = atomic_load(&t->hdr->limbo_bytes);
+    if (limbo_after != 0) {
+        fprintf(stderr, "  %" PRIu64 " bytes stay in the limbo with no process left\n",
+                limbo_after);
+        failures++;
+    }
+    if (reused == 0) {
+        fprintf(stderr, "  no block was reused: the test tested nothing\n");
+        failures++;
+    }
+    int64_t wall_off = 0;
+    read_wall_offset(path, &wall_off);
+    size_t nlog = atomic_load(&sh->next);
+    nlog = nlog < LOG_MAX ? nlog : LOG_MAX;
+    struct check_ctx cx = {"reuse", sh->log, wall_off, sh->start_ns, sh->deadline_ns, false};
+    double util[REUSE_BUCKETS][RL_MAX_RULES] = {{0}};
+    uint64_t units[REUSE_BUCKETS] = {0};
+    uint64_t over = check_all(&cx, reuse_inv, REUSE_BUCKETS, nlog, util, units);
+    uint64_t waited, max_wait, bounds = check_bounds(&cx, nlog, &waited, &max_wait);
+    bool ok = !failures && !over && !bounds;
+    printf("%s reuse        %u procs %.2f s: %" PRIu64 " kills, %" PRIu64 " switches, %" PRIu64
+           " blocks reused, %zu admissions, %" PRIu64 " over-admissions, %" PRIu64
+           " at_ns out of bounds\n",
+           ok ? "PASS" : "FAIL", REUSE_WORKERS, (double)dur_ns / 1e9, cs.killed,
+           atomic_load(&sh->updates), reused, nlog, over, bounds);
+    rl_table_close(t);
+    munmap(sh, shared_bytes());
+    if (ok)
+        unlink(path);
+    else
+        fprintf(stderr, "  table kept for inspection: %s\n", path);
+    return ok;
 }
 
 int main(int argc, char **argv)
@@ -1527,6 +1715,9 @@ int main(int argc, char **argv)
     } else if (!strcmp(argv[1], "crash")) {
         ran = 1;
         failed += !run_crash((uint64_t)(crash_seconds * 1e9), crash_rounds);
+    } else if (!strcmp(argv[1], "reuse")) {
+        ran = 1;
+        failed += !run_reuse((uint64_t)(seconds * 1e9));
     } else {
         usage();
     }

@@ -59,8 +59,8 @@ Test(reuse, alternating_applies_keep_the_arena_bounded)
     for (unsigned round = 3; round <= 100000; round++) {
         apply_quiet(round % 2 ? b : a, t, round);
         if (arena_used(t) != bound)
-            cr_assert_fail("round %u: arena_used %" PRIu64 ", bound %" PRIu64, round,
-                           arena_used(t), bound);
+            cr_assert_fail("round %u: arena_used %" PRIu64 ", bound %" PRIu64, round, arena_used(t),
+                           bound);
     }
     rl_bucket *x;
     cr_assert_eq(rl_bucket_lookup(t, "x", &x), 0);
