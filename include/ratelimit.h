@@ -548,6 +548,23 @@ int rl_reserve_check(rl_bucket *bucket, uint32_t cost, uint64_t at_ns, uint64_t 
  */
 int rl_bucket_reset(rl_bucket *bucket);
 
+/*
+ * Delete a bucket (or a template): its name is free at once and may be defined again, as a
+ * new bucket with a full budget. Handles to the deleted bucket stay valid memory, but
+ * every call on them (decisions, info, reset, update, and decisions of its children) fails
+ * with RL_ENOENT: a decision is never made against the deleted bucket's state, or against
+ * its policy block, which is reused once no process can still be reading it. Look the name
+ * up again to follow a new bucket of that name. Buckets made from a deleted template stay.
+ * Its record is not reused: the table's capacity counts it until the table is recreated.
+ * Errors: RL_EINVAL (bucket NULL, or it is the parent of a live bucket: delete that first),
+ * RL_EPERM (read-only table), RL_ENOENT (already deleted), RL_ECORRUPT (its chain of rule
+ * switches is damaged).
+ * Lock-free; never allocates; never sleeps; writes the bucket's policy reference (to 0),
+ * the limbo list, the applied digest and the `defined` count; not async-signal-safe; any
+ * thread.
+ */
+int rl_bucket_delete(rl_bucket *bucket);
+
 /* ------------------------------------------------------------------ server feedback */
 
 /*

@@ -119,11 +119,20 @@ bool rl__policy_same(const struct rl_policy *a, const struct rl_policy *b)
     return true;
 }
 
+/* The error for a reference that does not validate: 0 means the bucket was deleted. */
+static int view_failed(const rl_bucket *b, uint64_t ref)
+{
+    if (ref == 0)
+        return rl__fail(RL_ENOENT, "bucket '%s' was deleted: look it up again", b->name);
+    return rl__fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
+}
+
 int rl__bucket_view(const rl_bucket *b, struct policy_view *v)
 {
     /* A3: pairs with the release that published the block (R1 or S5). X2: seq_cst, inside
      * the caller's section. */
-    return rl__block_view(b->table, rl__load_seq_cst(&b->rec->policy_off), v);
+    uint64_t ref = rl__load_seq_cst(&b->rec->policy_off);
+    return rl__block_view(b->table, ref, v) < 0 ? view_failed(b, ref) : 0;
 }
 
 /* A view slot's state (struct view_slot.state). */
@@ -186,7 +195,7 @@ int rl__bucket_view_refresh(rl_bucket *b, uint64_t off, struct policy_view *spar
     /* Validate afresh, even for a block a slot holds: a damaged file may rewrite a block in
      * place. A slot is used only if its view is still exactly what the block says. */
     if (rl__block_view(b->table, off, spare) < 0)
-        return rl__fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
+        return view_failed(b, off);
     struct view_slot *slots = slots_of(b);
     if (!slots)
         return rl__fail(RL_ENOMEM, "out of memory");

@@ -118,7 +118,7 @@ static int check_existing(rl_table *t, uint32_t no, const struct rl_policy *pol,
         rl__block_read(&v, &have);
     rl__section_exit(&s);
     if (err < 0)
-        return rl__fail(RL_ECORRUPT, "bucket '%s' is damaged", (*out)->name);
+        return err;
     if (!rl__policy_same(&have, pol) || (*out)->parent != parent)
         return rl__fail(RL_EEXIST, "bucket '%s' already exists with other rules or parent",
                         (*out)->name);
@@ -251,7 +251,7 @@ int rl_bucket_get(rl_table *t, const char *name, rl_bucket **out)
         rl__block_read(&v, &pol);
     rl__section_exit(&s);
     if (err < 0)
-        return rl__fail(RL_ECORRUPT, "template '%s' is damaged", tpl->name);
+        return err;
     return define_checked(t, name, &pol, tpl->parent ? tpl->parent->name : NULL, true, out);
 }
 
@@ -288,8 +288,9 @@ static int reset_rules(rl_bucket *b, struct policy_view *v)
 {
     for (unsigned steps = 0; steps < RL_SWITCH_STEPS;) {
         do {
-            if (rl__bucket_view(b, v) < 0)
-                return rl__fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
+            int err = rl__bucket_view(b, v);
+            if (err)
+                return err;
             uint64_t now = rl__clock_rel(b->table);
             for (uint32_t i = 0; i < v->nrules; i++) {
                 struct rule_ctx c;
@@ -337,6 +338,65 @@ int rl_bucket_reset(rl_bucket *b)
     return err;
 }
 
+/* A live bucket names b as its parent (a child deleted meanwhile is fine either way). */
+static const char *child_of(const rl_bucket *b)
+{
+    const rl_table *t = b->table;
+    uint32_t count = rl__bucket_count(t);
+    for (uint32_t no = 0; no < count; no++) {
+        const struct shm_bucket *rec = &t->buckets[no];
+        /* A4 as in rl_table_foreach; X2 for the reference. */
+        if (rl__load32_acquire(&rec->state) == RL_BUCKET_BUILT && rec->parent == b->no + 1 &&
+            rl__load_seq_cst(&rec->policy_off) != 0 && memchr(rec->name, '\0', sizeof(rec->name)))
+            return rec->name;
+    }
+    return NULL;
+}
+
+/* The deletion, inside the caller's section: a switch in progress is finished first, so
+ * that its new block is not left behind; then the reference goes to 0 (the linearization
+ * point), and the block is retired like one a switch left. */
+static int delete_in_section(rl_bucket *b)
+{
+    for (unsigned steps = 0; steps < RL_SWITCH_STEPS; steps++) {
+        struct policy_view v;
+        uint64_t ref = rl__load_seq_cst(&b->rec->policy_off); /* X2 */
+        if (ref == 0)
+            return rl__fail(RL_ENOENT, "bucket '%s' was already deleted", b->name);
+        bool sound = rl__block_view(b->table, ref, &v) == 0;
+        if (sound && rl__switch_help(b, &v))
+            continue;
+        /* Seq_cst, as S5: the unlink comes before the retirement's epoch read (X6). */
+        if (rl__cas_seq_cst(&b->rec->policy_off, &ref, 0)) {
+            if (sound) /* a damaged block is never reused */
+                rl__block_retire(b->table, ref, b->rec);
+            return 0;
+        }
+    }
+    return rl__fail(RL_ECORRUPT, "bucket '%s': its chain of rule switches is damaged", b->name);
+}
+
+int rl_bucket_delete(rl_bucket *b)
+{
+    struct rl_section s;
+    if (!b)
+        return rl__fail(RL_EINVAL, "rl_bucket_delete needs a bucket");
+    if (b->table->read_only)
+        return rl__fail(RL_EPERM, "table %s is open read-only", b->table->path);
+    const char *child = child_of(b);
+    if (child)
+        return rl__fail(RL_EINVAL, "bucket '%s' is the parent of '%.*s': delete it first", b->name,
+                        RL_NAME_MAX, child);
+    rl__applied_forget(b->table); /* before and after the change: applied.c */
+    rl__section_enter(b->table, &s);
+    int err = delete_in_section(b);
+    rl__section_exit(&s);
+    rl__applied_forget(b->table);
+    if (err == 0)
+        rl__fetch_add_relaxed(&b->table->hdr->defined, (uint64_t)-1); /* relaxed: a statistic */
+    return err;
+}
+
 /* The info, inside the caller's section. */
 static int info_in_section(const rl_bucket *b, struct rl_bucket_info *out)
 {
@@ -344,10 +404,11 @@ static int info_in_section(const rl_bucket *b, struct rl_bucket_info *out)
     strlcpy(out->name, b->name, sizeof(out->name));
     if (b->parent)
         strlcpy(out->parent, b->parent->name, sizeof(out->parent));
-    rl__counters_read(b, &out->counters);
     struct policy_view v;
-    if (rl__bucket_view(b, &v) < 0)
-        return rl__fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
+    int err = rl__bucket_view(b, &v);
+    if (err)
+        return err;
+    rl__counters_read(b, &out->counters);
     rl__block_read(&v, &out->policy);
     uint64_t now = rl__clock_rel(b->table);
     out->now_ns = rl__clock_abs(b->table, now);

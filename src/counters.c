@@ -21,7 +21,7 @@ static uint64_t block_admissions(const rl_bucket *b)
     uint64_t ref = rl__load_seq_cst(&b->rec->policy_off);
     const struct shm_policy *p = rl__arena_at(b->table, rl__ref_off(ref),
                                               sizeof(struct shm_policy) + sizeof(struct shm_rule));
-    return p ? rl__load_relaxed(&p->rules[0].admitted) : 0; /* relaxed: a statistic */
+    return p && ref ? rl__load_relaxed(&p->rules[0].admitted) : 0; /* relaxed: a statistic */
 }
 
 void rl__counters_read(const rl_bucket *b, struct rl_counters *out)

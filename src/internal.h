@@ -217,10 +217,11 @@ void rl__block_read(const struct policy_view *v, struct rl_policy *out);
  * RL_ALIGN. */
 uint64_t rl__policy_bytes(const struct rl_policy *pol);
 bool rl__policy_same(const struct rl_policy *a, const struct rl_policy *b);
-/* Snapshot the bucket's current policy block; -1 if damaged. */
+/* Snapshot the bucket's current policy block: 0, RL_ENOENT (the bucket was deleted: its
+ * reference is 0) or RL_ECORRUPT, with a detail. */
 int rl__bucket_view(const rl_bucket *b, struct policy_view *v);
 /* The view of the block at `off`: from the handle's cache, or validated into `spare` (the
- * caller's) when the cache is full. 0, or RL_ECORRUPT or RL_ENOMEM. */
+ * caller's) when the cache is full. 0, or RL_ENOENT (deleted), RL_ECORRUPT or RL_ENOMEM. */
 int rl__bucket_view_refresh(rl_bucket *b, uint64_t off, struct policy_view *spare,
                             const struct policy_view **out);
 

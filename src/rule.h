@@ -138,7 +138,8 @@ struct lease_ref {
  * and only while the word's block is its bucket's current one (else *expected gets
  * RL_FROZEN: the bucket switched; the block may be reused). */
 bool rl__lease_swap(const struct lease_ref *ref, uint64_t *expected, uint64_t next);
-/* RL_ENOENT: the bucket has no global rule; RL_ECORRUPT: its block is damaged. */
+/* RL_ENOENT: the bucket has no global rule (or was deleted); RL_ECORRUPT: its block is
+ * damaged. */
 int rl__lease_find(const rl_bucket *b, struct lease_ref *out);
 /* A blocking acquire refused by a chain with a global rule sleeps this long and tries
  * again, until its deadline: only the agent brings units. 0: no global rule. */

@@ -130,7 +130,9 @@ int rl__lease_find(const rl_bucket *b, struct lease_ref *out)
     struct policy_view v;
     struct rl_section s;
     rl__section_enter(b->table, &s);
-    int err = rl__bucket_view(b, &v) < 0 ? RL_ECORRUPT : lease_of(b, &v, out);
+    int err = rl__bucket_view(b, &v);
+    if (err == 0)
+        err = lease_of(b, &v, out);
     rl__section_exit(&s);
     return err;
 }

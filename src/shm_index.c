@@ -47,6 +47,10 @@ static bool slot_names(const rl_table *t, uint64_t slot, uint32_t tag, const cha
      * every other field are complete. The slot load itself was acquire too. */
     if (rl__load32_acquire(&b->state) != RL_BUCKET_BUILT)
         return false;
+    /* A deleted record (policy_off 0) names nothing: the probe goes on, and a bucket of
+     * the same name defined again sits further along (rl_bucket_delete). Seq_cst: X2. */
+    if (rl__load_seq_cst(&b->policy_off) == 0)
+        return false;
     if (strncmp(b->name, name, sizeof(b->name)) != 0)
         return false;
     *no = (uint32_t)n;

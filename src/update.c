@@ -144,15 +144,16 @@ static int update_in_section(rl_bucket *b, const struct rl_policy *pol)
         struct policy_view p;
         struct rl_policy have;
         uint64_t off, expected = 0;
-        if (rl__bucket_view(b, &p) < 0)
-            return rl__fail(RL_ECORRUPT, "bucket '%s' is damaged", b->name);
+        int err = rl__bucket_view(b, &p);
+        if (err)
+            return err;
         if (rl__switch_help(b, &p))
             continue;
         rl__block_read(&p, &have);
         if (rl__policy_same(&have, pol))
             return 0;
         rl__applied_forget(b->table); /* before and after the switch: applied.c */
-        int err = rl__block_create(b->table, pol, RL_UNINIT, b->no + 1, &off);
+        err = rl__block_create(b->table, pol, RL_UNINIT, b->no + 1, &off);
         if (err)
             return err;
         ((struct shm_policy *)(b->table->arena + rl__ref_off(off)))->carry_at =
