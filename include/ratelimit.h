@@ -862,6 +862,23 @@ int rl_config_open_table(const rl_config *config, unsigned flags, rl_table **out
 int rl_config_apply(const rl_config *config, rl_table *table,
                     void (*note)(void *arg, const char *line), void *arg);
 
+/* rl_config_apply_flags: delete the buckets and templates the config does not mention
+ * (children first), instead of keeping them; buckets made from a template the config keeps
+ * are mentioned by it. Each is noted "deleted NAME: not in the config". */
+#define RL_APPLY_PRUNE 1U
+
+/*
+ * rl_config_apply with flags: 0 (the same as rl_config_apply) or RL_APPLY_PRUNE. With
+ * RL_APPLY_PRUNE the deletions come after every other change, so a refused config still
+ * changes nothing, and the applied digest does not cut the apply short.
+ * Errors: those of rl_config_apply; RL_EINVAL (an unknown flag); and any error of
+ * rl_bucket_delete (then the buckets deleted before it stay deleted).
+ * Lock-free in the table (malloc aside); allocates; never sleeps; writes as
+ * rl_config_apply and rl_bucket_delete; not async-signal-safe; any thread.
+ */
+int rl_config_apply_flags(const rl_config *config, rl_table *table, unsigned flags,
+                          void (*note)(void *arg, const char *line), void *arg);
+
 /*
  * What a config costs in a table (README "Config files"). A new table for it gets
  * file_bytes, sparse: a file on tmpfs only uses the pages written. Applying the config to it

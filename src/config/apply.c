@@ -426,6 +426,22 @@ static void report_kept(const struct apply_plan *pl)
                 pl->haves[i].name);
 }
 
+/* RL_APPLY_PRUNE: delete what the config does not mention, children first (a parent has a
+ * lower number than its children, and haves are in the table's order). */
+static int prune(const struct apply_plan *pl)
+{
+    for (size_t i = pl->nhaves; i-- > 0;) {
+        const struct have *h = &pl->haves[i];
+        if (h->mentioned)
+            continue;
+        int err = rl_bucket_delete(h->bucket);
+        if (err)
+            return err;
+        say(pl, "deleted %s%s: not in the config", h->is_template ? "template " : "", h->name);
+    }
+    return 0;
+}
+
 static int plan_all(struct apply_plan *pl, const rl_config *config)
 {
     const struct rl_config_bucket *bs;
@@ -493,14 +509,15 @@ static uint64_t config_digest(const rl_config *config)
     return d ? d : 1;
 }
 
-int rl_config_apply(const rl_config *config, rl_table *table,
-                    void (*note)(void *arg, const char *line), void *arg)
+int rl_config_apply_flags(const rl_config *config, rl_table *table, unsigned flags,
+                          void (*note)(void *arg, const char *line), void *arg)
 {
     struct apply_plan pl = {.table = table, .note = note, .arg = arg};
-    if (!config || !table)
+    if (!config || !table || (flags & ~RL_APPLY_PRUNE))
         return rl__fail(RL_EINVAL, "rl_config_apply: bad arguments");
     uint64_t digest = config_digest(config);
-    if (rl__applied_load(table) == (digest | 1ULL << 63)) {
+    /* The digest says the table matches the config, not that nothing else is in it. */
+    if (!(flags & RL_APPLY_PRUNE) && rl__applied_load(table) == (digest | 1ULL << 63)) {
         say(&pl, "unchanged: all of it (this config was applied and the table has not changed "
                  "since)");
         return 0;
@@ -510,7 +527,9 @@ int rl_config_apply(const rl_config *config, rl_table *table,
     int err = plan_all(&pl, config);
     for (size_t i = 0; i < pl.nsteps && !err; i++)
         err = run_step(&pl, &pl.steps[i]);
-    if (!err)
+    if (!err && (flags & RL_APPLY_PRUNE))
+        err = prune(&pl);
+    else if (!err)
         report_kept(&pl);
     if (!table->read_only)
         rl__applied_publish(table, err ? 0 : digest);
@@ -519,4 +538,10 @@ int rl_config_apply(const rl_config *config, rl_table *table,
     free(pl.by_name);
     free(pl.haves);
     return err;
+}
+
+int rl_config_apply(const rl_config *config, rl_table *table,
+                    void (*note)(void *arg, const char *line), void *arg)
+{
+    return rl_config_apply_flags(config, table, 0, note, arg);
 }

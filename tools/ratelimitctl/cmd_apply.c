@@ -1,5 +1,5 @@
 /*
- * cmd_apply.c - `ratelimitctl apply [--dry-run] [FILE]`: bring the table in line with a
+ * cmd_apply.c - `ratelimitctl apply [--dry-run] [--prune] [FILE]`: bring the table in line with a
  * config file (rl_config_apply), or say what that would do.
  *
  * --dry-run applies the file to a private copy of the table (a new table if there is none
@@ -18,7 +18,7 @@
 #include "ctl.h"
 
 static const char help[] =
-    "Usage: ratelimitctl apply [--dry-run] [FILE]\n"
+    "Usage: ratelimitctl apply [--dry-run] [--prune] [FILE]\n"
     "\n"
     "Bring the table in line with the config file FILE (default\n"
     "$RATELIMIT_CONFIG, else /etc/ratelimit.conf): create the buckets and\n"
@@ -26,7 +26,7 @@ static const char help[] =
     "to the new rules (the usage counted so far carries over, so the switch never\n"
     "admits more than the new rules allow); leave the others alone. Buckets made\n"
     "from a template follow its new rules. Buckets the file does not mention are\n"
-    "kept, and reported: nothing is ever removed. Applying a file twice changes\n"
+    "kept, and reported (with --prune: deleted). Applying a file twice changes\n"
     "nothing the second time.\n"
     "The file is checked first, as by check-config: if it is invalid, its\n"
     "problems go to stderr and nothing changes. The table is the one the file\n"
@@ -47,6 +47,10 @@ static const char help[] =
     "              applied to a private copy of the table; a missing table is\n"
     "              assumed to be creatable); then, if it would succeed, the\n"
     "              file's footprint, as check-config prints it\n"
+    "  --prune     delete the buckets and templates the file does not mention\n"
+    "              (children first; buckets made from a template it keeps stay),\n"
+    "              after every other change: \"deleted old/bucket: not in the\n"
+    "              config\". Processes holding them get \"no such bucket\"\n"
     "  -h, --help  show this help\n"
     "\n"
     "Exit status (1 as for check-config):\n"
@@ -62,8 +66,10 @@ static const char help[] =
     "  ratelimitctl apply --dry-run /etc/ratelimit.conf\n"
     "  ratelimitctl check-config new.conf && ratelimitctl apply new.conf\n";
 
-static const struct option options[] = {
-    {"dry-run", no_argument, NULL, 'n'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+static const struct option options[] = {{"dry-run", no_argument, NULL, 'n'},
+                                        {"prune", no_argument, NULL, 'p'},
+                                        {"help", no_argument, NULL, 'h'},
+                                        {NULL, 0, NULL, 0}};
 
 /* --dry-run's private copy of the table. */
 struct copy {
@@ -88,7 +94,7 @@ static void note(void *prefix, const char *line)
     printf("%s%s\n", (const char *)prefix, line);
 }
 
-static int apply(const struct ctl *c, const char *file, const rl_config *cfg)
+static int apply(const struct ctl *c, const char *file, const rl_config *cfg, unsigned flags)
 {
     struct rl_table_opts o;
     rl_table *t;
@@ -96,7 +102,7 @@ static int apply(const struct ctl *c, const char *file, const rl_config *cfg)
     int err = c->table ? rl_table_open(&o, &t) : rl_config_open_table(cfg, RL_OPEN_CREATE, &t);
     if (err)
         return ctl_fail(c, file, err);
-    err = rl_config_apply(cfg, t, note, "");
+    err = rl_config_apply_flags(cfg, t, flags, note, "");
     rl_table_close(t);
     return err ? ctl_fail(c, file, err) : CTL_OK;
 }
@@ -224,7 +230,7 @@ static int probe(const struct ctl *c, const char *file, const struct copy *cp, b
     return CTL_OK;
 }
 
-static int dry_run(const struct ctl *c, const char *file, const rl_config *cfg)
+static int dry_run(const struct ctl *c, const char *file, const rl_config *cfg, unsigned flags)
 {
     const char *origin;
     struct copy cp = {c->table ? c->table : ctl_config_table_path(cfg, &origin), "", ""};
@@ -233,7 +239,7 @@ static int dry_run(const struct ctl *c, const char *file, const rl_config *cfg)
     int rc = probe(c, file, &cp, &exists);
     if (rc || (rc = open_copy(c, file, cfg, exists, &cp, &t)))
         return rc;
-    int err = rl_config_apply(cfg, t, note, "dry run: ");
+    int err = rl_config_apply_flags(cfg, t, flags, note, "dry run: ");
     if (!err)
         ctl_config_footprint(cfg, "dry run: ", file);
     rc = err ? dry_fail(c, file, &cp, err) : CTL_OK;
@@ -244,6 +250,7 @@ static int dry_run(const struct ctl *c, const char *file, const rl_config *cfg)
 int ctl_apply_run(struct ctl *c, int argc, char **argv)
 {
     bool dry = false;
+    unsigned flags = 0;
     const char *file;
     rl_config *cfg;
     int opt;
@@ -251,6 +258,9 @@ int ctl_apply_run(struct ctl *c, int argc, char **argv)
         switch (opt) {
         case 'n':
             dry = true;
+            break;
+        case 'p':
+            flags |= RL_APPLY_PRUNE;
             break;
         default:
             return ctl_option_end(opt);
@@ -260,7 +270,7 @@ int ctl_apply_run(struct ctl *c, int argc, char **argv)
     if (rc || (rc = ctl_config_load(c, file, &cfg)))
         return rc;
     file = rl_config_default_path(file);
-    rc = dry ? dry_run(c, file, cfg) : apply(c, file, cfg);
+    rc = dry ? dry_run(c, file, cfg, flags) : apply(c, file, cfg, flags);
     rl_config_free(cfg);
     return rc;
 }

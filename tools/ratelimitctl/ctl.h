@@ -63,6 +63,7 @@ CTL_COMMAND(watch);
 CTL_COMMAND(info);
 CTL_COMMAND(define);
 CTL_COMMAND(reset);
+CTL_COMMAND(delete);
 CTL_COMMAND(acquire);
 CTL_COMMAND(report);
 CTL_COMMAND(check_config);

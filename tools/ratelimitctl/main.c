@@ -95,6 +95,8 @@ static const struct ctl_command commands[] = {
      "create a bucket (and the table if missing)", &ctl_define_syntax},
     {"reset", ctl_reset_run, "NAME... | --all [PATTERN]", "restore buckets' full budget",
      &ctl_reset_syntax},
+    {"delete", ctl_delete_run, "NAME|PATTERN...", "delete buckets; their names are free again",
+     &ctl_delete_syntax},
     {"acquire", ctl_acquire_run, "NAME", "take units from a bucket, for scripts",
      &ctl_acquire_syntax},
     {"report", ctl_report_run, "NAME --status CODE ...", "tell the pool what the vendor answered",
