@@ -252,6 +252,17 @@ struct rl_table_info {
     uint64_t shim_attaches;
     uint64_t shim_last_attach_ns;
     int64_t shim_last_pid;
+    /* Space given back (README "Templates and live changes"). records_used: bucket records
+     * handed out, those of deleted buckets included (capacity - records_used are free);
+     * deleted: buckets deleted. arena_free: arena bytes on the free lists, reused by the
+     * next blocks of their sizes; arena_reclaimable: bytes of blocks that switches and
+     * deletions left, freed once no process can still be reading them; blocks_reused:
+     * blocks handed out again. All within arena_used. */
+    uint32_t records_used;
+    uint32_t deleted;
+    uint64_t arena_free;
+    uint64_t arena_reclaimable;
+    uint64_t blocks_reused;
 };
 /*
  * The table's geometry and use (the counts are recent, not exact). Returns 0.

@@ -392,8 +392,10 @@ int rl_bucket_delete(rl_bucket *b)
     int err = delete_in_section(b);
     rl__section_exit(&s);
     rl__applied_forget(b->table);
-    if (err == 0)
-        rl__fetch_add_relaxed(&b->table->hdr->defined, (uint64_t)-1); /* relaxed: a statistic */
+    if (err == 0) { /* relaxed: statistics */
+        rl__fetch_add_relaxed(&b->table->hdr->defined, (uint64_t)-1);
+        rl__fetch_add_relaxed(&b->table->hdr->deleted, 1);
+    }
     return err;
 }
 

@@ -234,13 +234,16 @@ static struct shm_block_head *head_at(const rl_table *t, uint64_t off)
     return h;
 }
 
+/* Classes below this hold blocks of one size; the others sizes within a power of two. */
+#define EXACT_CLASSES 256
+
 static unsigned size_class(uint64_t bytes)
 {
     uint64_t lines = bytes / RL_ALIGN;
-    if (lines < 48)
+    if (lines < EXACT_CLASSES)
         return (unsigned)lines;
     unsigned log = 63 - (unsigned)__builtin_clzll(lines);
-    return 43 + log < RL_FREE_CLASSES ? 43 + log : RL_FREE_CLASSES - 1;
+    return 248 + log < RL_FREE_CLASSES ? 248 + log : RL_FREE_CLASSES - 1;
 }
 
 /* X7: push the block whose head line is at `off` on a list. */
@@ -360,11 +363,38 @@ void rl__reclaim(rl_table *t)
     }
 }
 
+/* Nodes a pop from a class of mixed sizes sets aside to reach one large enough. */
+#define MIXED_TRIES 4
+
+/* A free block of at least len bytes from class c of mixed sizes: the heads too small are
+ * taken off and pushed back (a process killed meanwhile leaks them). */
+static int64_t mixed_take(rl_table *t, rl_atomic64 *list, uint64_t len)
+{
+    struct pop_want any = {.bytes = 0};
+    int64_t aside[MIXED_TRIES], off = -1;
+    unsigned n = 0;
+    while (n < MIXED_TRIES) {
+        int64_t got = list_pop(t, list, &any);
+        if (got < 0)
+            break;
+        if (((struct shm_block_head *)(t->arena + got))->bytes >= len) {
+            off = got;
+            break;
+        }
+        aside[n++] = got;
+    }
+    while (n-- > 0)
+        list_push(t, list, (uint64_t)aside[n]);
+    return off;
+}
+
 /* A free block of at least len bytes: its head line's offset, or -1. */
 static int64_t free_take(rl_table *t, uint64_t len)
 {
     struct pop_want w = {.bytes = len};
-    int64_t off = list_pop(t, &t->hdr->free_head[size_class(len)], &w);
+    unsigned c = size_class(len);
+    rl_atomic64 *list = &t->hdr->free_head[c];
+    int64_t off = c < EXACT_CLASSES ? list_pop(t, list, &w) : mixed_take(t, list, len);
     if (off >= 0) {
         struct shm_block_head *h = (struct shm_block_head *)(t->arena + off);
         /* Relaxed: statistics. */

@@ -75,8 +75,8 @@
 #define RL_LAYOUT_VERSION 4
 #define RL_HEADER_BYTES   4096
 /* Free-list size classes: a block of n lines (64 bytes each, its head line included) is in
- * class n below 48, else in class 43 + log2(n) (at most RL_FREE_CLASSES - 1). */
-#define RL_FREE_CLASSES 80
+ * class n below 256 (16 KiB), else in class 248 + log2(n) (at most RL_FREE_CLASSES - 1). */
+#define RL_FREE_CLASSES 280
 #define RL_ALIGN        64
 
 /* Sliding-window log timestamps are kept in ticks of this many ns (44 bits: 55 years). */
@@ -150,7 +150,8 @@ struct shm_header {
     rl_atomic64 limbo_bytes;
     rl_atomic64 reused_blocks;
     rl_atomic64 readers_hwm; /* slots [0, readers_hwm) may be in use; raised by CAS (X4) */
-    uint8_t reserved0[32];
+    rl_atomic64 deleted;     /* buckets deleted (relaxed, a statistic): their records stay */
+    uint8_t reserved0[24];
     /* epoch: the reclamation epoch (reclaim.c), alone on its line: every decision reads it,
      * only an advance (X5) writes it. */
     rl_atomic64 epoch;

@@ -376,6 +376,12 @@ int rl_table_info(const rl_table *t, struct rl_table_info *out)
     uint64_t last = rl__load_relaxed(&h->shim_last_attach);
     out->shim_last_attach_ns = last ? h->epoch_ns + last : 0;
     out->shim_last_pid = (int64_t)rl__load_relaxed(&h->shim_last_pid);
+    out->records_used = rl__bucket_count(t);
+    uint64_t deleted = rl__load_relaxed(&h->deleted);
+    out->deleted = deleted < out->records_used ? (uint32_t)deleted : out->records_used;
+    out->arena_free = rl__min(rl__load_relaxed(&h->free_bytes), out->arena_used);
+    out->arena_reclaimable = rl__min(rl__load_relaxed(&h->limbo_bytes), out->arena_used);
+    out->blocks_reused = rl__load_relaxed(&h->reused_blocks);
     return 0;
 }
 

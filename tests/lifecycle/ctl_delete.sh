@@ -31,4 +31,9 @@ run 0 delete 't/*'
 [ "$(cat "$out")" = $'deleted t/*\ndeleted t/x\ndeleted t/y' ] ||
     [ "$(sort "$out" | tr '\n' ' ')" = "deleted t/* deleted t/x deleted t/y " ] ||
     fail "a template's pattern deletes it and its tenants"
+run 0 info --json
+# 9 records: a, a/b, c, t/*, t/x, t/y, then a, a/b and c again; 8 deleted, a is left.
+check_json 'assert d["deleted"] == 8 and d["buckets"] == 1, d
+assert d["records_free"] == d["capacity"] - 9, d
+assert d["arena_reclaimable"] + d["arena_free"] > 0, d'
 echo "ctl-delete: ok"

@@ -15,11 +15,17 @@ static const char help[] =
     "whether its buckets are known to match the config last applied ('config\n"
     "applied, digest 0x...'), or not ('config unknown': none was applied, or a\n"
     "define or update changed the table since; the next apply does the full work).\n"
+    "The buckets line counts deleted buckets too: their records stay used until\n"
+    "the table is recreated. The reuse line: arena space free for the next policy\n"
+    "blocks of its sizes, space switches and deletions left that is freed once no\n"
+    "process can still be reading it, and how many blocks were handed out again.\n"
     "The table is opened read-only: permission to read it is enough.\n"
     "\n"
     "Options:\n"
     "  --json      one JSON object: {\"table\": PATH, \"layout_version\": N,\n"
     "              \"capacity\": N, \"buckets\": N, \"arena_bytes\": N, \"arena_used\": N,\n"
+    "              \"records_free\": N, \"deleted\": N, \"arena_free\": N,\n"
+    "              \"arena_reclaimable\": N, \"blocks_reused\": N,\n"
     "              \"file_bytes\": N, \"age_ns\": NS, \"age\": TEXT,\n"
     "              \"applied_digest\": N (0: unknown)}\n"
     "  -h, --help  show this help\n"
@@ -48,12 +54,16 @@ static void print_text(const rl_table *t, const struct rl_table_info *ti)
     printf("%-10s %s\n", "table", rl_table_path(t));
     printf("%-10s version %" PRIu32 "\n", "layout", ti->layout_version);
     printf("%-10s %" PRIu32 " buckets\n", "capacity", ti->capacity);
-    printf("%-10s %" PRIu32 " defined, %" PRIu32 " free\n", "buckets", ti->buckets,
-           ti->capacity - ti->buckets);
+    printf("%-10s %" PRIu32 " defined, %" PRIu32 " free, %" PRIu32 " deleted\n", "buckets",
+           ti->buckets, ti->capacity - ti->records_used, ti->deleted);
     printf("%-10s %s of %s used (%.1f%%)\n", "arena",
            ctl_human_bytes(used, sizeof(used), ti->arena_used),
            ctl_human_bytes(total, sizeof(total), ti->arena_bytes),
            ti->arena_bytes ? 100.0 * (double)ti->arena_used / (double)ti->arena_bytes : 0.0);
+    char free_b[CTL_HUMAN_MAX], limbo_b[CTL_HUMAN_MAX];
+    printf("%-10s %s free for reuse, %s reclaimable, %" PRIu64 " blocks reused\n", "reuse",
+           ctl_human_bytes(free_b, sizeof(free_b), ti->arena_free),
+           ctl_human_bytes(limbo_b, sizeof(limbo_b), ti->arena_reclaimable), ti->blocks_reused);
     printf("%-10s %s (%" PRIu64 " bytes)\n", "file",
            ctl_human_bytes(total, sizeof(total), ti->file_bytes), ti->file_bytes);
     printf("%-10s %s\n", "age", ctl_human_duration(age, sizeof(age), age_of(ti)));
@@ -74,6 +84,11 @@ static void print_json(const rl_table *t, const struct rl_table_info *ti)
     json_u64(&j, "buckets", ti->buckets);
     json_u64(&j, "arena_bytes", ti->arena_bytes);
     json_u64(&j, "arena_used", ti->arena_used);
+    json_u64(&j, "records_free", ti->capacity - ti->records_used);
+    json_u64(&j, "deleted", ti->deleted);
+    json_u64(&j, "arena_free", ti->arena_free);
+    json_u64(&j, "arena_reclaimable", ti->arena_reclaimable);
+    json_u64(&j, "blocks_reused", ti->blocks_reused);
     json_u64(&j, "file_bytes", ti->file_bytes);
     json_duration(&j, "age_ns", "age", age_of(ti));
     json_u64(&j, "applied_digest", applied_digest(ti));
