@@ -58,6 +58,8 @@
  * X6    reclaim.c:rl__block_retire          seq_cst S5 X5    the epoch after the unlink
  * X7    reclaim.c:list_push                 CAS     X8       a node and its head line
  * X8    reclaim.c:list_pop                  CAS     X7       a node taken (the tag: no ABA)
+ * X9    reclaim.c:pop_ok (acquire), block_  rel/acq X9       a block's list state: a list
+ *       free, rl__block_retire, _alloc                       takes only its own nodes
  * P1    block.c:rl__bucket_view_refresh     rel ptr A3 (ptr) the current slot (process)
  * P2    bucket.c:handle_make                CAS ptr A4 (ptr) a handle (process)
  * P3    block.c:slots_of                    CAS ptr P3       a handle's view slots (process)

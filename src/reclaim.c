@@ -259,7 +259,7 @@ static void list_push(const rl_table *t, rl_atomic64 *list, uint64_t off)
 }
 
 /* What a pop accepts: a limbo node whose grace period is over, or a free block that is
- * large enough. */
+ * large enough; either in the state its list holds. */
 struct pop_want {
     bool limbo;
     uint64_t epoch; /* limbo: E now */
@@ -272,8 +272,9 @@ static bool pop_ok(const struct shm_block_head *h, const struct pop_want *w)
      * and reused since, what we read is garbage and the CAS fails. */
     uint64_t stamp = rl__load_relaxed(&h->epoch);
     if (w->limbo)
-        return stamp <= w->epoch && w->epoch - stamp >= 2;
-    return h->bytes >= w->bytes;
+        return rl__load32_acquire(&h->state) == RL_BLOCK_RETIRED && stamp <= w->epoch && /* X9 */
+               w->epoch - stamp >= 2;
+    return rl__load32_acquire(&h->state) == RL_BLOCK_FREE && h->bytes >= w->bytes;
 }
 
 /* X8: pop the head node if `w` accepts it: its head line's arena offset, or -1. */
@@ -304,13 +305,15 @@ static void block_free(rl_table *t, uint64_t off)
     if (late && h->owner && h->owner - 1 < t->capacity)
         rl__fetch_add_relaxed(&t->buckets[h->owner - 1].counters.admitted, late);
     rl__fetch_add_relaxed(&t->hdr->free_bytes, h->bytes);
+    rl__store32_release(&h->state, RL_BLOCK_FREE); /* X9 */
     list_push(t, &t->hdr->free_head[size_class(h->bytes)], off);
 }
 
 void rl__block_free_now(rl_table *t, uint64_t ref)
 {
     uint64_t off = rl__ref_off(ref) - HEAD_BYTES;
-    if (rl__ref_off(ref) >= HEAD_BYTES && head_at(t, off))
+    struct shm_block_head *h = rl__ref_off(ref) >= HEAD_BYTES ? head_at(t, off) : NULL;
+    if (h && rl__load32_acquire(&h->state) == RL_BLOCK_USED)
         block_free(t, off);
 }
 
@@ -318,7 +321,7 @@ void rl__block_retire(rl_table *t, uint64_t ref, struct shm_bucket *rec)
 {
     uint64_t off = rl__ref_off(ref) - HEAD_BYTES;
     struct shm_block_head *h = rl__ref_off(ref) >= HEAD_BYTES ? head_at(t, off) : NULL;
-    if (!h) /* a damaged block is never reused */
+    if (!h || rl__load32_acquire(&h->state) != RL_BLOCK_USED) /* damaged: never reused */
         return;
     struct shm_policy *p = (struct shm_policy *)(t->arena + off + HEAD_BYTES);
     /* Relaxed: statistics; admissions counted in the block later are folded when it is
@@ -329,6 +332,7 @@ void rl__block_retire(rl_table *t, uint64_t ref, struct shm_bucket *rec)
     uint64_t e = rl__load_seq_cst(&t->hdr->epoch);
     rl__store_relaxed(&h->epoch, e);
     rl__fetch_add_relaxed(&t->hdr->limbo_bytes, h->bytes);
+    rl__store32_release(&h->state, RL_BLOCK_RETIRED); /* X9 */
     list_push(t, &t->hdr->limbo[e % 3], off);
 }
 
@@ -441,6 +445,7 @@ int rl__block_alloc(rl_table *t, uint64_t len, uint32_t owner, uint64_t *ref)
     gen = gen ? gen : 1;
     rl__store_relaxed(&h->gen, gen);
     h->owner = owner;
+    rl__store32_release(&h->state, RL_BLOCK_USED); /* X9: ours alone until published */
     *ref = gen << RL_REF_LINE_BITS | (off + HEAD_BYTES) / RL_ALIGN;
     return 0;
 }

@@ -298,14 +298,22 @@ struct shm_rule {
  *          policy reference carries it, and a view checks it
  *   bytes  the block's size with this line, fixed when the arena first handed it out
  *   owner  bucket number + 1 it was made for (its admissions are folded into that record)
+ *   state  enum shm_block_state, written by whoever holds the block: a list accepts only
+ *          nodes in the state it holds, so a damaged link never hands out a live block
  */
+enum shm_block_state {
+    RL_BLOCK_USED = 0,    /* handed out (a block from the arena's end starts so) */
+    RL_BLOCK_RETIRED = 1, /* on the limbo */
+    RL_BLOCK_FREE = 2,    /* on a free list */
+};
+
 struct shm_block_head {
     rl_atomic64 link;
     rl_atomic64 epoch;
     rl_atomic64 gen;
     uint64_t bytes;
     uint32_t owner;
-    uint32_t reserved0;
+    rl_atomic32 state;
     uint8_t pad[24];
 };
 

@@ -108,3 +108,22 @@ Test(reuse, a_stale_reference_is_refused)
     cr_expect_eq(rl_try_acquire(x, 1, NULL), 0);
     rl_table_close(t);
 }
+
+/* A damaged free-list head naming a live block: the block's state says it is in use, so the
+ * allocator never hands it out again (it takes a block from the arena's end instead). */
+Test(reuse, a_damaged_free_list_never_hands_out_a_live_block)
+{
+    rl_table *t = table_at(16, 64);
+    rl_bucket *live = define(t, "live", "3/1h margin 0", NULL);
+    cr_assert_eq(drain(live), 3);
+    uint64_t ref = atomic_load(&live->rec->policy_off);
+    struct rl_policy p = policy_of("3/1h margin 0");
+    unsigned lines = (unsigned)(rl__policy_bytes(&p) / RL_ALIGN);
+    uint64_t line = (rl__ref_off(ref) - sizeof(struct shm_block_head)) / RL_ALIGN + 1;
+    atomic_store(&t->hdr->free_head[lines], (1ULL << 31) | line);
+    rl_bucket *other = define(t, "other", "3/1h margin 0", NULL);
+    cr_expect_neq(rl__ref_off(atomic_load(&other->rec->policy_off)), rl__ref_off(ref));
+    cr_expect_eq(drain(other), 3, "its own budget");
+    cr_expect_eq(rl_try_acquire(live, 1, NULL), RL_ELIMITED, "the live bucket kept its usage");
+    rl_table_close(t);
+}
