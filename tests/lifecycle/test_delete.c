@@ -89,6 +89,24 @@ Test(delete, the_block_is_reused)
     rl_table_close(t);
 }
 
+/* The deleted bucket's block serves another bucket; the stale handle, whose view of that
+ * block is cached, still gets RL_ENOENT and never touches the other bucket's words. */
+Test(delete, a_stale_handle_never_decides_on_its_reused_block)
+{
+    rl_table *t = table_at(16, 64);
+    rl_bucket *x = define(t, "x", "2/1h margin 0", NULL);
+    cr_assert_eq(rl_try_acquire(x, 1, NULL), 0); /* the view is cached now */
+    uint64_t ref = atomic_load(&x->rec->policy_off);
+    cr_assert_eq(rl_bucket_delete(x), 0);
+    rl_bucket *y = define(t, "y", "2/1h margin 0", NULL);
+    cr_assert_eq(rl__ref_off(atomic_load(&y->rec->policy_off)), rl__ref_off(ref),
+                 "y was given x's block");
+    for (unsigned k = 0; k < 5; k++)
+        cr_expect_eq(rl_try_acquire(x, 1, NULL), RL_ENOENT);
+    cr_expect_eq(drain(y), 2, "y's budget is whole");
+    rl_table_close(t);
+}
+
 /* A read-only attachment cannot delete. */
 Test(delete, read_only_is_refused)
 {
