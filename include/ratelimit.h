@@ -228,6 +228,25 @@ int rl_table_check(const rl_table *table);
 int rl_table_reopen_if_replaced(rl_table *table, rl_table **fresh);
 
 /*
+ * Grow (or compact) a table: build a new file with `capacity` records and arena_kib KiB of
+ * arena (0: the default for that capacity), copy every bucket and template with its state
+ * (rules, usage, feedback, counters; deleted buckets are left out), then rename it over the
+ * table's path. While it copies, and for good once it is done, this table refuses every
+ * request (RL_ELIMITED, with a detail) and every change (RL_ESTALE): nothing is admitted
+ * that the copy misses, so there is no over-admission across the switch. Processes follow
+ * the new file with rl_table_reopen_if_replaced (the preload shim does within a second).
+ * *copied (if not NULL): the buckets and templates copied. A failure before the rename
+ * leaves this table as it was, working. A resize killed midway leaves it refusing: resize
+ * again.
+ * Errors: RL_EINVAL (table NULL, capacity 0 or below the buckets held), RL_EPERM (read-only
+ * table), RL_ETIMEDOUT (a process stayed inside a decision for 5 s, e.g. stopped), RL_EFULL
+ * (the new file or its arena is too small), RL_ESYS, and the errors of rl_table_open.
+ * Not lock-free: waits (sleeps) for the decisions in progress to end; allocates; writes a
+ * new table file and this table's `moved` word; not async-signal-safe; any thread.
+ */
+int rl_table_resize(rl_table *table, uint32_t capacity, uint32_t arena_kib, unsigned *copied);
+
+/*
  * The path the table was opened from (owned by the table).
  * Errors: none.
  * Lock-free; never allocates; never sleeps; writes nothing; async-signal-safe; any thread.

@@ -40,6 +40,7 @@
 #define FIXPOINT_ROUNDS 4096 /* window starts one decision may try (plan_instant) */
 #define STALE_LIMIT     64
 #define REPAIR_AFTER    8
+#define MOVED_WAIT_NS   10000000ULL /* a resized table's refusal: look again in 10 ms */
 
 struct plan_step {
     struct rule_ctx ctx;            /* ctx.state: the state word */
@@ -428,7 +429,14 @@ static int acquire_checked(rl_bucket *b, uint32_t cost, uint64_t max_wait, struc
         return rc;
     /* The decision reads policy blocks: inside a section (reclaim.c). Sleeps are not. */
     rl__section_enter(b->table, &s);
-    switch (rl__acquire_gcra_chain(b, cost, max_wait, out)) {
+    switch (rl__table_moved(b->table) ? GCRA_MOVED
+                                      : rl__acquire_gcra_chain(b, cost, max_wait, out)) {
+    case GCRA_MOVED: /* resized away: refuse, as a full budget does (never an error a
+                      * fail-open caller would wave through); the detail says why */
+        rc = RL_ELIMITED;
+        if (out)
+            *out = (struct rl_decision){.at_ns = rl_now_ns(), .wait_ns = MOVED_WAIT_NS};
+        break;
     case GCRA_ADMITTED:
         break;
     case GCRA_REFUSED:

@@ -58,6 +58,10 @@
  * X6    reclaim.c:rl__block_retire          seq_cst S5 X5    the epoch after the unlink
  * X7    reclaim.c:list_push                 CAS     X8       a node and its head line
  * X8    reclaim.c:list_pop                  CAS     X7       a node taken (the tag: no ABA)
+ * Z2    resize.c:rl_table_resize            seq_cst Z3       moved: then the epoch advances
+ *                                                            twice (all older sections end)
+ * Z3    reclaim.c:rl__table_moved           seq_cst Z2 X1    after X1: a section that misses
+ *                                                            moved ended before the copy
  * X9    reclaim.c:pop_ok (acquire), block_  rel/acq X9       a block's list state: a list
  *       free, rl__block_retire, _alloc                       takes only its own nodes
  * P1    block.c:rl__bucket_view_refresh     rel ptr A3 (ptr) the current slot (process)

@@ -137,7 +137,6 @@ static int record_create(rl_table *t, const char *name, const struct rl_policy *
                          const rl_bucket *parent, uint32_t *no)
 {
     uint64_t n;
-    rl__reclaim(t); /* blocks switches left may serve this one */
     /* Reserve the record's and the block's pages before claiming them (guard.h). */
     int err = rl__table_reserve(t, 1, rl__policy_bytes(pol));
     if (err)
@@ -187,11 +186,19 @@ static int define_checked(rl_table *t, const char *name, const struct rl_policy 
     int err = rl__guard_check(t);
     if (!err && !tenant)
         rl__applied_forget(t);
+    rl__reclaim(t); /* blocks switches left may serve this one; outside the section */
+    /* The creation runs in a section: a resize (rl__table_moved) waits for it, or it sees
+     * the resize and makes nothing. */
+    struct rl_section s;
+    rl__section_enter(t, &s);
+    if (!err)
+        err = rl__table_moved(t);
     if (!err)
         err = record_create(t, name, pol, parent, &no);
-    if (err)
-        return err;
-    if ((err = rl__index_insert(t, name, no, &winner)) < 0)
+    if (!err)
+        err = rl__index_insert(t, name, no, &winner);
+    rl__section_exit(&s);
+    if (err < 0)
         return err;
     if (!tenant)
         rl__applied_forget(t);
@@ -333,7 +340,9 @@ int rl_bucket_reset(rl_bucket *b)
         return rl__fail(RL_EPERM, "table %s is open read-only", b->table->path);
     rl__reclaim(b->table); /* a wedged block is replaced: from a free block, if one is left */
     rl__section_enter(b->table, &s);
-    int err = reset_in_section(b);
+    int err = rl__table_moved(b->table);
+    if (!err)
+        err = reset_in_section(b);
     rl__section_exit(&s);
     return err;
 }
@@ -389,7 +398,9 @@ int rl_bucket_delete(rl_bucket *b)
                         RL_NAME_MAX, child);
     rl__applied_forget(b->table); /* before and after the change: applied.c */
     rl__section_enter(b->table, &s);
-    int err = delete_in_section(b);
+    int err = rl__table_moved(b->table);
+    if (!err)
+        err = delete_in_section(b);
     rl__section_exit(&s);
     rl__applied_forget(b->table);
     if (err == 0) { /* relaxed: statistics */

@@ -171,6 +171,11 @@ struct rl_section {
 };
 void rl__section_enter(rl_table *t, struct rl_section *s);
 void rl__section_exit(struct rl_section *s);
+/* Inside a section: RL_ESTALE (with a detail) if the table was resized away, else 0. */
+int rl__table_moved(const rl_table *t);
+/* Wait until every section that began before now has ended (the epoch advanced twice):
+ * 0, or RL_ETIMEDOUT after timeout_ns. Sleeps. */
+int rl__epoch_quiesce(rl_table *t, uint64_t timeout_ns);
 /* Give this process's reader slot back (rl_table_close). */
 void rl__reader_release(rl_table *t);
 /* Take n from a shared allocation counter without ever passing limit; *at = the start. */
@@ -269,6 +274,7 @@ enum gcra_chain_result {
     GCRA_ADMITTED, /* admitted now */
     GCRA_REFUSED,  /* refused: RL_ELIMITED (max_wait 0) */
     GCRA_DECLINED, /* not a case for the fast path: nothing was committed */
+    GCRA_MOVED,    /* not asked: the table was resized away (acquire.c refuses) */
 };
 enum gcra_chain_result rl__acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait,
                                               struct rl_decision *out);

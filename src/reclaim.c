@@ -39,6 +39,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "guard.h"
@@ -108,6 +109,30 @@ static bool epoch_advance(rl_table *t, uint64_t ns)
         if (!slot_drained(&t->readers[i], i, (unsigned)((e + 1) & 1), ns))
             return false;
     return rl__cas_seq_cst(&t->hdr->epoch, &e, e + 1);
+}
+
+int rl__table_moved(const rl_table *t)
+{
+    /* Z3: inside the caller's section. */
+    if (rl__load_seq_cst(&t->hdr->moved) == 0)
+        return 0;
+    return rl__fail(RL_ESTALE, "table %s was resized into a new file: open it again", t->path);
+}
+
+int rl__epoch_quiesce(rl_table *t, uint64_t timeout_ns)
+{
+    uint64_t ns = pid_ns(), deadline = rl__clock_mono() + timeout_ns;
+    uint64_t want = rl__load_seq_cst(&t->hdr->epoch) + 2;
+    while (rl__load_seq_cst(&t->hdr->epoch) < want) {
+        if (epoch_advance(t, ns))
+            continue;
+        if (rl__clock_mono() >= deadline)
+            return rl__fail(RL_ETIMEDOUT, "table %s: a process stayed inside a decision (stopped?)",
+                            t->path);
+        struct timespec pause = {0, 1000000};
+        nanosleep(&pause, NULL);
+    }
+    return 0;
 }
 
 /* Raise readers_hwm to at least n (X4 reads it). */

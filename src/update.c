@@ -179,7 +179,9 @@ int rl_bucket_update(rl_bucket *b, const struct rl_policy *pol)
         return rl__fail(RL_EPARSE, "bucket '%s': %s", b->name, pol ? perr.message : "no policy");
     rl__reclaim(b->table); /* outside the section: ours would hold the epoch back */
     rl__section_enter(b->table, &s);
-    int err = update_in_section(b, pol);
+    int err = rl__table_moved(b->table);
+    if (!err)
+        err = update_in_section(b, pol);
     rl__section_exit(&s);
     return err;
 }
