@@ -64,6 +64,7 @@ CTL_COMMAND(info);
 CTL_COMMAND(define);
 CTL_COMMAND(reset);
 CTL_COMMAND(delete);
+CTL_COMMAND(resize);
 CTL_COMMAND(acquire);
 CTL_COMMAND(report);
 CTL_COMMAND(check_config);
