@@ -239,8 +239,10 @@ int rl_table_reopen_if_replaced(rl_table *table, rl_table **fresh);
  * leaves this table as it was, working. A resize killed midway leaves it refusing: resize
  * again.
  * Errors: RL_EINVAL (table NULL, capacity 0 or below the buckets held), RL_EPERM (read-only
- * table), RL_ETIMEDOUT (a process stayed inside a decision for 5 s, e.g. stopped), RL_EFULL
- * (the new file or its arena is too small), RL_ESYS, and the errors of rl_table_open.
+ * table), RL_ESTALE (the path names another file: this table was resized or replaced
+ * already), RL_EEXIST (another process is resizing it), RL_ETIMEDOUT (a process stayed
+ * inside a decision for 5 s, e.g. stopped), RL_EFULL (the new file or its arena is too
+ * small), RL_ESYS, and the errors of rl_table_open.
  * Not lock-free: waits (sleeps) for the decisions in progress to end; allocates; writes a
  * new table file and this table's `moved` word; not async-signal-safe; any thread.
  */

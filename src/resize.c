@@ -12,12 +12,15 @@
  *      counted, and nothing is counted there any more.
  *   4. rename() the new file over the path. Processes follow it (rl_table_reopen_if_replaced,
  *      the shim's reopen); until they do, the old table refuses every request.
+ * `moved` holds the resizer's pid (one resize at a time; a dead resizer's claim is taken
+ * over), then MOVED_DONE after the rename: a table already copied is never copied again.
  * A failure before the rename clears `moved`: the old table works on, as it was. A resize
  * killed between 2 and 4 leaves the old table refusing (never over-admitting): running the
  * resize again finishes the job.
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -123,13 +126,38 @@ static int copy_bucket(rl_bucket *b, void *arg)
     return 0;
 }
 
+/* moved once the new file is in place: no resize starts from this table again. */
+#define MOVED_DONE UINT64_MAX
+
+/* Z2: claim the resize of t (moved 0 -> our pid, or from a resizer that died). */
+static int claim(rl_table *t)
+{
+    uint64_t me = (uint64_t)getpid();
+    uint64_t cur = rl__load_seq_cst(&t->hdr->moved);
+    for (;;) {
+        if (cur == MOVED_DONE)
+            return rl__fail(RL_ESTALE, "table %s was resized already: open the path again",
+                            t->path);
+        if (cur != 0 && (cur > INT32_MAX || kill((pid_t)cur, 0) == 0 || errno != ESRCH))
+            return rl__fail(RL_EEXIST, "table %s is being resized by process %llu", t->path,
+                            (unsigned long long)cur);
+        if (rl__cas_seq_cst(&t->hdr->moved, &cur, me))
+            return 0;
+    }
+}
+
 /* Steps 2 to 4, the new table built. */
 static int move_into(rl_table *t, rl_table *n, const char *tmp, unsigned *copied)
 {
     struct copy_ctx cx = {n, 0, 0};
     struct rl_section s;
-    rl__store_seq_cst(&t->hdr->moved, 1); /* Z2 */
-    int err = rl__epoch_quiesce(t, QUIESCE_NS);
+    /* The file at the path is this one (a resize killed after its rename left it so). */
+    int err = rl_table_check(t);
+    if (!err)
+        err = claim(t);
+    if (err)
+        return err;
+    err = rl__epoch_quiesce(t, QUIESCE_NS);
     if (!err) {
         rl__section_enter(t, &s); /* ours: the blocks we read stay */
         rl_table_foreach(t, copy_bucket, &cx);
@@ -140,8 +168,8 @@ static int move_into(rl_table *t, rl_table *n, const char *tmp, unsigned *copied
     }
     if (!err && rename(tmp, t->path) < 0)
         err = rl__fail(RL_ESYS, "cannot rename %s to %s: %s", tmp, t->path, strerror(errno));
-    if (err) /* the old table works on, as it was */
-        rl__store_seq_cst(&t->hdr->moved, 0);
+    /* Failed: the old table works on, as it was. Done: it never starts a resize again. */
+    rl__store_seq_cst(&t->hdr->moved, err ? 0 : MOVED_DONE);
     *copied = cx.copied;
     return err;
 }

@@ -155,10 +155,11 @@ struct shm_header {
     /* epoch: the reclamation epoch (reclaim.c), alone on its line: every decision reads it,
      * only an advance (X5) writes it. */
     rl_atomic64 epoch;
-    /* moved: 0, or 1 once rl_table_resize began to copy this table into a new file: every
-     * decision refuses (RL_ELIMITED) and every change fails (RL_ESTALE), so nothing is
-     * admitted here that the copy misses. Set seq_cst (Z2), read seq_cst inside a section
-     * (Z3); on the epoch's line, which every decision reads anyway. */
+    /* moved: 0, or (once rl_table_resize began to copy this table into a new file) the
+     * resizer's pid, then UINT64_MAX after the rename. Non-zero: every decision refuses
+     * (RL_ELIMITED) and every change fails (RL_ESTALE), so nothing is admitted here that the
+     * copy misses. Set by CAS seq_cst (Z2), read seq_cst inside a section (Z3); on the
+     * epoch's line, which every decision reads anyway. */
     rl_atomic64 moved;
     uint8_t reserved1[48];
     /* limbo[e % 3]: blocks retired in epoch e, waiting for two more; free_head[c]: free

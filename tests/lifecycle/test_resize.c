@@ -43,6 +43,8 @@ Test(resize, every_bucket_keeps_its_usage)
     cr_expect(strstr(rl_errdetail(), "resized"), "%s", rl_errdetail());
     cr_expect_eq(rl_bucket_reset(b[1]), RL_ESTALE);
     cr_expect_eq(rl_table_check(t), RL_ESTALE, "the path names the new file");
+    cr_expect_eq(rl_table_resize(t, 64, 0, NULL), RL_ESTALE,
+                 "a resized table is never copied again");
     rl_table *n = table_open_opts(g_path, 0, 0, 0);
     struct rl_table_info ti;
     cr_assert_eq(rl_table_info(n, &ti), 0);
@@ -168,5 +170,30 @@ Test(resize, no_over_admission_across_the_switch)
     struct rl_table_info ti;
     cr_assert_eq(rl_table_info(t, &ti), 0);
     cr_expect_eq(ti.capacity, 64);
+    rl_table_close(t);
+}
+
+/* A resize killed after its claim leaves the table refusing, never admitting; resizing
+ * again takes the dead resizer's claim over and finishes the job. One claimed by a live
+ * process is refused. */
+Test(resize, a_killed_resize_is_finished_by_the_next)
+{
+    rl_table *t = table_at(8, 0);
+    rl_bucket *b = define(t, "a", "5/1h margin 0", NULL);
+    cr_assert_eq(rl_try_acquire(b, 2, NULL), 0);
+    atomic_store(&t->hdr->moved, (uint64_t)getpid());
+    cr_expect_eq(rl_table_resize(t, 16, 0, NULL), RL_EEXIST, "a live resizer's claim");
+    pid_t dead = fork();
+    if (dead == 0)
+        _exit(0);
+    waitpid(dead, NULL, 0);
+    atomic_store(&t->hdr->moved, (uint64_t)dead); /* claimed, then killed */
+    cr_expect_eq(rl_try_acquire(b, 1, NULL), RL_ELIMITED, "refused meanwhile");
+    cr_assert_eq(rl_table_resize(t, 16, 0, NULL), 0, "%s", rl_errdetail());
+    rl_table *n = table_open_opts(g_path, 0, 0, 0);
+    rl_bucket *x;
+    cr_assert_eq(rl_bucket_lookup(n, "a", &x), 0);
+    cr_expect_eq(drain(x), 3, "the usage from before the killed resize");
+    rl_table_close(n);
     rl_table_close(t);
 }
