@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # package-deb: build the Debian packages (tools/package, lintian clean), install them with
 # dpkg into a scratch root made here, and use them from there (chroot): ratelimitctl
-# --version, the boot steps (systemd-tmpfiles makes /run/ratelimit, the unit's
-# ExecStartPre and ExecStart make the table with the config's group and mode), no squatting
-# by another user, a reload, curl limited by the shim from its installed path against a
-# loopback server, and what an upgrade across a layout version does (ratelimit.conf(5),
-# UPGRADES). Needs root (dpkg --root, chroot); skipped (77) otherwise.
+# --version, the man pages, the boot steps (systemd-tmpfiles makes /run/ratelimit, the
+# unit's ExecStartPre and ExecStart make the table with the config's group and mode), no
+# squatting by another user, a reload (the unit's ExecReload), the Python package acquiring
+# from that table on the installed library, curl limited by the shim from its installed
+# path against a loopback server, and what an upgrade across a layout version does
+# (ratelimit.conf(5), UPGRADES). Needs root (dpkg --root, chroot); skipped (77) otherwise.
+# This container has no systemd running: the unit's own command lines are run, read from
+# the installed unit file, and systemd-analyze verifies the file.
 # Usage: deb.sh SOURCE_DIR
 set -euo pipefail
 src=$(realpath "$1")
 [ "$(id -u)" -eq 0 ] || { echo "skipped: needs root"; exit 77; }
-for p in dpkg-buildpackage lintian chroot curl python3 systemd-tmpfiles; do
+for p in dpkg-buildpackage lintian chroot curl python3 systemd-tmpfiles man /usr/bin/python3; do
     command -v "$p" >/dev/null || { echo "skipped: $p is missing"; exit 77; }
 done
 
@@ -29,11 +32,14 @@ out=$tmp/out err=$tmp/err
 # 1. Build, lintian clean (tools/package fails on a lintian error or warning).
 "$src/tools/package" "$tmp/debs" >"$tmp/package.log" 2>&1 || { cat "$tmp/package.log"; fail "tools/package"; }
 grep -E '^[EW]: ' "$tmp/debs/lintian.txt" && fail "lintian errors or warnings"
-debs=("$tmp"/debs/libratelimit0_*.deb "$tmp"/debs/libratelimit-dev_*.deb "$tmp"/debs/ratelimit_*.deb)
+debs=("$tmp"/debs/libratelimit0_*.deb "$tmp"/debs/libratelimit-dev_*.deb "$tmp"/debs/ratelimit_*.deb
+      "$tmp"/debs/python3-ratelimit_*.deb)
 
-# 2. A scratch root: merged /usr, a shell for the maintainer scripts, curl and the
-# libraries they all need copied from this host, and dpkg's database with this host's
-# packages marked installed, so the packages' dependencies are met.
+# 2. A scratch root: merged /usr, a shell for the maintainer scripts, curl, the Python
+# interpreter (python3-ratelimit was built for it) with its standard library but none of
+# this host's Python packages, the libraries they all need copied from this host, and
+# dpkg's database with this host's packages marked installed, so the packages'
+# dependencies are met.
 mkdir -p "$R"/usr/{bin,sbin,lib,lib64} "$R"/{etc,dev,tmp,run,var/log} \
     "$R"/var/lib/dpkg/{info,updates,triggers} "$R"/proc/sys/kernel/random
 for d in bin sbin lib lib64; do ln -s "usr/$d" "$R/$d"; done
@@ -49,8 +55,18 @@ copy_with_libs() { # copy_with_libs FILE...: each file and the shared libraries 
         cp -L "$f" "$R$f"
     done
 }
-copy_with_libs /bin/dash /usr/bin/curl /usr/lib/x86_64-linux-gnu/libbsd.so.0
+copy_with_libs /bin/dash /usr/bin/curl /usr/bin/env /usr/lib/x86_64-linux-gnu/libbsd.so.0
 ln -s dash "$R/bin/sh"
+python=$(realpath /usr/bin/python3)
+pystd=/usr/lib/$(basename "$python")
+cp -a "$pystd" "$R$pystd"
+copy_with_libs "$python" "$pystd"/lib-dynload/*.so
+ln -s "$(basename "$python")" "$R/usr/bin/python3"
+# What python3-ratelimit's maintainer scripts run, as python3-minimal (a dependency of
+# python3) provides it on a real machine: py3compile after install, py3clean before removal.
+copy_with_libs /usr/bin/dpkg /usr/bin/dpkg-query
+cp /usr/bin/py3compile /usr/bin/py3clean "$R/usr/bin/"
+mkdir -p "$R/usr/share" && cp -a /usr/share/python3 "$R/usr/share/python3"
 chmod 1777 "$R/tmp"
 
 # 3. Install, as dpkg does on a real machine (maintainer scripts run in the root).
@@ -63,9 +79,13 @@ for f in /usr/bin/ratelimitctl /usr/lib/x86_64-linux-gnu/libratelimit.so.0 \
          /usr/lib/tmpfiles.d/ratelimit.conf /etc/ratelimit.conf \
          /usr/share/man/man1/ratelimitctl.1.gz /usr/share/man/man5/ratelimit.conf.5.gz \
          /usr/share/man/man3/libratelimit.3.gz /usr/share/man/man3/rl_acquire.3.gz \
-         /usr/share/man/man3/rl_try_acquire.3.gz; do
+         /usr/share/man/man3/rl_try_acquire.3.gz /usr/lib/python3/dist-packages/ratelimit/__init__.py \
+         /usr/lib/python3/dist-packages/ratelimit/requests.py \
+         /usr/lib/python3/dist-packages/ratelimit/httpx.py; do
     [ -e "$R$f" ] || fail "not installed: $f"
 done
+ls "$R"/usr/lib/python3/dist-packages/ratelimit/__pycache__/__init__.cpython-*.pyc >/dev/null ||
+    fail "python3-ratelimit: not byte-compiled by its postinst"
 grep -q '^#define RL_TABLE_DEFAULT_PATH "/run/ratelimit/table"$' "$R/usr/include/ratelimit-version.h" ||
     fail "installed header: default path"
 in_root() { chroot "$R" "$@"; }
@@ -86,7 +106,24 @@ libratelimit $version, table layout version $layout
 default table /run/ratelimit/table
 EOT
 
-# 5. Boot: tmpfiles makes the root-owned directory; the unit runs what the test runs.
+# 5. The man pages render from the installed files: each page man finds by name there, and
+# every page of the packages with man -l, with no warning from groff.
+man_dir=$R/usr/share/man
+for page in 1:ratelimitctl 5:ratelimit.conf 3:libratelimit 1:ratelimit-agent 3:rl_acquire; do
+    sec=${page%%:*} name=${page#*:}
+    f=$(LC_ALL=C.UTF-8 man -M "$man_dir" -w "$sec" "$name") || fail "man $sec $name: not found"
+    [ "$f" = "$man_dir/man$sec/$name.$sec.gz" ] || fail "man $sec $name: found $f"
+done
+pages=0
+for f in $(dpkg --root="$R" -L ratelimit libratelimit-dev 2>/dev/null | grep '^/usr/share/man/man[0-9]/.*\.gz$'); do
+    LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$R$f" >"$out" 2>"$err" || { cat "$err"; fail "man -l $f"; }
+    [ ! -s "$err" ] || { cat "$err"; fail "man -l $f: warnings"; }
+    grep -q '^NAME$' "$out" && grep -q '^SYNOPSIS$' "$out" || fail "man -l $f: no NAME or SYNOPSIS"
+    pages=$((pages + 1))
+done
+[ "$pages" -ge 20 ] || fail "only $pages man pages installed"
+
+# 6. Boot: tmpfiles makes the root-owned directory; the unit runs what the test runs.
 unit=$R/lib/systemd/system/ratelimit.service
 if command -v systemd-analyze >/dev/null; then
     # On this host, with the commands' paths pointing into the root (the man pages named
@@ -123,6 +160,7 @@ mode 0660
 group 65534
 capacity 16
 bucket local 2/1h
+bucket py 2/1h
 route 127.0.0.1:$port local wait 0s on-timeout fail
 EOT
 : >"$out"
@@ -132,7 +170,7 @@ grep -q '^created local 2/1h$' "$out" || { cat "$out"; fail "apply: created loca
 [ "$(stat -c '%U:%g %a' "$R/run/ratelimit/table")" = "root:65534 660" ] ||
     fail "table: $(stat -c '%U:%g %a' "$R/run/ratelimit/table")"
 
-# 6. No squatting: another user cannot create a table in /run/ratelimit, and uses root's.
+# 7. No squatting: another user cannot create a table in /run/ratelimit, and uses root's.
 as_nobody() { chroot --userspec=65534:65534 "$R" "$@"; }
 rc=0
 as_nobody /usr/bin/ratelimitctl --table /run/ratelimit/other define x 1/s >"$out" 2>"$err" || rc=$?
@@ -142,13 +180,57 @@ as_nobody /usr/bin/ratelimitctl --table /run/ratelimit/other define x 1/s >"$out
 as_nobody /usr/bin/ratelimitctl list >"$out" || fail "nobody: list"
 grep -Eq '^local +2/1h +0/2 ' "$out" || { cat "$out"; fail "nobody: list"; }
 
-# 7. Reload: the unit's ExecReload applies the changed file.
+# 8. Reload: the unit's ExecReload applies the changed file.
 sed -i 's|^bucket local 2/1h$|bucket local 3/1h|' "$R/etc/ratelimit.conf"
 : >"$out"
 run_unit ExecReload
 grep -q '^updated local: 2/1h -> 3/1h$' "$out" || { cat "$out"; fail "reload: updated local"; }
 
-# 8. curl under the shim, from the installed files, as the group's user: 3 connections
+# 9. The Python package, as the group's user, with no environment from this test: it is
+# the installed one (ratelimit.__file__), its extension has no RUNPATH and ld.so finds
+# libratelimit.so.0 of libratelimit0 for it (the root holds no other), and it acquires from
+# the table the unit made, found by the installed library's default path.
+pydir=/usr/lib/python3/dist-packages/ratelimit
+core=$(cd "$R$pydir" && echo _core.*.so)
+[ -f "$R$pydir/$core" ] || fail "python3-ratelimit: no extension module in $pydir"
+! readelf -d "$R$pydir/$core" | grep -E 'RPATH|RUNPATH' || fail "$core has a RUNPATH"
+in_root /lib64/ld-linux-x86-64.so.2 --list "$pydir/$core" >"$out" || { cat "$out"; fail "ld.so --list $core"; }
+lib=$(sed -n 's/^[[:space:]]*libratelimit\.so\.0 => \([^ ]*\) .*/\1/p' "$out")
+[ -n "$lib" ] || { cat "$out"; fail "$core: libratelimit.so.0 not found"; }
+lib=$(realpath "$R$lib")
+dpkg --root="$R" -S "${lib#"$R"}" 2>/dev/null | grep -q '^libratelimit0:' || fail "$core loads ${lib#"$R"}, not libratelimit0's"
+as_nobody /usr/bin/env -i /usr/bin/python3 - "${version%%-*}" "$pydir" >"$out" 2>"$err" <<'PY' ||
+import sys
+import ratelimit
+import ratelimit._core
+
+version, pydir = sys.argv[1:]
+assert ratelimit.__file__ == pydir + "/__init__.py", ratelimit.__file__
+assert ratelimit._core.__file__.startswith(pydir + "/_core."), ratelimit._core.__file__
+assert ratelimit.library_version() == version, ratelimit.library_version()
+with ratelimit.Table(create=False) as table:
+    assert table.path == "/run/ratelimit/table", table.path
+    bucket = table.bucket("py")
+    for _ in range(2):
+        assert bucket.acquire(timeout=0).admitted
+    try:
+        bucket.acquire(timeout=0)
+    except ratelimit.Timeout:
+        pass
+    else:
+        raise AssertionError("the third acquire of 2/1h was admitted")
+print("ok")
+PY
+    { cat "$out" "$err"; fail "python3: import ratelimit and acquire, in the root"; }
+[ "$(cat "$out")" = ok ] || { cat "$out" "$err"; fail "python3: output"; }
+in_root /usr/bin/ratelimitctl show --json py >"$out"
+python3 - "$out" <<'PY' || fail "show py: counters"
+import json, sys
+c = json.load(open(sys.argv[1]))["bucket"]["counters"]
+assert (c["admitted"], c["rejected"]) == (2, 1), c
+PY
+
+# 10. curl under the shim, from the installed files, as the group's user: 3 connections
 # pass, the 4th fails at once with ETIMEDOUT (wait 0s, on-timeout fail; curl: exit 28) and
 # the server never sees it.
 (cd "$tmp" && exec python3 -m http.server --bind 127.0.0.1 "$port" >"$tmp/server.log" 2>&1) &
@@ -181,7 +263,7 @@ c = b["bucket"]["counters"]
 assert (c["admitted"], c["rejected"]) == (3, 1), c
 PY
 
-# 9. An upgrade across a layout version (simulated: the table's header says the layout
+# 11. An upgrade across a layout version (simulated: the table's header says the layout
 # before this one). apply refuses it with exit 4 and leaves it as it was; removing the
 # table and starting the service again makes a new one, with full budgets.
 python3 - "$R/run/ratelimit/table" "$((layout - 1))" <<'PY'
@@ -209,8 +291,9 @@ PY
 in_root /usr/bin/ratelimitctl list >"$out"
 grep -Eq '^local +3/1h +0/3 ' "$out" || { cat "$out"; fail "list after the upgrade"; }
 
-# 10. Removal leaves no file of the package behind (the conffile stays until purge).
-dpkg --root="$R" --log=/dev/null -r ratelimit libratelimit-dev libratelimit0 >"$out" 2>"$err" ||
-    { cat "$out" "$err"; fail "dpkg -r"; }
+# 12. Removal leaves no file of the package behind (the conffile stays until purge).
+dpkg --root="$R" --log=/dev/null -r python3-ratelimit ratelimit libratelimit-dev libratelimit0 \
+    >"$out" 2>"$err" || { cat "$out" "$err"; fail "dpkg -r"; }
 [ ! -e "$R/usr/bin/ratelimitctl" ] || fail "ratelimitctl left after removal"
+[ ! -e "$R$pydir" ] || fail "$pydir left after removal"
 echo "ok"
