@@ -13,7 +13,7 @@
 set -euo pipefail
 src=$(realpath "$1")
 [ "$(id -u)" -eq 0 ] || { echo "skipped: needs root"; exit 77; }
-for p in dpkg-buildpackage lintian chroot curl python3 man unshare nsenter perl \
+for p in dpkg-buildpackage lintian chroot curl python3 man unshare nsenter setpriv perl \
          /usr/bin/python3 /lib/systemd/systemd /usr/bin/deb-systemd-helper; do
     command -v "$p" >/dev/null || { echo "skipped: $p is missing"; exit 77; }
 done
@@ -33,6 +33,7 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
 fail() { echo "FAIL: $*" >&2; exit 1; }
 R=$tmp/root
 out=$tmp/out err=$tmp/err
@@ -94,16 +95,18 @@ cp -a /usr/share/python3 "$R/usr/share/python3"
 
 # 3. Boot the root: systemd is PID 1 of new PID and mount namespaces, chrooted in the root
 # (bind-mounted on itself: the units' sandboxing needs the root to be a mount point). It
-# mounts /proc, /sys, /dev and a fresh /run there. Then in_root runs a command in the root
-# as it is for systemd, and $run is the root's /run as this host sees it.
+# mounts /proc, /sys, /dev and a fresh /run there. If this test dies, so does unshare
+# (--pdeathsig) and with it systemd (--kill-child). Its boot is waited for at most 60 s.
+# Then in_root runs a command in the root as it is for systemd, and $run is the root's /run
+# as this host sees it.
 boot() {
     env -i container=ratelimit-test PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-        unshare --pid --fork --mount --propagation private \
+        setpriv --pdeathsig KILL unshare --pid --fork --kill-child=SIGKILL --mount --propagation private \
         sh -c 'mount --bind "$1" "$1" && exec chroot "$1" /lib/systemd/systemd --system --log-target=null' \
         sh "$R" </dev/null >"$tmp/systemd.log" 2>&1 &
     ns=$!
     local state="" i
-    for i in $(seq 300); do
+    for i in $(seq 600); do
         [ -n "$init" ] || init=$(pgrep -P "$ns") || true
         if [ -n "$init" ] && [ "$(cat "/proc/$init/comm" 2>/dev/null)" = systemd ]; then
             state=$(in_root /bin/systemctl is-system-running 2>/dev/null) || true
