@@ -53,9 +53,9 @@ static bool starts(const struct url_cursor *c, const char *prefix)
 
 static int hex(char ch)
 {
-    return isdigit((unsigned char)ch)           ? ch - '0'
+    return isdigit((unsigned char)ch)         ? ch - '0'
            : isxdigit((unsigned char)ch) != 0 ? (tolower((unsigned char)ch) - 'a' + 10)
-                                                : -1;
+                                              : -1;
 }
 
 /* Copy [from, to) into out, decoding %XX; a byte that must be encoded is an error. */
@@ -184,22 +184,21 @@ static void shown(struct rl_redis_url *u, const char *scheme)
         snprintf(u->shown, sizeof(u->shown), "%s%s%s?db=%u", scheme, auth, u->path, u->db);
     else
         snprintf(u->shown, sizeof(u->shown), "redis://%s%s%s%s:%u/%u", auth,
-                 strchr(u->host, ':') ? "[" : "", u->host, strchr(u->host, ':') ? "]" : "",
-                 u->port, u->db);
+                 strchr(u->host, ':') ? "[" : "", u->host, strchr(u->host, ':') ? "]" : "", u->port,
+                 u->db);
 }
 
-int rl__redis_url_parse(const char *s, size_t len, struct rl_redis_url *u,
-                        struct rl_parse_error *e)
+int rl__redis_url_parse(const char *s, size_t len, struct rl_redis_url *u, struct rl_parse_error *e)
 {
     struct url_cursor c = {s, s, s + len, e};
     memset(u, 0, sizeof(*u));
     u->port = 6379;
     if (memchr(s, '\0', len))
         return url_fail(&c, memchr(s, '\0', len), "NUL byte in the address");
-    const char *scheme = starts(&c, "redis://")         ? "redis://"
-                         : starts(&c, "unix://")        ? "unix://"
+    const char *scheme = starts(&c, "redis://")        ? "redis://"
+                         : starts(&c, "unix://")       ? "unix://"
                          : starts(&c, "redis+unix://") ? "redis+unix://"
-                                                        : NULL;
+                                                       : NULL;
     if (!scheme && starts(&c, "rediss://"))
         return url_fail(&c, s,
                         "TLS (rediss://) is not supported: the agent's hiredis has no TLS; "
