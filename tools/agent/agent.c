@@ -315,10 +315,11 @@ static void write_status(struct agent *a)
         calls += a->links[i].calls;
         down = down || !a->links[i].error[0] ? down : &a->links[i];
     }
-    fprintf(f, "redis %s calls %llu grants %llu granted %llu returned %llu error %s%s%s\n",
+    fprintf(f,
+            "redis %s calls %llu grants %llu granted %llu returned %llu share %llu error %s%s%s\n",
             down ? "down" : "ok", (unsigned long long)calls, (unsigned long long)a->grants,
             (unsigned long long)a->granted_units, (unsigned long long)a->returned_units,
-            down ? down->addr.shown : "-", down ? ": " : "", down ? down->error : "");
+            (unsigned long long)a->share_div, down ? down->addr.shown : "-", down ? ": " : "", down ? down->error : "");
     for (unsigned i = 0; i < a->n; i++) {
         struct tracked *x = &a->tr[i];
         struct lease_ref ref;
