@@ -8,8 +8,8 @@
  * be used, so it gives them back to their grant (grant.c, step 4).
  *
  * Lease size: the bucket's demand (units admitted plus requests refused), averaged over a
- * lease's length, times 1.5, at most the rule's `lease`. A bucket without demand for a
- * lease's length asks for nothing and gives its units back: an idle host holds none.
+ * lease's length, times 1.5, at most the rule's `lease`. A bucket without demand for two
+ * lease lengths asks for nothing and gives its units back: an idle host holds none.
  *
  * Where Redis is: the config names it per global rule (global redis://...); --redis serves
  * the rules it names none for. One link per distinct address; a rule follows its address
@@ -46,7 +46,11 @@
 #define STATUS_EVERY 10  /* polls between status file writes */
 #define LOCAL_MAX    256 /* self-granted leases remembered per bucket (fallback) */
 #define MAX_LINKS    64  /* distinct Redis addresses */
-#define NO_LINK      UINT32_MAX
+/* A bucket without demand for this many lease lengths is idle: it asks for nothing. Two:
+ * a host whose requests come less often than once a lease (in bursts, say) would otherwise
+ * get each lease only after a refusal, and see it end before its next request. */
+#define IDLE_LEASES 2
+#define NO_LINK     UINT32_MAX
 
 struct tracked {
     rl_bucket *b;
@@ -171,7 +175,7 @@ static uint64_t wanted(struct tracked *x, const struct lease_ref *ref, uint64_t 
     }
     x->seen = c;
     x->seen_at = now;
-    if (!x->demand_at || now - x->demand_at > lease_ns)
+    if (!x->demand_at || now - x->demand_at > IDLE_LEASES * lease_ns)
         return 0;
     uint64_t want = (uint64_t)(x->rate * (double)lease_ns * 1.5) + 1;
     return want < ref->r.burst ? want : ref->r.burst;
@@ -266,8 +270,16 @@ static void call(struct agent *a, struct tracked *x, const struct lease_ref *ref
         a->grants++;
         a->granted_units += rep.granted;
         swap_in(x, ref->word, rl__lease_word(rep.granted, sent + rl__lease_ns(&ref->r)), rep.id);
-    } else if (want) { /* quiet, or no room: ask again when Redis says it may grant */
-        x->retry_at = sent + (rep.quiet_us > rep.room_us ? rep.quiet_us : rep.room_us) * 1000;
+    }
+    if (rep.granted < want) {
+        /* Quiet, or not enough room: ask again when Redis says more may be granted, plus up
+         * to a poll at random. A host that asked again at every poll after a partial grant
+         * would take every unit as it frees, and hosts waiting for the same room would ask
+         * in the same order every time (their polls keep their phase): both starved the
+         * hosts with less demand (tests/global, vendor.py). */
+        uint64_t jitter = (uint64_t)random() % (rl__lease_ns(&ref->r) / 10 + 1);
+        x->retry_at =
+            sent + (rep.quiet_us > rep.room_us ? rep.quiet_us : rep.room_us) * 1000 + jitter;
     }
 }
 
@@ -285,8 +297,12 @@ static void tend(struct agent *a, struct tracked *x)
     uint64_t w = rl__load_acquire(ref.word); /* A5 */
     uint64_t until = rl__lease_until(w), left = now < until ? rl__lease_left(w) : 0;
     uint64_t lease_ns = rl__lease_ns(&ref.r);
+    /* An ended lease's units stay counted in Redis until given back: give them back now,
+     * not at the next grant (which, with the window full, would wait for them). */
+    if (now >= until && x->id[0] && rl__lease_left(w) && !x->back_units)
+        swap_in(x, ref.word, 0, "");
     if (want && (left < (want + 3) / 4 || until < now + lease_ns / 4)) {
-        if (now >= x->retry_at)
+        if (now >= x->retry_at || (x->back_units && !x->down_since))
             call(a, x, &ref, want);
         if (x->down_since)
             self_grant(a, x, &ref, want, rl__clock_rel(a->t));
@@ -319,7 +335,8 @@ static void write_status(struct agent *a)
             "redis %s calls %llu grants %llu granted %llu returned %llu share %llu error %s%s%s\n",
             down ? "down" : "ok", (unsigned long long)calls, (unsigned long long)a->grants,
             (unsigned long long)a->granted_units, (unsigned long long)a->returned_units,
-            (unsigned long long)a->share_div, down ? down->addr.shown : "-", down ? ": " : "", down ? down->error : "");
+            (unsigned long long)a->share_div, down ? down->addr.shown : "-", down ? ": " : "",
+            down ? down->error : "");
     for (unsigned i = 0; i < a->n; i++) {
         struct tracked *x = &a->tr[i];
         struct lease_ref ref;

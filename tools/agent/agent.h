@@ -42,7 +42,7 @@ struct grant_reply {
     uint64_t counted;  /* units all hosts held in the window before this grant */
     uint64_t quiet_us; /* Redis grants nothing for this long (a restart, a new server) */
     uint64_t mine;     /* of those, this host's, with this grant */
-    uint64_t room_us;  /* nothing granted for want of room: the oldest grant leaves then */
+    uint64_t room_us;  /* less granted than wanted: the oldest grant leaves then */
 };
 
 uint64_t agent_window_us(const struct lease_ref *ref);

@@ -61,7 +61,7 @@
  *       from now on, and the first such report after a while makes Redis quiet for W)
  * Returns {granted, grant id, units counted in the window before this grant, quiet (us
  * left), units this host holds in the window, us until the oldest grant leaves the window
- * (when nothing was granted for want of room; at least 1 ms)}. The hash tag {rl:NAME} keeps one
+ * (when fewer units than wanted were granted; at least 1 ms)}. The hash tag {rl:NAME} keeps one
  * bucket's keys in one Cluster slot.
  */
 static const char script[] =
@@ -109,7 +109,7 @@ static const char script[] =
     "redis.call('PEXPIRE', KEYS[1], math.ceil(2 * w / 1000))\n"
     "redis.call('PEXPIRE', KEYS[2], math.ceil(2 * w / 1000))\n"
     "local room = 0\n"
-    "if g == 0 and want > 0 then\n"
+    "if g < want then\n"
     "  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')\n"
     "  if first[2] then room = math.max(1000, tonumber(first[2]) + w - now) end\n"
     "end\n"
