@@ -175,11 +175,24 @@ static int unix_address(struct url_cursor *c, struct rl_redis_url *u)
     return number(c, "", 0, INT_MAX, "bad database: expected a number, as in ?db=0", &u->db);
 }
 
+/* The user as it must be written: %XX for a byte that is not a plain one. */
+static void encode(const char *s, char *out, size_t size)
+{
+    static const char plain[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~";
+    size_t n = 0;
+    for (; *s && n + 4 < size; s++)
+        n += (size_t)(strchr(plain, *s) ? snprintf(out + n, size - n, "%c", *s)
+                                        : snprintf(out + n, size - n, "%%%02X", (unsigned char)*s));
+    out[n] = '\0';
+}
+
 static void shown(struct rl_redis_url *u, const char *scheme)
 {
-    char auth[300] = "";
+    char auth[400] = "", user[3 * sizeof(u->user) + 1];
+    encode(u->user, user, sizeof(user));
     if (u->password[0])
-        snprintf(auth, sizeof(auth), "%s:***@", u->user);
+        snprintf(auth, sizeof(auth), "%s:***@", user);
     if (u->path[0])
         snprintf(u->shown, sizeof(u->shown), "%s%s%s?db=%u", scheme, auth, u->path, u->db);
     else

@@ -21,7 +21,7 @@ struct rl_redis_url {
     unsigned db;        /* SELECT this; 0 unless given */
     char user[128];     /* AUTH USER PASSWORD; "" for AUTH PASSWORD (or no AUTH) */
     char password[256]; /* "" for no AUTH */
-    char shown[400];    /* the address as written, with the password as "***": for messages */
+    char shown[800];    /* the address as written, with the password as "***": for messages */
 };
 
 /*
