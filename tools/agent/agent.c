@@ -371,15 +371,17 @@ static uint64_t poll_ns(const struct agent *a)
     return p < POLL_MIN_NS ? POLL_MIN_NS : p;
 }
 
-/* Load the config (a->config_path, else the default one if it exists) into *out (NULL if
- * there is none) and the on-failure policy it gives with the options; 0, or -1 said. */
+/* Load the config (--config, else $RATELIMIT_CONFIG, else /etc/ratelimit.conf if it exists)
+ * into *out (NULL if there is none) and the on-failure policy it gives with the options;
+ * 0, or -1 said. */
 static int load_config(struct agent *a, rl_config **out, uint64_t *share)
 {
-    const char *path = rl_config_default_path(a->config_path);
+    const char *path = rl_config_default_path(a->config_path), *env = getenv("RATELIMIT_CONFIG");
     char *errors = NULL;
     unsigned line;
     *out = NULL;
-    if (!a->config_path && access(path, F_OK) != 0 && errno == ENOENT) {
+    /* Only the built-in default may be missing: a file someone named must be there. */
+    if (!a->config_path && !(env && *env) && access(path, F_OK) != 0 && errno == ENOENT) {
         *share = a->option_share > 0 ? (uint64_t)a->option_share : 0;
         return 0;
     }
