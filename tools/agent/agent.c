@@ -219,10 +219,11 @@ static uint64_t local_sum(struct tracked *x, uint64_t now, uint64_t w)
 static void self_grant(struct agent *a, struct tracked *x, const struct lease_ref *ref,
                        uint64_t want, uint64_t now)
 {
-    uint64_t w = window_ns(ref), share = ref->r.limit / a->share_div;
+    uint64_t w = window_ns(ref);
     if (!a->share_div || !x->down_since || now - x->down_since < w + w / (1000000 / RHO_PPM) ||
         x->nlocal == LOCAL_MAX)
         return;
+    uint64_t share = ref->r.limit / a->share_div; /* after the check: refuse is K = 0 */
     uint64_t used = local_sum(x, now, w), g = used < share ? share - used : 0;
     g = g < want ? g : want;
     if (!g)
@@ -578,6 +579,7 @@ int main(int argc, char **argv)
     if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
         fprintf(stderr, "ratelimit-agent: %s: %s\n", lock,
                 errno == EWOULDBLOCK ? "another agent runs for this table" : strerror(errno));
+        rl_config_free(a.cfg);
         return 4;
     }
     struct rl_table_opts o = RL_TABLE_OPTS_INIT;
@@ -586,13 +588,17 @@ int main(int argc, char **argv)
     int rc = rl_table_open(&o, &a.t);
     if (rc) {
         fprintf(stderr, "ratelimit-agent: %s: %s (%s)\n", table, rl_strerror(rc), rl_errdetail());
+        rl_config_free(a.cfg);
         return 4;
     }
     snprintf(status_buf, sizeof(status_buf), "%s.agent", table);
     a.status_path = status ? status : status_buf;
     a.tr = calloc(MAX_TRACKED, sizeof(*a.tr));
-    if (!a.tr)
+    if (!a.tr) {
+        rl_config_free(a.cfg);
+        rl_table_close(a.t);
         return 4;
+    }
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGHUP, on_signal);
