@@ -667,7 +667,8 @@ struct rl_counters {
 
 struct rl_feedback_state {
     uint64_t cooldown_ns;      /* pause left from now (0: none) */
-    uint64_t last_429_ns;      /* CLOCK_MONOTONIC instant of the latest 429 (0: never) */
+    uint64_t last_429_ns;      /* CLOCK_MONOTONIC instant of the latest 429 (0: never); not
+                                  moved by a 429 in flight since then (see rl_report) */
     unsigned backoff;          /* consecutive 429s without Retry-After */
     uint64_t server_remaining; /* tightened: units the server said remain */
     uint64_t server_reset_ns;  /* tightened: time until the server's reset (0: not tight) */
