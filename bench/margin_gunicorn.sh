@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# bench/margin_gunicorn.sh [SECONDS [WORKERS [JITTER_MS]]]: the self-correcting margin with a
-# real gunicorn pool at the default settings. gunicorn (WORKERS sync workers, default 8)
-# runs examples/python/gunicorn_app.py: each request draws one unit from the shared bucket
-# "vendor" (50/1s, the default margin) through ratelimit.requests.Adapter and calls the
-# mock vendor (tests/mock_vendor.py --sliding 50 1: an exact rolling window of 50 per second,
-# Foil's shape: X-RateLimit-Limit/Remaining on every answer, Retry-After on a 429; the count
-# of each request delayed by 0..JITTER_MS ms, default 0). 24 client threads keep every
+# bench/margin_gunicorn.sh [SECONDS [WORKERS [JITTER_MS [RULES [SEED]]]]]: the self-correcting
+# margin with a real gunicorn pool at the default settings. gunicorn (WORKERS sync workers,
+# default 8) runs examples/python/gunicorn_app.py: each request draws one unit from the
+# shared bucket "vendor" (RULES, default 50/1s, the default margin) through
+# ratelimit.requests.Adapter and calls the mock vendor (tests/mock_vendor.py --sliding 50 1:
+# an exact rolling window of 50 per second, in SEED's shape, default foil-secret:
+# X-RateLimit-Limit/Remaining on every answer, Retry-After on a 429; hourly-pro adds
+# X-RateLimit-Reset, epoch seconds; the count of each request delayed by 0..JITTER_MS ms,
+# default 0). RULES 100/1s with SEED hourly-pro: a pool told twice what the vendor allows. 24 client threads keep every
 # worker busy for SECONDS (default 60). The machine's own background load is the rest of
 # the delay. Prints the utilization of the vendor's budget after the first 10 s and after
 # the margin's last widening, 429s per 1,000 requests in 5 s slices, and the margin the
@@ -15,11 +17,11 @@
 # gunicorn and requests.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-secs=${1:-60} workers=${2:-8} jitter=${3:-0}
+secs=${1:-60} workers=${2:-8} jitter=${3:-0} rules=${4:-50/1s} seed=${5:-foil-secret}
 py=/usr/bin/python3
 ctl=${CTL:-$top/build/tools/ratelimitctl/ratelimitctl}
 pypath=${PYPATH:-$top/build/python}
-work=$(mktemp -d /dev/shm/rl-margin-gunicorn.XXXXXX)
+work=$(mktemp -d /dev/shm/margin-gunicorn.XXXXXX)
 vpid="" apid=""
 cleanup() {
     [ -n "$apid" ] && kill "$apid" 2>/dev/null
@@ -28,7 +30,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-"$py" "$top/tests/mock_vendor.py" --seed foil-secret --sliding 50 1 --delay-jitter "$jitter" \
+"$py" "$top/tests/mock_vendor.py" --seed "$seed" --sliding 50 1 --delay-jitter "$jitter" \
     --max-seconds $((secs + 60)) --log "$work/log" >"$work/vendor" &
 vpid=$!
 port=""
@@ -38,7 +40,7 @@ for _ in $(seq 300); do
     sleep 0.1
 done
 [ -n "$port" ] || { echo "the mock vendor did not start" >&2; exit 1; }
-"$ctl" --table "$work/table" define vendor 50/1s >/dev/null
+"$ctl" --table "$work/table" define vendor "$rules" >/dev/null
 RATELIMIT_TABLE=$work/table RATELIMIT_BUCKET=vendor VENDOR_URL=http://127.0.0.1:$port/ \
     PYTHONPATH=$pypath "$py" -m gunicorn --chdir "$top/examples/python" -w "$workers" -k sync \
     -b "unix:$work/app.sock" --log-level warning gunicorn_app:app 2>"$work/app.err" &
@@ -76,11 +78,12 @@ PY
 "$ctl" --table "$work/table" show vendor --json >"$work/show"
 kill "$apid"; wait "$apid" || true; apid=""
 kill "$vpid"; wait "$vpid" || true; vpid=""
-"$py" - "$work/vendor" "$work/show" "$work/clients" "$secs" "$workers" "$jitter" <<'PY'
+"$py" - "$work/vendor" "$work/show" "$work/clients" "$secs" "$workers" "$jitter" "$rules" \
+    "$seed" <<'PY'
 import json, os, sys
 v = json.loads(open(sys.argv[1]).read().splitlines()[-1])
 show, clients = json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
-secs, workers, jitter = sys.argv[4:7]
+secs, workers, jitter, rules, seed = sys.argv[4:9]
 ps = v["per_second"][:-1]  # the last second is partial
 def util(rows):
     return sum(ok for ok, _ in rows) / (50 * len(rows)) if rows else 0
@@ -91,10 +94,10 @@ for i in range(0, len(ps), 5):
 last_bad = max([i for i, (_, bad) in enumerate(ps) if bad], default=-1)
 after = ps[last_bad + 1:]
 m = show["bucket"]["margin"]
-print("gunicorn %s workers, %s s, jitter %s ms, load %.1f: utilization %.3f after 10 s, "
+print("gunicorn %s workers, bucket %s, vendor %s shape, %s s, jitter %s ms, load %.1f: utilization %.3f after 10 s, "
       "%.3f over the %d s after the last 429; 429s per 1000 per 5 s: %s; total %d ok, %d 429s "
       "(%.1f per 1000 after 10 s); clients %s; margin %s (%s), delay p99 %s, recommended %s"
-      % (workers, secs, jitter, os.getloadavg()[0], util(ps[10:]), util(after), len(after),
+      % (workers, rules, seed, secs, jitter, os.getloadavg()[0], util(ps[10:]), util(after), len(after),
          " ".join(slices), v["ok"], v["throttled"],
          1000 * sum(b for _, b in ps[10:]) / max(sum(o + b for o, b in ps[10:]), 1),
          clients, m["effective"], m["reason"], m["delay_p99"], m["recommended"]))

@@ -37,17 +37,18 @@
 #include "../atomics.h"
 #include "http.h"
 
-#define HEAD_MAX  (64U * 1024) /* a request or response head longer than this: pass-through */
-#define LINE_KEEP 512U         /* bytes of a line kept: method, names, the values we read */
-#define TAIL      9U           /* a request line's last bytes: " HTTP/1.1" */
-#define FIFO      64U          /* outstanding (pipelined) requests at most */
+#define HEAD_MAX      (64U * 1024) /* a request or response head longer than this: pass-through */
+#define LINE_KEEP     512U         /* bytes of a line kept: method, names, the values we read */
+#define TAIL          9U           /* a request line's last bytes: " HTTP/1.1" */
+#define FIFO          64U          /* outstanding (pipelined) requests at most */
+#define HEX           "0123456789abcdefABCDEF"
+#define TLS_HANDSHAKE 0x16 /* the first byte of a TLS ClientHello record */
+
 /* Decision instants kept, by head number. The writer sets those of heads [paid, begun);
  * the reader reads that of head r < w. paid - r < RING: paid - begun is at most the heads
  * of one write (FIFO + 1: beyond FIFO outstanding the connection passes through), begun
  * - w at most 1 (the head being written) and w - r at most FIFO. */
-#define RING          (4U * FIFO)
-#define HEX           "0123456789abcdefABCDEF"
-#define TLS_HANDSHAKE 0x16 /* the first byte of a TLS ClientHello record */
+#define RING (4U * FIFO)
 
 /* The reason for a quiet pass-through: the connection carries TLS. */
 static const char TLS[] = "TLS";
