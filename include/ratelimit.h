@@ -281,6 +281,7 @@ struct rl_table_info {
      * blocks handed out again. All within arena_used. */
     uint32_t records_used;
     uint32_t deleted;
+    uint64_t expired; /* of the deleted, those expired idle (rl_bucket_expire) */
     uint64_t arena_free;
     uint64_t arena_reclaimable;
     uint64_t blocks_reused;
@@ -596,6 +597,25 @@ int rl_bucket_reset(rl_bucket *bucket);
  * thread.
  */
 int rl_bucket_delete(rl_bucket *bucket);
+
+/*
+ * Delete the bucket if it is idle: every rule counts nothing now nor idle_ns ago (so its
+ * whole budget is free, and has been), no debt carried by a switch is left, no cool-down or
+ * server view is in force, it has no global rule and no children. *expired (if not NULL)
+ * says whether it was deleted. Expiry never over-admits: the bucket is first switched to a
+ * copy of its rules and frozen, so a decision that committed before is seen (the bucket
+ * stays, with its usage) and one that did not finds it deleted (RL_ENOENT) and, through
+ * rl_bucket_get, a new bucket whose full budget is what the idle one would give. Use it on
+ * the buckets made from templates (tenants) that come and go; their blocks are reused,
+ * their records only after a resize. A process killed midway leaves a switch that others
+ * finish (the bucket stays).
+ * Errors: RL_EINVAL (bucket NULL or a template), RL_EPERM (read-only table), RL_ENOENT
+ * (deleted already), RL_ESTALE (resized away), RL_ECORRUPT. (No arena for the copy: not
+ * expired, no error.)
+ * Lock-free; never allocates memory; never sleeps; writes as rl_bucket_update and
+ * rl_bucket_delete; not async-signal-safe; any thread.
+ */
+int rl_bucket_expire(rl_bucket *bucket, uint64_t idle_ns, bool *expired);
 
 /* ------------------------------------------------------------------ server feedback */
 

@@ -410,6 +410,55 @@ int rl_bucket_delete(rl_bucket *b)
     return err;
 }
 
+/* The expiry, inside the caller's section. */
+static int expire_in_section(rl_bucket *b, uint64_t idle_ns, bool *expired)
+{
+    for (unsigned steps = 0; steps < RL_SWITCH_STEPS; steps++) {
+        struct policy_view v;
+        int err = rl__bucket_view(b, &v);
+        if (err)
+            return err;
+        if (rl__switch_help(b, &v))
+            continue;
+        /* Relaxed: a cool-down or a server view raised meanwhile keeps the bucket (the
+         * next expiry looks again); one that ended long ago is gone anyway. */
+        uint64_t now = rl__clock_rel(b->table), server = rl__load_relaxed(&b->rec->server);
+        if (rl__load_relaxed(&b->rec->cooldown_until) > now ||
+            (server && rl__server_until(server) > now))
+            return 0;
+        *expired = rl__switch_expire(b, &v, idle_ns);
+        return 0;
+    }
+    return rl__fail(RL_ECORRUPT, "bucket '%s': its chain of rule switches is damaged", b->name);
+}
+
+int rl_bucket_expire(rl_bucket *b, uint64_t idle_ns, bool *expired)
+{
+    struct rl_section s;
+    bool dummy;
+    if (!expired)
+        expired = &dummy;
+    *expired = false;
+    if (!b || b->is_template)
+        return rl__fail(RL_EINVAL, "rl_bucket_expire needs a bucket (not a template)");
+    if (b->table->read_only)
+        return rl__fail(RL_EPERM, "table %s is open read-only", b->table->path);
+    if (child_of(b))
+        return 0;          /* a parent is in use while it has children */
+    rl__reclaim(b->table); /* outside the section, as for an update */
+    rl__section_enter(b->table, &s);
+    int err = rl__table_moved(b->table);
+    if (!err)
+        err = expire_in_section(b, idle_ns, expired);
+    rl__section_exit(&s);
+    if (*expired) { /* relaxed: statistics */
+        rl__fetch_add_relaxed(&b->table->hdr->defined, (uint64_t)-1);
+        rl__fetch_add_relaxed(&b->table->hdr->deleted, 1);
+        rl__fetch_add_relaxed(&b->table->hdr->expired, 1);
+    }
+    return err;
+}
+
 /* The info, inside the caller's section. */
 static int info_in_section(const rl_bucket *b, struct rl_bucket_info *out)
 {

@@ -252,6 +252,9 @@ static inline int rl__bucket_view_cached(rl_bucket *b, struct policy_view *spare
 
 /* update.c: finish a switch away from the viewed block, if one started. True if it did. */
 bool rl__switch_help(const rl_bucket *b, const struct policy_view *v);
+/* update.c: delete the bucket if the viewed block (current, no successor) is idle for
+ * `idle` ns, by a switch that deciders finish if they come first. True if deleted. */
+bool rl__switch_expire(const rl_bucket *b, const struct policy_view *v, uint64_t idle);
 /* update.c: replace the viewed block, which has no successor, by a fresh copy of its rules
  * (full budget): 0, or the arena's error. */
 int rl__switch_fresh(const rl_bucket *b, const struct policy_view *v);

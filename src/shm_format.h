@@ -151,7 +151,8 @@ struct shm_header {
     rl_atomic64 reused_blocks;
     rl_atomic64 readers_hwm; /* slots [0, readers_hwm) may be in use; raised by CAS (X4) */
     rl_atomic64 deleted;     /* buckets deleted (relaxed, a statistic): their records stay */
-    uint8_t reserved0[24];
+    rl_atomic64 expired;     /* of which expired idle (rl_bucket_expire; relaxed) */
+    uint8_t reserved0[16];
     /* epoch: the reclamation epoch (reclaim.c), alone on its line: every decision reads it,
      * only an advance (X5) writes it. */
     rl_atomic64 epoch;

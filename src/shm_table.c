@@ -382,6 +382,7 @@ int rl_table_info(const rl_table *t, struct rl_table_info *out)
     out->arena_free = rl__min(rl__load_relaxed(&h->free_bytes), out->arena_used);
     out->arena_reclaimable = rl__min(rl__load_relaxed(&h->limbo_bytes), out->arena_used);
     out->blocks_reused = rl__load_relaxed(&h->reused_blocks);
+    out->expired = rl__load_relaxed(&h->expired);
     return 0;
 }
 

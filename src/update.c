@@ -137,6 +137,60 @@ int rl__switch_fresh(const rl_bucket *b, const struct policy_view *p)
     return 0;
 }
 
+/* The viewed block counts nothing now nor `idle` ago, its carried debt is spent, and it
+ * has no global rule: a fresh block would decide exactly as it will from now on (a rule
+ * with nothing counted at `now` admits as a new one does). */
+static bool block_idle(const rl_table *t, const struct policy_view *v, uint64_t now, uint64_t idle)
+{
+    uint64_t then = now > idle ? now - idle : 0;
+    for (uint32_t i = 0; i < v->nrules; i++) {
+        struct rule_ctx c;
+        if (v->rules[i].kind == RL_GLOBAL)
+            return false;
+        rl__rule_ctx_load(&c, t, v, i);
+        uint64_t excess = rl__load_relaxed(&v->block->carry_excess[i]); /* final once published */
+        if (rl__rule_used(&c, now) || rl__rule_used(&c, then) ||
+            (excess && rl__sat_add(v->block->carry_at, c.r.period_ns + v->margin_ns) > then))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Expiry, inside the caller's section: a switch of P to a copy of its rules (S1, S2), and
+ * once P is frozen (S3) and still idle, the reference goes to 0 instead of S5 (the bucket
+ * is deleted). Anyone who meets the frozen words first finishes the switch to the copy
+ * instead, and the bucket lives on with P's usage: so a decision that committed before
+ * the freeze is never forgotten, and one that did not finds the bucket deleted (RL_ENOENT)
+ * and a new one with a full budget, which is what the idle one would give. A process
+ * killed at any step leaves a switch others finish. True if the bucket was deleted.
+ */
+bool rl__switch_expire(const rl_bucket *b, const struct policy_view *p, uint64_t idle)
+{
+    rl_table *t = b->table;
+    struct rl_policy pol;
+    uint64_t off, expected = 0, cur = p->off;
+    if (!block_idle(t, p, rl__clock_rel(t), idle))
+        return false;
+    rl__block_read(p, &pol);
+    if (rl__block_create(t, &pol, RL_UNINIT, b->no + 1, &off) < 0)
+        return false;
+    ((struct shm_policy *)(t->arena + rl__ref_off(off)))->carry_at = rl__clock_rel(t);
+    if (!rl__cas_acq_rel(&p->block->next_off, &expected, off)) { /* S2 lost: a switch runs */
+        rl__block_free_now(t, off);
+        return false;
+    }
+    freeze(p); /* S3 */
+    /* Seq_cst, as S5 (X6). Deciders may hold the copy (linked by S2): it is retired too. */
+    if (block_idle(t, p, rl__clock_rel(t), idle) && rl__cas_seq_cst(&b->rec->policy_off, &cur, 0)) {
+        rl__block_retire(t, p->off, b->rec);
+        rl__block_retire(t, off, b->rec);
+        return true;
+    }
+    rl__switch_help(b, p);
+    return false;
+}
+
 /* The switch, inside the caller's section. */
 static int update_in_section(rl_bucket *b, const struct rl_policy *pol)
 {

@@ -19,7 +19,7 @@ run 0 acquire tok
 run 0 info
 has '^table +'"$RATELIMIT_TABLE"'$'
 has '^capacity +16 buckets$'
-has '^buckets +5 defined, 11 free, 0 deleted$'
+has '^buckets +5 defined, 11 free, 0 deleted \(0 expired\)$'
 run 0 info --json
 check_json '
 assert d["table"] == "'"$RATELIMIT_TABLE"'"

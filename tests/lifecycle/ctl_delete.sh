@@ -36,4 +36,11 @@ run 0 info --json
 check_json 'assert d["deleted"] == 8 and d["buckets"] == 1, d
 assert d["records_free"] == d["capacity"] - 9, d
 assert d["arena_reclaimable"] + d["arena_free"] > 0, d'
+run 0 define n/quiet 3/1h
+run 0 define n/busy 3/1h
+run 0 acquire n/busy
+run 0 delete --idle 1m 'n/*'
+[ "$(cat "$out")" = "expired n/quiet" ] || fail "--idle expires the quiet bucket only"
+run 0 show n/busy
+run 3 delete --idle never 'n/*'
 echo "ctl-delete: ok"

@@ -7,7 +7,7 @@
 #include "ctl.h"
 
 static const char help[] =
-    "Usage: ratelimitctl delete NAME|PATTERN...\n"
+    "Usage: ratelimitctl delete [--idle DURATION] NAME|PATTERN...\n"
     "\n"
     "Delete each bucket NAME, or every bucket and template whose name matches\n"
     "the shell glob PATTERN (an argument with * ? or [): 'tenant/*' deletes the\n"
@@ -23,7 +23,12 @@ static const char help[] =
     "deleted.\n"
     "\n"
     "Options:\n"
-    "  -h, --help  show this help\n"
+    "  --idle DURATION  delete only the buckets idle that long: nothing counted\n"
+    "                   now nor DURATION ago, no cool-down, no debt, no global\n"
+    "                   rule, no children (for tenants that come and go; a\n"
+    "                   decision racing the expiry keeps the bucket). Prints\n"
+    "                   \"expired NAME\" per bucket; busy ones are left alone\n"
+    "  -h, --help       show this help\n"
     "\n"
     "Exit status: 0 deleted (also when a PATTERN matches nothing), 3 usage error,\n"
     "4 error (no table, no such bucket, a parent with children, damaged bucket),\n"
@@ -31,17 +36,28 @@ static const char help[] =
     "\n"
     "Examples:\n"
     "  ratelimitctl delete old/api\n"
-    "  ratelimitctl delete 'tenant/*'\n";
+    "  ratelimitctl delete 'tenant/*'\n"
+    "  ratelimitctl delete --idle 1h 'tenant/?*'\n";
 
-static const struct option options[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+static const struct option options[] = {
+    {"idle", required_argument, NULL, 'i'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+
+/* --idle: 0 for a plain delete. */
+static uint64_t idle_ns;
+static bool idle_only;
 
 static int delete_one(const struct ctl *c, rl_bucket *b)
 {
     char name[CTL_VISIBLE_MAX];
-    int err = rl_bucket_delete(b);
+    bool expired = false;
+    if (idle_only && rl_bucket_is_template(b))
+        return CTL_OK;
+    int err = idle_only ? rl_bucket_expire(b, idle_ns, &expired) : rl_bucket_delete(b);
     if (err)
         return ctl_fail(c, rl_bucket_name(b), err);
-    printf("deleted %s\n", ctl_visible(name, sizeof(name), rl_bucket_name(b)));
+    if (!idle_only || expired)
+        printf("%s %s\n", idle_only ? "expired" : "deleted",
+               ctl_visible(name, sizeof(name), rl_bucket_name(b)));
     return CTL_OK;
 }
 
@@ -87,8 +103,13 @@ static int delete_arg(const struct ctl *c, rl_table *t, const char *arg)
 int ctl_delete_run(struct ctl *c, int argc, char **argv)
 {
     int opt;
-    while ((opt = ctl_getopt(c, argc, argv)) != -1)
-        return ctl_option_end(opt);
+    while ((opt = ctl_getopt(c, argc, argv)) != -1) {
+        if (opt != 'i')
+            return ctl_option_end(opt);
+        if (ctl_parse_duration(c, "--idle", optarg, &idle_ns))
+            return CTL_USAGE;
+        idle_only = true;
+    }
     if (argc - optind == 0)
         return ctl_usage(c, "expected bucket names or patterns");
     for (int i = optind; i < argc; i++)

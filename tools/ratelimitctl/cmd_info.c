@@ -24,7 +24,8 @@ static const char help[] =
     "Options:\n"
     "  --json      one JSON object: {\"table\": PATH, \"layout_version\": N,\n"
     "              \"capacity\": N, \"buckets\": N, \"arena_bytes\": N, \"arena_used\": N,\n"
-    "              \"records_free\": N, \"deleted\": N, \"arena_free\": N,\n"
+    "              \"records_free\": N, \"deleted\": N, \"expired\": N,\n"
+    "              \"arena_free\": N,\n"
     "              \"arena_reclaimable\": N, \"blocks_reused\": N,\n"
     "              \"file_bytes\": N, \"age_ns\": NS, \"age\": TEXT,\n"
     "              \"applied_digest\": N (0: unknown)}\n"
@@ -54,8 +55,9 @@ static void print_text(const rl_table *t, const struct rl_table_info *ti)
     printf("%-10s %s\n", "table", rl_table_path(t));
     printf("%-10s version %" PRIu32 "\n", "layout", ti->layout_version);
     printf("%-10s %" PRIu32 " buckets\n", "capacity", ti->capacity);
-    printf("%-10s %" PRIu32 " defined, %" PRIu32 " free, %" PRIu32 " deleted\n", "buckets",
-           ti->buckets, ti->capacity - ti->records_used, ti->deleted);
+    printf("%-10s %" PRIu32 " defined, %" PRIu32 " free, %" PRIu32 " deleted (%" PRIu64
+           " expired)\n",
+           "buckets", ti->buckets, ti->capacity - ti->records_used, ti->deleted, ti->expired);
     printf("%-10s %s of %s used (%.1f%%)\n", "arena",
            ctl_human_bytes(used, sizeof(used), ti->arena_used),
            ctl_human_bytes(total, sizeof(total), ti->arena_bytes),
@@ -86,6 +88,7 @@ static void print_json(const rl_table *t, const struct rl_table_info *ti)
     json_u64(&j, "arena_used", ti->arena_used);
     json_u64(&j, "records_free", ti->capacity - ti->records_used);
     json_u64(&j, "deleted", ti->deleted);
+    json_u64(&j, "expired", ti->expired);
     json_u64(&j, "arena_free", ti->arena_free);
     json_u64(&j, "arena_reclaimable", ti->arena_reclaimable);
     json_u64(&j, "blocks_reused", ti->blocks_reused);
