@@ -273,18 +273,6 @@ struct rl_table_info {
     uint64_t shim_attaches;
     uint64_t shim_last_attach_ns;
     int64_t shim_last_pid;
-    /* Space given back (README "Templates and live changes"). records_used: bucket records
-     * handed out, those of deleted buckets included (capacity - records_used are free);
-     * deleted: buckets deleted. arena_free: arena bytes on the free lists, reused by the
-     * next blocks of their sizes; arena_reclaimable: bytes of blocks that switches and
-     * deletions left, freed once no process can still be reading them; blocks_reused:
-     * blocks handed out again. All within arena_used. */
-    uint32_t records_used;
-    uint32_t deleted;
-    uint64_t expired; /* of the deleted, those expired idle (rl_bucket_expire) */
-    uint64_t arena_free;
-    uint64_t arena_reclaimable;
-    uint64_t blocks_reused;
 };
 /*
  * The table's geometry and use (the counts are recent, not exact). Returns 0.
@@ -293,6 +281,35 @@ struct rl_table_info {
  * any thread.
  */
 int rl_table_info(const rl_table *table, struct rl_table_info *out);
+
+/*
+ * Space given back (README "Templates and live changes"). Start from RL_TABLE_SPACE_INIT:
+ * the struct starts with its own size so it can grow without breaking callers.
+ */
+struct rl_table_space {
+    size_t size;                /* sizeof(struct rl_table_space) */
+    uint32_t records_used;      /* bucket records handed out, deleted buckets' included:
+                                   capacity - records_used are free */
+    uint32_t deleted;           /* buckets deleted (their records stay until a resize) */
+    uint64_t expired;           /* of those, expired idle (rl_bucket_expire) */
+    uint64_t arena_free;        /* arena bytes on the free lists: the next blocks of their sizes */
+    uint64_t arena_reclaimable; /* bytes of blocks switches and deletions left, freed once
+                                   no process can still be reading them */
+    uint64_t blocks_reused;     /* blocks handed out again */
+};
+#define RL_TABLE_SPACE_INIT                                                                        \
+    {                                                                                              \
+        sizeof(struct rl_table_space), 0, 0, 0, 0, 0, 0                                            \
+    }
+
+/*
+ * The table's space given back and reusable (the counts are recent, not exact; the byte
+ * counts lie within rl_table_info's arena_used).
+ * Errors: RL_EINVAL (out NULL or out->size smaller than the first version of the struct).
+ * Lock-free; never allocates; never sleeps; writes nothing in the table; async-signal-safe;
+ * any thread.
+ */
+int rl_table_space(const rl_table *table, struct rl_table_space *out);
 
 /* ------------------------------------------------------------------ table file faults */
 

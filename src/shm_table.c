@@ -376,13 +376,24 @@ int rl_table_info(const rl_table *t, struct rl_table_info *out)
     uint64_t last = rl__load_relaxed(&h->shim_last_attach);
     out->shim_last_attach_ns = last ? h->epoch_ns + last : 0;
     out->shim_last_pid = (int64_t)rl__load_relaxed(&h->shim_last_pid);
-    out->records_used = rl__bucket_count(t);
+    return 0;
+}
+
+int rl_table_space(const rl_table *t, struct rl_table_space *out)
+{
+    if (!out || out->size < sizeof(struct rl_table_space))
+        return rl__fail(RL_EINVAL, "rl_table_space needs a struct from RL_TABLE_SPACE_INIT");
+    const struct shm_header *h = t->hdr;
+    /* Relaxed: statistics, any recent values will do; clamped, as a damaged file may hold
+     * anything. */
+    uint64_t used = rl__min(rl__load_relaxed(&h->arena_used), h->arena_bytes);
     uint64_t deleted = rl__load_relaxed(&h->deleted);
+    *out = (struct rl_table_space){.size = sizeof(*out), .records_used = rl__bucket_count(t)};
     out->deleted = deleted < out->records_used ? (uint32_t)deleted : out->records_used;
-    out->arena_free = rl__min(rl__load_relaxed(&h->free_bytes), out->arena_used);
-    out->arena_reclaimable = rl__min(rl__load_relaxed(&h->limbo_bytes), out->arena_used);
+    out->expired = rl__min(rl__load_relaxed(&h->expired), out->deleted);
+    out->arena_free = rl__min(rl__load_relaxed(&h->free_bytes), used);
+    out->arena_reclaimable = rl__min(rl__load_relaxed(&h->limbo_bytes), used);
     out->blocks_reused = rl__load_relaxed(&h->reused_blocks);
-    out->expired = rl__load_relaxed(&h->expired);
     return 0;
 }
 

@@ -34,9 +34,12 @@ Test(expire, only_an_idle_bucket_goes)
     cr_expect_eq(rl_try_acquire(quiet, 1, NULL), RL_ENOENT, "the handle is stale");
     cr_assert_eq(rl_bucket_get(t, "ten/quiet", &again), 0);
     cr_expect_eq(drain(again), 3, "made again, with the full budget the idle one had");
-    struct rl_table_info ti;
-    cr_assert_eq(rl_table_info(t, &ti), 0);
-    cr_expect_eq(ti.expired, 1);
+    struct rl_table_space sp = RL_TABLE_SPACE_INIT;
+    cr_assert_eq(rl_table_space(t, &sp), 0);
+    cr_expect_eq(sp.expired, 1);
+    cr_expect_eq(sp.deleted, 1);
+    sp.size = 4;
+    cr_expect_eq(rl_table_space(t, &sp), RL_EINVAL, "a struct too small for this version");
     rl_table_close(t);
 }
 

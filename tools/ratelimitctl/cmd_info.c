@@ -49,7 +49,8 @@ static uint64_t applied_digest(const struct rl_table_info *ti)
     return ti->applied_digest >> 63 ? ti->applied_digest & ~(1ULL << 63) : 0;
 }
 
-static void print_text(const rl_table *t, const struct rl_table_info *ti)
+static void print_text(const rl_table *t, const struct rl_table_info *ti,
+                       const struct rl_table_space *sp)
 {
     char used[CTL_HUMAN_MAX], total[CTL_HUMAN_MAX], age[CTL_HUMAN_MAX];
     printf("%-10s %s\n", "table", rl_table_path(t));
@@ -57,15 +58,15 @@ static void print_text(const rl_table *t, const struct rl_table_info *ti)
     printf("%-10s %" PRIu32 " buckets\n", "capacity", ti->capacity);
     printf("%-10s %" PRIu32 " defined, %" PRIu32 " free, %" PRIu32 " deleted (%" PRIu64
            " expired)\n",
-           "buckets", ti->buckets, ti->capacity - ti->records_used, ti->deleted, ti->expired);
+           "buckets", ti->buckets, ti->capacity - sp->records_used, sp->deleted, sp->expired);
     printf("%-10s %s of %s used (%.1f%%)\n", "arena",
            ctl_human_bytes(used, sizeof(used), ti->arena_used),
            ctl_human_bytes(total, sizeof(total), ti->arena_bytes),
            ti->arena_bytes ? 100.0 * (double)ti->arena_used / (double)ti->arena_bytes : 0.0);
     char free_b[CTL_HUMAN_MAX], limbo_b[CTL_HUMAN_MAX];
     printf("%-10s %s free for reuse, %s reclaimable, %" PRIu64 " blocks reused\n", "reuse",
-           ctl_human_bytes(free_b, sizeof(free_b), ti->arena_free),
-           ctl_human_bytes(limbo_b, sizeof(limbo_b), ti->arena_reclaimable), ti->blocks_reused);
+           ctl_human_bytes(free_b, sizeof(free_b), sp->arena_free),
+           ctl_human_bytes(limbo_b, sizeof(limbo_b), sp->arena_reclaimable), sp->blocks_reused);
     printf("%-10s %s (%" PRIu64 " bytes)\n", "file",
            ctl_human_bytes(total, sizeof(total), ti->file_bytes), ti->file_bytes);
     printf("%-10s %s\n", "age", ctl_human_duration(age, sizeof(age), age_of(ti)));
@@ -75,7 +76,8 @@ static void print_text(const rl_table *t, const struct rl_table_info *ti)
         printf("%-10s unknown\n", "config");
 }
 
-static void print_json(const rl_table *t, const struct rl_table_info *ti)
+static void print_json(const rl_table *t, const struct rl_table_info *ti,
+                       const struct rl_table_space *sp)
 {
     struct json j;
     json_begin(&j, stdout);
@@ -86,12 +88,12 @@ static void print_json(const rl_table *t, const struct rl_table_info *ti)
     json_u64(&j, "buckets", ti->buckets);
     json_u64(&j, "arena_bytes", ti->arena_bytes);
     json_u64(&j, "arena_used", ti->arena_used);
-    json_u64(&j, "records_free", ti->capacity - ti->records_used);
-    json_u64(&j, "deleted", ti->deleted);
-    json_u64(&j, "expired", ti->expired);
-    json_u64(&j, "arena_free", ti->arena_free);
-    json_u64(&j, "arena_reclaimable", ti->arena_reclaimable);
-    json_u64(&j, "blocks_reused", ti->blocks_reused);
+    json_u64(&j, "records_free", ti->capacity - sp->records_used);
+    json_u64(&j, "deleted", sp->deleted);
+    json_u64(&j, "expired", sp->expired);
+    json_u64(&j, "arena_free", sp->arena_free);
+    json_u64(&j, "arena_reclaimable", sp->arena_reclaimable);
+    json_u64(&j, "blocks_reused", sp->blocks_reused);
     json_u64(&j, "file_bytes", ti->file_bytes);
     json_duration(&j, "age_ns", "age", age_of(ti));
     json_u64(&j, "applied_digest", applied_digest(ti));
@@ -109,16 +111,19 @@ int ctl_info_run(struct ctl *c, int argc, char **argv)
         return ctl_usage(c, "unexpected argument '%s'", argv[optind]);
     rl_table *t;
     struct rl_table_info ti;
+    struct rl_table_space sp = RL_TABLE_SPACE_INIT;
     rc = ctl_open(c, RL_OPEN_READONLY, &t);
     if (rc)
         return rc;
     int err = rl_table_info(t, &ti);
+    if (!err)
+        err = rl_table_space(t, &sp);
     if (err)
         rc = ctl_error(c, "cannot read the table header: %s", rl_strerror(err));
     else if (json)
-        print_json(t, &ti);
+        print_json(t, &ti, &sp);
     else
-        print_text(t, &ti);
+        print_text(t, &ti, &sp);
     ctl_warn_if_replaced(c, t);
     rl_table_close(t);
     return rc;

@@ -110,10 +110,13 @@ static void print_json(const rl_table *t, const struct ctl_view *view)
 static int print_prometheus(const struct ctl *c, rl_table *t, const struct ctl_view *view)
 {
     struct rl_table_info ti;
+    struct rl_table_space sp = RL_TABLE_SPACE_INIT;
     int err = rl_table_info(t, &ti);
+    if (!err)
+        err = rl_table_space(t, &sp);
     if (err)
         return ctl_error(c, "cannot read the table header: %s", rl_strerror(err));
-    ctl_prometheus(stdout, &ti, rl_table_path(t), view);
+    ctl_prometheus(stdout, &ti, &sp, rl_table_path(t), view);
     return CTL_OK;
 }
 

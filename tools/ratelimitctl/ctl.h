@@ -168,8 +168,8 @@ const char *ctl_config_table_path(const rl_config *cfg, const char **origin);
 void ctl_config_footprint(const rl_config *cfg, const char *prefix, const char *path);
 
 /* out_prom.c: stats in the Prometheus text exposition format. */
-void ctl_prometheus(FILE *f, const struct rl_table_info *ti, const char *path,
-                    const struct ctl_view *view);
+void ctl_prometheus(FILE *f, const struct rl_table_info *ti, const struct rl_table_space *sp,
+                    const char *path, const struct ctl_view *view);
 
 /* global.c: ratelimit-agent's status of the global rules (TABLE.agent). */
 struct ctl_global {

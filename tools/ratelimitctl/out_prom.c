@@ -210,8 +210,8 @@ static void put_global(FILE *f, const char *path, const struct ctl_view *view)
     }
 }
 
-void ctl_prometheus(FILE *f, const struct rl_table_info *ti, const char *path,
-                    const struct ctl_view *view)
+void ctl_prometheus(FILE *f, const struct rl_table_info *ti, const struct rl_table_space *sp,
+                    const char *path, const struct ctl_view *view)
 {
     put_counters(f, view);
     put_feedback(f, view);
@@ -226,16 +226,16 @@ void ctl_prometheus(FILE *f, const struct rl_table_info *ti, const char *path,
                     ti->arena_used);
     put_table_gauge(f, "ratelimit_table_arena_free_bytes",
                     "Arena bytes on the free lists, reused by the next blocks of their sizes.",
-                    path, ti->arena_free);
+                    path, sp->arena_free);
     put_table_gauge(f, "ratelimit_table_arena_reclaimable_bytes",
                     "Arena bytes that switches and deletions left, freed once no process reads "
                     "them.",
-                    path, ti->arena_reclaimable);
+                    path, sp->arena_reclaimable);
     put_table_gauge(f, "ratelimit_table_blocks_reused", "Policy blocks handed out again.", path,
-                    ti->blocks_reused);
+                    sp->blocks_reused);
     put_table_gauge(f, "ratelimit_table_records_free", "Bucket records not yet handed out.", path,
-                    ti->capacity - ti->records_used);
-    put_table_gauge(f, "ratelimit_table_buckets_deleted", "Buckets deleted.", path, ti->deleted);
+                    ti->capacity - sp->records_used);
+    put_table_gauge(f, "ratelimit_table_buckets_deleted", "Buckets deleted.", path, sp->deleted);
     put_table_gauge(f, "ratelimit_table_shim_attaches",
                     "Processes that attached to the table through the preload shim.", path,
                     ti->shim_attaches);
