@@ -14,10 +14,11 @@ struct memory_kind {
     uint64_t target; /* bytes per bucket */
 };
 
-/* An arena for `count` buckets of `per` bytes each (allocations are 64-byte aligned). */
+/* An arena for `count` buckets of `per` bytes each: a block's head line (its reuse state),
+ * the policy, one rule and a sliding log (allocations are 64-byte aligned). */
 static uint32_t arena_kib(uint32_t count, uint64_t n)
 {
-    uint64_t per = (64 + 64 + 8 * n + 63) / 64 * 64;
+    uint64_t per = (64 + 64 + 64 + 8 * n + 63) / 64 * 64;
     return (uint32_t)((count * per + 1023) / 1024 + 4);
 }
 
