@@ -44,8 +44,8 @@ fail() {
 free_port() {
     "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-wait_port() { # wait_port PORT: until something listens there (at most 15 s)
-    for _ in $(seq 150); do
+wait_port() { # wait_port PORT: until something listens there (at most 300 tries, 30 s)
+    for _ in $(seq 300); do
         "$py" -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
             "$1" 2>/dev/null && return 0
         sleep 0.1
@@ -59,9 +59,10 @@ wait_port() { # wait_port PORT: until something listens there (at most 15 s)
 server=$!
 pids+=("$server")
 vport=""
-for _ in $(seq 100); do
+for _ in $(seq 300); do # its "port N" line is the ready signal (bounded: 30 s)
     vport=$(sed -n 's/^port //p' "$work/server.out")
     [ -n "$vport" ] && break
+    kill -0 "$server" 2>/dev/null || break
     sleep 0.1
 done
 [ -n "$vport" ] || fail "the mock vendor did not start"

@@ -50,9 +50,10 @@ esac
     2>>"$work/server.err" &
 server=$!
 port=""
-for _ in $(seq 100); do
+for _ in $(seq 300); do # its "port N" line is the ready signal (bounded: 30 s)
     port=$(sed -n 's/^port //p' "$work/server.out")
     [ -n "$port" ] && break
+    kill -0 "$server" 2>/dev/null || break
     sleep 0.1
 done
 [ -n "$port" ] || fail "the mock vendor did not start"
