@@ -212,7 +212,7 @@ static int table_map(rl_table *t, const struct stat *st)
     int64_t wall = 0, prev = 0;
     t->epoch_ns = t->hdr->epoch_ns;
     rl__wall_offset_read(t->hdr, &wall, &prev); /* checked above: a later scribble reads 0 */
-    /* Relaxed: not yet shared with other threads. wall_checked 0: the first fixed-window
+    /* Relaxed: not yet shared with other threads. wall->checked 0: the first fixed-window
      * decision checks the clocks (a table made before the wall clock was set, say). */
     rl__store_relaxed(&t->wall->prev, (uint64_t)prev);
     rl__store_relaxed(&t->wall->offset, (uint64_t)wall);
