@@ -131,15 +131,17 @@ b.close()
 r2, w2 = os.pipe()  # takes the lowest free number: the closed socket`s
 assert n in (r2, w2), (n, r2, w2)
 os.write(w2, get)' "$port" ;;
-pool)
+pool) # a file each: three writers of one file interleave their lines (PYTHONUNBUFFERED=1
+    # makes print write the status and the newline apart)
     for k in 1 2 3; do
         run "$py" -c 'import requests, sys
 s = requests.Session()
 for i in range(int(sys.argv[2])):
-    print(s.get(sys.argv[1] + "/%d" % i).status_code)' "$url" $((N / 3 * 2)) &
+    print(s.get(sys.argv[1] + "/%d" % i).status_code)' "$url" $((N / 3 * 2)) >"$work/out.$k" &
         pool+=($!)
     done
-    for p in "${pool[@]}"; do wait "$p" || exit 1; done ;;
+    for p in "${pool[@]}"; do wait "$p" || exit 1; done
+    cat "$work/out.1" "$work/out.2" "$work/out.3" ;;
 ruby)
     run ruby -rnet/http -e 'Net::HTTP.start("127.0.0.1", ARGV[0].to_i) do |h|
   ARGV[1].to_i.times { |i| puts h.request(Net::HTTP::Get.new("/#{i}")).code }
