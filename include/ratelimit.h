@@ -601,12 +601,15 @@ struct rl_feedback {
  * - 429 (or 503 with Retry-After): every process pauses the bucket until the retry instant
  *   (Retry-After, else X-RateLimit-Reset/RateLimit t= when remaining is 0), capped by
  *   max_cooldown_ns; without any, an exponential backoff with full jitter: a random pause in
- *   [0, min(1 h, 1 s * 2^n)), n counting the pool's consecutive 429s.
+ *   [0, min(1 h, 1 s * 2^n)), n counting the pool's consecutive 429s. A 429 for a request
+ *   decided (decided_ns) before the latest 429 was reported was in flight when it came:
+ *   the same event, it takes no backoff step and draws no new pause.
  * - a success (2xx/3xx) resets that count.
  * - a remaining budget below the local view tightens the bucket until the reported reset
- *   (on a 429 with Retry-After, until the Retry-After instant if that comes first: a
- *   rolling window's reset says when the whole budget is back, rounded up to a second);
- *   it never loosens the bucket's own rules.
+ *   less its rounding (a reset in whole seconds, epoch or delta, may come up to 1 s
+ *   earlier; 1 ms for epoch milliseconds); on a 429 with Retry-After, until the Retry-After
+ *   instant if that comes first: a rolling window's reset says when the whole budget is
+ *   back. It never loosens the bucket's own rules.
  * - with decided_ns: the delay from the decision to now feeds the bucket's delay estimate,
  *   and a 429 for a request decided after the previous 429 widens the bucket's margin
  *   (README "Server feedback": the control law); successes narrow it back slowly.
@@ -664,7 +667,8 @@ struct rl_counters {
 
 struct rl_feedback_state {
     uint64_t cooldown_ns;      /* pause left from now (0: none) */
-    uint64_t last_429_ns;      /* CLOCK_MONOTONIC instant of the latest 429 (0: never) */
+    uint64_t last_429_ns;      /* CLOCK_MONOTONIC instant of the latest 429 (0: never); not
+                                  moved by a 429 in flight since then (see rl_report) */
     unsigned backoff;          /* consecutive 429s without Retry-After */
     uint64_t server_remaining; /* tightened: units the server said remain */
     uint64_t server_reset_ns;  /* tightened: time until the server's reset (0: not tight) */

@@ -40,6 +40,8 @@ struct gcra_step {
     rl_atomic64 *admitted; /* the block's admission counter, on the word's cache line */
     uint64_t seen;         /* the word as loaded, or as returned by a failed CAS */
     uint64_t mine;         /* the word we committed */
+    uint64_t margin;       /* the margin in effect (margin.c), as loaded */
+    uint64_t interval;     /* I' for that margin (rule_gcra.c) */
 };
 
 struct gcra_chain {
@@ -87,6 +89,8 @@ static bool chain_load(struct gcra_chain *c)
             return false;
         /* A5 as in plan_load: acquire pairs with C2 of whoever wrote the word last. */
         s->seen = rl__load_acquire(s->word);
+        s->margin = rl__margin_effective(s->bucket->rec, s->view->margin_ns);
+        s->interval = rl__gcra_run(&s->view->rules[0], s->margin).interval_ns;
     }
     return true;
 }
@@ -100,8 +104,7 @@ static uint64_t chain_earliest(const struct gcra_chain *c, uint32_t cost)
         const struct gcra_step *s = &c->steps[i];
         if (s->seen & RL_FROZEN)
             return 0;
-        uint64_t margin = rl__margin_effective(s->bucket->rec, s->view->margin_ns);
-        d = rl__max(d, rl__gcra_earliest_for(&s->view->rules[0], margin, s->seen, c->now, cost));
+        d = rl__max(d, rl__gcra_earliest_for(&s->view->rules[0], s->margin, s->seen, c->now, cost));
     }
     return d;
 }
@@ -110,8 +113,7 @@ static uint64_t chain_earliest(const struct gcra_chain *c, uint32_t cost)
 static bool chain_fits(const struct gcra_chain *c, uint32_t cost)
 {
     for (unsigned i = 0; i < c->n; i++)
-        if (!rl__gcra_fits_for(c->steps[i].seen, c->now, cost,
-                               c->steps[i].view->rules[0].interval_ns))
+        if (!rl__gcra_fits_for(c->steps[i].seen, c->now, cost, c->steps[i].interval))
             return false;
     return true;
 }
@@ -121,7 +123,7 @@ static bool chain_commit(struct gcra_chain *c, uint32_t cost)
 {
     for (unsigned i = 0; i < c->n; i++) {
         struct gcra_step *s = &c->steps[i];
-        s->mine = rl__gcra_tat_after(s->seen, c->now, cost, s->view->rules[0].interval_ns);
+        s->mine = rl__gcra_tat_after(s->seen, c->now, cost, s->interval);
         /* C2 as in plan_commit: acq_rel, the linearization point of this rule. */
         if (rl__cas_acq_rel(s->word, &s->seen, s->mine))
             continue;
@@ -145,6 +147,7 @@ static uint64_t chain_remaining(const struct gcra_chain *c, bool committed)
         struct rl_rule_state st = {0};
         rl__rule_ctx(&ctx, s->bucket->table, s->view, 0);
         ctx.word = committed ? s->mine : s->seen;
+        ctx.margin_ns = s->margin;
         rl__gcra_usage(&ctx, c->now, &st);
         least = st.remaining < least ? st.remaining : least;
     }

@@ -39,8 +39,10 @@ static uint64_t backoff_pause(unsigned n, uint64_t cap)
               : 0;
 }
 
+/* reset_ns: until the instant the reset names; known_ns: how long its state is known to
+ * last (a whole-second reset may come up to 1 s earlier, see rl__header_reset). */
 struct parsed {
-    uint64_t retry_ns, reset_ns, remaining;
+    uint64_t retry_ns, reset_ns, known_ns, remaining;
     bool has_retry, has_reset, has_remaining;
 };
 
@@ -50,7 +52,7 @@ static void parse_response(const struct rl_response *r, struct parsed *p, unsign
     memset(p, 0, sizeof(*p));
     if (r->retry_after && !(p->has_retry = rl__header_retry_after(r->retry_after, &p->retry_ns)))
         *ignored |= RL_IGNORED_RETRY_AFTER;
-    if (r->reset && !(p->has_reset = rl__header_reset(r->reset, &p->reset_ns)))
+    if (r->reset && !(p->has_reset = rl__header_reset(r->reset, &p->reset_ns, &p->known_ns)))
         *ignored |= RL_IGNORED_RESET;
     if (r->remaining && !(p->has_remaining = rl__header_uint(r->remaining, &p->remaining)))
         *ignored |= RL_IGNORED_REMAINING;
@@ -59,10 +61,11 @@ static void parse_response(const struct rl_response *r, struct parsed *p, unsign
     if (r->ratelimit_policy && !rl__header_policy(r->ratelimit_policy, &limit, &window))
         *ignored |= RL_IGNORED_RATELIMIT;
     if (r->ratelimit) {
-        uint64_t rem, reset;
-        if (rl__header_ratelimit(r->ratelimit, &rem, &reset)) {
+        uint64_t rem, reset, known;
+        if (rl__header_ratelimit(r->ratelimit, &rem, &reset, &known)) {
             p->remaining = p->has_remaining && p->remaining < rem ? p->remaining : rem;
             p->reset_ns = p->has_reset && p->reset_ns > reset ? p->reset_ns : reset;
+            p->known_ns = p->has_reset && p->known_ns > known ? p->known_ns : known;
             p->has_remaining = p->has_reset = true;
         } else {
             *ignored |= RL_IGNORED_RATELIMIT;
@@ -70,8 +73,11 @@ static void parse_response(const struct rl_response *r, struct parsed *p, unsign
     }
 }
 
+/* The pause a 429 asks for. `again`: the request was decided before the pause in force
+ * began, so it was sent before the pool knew of that 429: the same event. Without a
+ * header it then leaves the count and the pause as they are (returns what is left of it). */
 static uint64_t pause_for_429(struct shm_bucket *rec, const struct parsed *p, uint64_t cap,
-                              unsigned *backoff)
+                              bool again, uint64_t now, unsigned *backoff)
 {
     if (p->has_retry)
         return p->retry_ns < cap ? p->retry_ns : cap;
@@ -80,6 +86,11 @@ static uint64_t pause_for_429(struct shm_bucket *rec, const struct parsed *p, ui
     /* A shared count, saturating (CAS: widened_at shares the word); the pause itself is
      * published by the cool-down CAS. */
     uint64_t cur = rl__load_relaxed(&rec->backoff);
+    if (again) {
+        *backoff = (unsigned)(cur & RL_BACKOFF_MASK);
+        uint64_t until = rl__load_acquire(&rec->cooldown_until); /* pairs with F1 */
+        return until > now ? until - now : 0;
+    }
     while ((cur & RL_BACKOFF_MASK) < RL_BACKOFF_MASK &&
            !rl__cas_acq_rel(&rec->backoff, &cur, cur + 1))
         ;
@@ -104,14 +115,15 @@ static uint64_t local_remaining(const rl_bucket *b)
     return least;
 }
 
-/* On a 429 with Retry-After, the server's "0 remaining" lasts until the retry instant: a
- * rolling window's reset says when the whole budget is back, not when the next unit is. */
+/* The server's remaining budget holds for as long as it is known to: until its reset, less
+ * the reset's rounding (a whole-second reset may come up to 1 s earlier). On a 429 with
+ * Retry-After, until the retry instant if that comes first: a rolling window's reset says
+ * when the whole budget is back, not when the next unit is. */
 static bool reconcile(rl_bucket *b, const struct parsed *p, int status, uint64_t now, uint64_t cap)
 {
-    if (!p->has_remaining || !p->has_reset || p->reset_ns == 0 ||
-        p->remaining >= local_remaining(b))
+    if (!p->has_remaining || !p->has_reset || p->remaining >= local_remaining(b))
         return false;
-    uint64_t lasts = rl__min(p->reset_ns, cap);
+    uint64_t lasts = rl__min(p->known_ns, cap);
     if (status == 429 && p->has_retry)
         lasts = rl__min(lasts, p->retry_ns);
     if (lasts == 0)
@@ -150,11 +162,17 @@ int rl_report(rl_bucket *b, const struct rl_response *response, struct rl_feedba
     uint64_t now = rl__clock_rel(b->table);
     uint64_t epoch = b->table->epoch_ns; /* the copy checked at attach */
     uint64_t decided = r->decided_ns > epoch ? r->decided_ns - epoch : 0;
+    bool again = false;
     parse_response(r, &p, &fb.ignored);
     if (r->status == 429 || (r->status == 503 && p.has_retry)) {
-        fb.cooldown_ns = pause_for_429(rec, &p, cap, &fb.backoff);
+        /* Decided before the latest 429 was reported: in flight when it came, the same
+         * event. Relaxed: a stale (older) instant only counts the 429 as a new event, as
+         * one without a decision instant is. */
+        again = decided && decided < rl__load_relaxed(&rec->last_429);
+        fb.cooldown_ns = pause_for_429(rec, &p, cap, again, now, &fb.backoff);
         rl__fetch_add_relaxed(&rec->counters.reported_429, 1); /* relaxed: a statistic */
-        raise_to(&rec->last_429, now);
+        if (!again) /* the same event's pause began at its first 429 */
+            raise_to(&rec->last_429, now);
         raise_to(&rec->cooldown_until, now + fb.cooldown_ns);
     } else if (r->status < 400) {
         /* Relaxed: only the count, read by reports; widened_at is kept (M3). */
@@ -166,7 +184,7 @@ int rl_report(rl_bucket *b, const struct rl_response *response, struct rl_feedba
     fb.tightened = reconcile(b, &p, r->status, now, cap);
     struct policy_view v;
     if (rl__bucket_view(b, &v) == 0)
-        fb.widened = rl__margin_report(b, &v, r->status, decided, now);
+        fb.widened = rl__margin_report(b, &v, r->status, decided, now, again);
     if (out)
         *out = fb;
     return 0;

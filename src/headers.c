@@ -75,13 +75,13 @@ int64_t rl__wall_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Delay until an epoch in seconds (0 if past). */
-static uint64_t delay_until_epoch(int64_t epoch_s)
+/* Delay until the epoch instant v * unit ns (0 if past). */
+static uint64_t delay_until(uint64_t v, uint64_t unit)
 {
     int64_t now = rl__wall_now_ns();
-    if (epoch_s > INT64_MAX / 1000000000LL)
+    if (v > (uint64_t)INT64_MAX / unit)
         return UINT64_MAX;
-    int64_t at = epoch_s * 1000000000LL;
+    int64_t at = (int64_t)(v * unit);
     return at > now ? (uint64_t)(at - now) : 0;
 }
 
@@ -95,21 +95,30 @@ bool rl__header_retry_after(const char *text, uint64_t *delay_ns)
     }
     if (!rl__header_http_date(text, &epoch))
         return false;
-    *delay_ns = delay_until_epoch(epoch);
+    *delay_ns = delay_until((uint64_t)epoch, 1000000000ULL);
     return true;
 }
 
-bool rl__header_reset(const char *text, uint64_t *delay_ns)
+/* A reset in whole units of `unit` ns names an instant rounded to that unit: the true reset
+ * may be up to one unit earlier, so the state the header describes is known to last `delay`
+ * less one unit only (0 if that is all). */
+static uint64_t known_of(uint64_t delay, uint64_t unit)
 {
-    uint64_t v;
+    return delay > unit ? delay - unit : 0;
+}
+
+bool rl__header_reset(const char *text, uint64_t *delay_ns, uint64_t *known_ns)
+{
+    uint64_t v, unit = 1000000000ULL;
     if (!rl__header_uint(text, &v))
         return false;
     if (v > 1000000000000ULL) /* epoch milliseconds */
-        *delay_ns = delay_until_epoch((int64_t)(v / 1000));
-    else if (v > 1000000000ULL) /* epoch seconds: after 2001-09-09 */
-        *delay_ns = delay_until_epoch((int64_t)v);
+        unit = 1000000ULL;
+    if (v > 1000000000ULL) /* epoch seconds (after 2001-09-09) or milliseconds */
+        *delay_ns = delay_until(v, unit);
     else /* delta seconds */
-        *delay_ns = v * 1000000000ULL;
+        *delay_ns = v * unit;
+    *known_ns = known_of(*delay_ns, unit);
     return true;
 }
 
@@ -132,14 +141,16 @@ static bool find_param(const char *text, const char *key, const char *alt, uint6
     return false;
 }
 
-bool rl__header_ratelimit(const char *text, uint64_t *remaining, uint64_t *reset_ns)
+bool rl__header_ratelimit(const char *text, uint64_t *remaining, uint64_t *reset_ns,
+                          uint64_t *known_ns)
 {
     uint64_t r, t;
     if (!find_param(text, "r", "remaining", &r) || !find_param(text, "t", "reset", &t) ||
         t > UINT64_MAX / 1000000000ULL)
         return false;
     *remaining = r;
-    *reset_ns = t * 1000000000ULL;
+    *reset_ns = t * 1000000000ULL; /* delta seconds: rounded, as a whole-second reset is */
+    *known_ns = known_of(*reset_ns, 1000000000ULL);
     return true;
 }
 

@@ -234,8 +234,11 @@ enum gcra_chain_result rl__acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint6
 bool rl__header_uint(const char *text, uint64_t *out);
 bool rl__header_http_date(const char *text, int64_t *epoch);
 bool rl__header_retry_after(const char *text, uint64_t *delay_ns);
-bool rl__header_reset(const char *text, uint64_t *delay_ns);
-bool rl__header_ratelimit(const char *text, uint64_t *remaining, uint64_t *reset_ns);
+/* A reset: *delay_ns until the instant it names; *known_ns, how long the state it describes
+ * is known to last (a reset in whole seconds, or milliseconds, may come one unit earlier). */
+bool rl__header_reset(const char *text, uint64_t *delay_ns, uint64_t *known_ns);
+bool rl__header_ratelimit(const char *text, uint64_t *remaining, uint64_t *reset_ns,
+                          uint64_t *known_ns);
 bool rl__header_policy(const char *text, uint64_t *quota, uint64_t *window_ns);
 int64_t rl__wall_now_ns(void);
 

@@ -121,7 +121,7 @@ static bool claim_widening(rl_atomic64 *word, uint64_t decided, uint64_t now)
 }
 
 bool rl__margin_report(const rl_bucket *b, const struct policy_view *v, int status,
-                       uint64_t decided, uint64_t now)
+                       uint64_t decided, uint64_t now, bool again)
 {
     bool owner = status == 429 && claim_widening(&b->rec->backoff, decided, now);
     struct limits l;
@@ -136,7 +136,8 @@ bool rl__margin_report(const rl_bucket *b, const struct policy_view *v, int stat
         if (decided && now > decided)
             m.delay = delay_sample(m.delay, rl__min((now - decided) / 1000, DELAY_MAX));
         if (status == 429) {
-            m.steps = 0;
+            if (!again) /* steps count from last_429, which this 429 raised */
+                m.steps = 0;
             if (owner)
                 widen(&m, &l);
         } else if (status < 400) {

@@ -28,9 +28,10 @@ static inline uint64_t rl__margin_effective(const struct shm_bucket *rec, uint64
 }
 
 /* A response reported for bucket b (view v) at `now` (relative ns). decided: the relative
- * instant its request was admitted (0: unknown). Returns true if the margin widened. */
+ * instant its request was admitted (0: unknown). again: a 429 of the event whose first 429
+ * set last_429 (feedback.c), which it left as it was. Returns true if the margin widened. */
 bool rl__margin_report(const rl_bucket *b, const struct policy_view *v, int status,
-                       uint64_t decided, uint64_t now);
+                       uint64_t decided, uint64_t now, bool again);
 
 /* The margin state of bucket b (view v) at `now`, for rl_bucket_info. */
 void rl__margin_read(const rl_bucket *b, const struct policy_view *v, struct rl_margin_state *out);

@@ -119,6 +119,20 @@ static int parse_duration_at(struct cursor *c, uint64_t *ns)
     return 0;
 }
 
+/* A Redis address at p (a scheme and ':'): only a config file may give one, after 'global'. */
+static bool address_at(const char *p)
+{
+    size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
+    return n > 0 && p[n] == ':';
+}
+
+static int address_fail(struct cursor *c)
+{
+    return fail_at(c, c->p,
+                   "a Redis address goes only in a config file, right after 'global' "
+                   "(ratelimit-agent reads it there); here write 'N/T global lease K'");
+}
+
 static int parse_rule(struct cursor *c, struct rl_rule *r)
 {
     memset(r, 0, sizeof(*r));
@@ -143,6 +157,8 @@ static int parse_rule(struct cursor *c, struct rl_rule *r)
         r->burst = r->limit / 10 ? r->limit / 10 : 1; /* the largest lease: N/10 by default */
         r->burst = r->burst < RL_LEASE_MAX ? r->burst : RL_LEASE_MAX;
         skip_space(c);
+        if (address_at(c->p))
+            return address_fail(c);
         if (!take_word(c, "lease"))
             return 0;
         skip_space(c);
@@ -180,6 +196,8 @@ static int parse_option(struct cursor *c, struct rl_policy *out, unsigned *seen)
         out->flags |= RL_POLICY_DRY_RUN;
         return 0;
     }
+    if (address_at(at))
+        return address_fail(c);
     if (*at == ',')
         return fail_at(c, at,
                        "a rule after the options: 'margin' and 'dry-run' apply to the "
@@ -203,6 +221,10 @@ static int parse_policy(struct cursor *c, struct rl_policy *out)
         if (parse_rule(c, &out->rules[out->nrules]) < 0 ||
             check_rule(&out->rules[out->nrules], out->nrules, c, at) < 0)
             return RL_EPARSE;
+        for (unsigned i = 0; i < out->nrules; i++)
+            if (out->rules[i].kind == RL_GLOBAL && out->rules[out->nrules].kind == RL_GLOBAL)
+                return fail_at(c, at, "rule %u: at most one global rule per bucket",
+                               out->nrules + 1);
         out->nrules++;
         skip_space(c);
         if (*c->p != ',')
@@ -262,10 +284,14 @@ int rl_policy_check(const struct rl_policy *p, struct rl_parse_error *e)
         return fail_at(&c, c.p, "margin is above 60s");
     if (p->flags & ~(unsigned)RL_POLICY_DRY_RUN)
         return fail_at(&c, c.p, "unknown policy flags");
-    for (unsigned i = 0; i < p->nrules; i++)
+    unsigned global = 0;
+    for (unsigned i = 0; i < p->nrules; i++) {
         if (check_rule(&p->rules[i], i, &c, c.p) < 0)
             return RL_EPARSE;
-    return 0;
+        global += p->rules[i].kind == RL_GLOBAL;
+    }
+    /* The agent keeps one lease per bucket: a second global rule would never get units. */
+    return global > 1 ? fail_at(&c, c.p, "at most one global rule per bucket") : 0;
 }
 
 int rl_policy_parse(const char *text, struct rl_policy *out, struct rl_parse_error *err)

@@ -75,11 +75,16 @@ static inline void rl__rule_ctx_server(struct rule_ctx *c, const rl_bucket *b,
 
 /* rule_gcra.c */
 uint64_t rl__gcra_interval(uint64_t limit, uint64_t period_ns);
+/* The GCRA a decision runs for rule r under margin m: ns per unit and margin (I', m'). */
+struct gcra_run {
+    uint64_t interval_ns, margin_ns;
+};
+struct gcra_run rl__gcra_run(const struct rule_params *r, uint64_t margin_ns);
 uint64_t rl__gcra_earliest_for(const struct rule_params *r, uint64_t margin_ns, uint64_t tat,
                                uint64_t now, uint32_t cost);
 enum rule_result rl__gcra_earliest(const struct rule_ctx *c, uint64_t now, uint32_t cost,
                                    uint64_t *earliest);
-/* The TAT after admitting `cost` units at instant d (d >= the earliest instant). */
+/* The TAT after admitting `cost` units at instant d (d >= the earliest instant), I' ns each. */
 uint64_t rl__gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
 /* The TAT after admitting `cost` at d stays in its range (rule_gcra.c: TAT_MAX). */
 bool rl__gcra_fits_for(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);

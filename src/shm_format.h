@@ -181,7 +181,8 @@ struct shm_bucket {
      * without Retry-After (CAS, saturating; a success clears it by CAS). widened_at:
      * relative ns of the margin's latest widening (margin.c, CAS M3; saturates after 2.2
      * years, then every admitted 429 may widen). last_429: relative
-     * ns of the latest 429, which is also when the cool-down in force began; only raised. server:
+     * ns of the latest 429, which is also when the cool-down in force began; only raised, and
+     * not by a 429 for a request decided before it (the same event, feedback.c). server:
      * the remaining budget the server reported, as an extra rule of the bucket: remaining:20 |
      * until:44 (ticks); inactive once `until` has passed. Decisions treat it like any rule word:
      * loaded, checked, committed by CAS with the others. margin: the margin the pool learned

@@ -11,10 +11,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "global.h"
 #include "ratelimit.h"
 
 #define MAX_WORDS       64
-#define NKEYWORDS       9
+#define NKEYWORDS       10
 #define NS_PER_SEC      1000000000ULL
 #define NS_PER_DAY      (86400ULL * NS_PER_SEC)
 #define WAIT_DEFAULT_NS (30ULL * NS_PER_SEC)
@@ -30,6 +31,7 @@ struct rl_config {
     size_t nbuckets;
     struct rl_route *routes;
     size_t nroutes;
+    struct rl_config_globals *globals; /* global.c: Redis addresses, on-global-failure */
 };
 
 struct word {
@@ -122,5 +124,13 @@ size_t rl__config_bucket_named(const struct parser *p, const char *name);
 void rl__config_route(struct parser *p, const struct line *l);
 void rl__config_check_routes(struct parser *p);
 void rl__config_route_free(struct rl_route *r);
+
+/* global.c: the Redis address after 'global' in rule text (checked, kept in *out, blanked
+ * out of text; out->shown is "" if none; false if reported), a bucket's address, the
+ * on-global-failure statement, and freeing what they keep. */
+bool rl__config_global_addr(struct parser *p, char *text, unsigned col, struct rl_redis_url *out);
+void rl__config_global_add(struct parser *p, const struct word *name, const struct rl_redis_url *u);
+void rl__config_on_global_failure(struct parser *p, const struct line *l);
+void rl__config_globals_free(struct rl_config_globals *g);
 
 #endif

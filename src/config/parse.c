@@ -186,7 +186,7 @@ static bool pattern_ok(struct parser *p, const struct word *w)
 
 /* Parse rule text spanning words first..last; the error column becomes a file column. */
 static bool rules_ok(struct parser *p, const struct word *first, const struct word *last,
-                     struct rl_policy *out)
+                     struct rl_policy *out, struct rl_redis_url *url)
 {
     struct rl_parse_error e = {0};
     char *text = strndup(first->s, (size_t)(last->s + last->len - first->s));
@@ -194,11 +194,13 @@ static bool rules_ok(struct parser *p, const struct word *first, const struct wo
         p->oom = true;
         return false;
     }
+    url->shown[0] = '\0';
+    bool addr_ok = rl__config_global_addr(p, text, first->col, url);
     int rc = rl_policy_parse(text, out, &e);
     free(text);
     if (rc < 0)
         rl__config_problem(p, first->col + (e.column ? e.column - 1 : 0), "%s", e.message);
-    return rc == 0;
+    return rc == 0 && addr_ok;
 }
 
 /* A bucket or template statement, split into its parts. */
@@ -260,18 +262,21 @@ static void parse_def(struct parser *p, const struct line *l, bool is_template)
 {
     struct def d;
     struct rl_policy pol = {0};
+    struct rl_redis_url url;
     if (!def_split(p, l, is_template, &d))
         return;
     bool ok = is_template ? pattern_ok(p, d.name) : rl__config_name_ok(p, d.name, true);
     /* A bucket with bad rules is still added: its name then resolves parents and routes
      * that refer to it, so one mistake is reported once. A name defined twice is found
      * once the whole file is read (drop_duplicates). */
-    rules_ok(p, &l->w[d.first], &l->w[d.last], &pol);
+    rules_ok(p, &l->w[d.first], &l->w[d.last], &pol, &url);
     if (d.parent && !rl__config_name_ok(p, d.parent, false))
         ok = false;
     if (!ok)
         return;
     bucket_add(p, &d, &pol, is_template);
+    if (url.shown[0])
+        rl__config_global_add(p, d.name, &url);
 }
 
 static void parse_bucket(struct parser *p, const struct line *l)
@@ -416,6 +421,7 @@ static const struct keyword {
     {"route", false, rl__config_route},
     {"shim", true, parse_shim},
     {"resolve-every", true, parse_resolve_every},
+    {"on-global-failure", true, rl__config_on_global_failure},
 };
 
 static void statement(struct parser *p, const struct line *l)
@@ -435,7 +441,7 @@ static void statement(struct parser *p, const struct line *l)
     rl__config_problem(
         p, l->w[0].col,
         "unknown keyword '%.*s': expected table, mode, group, capacity, bucket, template, "
-        "route, shim or resolve-every",
+        "route, shim, resolve-every or on-global-failure",
         WORD_ARG(&l->w[0]));
 }
 
@@ -712,6 +718,7 @@ void rl_config_free(rl_config *c)
     }
     for (size_t i = 0; i < c->nroutes; i++)
         rl__config_route_free(&c->routes[i]);
+    rl__config_globals_free(c->globals);
     free(c->buckets);
     free(c->routes);
     free((void *)c->table.path);

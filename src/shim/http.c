@@ -22,7 +22,13 @@
  * A write the kernel takes only in part (a short or failed send) must not count its heads
  * twice when the host writes the rest: the request parser is saved before each write and,
  * after a short one, brought forward over the bytes that went out only; heads it had paid
- * beyond them become credit for the next write.
+ * beyond them are paid for when the host writes them again.
+ *
+ * Each request's decision instant (rl_decision.at_ns of the units its head took; 0 if the
+ * unit was not admitted: an on-timeout pass) goes with its response to rl_report, which
+ * measures the delay from it and tells a 429 the rules admitted. Heads are numbered in the
+ * order they begin; a head's instant is kept by its number (a ring of RING), and requests
+ * are answered in that order.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +43,12 @@
 #define FIFO          64U          /* outstanding (pipelined) requests at most */
 #define HEX           "0123456789abcdefABCDEF"
 #define TLS_HANDSHAKE 0x16 /* the first byte of a TLS ClientHello record */
+
+/* Decision instants kept, by head number. The writer sets those of heads [paid, begun);
+ * the reader reads that of head r < w. paid - r < RING: paid - begun is at most the heads
+ * of one write (FIFO + 1: beyond FIFO outstanding the connection passes through), begun
+ * - w at most 1 (the head being written) and w - r at most FIFO. */
+#define RING (4U * FIFO)
 
 /* The reason for a quiet pass-through: the connection carries TLS. */
 static const char TLS[] = "TLS";
@@ -98,6 +110,7 @@ struct line {
 struct msg {
     enum state state;
     uint32_t head_len; /* bytes of the current head */
+    uint64_t begun;    /* request heads begun on the connection (requests only) */
     uint64_t left;     /* S_BODY, S_CHUNK_DATA: bytes to skip */
     uint64_t length;   /* request: its Content-Length */
     struct line line;
@@ -114,18 +127,19 @@ struct shim_http {
     rl_atomic64 refs;        /* owners: the fd table, the hooks in a call (fd.c) */
     rl_atomic64 passthrough; /* non-zero: nothing more is parsed (release: see give_up) */
     rl_atomic64 expect_done; /* a final response came before a 100-continue body */
-    /* The FIFO of outstanding requests' kinds: the writer appends at w, the reader takes
-     * at r. w - r <= FIFO. */
+    /* The FIFO of outstanding requests' kinds: the writer appends at pw (its own) and
+     * publishes w once the heads are paid; the reader takes at r. pw - r <= FIFO. */
     rl_atomic64 w, r;
+    uint64_t pw;
     unsigned char kinds[FIFO];
+    uint64_t at[RING]; /* decision instants by head number (see RING) */
+    uint64_t paid;     /* heads paid for: at least req.begun (more after a short write) */
     struct msg req, rsp;
-    /* The last write: the request parser and FIFO end before it, the heads it paid. */
+    /* The last write: the request parser and FIFO end before it. */
     struct msg saved;
     size_t saved_size; /* bytes of `saved` that were copied */
     uint64_t saved_w;
     size_t saved_len;
-    unsigned saved_heads;
-    unsigned credit; /* heads paid for that have not gone out yet */
 };
 
 /* ------------------------------------------------------------------ life */
@@ -358,29 +372,42 @@ static const char *request_body(struct msg *p)
     return NULL;
 }
 
-/* Append the request's kind to the FIFO. False if FIFO requests are outstanding. */
+/* Append the request's kind to the FIFO (published later, by publish). False if FIFO
+ * requests are outstanding. A slot already published (parsed again after a short write)
+ * holds the same kind: it is left alone, the reader may be reading it. */
 static bool fifo_push(struct shim_http *h, unsigned kind)
 {
-    /* Relaxed: w is ours (one writer). A: pairs with the reader's release of r (H2): the
-     * slot we reuse has been read. */
-    uint64_t w = rl__load_relaxed(&h->w), r = rl__load_acquire(&h->r);
-    if (w - r >= FIFO)
+    uint64_t w = h->pw;
+    h->pw = w + 1;
+    if (w < rl__load_relaxed(&h->w)) /* relaxed: w is written by this thread only */
+        return true;
+    /* A: pairs with the reader's release of r (H2): the slot we reuse has been read. */
+    if (w - rl__load_acquire(&h->r) >= FIFO) {
+        h->pw = w;
         return false;
+    }
     if (kind & K_EXPECT) /* Relaxed: this request's answer is not read before H1 publishes it */
         rl__store_relaxed(&h->expect_done, 0);
     h->kinds[w % FIFO] = (unsigned char)kind;
-    /* H1: publishes the slot to the reader (pairs with its acquire of w). */
-    rl__store_release(&h->w, w + 1);
     return true;
+}
+
+/* H1: publishes the slots pushed and their heads' instants to the reader (pairs with its
+ * acquire of w). After a short write w may move back: to requests that went out, which
+ * are all those the reader can have taken. */
+static void publish(struct shim_http *h)
+{
+    rl__store_release(&h->w, h->pw);
 }
 
 /* ------------------------------------------------------------------ responses */
 
-/* Report a final response's head to the route's bucket. */
-static void report(struct shim_http *h, const struct msg *p)
+/* Report a final response's head to the route's bucket; decided: its request's instant. */
+static void report(struct shim_http *h, const struct msg *p, uint64_t decided)
 {
     struct rl_response r = RL_RESPONSE_INIT;
     r.status = p->status;
+    r.decided_ns = decided;
     r.retry_after = p->have[V_RETRY_AFTER] ? p->values[V_RETRY_AFTER] : NULL;
     r.limit = p->have[V_LIMIT] ? p->values[V_LIMIT] : NULL;
     r.remaining = p->have[V_REMAINING] ? p->values[V_REMAINING] : NULL;
@@ -405,11 +432,12 @@ static const char *response_body(struct shim_http *h, struct msg *p)
     if (r == rl__load_acquire(&h->w))
         return "a response to no request";
     p->kind = h->kinds[r % FIFO];
+    uint64_t decided = h->at[r % RING]; /* head r's: written before H1 published it */
     /* H2: the slot is free again (pairs with the writer's acquire of r). */
     rl__store_release(&h->r, r + 1);
     if (p->kind & K_EXPECT)
         rl__store_release(&h->expect_done, 1); /* H3: pairs with the writer's acquire */
-    report(h, p);
+    report(h, p, decided);
     if ((p->kind & K_CONNECT) && p->status < 300)
         return "a tunnel opened (CONNECT)";
     p->state = S_LINE;
@@ -519,12 +547,12 @@ static size_t line_in(struct shim_http *h, struct msg *p, const unsigned char *b
 }
 
 /*
- * Feed n bytes to one direction's parser. *heads (requests) counts the request heads that
- * begin in them. Returns NULL, or why the traffic is not understood (the parser is then
- * left as it is: the caller gives up on the connection).
+ * Feed n bytes to one direction's parser (requests: p->begun counts the heads that begin).
+ * Returns NULL, or why the traffic is not understood (the parser is then left as it is:
+ * the caller gives up on the connection).
  */
 static const char *feed(struct shim_http *h, struct msg *p, const unsigned char *b, size_t n,
-                        bool response, unsigned *heads)
+                        bool response)
 {
     const char *why = NULL;
     for (size_t i = 0; i < n && !why;) {
@@ -559,7 +587,7 @@ static const char *feed(struct shim_http *h, struct msg *p, const unsigned char 
             if (!response && p->head_len == 0 && b[i] == TLS_HANDSHAKE)
                 return TLS; /* TLS: the TLS hooks count its requests, if it has any */
             if (!response && p->head_len == 0)
-                ++*heads;
+                p->begun++;
             /* fall through */
         default:
             i += line_in(h, p, b + i, n - i, response, &why);
@@ -596,7 +624,6 @@ static void restore(struct shim_http *h)
 
 int shim_http_before_sendv(struct shim_http *h, const struct iovec *iov, int n)
 {
-    unsigned heads = 0;
     const char *why = NULL;
     if (shim_http_passing(h))
         return 0;
@@ -605,47 +632,45 @@ int shim_http_before_sendv(struct shim_http *h, const struct iovec *iov, int n)
         return 0;
     }
     save(h);
-    /* Relaxed: w is written by this thread only. */
-    h->saved_w = rl__load_relaxed(&h->w);
+    h->saved_w = h->pw;
     h->saved_len = 0;
     for (int i = 0; i < n && !why; i++) {
-        why = feed(h, &h->req, iov[i].iov_base, iov[i].iov_len, false, &heads);
+        why = feed(h, &h->req, iov[i].iov_base, iov[i].iov_len, false);
         h->saved_len += iov[i].iov_len;
     }
     if (why)
         give_up(h, why == TLS ? NULL : why);
-    h->saved_heads = heads;
-    unsigned paid = heads < h->credit ? heads : h->credit;
-    h->credit -= paid;
-    int err = heads > paid ? shim_take_units(&h->m, heads - paid) : 0;
+    /* Heads paid for before (a short write's) need nothing; the others take a unit each. */
+    uint64_t at = 0, unpaid = h->req.begun > h->paid ? h->req.begun - h->paid : 0;
+    int err = unpaid ? shim_take_units(&h->m, (unsigned)unpaid, &at) : 0;
     if (err) { /* the write fails: it never happened */
         restore(h);
-        h->credit += paid;
-        /* Relaxed: see fifo_push; the reader cannot have taken requests never sent. */
-        rl__store_relaxed(&h->w, h->saved_w);
+        h->pw = h->saved_w; /* nothing was published */
+        return err;
     }
-    return err;
+    for (; h->paid < h->req.begun; h->paid++)
+        h->at[h->paid % RING] = at;
+    publish(h);
+    return 0;
 }
 
 void shim_http_after_sendv(struct shim_http *h, const struct iovec *iov, int n, size_t sent)
 {
-    unsigned out = 0;
     const char *why = NULL;
     if (sent >= h->saved_len || shim_http_passing(h))
         return;
     /* Parse again from before the write, the bytes that went out only: the heads paid for
-     * beyond them are still to go. */
+     * beyond them are still to go (h->paid keeps them paid, and their instants). */
     restore(h);
-    /* Relaxed: see fifo_push. Requests that did not go out have no response yet. */
-    rl__store_relaxed(&h->w, h->saved_w);
+    h->pw = h->saved_w;
     for (int i = 0; i < n && sent && !why; i++) {
         size_t k = iov[i].iov_len < sent ? iov[i].iov_len : sent;
-        why = feed(h, &h->req, iov[i].iov_base, k, false, &out);
+        why = feed(h, &h->req, iov[i].iov_base, k, false);
         sent -= k;
     }
     if (why)
         give_up(h, why);
-    h->credit += h->saved_heads - out;
+    publish(h);
     h->saved_len = 0;
 }
 
@@ -665,10 +690,9 @@ void shim_http_after_send(struct shim_http *h, const void *buf, size_t len, size
 
 void shim_http_after_recv(struct shim_http *h, const void *buf, size_t len)
 {
-    unsigned none = 0;
     if (shim_http_passing(h))
         return;
-    const char *why = feed(h, &h->rsp, buf, len, true, &none);
+    const char *why = feed(h, &h->rsp, buf, len, true);
     if (why)
         give_up(h, why);
 }

@@ -290,12 +290,15 @@ static void match_cancelled(void *m)
     shim_match_done(m); /* a cancelled waiter lets go of its table too */
 }
 
-/* n units for a connect or a request (m is the caller's; see take). */
-static int turn(const struct shim_match *m, unsigned n, int cancel)
+/* n units for a connect or a request (m is the caller's; see take). *decided: the
+ * admission instant, 0 unless the units were admitted (see shim_take_units). */
+static int turn(const struct shim_match *m, unsigned n, int cancel, uint64_t *decided)
 {
+    struct rl_decision d;
     pthread_setcancelstate(cancel, NULL);
-    int rc = rl_acquire(m->bucket, n, m->route->max_wait_ns, NULL);
+    int rc = rl_acquire(m->bucket, n, m->route->max_wait_ns, &d);
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    *decided = rc == 0 && !d.dry_run_rejected ? d.at_ns : 0;
     if (rc == 0)
         return 0;
     if (rc == RL_ETIMEDOUT)
@@ -308,8 +311,9 @@ static int turn(const struct shim_match *m, unsigned n, int cancel)
 static int take(struct shim_match *m, int cancel)
 {
     int rc;
+    uint64_t decided;
     pthread_cleanup_push(match_cancelled, m);
-    rc = turn(m, 1, cancel);
+    rc = turn(m, 1, cancel, &decided);
     pthread_cleanup_pop(0);
     return rc;
 }
@@ -361,16 +365,17 @@ int shim_admit(int fd, const struct sockaddr *sa, socklen_t len)
     return err;
 }
 
-int shim_take_units(const struct shim_match *m, unsigned n)
+int shim_take_units(const struct shim_match *m, unsigned n, uint64_t *decided_ns)
 {
     int cancel, saved = errno;
+    *decided_ns = 0;
     if (inside)
         return 0;
     if (!m->bucket)
         return unusable();
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     inside = true;
-    int err = turn(m, n, cancel);
+    int err = turn(m, n, cancel, decided_ns);
     inside = false;
     pthread_setcancelstate(cancel, NULL);
     errno = saved;

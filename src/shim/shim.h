@@ -47,8 +47,11 @@ struct shim_match {
 int shim_admit(int fd, const struct sockaddr *sa, socklen_t len);
 
 /* Take n units from the route's bucket for n requests (http.c), waiting for the turn as
- * shim_admit does: 0, or the errno to fail the write with. Reentrant calls pass (0). */
-int shim_take_units(const struct shim_match *m, unsigned n);
+ * shim_admit does: 0, or the errno to fail the write with. Reentrant calls pass (0).
+ * *decided_ns: the admission instant (rl_decision.at_ns), or 0 when the units were not
+ * admitted although the write may go (an on-timeout pass, fail-open, a dry run's refusal,
+ * a reentrant call). */
+int shim_take_units(const struct shim_match *m, unsigned n, uint64_t *decided_ns);
 
 /* Report a response to the route's bucket (rl_report); nothing if it has no bucket. */
 void shim_report(const struct shim_match *m, const struct rl_response *r);

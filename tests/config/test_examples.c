@@ -5,6 +5,7 @@
  */
 #include <glob.h>
 
+#include "config/global.h"
 #include "fixture.h"
 
 TestSuite(examples, .init = fixture_setup, .fini = fixture_teardown, .timeout = 30);
@@ -72,12 +73,18 @@ static const struct want data_innovations[] = {
     {"data-innovations/tier-three/post", "1/1s burst 4", NULL, false},
 };
 
+/* Foundry from several hosts: one global rule, its Redis and the hosts' local share. */
+static const struct want foundry_several_hosts[] = {
+    {"foundry", "200/60s global lease 10", NULL, false},
+};
+
 static const struct example examples[] = {
     EXAMPLE("foundry.conf", foundry),
     EXAMPLE("thought-industries.conf", thought_industries),
     EXAMPLE("hourly-plans.conf", hourly_plans),
     EXAMPLE("foil.conf", foil),
     EXAMPLE("data-innovations.conf", data_innovations),
+    EXAMPLE("foundry-several-hosts.conf", foundry_several_hosts),
 };
 
 #define NEXAMPLES (sizeof(examples) / sizeof(examples[0]))
@@ -188,5 +195,22 @@ Test(examples, data_innovations_tier_two_spacing)
     cr_expect_eq(rl_try_acquire(get, 1, &d), RL_ELIMITED);
     cr_expect_gt(d.wait_ns, 3000000000ULL, "the next one waits out the 4 s interval");
     rl_table_close(t);
+    rl_config_free(c);
+}
+
+Test(examples, foundry_several_hosts)
+{
+    check_example(&examples[5]);
+}
+
+/* The agent reads the Redis address and the local share from the file. */
+Test(examples, foundry_several_hosts_redis)
+{
+    rl_config *c = load("foundry-several-hosts.conf");
+    const struct rl_redis_url *u = rl__config_global_url(c, "foundry");
+    unsigned line;
+    cr_assert_not_null(u);
+    cr_expect_str_eq(u->shown, "redis://10.0.0.5:6379/0");
+    cr_expect_eq(rl__config_global_share(c, &line), 3);
     rl_config_free(c);
 }

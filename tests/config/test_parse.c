@@ -5,6 +5,7 @@
 #include <grp.h>
 #include <sys/stat.h>
 
+#include "config/global.h"
 #include "fixture.h"
 
 TestSuite(parse, .timeout = 30);
@@ -516,7 +517,8 @@ Test(parse, every_problem_in_one_pass)
                      "t.conf:1:25: parent 'plan' is defined later, at line 3: define parents "
                      "before their children\n"
                      "t.conf:2:1: unknown keyword 'tabel': expected table, mode, group, "
-                     "capacity, bucket, template, route, shim or resolve-every\n"
+                     "capacity, bucket, template, route, shim, resolve-every or "
+                     "on-global-failure\n"
                      "t.conf:3:13: rule 1: a limit of 0 admits nothing\n"
                      "t.conf:4:6: mode 0666 makes the table world-writable: any local user "
                      "could change or wreck the budget; use 0660 and 'group'\n"
@@ -680,4 +682,154 @@ Test(load, default_path)
     cr_assert_eq(rl_config_buckets(c, &bs), 1);
     cr_expect_str_eq(bs[0].name, "from-env");
     rl_config_free(c);
+}
+
+/* ------------------------------------------------------------ global rules: Redis addresses */
+
+Test(parse, global_addresses_are_kept_for_the_agent)
+{
+    rl_config *c = parse_ok("bucket foundry 200/60s global redis://10.0.0.5:6379/0 lease 10\n"
+                            "bucket b 200/60s global redis://u:s%3Acr%40t@[::1]:7000/3, 10/1s\n"
+                            "bucket c 100/1m global unix:///run/redis.sock?db=2\n"
+                            "bucket d 100/1m global redis+unix://:pw@/tmp/r.sock margin 50ms\n"
+                            "bucket e 100/1m global lease 5\n"
+                            "template t/* 100/1m global redis://r1/1\n"
+                            "template t/x/* 100/1m global redis://r2\n");
+    char a[128], b[128];
+    const struct rl_config_bucket *bs;
+    cr_assert_eq(rl_config_buckets(c, &bs), 7);
+    cr_expect_str_eq(rules_of(&bs[0].policy, a, sizeof(a)),
+                     canonical("200/60s global lease 10", b, sizeof(b)));
+    cr_expect_str_eq(rules_of(&bs[1].policy, a, sizeof(a)),
+                     canonical("200/60s global, 10/1s", b, sizeof(b)));
+    const struct rl_redis_url *u = rl__config_global_url(c, "foundry");
+    cr_assert_not_null(u);
+    cr_expect_str_eq(u->host, "10.0.0.5");
+    cr_expect_eq(u->port, 6379);
+    cr_expect_eq(u->db, 0);
+    cr_expect_str_eq(u->password, "");
+    u = rl__config_global_url(c, "b");
+    cr_assert_not_null(u);
+    cr_expect_str_eq(u->host, "::1");
+    cr_expect_eq(u->port, 7000);
+    cr_expect_eq(u->db, 3);
+    cr_expect_str_eq(u->user, "u");
+    cr_expect_str_eq(u->password, "s:cr@t");
+    cr_expect_str_eq(u->shown, "redis://u:***@[::1]:7000/3", "no password in messages");
+    u = rl__config_global_url(c, "c");
+    cr_assert_not_null(u);
+    cr_expect_str_eq(u->path, "/run/redis.sock");
+    cr_expect_eq(u->db, 2);
+    u = rl__config_global_url(c, "d");
+    cr_assert_not_null(u);
+    cr_expect_str_eq(u->path, "/tmp/r.sock");
+    cr_expect_str_eq(u->password, "pw");
+    cr_expect_null(rl__config_global_url(c, "e"), "no address: the agent's --redis");
+    cr_expect_null(rl__config_global_url(c, "nosuch"));
+    u = rl__config_global_url(c, "t/acme");
+    cr_assert_not_null(u, "a tenant follows its template");
+    cr_expect_str_eq(u->host, "r1");
+    u = rl__config_global_url(c, "t/x/acme");
+    cr_assert_not_null(u, "the longest template prefix");
+    cr_expect_str_eq(u->host, "r2");
+    unsigned line;
+    cr_expect_eq(rl__config_global_share(c, &line), 0);
+    cr_expect_eq(line, 0);
+    rl_config_free(c);
+}
+
+Test(parse, on_global_failure)
+{
+    unsigned line;
+    rl_config *c = parse_ok("bucket a 10/1s global\non-global-failure local N/3\n");
+    cr_expect_eq(rl__config_global_share(c, &line), 3);
+    cr_expect_eq(line, 2);
+    rl_config_free(c);
+    c = parse_ok("on-global-failure refuse\n");
+    cr_expect_eq(rl__config_global_share(c, &line), 0);
+    cr_expect_eq(line, 1);
+    rl_config_free(c);
+}
+
+Test(parse, global_address_problems)
+{
+    static const struct {
+        const char *text, *where, *needle;
+    } cases[] = {
+        {"bucket a 200/60s global rediss://h\n", "1:25", "TLS (rediss://) is not supported"},
+        {"bucket a 200/60s global redis+sentinel://h\n", "1:25", "Sentinel addresses"},
+        {"bucket a 200/60s global http://h\n", "1:25", "expected a Redis address"},
+        {"bucket a 200/60s global redis:/h\n", "1:25", "expected a Redis address"},
+        {"bucket a 200/60s global redis://\n", "1:33", "missing host"},
+        {"bucket a 200/60s global redis://-h\n", "1:33", "bad host name"},
+        {"bucket a 200/60s global redis://h:0\n", "1:35", "bad port"},
+        {"bucket a 200/60s global redis://h:65536\n", "1:35", "bad port"},
+        {"bucket a 200/60s global redis://h:\n", "1:35", "bad port"},
+        {"bucket a 200/60s global redis://h:12x\n", "1:35", "bad port"},
+        {"bucket a 200/60s global redis://h/x\n", "1:35", "bad database"},
+        {"bucket a 200/60s global redis://h/99999999999\n", "1:35", "bad database"},
+        {"bucket a 200/60s global redis://h?db=1\n", "1:34", "unexpected character"},
+        {"bucket a 200/60s global redis://[::zz]\n", "1:34", "bad IPv6 address"},
+        {"bucket a 200/60s global redis://[::1\n", "1:33", "bad IPv6 address"},
+        {"bucket a 200/60s global redis://user@h\n", "1:33", "a user needs a password"},
+        {"bucket a 200/60s global redis://u:@h\n", "1:35", "empty password"},
+        {"bucket a 200/60s global redis://u:p%zz@h\n", "1:36", "bad %-escape"},
+        {"bucket a 200/60s global redis://u:p%00@h\n", "1:36", "bad %-escape"},
+        {"bucket a 200/60s global redis://u:p/q@h\n", "1:36", "'/' in the password"},
+        {"bucket a 200/60s global unix://run/r.sock\n", "1:32", "absolute socket path"},
+        {"bucket a 200/60s global unix:///r.sock?db=x\n", "1:43", "bad database"},
+        {"bucket a 200/60s global unix:///r.sock?x=1\n", "1:40", "unexpected query"},
+        {"bucket a 200/60s global lease 10 redis://h\n", "1:34", "right after 'global'"},
+        {"bucket a 200/60s redis://h\n", "1:18", "right after 'global'"},
+        {"bucket a 200/60s global redis://h, 10/1s global\n", "1:36", "at most one global rule"},
+        {"on-global-failure\n", "1:18", "missing argument"},
+        {"on-global-failure local\n", "1:24", "missing argument"},
+        {"on-global-failure local N/0\n", "1:25", "bad share 'N/0'"},
+        {"on-global-failure local N/1001\n", "1:25", "bad share"},
+        {"on-global-failure local 3\n", "1:25", "bad share '3'"},
+        {"on-global-failure local N/3 x\n", "1:29", "unexpected 'x'"},
+        {"on-global-failure refuse now\n", "1:26", "unexpected 'now'"},
+        {"on-global-failure maybe\n", "1:19", "unexpected 'maybe'"},
+        {"on-global-failure refuse\non-global-failure refuse\n", "2:1",
+         "duplicate 'on-global-failure'"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_error(cases[i].text, cases[i].where, cases[i].needle);
+}
+
+Test(parse, global_address_long_socket_path)
+{
+    char text[400], path[120];
+    memset(path, 'p', sizeof(path) - 1);
+    path[sizeof(path) - 1] = '\0';
+    snprintf(text, sizeof(text), "bucket a 200/60s global unix:///%s\n", path);
+    expect_error(text, "1:32", "socket path is too long");
+}
+
+Test(parse, rule_text_outside_a_config_takes_no_address)
+{
+    struct rl_policy p;
+    struct rl_parse_error e = {0};
+    cr_expect_eq(rl_policy_parse("200/60s global redis://10.0.0.5 lease 10", &p, &e), RL_EPARSE);
+    cr_expect_eq(e.column, 16);
+    cr_expect(strstr(e.message, "only in a config file") != NULL, "%s", e.message);
+    cr_expect_eq(rl_policy_parse("200/60s global, 10/1s global", &p, &e), RL_EPARSE);
+    cr_expect(strstr(e.message, "at most one global rule") != NULL, "%s", e.message);
+}
+
+Test(parse, redis_url_of_the_agent_option)
+{
+    struct rl_redis_url u;
+    struct rl_parse_error e = {0};
+    const char *s = "redis://127.0.0.1:6379/0";
+    cr_expect_eq(rl__redis_url_parse(s, strlen(s), &u, &e), 0);
+    cr_expect_str_eq(u.shown, "redis://127.0.0.1:6379/0");
+    s = "redis://h";
+    cr_expect_eq(rl__redis_url_parse(s, strlen(s), &u, &e), 0);
+    cr_expect_eq(u.port, 6379);
+    cr_expect_eq(u.db, 0);
+    s = "redis://h/";
+    cr_expect_eq(rl__redis_url_parse(s, strlen(s), &u, &e), 0);
+    cr_expect_eq(rl__redis_url_parse("redis://h\0x", 11, &u, &e), RL_EPARSE);
+    cr_expect_eq(e.column, 10);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ratelimit.h"
@@ -165,7 +166,8 @@ Test(feedback, reconciliation_tightens_never_loosens)
     struct rl_bucket_info info;
     cr_assert_eq(rl_bucket_info(b, &info), 0);
     cr_assert_eq(info.feedback.server_remaining, 0);
-    cr_assert(ends_after(info.feedback.server_reset_ns, 600 * SEC, t0));
+    /* A whole-second reset holds 1 s less than it names. */
+    cr_assert(ends_after(info.feedback.server_reset_ns, 599 * SEC, t0));
 
     rl_bucket *c = define(g_table, "roomy", "5/1h", NULL);
     struct rl_response high = RL_RESPONSE_INIT;
@@ -327,4 +329,99 @@ Test(feedback, a_429_pauses_the_whole_pool, .timeout = 60)
     qsort(log->at, 12, sizeof(log->at[0]), cmp_u64);
     for (unsigned i = 4; i < 12; i++)
         cr_assert(log->at[i] - log->at[i - 4] >= 400000000ULL, "resumed over the limit");
+}
+
+/* 8 workers' requests, all sent before the first 429 came back, each answered 429 without
+ * any header: one event, one step of the backoff, one pause. */
+Test(feedback, in_flight_429s_are_one_backoff_step)
+{
+    rl_bucket *b = define(g_table, "inflight", "1000/1s", NULL);
+    struct rl_decision d[8];
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(rl_try_acquire(b, 1, &d[i]), 0);
+    uint64_t first = 0;
+    for (int i = 0; i < 8; i++) {
+        struct rl_response r = RL_RESPONSE_INIT;
+        struct rl_feedback fb;
+        r.status = 429;
+        r.decided_ns = d[i].at_ns;
+        cr_assert_eq(rl_report(b, &r, &fb), 0);
+        cr_assert_eq(fb.backoff, 1, "429 %d escalated the backoff to %u", i + 1, fb.backoff);
+        if (i == 0)
+            first = fb.cooldown_ns;
+        cr_assert(fb.cooldown_ns <= first, "429 %d drew a longer pause", i + 1);
+    }
+    struct rl_bucket_info info = info_of(b);
+    cr_assert_eq(info.feedback.backoff, 1);
+    cr_assert_eq(info.counters.reported_429, 8, "each 429 is still counted");
+    cr_assert(info.feedback.cooldown_ns <= first);
+}
+
+/* Pauses of 0 (max_cooldown_ns 1 ns), so that requests are decided between the 429s. */
+static unsigned backoff_after(rl_bucket *b, uint64_t decided_ns)
+{
+    struct rl_response r = RL_RESPONSE_INIT;
+    struct rl_feedback fb;
+    r.status = 429;
+    r.max_cooldown_ns = 1;
+    r.decided_ns = decided_ns;
+    cr_assert_eq(rl_report(b, &r, &fb), 0);
+    return fb.backoff;
+}
+
+Test(feedback, a_429_decided_after_the_pause_began_is_a_new_event)
+{
+    rl_bucket *b = define(g_table, "events", "1000/1s", NULL);
+    struct rl_decision early, before, after;
+    cr_assert_eq(rl_try_acquire(b, 1, &early), 0);
+    cr_assert_eq(rl_try_acquire(b, 1, &before), 0);
+    cr_assert_eq(backoff_after(b, before.at_ns), 1);
+    cr_assert_eq(rl_try_acquire(b, 1, &after), 0, "a pause of 0 is over");
+    cr_assert_eq(backoff_after(b, after.at_ns), 2, "decided after the first 429: escalates");
+    cr_assert_eq(backoff_after(b, early.at_ns), 2, "in flight since before both: no step");
+    cr_assert_eq(backoff_after(b, 0), 3, "no decision instant: counted as a new event");
+    struct rl_response ok = RL_RESPONSE_INIT;
+    ok.status = 200;
+    cr_assert_eq(rl_report(b, &ok, NULL), 0);
+    cr_assert_eq(info_of(b).feedback.backoff, 0, "a success resets the count");
+}
+
+/* A whole-second reset may come up to 1 s before the instant it names: the server's
+ * remaining budget holds 1 s less than it says, on every response that carries one. */
+Test(feedback, a_whole_second_reset_tightens_for_what_is_known)
+{
+    rl_bucket *b = define(g_table, "rounded", "100/1h", NULL);
+    struct rl_response r = RL_RESPONSE_INIT;
+    struct rl_feedback fb;
+    r.status = 200;
+    r.remaining = "0";
+    r.reset = "5";
+    cr_assert_eq(rl_report(b, &r, &fb), 0);
+    cr_assert(fb.tightened);
+    uint64_t left = info_of(b).feedback.server_reset_ns, tick = 100000;
+    cr_assert(left > 3 * SEC && left <= 4 * SEC + tick, "tight for %llu ns, not 4 s",
+              (unsigned long long)left);
+    rl_bucket *c = define(g_table, "rounded_ietf", "100/1h", NULL);
+    struct rl_response ietf = RL_RESPONSE_INIT;
+    ietf.status = 200;
+    ietf.ratelimit = "\"default\";r=2;t=3";
+    cr_assert_eq(rl_report(c, &ietf, &fb), 0);
+    cr_assert(fb.tightened);
+    left = info_of(c).feedback.server_reset_ns;
+    cr_assert(left > 1 * SEC && left <= 2 * SEC + tick, "RateLimit t=3: %llu ns",
+              (unsigned long long)left);
+    cr_assert_eq(drain(c), 2);
+    rl_bucket *e = define(g_table, "rounded_epoch", "100/1h", NULL);
+    char epoch[32];
+    snprintf(epoch, sizeof(epoch), "%lld", (long long)time(NULL) + 10);
+    r.reset = epoch;
+    cr_assert_eq(rl_report(e, &r, &fb), 0);
+    left = info_of(e).feedback.server_reset_ns;
+    cr_assert(left > 7 * SEC && left <= 9 * SEC + tick, "epoch seconds: %llu ns",
+              (unsigned long long)left);
+    rl_bucket *g = define(g_table, "rounded_away", "100/1h", NULL);
+    r.reset = "1";
+    cr_assert_eq(rl_report(g, &r, &fb), 0);
+    cr_assert_not(fb.tightened, "reset in 1 s: nothing known beyond now");
+    cr_assert_eq(drain(g), 100);
 }

@@ -75,40 +75,55 @@ Test(headers, retry_after_http_dates)
         cr_assert_not(rl__header_retry_after(bad[i], &d), "accepted '%s'", bad[i]);
 }
 
+/* A reset naming the epoch instant `at_ns`: its delay, taken between two clock readings. */
+static void check_epoch(const char *text, int64_t at_ns, uint64_t unit)
+{
+    uint64_t d, known;
+    int64_t before = rl__wall_now_ns();
+    cr_assert(rl__header_reset(text, &d, &known), "%s", text);
+    int64_t after = rl__wall_now_ns();
+    cr_assert((int64_t)d <= at_ns - before && (int64_t)d >= at_ns - after,
+              "%s: delay %llu, not to the instant it names", text, (unsigned long long)d);
+    cr_assert_eq(known, d - unit, "%s: known to last one unit less", text);
+}
+
 Test(headers, reset_epoch_or_delta)
 {
-    uint64_t d;
+    uint64_t d, known;
     int64_t now = rl__wall_now_ns() / 1000000000LL;
     char buf[32];
-    cr_assert(rl__header_reset("60", &d) && d == 60000000000ULL, "small values are deltas");
+    cr_assert(rl__header_reset("60", &d, &known) && d == 60000000000ULL, "small values are deltas");
+    cr_assert_eq(known, 59000000000ULL, "a whole-second delta may come up to 1 s earlier");
+    cr_assert(rl__header_reset("1", &d, &known) && d == 1000000000ULL && known == 0);
+    cr_assert(rl__header_reset("0", &d, &known) && d == 0 && known == 0);
     snprintf(buf, sizeof(buf), "%lld", (long long)now + 30);
-    cr_assert(rl__header_reset(buf, &d));
-    cr_assert(d > 25000000000ULL && d <= 30000000000ULL, "epoch seconds: %llu",
-              (unsigned long long)d);
-    snprintf(buf, sizeof(buf), "%lld", (long long)(now + 30) * 1000);
-    cr_assert(rl__header_reset(buf, &d));
-    cr_assert(d > 25000000000ULL && d <= 30000000000ULL, "epoch milliseconds");
+    check_epoch(buf, (now + 30) * 1000000000LL, 1000000000ULL);
+    /* Milliseconds keep their fraction of a second, and are rounded to 1 ms only. */
+    snprintf(buf, sizeof(buf), "%lld", (long long)(now + 30) * 1000 + 123);
+    check_epoch(buf, (now + 30) * 1000000000LL + 123000000LL, 1000000ULL);
     snprintf(buf, sizeof(buf), "%lld", (long long)now - 100);
-    cr_assert(rl__header_reset(buf, &d) && d == 0, "a past epoch means now");
-    cr_assert_not(rl__header_reset("-3", &d));
-    cr_assert_not(rl__header_reset("tomorrow", &d));
+    cr_assert(rl__header_reset(buf, &d, &known) && d == 0 && known == 0, "a past epoch means now");
+    cr_assert_not(rl__header_reset("-3", &d, &known));
+    cr_assert_not(rl__header_reset("tomorrow", &d, &known));
 }
 
 Test(headers, ietf_fields)
 {
-    uint64_t r, t, q, w;
-    cr_assert(rl__header_ratelimit("\"default\";r=50;t=30", &r, &t));
+    uint64_t r, t, k, q, w;
+    cr_assert(rl__header_ratelimit("\"default\";r=50;t=30", &r, &t, &k));
     cr_assert(r == 50 && t == 30000000000ULL);
-    cr_assert(rl__header_ratelimit("limit=100, remaining=7, reset=12", &r, &t));
-    cr_assert(r == 7 && t == 12000000000ULL);
-    cr_assert_not(rl__header_ratelimit("\"default\";r=50", &r, &t), "t= is required");
-    cr_assert_not(rl__header_ratelimit("\"default\";r=-1;t=3", &r, &t));
-    cr_assert_not(rl__header_ratelimit("r=1;t=99999999999999999999", &r, &t));
+    cr_assert_eq(k, 29000000000ULL, "t= is whole seconds: known to last 1 s less");
+    cr_assert(rl__header_ratelimit("limit=100, remaining=7, reset=12", &r, &t, &k));
+    cr_assert(r == 7 && t == 12000000000ULL && k == 11000000000ULL);
+    cr_assert(rl__header_ratelimit("r=0;t=1", &r, &t, &k) && k == 0, "nothing known beyond now");
+    cr_assert_not(rl__header_ratelimit("\"default\";r=50", &r, &t, &k), "t= is required");
+    cr_assert_not(rl__header_ratelimit("\"default\";r=-1;t=3", &r, &t, &k));
+    cr_assert_not(rl__header_ratelimit("r=1;t=99999999999999999999", &r, &t, &k));
     cr_assert(rl__header_policy("\"default\";q=100;w=60", &q, &w));
     cr_assert(q == 100 && w == 60000000000ULL);
     cr_assert_not(rl__header_policy("\"default\";q=0;w=60", &q, &w));
     char longer[400];
     memset(longer, 'r', sizeof(longer) - 1);
     longer[sizeof(longer) - 1] = '\0';
-    cr_assert_not(rl__header_ratelimit(longer, &r, &t), "overlong values are refused");
+    cr_assert_not(rl__header_ratelimit(longer, &r, &t, &k), "overlong values are refused");
 }

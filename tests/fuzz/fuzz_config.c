@@ -4,13 +4,15 @@
  * Checks, beyond "no crash, no sanitizer report": a parse either yields a config and no
  * error text, or RL_EPARSE, error text and no config; every error line has the form
  * "fuzz.conf:LINE:COL: message"; and every policy of a parsed config formats to text that
- * parses back to the same policy.
+ * parses back to the same policy, and every Redis address a global rule names, as shown in
+ * messages, parses back to the same address.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/global.h"
 #include "internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -35,6 +37,17 @@ static void check_round_trip(const struct rl_policy *p)
         abort();
 }
 
+/* A global rule's Redis address: shown (the password starred) parses back to it. */
+static void check_address(const rl_config *c, const char *name)
+{
+    const struct rl_redis_url *u = rl__config_global_url(c, name);
+    struct rl_redis_url again;
+    if (u && (rl__redis_url_parse(u->shown, strlen(u->shown), &again, NULL) != 0 ||
+              strcmp(again.host, u->host) || strcmp(again.path, u->path) || again.port != u->port ||
+              again.db != u->db || strcmp(again.user, u->user) || (u->port < 1 || u->port > 65535)))
+        abort();
+}
+
 static void check_config(const rl_config *c)
 {
     const struct rl_config_bucket *bs;
@@ -42,6 +55,7 @@ static void check_config(const rl_config *c)
     size_t n = rl_config_buckets(c, &bs);
     for (size_t i = 0; i < n; i++) {
         check_round_trip(&bs[i].policy);
+        check_address(c, bs[i].name);
         bool parent_first = !bs[i].parent;
         for (size_t j = 0; j < i && !parent_first; j++)
             parent_first = strcmp(bs[j].name, bs[i].parent) == 0;

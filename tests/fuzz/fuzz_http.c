@@ -25,10 +25,11 @@ struct run {
 };
 static struct run now;
 
-int shim_take_units(const struct shim_match *m, unsigned n)
+int shim_take_units(const struct shim_match *m, unsigned n, uint64_t *decided_ns)
 {
     (void)m;
     now.units += n;
+    *decided_ns = now.units; /* an instant per take, as the shim's own are */
     return 0;
 }
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """global.py - three hosts share one global rule through a real Redis.
 
-Each "host" is a table of its own, with its own ratelimit-agent and two worker processes
-(global_worker) that log every admission. Redis runs on a unix socket in a temporary
-directory, without persistence, started and stopped by this test. The rule is
-200/2s global lease 40; host 1 asks for 70% of N per T, hosts 2 and 3 for 35% each.
+Each "host" is a table of its own, with its own config, ratelimit-agent and two worker
+processes (global_worker) that log every admission. Redis runs on a unix socket in a
+temporary directory, without persistence, started and stopped by this test. Each config
+reads "bucket foundry 200/2s global unix://SOCKET lease 40": the agent finds Redis there.
+Host 1 asks for 70% of N per T, hosts 2 and 3 for 35% each.
 Host 3's agent reaches Redis with random delays of up to 60 ms each way.
 
 Checked exactly, from the admission logs of all hosts:
@@ -16,8 +17,9 @@ Checked exactly, from the admission logs of all hosts:
 - every host with demand is admitted; a host whose workers stop holds no units a lease's
   length later; a second agent for a table exits at once.
 Utilization is printed, not asserted (a busy machine lowers it): bench/ measures it.
-Phase 3 (agents with --on-global-failure local N/3, Redis stopped longer than its window):
-each host grants itself its share, and the count stays within N.
+Phase 3 (the configs get "on-global-failure local N/3", read again on SIGHUP; Redis stopped
+longer than its window): each host grants itself its share, and the count stays within N.
+An agent whose --on-global-failure contradicts its config exits 3.
 Usage: global.py AGENT CTL WORKER
 """
 import os
@@ -52,7 +54,7 @@ def cleanup():
                 pass
             p.wait()
     for h in range(3):
-        for suffix in ("", ".agent", ".agent.lock"):
+        for suffix in ("", ".agent", ".agent.lock", ".conf"):
             try:
                 os.unlink(table(h) + suffix)
             except FileNotFoundError:
@@ -62,6 +64,13 @@ def cleanup():
 
 def table(h):
     return "/dev/shm/rl-test-%d-global-h%d" % (os.getpid(), h + 1)
+
+
+def config(h, extra=""):
+    with open(table(h) + ".conf", "w") as f:
+        f.write("table %s\nbucket foundry %d/2s global unix://%s lease %d\n%s" %
+                (table(h), N, SOCK, N // 5, extra))
+    return table(h) + ".conf"
 
 
 def start(args, **kw):
@@ -83,14 +92,18 @@ def redis():
 def agent(h, *extra):
     # Host 3's agent reaches Redis slowly: up to 60 ms each way, at random.
     env = dict(os.environ, RATELIMIT_AGENT_TEST_DELAY_US="60000" if h == 2 else "0")
-    return start([AGENT, "--table", table(h), "--redis", "unix:" + SOCK, "--host",
-                  "h%d" % (h + 1), "--timeout", "100"] + list(extra), env=env)
+    return start([AGENT, "--config", table(h) + ".conf", "--host", "h%d" % (h + 1),
+                  "--timeout", "100"] + list(extra), env=env)
+
+
+def status(h, key):
+    with open(table(h) + ".agent") as f:
+        w = f.readline().split()
+        return int(w[w.index(key) + 1])
 
 
 def calls(h):
-    with open(table(h) + ".agent") as f:
-        w = f.readline().split()
-        return int(w[w.index("calls") + 1])
+    return status(h, "calls")
 
 
 def workers(h, rate, ms, tag):
@@ -124,12 +137,10 @@ def most_in_window(stamps):
 try:
     r = redis()
     for h in range(3):
-        subprocess.run([CTL, "--table", table(h), "define", "foundry",
-                        "%d/2s global lease %d" % (N, N // 5)],
-                       check=True)
+        subprocess.run([CTL, "apply", config(h)], check=True, stdout=subprocess.DEVNULL)
     agents = [agent(h) for h in range(3)]
     time.sleep(0.3)
-    second = subprocess.run([AGENT, "--table", table(0), "--redis", "unix:" + SOCK],
+    second = subprocess.run([AGENT, "--config", table(0) + ".conf"],
                             capture_output=True, text=True, timeout=10)
     if second.returncode != 4 or "another agent" not in second.stderr:
         fail("a second agent did not exit: %d %s" % (second.returncode, second.stderr))
@@ -206,12 +217,23 @@ try:
     if not after:
         fail("no admission after Redis came back")
 
-    # Phase 3: Redis stopped for longer than its window, agents with a local share: after
-    # W each host grants itself N/3; when Redis answers again they report and stop.
+    # Phase 3: Redis stopped for longer than its window, a local share in the configs (read
+    # again on SIGHUP): after W each host grants itself N/3; when Redis answers again they
+    # report and stop.
     for h in range(3):
-        agents[h].kill()
-        agents[h].wait()
-        agents[h] = agent(h, "--on-global-failure", "local N/3")
+        config(h, "on-global-failure local N/3\n")
+        os.kill(agents[h].pid, signal.SIGHUP)
+    odd = subprocess.run([AGENT, "--config", table(0) + ".conf", "--on-global-failure",
+                          "refuse"], capture_output=True, text=True, timeout=10)
+    if odd.returncode != 3 or "contradicts" not in odd.stderr:
+        fail("an agent whose option contradicts its config ran: %d %s" %
+             (odd.returncode, odd.stderr))
+    for _ in range(100):  # bounded: the agents write their status every few polls
+        if all(status(h, "share") == 3 for h in range(3)):
+            break
+        time.sleep(0.05)
+    else:
+        fail("SIGHUP did not bring the config's on-global-failure to the agents")
     time.sleep(T * 1.3)  # the restarted Redis's quiet window
     logs = [workers(h, rates[h], 10000, "local") for h in range(3)]
     time.sleep(1.0)

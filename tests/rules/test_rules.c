@@ -220,6 +220,34 @@ Test(rules, gcra_margin_keeps_tolerance_in_reserve)
     done();
 }
 
+/*
+ * A margin above the burst's span, tau = (B - 1) * I: "100/1h burst 2 margin 60s" has
+ * I = 36 s, tau = 36 s. Each unit then takes I' = ceil((I + m) / B) = 48 s (rule_gcra.c):
+ * any 3 units span 96 s = 2 * I - tau + m, the least that keeps the server's GCRA when
+ * requests take up to m to arrive. (Spacing every unit I + m - tau = 60 s apart, as
+ * GCRA(I, tau - m) does, loses budget for nothing: 100/s instead of 10^8/s for
+ * "100000000/1s burst 1000000" at the default 20 ms.)
+ */
+Test(rules, gcra_margin_above_the_burst_spaces_units_by_the_burst)
+{
+    rl_bucket *b = bucket("100/1h burst 2 margin 60s");
+    struct rl_decision d, first;
+    cr_assert_eq(try1(b, 1, &first), 0);
+    cr_assert_eq(try1(b, 1, &d), RL_ELIMITED);
+    cr_expect_eq(d.at_ns + d.wait_ns, first.at_ns + 48 * NS_PER_SEC, "one unit after I' = 48 s");
+    cr_expect_eq(try1(b, 2, &d), RL_ELIMITED);
+    cr_expect_eq(d.at_ns + d.wait_ns, first.at_ns + 96 * NS_PER_SEC, "two after 2 I' = 96 s");
+    cr_expect_eq(info_of(b).rules[0].used, 1);
+
+    /* A full burst at once, then the next unit I + m = B * I' = 96 s later. */
+    rl_bucket *c = bucket("100/1h burst 2 margin 60s");
+    cr_assert_eq(try1(c, 2, &first), 0);
+    cr_assert_eq(try1(c, 1, &d), RL_ELIMITED);
+    cr_expect_eq(d.at_ns + d.wait_ns, first.at_ns + 96 * NS_PER_SEC);
+    cr_expect_eq(info_of(c).rules[0].used, 2);
+    done();
+}
+
 Test(rules, gcra_costs)
 {
     rl_bucket *b = bucket("10/1h burst 5 margin 0");
@@ -265,6 +293,8 @@ Test(rules, gcra_fast_path_decides_as_the_general_path)
                           bucket("10/1h burst 6, 1000000/1h burst 1000000 margin 0"));
     expect_same_decisions(bucket("4/1h burst 4 margin 50s"),
                           bucket("4/1h burst 4, 1000000/1h burst 1000000 margin 50s"));
+    expect_same_decisions(bucket("100/1h burst 6 margin 60s"),
+                          bucket("100/1h burst 6, 1000000/1h burst 1000000 margin 60s"));
     /* Chains: GCRA under GCRA (fast) against the same chain with a fixed window added. */
     define(T, "fp", "12/1h burst 5 margin 0", NULL);
     define(T, "gp", "12/1h burst 5, 1000000/1h fixed margin 0", NULL);

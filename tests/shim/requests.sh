@@ -8,7 +8,9 @@
 #     none per connection);
 #   - after each 429 the client's next request arrives no earlier than Retry-After later
 #     (the client is sequential: it reads each answer before it writes the next request);
-#   - at least one 429 was seen, so that the check above checked something.
+#   - at least one 429 was seen, so that the check above checked something;
+#   - each response went to rl_report with its request's decision instant: the bucket
+#     measured delays, and a 429 its rules admitted widened its margin.
 # CLIENT: curl, requests, urllib3, http.client, php-streams, php-curl, ruby, node, or pool:
 # 3 requests.Session processes at once, where a 429 heard by one pauses all: after a 429,
 # until its Retry-After instant, at most the other 2 requests (written before it was
@@ -162,6 +164,11 @@ echo "$client: statuses $(tr '\n' ' ' <"$work/out"); vendor counted $requests re
     "the bucket admitted $units units"
 [ "$requests" -eq "$N" ] || fail "the vendor counted $requests requests, not $N"
 [ "$units" = "$requests" ] || fail "the bucket admitted $units units for $requests requests"
+"$ctl" -t "$work/table" show v --json | "$py" -c 'import json, sys
+m = json.load(sys.stdin)["bucket"]["margin"]
+assert m["delay_p99_ns"] > 0, "no delay measured: %s" % m
+assert int(sys.argv[1]) == 1 or m["learned_ns"] > m["configured_ns"], "no widening: %s" % m' \
+    "$N" || fail "the responses did not carry their decision instants"
 in_flight=0
 [ "$client" = pool ] && in_flight=2
 "$py" - "$work/log" "$in_flight" <<'PY' || fail "a request came before its Retry-After instant"

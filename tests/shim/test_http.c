@@ -13,22 +13,30 @@
 
 /* ------------------------------------------------------------------ stubs */
 
-static unsigned units, says, reports;
+static unsigned units, says, reports, takes;
 static int take_error;
-static char last[1024]; /* the last report: "status retry limit remaining reset rl policy" */
+static bool take_passes;    /* the take times out and the route passes: not admitted */
+static char last[1024];     /* the last report: "status retry limit remaining reset rl policy" */
+static uint64_t decided[8]; /* the decision instant of each report, in order */
 
-int shim_take_units(const struct shim_match *m, unsigned n)
+/* Take k (from 1) admits at instant k * 1000. */
+int shim_take_units(const struct shim_match *m, unsigned n, uint64_t *decided_ns)
 {
     (void)m;
+    *decided_ns = 0;
     if (take_error)
         return take_error;
     units += n;
+    takes++;
+    *decided_ns = take_passes ? 0 : takes * 1000ULL;
     return 0;
 }
 
 void shim_report(const struct shim_match *m, const struct rl_response *r)
 {
     (void)m;
+    if (reports < sizeof(decided) / sizeof(decided[0]))
+        decided[reports] = r->decided_ns;
     reports++;
 #define V(x) ((x) ? (x) : "-")
     snprintf(last, sizeof(last), "%d %s %s %s %s %s %s", r->status, V(r->retry_after), V(r->limit),
@@ -61,8 +69,10 @@ static const struct rl_route route = {"127.0.0.1",      32, 80, "v", 0, RL_ROUTE
 static struct shim_http *conn(void)
 {
     struct shim_match m = {&route, NULL, NULL};
-    units = says = reports = 0;
+    units = says = reports = takes = 0;
     take_error = 0;
+    take_passes = false;
+    memset(decided, 0, sizeof(decided));
     last[0] = '\0';
     struct shim_http *h = shim_http_new(&m);
     cr_assert_not_null(h);
@@ -321,6 +331,84 @@ Test(http, a_too_long_value_is_not_reported)
     get(h, rsp);
     cr_expect_eq(reports, 1);
     cr_expect_eq(last[4], '\x7f', "an unusable value, which rl_report ignores: %s", last);
+    shim_http_free(h);
+}
+
+/* ------------------------------------------------------------------ decision instants */
+
+static const char OK[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+static void answer(struct shim_http *h, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        get(h, OK);
+    cr_assert_eq(reports, n);
+}
+
+Test(http, pipelined_requests_report_their_decision_instants_in_order)
+{
+    struct shim_http *h = conn();
+    cr_assert_eq(put(h, "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n"),
+                 0);
+    cr_assert_eq(put(h, "GET /d HTTP/1.1\r\n\r\n"), 0);
+    answer(h, 4);
+    cr_expect_eq(takes, 2, "one take per write");
+    static const uint64_t want[] = {1000, 1000, 1000, 2000};
+    for (unsigned i = 0; i < 4; i++)
+        cr_expect_eq(decided[i], want[i], "response %u: decided %llu", i,
+                     (unsigned long long)decided[i]);
+    shim_http_free(h);
+}
+
+Test(http, a_head_split_over_writes_keeps_the_instant_it_began_with)
+{
+    static const char two[] = "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+    for (size_t at = 0; at <= sizeof(two) - 1; at++) {
+        struct shim_http *h = conn();
+        put_split(h, two, at);
+        answer(h, 2);
+        /* Heads that began in the first piece took its instant, the rest the second
+         * piece's; the first take is the second piece's if the first began no head. The
+         * second head begins at offset 19. */
+        uint64_t b = at > 19 || at == 0 ? 1000 : 2000;
+        cr_expect_eq(decided[0], 1000, "split at %zu: first %llu", at,
+                     (unsigned long long)decided[0]);
+        cr_expect_eq(decided[1], b, "split at %zu: second %llu", at,
+                     (unsigned long long)decided[1]);
+        shim_http_free(h);
+    }
+}
+
+Test(http, a_short_write_keeps_the_instants_it_paid)
+{
+    static const char two[] = "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+    for (size_t sent = 0; sent < sizeof(two) - 1; sent++) {
+        struct shim_http *h = conn();
+        cr_assert_eq(shim_http_before_send(h, two, sizeof(two) - 1), 0);
+        shim_http_after_send(h, two, sizeof(two) - 1, sent); /* the host writes the rest */
+        cr_assert_eq(put(h, two + sent), 0);
+        cr_assert_eq(put(h, "GET /c HTTP/1.1\r\n\r\n"), 0);
+        answer(h, 3);
+        cr_expect(decided[0] == 1000 && decided[1] == 1000, "sent %zu: paid at the first write",
+                  sent);
+        cr_expect_eq(decided[2], 2000, "sent %zu: the next request its own", sent);
+        shim_http_free(h);
+    }
+}
+
+Test(http, a_unit_not_admitted_reports_no_instant)
+{
+    struct shim_http *h = conn();
+    take_passes = true; /* on-timeout pass: the write goes, its unit was not admitted */
+    cr_assert_eq(put(h, "GET /a HTTP/1.1\r\n\r\n"), 0);
+    take_passes = false;
+    take_error = ETIMEDOUT; /* a refused write never happened */
+    cr_assert_eq(put(h, "GET /b HTTP/1.1\r\n\r\n"), ETIMEDOUT);
+    take_error = 0;
+    cr_assert_eq(put(h, "GET /b HTTP/1.1\r\n\r\n"), 0);
+    answer(h, 2);
+    cr_expect_eq(decided[0], 0, "passed on timeout: not admitted");
+    cr_expect_eq(decided[1], 2000);
     shim_http_free(h);
 }
 

@@ -8,15 +8,19 @@
  * be used, so it gives them back to their grant (grant.c, step 4).
  *
  * Lease size: the bucket's demand (units admitted plus requests refused), averaged over a
- * lease's length, times 1.5, at most the rule's `lease`. A bucket without demand for a
- * lease's length asks for nothing and gives its units back: an idle host holds none.
+ * lease's length, times 1.5, at most the rule's `lease`. A bucket without demand for two
+ * lease lengths asks for nothing and gives its units back: an idle host holds none.
+ *
+ * Where Redis is: the config names it per global rule (global redis://...); --redis serves
+ * the rules it names none for. One link per distinct address; a rule follows its address
+ * when SIGHUP reads the config again (the new Redis grants nothing for its first W).
  *
  * Redis unreachable: the host uses what its lease holds, then refuses. With
- * --on-global-failure local N/K it grants itself leases instead, at most N/K units in any
- * span of Redis's window W, once W has passed since its first failed call (by then every
- * unit Redis granted before the outage is out of every vendor window). When Redis answers
- * again, the host stops, and reports what it granted itself: Redis counts those units from
- * then on, and the first such report makes it grant nothing for W, while hosts still cut
+ * on-global-failure local N/K (the config's statement, or the option) it grants itself leases
+ * instead, at most N/K units in any span of Redis's window W, once W has passed since its first
+ * failed call (by then every unit Redis granted before the outage is out of every vendor window).
+ * When Redis answers again, the host stops, and reports what it granted itself: Redis counts those
+ * units from then on, and the first such report makes it grant nothing for W, while hosts still cut
  * off finish theirs. Safe if every host is back within W of the first and the shares add
  * up to at most N; a host cut off alone for longer may add its share to a window.
  */
@@ -41,10 +45,17 @@
 #define POLL_MAX_NS  50000000ULL
 #define STATUS_EVERY 10  /* polls between status file writes */
 #define LOCAL_MAX    256 /* self-granted leases remembered per bucket (fallback) */
+#define MAX_LINKS    64  /* distinct Redis addresses */
+/* A bucket without demand for this many lease lengths is idle: it asks for nothing. Two:
+ * a host whose requests come less often than once a lease (in bursts, say) would otherwise
+ * get each lease only after a refusal, and see it end before its next request. */
+#define IDLE_LEASES 2
+#define NO_LINK     UINT32_MAX
 
 struct tracked {
     rl_bucket *b;
     rl_atomic64 *word;   /* the lease word we last saw (a switch moves it) */
+    uint32_t link;       /* its Redis: an index in agent.links, NO_LINK if none */
     char id[96];         /* the grant our lease word holds ("" if unknown) */
     char back_id[96];    /* units to give back to this grant ... */
     uint64_t back_units; /* ... this many */
@@ -62,21 +73,71 @@ struct tracked {
 
 struct agent {
     rl_table *t;
-    struct redis_link link;
+    struct redis_link links[MAX_LINKS];
+    unsigned nlinks;
+    struct rl_redis_url fallback; /* --redis: for global rules the config names no Redis */
+    rl_config *cfg;               /* NULL without a config file */
+    const char *config_path;      /* NULL: the default, if it exists */
+    long option_share;            /* --on-global-failure: K, 0 for refuse, -1 if not given */
+    uint64_t timeout_us;
     const char *host, *status_path;
     uint64_t test_delay_us; /* $RATELIMIT_AGENT_TEST_DELAY_US: see call() */
-    uint64_t share_div;     /* --on-global-failure local N/K: K (0: refuse) */
+    uint64_t share_div;     /* on-global-failure local N/K: K (0: refuse) */
     struct tracked *tr;
     unsigned n;
     uint64_t grants, granted_units, returned_units;
 };
 
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, reload;
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop = 1;
+    if (sig == SIGHUP)
+        reload = 1;
+    else
+        stop = 1;
+}
+
+/* The link for address u (opened on first use); NO_LINK if there are too many. */
+static uint32_t link_for(struct agent *a, const struct rl_redis_url *u)
+{
+    for (unsigned i = 0; i < a->nlinks; i++) {
+        const struct rl_redis_url *v = &a->links[i].addr;
+        if (!strcmp(v->shown, u->shown) && !strcmp(v->password, u->password))
+            return i;
+    }
+    if (a->nlinks == MAX_LINKS)
+        return NO_LINK;
+    a->links[a->nlinks] = (struct redis_link){.addr = *u, .timeout_us = a->timeout_us};
+    return a->nlinks++;
+}
+
+/* Which Redis holds bucket x's budget: the config's address for it, else --redis. */
+static void resolve(struct agent *a, struct tracked *x)
+{
+    const char *name = rl_bucket_name(x->b);
+    const struct rl_redis_url *u = a->cfg ? rl__config_global_url(a->cfg, name) : NULL;
+    uint32_t k = link_for(a, u ? u : &a->fallback);
+    if (k == x->link)
+        return;
+    if (k == NO_LINK)
+        fprintf(stderr, "ratelimit-agent: bucket %s: more than %d Redis addresses: not served\n",
+                name, MAX_LINKS);
+    else
+        fprintf(stderr, "ratelimit-agent: bucket %s: Redis %s%s\n", name, a->links[k].addr.shown,
+                u ? "" : " (no address in the config: --redis)");
+    x->link = k;
+}
+
+/* Say on stderr when a link's state changes: reachable, or why not. */
+static void log_link(struct redis_link *l)
+{
+    char now[sizeof(l->logged)];
+    snprintf(now, sizeof(now), "%s", l->ok ? "reachable" : l->error);
+    if (strcmp(now, l->logged) == 0)
+        return;
+    snprintf(l->logged, sizeof(l->logged), "%s", now);
+    fprintf(stderr, "ratelimit-agent: Redis %s: %s\n", l->addr.shown, now);
 }
 
 static int track(rl_bucket *b, void *arg)
@@ -89,7 +150,7 @@ static int track(rl_bucket *b, void *arg)
         if (a->tr[i].b == b)
             return 0;
     if (a->n < MAX_TRACKED)
-        a->tr[a->n++] = (struct tracked){.b = b, .word = ref.word};
+        a->tr[a->n++] = (struct tracked){.b = b, .word = ref.word, .link = NO_LINK};
     return 0;
 }
 
@@ -114,7 +175,7 @@ static uint64_t wanted(struct tracked *x, const struct lease_ref *ref, uint64_t 
     }
     x->seen = c;
     x->seen_at = now;
-    if (!x->demand_at || now - x->demand_at > lease_ns)
+    if (!x->demand_at || now - x->demand_at > IDLE_LEASES * lease_ns)
         return 0;
     uint64_t want = (uint64_t)(x->rate * (double)lease_ns * 1.5) + 1;
     return want < ref->r.burst ? want : ref->r.burst;
@@ -158,10 +219,11 @@ static uint64_t local_sum(struct tracked *x, uint64_t now, uint64_t w)
 static void self_grant(struct agent *a, struct tracked *x, const struct lease_ref *ref,
                        uint64_t want, uint64_t now)
 {
-    uint64_t w = window_ns(ref), share = ref->r.limit / a->share_div;
+    uint64_t w = window_ns(ref);
     if (!a->share_div || !x->down_since || now - x->down_since < w + w / (1000000 / RHO_PPM) ||
         x->nlocal == LOCAL_MAX)
         return;
+    uint64_t share = ref->r.limit / a->share_div; /* after the check: refuse is K = 0 */
     uint64_t used = local_sum(x, now, w), g = used < share ? share - used : 0;
     g = g < want ? g : want;
     if (!g)
@@ -174,6 +236,7 @@ static void self_grant(struct agent *a, struct tracked *x, const struct lease_re
 static void call(struct agent *a, struct tracked *x, const struct lease_ref *ref, uint64_t want)
 {
     struct grant_reply rep;
+    struct redis_link *link = &a->links[x->link];
     struct grant_req q = {.name = rl_bucket_name(x->b),
                           .host = a->host,
                           .limit = ref->r.limit,
@@ -187,7 +250,8 @@ static void call(struct agent *a, struct tracked *x, const struct lease_ref *ref
      * then starts late and ends early, never later (grant.c, step 1). */
     if (a->test_delay_us)
         usleep((useconds_t)((uint64_t)random() % a->test_delay_us));
-    int rc = agent_grant(&a->link, &q, &rep);
+    int rc = agent_grant(link, &q, &rep);
+    log_link(link);
     if (a->test_delay_us)
         usleep((useconds_t)((uint64_t)random() % a->test_delay_us));
     if (rc != 0) {
@@ -207,8 +271,16 @@ static void call(struct agent *a, struct tracked *x, const struct lease_ref *ref
         a->grants++;
         a->granted_units += rep.granted;
         swap_in(x, ref->word, rl__lease_word(rep.granted, sent + rl__lease_ns(&ref->r)), rep.id);
-    } else if (want) { /* quiet, or no room: ask again when Redis says it may grant */
-        x->retry_at = sent + (rep.quiet_us > rep.room_us ? rep.quiet_us : rep.room_us) * 1000;
+    }
+    if (rep.granted < want) {
+        /* Quiet, or not enough room: ask again when Redis says more may be granted, plus up
+         * to a poll at random. A host that asked again at every poll after a partial grant
+         * would take every unit as it frees, and hosts waiting for the same room would ask
+         * in the same order every time (their polls keep their phase): both starved the
+         * hosts with less demand (tests/global, vendor.py). */
+        uint64_t jitter = (uint64_t)random() % (rl__lease_ns(&ref->r) / 10 + 1);
+        x->retry_at =
+            sent + (rep.quiet_us > rep.room_us ? rep.quiet_us : rep.room_us) * 1000 + jitter;
     }
 }
 
@@ -216,7 +288,7 @@ static void call(struct agent *a, struct tracked *x, const struct lease_ref *ref
 static void tend(struct agent *a, struct tracked *x)
 {
     struct lease_ref ref;
-    if (rl__lease_find(x->b, &ref) != 0)
+    if (x->link == NO_LINK || rl__lease_find(x->b, &ref) != 0)
         return;
     if (ref.word != x->word) { /* a switch: a new block, a new (empty) word */
         x->word = ref.word;
@@ -226,8 +298,12 @@ static void tend(struct agent *a, struct tracked *x)
     uint64_t w = rl__load_acquire(ref.word); /* A5 */
     uint64_t until = rl__lease_until(w), left = now < until ? rl__lease_left(w) : 0;
     uint64_t lease_ns = rl__lease_ns(&ref.r);
+    /* An ended lease's units stay counted in Redis until given back: give them back now,
+     * not at the next grant (which, with the window full, would wait for them). */
+    if (now >= until && x->id[0] && rl__lease_left(w) && !x->back_units)
+        swap_in(x, ref.word, 0, "");
     if (want && (left < (want + 3) / 4 || until < now + lease_ns / 4)) {
-        if (now >= x->retry_at)
+        if (now >= x->retry_at || (x->back_units && !x->down_since))
             call(a, x, &ref, want);
         if (x->down_since)
             self_grant(a, x, &ref, want, rl__clock_rel(a->t));
@@ -250,11 +326,18 @@ static void write_status(struct agent *a)
     FILE *f = fopen(tmp, "w");
     if (!f)
         return;
-    uint64_t now = rl__clock_rel(a->t);
-    fprintf(f, "redis %s calls %llu grants %llu granted %llu returned %llu error %s\n",
-            a->link.ok ? "ok" : "down", (unsigned long long)a->link.calls,
-            (unsigned long long)a->grants, (unsigned long long)a->granted_units,
-            (unsigned long long)a->returned_units, a->link.error[0] ? a->link.error : "-");
+    uint64_t now = rl__clock_rel(a->t), calls = 0;
+    const struct redis_link *down = NULL; /* the first link whose last call failed */
+    for (unsigned i = 0; i < a->nlinks; i++) {
+        calls += a->links[i].calls;
+        down = down || !a->links[i].error[0] ? down : &a->links[i];
+    }
+    fprintf(f,
+            "redis %s calls %llu grants %llu granted %llu returned %llu share %llu error %s%s%s\n",
+            down ? "down" : "ok", (unsigned long long)calls, (unsigned long long)a->grants,
+            (unsigned long long)a->granted_units, (unsigned long long)a->returned_units,
+            (unsigned long long)a->share_div, down ? down->addr.shown : "-", down ? ": " : "",
+            down ? down->error : "");
     for (unsigned i = 0; i < a->n; i++) {
         struct tracked *x = &a->tr[i];
         struct lease_ref ref;
@@ -264,13 +347,15 @@ static void write_status(struct agent *a)
         uint64_t until = rl__lease_until(w);
         fprintf(f,
                 "bucket %s limit %llu period_ns %llu lease %llu lease_ns %llu held_in_window %llu "
-                "others_in_window %llu quiet_ns %llu\n",
+                "others_in_window %llu quiet_ns %llu redis_ok %d redis %s\n",
                 rl_bucket_name(x->b), (unsigned long long)ref.r.limit,
                 (unsigned long long)ref.r.period_ns,
                 (unsigned long long)(now < until ? rl__lease_left(w) : 0),
                 (unsigned long long)(until > now ? until - now : 0), (unsigned long long)x->mine,
                 (unsigned long long)(x->counted > x->mine ? x->counted - x->mine : 0),
-                (unsigned long long)(x->quiet_until > now ? x->quiet_until - now : 0));
+                (unsigned long long)(x->quiet_until > now ? x->quiet_until - now : 0),
+                x->link != NO_LINK && !a->links[x->link].error[0],
+                x->link != NO_LINK ? a->links[x->link].addr.shown : "-");
     }
     fclose(f);
     rename(tmp, a->status_path);
@@ -287,13 +372,69 @@ static uint64_t poll_ns(const struct agent *a)
     return p < POLL_MIN_NS ? POLL_MIN_NS : p;
 }
 
+/* Load the config (--config, else $RATELIMIT_CONFIG, else /etc/ratelimit.conf if it exists)
+ * into *out (NULL if there is none) and the on-failure policy it gives with the options;
+ * 0, or -1 said. */
+static int load_config(struct agent *a, rl_config **out, uint64_t *share)
+{
+    const char *path = rl_config_default_path(a->config_path), *env = getenv("RATELIMIT_CONFIG");
+    char *errors = NULL;
+    unsigned line;
+    *out = NULL;
+    /* Only the built-in default may be missing: a file someone named must be there. */
+    if (!a->config_path && !(env && *env) && access(path, F_OK) != 0 && errno == ENOENT) {
+        *share = a->option_share > 0 ? (uint64_t)a->option_share : 0;
+        return 0;
+    }
+    int rc = rl_config_load(path, out, &errors);
+    if (rc) {
+        if (errors)
+            fputs(errors, stderr);
+        fprintf(stderr, "ratelimit-agent: config %s: %s\n", path, rl_errdetail());
+        free(errors);
+        return -1;
+    }
+    unsigned k = rl__config_global_share(*out, &line);
+    if (line && a->option_share >= 0 && (uint64_t)a->option_share != k) {
+        fprintf(stderr,
+                "ratelimit-agent: --on-global-failure contradicts %s:%u "
+                "(on-global-failure %s): give it in one place\n",
+                path, line, k ? "local N/K" : "refuse");
+        rl_config_free(*out);
+        *out = NULL;
+        return -1;
+    }
+    *share = line ? k : a->option_share > 0 ? (uint64_t)a->option_share : 0;
+    return 0;
+}
+
+/* SIGHUP: read the config again; a bad one is reported and the old one kept. */
+static void reload_config(struct agent *a)
+{
+    rl_config *c;
+    uint64_t share;
+    reload = 0;
+    if (load_config(a, &c, &share) != 0) {
+        fprintf(stderr, "ratelimit-agent: SIGHUP: the config is unchanged\n");
+        return;
+    }
+    rl_config_free(a->cfg);
+    a->cfg = c;
+    a->share_div = share;
+    fprintf(stderr, "ratelimit-agent: SIGHUP: config read again\n");
+}
+
 static int agent_run(struct agent *a, bool once)
 {
     uint64_t scanned = 0;
     for (unsigned round = 0; !stop; round++) {
         uint64_t now = rl__clock_rel(a->t);
+        if (reload)
+            reload_config(a);
         if (!scanned || now - scanned > RESCAN_NS) {
             rl_table_foreach(a->t, track, a);
+            for (unsigned i = 0; i < a->n; i++)
+                resolve(a, &a->tr[i]);
             scanned = now;
         }
         for (unsigned i = 0; i < a->n; i++)
@@ -306,41 +447,58 @@ static int agent_run(struct agent *a, bool once)
         struct timespec ts = {(time_t)(p / 1000000000ULL), (long)(p % 1000000000ULL)};
         nanosleep(&ts, NULL);
     }
-    agent_link_close(&a->link);
+    for (unsigned i = 0; i < a->nlinks; i++)
+        agent_link_close(&a->links[i]);
     return 0;
 }
 
 static const char usage[] =
-    "Usage: ratelimit-agent [--table PATH] [--redis URL] [--host NAME] [--status FILE]\n"
-    "                       [--timeout MS] [--on-global-failure local N/K] [--once]\n"
+    "Usage: ratelimit-agent [--config FILE] [--table PATH] [--redis URL] [--host NAME]\n"
+    "                       [--status FILE] [--timeout MS] [--on-global-failure POLICY]\n"
+    "                       [--once]\n"
     "Keep the leases of the table's global rules filled from Redis. One per host.\n"
-    "  --redis URL    redis://HOST[:PORT][/DB] or unix:PATH[?db=N]\n"
-    "                 (default redis://127.0.0.1:6379/0)\n"
+    "  --config FILE  the config: its table, each global rule's Redis address and its\n"
+    "                 on-global-failure (default $RATELIMIT_CONFIG, else\n"
+    "                 /etc/ratelimit.conf if it exists); SIGHUP reads it again\n"
+    "  --table PATH   the table (default: the config's, else $RATELIMIT_TABLE, else the\n"
+    "                 build's default)\n"
+    "  --redis URL    for global rules whose config names no Redis (and buckets defined\n"
+    "                 outside the config): redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or\n"
+    "                 unix:///PATH[?db=N] (default redis://127.0.0.1:6379/0)\n"
     "  --host NAME    this host's name in Redis (default: the host name)\n"
     "  --status FILE  write the leases and Redis's health there (default TABLE.agent)\n"
     "  --timeout MS   Redis connect and reply timeout (default 200)\n"
-    "  --on-global-failure refuse|local N/K\n"
-    "                 Redis unreachable: once the leases end, refuse (default), or\n"
-    "                 after Redis's window grant this host N/K of each global rule\n"
+    "  --on-global-failure refuse|'local N/K'\n"
+    "                 if the config has no on-global-failure statement (the two must not\n"
+    "                 differ). Redis unreachable: once the leases end, refuse (default),\n"
+    "                 or after Redis's window grant this host N/K of each global rule\n"
     "  --once         one pass, then exit\n";
+
+/* "refuse" -> 0, "local N/K" -> K; -1 if neither. */
+static long parse_share(const char *s)
+{
+    unsigned long k = 0;
+    char extra;
+    if (strcmp(s, "refuse") == 0)
+        return 0;
+    if (sscanf(s, "local N/%lu%c", &k, &extra) != 1 || k == 0 || k > 1000)
+        return -1;
+    return (long)k;
+}
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"table", 1, 0, 't'},
-                                         {"redis", 1, 0, 'r'},
-                                         {"host", 1, 0, 'H'},
-                                         {"status", 1, 0, 's'},
-                                         {"timeout", 1, 0, 'T'},
-                                         {"once", 0, 0, 'o'},
-                                         {"on-global-failure", 1, 0, 'F'},
-                                         {"help", 0, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *table = getenv("RATELIMIT_TABLE"), *url = "redis://127.0.0.1:6379/0";
-    const char *status = NULL;
-    char host[256] = "", status_buf[4200], err[300];
+    static const struct option opts[] = {{"config", 1, 0, 'c'}, {"table", 1, 0, 't'},
+                                         {"redis", 1, 0, 'r'},  {"host", 1, 0, 'H'},
+                                         {"status", 1, 0, 's'}, {"timeout", 1, 0, 'T'},
+                                         {"once", 0, 0, 'o'},   {"on-global-failure", 1, 0, 'F'},
+                                         {"help", 0, 0, 'h'},   {0, 0, 0, 0}};
+    const char *table = NULL, *url = "redis://127.0.0.1:6379/0", *status = NULL;
+    char host[256] = "", status_buf[4200];
+    char *end = NULL;
     long timeout_ms = 200;
-    const char *failure = "refuse";
     bool once = false;
+    struct agent a = {.option_share = -1};
     if (!standard_fds_open()) {
         fprintf(stderr, "ratelimit-agent: cannot open /dev/null: %s\n", strerror(errno));
         return 4;
@@ -348,6 +506,9 @@ int main(int argc, char **argv)
     rl_guard_install(); /* a table truncated under the agent: an error, not a SIGBUS */
     for (int c; (c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1;) {
         switch (c) {
+        case 'c':
+            a.config_path = optarg;
+            break;
         case 't':
             table = optarg;
             break;
@@ -361,13 +522,20 @@ int main(int argc, char **argv)
             status = optarg;
             break;
         case 'T':
-            timeout_ms = atol(optarg);
+            timeout_ms = strtol(optarg, &end, 10);
+            timeout_ms = *end ? 0 : timeout_ms;
             break;
         case 'o':
             once = true;
             break;
         case 'F':
-            failure = optarg;
+            if ((a.option_share = parse_share(optarg)) < 0) {
+                fprintf(stderr,
+                        "ratelimit-agent: --on-global-failure '%s': expected 'refuse' or "
+                        "'local N/K' (K 1 to 1000), as in 'local N/3'\n",
+                        optarg);
+                return 3;
+            }
             break;
         case 'h':
             fputs(usage, stdout);
@@ -377,39 +545,41 @@ int main(int argc, char **argv)
             return 3;
         }
     }
-    if (!table)
-        table = RL_TABLE_DEFAULT_PATH;
+    if (optind < argc) {
+        fprintf(stderr, "ratelimit-agent: unexpected '%s'\n%s", argv[optind], usage);
+        return 3;
+    }
     if (!host[0] && gethostname(host, sizeof(host) - 1) != 0)
         snprintf(host, sizeof(host), "host");
     if (strchr(host, ':') || timeout_ms <= 0 || timeout_ms > 60000) {
         fprintf(stderr, "ratelimit-agent: --host must not contain ':'; --timeout is 1..60000\n");
         return 3;
     }
-    struct agent a = {.host = host};
-    unsigned long k = 0;
-    if (strcmp(failure, "refuse") != 0 &&
-        (sscanf(failure, "local N/%lu", &k) != 1 || k == 0 || k > 1000000)) {
-        fprintf(stderr,
-                "ratelimit-agent: --on-global-failure '%s': expected 'refuse' or "
-                "'local N/K', as in 'local N/3'\n",
-                failure);
+    a.host = host;
+    a.timeout_us = (uint64_t)timeout_ms * 1000;
+    struct rl_parse_error pe = {0};
+    if (rl__redis_url_parse(url, strlen(url), &a.fallback, &pe) != 0) {
+        fprintf(stderr, "ratelimit-agent: --redis '%s', column %u: %s\n", url, pe.column,
+                pe.message);
         return 3;
     }
-    a.share_div = k;
+    if (load_config(&a, &a.cfg, &a.share_div) != 0)
+        return 3;
+    const char *env = getenv("RATELIMIT_TABLE");
+    if (!table)
+        table = a.cfg && rl_config_table(a.cfg)->path ? rl_config_table(a.cfg)->path
+                : env && *env                         ? env
+                                                      : RL_TABLE_DEFAULT_PATH;
     const char *delay = getenv("RATELIMIT_AGENT_TEST_DELAY_US");
     a.test_delay_us = delay ? strtoull(delay, NULL, 10) : 0;
     srandom((unsigned)getpid());
-    a.link.timeout_us = (uint64_t)timeout_ms * 1000;
-    if (agent_parse_url(url, &a.link.addr, err, sizeof(err)) != 0) {
-        fprintf(stderr, "ratelimit-agent: --redis %s\n", err);
-        return 3;
-    }
     char lock[4200];
     snprintf(lock, sizeof(lock), "%s.agent.lock", table);
     int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
         fprintf(stderr, "ratelimit-agent: %s: %s\n", lock,
                 errno == EWOULDBLOCK ? "another agent runs for this table" : strerror(errno));
+        rl_config_free(a.cfg);
         return 4;
     }
     struct rl_table_opts o = RL_TABLE_OPTS_INIT;
@@ -418,18 +588,24 @@ int main(int argc, char **argv)
     int rc = rl_table_open(&o, &a.t);
     if (rc) {
         fprintf(stderr, "ratelimit-agent: %s: %s (%s)\n", table, rl_strerror(rc), rl_errdetail());
+        rl_config_free(a.cfg);
         return 4;
     }
     snprintf(status_buf, sizeof(status_buf), "%s.agent", table);
     a.status_path = status ? status : status_buf;
     a.tr = calloc(MAX_TRACKED, sizeof(*a.tr));
-    if (!a.tr)
+    if (!a.tr) {
+        rl_config_free(a.cfg);
+        rl_table_close(a.t);
         return 4;
+    }
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
+    signal(SIGHUP, on_signal);
     signal(SIGPIPE, SIG_IGN);
     agent_run(&a, once);
     free(a.tr);
+    rl_config_free(a.cfg);
     rl_table_close(a.t);
     return 0;
 }

@@ -8,28 +8,24 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "config/global.h"
 #include "rule.h"
 
 #define RHO_PPM 1000 /* the most any clock drifts against real time (grant.c) */
-
-struct redis_addr {
-    char host[256];
-    char path[256]; /* a unix socket, if set */
-    int port, db;
-};
 
 struct redisContext;
 
 /* A connection to Redis; c is NULL while down. */
 struct redis_link {
-    struct redis_addr addr;
+    struct rl_redis_url addr;
     struct redisContext *c;
     uint64_t timeout_us; /* connect and reply timeout */
     char run_id[41];     /* the server's, from INFO server */
     char sha[41];        /* the script's, from SCRIPT LOAD */
     bool ok;             /* the last call succeeded */
     uint64_t calls;      /* script calls made */
-    char error[160];     /* why the last call failed */
+    char error[400];     /* why the last call failed */
+    char logged[400];    /* the last state written to stderr (agent.c) */
 };
 
 struct grant_req {
@@ -46,10 +42,9 @@ struct grant_reply {
     uint64_t counted;  /* units all hosts held in the window before this grant */
     uint64_t quiet_us; /* Redis grants nothing for this long (a restart, a new server) */
     uint64_t mine;     /* of those, this host's, with this grant */
-    uint64_t room_us;  /* nothing granted for want of room: the oldest grant leaves then */
+    uint64_t room_us;  /* less granted than wanted: the oldest grant leaves then */
 };
 
-int agent_parse_url(const char *url, struct redis_addr *a, char *err, size_t len);
 uint64_t agent_window_us(const struct lease_ref *ref);
 /* One script call: 0, or -1 with l->error set (the link is dropped; the next call
  * reconnects). */

@@ -61,7 +61,7 @@
  *       from now on, and the first such report after a while makes Redis quiet for W)
  * Returns {granted, grant id, units counted in the window before this grant, quiet (us
  * left), units this host holds in the window, us until the oldest grant leaves the window
- * (when nothing was granted for want of room; at least 1 ms)}. The hash tag {rl:NAME} keeps one
+ * (when fewer units than wanted were granted; at least 1 ms)}. The hash tag {rl:NAME} keeps one
  * bucket's keys in one Cluster slot.
  */
 static const char script[] =
@@ -109,7 +109,7 @@ static const char script[] =
     "redis.call('PEXPIRE', KEYS[1], math.ceil(2 * w / 1000))\n"
     "redis.call('PEXPIRE', KEYS[2], math.ceil(2 * w / 1000))\n"
     "local room = 0\n"
-    "if g == 0 and want > 0 then\n"
+    "if g < want then\n"
     "  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')\n"
     "  if first[2] then room = math.max(1000, tonumber(first[2]) + w - now) end\n"
     "end\n"
@@ -124,58 +124,88 @@ uint64_t agent_window_us(const struct lease_ref *ref)
     return s / 1000 + 1;
 }
 
+/* Close the link; l->error says why (set it before, or give `why` and the context's error). */
 static void drop(struct redis_link *l, const char *why)
 {
     if (l->c) {
-        snprintf(l->error, sizeof(l->error), "%s: %s", why, l->c->errstr[0] ? l->c->errstr : "");
+        if (why)
+            snprintf(l->error, sizeof(l->error), "%s: %s", why,
+                     l->c->errstr[0] ? l->c->errstr : "connection lost");
         redisFree(l->c);
     }
     l->c = NULL;
     l->ok = false;
 }
 
-/* redis://HOST[:PORT][/DB] or unix:PATH[?db=DB]. */
-int agent_parse_url(const char *url, struct redis_addr *a, char *err, size_t len)
+/* A command's reply, or NULL with l->error set and the link dropped. */
+static redisReply *command(struct redis_link *l, int type, int argc, const char **argv)
 {
-    memset(a, 0, sizeof(*a));
-    a->port = 6379;
-    if (strncmp(url, "unix:", 5) == 0) {
-        const char *q = strstr(url + 5, "?db=");
-        size_t n = q ? (size_t)(q - url - 5) : strlen(url + 5);
-        if (n == 0 || n >= sizeof(a->path))
-            return snprintf(err, len, "'%s': expected unix:PATH[?db=N]", url), -1;
-        memcpy(a->path, url + 5, n);
-        a->db = q ? atoi(q + 4) : 0;
-        return 0;
+    redisReply *r = redisCommandArgv(l->c, argc, argv, NULL);
+    if (r && r->type == type)
+        return r;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        snprintf(l->error, sizeof(l->error), "%s: %s", argv[0], r->str);
+    else if (r)
+        snprintf(l->error, sizeof(l->error), "%s: unexpected reply type %d", argv[0], r->type);
+    freeReplyObject(r);
+    drop(l, r ? NULL : argv[0]);
+    return NULL;
+}
+
+/* AUTH, SELECT, INFO server (the run id; a Sentinel is refused), SCRIPT LOAD. */
+static bool prepare(struct redis_link *l)
+{
+    const struct rl_redis_url *u = &l->addr;
+    char db[16];
+    const char *auth[] = {"AUTH", u->user, u->password};
+    const char *sel[] = {"SELECT", db}, *info[] = {"INFO", "server"};
+    const char *load[] = {"SCRIPT", "LOAD", script};
+    snprintf(db, sizeof(db), "%u", u->db);
+    redisReply *r;
+    if (u->password[0]) {
+        if (!u->user[0]) /* AUTH PASSWORD: the default user (before Redis 6, the only one) */
+            auth[1] = u->password;
+        if (!(r = command(l, REDIS_REPLY_STATUS, u->user[0] ? 3 : 2, auth)))
+            return false;
+        freeReplyObject(r);
     }
-    if (strncmp(url, "redis://", 8) != 0)
-        return snprintf(err, len, "'%s': expected redis://HOST[:PORT][/DB] or unix:PATH", url), -1;
-    const char *h = url + 8, *end = h + strcspn(h, ":/");
-    if (end == h || (size_t)(end - h) >= sizeof(a->host))
-        return snprintf(err, len, "'%s': no host", url), -1;
-    memcpy(a->host, h, (size_t)(end - h));
-    char *rest;
-    if (*end == ':') {
-        long p = strtol(end + 1, &rest, 10);
-        if (p <= 0 || p > 65535 || (*rest && *rest != '/'))
-            return snprintf(err, len, "'%s': bad port", url), -1;
-        a->port = (int)p;
-        end = rest;
+    if (!(r = command(l, REDIS_REPLY_STRING, 2, info)))
+        return false;
+    const char *run = strstr(r->str, "run_id:");
+    bool sentinel = strstr(r->str, "redis_mode:sentinel") != NULL;
+    if (run)
+        sscanf(run + 7, "%40[0-9a-f]", l->run_id);
+    freeReplyObject(r);
+    if (sentinel || !run) {
+        snprintf(l->error, sizeof(l->error),
+                 sentinel ? "this is a Redis Sentinel: the agent does not ask Sentinel for the "
+                            "master; give the master's address"
+                          : "INFO server has no run_id: not a Redis server?");
+        drop(l, NULL);
+        return false;
     }
-    if (*end == '/' && end[1]) {
-        long db = strtol(end + 1, &rest, 10);
-        if (db < 0 || *rest)
-            return snprintf(err, len, "'%s': bad database number", url), -1;
-        a->db = (int)db;
+    if (u->db && !(r = command(l, REDIS_REPLY_STATUS, 2, sel)))
+        return false;
+    if (u->db)
+        freeReplyObject(r);
+    if (!(r = command(l, REDIS_REPLY_STRING, 3, load)))
+        return false;
+    bool loaded = r->len == 40;
+    if (loaded)
+        memcpy(l->sha, r->str, 41);
+    freeReplyObject(r);
+    if (!loaded) {
+        snprintf(l->error, sizeof(l->error), "SCRIPT LOAD: not a script digest");
+        drop(l, NULL);
     }
-    return 0;
+    return loaded;
 }
 
 static bool connect_link(struct redis_link *l)
 {
-    struct timeval tv = {0, (suseconds_t)(l->timeout_us)};
+    struct timeval tv = {(time_t)(l->timeout_us / 1000000), (suseconds_t)(l->timeout_us % 1000000)};
     l->c = l->addr.path[0] ? redisConnectUnixWithTimeout(l->addr.path, tv)
-                           : redisConnectWithTimeout(l->addr.host, l->addr.port, tv);
+                           : redisConnectWithTimeout(l->addr.host, (int)l->addr.port, tv);
     if (!l->c || l->c->err) {
         if (l->c)
             drop(l, "connect");
@@ -184,25 +214,25 @@ static bool connect_link(struct redis_link *l)
         return false;
     }
     redisSetTimeout(l->c, tv);
-    redisReply *r = redisCommand(l->c, "SELECT %d", l->addr.db);
-    bool ok = r && r->type == REDIS_REPLY_STATUS;
-    freeReplyObject(r);
-    r = ok ? redisCommand(l->c, "INFO server") : NULL;
-    const char *run = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "run_id:") : NULL;
-    if (run)
-        sscanf(run + 7, "%40[0-9a-f]", l->run_id);
-    freeReplyObject(r);
-    r = run ? redisCommand(l->c, "SCRIPT LOAD %s", script) : NULL;
-    bool loaded = r && r->type == REDIS_REPLY_STRING && r->len == 40;
-    if (loaded)
-        memcpy(l->sha, r->str, 41);
-    freeReplyObject(r);
-    if (!loaded) {
-        drop(l, "SELECT, INFO or SCRIPT LOAD");
+    if (!prepare(l))
         return false;
-    }
     l->ok = true;
     return true;
+}
+
+/* A script error. Cluster redirections are not followed: the error says which node owns
+ * the bucket's slot. */
+static void script_error(struct redis_link *l, const struct grant_req *q, const char *err)
+{
+    if (strncmp(err, "MOVED ", 6) == 0 || strncmp(err, "ASK ", 4) == 0)
+        snprintf(l->error, sizeof(l->error),
+                 "Redis Cluster redirects bucket %s (%s): the agent does not follow "
+                 "redirections; give it the node that owns the slot",
+                 q->name, err);
+    else if (strncmp(err, "READONLY", 8) == 0)
+        snprintf(l->error, sizeof(l->error), "a read-only replica (%s): give the master", err);
+    else
+        snprintf(l->error, sizeof(l->error), "script: %s", err);
 }
 
 int agent_grant(struct redis_link *l, const struct grant_req *q, struct grant_reply *out)
@@ -224,10 +254,14 @@ int agent_grant(struct redis_link *l, const struct grant_req *q, struct grant_re
     redisReply *r = redisCommandArgv(l->c, 14, argv, NULL);
     l->calls++;
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
+        bool answered = r != NULL;
         if (r && r->type == REDIS_REPLY_ERROR)
-            snprintf(l->error, sizeof(l->error), "script: %s", r->str);
+            script_error(l, q, r->str);
+        else if (r)
+            snprintf(l->error, sizeof(l->error), "EVALSHA: unexpected reply");
         freeReplyObject(r);
-        drop(l, "EVALSHA"); /* NOSCRIPT (a flushed cache) too: reconnecting reloads it */
+        drop(l, answered ? NULL
+                         : "EVALSHA"); /* NOSCRIPT (a flushed cache) too: reconnecting reloads it */
         return -1;
     }
     out->granted = (uint64_t)r->element[0]->integer;
