@@ -17,6 +17,8 @@
 
 extern bool bench_quick;      /* --quick: tiny sizes, proves that everything runs */
 extern const char *bench_csv; /* --csv DIR: where CSV files go (NULL: none) */
+/* --full-capacity: the config section goes on to 4M and 16M buckets (config.c) */
+extern bool bench_full_capacity;
 
 /* A GCRA bucket that always admits (1 ns per unit, a burst of one second): decisions are
  * measured, never the limit. */

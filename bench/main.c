@@ -6,6 +6,7 @@
  *   contention  1..256 processes on one bucket and on a bucket each, against the mutex
  *   scale       lookup and acquire with 1..1M buckets; creating them
  *   config      parse + check, first apply, unchanged re-apply of 1k..1M-bucket configs
+ *               (--full-capacity: also 4M and 16M, the largest capacity; about 2.5 min, ~11 GiB)
  *   memory      table bytes per bucket for each rule kind
  *   waiters     64 blocking waiters: CPU while waiting, admission order, lateness
  *   accuracy    utilization under saturation and over-admissions, from the admission log
@@ -13,7 +14,7 @@
  *   shim-requests  the request-level shim: a write() on an unrouted fd, a routed request
  * Ends with a markdown summary: every target, met or not, and the machine it ran on.
  *
- * usage: bench [--quick] [--csv DIR] [--only SECTION[,SECTION...]]
+ * usage: bench [--quick] [--full-capacity] [--csv DIR] [--only SECTION[,SECTION...]]
  * --quick is the smoke run of tools/check: tiny sizes, asserts nothing about speed.
  */
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include "bench.h"
 
 bool bench_quick;
+bool bench_full_capacity;
 const char *bench_csv;
 
 static const struct {
@@ -44,7 +46,8 @@ static const struct {
 
 static _Noreturn void usage(void)
 {
-    fprintf(stderr, "usage: bench [--quick] [--csv DIR] [--only SECTION[,SECTION...]]\n"
+    fprintf(stderr, "usage: bench [--quick] [--full-capacity] [--csv DIR] "
+                    "[--only SECTION[,SECTION...]]\n"
                     "sections: cost peers contention scale memory waiters accuracy shim config\n"
                     "          shim-requests\n");
     exit(2);
@@ -89,6 +92,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--quick") == 0)
             bench_quick = true;
+        else if (strcmp(argv[i], "--full-capacity") == 0)
+            bench_full_capacity = true;
         else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc)
             bench_csv = argv[++i];
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)

@@ -60,21 +60,18 @@ bool rl__wall_offset_read(const struct shm_header *h, int64_t *cur, int64_t *pre
     return true;
 }
 
-/* Take cur and prev as this process's alignment. The tables's fields are process-local
- * words of an object that is never const: the cast only drops the callers' promise not
- * to change what decisions see, which this is the one place to change. */
-static void adopt(const rl_table *ct, int64_t cur, int64_t prev)
+/* Take cur and prev as this process's alignment (t->wall: process-local words). */
+static void adopt(const rl_table *t, int64_t cur, int64_t prev)
 {
-    rl_table *t = (rl_table *)ct;
-    rl__store_relaxed(&t->wall_prev, (uint64_t)prev);
+    rl__store_relaxed(&t->wall->prev, (uint64_t)prev);
     /* O2: release pairs with the acquire load in rule_fixed.c's alignment: prev first. */
-    rl__store_release(&t->wall_offset, (uint64_t)cur);
+    rl__store_release(&t->wall->offset, (uint64_t)cur);
 }
 
 static int64_t local_offset(const rl_table *t)
 {
     /* O2: acquire pairs with adopt's release. */
-    return (int64_t)rl__load_acquire(&t->wall_offset);
+    return (int64_t)rl__load_acquire(&t->wall->offset);
 }
 
 void rl__wall_sync(const rl_table *t)
@@ -146,7 +143,7 @@ static void check_now(const rl_table *t)
         mine = cur;
         raw = (uint64_t)cur;
     } else if (!valid || cur != mine) {
-        if (t->read_only || !publish(t, raw, mine, (int64_t)rl__load_relaxed(&t->wall_prev)))
+        if (t->read_only || !publish(t, raw, mine, (int64_t)rl__load_relaxed(&t->wall->prev)))
             return;
         raw = (uint64_t)mine;
     }
@@ -154,14 +151,13 @@ static void check_now(const rl_table *t)
         publish(t, raw, (measured & ~1LL) | ((mine & 1) ^ 1), mine);
 }
 
-void rl__wall_check(const rl_table *ct, uint64_t now)
+void rl__wall_check(const rl_table *t, uint64_t now)
 {
-    rl_table *t = (rl_table *)ct; /* process-local fields only, as in adopt */
     /* Relaxed: a process-local timestamp; the CAS lets one thread a second check. `now`
      * may be a waiter's later instant: the stamp is this process's clock reading. */
-    uint64_t last = rl__load_relaxed(&t->wall_checked);
+    uint64_t last = rl__load_relaxed(&t->wall->checked);
     if (last && (now < last || now - last < WALL_CHECK_NS))
         return;
-    if (rl__cas_acq_rel(&t->wall_checked, &last, rl__clock_rel(t))) /* T2: the claim only */
+    if (rl__cas_acq_rel(&t->wall->checked, &last, rl__clock_rel(t))) /* T2: the claim only */
         check_now(t);
 }

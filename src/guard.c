@@ -65,11 +65,8 @@ void rl__guard_unregister(rl_table *t)
     t->guard_slot = -1;
 }
 
-int rl__guard_check(const rl_table *t)
+int rl__guard_lost(const rl_table *t)
 {
-    /* G3: acquire pairs with the handler's release store of the flag. */
-    if (!rl__load32_acquire(&t->lost))
-        return 0;
     return rl__fail(RL_ESTALE,
                     "table %s was truncated under this process: its state is lost; reopen it",
                     t->path);

@@ -18,6 +18,14 @@
 /* An instant that never comes: a rule that can never admit the request. */
 #define RL_NEVER UINT64_MAX
 
+/* This process's view of a table's fixed-window alignment: int64_t offsets, bit 0 the
+ * generation parity (see shm_format.h). clock.c refreshes them from the header while
+ * decisions hold the table const, so they live behind rl_table's pointer. */
+struct rl_wall {
+    rl_atomic64 offset, prev; /* the alignment in force and the one before */
+    rl_atomic64 checked;      /* relative ns of this process's last drift check, 0: never */
+};
+
 /* Process-local attachment to a table. */
 struct rl_table {
     char *path;
@@ -35,12 +43,10 @@ struct rl_table {
     uint64_t arena_bytes;
     /* The header's clock bases, checked at attach and copied for the same reason: a
      * scribbled header word must not stop this process's clock or stretch its sleeps.
-     * epoch_ns: CLOCK_MONOTONIC ns of relative instant 0. wall_offset, wall_prev: the fixed
-     * windows' alignment and the one before (int64_t, bit 0 the generation parity; see
-     * shm_format.h), process-local atomic words that clock.c refreshes from the header. */
+     * epoch_ns: CLOCK_MONOTONIC ns of relative instant 0. wall: the fixed windows'
+     * alignment, which clock.c refreshes from the header. */
     uint64_t epoch_ns;
-    rl_atomic64 wall_offset, wall_prev;
-    rl_atomic64 wall_checked; /* relative ns of this process's last drift check, 0: never */
+    struct rl_wall *wall;
     /* handles[no]: this process's handle for bucket `no`, made on first use (CAS). */
     void *_Atomic *handles;
     /* How it was opened (path: this table's), for rl_table_reopen_if_replaced. */

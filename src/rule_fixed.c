@@ -75,8 +75,8 @@ static struct align align_of(const struct rule_ctx *c, bool prev)
 {
     const rl_table *t = c->table;
     /* O2: acquire pairs with clock.c's adopt: a new offset's prev is visible with it. */
-    int64_t cur = (int64_t)rl__load_acquire(&t->wall_offset);
-    int64_t off = prev ? (int64_t)rl__load_relaxed(&t->wall_prev) : cur; /* ordered by O2 */
+    int64_t cur = (int64_t)rl__load_acquire(&t->wall->offset);
+    int64_t off = prev ? (int64_t)rl__load_relaxed(&t->wall->prev) : cur; /* ordered by O2 */
     return (struct align){(int64_t)t->epoch_ns + off, (uint64_t)off & 1};
 }
 

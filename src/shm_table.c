@@ -212,11 +212,11 @@ static int table_map(rl_table *t, const struct stat *st)
     int64_t wall = 0, prev = 0;
     t->epoch_ns = t->hdr->epoch_ns;
     rl__wall_offset_read(t->hdr, &wall, &prev); /* checked above: a later scribble reads 0 */
-    /* Relaxed: not yet shared with other threads. wall_checked 0: the first fixed-window
+    /* Relaxed: not yet shared with other threads. wall->checked 0: the first fixed-window
      * decision checks the clocks (a table made before the wall clock was set, say). */
-    rl__store_relaxed(&t->wall_prev, (uint64_t)prev);
-    rl__store_relaxed(&t->wall_offset, (uint64_t)wall);
-    rl__store_relaxed(&t->wall_checked, 0);
+    rl__store_relaxed(&t->wall->prev, (uint64_t)prev);
+    rl__store_relaxed(&t->wall->offset, (uint64_t)wall);
+    rl__store_relaxed(&t->wall->checked, 0);
     rl__store_relaxed(&t->replaced_checked, rl__clock_mono()); /* relaxed: likewise */
     t->index = (rl_atomic64 *)(t->base + t->hdr->index_off);
     t->buckets = (struct shm_bucket *)(t->base + t->hdr->buckets_off);
@@ -254,12 +254,16 @@ int rl_table_open(const struct rl_table_opts *opts, rl_table **out)
     if (opts)
         memcpy(&o, opts, opts->size < sizeof(o) ? opts->size : sizeof(o));
     rl_table *t = calloc(1, sizeof(*t));
-    if (!t || !(t->path = strdup(opts_path(&o)))) {
-        free(t);
+    if (t) {
+        t->fd = -1;
+        t->guard_slot = -1;
+        t->path = strdup(opts_path(&o));
+        t->wall = calloc(1, sizeof(*t->wall));
+    }
+    if (!t || !t->path || !t->wall) {
+        rl_table_close(t);
         return rl__fail(RL_ENOMEM, "out of memory");
     }
-    t->fd = -1;
-    t->guard_slot = -1;
     t->read_only = o.flags & RL_OPEN_READONLY;
     t->opts = o;
     t->opts.path = t->path;
@@ -302,6 +306,7 @@ void rl_table_close(rl_table *t)
         munmap(t->base, t->size);
     if (t->fd >= 0)
         close(t->fd);
+    free(t->wall);
     free(t->path);
     free(t);
 }

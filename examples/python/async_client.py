@@ -37,7 +37,7 @@ async def with_aiohttp(bucket, url, n, concurrency):
             async with sem:
                 async with bucket.limit(timeout=25.0) as decision:
                     async with session.get(url + "v1/items/%d" % i) as r:
-                        bucket.report(r)  # r.status and r.headers
+                        bucket.report(r, decision=decision)  # r.status, r.headers
                         return r.status, decision.at_ns
         return await asyncio.gather(*(one(i) for i in range(n)))
 

@@ -272,10 +272,10 @@ Test(corrupt, clock_fields_damaged_while_attached)
     cr_expect_geq(i.now_ns, rl_now_ns() - NS_PER_MIN, "the bucket's clock is this process's");
     /* The drift check puts the alignment back: damaged, or of the same parity and far from
      * the clocks (a real change flips the parity). */
-    uint64_t mine = atomic_load(&t->wall_offset);
+    uint64_t mine = atomic_load(&t->wall->offset);
     for (int k = 0; k < 2; k++) {
         write_header_u64(offsetof(struct shm_header, wall_offset_ns), k ? text : mine - NS_PER_DAY);
-        atomic_store(&t->wall_checked, 0); /* due */
+        atomic_store(&t->wall->checked, 0); /* due */
         cr_expect_eq(rl_try_acquire(fixed, 1, NULL), RL_ELIMITED);
         cr_expect_eq(atomic_load(&t->hdr->wall_offset_ns), mine, "the header's alignment stays");
     }

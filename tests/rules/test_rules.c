@@ -923,14 +923,14 @@ Test(rules, fixed_window_realigns_without_excess)
     int64_t wrong = (real_offset() - (int64_t)NS_PER_SEC) & ~1LL; /* parity 0, as made */
     atomic_store(&T->hdr->wall_offset_ns, (uint64_t)wrong);
     atomic_store(&T->hdr->wall_offset_prev, (uint64_t)wrong);
-    atomic_store(&T->wall_offset, (uint64_t)wrong);
-    atomic_store(&T->wall_prev, (uint64_t)wrong);
+    atomic_store(&T->wall->offset, (uint64_t)wrong);
+    atomic_store(&T->wall->prev, (uint64_t)wrong);
     uint64_t lo, hi;
     int64_t base = (int64_t)T->epoch_ns + wrong;
     for (int tries = 0;; tries++) { /* two units within one (misaligned) window O */
         cr_assert_lt(tries, 5, "never two instants in one window");
         rl_bucket_reset(b);
-        atomic_store(&T->wall_checked, rl__clock_rel(T)); /* not due for a second */
+        atomic_store(&T->wall->checked, rl__clock_rel(T)); /* not due for a second */
         lo = rl_now_ns();
         cr_assert_eq(admit_run(b, 2), 2);
         hi = rl_now_ns();
@@ -944,7 +944,7 @@ Test(rules, fixed_window_realigns_without_excess)
         (int64_t)T->epoch_ns;
     int64_t o_end = o_start + (int64_t)period;
 
-    atomic_store(&T->wall_checked, 0); /* the drift check is due */
+    atomic_store(&T->wall->checked, 0); /* the drift check is due */
     uint64_t at[4];
     for (unsigned k = 0; k < 4; k++) {
         struct rl_decision d;

@@ -1,11 +1,12 @@
 /*
  * client.c - the shim tests' preloaded side: run by driver.c under
  * LD_PRELOAD=libratelimit-preload.so, it connects as a role asks and checks what it sees
- * (results, errno, timing). Failures go to stdout as "client: ..." with exit 1; stderr is
- * left to the shim, whose lines the driver checks.
+ * (results, errno, the buckets' counters, lower bounds on waits). Failures go to stdout as
+ * "client: ..." with exit 1; stderr is left to the shim, whose lines the driver checks.
+ * Nothing here has a time ceiling: a loaded machine only makes things later.
  *
- *   script ACTION...           each ACTION is KIND:TARGET:EXPECT[:xN], done N times, each
- *                              within 1 s; KIND tcp4 (127.0.0.1:PORT), tcp6m (the same
+ *   script ACTION...           each ACTION is KIND:TARGET:EXPECT[:xN], done N times;
+ *                              KIND tcp4 (127.0.0.1:PORT), tcp6m (the same
  *                              through an IPv6 socket, ::ffff:127.0.0.1), udp (connect,
  *                              send, sendto), unix (PATH), tfo (sendto MSG_FASTOPEN);
  *                              EXPECT "ok" or an errno name (ETIMEDOUT, EACCES)
@@ -76,6 +77,22 @@ static unsigned arg_num(const char *s)
     if (*end || v > 1000000)
         die("bad number '%s'", s);
     return (unsigned)v;
+}
+
+/* The counters of a bucket in the shim's table ($SHIM_TEST_TABLE). */
+static struct rl_counters counters_of(const char *bucket)
+{
+    struct rl_table_opts o = RL_TABLE_OPTS_INIT;
+    rl_table *t;
+    rl_bucket *b;
+    struct rl_bucket_info info;
+    o.path = getenv("SHIM_TEST_TABLE");
+    o.flags = RL_OPEN_READONLY;
+    if (rl_table_open(&o, &t) != 0 || rl_bucket_lookup(t, bucket, &b) != 0 ||
+        rl_bucket_info(b, &info) != 0)
+        die("bucket %s: %s", bucket, rl_errdetail());
+    rl_table_close(t);
+    return info.counters;
 }
 
 /* ------------------------------------------------------------------ connects */
@@ -168,13 +185,10 @@ static void script_action(char *action)
     if (!kind || !target || !expect)
         die("bad action");
     for (unsigned i = 0; i < n; i++) {
-        double t = now_ms();
         int rc = do_action(kind, target);
         const char *got = rc == 0 ? "ok" : strerrorname_np(rc);
         if (strcmp(got, expect) != 0)
             die("%s:%s #%u: got %s, expected %s", kind, target, i + 1, got, expect);
-        if (now_ms() - t > 1000)
-            die("%s:%s #%u took %.0f ms", kind, target, i + 1, now_ms() - t);
     }
 }
 
@@ -186,8 +200,10 @@ static void role_script(int argc, char **argv)
 
 /* ------------------------------------------------------------------ limit, eintr */
 
+static atomic_bool in_connect; /* role_eintr: inside a paced connect */
+
 /* N connects through a K per T_MS bucket: connect i+K cannot finish within T_MS of the start
- * of connect i, and the whole run does not wait much longer than the bucket requires. */
+ * of connect i. A lower bound only: how late a wait ends is the bench's (waiters). */
 static void paced_connects(unsigned port, unsigned n, unsigned k, unsigned t_ms)
 {
     double pre[64], post[64];
@@ -195,7 +211,9 @@ static void paced_connects(unsigned port, unsigned n, unsigned k, unsigned t_ms)
         die("at most 64 connects");
     for (unsigned i = 0; i < n; i++) {
         pre[i] = now_ms();
+        atomic_store(&in_connect, true);
         int rc = tcp_to("127.0.0.1", port, 0, NULL);
+        atomic_store(&in_connect, false);
         post[i] = now_ms();
         if (rc != 0)
             die("connect %u: %s", i + 1, strerror(rc));
@@ -204,9 +222,6 @@ static void paced_connects(unsigned port, unsigned n, unsigned k, unsigned t_ms)
         if (post[i + k] - pre[i] < t_ms)
             die("connects %u and %u finished %.1f ms apart: the bucket allows %u per %u ms", i + 1,
                 i + k + 1, post[i + k] - pre[i], k, t_ms);
-    double most = ((n - 1) / k) * (t_ms + 20.0) + 700;
-    if (post[n - 1] - pre[0] > most)
-        die("%u connects took %.0f ms, more than %.0f", n, post[n - 1] - pre[0], most);
     printf("client: %u connects in %.0f ms\n", n, post[n - 1] - pre[0]);
 }
 
@@ -215,14 +230,18 @@ static void role_limit(char **argv)
     paced_connects(arg_num(argv[0]), arg_num(argv[1]), arg_num(argv[2]), arg_num(argv[3]));
 }
 
-static atomic_uint alarms;
+static atomic_uint alarms, alarms_in_connect;
 
 static void on_alarm(int sig)
 {
     (void)sig;
     atomic_fetch_add(&alarms, 1);
+    if (atomic_load(&in_connect))
+        atomic_fetch_add(&alarms_in_connect, 1);
 }
 
+/* The paced connects wait T_MS at least (checked): a 5 ms timer fires in that wait however
+ * busy the machine is, and at least one of its signals lands inside a connect. */
 static void role_eintr(char **argv)
 {
     struct sigaction sa = {.sa_handler = on_alarm}; /* no SA_RESTART */
@@ -232,51 +251,104 @@ static void role_eintr(char **argv)
     setitimer(ITIMER_REAL, &every, NULL);
     paced_connects(arg_num(argv[0]), arg_num(argv[1]), arg_num(argv[2]), arg_num(argv[3]));
     setitimer(ITIMER_REAL, &off, NULL);
-    if (atomic_load(&alarms) < 20)
-        die("only %u SIGALRMs fired during the waits", atomic_load(&alarms));
-    printf("client: %u SIGALRMs during the waits\n", atomic_load(&alarms));
+    if (atomic_load(&alarms_in_connect) == 0)
+        die("no SIGALRM arrived inside a waiting connect (%u in all)", atomic_load(&alarms));
+    printf("client: %u SIGALRMs, %u inside the connects\n", atomic_load(&alarms),
+           atomic_load(&alarms_in_connect));
 }
 
 /* ------------------------------------------------------------------ nonblock */
 
 /* A non-blocking connect that may complete later: 0 and EINPROGRESS are both fine. */
-static int nb_connect(unsigned port, double *took)
+static int nb_connect(unsigned port)
 {
     int fd;
-    double t = now_ms();
     int rc = tcp_to("127.0.0.1", port, SOCK_NONBLOCK, &fd);
-    *took = now_ms() - t;
     if (rc != 0 && rc != EINPROGRESS)
         die("non-blocking connect: %s", strerror(rc));
     return fd;
 }
 
+/* Bucket `one` has admitted `admitted` connects, `waited` of them after a wait. */
+static void expect_one(uint64_t admitted, uint64_t waited, const char *when)
+{
+    struct rl_counters c = counters_of("one");
+    if (c.admitted != admitted || c.waited != waited)
+        die("%s: bucket one admitted %llu connects (%llu waited), expected %llu (%llu)", when,
+            (unsigned long long)c.admitted, (unsigned long long)c.waited,
+            (unsigned long long)admitted, (unsigned long long)waited);
+}
+
+/* Through a 1/T_MS bucket: the first connect takes the free turn without a wait; asking
+ * connect() again takes nothing; the second ends T_MS after the first began at the
+ * earliest (a lower bound: load only delays it). */
 static void role_nonblock(char **argv)
 {
     unsigned port = arg_num(argv[0]), t_ms = arg_num(argv[1]);
     struct sockaddr_in sa = inet4("127.0.0.1", port);
     struct pollfd p = {.events = POLLOUT};
-    double took;
-    udp_to(port); /* a UDP connect loads the shim's config: not timed below */
-    p.fd = nb_connect(port, &took);
-    if (took > 300)
-        die("the first non-blocking connect took %.0f ms: its turn was free", took);
-    if (poll(&p, 1, 2000) != 1)
+    udp_to(port); /* a UDP connect loads the shim's config */
+    double start = now_ms();
+    p.fd = nb_connect(port);
+    expect_one(1, 0, "after the first non-blocking connect");
+    if (poll(&p, 1, 10000) != 1)
         die("the first connection never completed");
     /* Asking again for the outcome opens no connection: it costs nothing and is not held.
      * Linux answers 0 the first time after the connection completed, then EISCONN. */
-    double t = now_ms();
     for (int i = 0; i < 2; i++)
         if (connect(p.fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 && errno != EISCONN)
             die("connect() again on a connected socket: %s", strerror(errno));
-    if (now_ms() - t > 100)
-        die("connect() again on a connected socket waited %.0f ms", now_ms() - t);
-    int second = nb_connect(port, &took);
-    if (took < t_ms - 100)
-        die("the second non-blocking connect took %.0f ms: it should wait its turn", took);
-    printf("client: the second non-blocking connect waited %.0f ms for its turn\n", took);
+    expect_one(1, 0, "after connect() again on the connected socket");
+    int second = nb_connect(port);
+    double apart = now_ms() - start;
+    if (apart < t_ms)
+        die("the second non-blocking connect ended %.1f ms after the first began: the bucket "
+            "allows one per %u ms",
+            apart, t_ms);
+    printf("client: the second non-blocking connect ended %.0f ms after the first began\n", apart);
     close(p.fd);
     close(second);
+}
+
+/* ------------------------------------------------------------------ the resolver's gate */
+
+/* The fake resolver's gate (fake_resolver.c): FIFOs opened read-write, so that neither side
+ * blocks in open(). */
+static struct {
+    int entered, release;
+} gate;
+
+static void gate_open(const char *base)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s.gate.entered", base);
+    unlink(path);
+    if (mkfifo(path, 0600) != 0 || (gate.entered = open(path, O_RDWR | O_CLOEXEC)) < 0)
+        die("fifo %s: %s", path, strerror(errno));
+    snprintf(path, sizeof(path), "%s.gate.release", base);
+    unlink(path);
+    if (mkfifo(path, 0600) != 0 || (gate.release = open(path, O_RDWR | O_CLOEXEC)) < 0)
+        die("fifo %s: %s", path, strerror(errno));
+    snprintf(path, sizeof(path), "%s.gate", base);
+    setenv("FAKE_RESOLVER_GATE", path, 1);
+}
+
+/* Let `n` held lookups go on. */
+static void gate_release(unsigned n)
+{
+    char bytes[64] = {0};
+    if (write(gate.release, bytes, n) != (ssize_t)n)
+        die("write to the gate");
+}
+
+/* Wait until a lookup is held at the gate; false if none arrives within `ms`. */
+static bool gate_entered(int ms)
+{
+    struct pollfd p = {.fd = gate.entered, .events = POLLIN};
+    char c;
+    if (poll(&p, 1, ms) != 1)
+        return false;
+    return read(gate.entered, &c, 1) == 1;
 }
 
 /* ------------------------------------------------------------------ refresh */
@@ -328,17 +400,7 @@ static void hammer_until(struct hammer *h, double until)
 
 static uint64_t admitted(const char *bucket)
 {
-    struct rl_table_opts o = RL_TABLE_OPTS_INIT;
-    rl_table *t;
-    rl_bucket *b;
-    struct rl_bucket_info info;
-    o.path = getenv("SHIM_TEST_TABLE");
-    o.flags = RL_OPEN_READONLY;
-    if (rl_table_open(&o, &t) != 0 || rl_bucket_lookup(t, bucket, &b) != 0 ||
-        rl_bucket_info(b, &info) != 0)
-        die("bucket %s: %s", bucket, rl_errdetail());
-    rl_table_close(t);
-    return info.counters.admitted;
+    return counters_of(bucket).admitted;
 }
 
 static void write_file(const char *path, const char *text)
@@ -356,31 +418,71 @@ static void expect_admitted(const char *bucket, uint64_t want, const char *when)
             (unsigned long long)got, (unsigned long long)want);
 }
 
+/* Let lookups through the gate: all of them while `budget` is negative, else that many
+ * more, then hold the next one (and say so in `held`) until the role ends. */
+struct keeper {
+    atomic_int budget;
+    atomic_bool held, stop;
+};
+
+static void *keeper_thread(void *arg)
+{
+    struct keeper *k = arg;
+    while (!atomic_load(&k->stop) && !atomic_load(&k->held)) {
+        if (!gate_entered(100))
+            continue;
+        int left = atomic_load(&k->budget);
+        if (left == 0) {
+            atomic_store(&k->held, true);
+            break;
+        }
+        if (left > 0)
+            atomic_store(&k->budget, left - 1);
+        gate_release(1);
+    }
+    return NULL;
+}
+
 /*
- * Route api.test (resolved by the fake resolver from FILE) and localhost, resolve-every 1s.
- * Phase 1 (0-0.8 s): api.test is 127.0.0.2. Then FILE says 127.0.0.3; the refreshes at about
- * 1 s and 2 s resolve it (the first keeps 127.0.0.2 as the previous address, the second
- * drops it). Phase 3 (2.8-3.6 s): only 127.0.0.3 is limited. localhost is matched by every
- * connect throughout, while the table is swapped under the threads.
+ * Route api.test (resolved by the fake resolver from FILE) and localhost, resolve-every 1s,
+ * with every lookup of api.test passing the gate. Phase 1 (0.8 s): api.test is 127.0.0.2.
+ * Then FILE says 127.0.0.3, two more lookups go through (the first keeps 127.0.0.2 as the
+ * previous address, the second drops it) and the next one is held: it started, so the
+ * second's routes are in place, and no refresh changes them until the end. Phase 3 (0.8 s):
+ * only 127.0.0.3 is limited. localhost is matched by every connect throughout, while the
+ * table is swapped under the threads. The phases are event-driven: a slow machine only
+ * makes them later.
  */
 static void role_refresh(char **argv)
 {
     static struct hammer h;
+    static struct keeper k;
+    pthread_t keeper;
     h.port = arg_num(argv[0]);
     h.lh_port = arg_num(argv[1]);
-    hit(&h, "127.0.0.2", h.port, &h.c2); /* loads the config: t0 */
-    double t0 = now_ms();
-    hammer_until(&h, t0 + 800);
+    gate_open(argv[2]);
+    atomic_store(&k.budget, -1);
+    pthread_create(&keeper, NULL, keeper_thread, &k);
+    hit(&h, "127.0.0.2", h.port, &h.c2); /* loads the config, waits for the first lookup */
+    hammer_until(&h, now_ms() + 800);
     expect_admitted("dyn", atomic_load(&h.c2), "phase 1");
     expect_admitted("lh", atomic_load(&h.lh), "phase 1");
     write_file(argv[2], "127.0.0.3\n");
-    hammer_until(&h, t0 + 2800);
+    atomic_store(&k.budget, 2);
+    for (double end = now_ms() + 60000; !atomic_load(&k.held);) {
+        if (now_ms() > end)
+            die("in 60 s, fewer than 3 lookups of api.test started after the change");
+        hammer_until(&h, now_ms() + 200);
+    }
     expect_admitted("lh", atomic_load(&h.lh), "phase 2");
     uint64_t before = admitted("dyn");
     atomic_store(&h.c3, 0);
-    hammer_until(&h, t0 + 3600);
+    hammer_until(&h, now_ms() + 800);
     expect_admitted("dyn", before + atomic_load(&h.c3), "phase 3");
     expect_admitted("lh", atomic_load(&h.lh), "phase 3");
+    atomic_store(&k.stop, true);
+    pthread_join(keeper, NULL);
+    gate_release(1);
     printf("client: %u connects to localhost, all limited; 127.0.0.3 limited after the "
            "refresh\n",
            atomic_load(&h.lh));
@@ -563,78 +665,14 @@ static void role_badaddr(char **argv)
 
 /* ------------------------------------------------------------------ dnshang */
 
-/* The fake resolver's gate (fake_resolver.c): FIFOs opened read-write, so that neither side
- * blocks in open(). */
-static struct {
-    int entered, release;
-    atomic_uint releases;
-} gate;
-
-static void gate_open(const char *base)
-{
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s.gate.entered", base);
-    unlink(path);
-    if (mkfifo(path, 0600) != 0 || (gate.entered = open(path, O_RDWR | O_CLOEXEC)) < 0)
-        die("fifo %s: %s", path, strerror(errno));
-    snprintf(path, sizeof(path), "%s.gate.release", base);
-    unlink(path);
-    if (mkfifo(path, 0600) != 0 || (gate.release = open(path, O_RDWR | O_CLOEXEC)) < 0)
-        die("fifo %s: %s", path, strerror(errno));
-    snprintf(path, sizeof(path), "%s.gate", base);
-    setenv("FAKE_RESOLVER_GATE", path, 1);
-}
-
-/* Let `n` held lookups go on. */
-static void gate_release(unsigned n)
-{
-    char bytes[64] = {0};
-    atomic_fetch_add(&gate.releases, 1);
-    if (write(gate.release, bytes, n) != (ssize_t)n)
-        die("write to the gate");
-}
-
-/* Wait until a lookup is held at the gate; false if none arrives within `ms`. */
-static bool gate_entered(int ms)
-{
-    struct pollfd p = {.fd = gate.entered, .events = POLLIN};
-    char c;
-    if (poll(&p, 1, ms) != 1)
-        return false;
-    return read(gate.entered, &c, 1) == 1;
-}
-
-struct guard {
-    atomic_bool done;
-};
-
-/* If the connect is stuck behind the gate for 10 s (the shim resolves on the connect), let
- * the lookup go so that the test ends and reports it. */
-static void *guard_thread(void *arg)
-{
-    struct guard *g = arg;
-    for (int i = 0; i < 1000 && !atomic_load(&g->done); i++)
-        usleep(10000);
-    if (!atomic_load(&g->done))
-        gate_release(64);
-    return NULL;
-}
-
-/* Connect while a lookup may be held: the connect must return with no release meanwhile. */
+/* Connect while a lookup is held at the gate, which nobody releases meanwhile: a connect
+ * that waited for the resolver would never return (the driver ends the client after 90 s
+ * and the case fails). Exact, however slow the machine is. */
 static void connect_while_held(const char *ip, unsigned port, const char *what)
 {
-    struct guard g = {false};
-    pthread_t t;
-    unsigned before = atomic_load(&gate.releases);
-    pthread_create(&t, NULL, guard_thread, &g);
     int rc = tcp_to(ip, port, 0, NULL);
-    bool released = atomic_load(&gate.releases) != before;
-    atomic_store(&g.done, true);
-    pthread_join(t, NULL);
     if (rc != 0)
         die("%s: %s", what, strerror(rc));
-    if (released)
-        die("%s waited for the resolver", what);
 }
 
 static void *routed_connect(void *arg)
@@ -668,7 +706,7 @@ static void role_dnshang(char **argv)
     pthread_join(t, NULL);
     expect_admitted("dyn", 1, "after the first lookup");
     bool held = false;
-    for (int i = 0; i < 300 && !held; i++) {
+    for (int i = 0; i < 1000 && !held; i++) { /* 50 s at least, for a refresh due in 1 s */
         connect_while_held("127.0.0.1", other, "an unrouted connect");
         held = gate_entered(50);
     }

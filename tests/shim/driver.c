@@ -397,7 +397,7 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-    struct env e;
+    static struct env e; /* static: harness.c's atexit cleanup reads it after main returns */
     if (argc != 5) {
         fprintf(stderr, "usage: driver CASE SHIM CLIENT FAKE_RESOLVER\n");
         return 2;

@@ -126,6 +126,8 @@ void unix_listen(const char *path)
 
 static void cleanup(void)
 {
+    static const char *const gates[] = {".gate.entered", ".gate.release"};
+    char path[PATH_MAX + 16];
     if (!current_env)
         return;
     unlink(current_env->config);
@@ -133,6 +135,10 @@ static void cleanup(void)
     unlink(current_env->errfile);
     unlink(current_env->scratch);
     unlink(current_env->logsock);
+    for (int i = 0; i < 2; i++) { /* the resolver's gate (client.c gate_open), if made */
+        snprintf(path, sizeof(path), "%s%s", current_env->scratch, gates[i]);
+        unlink(path);
+    }
 }
 
 /* A datagram socket at e->logsock, as syslogd's /dev/log is. */

@@ -44,8 +44,8 @@ fail() {
 free_port() {
     "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-wait_port() { # wait_port PORT: until something listens there (at most 15 s)
-    for _ in $(seq 150); do
+wait_port() { # wait_port PORT: until something listens there (at most 300 tries, 30 s)
+    for _ in $(seq 300); do
         "$py" -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
             "$1" 2>/dev/null && return 0
         sleep 0.1
@@ -59,9 +59,10 @@ wait_port() { # wait_port PORT: until something listens there (at most 15 s)
 server=$!
 pids+=("$server")
 vport=""
-for _ in $(seq 100); do
+for _ in $(seq 300); do # its "port N" line is the ready signal (bounded: 30 s)
     vport=$(sed -n 's/^port //p' "$work/server.out")
     [ -n "$vport" ] && break
+    kill -0 "$server" 2>/dev/null || break
     sleep 0.1
 done
 [ -n "$vport" ] || fail "the mock vendor did not start"
@@ -158,6 +159,11 @@ with open(sys.argv[2], "a") as f:
         f.flush()
 PY
 pids+=($!)
+for _ in $(seq 300); do # bound before any child can write to it (at most 30 s)
+    [ -S "$work/log.sock" ] && break
+    sleep 0.1
+done
+[ -S "$work/log.sock" ] || fail "the syslog listener did not start"
 env_lines="env[RATELIMIT_SYSLOG_SOCKET] = $work/log.sock"
 [ "$mode" = fpm ] && env_lines+=$'\n'"env[RATELIMIT_CONFIG] = $work/ratelimit.conf"
 cat >"$work/fpm.conf" <<EOF
@@ -241,6 +247,13 @@ if [ "$mode" = cleared ]; then
     "$ctl" -t "$work/table" show vendor | grep -q '^shim: no process has attached' ||
         fail "show does not say that no process attached through the shim"
     if [ ! -e /etc/ratelimit.conf ]; then
+        # The line was sent before the clients ended; the listener writes it down when it
+        # gets to it (a loaded machine may delay that): wait for it, at most 30 s.
+        for _ in $(seq 300); do
+            grep -q 'ratelimit-shim\[[0-9]*\]: cannot open config /etc/ratelimit.conf' \
+                "$work/syslog.txt" 2>/dev/null && break
+            sleep 0.1
+        done
         grep -q 'ratelimit-shim\[[0-9]*\]: cannot open config /etc/ratelimit.conf' "$work/syslog.txt" ||
             fail "syslog did not get the missing config"
     fi

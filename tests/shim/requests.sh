@@ -52,9 +52,10 @@ esac
     2>>"$work/server.err" &
 server=$!
 port=""
-for _ in $(seq 100); do
+for _ in $(seq 300); do # its "port N" line is the ready signal (bounded: 30 s)
     port=$(sed -n 's/^port //p' "$work/server.out")
     [ -n "$port" ] && break
+    kill -0 "$server" 2>/dev/null || break
     sleep 0.1
 done
 [ -n "$port" ] || fail "the mock vendor did not start"
@@ -132,15 +133,17 @@ b.close()
 r2, w2 = os.pipe()  # takes the lowest free number: the closed socket`s
 assert n in (r2, w2), (n, r2, w2)
 os.write(w2, get)' "$port" ;;
-pool)
+pool) # a file each: three writers of one file interleave their lines (PYTHONUNBUFFERED=1
+    # makes print write the status and the newline apart)
     for k in 1 2 3; do
         run "$py" -c 'import requests, sys
 s = requests.Session()
 for i in range(int(sys.argv[2])):
-    print(s.get(sys.argv[1] + "/%d" % i).status_code)' "$url" $((N / 3 * 2)) &
+    print(s.get(sys.argv[1] + "/%d" % i).status_code)' "$url" $((N / 3 * 2)) >"$work/out.$k" &
         pool+=($!)
     done
-    for p in "${pool[@]}"; do wait "$p" || exit 1; done ;;
+    for p in "${pool[@]}"; do wait "$p" || exit 1; done
+    cat "$work/out.1" "$work/out.2" "$work/out.3" ;;
 ruby)
     run ruby -rnet/http -e 'Net::HTTP.start("127.0.0.1", ARGV[0].to_i) do |h|
   ARGV[1].to_i.times { |i| puts h.request(Net::HTTP::Get.new("/#{i}")).code }

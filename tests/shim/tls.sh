@@ -137,9 +137,10 @@ scenario() {
         --tls "$work/cert.pem" "$work/key.pem" >>"$work/server.out" &
     server=$!
     port=""
-    for _ in $(seq 100); do
+    for _ in $(seq 300); do # its "port N" line is the ready signal (bounded: 30 s)
         port=$(sed -n 's/^port //p' "$work/server.out")
         [ -n "$port" ] && break
+        kill -0 "$server" 2>/dev/null || break
         sleep 0.1
     done
     [ -n "$port" ] || fail "the mock vendor did not start"
@@ -200,9 +201,10 @@ except OSError:
 PY
     server=$!
     port=""
-    for _ in $(seq 100); do
+    for _ in $(seq 300); do # its "port N" line is the ready signal (bounded: 30 s)
         port=$(sed -n 's/^port //p' "$work/alpn.out")
         [ -n "$port" ] && break
+        kill -0 "$server" 2>/dev/null || break
         sleep 0.1
     done
     [ -n "$port" ] || fail "the ALPN server did not start"

@@ -37,9 +37,10 @@ fail() { # the bucket's counters tell an over-admission from late arrivals at th
 "$py" "$mock" --seed foundry --scale 20 --max-seconds 60 >>"$work/server.out" &
 server=$!
 port=""
-for _ in $(seq 100); do
+for _ in $(seq 300); do # its "port N" line is the ready signal (bounded: 30 s)
     port=$(sed -n 's/^port //p' "$work/server.out")
     [ -n "$port" ] && break
+    kill -0 "$server" 2>/dev/null || break
     sleep 0.1
 done
 [ -n "$port" ] || fail "the mock vendor did not start"

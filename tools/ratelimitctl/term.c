@@ -82,7 +82,9 @@ void ctl_term_leave(void)
         return;
     fputs("\033[?25h\033[?1049l", stdout); /* cursor shown, main screen back */
     fflush(stdout);
-    tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+    /* TCSADRAIN, not TCSAFLUSH: what the user typed after q (the next command) is the
+     * shell's, not ours to discard. */
+    tcsetattr(STDIN_FILENO, TCSADRAIN, &saved);
     active = false;
 }
 
@@ -117,14 +119,15 @@ static void suspend(void)
     screen_take();
 }
 
-/* True if the key read is q (quit), or the terminal is gone. */
+/* True if the key read is q (quit), or the terminal is gone. One byte a read: what was
+ * typed after the q stays in the terminal, for the shell. */
 static bool read_quit(void)
 {
-    char buf[64];
-    ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+    char c;
+    ssize_t n = read(STDIN_FILENO, &c, 1);
     if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
         return true;
-    return n > 0 && (memchr(buf, 'q', (size_t)n) || memchr(buf, 'Q', (size_t)n));
+    return n > 0 && (c == 'q' || c == 'Q');
 }
 
 /* Wait up to ns for a key or a signal: true to quit (q, or SIGINT, SIGTERM, SIGHUP), false
