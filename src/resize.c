@@ -55,8 +55,8 @@ static int new_table(rl_table *t, const char *path, uint32_t capacity, uint32_t 
     rl__store_relaxed(&n->hdr->wall_offset_ns, rl__load_relaxed(&t->hdr->wall_offset_ns));
     rl__store_relaxed(&n->hdr->wall_offset_prev, rl__load_relaxed(&t->hdr->wall_offset_prev));
     n->epoch_ns = t->epoch_ns;
-    rl__store_relaxed(&n->wall_offset, rl__load_relaxed(&t->wall_offset));
-    rl__store_relaxed(&n->wall_prev, rl__load_relaxed(&t->wall_prev));
+    rl__store_relaxed(&n->wall->offset, rl__load_relaxed(&t->wall->offset));
+    rl__store_relaxed(&n->wall->prev, rl__load_relaxed(&t->wall->prev));
     return 0;
 }
 
