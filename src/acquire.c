@@ -498,12 +498,24 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
         return err;
     /* The deadline, from this process's clock reading: absolute for the sleeps' cap,
      * relative to compare with the shared words' instants. */
-    uint64_t cap = rl__sat_add(rl__clock_mono(), timeout_ns);
-    uint64_t deadline = rl__sat_add(rl__clock_rel(b->table), timeout_ns), at, resume;
+    uint64_t cap = rl__sat_add(rl__clock_mono(), timeout_ns), start = rl__clock_rel(b->table);
+    uint64_t deadline = rl__sat_add(start, timeout_ns), at, resume;
+    bool paused = false;
     for (;;) {
         int rc = acquire_checked(b, cost, timeout_ns, out, &at);
-        if (rc == RL_ELIMITED && lease_wait(b, deadline, cap, &timeout_ns))
+        if (rc == RL_ELIMITED && lease_wait(b, deadline, cap, &timeout_ns)) {
+            /* A pause for the lease is part of one wait: take back the refusal it counted.
+             * Relaxed: a statistic; adding the two's complement subtracts. */
+            rl__fetch_add_relaxed(&b->rec->counters.rejected, (uint64_t)-1);
+            paused = true;
             continue;
+        }
+        if (rc == 0 && paused) {
+            /* The pauses' time, and the wait itself if the decision did not count one. */
+            if (!at)
+                rl__fetch_add_relaxed(&b->rec->counters.waited, 1);
+            rl__fetch_add_relaxed(&b->rec->counters.waited_ns, rl__clock_rel(b->table) - start);
+        }
         if (rc < 0)
             return rc == RL_ELIMITED ? RL_ETIMEDOUT : rc;
         if (!at)

@@ -175,7 +175,15 @@ Test(lease, a_blocking_acquire_waits_for_the_agent)
     cr_assert_geq(rl_now_ns() - before, 30 * NS_PER_MS, "it waited, in pauses, to its deadline");
     pthread_t th;
     pthread_create(&th, NULL, grant_later, b);
+    uint64_t start = rl_now_ns();
     cr_assert_eq(rl_acquire(b, 1, NS_PER_H, &d), 0, "admitted once the lease came");
+    uint64_t took = rl_now_ns() - start;
     pthread_join(th, NULL);
+    /* Pauses for the lease are a wait, not refusals: one timed out, one waited. */
+    struct rl_counters c = info_of(b).counters;
+    cr_expect_eq(c.rejected, 1, "rejected %" PRIu64 ": one per acquire that timed out", c.rejected);
+    cr_expect_eq(c.waited, 1, "the acquire that got the lease waited");
+    cr_expect(c.waited_ns > 0 && c.waited_ns <= took, "waited %" PRIu64 " ns of %" PRIu64,
+              c.waited_ns, took);
     cr_assert_eq(try1(b, 1), RL_ELIMITED, "it took the one unit");
 }
