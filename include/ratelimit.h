@@ -701,7 +701,9 @@ struct rl_feedback {
  *   (README "Server feedback": the control law); successes narrow it back slowly.
  * `out` may be NULL.
  * Errors: RL_EINVAL (bucket or response NULL, response->size smaller than the first
- * version's, status not in 100..599, or a template), RL_EPERM (read-only table).
+ * version's, status not in 100..599, or a template), RL_EPERM (read-only table),
+ * RL_ESTALE (the table was resized into a new file: report there, after
+ * rl_table_reopen_if_replaced).
  * Lock-free in the table (the backoff's random pause takes libbsd's process-local
  * arc4random lock); never allocates but for arc4random's state, once per process; never
  * sleeps; writes the bucket's cool-down, backoff, last-429, server and margin words and its

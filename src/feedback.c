@@ -157,6 +157,16 @@ int rl_report(rl_bucket *b, const struct rl_response *response, struct rl_feedba
         return rl__fail(RL_EPERM, "table %s is open read-only", b->table->path);
     if (b->is_template)
         return rl__fail(RL_EINVAL, "'%s' is a template: report for a bucket made from it", b->name);
+    /* Everything below runs in a section: the block's rules are read (reclaim.c), and a
+     * resize waits for the section or its report fails here, so none is lost in the old
+     * file after the copy. */
+    struct rl_section s;
+    rl__section_enter(b->table, &s);
+    int err = rl__table_moved(b->table);
+    if (err) {
+        rl__section_exit(&s);
+        return err;
+    }
     struct shm_bucket *rec = b->rec;
     uint64_t cap = r->max_cooldown_ns ? r->max_cooldown_ns : HOUR_NS;
     uint64_t now = rl__clock_rel(b->table);
@@ -182,8 +192,6 @@ int rl_report(rl_bucket *b, const struct rl_response *response, struct rl_feedba
             ;
     }
     struct policy_view v;
-    struct rl_section s;
-    rl__section_enter(b->table, &s); /* the block's rules are read (reclaim.c) */
     fb.tightened = reconcile(b, &p, r->status, now, cap);
     if (rl__bucket_view(b, &v) == 0)
         fb.widened = rl__margin_report(b, &v, r->status, decided, now, again);

@@ -98,8 +98,10 @@ bool rl__lease_swap(const struct lease_ref *ref, uint64_t *expected, uint64_t ne
     if (*expected & RL_FROZEN)
         return false; /* the bucket is switching: the agent finds the new block */
     rl__section_enter(ref->table, &s);
-    /* X2: the block is still current, so it cannot be reused before the section ends. */
-    if (rl__load_seq_cst(&ref->rec->policy_off) != ref->block)
+    /* X2: the block is still current, so it cannot be reused before the section ends.
+     * A resized table's words were copied: a lease swapped into them would be lost, and
+     * the units it replaced still usable in the new file. */
+    if (rl__table_moved(ref->table) || rl__load_seq_cst(&ref->rec->policy_off) != ref->block)
         *expected |= RL_FROZEN;
     else /* Q1: acq_rel CAS, a state word like C2's: pairs with A5 of the decisions that
           * use the new lease, and with C2 of those that used the old one. */

@@ -42,6 +42,12 @@ Test(resize, every_bucket_keeps_its_usage)
     cr_expect_gt(d.wait_ns, 0);
     cr_expect(strstr(rl_errdetail(), "resized"), "%s", rl_errdetail());
     cr_expect_eq(rl_bucket_reset(b[1]), RL_ESTALE);
+    /* A 429 heard now must reach the new file: the old one refuses to record it. */
+    struct rl_response r = RL_RESPONSE_INIT;
+    r.status = 429;
+    r.retry_after = "60";
+    cr_expect_eq(rl_report(b[1], &r, NULL), RL_ESTALE, "%s", rl_errdetail());
+    cr_expect_eq(b[1]->rec->cooldown_until, 0, "nothing written in the old file");
     cr_expect_eq(rl_table_check(t), RL_ESTALE, "the path names the new file");
     cr_expect_eq(rl_table_resize(t, 64, 0, NULL), RL_ESTALE,
                  "a resized table is never copied again");

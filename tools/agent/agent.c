@@ -89,6 +89,7 @@ struct agent {
 };
 
 static volatile sig_atomic_t stop, reload;
+static bool restart; /* the table was replaced: exec ourselves again */
 
 static void on_signal(int sig)
 {
@@ -429,6 +430,12 @@ static int agent_run(struct agent *a, bool once)
     uint64_t scanned = 0;
     for (unsigned round = 0; !stop; round++) {
         uint64_t now = rl__clock_rel(a->t);
+        if (rl_table_check(a->t) == RL_ESTALE) { /* resized, or deleted and made again */
+            fprintf(stderr, "ratelimit-agent: %s; starting again on the file the path names\n",
+                    rl_errdetail());
+            restart = true;
+            break;
+        }
         if (reload)
             reload_config(a);
         if (!scanned || now - scanned > RESCAN_NS) {
@@ -607,5 +614,12 @@ int main(int argc, char **argv)
     free(a.tr);
     rl_config_free(a.cfg);
     rl_table_close(a.t);
+    if (restart) {
+        /* Its leases in the old file are lost (they expire in Redis); the lock file's
+         * descriptor is close-on-exec, so the new image takes the lock again. */
+        execv("/proc/self/exe", argv);
+        fprintf(stderr, "ratelimit-agent: starting again: %s\n", strerror(errno));
+        return 4;
+    }
     return 0;
 }
