@@ -288,18 +288,21 @@ int rl_table_info(const rl_table *table, struct rl_table_info *out);
  */
 struct rl_table_space {
     size_t size;                /* sizeof(struct rl_table_space) */
-    uint32_t records_used;      /* bucket records handed out, deleted buckets' included:
-                                   capacity - records_used are free */
-    uint32_t deleted;           /* buckets deleted (their records stay until a resize) */
+    uint32_t records_used;      /* bucket records holding a bucket (or lost by a creator
+                                   killed midway): capacity - records_used are free */
+    uint32_t deleted;           /* buckets deleted (their records are reused) */
     uint64_t expired;           /* of those, expired idle (rl_bucket_expire) */
     uint64_t arena_free;        /* arena bytes on the free lists: the next blocks of their sizes */
     uint64_t arena_reclaimable; /* bytes of blocks switches and deletions left, freed once
                                    no process can still be reading them */
     uint64_t blocks_reused;     /* blocks handed out again */
+    uint32_t records_spare;     /* of the free records, those deleted buckets gave back: the
+                                   next creations reuse them (once no process can still be
+                                   reading them: they count as free already) */
 };
 #define RL_TABLE_SPACE_INIT                                                                        \
     {                                                                                              \
-        sizeof(struct rl_table_space), 0, 0, 0, 0, 0, 0                                            \
+        sizeof(struct rl_table_space), 0, 0, 0, 0, 0, 0, 0                                         \
     }
 
 /*

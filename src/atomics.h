@@ -8,8 +8,7 @@
  * on failure.
  *
  * label file:function                       order   pairs    publishes, or what it orders
- * A1    shm_index.c:slot_names              acquire R1       the record's name and fields
- * A2    shm_index.c:rl__index_find          acquire C1       the slot's bucket number
+ * A1    shm_index.c:record_names            acquire R1       the record's name and fields
  * A3    block.c:rl__bucket_view             seq_cst R1, S5   the current policy block (seq_cst:
  *       internal.h:rl__bucket_view_cached           X6       X2, a section's reference)
  *       counters.c:block_admissions
@@ -23,12 +22,29 @@
  * A7    acquire.c:plan_load                 acquire F1       the cool-down in force
  *       acquire_gcra.c:chain_load
  * A8    acquire.c:turn_voided_until         acquire F1       cool-down start (last_429), end
- * C1    shm_index.c:rl__index_insert        CAS     A2       the slot (its record: R1)
+ * I1    shm_index.c (every slot access)     seq_cst I1       claims, scans, confirmations and
+ *                                                            tombstones of index slots: the
+ *                                                            later of two creators sees the
+ *                                                            other (file comment); a claim
+ *                                                            publishes its record (R1)
  * C2    acquire.c:plan_commit               CAS     A5       one rule's decision (the
  *       acquire_gcra.c:chain_commit                          linearization point)
  * U1    acquire.c:rule_undo                 CAS     A5       the word restored, if ours
  *       acquire_gcra.c:chain_commit
  * R1    bucket.c:record_create              release A1 A3 A4 name, parent, first block
+ * R3    bucket.c:record_create              seq_cst A9 D3    the reference, after the record's
+ *                                                            generation, name, parent (record.c)
+ * A9    shm_index.c:record_names, block.c:  acquire R3       a record's generation after its
+ *       gen_ok, bucket.c:rl__bucket_handle,                  reference: a reused record
+ *       child_find                                           refuses a stale handle
+ * D1    bucket.c:record_create (R3)         seq_cst D4       a child published, then ...
+ * D2    bucket.c:parent_lost                seq_cst D4       ... its parent's reference read
+ * D3    bucket.c:child_find                 seq_cst R3 I1    after D4: late children found
+ * D4    bucket.c:delete_in_section          CAS sc  D2       the parent's reference to 0
+ * Y1    record.c:rl__record_retire          seq_cst I1 X5    the epoch after the tombstone
+ * Y3    record.c:push                       CAS     Y5       a record on a list, its link
+ * Y4    record.c:pop_ok, collect, retire    rel/acq Y4       a record's list state
+ * Y5    record.c:pop                        CAS     Y3       a record taken (the tag: no ABA)
  * R2    rule_sliding.c:unit_tick            acquire C2       an unmoved head: repair
  * S1    update.c:rl_bucket_update           relaxed S2       block B's contents
  * S2    update.c:rl_bucket_update           CAS     A6       block B, filled by S1

@@ -119,6 +119,19 @@ bool rl__policy_same(const struct rl_policy *a, const struct rl_policy *b)
     return true;
 }
 
+/* After the caller's load of policy_off: the record is still the handle's. A9: acquire;
+ * a reference published by R3 brings its record's raised generation (record.c). */
+static bool gen_ok(const rl_bucket *b)
+{
+    return (uint32_t)(rl__load_acquire(&b->rec->life) >> 32) == b->gen;
+}
+
+bool rl__bucket_live(const rl_bucket *b)
+{
+    /* X2, then A9. */
+    return rl__load_seq_cst(&b->rec->policy_off) != 0 && gen_ok(b);
+}
+
 /* The error for a reference that does not validate: 0 means the bucket was deleted. */
 static int view_failed(const rl_bucket *b, uint64_t ref)
 {
@@ -132,6 +145,8 @@ int rl__bucket_view(const rl_bucket *b, struct policy_view *v)
     /* A3: pairs with the release that published the block (R1 or S5). X2: seq_cst, inside
      * the caller's section. */
     uint64_t ref = rl__load_seq_cst(&b->rec->policy_off);
+    if (!gen_ok(b))
+        return view_failed(b, 0);
     return rl__block_view(b->table, ref, v) < 0 ? view_failed(b, ref) : 0;
 }
 
@@ -194,6 +209,8 @@ int rl__bucket_view_refresh(rl_bucket *b, uint64_t off, struct policy_view *spar
 {
     /* Validate afresh, even for a block a slot holds: a damaged file may rewrite a block in
      * place. A slot is used only if its view is still exactly what the block says. */
+    if (!gen_ok(b))
+        return view_failed(b, 0);
     if (rl__block_view(b->table, off, spare) < 0)
         return view_failed(b, off);
     struct view_slot *slots = slots_of(b);

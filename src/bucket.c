@@ -28,54 +28,81 @@ int rl_name_check(const char *name)
     return 0;
 }
 
-static int handle_make(rl_table *t, uint32_t no, rl_bucket *parent, rl_bucket **out)
+/* Install a handle for record `no`, generation gen, in the process's array: the one there
+ * if it has that generation, else ours, which keeps the one it replaces (callers may still
+ * hold it) until the table closes. */
+static int handle_make(rl_table *t, uint32_t no, uint32_t gen, rl_bucket *parent, rl_bucket **out)
 {
     struct shm_bucket *rec = &t->buckets[no];
     rl_bucket *h = calloc(1, sizeof(*h));
-    void *none = NULL;
     if (!h)
         return rl__fail(RL_ENOMEM, "out of memory");
-    *h = (rl_bucket){t, rec, parent, no, false, "", NULL, NULL};
+    *h = (rl_bucket){t, rec, parent, no, gen, NULL, false, "", NULL, NULL};
     memcpy(h->name, rec->name, RL_NAME_MAX);
     size_t len = strlen(h->name); /* only a template's name ends in '*' */
     h->is_template = len >= 2 && strcmp(h->name + len - 2, "/*") == 0;
-    /* P2: process-local publication of an immutable handle, release/acquire between
-     * threads. */
-    if (!rl__ptr_cas_acq_rel(&t->handles[no], &none, h)) {
-        free(h);
-        h = none;
+    void *have = rl__ptr_load_acquire(&t->handles[no]);
+    for (;;) {
+        if (have && ((rl_bucket *)have)->gen == gen) {
+            free(h);
+            *out = have;
+            return 0;
+        }
+        h->older = have;
+        /* P2: process-local publication of an immutable handle, release/acquire between
+         * threads. */
+        if (rl__ptr_cas_acq_rel(&t->handles[no], &have, h)) {
+            *out = h;
+            return 0;
+        }
     }
-    *out = h;
-    return 0;
 }
 
-int rl__bucket_handle(rl_table *t, uint32_t no, rl_bucket **out)
+int rl__bucket_handle(rl_table *t, uint32_t no, uint32_t gen, rl_bucket **out)
 {
     if (no >= t->capacity)
         return rl__fail(RL_ECORRUPT, "table %s: bucket number %u out of range", t->path, no);
     rl_bucket *h = rl__ptr_load_acquire(&t->handles[no]);
-    if (h) {
+    if (h && h->gen == gen) {
         *out = h;
         return 0;
     }
     struct shm_bucket *rec = &t->buckets[no];
-    /* A4: acquire pairs with R1: the record's fields are final. */
-    if (rl__load32_acquire(&rec->state) != RL_BUCKET_BUILT ||
-        memchr(rec->name, '\0', sizeof(rec->name)) == NULL)
+    /* A4: acquire pairs with R1: the record's fields are final. A9: its generation. */
+    uint64_t life = rl__load_acquire(&rec->life);
+    if (rl__load32_acquire(&rec->state) != RL_BUCKET_BUILT || (uint32_t)(life >> 32) != gen)
+        return rl__fail(RL_ENOENT, "table %s: bucket record %u was deleted", t->path, no);
+    if (memchr(rec->name, '\0', sizeof(rec->name)) == NULL || rec->parent > t->capacity)
         return rl__fail(RL_ECORRUPT, "table %s: bucket record %u is damaged", t->path, no);
     rl_bucket *parent = NULL;
-    /* Parents are always created first, so they have lower numbers: a damaged file cannot
-     * make a cycle, and the walk is bounded by RL_MAX_DEPTH. */
+    /* Numbers are reused, so a parent may have a higher number: a damaged file may make a
+     * cycle, which the depth bound catches (each level checks its own chain). */
     uint32_t below = no, depth = 1;
     for (uint32_t p = rec->parent; p; p = t->buckets[below].parent) {
-        if (p - 1 >= below || ++depth > RL_MAX_DEPTH)
+        if (p - 1 >= t->capacity || ++depth > RL_MAX_DEPTH)
             return rl__fail(RL_ECORRUPT, "table %s: bucket %.*s has a damaged parent chain",
                             t->path, RL_NAME_MAX, rec->name);
         below = p - 1;
     }
-    if (rec->parent && rl__bucket_handle(t, rec->parent - 1, &parent) < 0)
-        return RL_ECORRUPT;
-    return handle_make(t, no, parent, out);
+    /* The parent's generation at creation (life's low half while built): a parent deleted
+     * and its record reused answers RL_ENOENT, never for the child. */
+    int err = rec->parent ? rl__bucket_handle(t, rec->parent - 1, (uint32_t)life, &parent) : 0;
+    if (err)
+        return err;
+    return handle_make(t, no, gen, parent, out);
+}
+
+/* Find `name` and make its handle, in one section: the record is not reused meanwhile. */
+static int find_handle(rl_table *t, const char *name, rl_bucket **out)
+{
+    uint32_t no, gen;
+    struct rl_section s;
+    rl__section_enter(t, &s);
+    int err = rl__index_find(t, name, &no, &gen);
+    if (err == 0)
+        err = rl__bucket_handle(t, no, gen, out);
+    rl__section_exit(&s);
+    return err;
 }
 
 /* A template pattern: a valid name followed by "/" and "*". */
@@ -93,27 +120,24 @@ static int pattern_check(const char *pattern)
 
 int rl_bucket_lookup(rl_table *t, const char *name, rl_bucket **out)
 {
-    uint32_t no;
     size_t len = name ? strlen(name) : 0;
     bool pattern = len >= 2 && strcmp(name + len - 2, "/*") == 0;
     if ((pattern ? pattern_check(name) : rl_name_check(name)) < 0)
         return RL_ENAME;
-    if (rl__index_find(t, name, &no) < 0)
+    int err = find_handle(t, name, out);
+    if (err == RL_ENOENT)
         return rl__fail(RL_ENOENT, "no bucket named '%s' in %s", name, t->path);
-    return rl__bucket_handle(t, no, out);
+    return err;
 }
 
-static int check_existing(rl_table *t, uint32_t no, const struct rl_policy *pol,
-                          const rl_bucket *parent, rl_bucket **out)
+static int check_existing(rl_table *t, const struct rl_policy *pol, const rl_bucket *parent,
+                          rl_bucket **out)
 {
-    int err = rl__bucket_handle(t, no, out);
-    if (err)
-        return err;
     struct policy_view v;
     struct rl_policy have;
     struct rl_section s;
     rl__section_enter(t, &s);
-    err = rl__bucket_view(*out, &v);
+    int err = rl__bucket_view(*out, &v);
     if (err == 0)
         rl__block_read(&v, &have);
     rl__section_exit(&s);
@@ -133,33 +157,82 @@ static int parent_depth(const rl_bucket *parent)
     return depth;
 }
 
+/* Zero what a bucket's record counts: a reused record starts as a new one. */
+static void record_clear(struct shm_bucket *rec)
+{
+    /* Relaxed: the record is ours alone until R3 and R1 publish it. */
+    rl__store_relaxed(&rec->cooldown_until, 0);
+    rl__store_relaxed(&rec->server, 0);
+    rl__store_relaxed(&rec->margin, 0);
+    rl__store_relaxed(&rec->backoff, 0);
+    rl__store_relaxed(&rec->last_429, 0);
+    rl_atomic64 *c = &rec->counters.admitted;
+    for (size_t i = 0; i < sizeof(rec->counters) / sizeof(*c); i++)
+        rl__store_relaxed(&c[i], 0);
+}
+
 static int record_create(rl_table *t, const char *name, const struct rl_policy *pol,
                          const rl_bucket *parent, uint32_t *no)
 {
-    uint64_t n;
+    uint32_t n;
     /* Reserve the record's and the block's pages before claiming them (guard.h). */
     int err = rl__table_reserve(t, 1, rl__policy_bytes(pol));
     if (err)
         return err;
-    if (rl__claim(&t->hdr->next_bucket, 1, t->capacity, &n) < 0)
+    if (rl__record_take(t, &n) < 0)
         return rl__fail(RL_EFULL, "table %s is full: all %u buckets are in use", t->path,
                         t->capacity);
     struct shm_bucket *rec = &t->buckets[n];
     err = rl__fd_reserve(t->fd, t->path, (uint64_t)((unsigned char *)rec - t->base), sizeof(*rec));
-    if (err)
-        return err;
     uint64_t ref;
-    err = rl__block_create(t, pol, 0, (uint32_t)n + 1, &ref);
-    if (err)
+    if (!err)
+        err = rl__block_create(t, pol, 0, n + 1, &ref);
+    if (err) {
+        rl__record_retire(t, n); /* never published: given back */
         return err;
+    }
+    uint64_t gen = rl__record_next_gen(rec);
+    /* Relaxed: published by R3. The low half: the parent's generation (record.c). */
+    rl__store_relaxed(&rec->life, gen << 32 | (parent ? parent->gen : 0));
+    record_clear(rec);
     strlcpy(rec->name, name, sizeof(rec->name));
     rec->parent = parent ? parent->no + 1 : 0;
-    rl__store_relaxed(&rec->policy_off, ref); /* published by R1 */
+    /* R3: publishes the generation, name and parent with the reference: a stale handle that
+     * loads it sees the raised generation (record.c). Seq_cst: D1, a child's publication
+     * before it reads its parent (parent_lost). */
+    rl__store_seq_cst(&rec->policy_off, ref);
     /* R1: release publishes the name, parent, policy block and its initial state. */
     rl__store32_release(&rec->state, RL_BUCKET_BUILT);
-    *no = (uint32_t)n;
+    *no = n;
     return 0;
 }
+
+/* A record that lost its name to another (inside the section): its block and the record
+ * go back. Nobody else holds its reference: it never was live. */
+static void record_give_back(rl_table *t, uint32_t no)
+{
+    struct shm_bucket *rec = &t->buckets[no];
+    uint64_t ref = rl__load_relaxed(&rec->policy_off); /* relaxed: ours alone */
+    rl__store_seq_cst(&rec->policy_off, 0);            /* X2: the readers' reference */
+    rl__block_free_now(t, ref);
+    rl__record_retire(t, no);
+}
+
+/*
+ * Children and parents: a child is never left under a deleted parent (D1-D4). A creator
+ * of a child publishes it (R3 seq_cst, then its live slot, I1), then reads the parent's
+ * reference (D2, seq_cst): if the parent was deleted, it deletes the child again. A
+ * deleter sets the parent's reference to 0 (seq_cst), then looks for children (D3: their
+ * references and live slots, seq_cst) and deletes the ones it finds. Of the two, whichever
+ * comes second in the seq_cst order sees the other's write: a child is deleted by one of
+ * them, or both (one wins, the other finds it gone).
+ */
+static bool parent_lost(const rl_bucket *parent)
+{
+    return parent && !rl__bucket_live(parent); /* D2 */
+}
+
+static int delete_now(rl_bucket *b);
 
 /* Define a bucket or a template (its name is a pattern); the name is already checked. A
  * tenant (made from its template) matches any config the table matched: it leaves the
@@ -169,7 +242,7 @@ static int define_checked(rl_table *t, const char *name, const struct rl_policy 
 {
     struct rl_parse_error perr;
     rl_bucket *parent = NULL, *dummy;
-    uint32_t no, winner;
+    uint32_t no = 0, winner = 0, gen;
     if (!out)
         out = &dummy;
     if (!pol || rl_policy_check(pol, &perr) < 0)
@@ -179,14 +252,15 @@ static int define_checked(rl_table *t, const char *name, const struct rl_policy 
     if (parent_depth(parent) + 1 > RL_MAX_DEPTH)
         return rl__fail(RL_ECYCLE, "bucket '%s': chains hold at most %d buckets", name,
                         RL_MAX_DEPTH);
-    if (rl__index_find(t, name, &no) == 0)
-        return check_existing(t, no, pol, parent, out);
+    if (find_handle(t, name, out) == 0)
+        return check_existing(t, pol, parent, out);
     if (t->read_only)
         return rl__fail(RL_EPERM, "table %s is open read-only", t->path);
     int err = rl__guard_check(t);
     if (!err && !tenant)
         rl__applied_forget(t);
-    rl__reclaim(t); /* blocks switches left may serve this one; outside the section */
+    rl__reclaim(t); /* blocks and records deletions left may serve this one */
+    rl__record_collect(t);
     /* The creation runs in a section: a resize (rl__table_moved) waits for it, or it sees
      * the resize and makes nothing. */
     struct rl_section s;
@@ -195,17 +269,27 @@ static int define_checked(rl_table *t, const char *name, const struct rl_policy 
         err = rl__table_moved(t);
     if (!err)
         err = record_create(t, name, pol, parent, &no);
+    if (!err) {
+        err = rl__index_insert(t, name, no, &winner, &gen);
+        if (err || winner != no)
+            record_give_back(t, no);
+    }
     if (!err)
-        err = rl__index_insert(t, name, no, &winner);
+        err = rl__bucket_handle(t, winner, gen, out);
     rl__section_exit(&s);
     if (err < 0)
         return err;
     if (!tenant)
         rl__applied_forget(t);
-    if (winner == no)
-        rl__fetch_add_relaxed(&t->hdr->defined, 1); /* relaxed: a statistic */
-    return winner == no ? rl__bucket_handle(t, no, out)
-                        : check_existing(t, winner, pol, parent, out);
+    if (winner != no)
+        return check_existing(t, pol, parent, out);
+    rl__fetch_add_relaxed(&t->hdr->defined, 1); /* relaxed: a statistic */
+    if (parent_lost(parent)) {                  /* D2: deleted meanwhile: so is the child */
+        delete_now(*out);
+        return rl__fail(RL_ENOENT, "bucket '%s': parent '%s' was deleted meanwhile", name,
+                        parent_name);
+    }
+    return 0;
 }
 
 int rl_bucket_define(rl_table *t, const char *name, const struct rl_policy *pol, const char *parent,
@@ -230,10 +314,8 @@ static int template_for(rl_table *t, const char *name, rl_bucket **out)
     char pattern[RL_NAME_MAX + 3];
     strlcpy(pattern, name, sizeof(pattern));
     for (char *slash = strrchr(pattern, '/'); slash; slash = strrchr(pattern, '/')) {
-        uint32_t no;
         strlcpy(slash, "/*", 3);
-        if (rl__index_find(t, pattern, &no) == 0 && rl__bucket_handle(t, no, out) == 0 &&
-            rl_bucket_is_template(*out))
+        if (find_handle(t, pattern, out) == 0 && rl_bucket_is_template(*out))
             return 0;
         *slash = '\0';
     }
@@ -347,55 +429,74 @@ int rl_bucket_reset(rl_bucket *b)
     return err;
 }
 
-/* A live bucket names b as its parent (a child deleted meanwhile is fine either way). */
-static const char *child_of(const rl_bucket *b)
+/* A live child of b: its handle in *out (D3: inside the caller's section). A record that
+ * lost a creation race, or whose creator died before its slot was live, is no child. */
+static bool child_find(const rl_bucket *b, rl_bucket **out)
 {
-    const rl_table *t = b->table;
-    uint32_t count = rl__bucket_count(t);
-    for (uint32_t no = 0; no < count; no++) {
-        const struct shm_bucket *rec = &t->buckets[no];
-        /* A4 as in rl_table_foreach; X2 for the reference. */
-        if (rl__load32_acquire(&rec->state) == RL_BUCKET_BUILT && rec->parent == b->no + 1 &&
-            rl__load_seq_cst(&rec->policy_off) != 0 && memchr(rec->name, '\0', sizeof(rec->name)))
-            return rec->name;
+    rl_table *t = b->table;
+    uint32_t count = rl__bucket_count(t), no, gen;
+    for (uint32_t i = 0; i < count; i++) {
+        const struct shm_bucket *rec = &t->buckets[i];
+        char name[RL_NAME_MAX + 1];
+        /* D3, X2: seq_cst; a reference published by R3 brings the parent and life. */
+        if (rl__load_seq_cst(&rec->policy_off) == 0 || rec->parent != b->no + 1 ||
+            (uint32_t)rl__load_acquire(&rec->life) != b->gen) /* A9 */
+            continue;
+        memcpy(name, rec->name, RL_NAME_MAX);
+        name[RL_NAME_MAX] = '\0';
+        if (rl__index_find(t, name, &no, &gen) == 0 && no == i &&
+            rl__bucket_handle(t, no, gen, out) == 0)
+            return true;
     }
-    return NULL;
+    return false;
 }
 
 /* The deletion, inside the caller's section: a switch in progress is finished first, so
  * that its new block is not left behind; then the reference goes to 0 (the linearization
- * point), and the block is retired like one a switch left. */
+ * point), the block is retired like one a switch left, and the record leaves the index. */
 static int delete_in_section(rl_bucket *b)
 {
     for (unsigned steps = 0; steps < RL_SWITCH_STEPS; steps++) {
         struct policy_view v;
         uint64_t ref = rl__load_seq_cst(&b->rec->policy_off); /* X2 */
-        if (ref == 0)
+        if (!rl__bucket_live(b))
             return rl__fail(RL_ENOENT, "bucket '%s' was already deleted", b->name);
         bool sound = rl__block_view(b->table, ref, &v) == 0;
         if (sound && rl__switch_help(b, &v))
             continue;
-        /* Seq_cst, as S5: the unlink comes before the retirement's epoch read (X6). */
+        /* Seq_cst, as S5: the unlink comes before the retirement's epoch read (X6). D4. */
         if (rl__cas_seq_cst(&b->rec->policy_off, &ref, 0)) {
             if (sound) /* a damaged block is never reused */
                 rl__block_retire(b->table, ref, b->rec);
+            rl__index_unlink(b->table, b->name, b->no);
             return 0;
         }
     }
     return rl__fail(RL_ECORRUPT, "bucket '%s': its chain of rule switches is damaged", b->name);
 }
 
-int rl_bucket_delete(rl_bucket *b)
+/* After b was deleted: children defined meanwhile go too (D3), and the statistics. */
+static void deleted(rl_bucket *b, bool expired)
+{
+    rl_bucket *child;
+    struct rl_section s;
+    for (uint32_t n = 0; n < b->table->capacity; n++) {
+        rl__section_enter(b->table, &s);
+        bool found = child_find(b, &child);
+        rl__section_exit(&s);
+        if (!found || delete_now(child) == RL_ECORRUPT)
+            break;
+    }
+    /* Relaxed: statistics. */
+    rl__fetch_add_relaxed(&b->table->hdr->defined, (uint64_t)-1);
+    rl__fetch_add_relaxed(&b->table->hdr->deleted, 1);
+    if (expired)
+        rl__fetch_add_relaxed(&b->table->hdr->expired, 1);
+}
+
+static int delete_now(rl_bucket *b)
 {
     struct rl_section s;
-    if (!b)
-        return rl__fail(RL_EINVAL, "rl_bucket_delete needs a bucket");
-    if (b->table->read_only)
-        return rl__fail(RL_EPERM, "table %s is open read-only", b->table->path);
-    const char *child = child_of(b);
-    if (child)
-        return rl__fail(RL_EINVAL, "bucket '%s' is the parent of '%.*s': delete it first", b->name,
-                        RL_NAME_MAX, child);
     rl__applied_forget(b->table); /* before and after the change: applied.c */
     rl__section_enter(b->table, &s);
     int err = rl__table_moved(b->table);
@@ -403,11 +504,35 @@ int rl_bucket_delete(rl_bucket *b)
         err = delete_in_section(b);
     rl__section_exit(&s);
     rl__applied_forget(b->table);
-    if (err == 0) { /* relaxed: statistics */
-        rl__fetch_add_relaxed(&b->table->hdr->defined, (uint64_t)-1);
-        rl__fetch_add_relaxed(&b->table->hdr->deleted, 1);
-    }
+    if (err == 0)
+        deleted(b, false);
     return err;
+}
+
+/* A live child's name, for the refusal (b's own section). */
+static bool has_child(const rl_bucket *b, char name[RL_NAME_MAX + 1])
+{
+    rl_bucket *child;
+    struct rl_section s;
+    rl__section_enter(b->table, &s);
+    bool found = child_find(b, &child);
+    rl__section_exit(&s);
+    if (found)
+        strlcpy(name, child->name, RL_NAME_MAX + 1);
+    return found;
+}
+
+int rl_bucket_delete(rl_bucket *b)
+{
+    char child[RL_NAME_MAX + 1];
+    if (!b)
+        return rl__fail(RL_EINVAL, "rl_bucket_delete needs a bucket");
+    if (b->table->read_only)
+        return rl__fail(RL_EPERM, "table %s is open read-only", b->table->path);
+    if (has_child(b, child))
+        return rl__fail(RL_EINVAL, "bucket '%s' is the parent of '%s': delete it first", b->name,
+                        child);
+    return delete_now(b);
 }
 
 /* The expiry, inside the caller's section. */
@@ -427,6 +552,8 @@ static int expire_in_section(rl_bucket *b, uint64_t idle_ns, bool *expired)
             (server && rl__server_until(server) > now))
             return 0;
         *expired = rl__switch_expire(b, &v, idle_ns);
+        if (*expired)
+            rl__index_unlink(b->table, b->name, b->no);
         return 0;
     }
     return rl__fail(RL_ECORRUPT, "bucket '%s': its chain of rule switches is damaged", b->name);
@@ -443,7 +570,8 @@ int rl_bucket_expire(rl_bucket *b, uint64_t idle_ns, bool *expired)
         return rl__fail(RL_EINVAL, "rl_bucket_expire needs a bucket (not a template)");
     if (b->table->read_only)
         return rl__fail(RL_EPERM, "table %s is open read-only", b->table->path);
-    if (child_of(b))
+    char child[RL_NAME_MAX + 1];
+    if (has_child(b, child))
         return 0;          /* a parent is in use while it has children */
     rl__reclaim(b->table); /* outside the section, as for an update */
     rl__section_enter(b->table, &s);
@@ -451,11 +579,8 @@ int rl_bucket_expire(rl_bucket *b, uint64_t idle_ns, bool *expired)
     if (!err)
         err = expire_in_section(b, idle_ns, expired);
     rl__section_exit(&s);
-    if (*expired) { /* relaxed: statistics */
-        rl__fetch_add_relaxed(&b->table->hdr->defined, (uint64_t)-1);
-        rl__fetch_add_relaxed(&b->table->hdr->deleted, 1);
-        rl__fetch_add_relaxed(&b->table->hdr->expired, 1);
-    }
+    if (*expired)
+        deleted(b, true);
     return err;
 }
 
@@ -501,14 +626,22 @@ int rl_table_foreach(rl_table *t, int (*fn)(rl_bucket *, void *), void *arg)
     uint32_t count = rl__bucket_count(t);
     for (uint32_t no = 0; no < count; no++) {
         const struct shm_bucket *rec = &t->buckets[no];
-        uint32_t found;
-        rl_bucket *b;
-        /* Acquire (A4): a BUILT record's name is final. Records that lost a creation race
-         * are BUILT but not indexed under their name: skip them. */
-        if (rl__load32_acquire(&rec->state) != RL_BUCKET_BUILT ||
-            memchr(rec->name, '\0', sizeof(rec->name)) == NULL ||
-            rl__index_find(t, rec->name, &found) < 0 || found != no ||
-            rl__bucket_handle(t, no, &b) < 0)
+        char name[RL_NAME_MAX + 1];
+        uint32_t found, gen;
+        rl_bucket *b = NULL;
+        struct rl_section s;
+        rl__section_enter(t, &s);
+        /* Acquire (A4): a BUILT record's name is final. Records that lost a creation race,
+         * deleted ones and spare ones are not indexed under their name: skip them. */
+        if (rl__load32_acquire(&rec->state) == RL_BUCKET_BUILT) {
+            memcpy(name, rec->name, RL_NAME_MAX);
+            name[RL_NAME_MAX] = '\0';
+            if (rl__index_find(t, name, &found, &gen) == 0 && found == no &&
+                rl__bucket_handle(t, no, gen, &b) < 0)
+                b = NULL;
+        }
+        rl__section_exit(&s);
+        if (!b)
             continue;
         int rc = fn(b, arg);
         if (rc)

@@ -163,6 +163,8 @@ int rl_report(rl_bucket *b, const struct rl_response *response, struct rl_feedba
     struct rl_section s;
     rl__section_enter(b->table, &s);
     int err = rl__table_moved(b->table);
+    if (!err && !rl__bucket_live(b)) /* deleted, or its record reused: never the new one's */
+        err = rl__fail(RL_ENOENT, "bucket '%s' was deleted: look it up again", b->name);
     if (err) {
         rl__section_exit(&s);
         return err;

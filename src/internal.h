@@ -101,6 +101,10 @@ struct rl_bucket {
     struct shm_bucket *rec;
     struct rl_bucket *parent;
     uint32_t no;
+    uint32_t gen; /* the record's generation it was made for (shm_bucket.life) */
+    /* The handle this one replaced in rl_table.handles (its record was reused): freed with
+     * it when the table closes, as callers may still hold it. */
+    struct rl_bucket *older;
     bool is_template; /* its name is a pattern: "prefix/" "*" */
     char name[RL_NAME_MAX + 1];
     /* The slot holding the view of the block policy_off named when last looked at (struct
@@ -210,12 +214,30 @@ bool rl__applied_publish(rl_table *t, uint64_t digest);
 /* shm_table.c: count an attachment of the preload shim (shim.c) in the header. */
 void rl__table_note_shim(rl_table *t);
 
-/* shm_index.c */
+/* shm_index.c; every call inside a section. A name's bucket number and generation. */
 uint64_t rl__name_hash(const char *name);
-int rl__index_find(const rl_table *t, const char *name, uint32_t *no);
-/* Publish bucket `no` under `name`; if another bucket won the name, *winner is it. */
-int rl__index_insert(rl_table *t, const char *name, uint32_t no, uint32_t *winner);
+int rl__index_find(const rl_table *t, const char *name, uint32_t *no, uint32_t *gen);
+/* Creations of one name that abort each other before one gives up (RL_EFULL). */
+#define RL_CREATE_TRIES 64
+/* Publish built record `no` under `name`; if another bucket won the name, *winner is it
+ * (then the caller gives `no` back). *gen: the winner's generation. */
+int rl__index_insert(rl_table *t, const char *name, uint32_t no, uint32_t *winner, uint32_t *gen);
+/* Record `no`, deleted, leaves the index: true if this call retired it. */
+bool rl__index_unlink(rl_table *t, const char *name, uint32_t no);
 uint32_t rl__bucket_count(const rl_table *t);
+
+/* record.c: records given back and reused. */
+/* A record for a new bucket: a spare one, or the next never used; RL_EFULL. */
+int rl__record_take(rl_table *t, uint32_t *no);
+/* The generation a record taken gets. */
+uint32_t rl__record_next_gen(const struct shm_bucket *rec);
+/* Record `no`, out of the index, waits for its grace period (inside a section). */
+void rl__record_retire(rl_table *t, uint32_t no);
+/* Move records whose grace period is over to the free list (after rl__reclaim, which
+ * advances the epoch while a record limbo is not empty). */
+void rl__record_collect(rl_table *t);
+/* Records retired or spare (a statistic). */
+uint32_t rl__record_spare(const rl_table *t);
 
 /* block.c: the policy block. Snapshot the block at `off`: 0, or -1 if damaged. */
 int rl__block_view(const rl_table *t, uint64_t off, struct policy_view *v);
@@ -274,8 +296,11 @@ void rl__counters_read(const rl_bucket *b, struct rl_counters *out);
 /* feedback.c: what the vendor's answers left in the bucket record, for rl_bucket_info. */
 void rl__feedback_read(const rl_bucket *b, uint64_t now, struct rl_feedback_state *out);
 
-/* bucket.c */
-int rl__bucket_handle(rl_table *t, uint32_t no, rl_bucket **out);
+/* bucket.c: the handle for record `no` of generation gen (inside a section): RL_ENOENT if
+ * the record holds another generation now. */
+int rl__bucket_handle(rl_table *t, uint32_t no, uint32_t gen, rl_bucket **out);
+/* Inside a section: the handle's record still holds its bucket, not deleted. */
+bool rl__bucket_live(const rl_bucket *b);
 
 /* acquire_gcra.c: decide for a chain of GCRA-only buckets, or decline (then
  * acquire.c's general path decides). */

@@ -366,7 +366,8 @@ static bool limbo_empty(const rl_table *t)
     /* Relaxed: an empty limbo is the common case, and a block pushed meanwhile is
      * collected next time. */
     for (unsigned k = 0; k < 3; k++)
-        if (rl__load_relaxed(&t->hdr->limbo[k]) & LINE_MASK)
+        if ((rl__load_relaxed(&t->hdr->limbo[k]) & LINE_MASK) ||
+            (rl__load_relaxed(&t->hdr->rec_limbo[k]) & 0xffffffffULL)) /* records: record.c */
             return false;
     return true;
 }

@@ -7,7 +7,8 @@
  *   2. Z2: set the old table's `moved` (seq_cst), then wait until the epoch advanced twice:
  *      every section that began before `moved` has ended (reclaim.c), and every later one
  *      sees it (Z3) and admits nothing, changes nothing. The old table is still.
- *   3. Copy every bucket and template, parents first: rules, state words, sliding logs,
+ *   3. Copy every bucket and template, parents first (by depth: record numbers are reused,
+ *      so a parent may have a higher one): rules, state words, sliding logs,
  *      carried usage, feedback words, counters. The copy holds exactly what the old table
  *      counted, and nothing is counted there any more.
  *   4. rename() the new file over the path. Processes follow it (rl_table_reopen_if_replaced,
@@ -93,13 +94,26 @@ static void copy_record(const struct shm_bucket *a, struct shm_bucket *z, uint64
 struct copy_ctx {
     rl_table *to;
     unsigned copied;
+    int depth; /* this pass copies the buckets with this many ancestors */
     int err;
 };
 
-/* Step 3 for one bucket of the old table. A switch left half done is finished first. */
+static int ancestors(const rl_bucket *b)
+{
+    int n = 0;
+    for (const rl_bucket *x = b->parent; x; x = x->parent)
+        n++;
+    return n;
+}
+
+/* Step 3 for one bucket of the old table. A switch left half done is finished first.
+ * Record numbers are reused, so a parent may come after its child: pass d copies the
+ * buckets with d ancestors. */
 static int copy_bucket(rl_bucket *b, void *arg)
 {
     struct copy_ctx *cx = arg;
+    if (ancestors(b) != cx->depth)
+        return 0;
     struct policy_view v, w;
     struct rl_policy pol;
     rl_bucket *nb = NULL;
@@ -149,7 +163,7 @@ static int claim(rl_table *t)
 /* Steps 2 to 4, the new table built. */
 static int move_into(rl_table *t, rl_table *n, const char *tmp, unsigned *copied)
 {
-    struct copy_ctx cx = {n, 0, 0};
+    struct copy_ctx cx = {n, 0, 0, 0};
     struct rl_section s;
     /* The file at the path is this one (a resize killed after its rename left it so). */
     int err = rl_table_check(t);
@@ -160,7 +174,8 @@ static int move_into(rl_table *t, rl_table *n, const char *tmp, unsigned *copied
     err = rl__epoch_quiesce(t, QUIESCE_NS);
     if (!err) {
         rl__section_enter(t, &s); /* ours: the blocks we read stay */
-        rl_table_foreach(t, copy_bucket, &cx);
+        for (cx.depth = 0; cx.depth < RL_MAX_DEPTH && !cx.err; cx.depth++)
+            rl_table_foreach(t, copy_bucket, &cx);
         rl__section_exit(&s);
         err = cx.err;
         /* Relaxed: not yet shared. The copy matches whatever config the old table did. */
@@ -186,11 +201,11 @@ int rl_table_resize(rl_table *t, uint32_t capacity, uint32_t arena_kib, unsigned
     if (!copied)
         copied = &dummy;
     *copied = 0;
-    uint32_t used = rl__bucket_count(t);
-    uint64_t deleted = rl__load_relaxed(&t->hdr->deleted); /* relaxed: an estimate, checked */
-    if (capacity < used - (deleted < used ? deleted : used))
+    struct rl_table_space sp = RL_TABLE_SPACE_INIT;
+    rl_table_space(t, &sp); /* an estimate: the copy checks */
+    if (capacity < sp.records_used)
         return rl__fail(RL_EINVAL, "table %s holds about %u buckets: capacity %u is too small",
-                        t->path, used - (uint32_t)(deleted < used ? deleted : used), capacity);
+                        t->path, sp.records_used, capacity);
     if (snprintf(tmp, sizeof(tmp), "%s.resize.%ld", t->path, (long)getpid()) >= (int)sizeof(tmp))
         return rl__fail(RL_EINVAL, "table path is too long: %s", t->path);
     int err = new_table(t, tmp, capacity, arena_kib, &n);

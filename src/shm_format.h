@@ -37,9 +37,11 @@
  *    - The table file is built whole under a temporary name, then link()ed to its path.
  *      link() fails with EEXIST if another creator won. So exactly one table appears, and
  *      it is complete when it appears: attachers never see a half-built header.
- *    - A bucket is a record filled and published by R1, then an index slot CASed to it
- *      (C1, shm_index.c). A creator killed between the two leaves an unreachable record:
- *      one bucket of capacity lost, never a wrong answer.
+ *    - A bucket is a record filled and published by R3 and R1, then an index slot claimed
+ *      pending, the probe chain scanned, and the slot confirmed live (I1, shm_index.c).
+ *      A creator killed between two steps leaves an unreachable record (one bucket of
+ *      capacity lost until a resize, never a wrong answer) and a pending slot, which the
+ *      next creator of the name aborts and any creator may reuse.
  * 2. The sliding log (rule_sliding.c). A decision claims units by one CAS on the head,
  *    then writes their log entries. A writer killed in between leaves entries unwritten.
  *    The claimer of the unit one lap later writes them for it ("helps"), conservatively.
@@ -57,6 +59,11 @@
  *    drained. A process killed between two of these steps leaks that one block (its space,
  *    never a wrong answer); a process killed inside a section holds the epoch back only
  *    until the slot's pid is seen dead.
+ * 6. Record reuse (record.c Y1-Y5). A deleted bucket's live slot becomes a tombstone; its
+ *    winner stamps the record with the epoch and pushes it on rec_limbo; two advances later
+ *    it goes to rec_free and a creation reuses it with a raised generation. A deleter
+ *    killed before the tombstone is helped by the next creator that passes the slot; one
+ *    killed between the tombstone and the push leaks that one record.
  */
 #ifndef RL_SHM_FORMAT_H
 #define RL_SHM_FORMAT_H
@@ -72,7 +79,9 @@
  * margin word (was cooldown_start) and backoff packing widened_at. */
 /* 4: reader slots before the index, the reclamation words in the header, a line before every
  * policy block (struct shm_block_head), policy references carry a generation. */
-#define RL_LAYOUT_VERSION 4
+/* 5: index slots may be pending or tombstones, records are reused: the record's life word
+ * (generation, list link), its limbo state, the record lists in the header. */
+#define RL_LAYOUT_VERSION 5
 #define RL_HEADER_BYTES   4096
 /* Free-list size classes: a block of n lines (64 bytes each, its head line included) is in
  * class n below 256 (16 KiB), else in class 248 + log2(n) (at most RL_FREE_CLASSES - 1). */
@@ -112,9 +121,10 @@ struct shm_header {
     rl_atomic64 wall_offset_ns;
     char boot_id[40]; /* /proc/sys/kernel/random/boot_id at creation, NUL-terminated */
     /*
-     * next_bucket: bucket numbers handed out, by rl__claim (a CAS loop that never passes
+     * next_bucket: bucket numbers ever handed out, by rl__claim (a CAS loop that never passes
      * capacity; the record's contents are published by the release store of its `state`).
-     * Readers still clamp it, as a damaged file may hold anything.
+     * Readers still clamp it, as a damaged file may hold anything. Records of deleted
+     * buckets are reused first (rec_free, record.c).
      */
     rl_atomic64 next_bucket;
     /* arena_used: bytes of the arena handed out, same rules as next_bucket. */
@@ -150,7 +160,7 @@ struct shm_header {
     rl_atomic64 limbo_bytes;
     rl_atomic64 reused_blocks;
     rl_atomic64 readers_hwm; /* slots [0, readers_hwm) may be in use; raised by CAS (X4) */
-    rl_atomic64 deleted;     /* buckets deleted (relaxed, a statistic): their records stay */
+    rl_atomic64 deleted;     /* buckets deleted (relaxed, a statistic): records reused */
     rl_atomic64 expired;     /* of which expired idle (rl_bucket_expire; relaxed) */
     uint8_t reserved0[16];
     /* epoch: the reclamation epoch (reclaim.c), alone on its line: every decision reads it,
@@ -162,7 +172,13 @@ struct shm_header {
      * copy misses. Set by CAS seq_cst (Z2), read seq_cst inside a section (Z3); on the
      * epoch's line, which every decision reads anyway. */
     rl_atomic64 moved;
-    uint8_t reserved1[48];
+    /* Record reuse (record.c), list heads tag:32 | no + 1 (0: empty): rec_limbo[e % 3] holds
+     * records retired in epoch e, rec_free the records ready for reuse. rec_spare: records
+     * on those lists (relaxed, a statistic). */
+    rl_atomic64 rec_limbo[3];
+    rl_atomic64 rec_free;
+    rl_atomic64 rec_spare;
+    uint8_t reserved1[8];
     /* limbo[e % 3]: blocks retired in epoch e, waiting for two more; free_head[c]: free
      * blocks of size class c. Each a list head: tag:33 | line:31, line = (arena offset of
      * the node's head line) / 64 + 1, 0 for an empty list. The tag counts every change, so
@@ -191,18 +207,26 @@ struct shm_reader {
 };
 
 /*
- * Index slot word:
- *   0                          empty (a lookup stops here)
- *   (tag << 32) | (no + 1)     bucket number `no`; tag = high 32 bits of the name's hash
- * A slot goes from 0 to its final value by one CAS and never changes again.
+ * Index slot word (shm_index.c has the protocol and its proof):
+ *   0                                  empty: a lookup stops here; never again once left
+ *   tag:32 | 0:1 | no + 1:31           live: bucket number `no` answers for its name
+ *   tag:32 | 1:1 | no + 1:31           pending: a creator's claim, not yet confirmed
+ *   RL_INDEX_TOMB (low 32 bits 0)      a tombstone: nothing, reusable by a creator
+ * tag = high 32 bits of the name's hash. Every access is seq_cst.
  */
-#define RL_INDEX_EMPTY 0
+#define RL_INDEX_EMPTY   0
+#define RL_INDEX_TOMB    0xffffffff00000000ULL
+#define RL_INDEX_PENDING 0x80000000ULL
 
 /* Bucket record state (32-bit, release-stored, acquire-loaded). */
 enum shm_bucket_state {
-    RL_BUCKET_FREE = 0,  /* never used, or its creator died before finishing it */
+    RL_BUCKET_FREE = 0,  /* never used, or being rebuilt, or its creator died meanwhile */
     RL_BUCKET_BUILT = 1, /* every field is final; it may or may not have won the index */
+    RL_BUCKET_SPARE = 2, /* on the record free list (record.c) */
 };
+/* RL_BUCKET_LIMBO | stamp: retired, on rec_limbo[stamp % 3]; stamp = the epoch's low 31 bits
+ * at retirement: reused once the epoch is 2 past it. */
+#define RL_BUCKET_LIMBO 0x80000000U
 
 /* Per-bucket counters: relaxed fetch_add, they order nothing. extra_units: units admitted
  * beyond one per admission (admitted units = admitted + extra_units), so that the commonest
@@ -226,7 +250,10 @@ struct shm_counters {
  */
 struct shm_bucket {
     rl_atomic32 state; /* enum shm_bucket_state; release store publishes every field */
-    uint32_t parent;   /* parent bucket number + 1, 0 if none; always < own number + 1 */
+    /* parent: parent bucket number + 1, 0 if none; fixed while BUILT. A parent is never
+     * deleted while a child lives (bucket.c, D1-D4), so its record is never reused under
+     * one. Numbers are reused: a parent may have a higher number than its child. */
+    uint32_t parent;
     /*
      * policy_off: a reference to the bucket's current struct shm_policy: gen:34 | line:30,
      * line = arena offset / 64, gen = the block's generation (shm_block_head.gen), so a
@@ -257,7 +284,14 @@ struct shm_bucket {
     rl_atomic64 margin;
     rl_atomic64 backoff;
     rl_atomic64 last_429;
-    uint64_t reserved; /* zero */
+    /*
+     * life: gen:32 | link:32. gen: the record's generation, raised each time the record is
+     * reused (never 0 once built): a handle keeps the one it was made for, and a reused
+     * record's raised one refuses it. Written by the record's owner before the release of
+     * policy_off (R3). link: the next record on a record list (no + 1, 0: none), written by
+     * the pusher (record.c).
+     */
+    rl_atomic64 life;
     char name[RL_NAME_MAX + 1];
     struct shm_counters counters;
 };

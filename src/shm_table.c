@@ -284,10 +284,12 @@ int rl_table_open(const struct rl_table_opts *opts, rl_table **out)
 /* A handle and its cache of block views (the table owns the handle array). */
 static void handle_free(rl_bucket *b)
 {
-    if (!b)
-        return;
-    free(rl__ptr_load_acquire(&b->slots));
-    free(b);
+    while (b) {
+        rl_bucket *older = b->older;
+        free(rl__ptr_load_acquire(&b->slots));
+        free(b);
+        b = older;
+    }
 }
 
 void rl_table_close(rl_table *t)
@@ -393,8 +395,11 @@ int rl_table_space(const rl_table *t, struct rl_table_space *out)
      * anything. */
     uint64_t used = rl__min(rl__load_relaxed(&h->arena_used), h->arena_bytes);
     uint64_t deleted = rl__load_relaxed(&h->deleted);
-    *out = (struct rl_table_space){.size = sizeof(*out), .records_used = rl__bucket_count(t)};
-    out->deleted = deleted < out->records_used ? (uint32_t)deleted : out->records_used;
+    uint32_t handed = rl__bucket_count(t), spare = rl__record_spare(t);
+    *out = (struct rl_table_space){.size = sizeof(*out)};
+    out->records_spare = spare < handed ? spare : handed;
+    out->records_used = handed - out->records_spare;
+    out->deleted = (uint32_t)rl__min(deleted, UINT32_MAX);
     out->expired = rl__min(rl__load_relaxed(&h->expired), out->deleted);
     out->arena_free = rl__min(rl__load_relaxed(&h->free_bytes), used);
     out->arena_reclaimable = rl__min(rl__load_relaxed(&h->limbo_bytes), used);

@@ -57,22 +57,22 @@ Test(index, many_buckets)
     rl_table *t2 = table_open_opts(g_path, 0, 0, 0);
     for (unsigned k = 0; k < N; k++) {
         rl_bucket *b, *b2;
-        uint32_t no;
+        uint32_t no, gen;
         snprintf(name, sizeof(name), "bucket/%u", k);
         cr_assert_eq(rl_bucket_lookup(t, name, &b), 0, "%s not found", name);
         cr_assert_eq(b, handles[k]);
         cr_assert_eq(rl_bucket_lookup(t2, name, &b2), 0, "%s not found by another attach", name);
         cr_assert_str_eq(rl_bucket_name(b2), name);
-        cr_assert_eq(rl__index_find(t2, name, &no), 0);
+        cr_assert_eq(rl__index_find(t2, name, &no, &gen), 0);
         cr_assert_eq(no, k, "%s is bucket %u, created as %u", name, no, k);
     }
     /* Names that are not there. */
     for (unsigned k = N; k < N + 2000; k++) {
         rl_bucket *b;
-        uint32_t no;
+        uint32_t no, gen;
         snprintf(name, sizeof(name), "bucket/%u", k);
         cr_assert_eq(rl_bucket_lookup(t, name, &b), RL_ENOENT);
-        cr_assert_eq(rl__index_find(t, name, &no), RL_ENOENT);
+        cr_assert_eq(rl__index_find(t, name, &no, &gen), RL_ENOENT);
     }
     rl_bucket *b;
     cr_expect_eq(rl_bucket_lookup(t, "bucket", &b), RL_ENOENT);
@@ -154,21 +154,21 @@ Test(index, probing_collisions)
         b[k] = define(t, names[k], "2/1h", NULL);
     for (unsigned k = 0; k < 4; k++) {
         rl_bucket *x;
-        uint32_t no;
+        uint32_t no, gen;
         cr_expect_eq(rl_bucket_lookup(t, names[k], &x), 0);
         cr_expect_eq(x, b[k]);
-        cr_expect_eq(rl__index_find(t, names[k], &no), 0);
+        cr_expect_eq(rl__index_find(t, names[k], &no, &gen), 0);
         cr_expect_eq(no, k);
         cr_expect_eq(define(t, names[k], "2/1h", NULL), b[k]);
     }
     /* Names with the same home slot that are absent: the probe ends at an empty slot. */
     for (unsigned k = 100000, miss = 0; miss < 20; k++) {
         char name[16];
-        uint32_t no;
+        uint32_t no, gen;
         snprintf(name, sizeof(name), "n%u", k);
         if ((rl__name_hash(name) & mask) != mask)
             continue;
-        cr_expect_eq(rl__index_find(t, name, &no), RL_ENOENT, "%s", name);
+        cr_expect_eq(rl__index_find(t, name, &no, &gen), RL_ENOENT, "%s", name);
         miss++;
     }
     rl_table_close(t);

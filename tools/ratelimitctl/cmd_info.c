@@ -24,8 +24,8 @@ static const char help[] =
     "Options:\n"
     "  --json      one JSON object: {\"table\": PATH, \"layout_version\": N,\n"
     "              \"capacity\": N, \"buckets\": N, \"arena_bytes\": N, \"arena_used\": N,\n"
-    "              \"records_free\": N, \"deleted\": N, \"expired\": N,\n"
-    "              \"arena_free\": N,\n"
+    "              \"records_free\": N, \"records_spare\": N, \"deleted\": N,\n"
+    "              \"expired\": N, \"arena_free\": N,\n"
     "              \"arena_reclaimable\": N, \"blocks_reused\": N,\n"
     "              \"file_bytes\": N, \"age_ns\": NS, \"age\": TEXT,\n"
     "              \"applied_digest\": N (0: unknown)}\n"
@@ -89,6 +89,7 @@ static void print_json(const rl_table *t, const struct rl_table_info *ti,
     json_u64(&j, "arena_bytes", ti->arena_bytes);
     json_u64(&j, "arena_used", ti->arena_used);
     json_u64(&j, "records_free", ti->capacity - sp->records_used);
+    json_u64(&j, "records_spare", sp->records_spare);
     json_u64(&j, "deleted", sp->deleted);
     json_u64(&j, "expired", sp->expired);
     json_u64(&j, "arena_free", sp->arena_free);
