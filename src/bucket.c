@@ -232,7 +232,20 @@ static bool parent_lost(const rl_bucket *parent)
     return parent && !rl__bucket_live(parent); /* D2 */
 }
 
+static int delete_in_section(rl_bucket *b);
 static int delete_now(rl_bucket *b);
+
+/* A stand-in handle for record no of generation gen, to delete it (never kept). */
+static void record_as_handle(rl_table *t, uint32_t no, uint32_t gen, const char *name,
+                             rl_bucket *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->table = t;
+    out->rec = &t->buckets[no];
+    out->no = no;
+    out->gen = gen;
+    strlcpy(out->name, name, sizeof(out->name));
+}
 
 /* Define a bucket or a template (its name is a pattern); the name is already checked. A
  * tenant (made from its template) matches any config the table matched: it leaves the
@@ -267,6 +280,9 @@ static int define_checked(rl_table *t, const char *name, const struct rl_policy 
     rl__section_enter(t, &s);
     if (!err)
         err = rl__table_moved(t);
+    /* The parent's record is not reused before the section ends: the child names it. */
+    if (!err && parent_lost(parent))
+        err = RL_ENOENT;
     if (!err)
         err = record_create(t, name, pol, parent, &no);
     if (!err) {
@@ -274,9 +290,18 @@ static int define_checked(rl_table *t, const char *name, const struct rl_policy 
         if (err || winner != no)
             record_give_back(t, no);
     }
+    if (!err && winner == no && parent_lost(parent)) { /* D2: deleted meanwhile: the child too */
+        rl_bucket mine;
+        record_as_handle(t, no, gen, name, &mine);
+        delete_in_section(&mine);
+        err = RL_ENOENT;
+    }
     if (!err)
         err = rl__bucket_handle(t, winner, gen, out);
     rl__section_exit(&s);
+    if (err == RL_ENOENT)
+        return rl__fail(RL_ENOENT, "bucket '%s': parent '%s' was deleted meanwhile", name,
+                        parent_name);
     if (err < 0)
         return err;
     if (!tenant)
@@ -284,11 +309,6 @@ static int define_checked(rl_table *t, const char *name, const struct rl_policy 
     if (winner != no)
         return check_existing(t, pol, parent, out);
     rl__fetch_add_relaxed(&t->hdr->defined, 1); /* relaxed: a statistic */
-    if (parent_lost(parent)) {                  /* D2: deleted meanwhile: so is the child */
-        delete_now(*out);
-        return rl__fail(RL_ENOENT, "bucket '%s': parent '%s' was deleted meanwhile", name,
-                        parent_name);
-    }
     return 0;
 }
 
@@ -429,9 +449,10 @@ int rl_bucket_reset(rl_bucket *b)
     return err;
 }
 
-/* A live child of b: its handle in *out (D3: inside the caller's section). A record that
- * lost a creation race, or whose creator died before its slot was live, is no child. */
-static bool child_find(const rl_bucket *b, rl_bucket **out)
+/* A live child of b: a stand-in handle for it in *out (D3: inside the caller's section). A
+ * record that lost a creation race, or whose creator died before its slot was live, is no
+ * child. */
+static bool child_find(const rl_bucket *b, rl_bucket *out)
 {
     rl_table *t = b->table;
     uint32_t count = rl__bucket_count(t), no, gen;
@@ -444,9 +465,10 @@ static bool child_find(const rl_bucket *b, rl_bucket **out)
             continue;
         memcpy(name, rec->name, RL_NAME_MAX);
         name[RL_NAME_MAX] = '\0';
-        if (rl__index_find(t, name, &no, &gen) == 0 && no == i &&
-            rl__bucket_handle(t, no, gen, out) == 0)
+        if (rl__index_find(t, name, &no, &gen) == 0 && no == i) {
+            record_as_handle(t, no, gen, name, out);
             return true;
+        }
     }
     return false;
 }
@@ -478,13 +500,13 @@ static int delete_in_section(rl_bucket *b)
 /* After b was deleted: children defined meanwhile go too (D3), and the statistics. */
 static void deleted(rl_bucket *b, bool expired)
 {
-    rl_bucket *child;
+    rl_bucket child;
     struct rl_section s;
     for (uint32_t n = 0; n < b->table->capacity; n++) {
         rl__section_enter(b->table, &s);
         bool found = child_find(b, &child);
         rl__section_exit(&s);
-        if (!found || delete_now(child) == RL_ECORRUPT)
+        if (!found || delete_now(&child) == RL_ECORRUPT)
             break;
     }
     /* Relaxed: statistics. */
@@ -512,13 +534,13 @@ static int delete_now(rl_bucket *b)
 /* A live child's name, for the refusal (b's own section). */
 static bool has_child(const rl_bucket *b, char name[RL_NAME_MAX + 1])
 {
-    rl_bucket *child;
+    rl_bucket child;
     struct rl_section s;
     rl__section_enter(b->table, &s);
     bool found = child_find(b, &child);
     rl__section_exit(&s);
     if (found)
-        strlcpy(name, child->name, RL_NAME_MAX + 1);
+        strlcpy(name, child.name, RL_NAME_MAX + 1);
     return found;
 }
 

@@ -1,0 +1,262 @@
+/*
+ * test_records.c - bucket records and index slots are reused in place: tenants created and
+ * deleted or expired without end keep a small table usable; a handle whose record was
+ * reused for another bucket refuses (RL_ENOENT) and never decides; a child defined while
+ * its parent is deleted is never left answering RL_ENOENT under that name.
+ */
+#include <pthread.h>
+
+#include "fixture.h"
+
+TestSuite(records, .init = fixture_setup, .fini = fixture_teardown, .timeout = 300);
+
+/* Tenants a run creates and deletes: RL_TENANTS in the environment, else this many. */
+#define TENANTS_DEFAULT 1000000u
+/* The process reopens the table this often: it keeps every handle it made until it closes
+ * the table (a caller may still hold one), about 120 bytes each. */
+#define REOPEN_EVERY 100000u
+
+static unsigned tenants(void)
+{
+    const char *e = getenv("RL_TENANTS");
+    return e && atoi(e) > 0 ? (unsigned)atoi(e) : TENANTS_DEFAULT;
+}
+
+static uint32_t records_used(rl_table *t)
+{
+    struct rl_table_space sp = RL_TABLE_SPACE_INIT;
+    cr_assert_eq(rl_table_space(t, &sp), 0);
+    return sp.records_used;
+}
+
+/* Before: the 256th tenant found the table full (its deleted buckets' records stayed). Now
+ * every creation succeeds, the file never grows, and no more records than the capacity are
+ * ever in use: deleted tenants give theirs back (expired ones: the next test). */
+Test(records, a_million_tenants_keep_a_small_table_usable)
+{
+    enum { CAPACITY = 256 };
+    rl_table *t = table_at(CAPACITY, 0);
+    struct rl_policy tpl = policy_of("5/1h margin 0");
+    cr_assert_eq(rl_template_define(t, "tenant/*", &tpl, NULL), 0);
+    uint64_t size = file_size(g_path);
+    unsigned n = tenants();
+    for (unsigned i = 0; i < n; i++) {
+        char name[32];
+        rl_bucket *b;
+        snprintf(name, sizeof(name), "tenant/%u", i);
+        int rc = rl_bucket_get(t, name, &b);
+        if (rc)
+            cr_assert_fail("tenant %u: %s (%s)", i, rl_err_name(rc), rl_errdetail());
+        rc = rl_try_acquire(b, 1, NULL);
+        if (rc)
+            cr_assert_fail("tenant %u: take: %s (%s)", i, rl_err_name(rc), rl_errdetail());
+        rc = rl_bucket_delete(b);
+        if (rc)
+            cr_assert_fail("tenant %u: delete: %s (%s)", i, rl_err_name(rc), rl_errdetail());
+        if (records_used(t) > CAPACITY)
+            cr_assert_fail("tenant %u: %u records in use", i, records_used(t));
+        if (i % 4096 == 0 && file_size(g_path) != size)
+            cr_assert_fail("tenant %u: the file grew", i);
+        if (i % REOPEN_EVERY == REOPEN_EVERY - 1) {
+            rl_table_close(t);
+            t = table_at(CAPACITY, 0);
+        }
+    }
+    cr_expect_eq(file_size(g_path), size, "the file never grew");
+    cr_expect_leq(records_used(t), 2, "the template, and a tenant at most");
+    rl_bucket *b;
+    cr_assert_eq(rl_bucket_get(t, "tenant/last", &b), 0);
+    cr_expect_eq(drain(b), 5, "a full budget");
+    rl_table_close(t);
+}
+
+/* Idle tenants expire (idle 0 once their unit left the window) and give their records back. */
+Test(records, expired_tenants_give_their_records_back)
+{
+    enum { CAPACITY = 16 };
+    rl_table *t = table_at(CAPACITY, 0);
+    struct rl_policy tpl = policy_of("5/1ms margin 0");
+    cr_assert_eq(rl_template_define(t, "tenant/*", &tpl, NULL), 0);
+    for (unsigned i = 0; i < 20 * CAPACITY; i++) {
+        char name[32];
+        rl_bucket *b;
+        bool expired = false;
+        snprintf(name, sizeof(name), "tenant/%u", i);
+        cr_assert_eq(rl_bucket_get(t, name, &b), 0, "tenant %u: %s", i, rl_errdetail());
+        cr_assert_eq(rl_try_acquire(b, 1, NULL), 0);
+        for (unsigned k = 0; k < 10000 && !expired; k++) {
+            struct timespec pause = {0, 200000};
+            nanosleep(&pause, NULL);
+            cr_assert_eq(rl_bucket_expire(b, 0, &expired), 0);
+        }
+        cr_assert(expired, "tenant %u never expired", i);
+        cr_assert_eq(rl_bucket_lookup(t, name, &b), RL_ENOENT);
+    }
+    cr_expect_leq(records_used(t), 2);
+    rl_table_close(t);
+}
+
+/* Delete buckets and define others until one gets record `no` again: its handle. */
+static rl_bucket *reuse_record(rl_table *t, uint32_t no, const char *policy)
+{
+    for (unsigned i = 0; i < 1000; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "other/%u", i);
+        rl_bucket *b = define(t, name, policy, NULL);
+        if (b->no == no)
+            return b;
+        cr_assert_eq(rl_bucket_delete(b), 0);
+    }
+    cr_assert_fail("record %u was never reused", no);
+    return NULL;
+}
+
+/* A handle kept across its bucket's deletion and its record's reuse by another bucket
+ * refuses every call with RL_ENOENT: nothing it does reaches the new bucket. */
+Test(records, a_stale_handle_never_decides_for_the_new_bucket)
+{
+    rl_table *t = table_at(8, 0);
+    rl_bucket *old = define(t, "old", "3/1h margin 0", NULL);
+    cr_assert_eq(rl_try_acquire(old, 1, NULL), 0);
+    uint32_t no = old->no;
+    cr_assert_eq(rl_bucket_delete(old), 0);
+    rl_bucket *fresh = reuse_record(t, no, "2/1h margin 0");
+    cr_assert_neq(fresh, old, "a new handle for the reused record");
+    cr_expect_neq(fresh->gen, old->gen, "under a new generation");
+    struct rl_response r = RL_RESPONSE_INIT;
+    struct rl_bucket_info info;
+    struct rl_policy wide = policy_of("100/1h margin 0");
+    bool expired = true;
+    r.status = 429;
+    r.retry_after = "3600";
+    for (unsigned k = 0; k < 3; k++)
+        cr_expect_eq(rl_try_acquire(old, 1, NULL), RL_ENOENT);
+    cr_expect_eq(rl_acquire(old, 1, NS_PER_MS, NULL), RL_ENOENT);
+    cr_expect_eq(rl_report(old, &r, NULL), RL_ENOENT);
+    cr_expect_eq(rl_bucket_info(old, &info), RL_ENOENT);
+    cr_expect_eq(rl_bucket_update(old, &wide), RL_ENOENT);
+    cr_expect_eq(rl_bucket_reset(old), RL_ENOENT);
+    cr_expect_eq(rl_bucket_expire(old, 0, &expired), RL_ENOENT);
+    cr_expect_not(expired);
+    cr_expect_eq(rl_bucket_delete(old), RL_ENOENT);
+    struct rl_bucket_info now = info_of(fresh);
+    cr_expect_eq(now.counters.admitted, 0, "nothing was admitted against the new bucket");
+    cr_expect_eq(now.policy.rules[0].limit, 2, "its own rules");
+    cr_expect_eq(now.feedback.cooldown_ns, 0, "the 429 did not reach it");
+    cr_expect_eq(now.feedback.last_429_ns, 0);
+    cr_expect_eq(drain(fresh), 2, "its whole budget");
+    rl_bucket *again;
+    cr_expect_eq(rl_bucket_lookup(t, "old", &again), RL_ENOENT);
+    rl_table_close(t);
+}
+
+/* The lookup of a reused record by name makes a new handle, never the stale one. */
+Test(records, a_lookup_after_reuse_gets_the_new_bucket)
+{
+    rl_table *t = table_at(8, 0);
+    rl_bucket *old = define(t, "old", "3/1h margin 0", NULL), *got;
+    uint32_t no = old->no;
+    cr_assert_eq(rl_bucket_delete(old), 0);
+    rl_bucket *fresh = reuse_record(t, no, "2/1h margin 0");
+    cr_assert_eq(rl_bucket_lookup(t, fresh->name, &got), 0);
+    cr_expect_eq(got, fresh);
+    cr_expect_str_eq(rl_bucket_name(got), fresh->name);
+    rl_table_close(t);
+}
+
+struct deleter {
+    rl_table *t;
+    atomic_bool stop;
+    atomic_uint deleted;
+};
+
+static void *delete_parent(void *arg)
+{
+    struct deleter *d = arg;
+    while (!atomic_load(&d->stop)) {
+        rl_bucket *p;
+        if (rl_bucket_lookup(d->t, "P", &p) == 0 && rl_bucket_delete(p) == 0)
+            atomic_fetch_add(&d->deleted, 1);
+    }
+    return NULL;
+}
+
+/* The reviewer's repro. Before: a child defined while its parent was deleted could stay
+ * under its name answering RL_ENOENT for good (an orphan). Now a child's creation and its
+ * parent's deletion see each other: a child that refuses with RL_ENOENT is gone from the
+ * index too, once the deleter is done. */
+Test(records, a_child_is_never_left_under_a_deleted_parent)
+{
+    enum { ROUNDS = 20000 };
+    rl_table *t = table_at(64, 0);
+    struct deleter d = {.t = t};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, delete_parent, &d), 0);
+    static unsigned suspect[ROUNDS];
+    unsigned suspects = 0, admitted = 0;
+    for (unsigned i = 0; i < ROUNDS; i++) {
+        char name[32];
+        rl_bucket *c;
+        snprintf(name, sizeof(name), "c%u", i);
+        if (define_rc(t, "P", "1000000/1s fixed margin 0", NULL) < 0)
+            continue;
+        if (define_rc(t, name, "1000000/1s fixed margin 0", "P") < 0 ||
+            rl_bucket_lookup(t, name, &c) < 0)
+            continue;
+        int rc = rl_try_acquire(c, 1, NULL);
+        if (rc == RL_ENOENT) {
+            suspect[suspects++] = i;
+            continue;
+        }
+        cr_assert_eq(rc, 0, "round %u: %s (%s)", i, rl_err_name(rc), rl_errdetail());
+        admitted++;
+        rc = rl_bucket_delete(c);
+        cr_assert(rc == 0 || rc == RL_ENOENT, "round %u: delete: %s", i, rl_err_name(rc));
+    }
+    atomic_store(&d.stop, true);
+    pthread_join(th, NULL);
+    for (unsigned k = 0; k < suspects; k++) {
+        char name[32];
+        rl_bucket *c;
+        snprintf(name, sizeof(name), "c%u", suspect[k]);
+        int rc = rl_bucket_lookup(t, name, &c);
+        if (rc == 0)
+            rc = rl_try_acquire(c, 1, NULL) == RL_ENOENT ? -1 : 0;
+        cr_expect_neq(rc, -1, "%s answers RL_ENOENT under its name: an orphan", name);
+    }
+    cr_expect_gt(atomic_load(&d.deleted), 0, "the parent was deleted meanwhile");
+    cr_expect_gt(admitted, 0);
+    /* The name is whole again: P and a child of it work. */
+    rl_bucket *p, *c;
+    int prc = define_rc(t, "P", "1000000/1s fixed margin 0", NULL);
+    cr_assert_eq(prc, 0, "%s: %s", rl_err_name(prc), rl_errdetail());
+    cr_assert_eq(define_rc(t, "c-last", "1000000/1s fixed margin 0", "P"), 0, "%s", rl_errdetail());
+    cr_assert_eq(rl_bucket_lookup(t, "c-last", &c), 0);
+    cr_expect_eq(rl_try_acquire(c, 1, NULL), 0);
+    cr_assert_eq(rl_bucket_lookup(t, "P", &p), 0);
+    cr_expect_eq(rl_bucket_delete(p), RL_EINVAL, "a parent goes after its children");
+    rl_table_close(t);
+}
+
+/* A record that lost a creation race to another of its name does not keep the parent: the
+ * parent can be deleted once its one child is. */
+Test(records, a_losing_record_does_not_hold_its_parent)
+{
+    rl_table *t = table_at(16, 0);
+    rl_bucket *p = define(t, "P", "10/1s", NULL);
+    rl_bucket *c = define(t, "P/c", "10/1s", "P");
+    /* A creator that built its record and died before its slot was live: the record names
+     * P as its parent, and is no child. */
+    uint32_t lost;
+    cr_assert_eq(rl__record_take(t, &lost), 0);
+    struct shm_bucket *rec = &t->buckets[lost];
+    strlcpy(rec->name, "P/c", sizeof(rec->name));
+    rec->parent = p->no + 1;
+    atomic_store(&rec->life, (uint64_t)rl__record_next_gen(rec) << 32 | p->gen);
+    atomic_store(&rec->policy_off, atomic_load(&c->rec->policy_off));
+    atomic_store(&rec->state, RL_BUCKET_BUILT);
+    cr_expect_eq(rl_bucket_delete(p), RL_EINVAL);
+    cr_assert_eq(rl_bucket_delete(c), 0);
+    cr_expect_eq(rl_bucket_delete(p), 0, "%s", rl_errdetail());
+    rl_table_close(t);
+}
