@@ -437,13 +437,18 @@ int rl_name_check(const char *name);
  * buckets at any time; concurrent definitions of one name yield one bucket.
  * On a read-only table an existing identical bucket is found; nothing is ever created.
  * Errors: RL_ENAME, RL_EPARSE (policy NULL or invalid), RL_ENOENT (no such parent, or it
- * cannot be looked up), RL_ECYCLE (the chain would be longer than RL_MAX_DEPTH),
- * RL_EEXIST (exists with other rules or parent: use rl_bucket_update), RL_EFULL (no free
- * record or arena space), RL_EPERM (read-only and the bucket does not exist),
- * RL_ECORRUPT (the existing bucket or the table's counters are damaged), RL_ENOMEM.
- * Lock-free; allocates the bucket's handle; never sleeps; writes a bucket record, a policy
- * block in the arena, an index slot and the defined count (a record whose name another
- * process won stays unused); not async-signal-safe; any thread.
+ * cannot be looked up, or it was deleted meanwhile: then the new bucket is deleted too),
+ * RL_ECYCLE (the chain would be longer than RL_MAX_DEPTH), RL_EEXIST (exists with other
+ * rules or parent: use rl_bucket_update), RL_EFULL (no free record or arena space: a
+ * deleted bucket's record is free again once no process can still be reading it; or
+ * creations of the name aborted each other 64 times in a row), RL_EPERM (read-only
+ * and the bucket does not exist), RL_ECORRUPT (the existing bucket or the table's counters
+ * are damaged), RL_ENOMEM.
+ * Lock-free; allocates the bucket's handle; never sleeps (yields while creations of one
+ * name abort each other, and for up to 20 ms while every free record is a deleted bucket's
+ * still in its grace period); writes a bucket record (a deleted bucket's, or a new one), a
+ * policy block in the arena, index slots and the defined count (a record whose name
+ * another process won is given back); not async-signal-safe; any thread.
  */
 int rl_bucket_define(rl_table *table, const char *name, const struct rl_policy *policy,
                      const char *parent, rl_bucket **out);

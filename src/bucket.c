@@ -1,6 +1,7 @@
 /*
  * bucket.c - define, find, reset and inspect buckets; process-local handles.
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -247,6 +248,49 @@ static void record_as_handle(rl_table *t, uint32_t no, uint32_t gen, const char 
     strlcpy(out->name, name, sizeof(out->name));
 }
 
+/* How long a creation that finds every record taken, some by deleted buckets waiting for
+ * their grace period (a process preempted inside a section holds it back), yields to the
+ * others before RL_EFULL: ns. */
+#define FULL_PATIENCE_NS 20000000ULL
+
+/* A creation aborted by another of its name (shm_index.c): try again, out of the section. */
+#define CREATE_AGAIN 1
+
+/* One attempt at a creation, in a section: a resize (rl__table_moved) waits for it, or it
+ * sees the resize and makes nothing. *no: our record, kept built across attempts while
+ * *built; *winner: the name's (ours if they match). */
+static int create(rl_table *t, const char *name, const struct rl_policy *pol, rl_bucket *parent,
+                  uint32_t *no, bool *built, uint32_t *winner, rl_bucket **out)
+{
+    struct rl_section s;
+    uint32_t gen = 0;
+    rl__section_enter(t, &s);
+    int err = rl__table_moved(t);
+    /* The parent's record is not reused before the section ends: the child names it. */
+    if (!err && parent_lost(parent))
+        err = RL_ENOENT;
+    if (!err && !*built) {
+        err = record_create(t, name, pol, parent, no);
+        *built = !err;
+    }
+    if (!err)
+        err = rl__index_insert(t, name, *no, winner, &gen);
+    if (*built && (err < 0 || (!err && *winner != *no))) {
+        record_give_back(t, *no);
+        *built = false;
+    }
+    if (!err && *winner == *no && parent_lost(parent)) { /* D2: deleted meanwhile: the child too */
+        rl_bucket mine;
+        record_as_handle(t, *no, gen, name, &mine);
+        delete_in_section(&mine);
+        err = RL_ENOENT;
+    }
+    if (!err)
+        err = rl__bucket_handle(t, *winner, gen, out);
+    rl__section_exit(&s);
+    return err;
+}
+
 /* Define a bucket or a template (its name is a pattern); the name is already checked. A
  * tenant (made from its template) matches any config the table matched: it leaves the
  * applied digest alone; any other creation forgets it (applied.c). */
@@ -255,7 +299,6 @@ static int define_checked(rl_table *t, const char *name, const struct rl_policy 
 {
     struct rl_parse_error perr;
     rl_bucket *parent = NULL, *dummy;
-    uint32_t no = 0, winner = 0, gen;
     if (!out)
         out = &dummy;
     if (!pol || rl_policy_check(pol, &perr) < 0)
@@ -272,33 +315,37 @@ static int define_checked(rl_table *t, const char *name, const struct rl_policy 
     int err = rl__guard_check(t);
     if (!err && !tenant)
         rl__applied_forget(t);
-    rl__reclaim(t); /* blocks and records deletions left may serve this one */
-    rl__record_collect(t);
-    /* The creation runs in a section: a resize (rl__table_moved) waits for it, or it sees
-     * the resize and makes nothing. */
-    struct rl_section s;
-    rl__section_enter(t, &s);
-    if (!err)
-        err = rl__table_moved(t);
-    /* The parent's record is not reused before the section ends: the child names it. */
-    if (!err && parent_lost(parent))
-        err = RL_ENOENT;
-    if (!err)
-        err = record_create(t, name, pol, parent, &no);
-    if (!err) {
-        err = rl__index_insert(t, name, no, &winner, &gen);
-        if (err || winner != no)
-            record_give_back(t, no);
+    uint32_t no = 0, winner = 0;
+    uint64_t until = 0;
+    bool built = false;
+    for (unsigned tries = 0; !err; tries++) {
+        rl__reclaim(t); /* blocks and records deletions left may serve this one */
+        rl__record_collect(t);
+        err = create(t, name, pol, parent, &no, &built, &winner, out);
+        if (err == CREATE_AGAIN && tries < RL_CREATE_TRIES) {
+            for (unsigned k = 0; k < tries; k++) /* let the other creator go first */
+                sched_yield();
+            err = 0;
+            continue;
+        }
+        /* Full, with records waiting for their grace period: again, after a reclaim. */
+        if (err != RL_EFULL || rl__record_spare(t) == 0)
+            break;
+        uint64_t now = rl__clock_mono();
+        until = until ? until : now + FULL_PATIENCE_NS;
+        if (now >= until)
+            break;
+        err = 0;
+        sched_yield();
     }
-    if (!err && winner == no && parent_lost(parent)) { /* D2: deleted meanwhile: the child too */
-        rl_bucket mine;
-        record_as_handle(t, no, gen, name, &mine);
-        delete_in_section(&mine);
-        err = RL_ENOENT;
+    if (err == CREATE_AGAIN) {
+        struct rl_section s;
+        rl__section_enter(t, &s);
+        record_give_back(t, no);
+        rl__section_exit(&s);
+        return rl__fail(RL_EFULL, "table %s: bucket '%s' lost its creation %d times in a row",
+                        t->path, name, RL_CREATE_TRIES);
     }
-    if (!err)
-        err = rl__bucket_handle(t, winner, gen, out);
-    rl__section_exit(&s);
     if (err == RL_ENOENT)
         return rl__fail(RL_ENOENT, "bucket '%s': parent '%s' was deleted meanwhile", name,
                         parent_name);

@@ -219,8 +219,9 @@ uint64_t rl__name_hash(const char *name);
 int rl__index_find(const rl_table *t, const char *name, uint32_t *no, uint32_t *gen);
 /* Creations of one name that abort each other before one gives up (RL_EFULL). */
 #define RL_CREATE_TRIES 64
-/* Publish built record `no` under `name`; if another bucket won the name, *winner is it
- * (then the caller gives `no` back). *gen: the winner's generation. */
+/* Publish built record `no` under `name`: 0, and *winner is the bucket that has the name
+ * (if not `no`, the caller gives `no` back), *gen its generation; 1 if another creator
+ * aborted ours (try again, out of the section: bucket.c); or RL_EFULL. */
 int rl__index_insert(rl_table *t, const char *name, uint32_t no, uint32_t *winner, uint32_t *gen);
 /* Record `no`, deleted, leaves the index: true if this call retired it. */
 bool rl__index_unlink(rl_table *t, const char *name, uint32_t no);

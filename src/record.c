@@ -64,8 +64,15 @@ static int64_t pop(const rl_table *t, rl_atomic64 *list, bool limbo, uint64_t ep
         if (link == 0 || link > t->capacity)
             return -1; /* empty, or damaged: never hands out a record */
         const struct shm_bucket *rec = &t->buckets[link - 1];
-        if (!pop_ok(rec, limbo, epoch))
-            return -1;
+        if (!pop_ok(rec, limbo, epoch)) {
+            /* Not due, damaged, or popped and reused since we read the head: look again
+             * only in the last case (the head moved). Y5. */
+            uint64_t again = rl__load_acquire(list);
+            if (again == cur)
+                return -1;
+            cur = again;
+            continue;
+        }
         /* Relaxed: if the record was popped meanwhile, the tag moved and the CAS fails. */
         uint64_t next = rl__load_relaxed(&rec->life) & LINK_MASK;
         if (rl__cas_acq_rel(list, &cur, head_next(cur, next)))

@@ -35,7 +35,6 @@
  * reused by any creator after), or a live slot (done), or a tombstone. Its record is lost
  * (one bucket of capacity until a resize), never a wrong answer, and nothing waits on it.
  */
-#include <sched.h>
 #include <string.h>
 
 #include "internal.h"
@@ -196,16 +195,8 @@ static int insert_once(rl_table *t, const char *name, uint32_t no, uint32_t *win
 
 int rl__index_insert(rl_table *t, const char *name, uint32_t no, uint32_t *winner, uint32_t *gen)
 {
-    for (unsigned tries = 0; tries < RL_CREATE_TRIES; tries++) {
-        int rc = insert_once(t, name, no, winner, gen);
-        if (rc != 0)
-            return rc < 0 ? rc : 0;
-        /* Aborted by another creator of the name: let it go first. */
-        for (unsigned k = 0; k < tries; k++)
-            sched_yield();
-    }
-    return rl__fail(RL_EFULL, "table %s: bucket '%s' lost its creation %d times in a row", t->path,
-                    name, RL_CREATE_TRIES);
+    int rc = insert_once(t, name, no, winner, gen);
+    return rc < 0 ? rc : rc == 0;
 }
 
 bool rl__index_unlink(rl_table *t, const char *name, uint32_t no)
