@@ -34,14 +34,15 @@
 #include "internal.h"
 #include "ratelimit.h"
 
-#define WORKERS  6
-#define NAMES    4
-#define LIMIT    4
-#define PERIOD   (50 * 1000000ULL) /* ns */
-#define RULES    "4/50ms margin 0"
-#define LOG_MAX  (1u << 22)
-#define CAPACITY 256 /* deleted records wait for their grace period; killed creators leak theirs   \
-                      */
+#define WORKERS 6
+#define NAMES   4
+#define LIMIT   4
+#define PERIOD  (50 * 1000000ULL) /* ns */
+#define RULES   "4/50ms margin 0"
+#define LOG_MAX (1u << 22)
+#define CAPACITY                                                                                   \
+    256 /* deleted records wait for their grace period; killed creators leak theirs                \
+         */
 
 struct entry {
     uint64_t at;  /* rl_decision.at_ns */
