@@ -47,8 +47,9 @@
 struct entry {
     uint64_t at;  /* rl_decision.at_ns */
     uint64_t rec; /* record number << 32 | generation */
-    uint32_t name;
-    uint32_t overlapped; /* a deletion of the name ran during the call */
+    uint16_t name;
+    uint16_t overlapped;   /* a deletion of the name ran during the call */
+    _Atomic uint32_t done; /* written last: a worker killed while writing leaves 0 */
 };
 
 struct shared {
@@ -148,8 +149,12 @@ static void worker(const char *path, unsigned w)
             uint64_t slot = atomic_fetch_add(&sh->next, 1);
             if (slot >= LOG_MAX)
                 break;
-            sh->log[slot] = (struct entry){d.at_ns, (uint64_t)b->no << 32 | b->gen, i,
-                                           busy || atomic_load(&sh->seq[i]) != before};
+            struct entry *e = &sh->log[slot];
+            e->at = d.at_ns;
+            e->rec = (uint64_t)b->no << 32 | b->gen;
+            e->name = (uint16_t)i;
+            e->overlapped = busy || atomic_load(&sh->seq[i]) != before;
+            atomic_store(&e->done, 1);
         }
     }
 }
@@ -168,7 +173,7 @@ static unsigned check_log(struct entry *log, size_t n)
     unsigned bad = 0;
     size_t kept = 0;
     for (size_t k = 0; k < n; k++) /* a worker killed between its slot and its write */
-        if (log[k].rec)
+        if (atomic_load(&log[k].done))
             log[kept++] = log[k];
     n = kept;
     qsort(log, n, sizeof(*log), by_instant);
