@@ -83,6 +83,10 @@
  * P1    block.c:rl__bucket_view_refresh     rel ptr A3 (ptr) the current slot (process)
  * P2    bucket.c:handle_make                CAS ptr A4 (ptr) a handle (process)
  * P3    block.c:slots_of                    CAS ptr P3       a handle's view slots (process)
+ * P4    bucket.c:handle_retire (xchg),      seq_cst X1 X5    a replaced handle's slots
+ *       internal.h:rl__bucket_view_cached                    detached before the epoch read:
+ *                                                            freed after two advances
+ * P5    bucket.c:dead_push, dead_collect    CAS ptr P5       replaced handles (process)
  * V1    block.c:slot_for                    acquire V2       a ready slot's view (process)
  * V2    block.c:slot_for                    release V1       a slot filled (process)
  * G1    shim/deepbind.c:patch_slot          release (none)   a GOT slot: another object's

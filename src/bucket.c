@@ -29,6 +29,49 @@ int rl_name_check(const char *name)
     return 0;
 }
 
+/* Push handle h on the process's list of handles whose slots wait. */
+static void dead_push(rl_table *t, rl_bucket *h)
+{
+    void *cur = rl__ptr_load_relaxed(&t->dead);
+    do /* P5: release publishes the node's fields; process-local, no ABA (push only) */
+        h->dead_next = cur;
+    while (!rl__ptr_cas_acq_rel(&t->dead, &cur, h));
+}
+
+/* Free the view slots whose grace period is over: the list is taken whole (P5), the
+ * handles still waiting go back. */
+static void dead_collect(rl_table *t)
+{
+    uint64_t e = rl__load_seq_cst(&t->hdr->epoch);
+    rl_bucket *h = rl__ptr_xchg_seq_cst(&t->dead, NULL);
+    while (h) {
+        rl_bucket *next = h->dead_next;
+        if (e >= h->dead_epoch + 2) {
+            free(h->dead_slots);
+            h->dead_slots = NULL;
+        } else
+            dead_push(t, h);
+        h = next;
+    }
+}
+
+/* A handle replaced because its record was reused: no call on it reaches its view slots
+ * again (each fails its generation check first), but a decision that loaded its view
+ * pointer before may still read them. So they are detached (P4: seq_cst, then the epoch)
+ * and freed two epoch advances later, as a block is (reclaim.c). A read-only table has no
+ * sections: its slots stay until it closes. */
+static void handle_retire(rl_table *t, rl_bucket *old)
+{
+    if (!old || t->read_only)
+        return;
+    rl__ptr_xchg_seq_cst(&old->view, NULL); /* P4 */
+    old->dead_slots = rl__ptr_xchg_seq_cst(&old->slots, NULL);
+    old->dead_epoch = rl__load_seq_cst(&t->hdr->epoch); /* P4: after the detach */
+    if (old->dead_slots)
+        dead_push(t, old);
+    dead_collect(t);
+}
+
 /* Install a handle for record `no`, generation gen, in the process's array: the one there
  * if it has that generation, else ours, which keeps the one it replaces (callers may still
  * hold it) until the table closes. */
@@ -38,7 +81,7 @@ static int handle_make(rl_table *t, uint32_t no, uint32_t gen, rl_bucket *parent
     rl_bucket *h = calloc(1, sizeof(*h));
     if (!h)
         return rl__fail(RL_ENOMEM, "out of memory");
-    *h = (rl_bucket){t, rec, parent, no, gen, NULL, false, "", NULL, NULL};
+    *h = (rl_bucket){.table = t, .rec = rec, .parent = parent, .no = no, .gen = gen};
     memcpy(h->name, rec->name, RL_NAME_MAX);
     size_t len = strlen(h->name); /* only a template's name ends in '*' */
     h->is_template = len >= 2 && strcmp(h->name + len - 2, "/*") == 0;
@@ -53,6 +96,7 @@ static int handle_make(rl_table *t, uint32_t no, uint32_t gen, rl_bucket *parent
         /* P2: process-local publication of an immutable handle, release/acquire between
          * threads. */
         if (rl__ptr_cas_acq_rel(&t->handles[no], &have, h)) {
+            handle_retire(t, have);
             *out = h;
             return 0;
         }

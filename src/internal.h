@@ -49,6 +49,8 @@ struct rl_table {
     struct rl_wall *wall;
     /* handles[no]: this process's handle for bucket `no`, made on first use (CAS). */
     void *_Atomic *handles;
+    /* Replaced handles whose view slots wait for their grace period (bucket.c). */
+    void *_Atomic dead;
     /* How it was opened (path: this table's), for rl_table_reopen_if_replaced. */
     struct rl_table_opts opts;
     rl_atomic64 replaced_checked; /* CLOCK_MONOTONIC ns of the last check for a new file */
@@ -103,8 +105,13 @@ struct rl_bucket {
     uint32_t no;
     uint32_t gen; /* the record's generation it was made for (shm_bucket.life) */
     /* The handle this one replaced in rl_table.handles (its record was reused): freed with
-     * it when the table closes, as callers may still hold it. */
+     * it when the table closes, as callers may still hold it. Its view slots are freed
+     * sooner (bucket.c): dead_slots, once the epoch is 2 past dead_epoch; dead_next links
+     * the handles whose slots wait (rl_table.dead). */
     struct rl_bucket *older;
+    void *dead_slots;
+    uint64_t dead_epoch;
+    struct rl_bucket *dead_next;
     bool is_template; /* its name is a pattern: "prefix/" "*" */
     char name[RL_NAME_MAX + 1];
     /* The slot holding the view of the block policy_off named when last looked at (struct
@@ -268,7 +275,9 @@ static inline int rl__bucket_view_cached(rl_bucket *b, struct policy_view *spare
      * So acquire on the pointer sees the slot's contents (P1 in the refresh). A slot's
      * reference carries the block's generation: a reused block never matches it. */
     uint64_t off = rl__load_seq_cst(&b->rec->policy_off);
-    const struct view_slot *have = rl__ptr_load_acquire(&b->view);
+    /* P4: seq_cst (a plain load on x86): a handle whose record was reused has its slots
+     * detached by a seq_cst exchange before their grace period (bucket.c). */
+    const struct view_slot *have = rl__ptr_load_seq_cst(&b->view);
     if (!have || have->v.off != off)
         return rl__bucket_view_refresh(b, off, spare, out);
     *out = &have->v;

@@ -287,6 +287,7 @@ static void handle_free(rl_bucket *b)
     while (b) {
         rl_bucket *older = b->older;
         free(rl__ptr_load_acquire(&b->slots));
+        free(b->dead_slots); /* still waiting for its grace period, or freed: NULL */
         free(b);
         b = older;
     }

@@ -13,7 +13,8 @@ TestSuite(records, .init = fixture_setup, .fini = fixture_teardown, .timeout = 3
 /* Tenants a run creates and deletes: RL_TENANTS in the environment, else this many. */
 #define TENANTS_DEFAULT 1000000u
 /* The process reopens the table this often: it keeps every handle it made until it closes
- * the table (a caller may still hold one), about 120 bytes each. */
+ * the table (a caller may still hold one), about 140 bytes each once its view slots are
+ * freed. */
 #define REOPEN_EVERY 100000u
 
 static unsigned tenants(void)
