@@ -233,7 +233,8 @@ void ctl_prometheus(FILE *f, const struct rl_table_info *ti, const struct rl_tab
                     path, sp->arena_reclaimable);
     put_table_gauge(f, "ratelimit_table_blocks_reused", "Policy blocks handed out again.", path,
                     sp->blocks_reused);
-    put_table_gauge(f, "ratelimit_table_records_free", "Bucket records not yet handed out.", path,
+    put_table_gauge(f, "ratelimit_table_records_free",
+                    "Bucket records free: never used, or deleted buckets'.", path,
                     ti->capacity - sp->records_used);
     put_table_gauge(f, "ratelimit_table_buckets_deleted", "Buckets deleted.", path, sp->deleted);
     put_table_gauge(f, "ratelimit_table_shim_attaches",
