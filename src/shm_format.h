@@ -12,7 +12,7 @@
  *   +---------------------------+ index_off
  *   | index: index_slots words  |  open addressing, linear probing: name -> bucket number
  *   +---------------------------+ buckets_off
- *   | capacity x shm_bucket     |  fixed-size records, numbered in allocation order
+ *   | capacity x shm_bucket     |  fixed-size records; a deleted bucket's is reused
  *   +---------------------------+ arena_off
  *   | arena                     |  policy blocks, each: a shm_block_head line, the
  *   |                           |  shm_policy with its rules and state words, the sliding

@@ -426,19 +426,28 @@ static void report_kept(const struct apply_plan *pl)
                 pl->haves[i].name);
 }
 
-/* RL_APPLY_PRUNE: delete what the config does not mention, children first (a parent has a
- * lower number than its children, and haves are in the table's order). */
+static unsigned ancestors(const rl_bucket *b)
+{
+    unsigned n = 0;
+    for (const rl_bucket *x = rl_bucket_parent(b); x; x = rl_bucket_parent(x))
+        n++;
+    return n;
+}
+
+/* RL_APPLY_PRUNE: delete what the config does not mention, children first: the deepest
+ * first (records are reused, so a parent may have a higher number than its child). */
 static int prune(const struct apply_plan *pl)
 {
-    for (size_t i = pl->nhaves; i-- > 0;) {
-        const struct have *h = &pl->haves[i];
-        if (h->mentioned)
-            continue;
-        int err = rl_bucket_delete(h->bucket);
-        if (err)
-            return err;
-        say(pl, "deleted %s%s: not in the config", h->is_template ? "template " : "", h->name);
-    }
+    for (unsigned depth = RL_MAX_DEPTH; depth-- > 0;)
+        for (size_t i = pl->nhaves; i-- > 0;) {
+            const struct have *h = &pl->haves[i];
+            if (h->mentioned || ancestors(h->bucket) != depth)
+                continue;
+            int err = rl_bucket_delete(h->bucket);
+            if (err)
+                return err;
+            say(pl, "deleted %s%s: not in the config", h->is_template ? "template " : "", h->name);
+        }
     return 0;
 }
 

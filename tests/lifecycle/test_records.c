@@ -261,3 +261,54 @@ Test(records, a_losing_record_does_not_hold_its_parent)
     cr_expect_eq(rl_bucket_delete(p), 0, "%s", rl_errdetail());
     rl_table_close(t);
 }
+
+/* A child P/c<i> of P whose record number is below P's (a deleted bucket's, reused). */
+static rl_bucket *child_below(rl_table *t, rl_bucket **parent)
+{
+    rl_bucket *x = define(t, "x", "10/1s", NULL), *p = define(t, "P", "10/1s", NULL);
+    uint32_t low = x->no;
+    cr_assert_eq(rl_bucket_delete(x), 0);
+    for (unsigned i = 0; i < 1000; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "P/c%u", i);
+        rl_bucket *b = define(t, name, "10/1s", "P");
+        if (b->no == low) {
+            cr_assert_lt(b->no, p->no);
+            *parent = p;
+            return b;
+        }
+        cr_assert_eq(rl_bucket_delete(b), 0);
+    }
+    cr_assert_fail("record %u was never reused", low);
+    return NULL;
+}
+
+/* Records are reused, so a child may have a lower number than its parent: what goes
+ * parents first (resize) or children first (apply --prune) goes by depth, not by number. */
+Test(records, a_child_below_its_parent_is_resized)
+{
+    rl_table *t = table_at(16, 0);
+    rl_bucket *p, *c = child_below(t, &p);
+    cr_assert_eq(rl_try_acquire(c, 1, NULL), 0);
+    unsigned copied = 0;
+    cr_assert_eq(rl_table_resize(t, 16, 0, &copied), 0, "%s", rl_errdetail());
+    cr_expect_eq(copied, 2);
+    rl_table_close(t);
+    t = table_at(16, 0);
+    cr_assert_eq(rl_bucket_lookup(t, c->name, &c), 0);
+    cr_expect_eq(info_of(c).counters.admitted, 1, "its usage came along");
+    rl_table_close(t);
+}
+
+Test(records, a_child_below_its_parent_is_pruned)
+{
+    rl_table *t = table_at(16, 0);
+    rl_bucket *p, *c = child_below(t, &p);
+    (void)c;
+    rl_config *none = parse_ok("bucket other 5/1s\n");
+    int rc = rl_config_apply_flags(none, t, RL_APPLY_PRUNE, NULL, NULL);
+    cr_expect_eq(rc, 0, "%s (%s)", rl_err_name(rc), rl_errdetail());
+    cr_expect_eq(rl_bucket_lookup(t, "P", &p), RL_ENOENT);
+    rl_config_free(none);
+    rl_table_close(t);
+}
