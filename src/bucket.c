@@ -115,9 +115,12 @@ int rl__bucket_handle(rl_table *t, uint32_t no, uint32_t gen, rl_bucket **out)
     struct shm_bucket *rec = &t->buckets[no];
     /* A4: acquire pairs with R1: the record's fields are final. A9: its generation. */
     uint64_t life = rl__load_acquire(&rec->life);
-    if (rl__load32_acquire(&rec->state) != RL_BUCKET_BUILT || (uint32_t)(life >> 32) != gen)
+    uint32_t state = rl__load32_acquire(&rec->state);
+    bool given_back = state == RL_BUCKET_SPARE || (state & RL_BUCKET_LIMBO);
+    if (given_back || (state == RL_BUCKET_BUILT && (uint32_t)(life >> 32) != gen))
         return rl__fail(RL_ENOENT, "table %s: bucket record %u was deleted", t->path, no);
-    if (memchr(rec->name, '\0', sizeof(rec->name)) == NULL || rec->parent > t->capacity)
+    if (state != RL_BUCKET_BUILT || memchr(rec->name, '\0', sizeof(rec->name)) == NULL ||
+        rec->parent > t->capacity)
         return rl__fail(RL_ECORRUPT, "table %s: bucket record %u is damaged", t->path, no);
     rl_bucket *parent = NULL;
     /* Numbers are reused, so a parent may have a higher number: a damaged file may make a

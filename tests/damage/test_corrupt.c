@@ -500,7 +500,7 @@ Test(corrupt, record_parent_damaged)
         expect_others_work(t);
         rl_table_close(t);
     }
-    /* A parent chain longer than RL_MAX_DEPTH (a cycle is impossible: parents are older). */
+    /* A parent chain longer than RL_MAX_DEPTH (with the parent's generation: c2's, 1). */
     unlink(g_path);
     rl_table *t = table_create(16);
     char name[16], parent[16];
@@ -512,6 +512,7 @@ Test(corrupt, record_parent_damaged)
     rl_table_close(t);
     H = header_of(g_path);
     write_u32(rec_off(4) + offsetof(struct shm_bucket, parent), 2 + 1); /* c4 under c2 */
+    write_u32(rec_off(4) + offsetof(struct shm_bucket, life), 1);       /* c2's generation */
     t = table_open_opts(g_path, 0, 0, 0);
     expect_lookup(t, "c4", 0, "depth 4: c4 c2 c1 c0");
     expect_lookup(t, "c5", RL_ECORRUPT, "depth 5");
