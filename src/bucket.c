@@ -334,6 +334,15 @@ static int create(rl_table *t, const char *name, const struct rl_policy *pol, rl
     }
     if (!err)
         err = rl__bucket_handle(t, *winner, gen, out);
+    if (err == RL_ENOENT && *winner != *no) {
+        /* The name's bucket lost its parent (its deleter was killed before it deleted the
+         * children it found): delete it, and make ours. */
+        rl_bucket orphan;
+        record_as_handle(t, *winner, gen, name, &orphan);
+        if (delete_in_section(&orphan) == 0)
+            rl__fetch_add_relaxed(&t->hdr->deleted, 1); /* relaxed: a statistic */
+        err = CREATE_AGAIN;
+    }
     rl__section_exit(&s);
     return err;
 }

@@ -312,3 +312,30 @@ Test(records, a_child_below_its_parent_is_pruned)
     rl_config_free(none);
     rl_table_close(t);
 }
+
+/* A deleter killed after its parent's reference went to 0 and before it deleted the child
+ * defined meanwhile leaves an orphan: it resolves to nothing (RL_ENOENT), and defining its
+ * name again deletes it and makes a working bucket, even once the parent's record is
+ * reused. */
+Test(records, an_orphan_gives_way_to_a_new_definition)
+{
+    rl_table *t = table_at(16, 0);
+    rl_bucket *p = define(t, "P", "10/1s", NULL), *c = define(t, "P/c", "10/1s", "P");
+    uint32_t pno = p->no;
+    struct rl_section s;
+    uint64_t ref = atomic_load(&p->rec->policy_off);
+    cr_assert(atomic_compare_exchange_strong(&p->rec->policy_off, &ref, 0));
+    rl__section_enter(t, &s);
+    cr_assert(rl__index_unlink(t, "P", pno), "the parent leaves the index");
+    rl__section_exit(&s);
+    (void)reuse_record(t, pno, "3/1s");
+    rl_table_close(t);
+    t = table_at(16, 0);
+    cr_expect_eq(rl_bucket_lookup(t, "P/c", &c), RL_ENOENT, "an orphan resolves to nothing");
+    cr_assert_eq(define_rc(t, "P", "10/1s", NULL), 0, "%s", rl_errdetail());
+    cr_assert_eq(define_rc(t, "P/c", "10/1s", "P"), 0, "%s", rl_errdetail());
+    cr_assert_eq(rl_bucket_lookup(t, "P/c", &c), 0);
+    cr_expect_eq(rl_try_acquire(c, 1, NULL), 0);
+    cr_expect_eq(strcmp(rl_bucket_name(rl_bucket_parent(c)), "P"), 0);
+    rl_table_close(t);
+}
