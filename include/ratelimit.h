@@ -230,7 +230,8 @@ int rl_table_reopen_if_replaced(rl_table *table, rl_table **fresh);
 /*
  * Grow (or compact) a table: build a new file with `capacity` records and arena_kib KiB of
  * arena (0: the default for that capacity), copy every bucket and template with its state
- * (rules, usage, feedback, counters; deleted buckets are left out), then rename it over the
+ * (rules, usage, feedback, counters; deleted buckets and records lost by creators killed
+ * midway are left out), then rename it over the
  * table's path. While it copies, and for good once it is done, this table refuses every
  * request (RL_ELIMITED, with a detail) and every change (RL_ESTALE): nothing is admitted
  * that the copy misses, so there is no over-admission across the switch. Processes follow
@@ -613,13 +614,15 @@ int rl_bucket_reset(rl_bucket *bucket);
  * with RL_ENOENT: a decision is never made against the deleted bucket's state, or against
  * its policy block, which is reused once no process can still be reading it. Look the name
  * up again to follow a new bucket of that name. Buckets made from a deleted template stay.
- * Its record is not reused: the table's capacity counts it until the table is recreated.
+ * Its record and index slot serve later buckets once no process can still be reading them;
+ * a handle kept across that still answers RL_ENOENT, never for the new bucket (records
+ * carry a generation). A child defined under the bucket while it is deleted is deleted too.
  * Errors: RL_EINVAL (bucket NULL, or it is the parent of a live bucket: delete that first),
  * RL_EPERM (read-only table), RL_ENOENT (already deleted), RL_ECORRUPT (its chain of rule
  * switches is damaged).
  * Lock-free; never allocates; never sleeps; writes the bucket's policy reference (to 0),
- * the limbo list, the applied digest and the `defined` count; not async-signal-safe; any
- * thread.
+ * its index slot (a tombstone), the block and record limbo lists, the applied digest and
+ * the `defined` count; not async-signal-safe; any thread.
  */
 int rl_bucket_delete(rl_bucket *bucket);
 
@@ -631,8 +634,8 @@ int rl_bucket_delete(rl_bucket *bucket);
  * copy of its rules and frozen, so a decision that committed before is seen (the bucket
  * stays, with its usage) and one that did not finds it deleted (RL_ENOENT) and, through
  * rl_bucket_get, a new bucket whose full budget is what the idle one would give. Use it on
- * the buckets made from templates (tenants) that come and go; their blocks are reused,
- * their records only after a resize. A process killed midway leaves a switch that others
+ * the buckets made from templates (tenants) that come and go; their blocks, records and
+ * index slots are reused. A process killed midway leaves a switch that others
  * finish (the bucket stays).
  * Errors: RL_EINVAL (bucket NULL or a template), RL_EPERM (read-only table), RL_ENOENT
  * (deleted already), RL_ESTALE (resized away), RL_ECORRUPT. (No arena for the copy: not
