@@ -339,8 +339,10 @@ static int create(rl_table *t, const char *name, const struct rl_policy *pol, rl
          * children it found): delete it, and make ours. */
         rl_bucket orphan;
         record_as_handle(t, *winner, gen, name, &orphan);
-        if (delete_in_section(&orphan) == 0)
-            rl__fetch_add_relaxed(&t->hdr->deleted, 1); /* relaxed: a statistic */
+        if (delete_in_section(&orphan) == 0) { /* relaxed: statistics */
+            rl__fetch_add_relaxed(&t->hdr->defined, (uint64_t)-1);
+            rl__fetch_add_relaxed(&t->hdr->deleted, 1);
+        }
         err = CREATE_AGAIN;
     }
     rl__section_exit(&s);
