@@ -339,3 +339,52 @@ Test(records, an_orphan_gives_way_to_a_new_definition)
     cr_expect_eq(strcmp(rl_bucket_name(rl_bucket_parent(c)), "P"), 0);
     rl_table_close(t);
 }
+
+struct churn {
+    rl_table *t;
+    atomic_uint errors;
+};
+
+/* Threads of one process look up, use and delete a few names: handles are replaced while
+ * other threads still decide with them, and their view slots freed after the grace period
+ * (run under ASan: a slot freed too early is a use after free). */
+static void *churn_thread(void *arg)
+{
+    struct churn *c = arg;
+    struct rl_policy p = policy_of("1000000/1s fixed margin 0");
+    unsigned seed = (unsigned)(uintptr_t)&p;
+    for (unsigned i = 0; i < 50000; i++) {
+        char name[8];
+        rl_bucket *b;
+        seed = seed * 1103515245u + 12345u;
+        snprintf(name, sizeof(name), "n%u", (seed >> 16) % 4);
+        int rc = rl_bucket_lookup(c->t, name, &b);
+        if (rc == RL_ENOENT)
+            rc = rl_bucket_define(c->t, name, &p, NULL, &b);
+        if (rc == RL_ENOENT)
+            continue;
+        if (rc) {
+            atomic_fetch_add(&c->errors, 1);
+            continue;
+        }
+        rc = rl_try_acquire(b, 1, NULL);
+        if (rc && rc != RL_ENOENT)
+            atomic_fetch_add(&c->errors, 1);
+        if ((seed >> 8) % 16 == 0 && (rc = rl_bucket_delete(b)) && rc != RL_ENOENT)
+            atomic_fetch_add(&c->errors, 1);
+    }
+    return NULL;
+}
+
+Test(records, threads_replace_handles_under_each_other)
+{
+    rl_table *t = table_at(64, 0);
+    struct churn c = {.t = t};
+    pthread_t th[4];
+    for (unsigned k = 0; k < 4; k++)
+        cr_assert_eq(pthread_create(&th[k], NULL, churn_thread, &c), 0);
+    for (unsigned k = 0; k < 4; k++)
+        pthread_join(th[k], NULL);
+    cr_expect_eq(atomic_load(&c.errors), 0, "%s", rl_errdetail());
+    rl_table_close(t);
+}
