@@ -32,19 +32,19 @@
  * U1    acquire.c:rule_undo                 CAS     A5       the word restored, if ours
  *       acquire_gcra.c:chain_commit
  * R1    bucket.c:record_create              release A1 A3 A4 name, parent, first block
- * R3    bucket.c:record_create              seq_cst A9 D3    the reference, after the record's
+ * R3    bucket.c:record_create              seq_cst A9 B3    the reference, after the record's
  *                                                            generation, name, parent (record.c)
  * A9    shm_index.c:record_names, block.c:  acquire R3       a record's generation after its
  *       gen_ok, bucket.c:rl__bucket_handle,                  reference: a reused record
  *       child_find                                           refuses a stale handle
- * D1    bucket.c:record_create (R3)         seq_cst D4       a child published, then ...
- * D2    bucket.c:parent_lost                seq_cst D4       ... its parent's reference read
- * D3    bucket.c:child_find                 seq_cst R3 I1    after D4: late children found
- * D4    bucket.c:delete_in_section          CAS sc  D2       the parent's reference to 0
- * Y1    record.c:rl__record_retire          seq_cst I1 X5    the epoch after the tombstone
- * Y3    record.c:push                       CAS     Y5       a record on a list, its link
- * Y4    record.c:pop_ok, collect, retire    rel/acq Y4       a record's list state
- * Y5    record.c:pop                        CAS     Y3       a record taken (the tag: no ABA)
+ * B1    bucket.c:record_create (R3)         seq_cst B4       a child published, then ...
+ * B2    bucket.c:parent_lost                seq_cst B4       ... its parent's reference read
+ * B3    bucket.c:child_find                 seq_cst R3 I1    after B4: late children found
+ * B4    bucket.c:delete_in_section          CAS sc  B2       the parent's reference to 0
+ * J1    record.c:rl__record_retire          seq_cst I1 X5    the epoch after the tombstone
+ * J3    record.c:push                       CAS     J5       a record on a list, its link
+ * J4    record.c:pop_ok, collect, retire    rel/acq J4       a record's list state
+ * J5    record.c:pop                        CAS     J3       a record taken (the tag: no ABA)
  * R2    rule_sliding.c:unit_tick            acquire C2       an unmoved head: repair
  * S1    update.c:rl_bucket_update           relaxed S2       block B's contents
  * S2    update.c:rl_bucket_update           CAS     A6       block B, filled by S1

@@ -246,7 +246,7 @@ static int record_create(rl_table *t, const char *name, const struct rl_policy *
     strlcpy(rec->name, name, sizeof(rec->name));
     rec->parent = parent ? parent->no + 1 : 0;
     /* R3: publishes the generation, name and parent with the reference: a stale handle that
-     * loads it sees the raised generation (record.c). Seq_cst: D1, a child's publication
+     * loads it sees the raised generation (record.c). Seq_cst: B1, a child's publication
      * before it reads its parent (parent_lost). */
     rl__store_seq_cst(&rec->policy_off, ref);
     /* R1: release publishes the name, parent, policy block and its initial state. */
@@ -267,17 +267,17 @@ static void record_give_back(rl_table *t, uint32_t no)
 }
 
 /*
- * Children and parents: a child is never left under a deleted parent (D1-D4). A creator
+ * Children and parents: a child is never left under a deleted parent (B1-B4). A creator
  * of a child publishes it (R3 seq_cst, then its live slot, I1), then reads the parent's
- * reference (D2, seq_cst): if the parent was deleted, it deletes the child again. A
- * deleter sets the parent's reference to 0 (seq_cst), then looks for children (D3: their
+ * reference (B2, seq_cst): if the parent was deleted, it deletes the child again. A
+ * deleter sets the parent's reference to 0 (seq_cst), then looks for children (B3: their
  * references and live slots, seq_cst) and deletes the ones it finds. Of the two, whichever
  * comes second in the seq_cst order sees the other's write: a child is deleted by one of
  * them, or both (one wins, the other finds it gone).
  */
 static bool parent_lost(const rl_bucket *parent)
 {
-    return parent && !rl__bucket_live(parent); /* D2 */
+    return parent && !rl__bucket_live(parent); /* B2 */
 }
 
 static int delete_in_section(rl_bucket *b);
@@ -326,7 +326,7 @@ static int create(rl_table *t, const char *name, const struct rl_policy *pol, rl
         record_give_back(t, *no);
         *built = false;
     }
-    if (!err && *winner == *no && parent_lost(parent)) { /* D2: deleted meanwhile: the child too */
+    if (!err && *winner == *no && parent_lost(parent)) { /* B2: deleted meanwhile: the child too */
         rl_bucket mine;
         record_as_handle(t, *no, gen, name, &mine);
         delete_in_section(&mine);
@@ -554,7 +554,7 @@ int rl_bucket_reset(rl_bucket *b)
     return err;
 }
 
-/* A live child of b: a stand-in handle for it in *out (D3: inside the caller's section). A
+/* A live child of b: a stand-in handle for it in *out (B3: inside the caller's section). A
  * record that lost a creation race, or whose creator died before its slot was live, is no
  * child. */
 static bool child_find(const rl_bucket *b, rl_bucket *out)
@@ -564,7 +564,7 @@ static bool child_find(const rl_bucket *b, rl_bucket *out)
     for (uint32_t i = 0; i < count; i++) {
         const struct shm_bucket *rec = &t->buckets[i];
         char name[RL_NAME_MAX + 1];
-        /* D3, X2: seq_cst; a reference published by R3 brings the parent and life. */
+        /* B3, X2: seq_cst; a reference published by R3 brings the parent and life. */
         if (rl__load_seq_cst(&rec->policy_off) == 0 || rec->parent != b->no + 1 ||
             (uint32_t)rl__load_acquire(&rec->life) != b->gen) /* A9 */
             continue;
@@ -591,7 +591,7 @@ static int delete_in_section(rl_bucket *b)
         bool sound = rl__block_view(b->table, ref, &v) == 0;
         if (sound && rl__switch_help(b, &v))
             continue;
-        /* Seq_cst, as S5: the unlink comes before the retirement's epoch read (X6). D4. */
+        /* Seq_cst, as S5: the unlink comes before the retirement's epoch read (X6). B4. */
         if (rl__cas_seq_cst(&b->rec->policy_off, &ref, 0)) {
             if (sound) /* a damaged block is never reused */
                 rl__block_retire(b->table, ref, b->rec);
@@ -602,7 +602,7 @@ static int delete_in_section(rl_bucket *b)
     return rl__fail(RL_ECORRUPT, "bucket '%s': its chain of rule switches is damaged", b->name);
 }
 
-/* After b was deleted: children defined meanwhile go too (D3), and the statistics. */
+/* After b was deleted: children defined meanwhile go too (B3), and the statistics. */
 static void deleted(rl_bucket *b, bool expired)
 {
     rl_bucket child;

@@ -5,11 +5,11 @@
  * through its index slot before the slot became a tombstone, or by a handle made for it.
  * So it is reused as a policy block is (reclaim.c), by the same epoch:
  *
- *   retire  Y1: after its slot went to a tombstone (seq_cst, shm_index.c), r = E; the
+ *   retire  J1: after its slot went to a tombstone (seq_cst, shm_index.c), r = E; the
  *           record's state becomes LIMBO | r and it goes on rec_limbo[r % 3].
  *   free    a record stamped r goes on rec_free once E >= r + 2 (the proof of reclaim.c:
  *           every section that could have reached it through the index has ended).
- *   reuse   Y2: a creator pops it, raises its generation (life), fills it, and publishes
+ *   reuse   J2: a creator pops it, raises its generation (life), fills it, and publishes
  *           policy_off by a release store (R3), then the state (R1).
  *
  * Handles outlive sections. A handle keeps the generation of the record it was made for;
@@ -34,7 +34,7 @@ static uint64_t head_next(uint64_t cur, uint64_t link)
     return ((cur >> 32) + 1) << 32 | link;
 }
 
-/* Y3: push record no on a list (the caller owns it). */
+/* J3: push record no on a list (the caller owns it). */
 static void push(const rl_table *t, rl_atomic64 *list, uint32_t no)
 {
     rl_atomic64 *life = &t->buckets[no].life;
@@ -48,17 +48,17 @@ static void push(const rl_table *t, rl_atomic64 *list, uint32_t no)
 /* What a pop accepts: a limbo record whose grace period is over, or a spare one. */
 static bool pop_ok(const struct shm_bucket *rec, bool limbo, uint64_t epoch)
 {
-    uint32_t st = rl__load32_acquire(&rec->state); /* Y4: pairs with the release before Y3 */
+    uint32_t st = rl__load32_acquire(&rec->state); /* J4: pairs with the release before J3 */
     if (!limbo)
         return st == RL_BUCKET_SPARE;
     uint32_t age = ((uint32_t)epoch - (st & STAMP_MASK)) & STAMP_MASK;
     return (st & RL_BUCKET_LIMBO) && age >= 2 && age < (1U << 30);
 }
 
-/* Y5: pop the head record if pop_ok takes it: its number, or -1. */
+/* J5: pop the head record if pop_ok takes it: its number, or -1. */
 static int64_t pop(const rl_table *t, rl_atomic64 *list, bool limbo, uint64_t epoch)
 {
-    uint64_t cur = rl__load_acquire(list); /* Y5: acquire pairs with Y3: its link */
+    uint64_t cur = rl__load_acquire(list); /* J5: acquire pairs with J3: its link */
     for (;;) {
         uint64_t link = cur & LINK_MASK;
         if (link == 0 || link > t->capacity)
@@ -66,7 +66,7 @@ static int64_t pop(const rl_table *t, rl_atomic64 *list, bool limbo, uint64_t ep
         const struct shm_bucket *rec = &t->buckets[link - 1];
         if (!pop_ok(rec, limbo, epoch)) {
             /* Not due, damaged, or popped and reused since we read the head: look again
-             * only in the last case (the head moved). Y5. */
+             * only in the last case (the head moved). J5. */
             uint64_t again = rl__load_acquire(list);
             if (again == cur)
                 return -1;
@@ -82,7 +82,7 @@ static int64_t pop(const rl_table *t, rl_atomic64 *list, bool limbo, uint64_t ep
 
 void rl__record_retire(rl_table *t, uint32_t no)
 {
-    /* Y1: after the slot's tombstone in the seq_cst order: a section that found the slot
+    /* J1: after the slot's tombstone in the seq_cst order: a section that found the slot
      * live registered before this load. */
     uint64_t e = rl__load_seq_cst(&t->hdr->epoch);
     rl__store32_release(&t->buckets[no].state, RL_BUCKET_LIMBO | ((uint32_t)e & STAMP_MASK));
@@ -100,7 +100,7 @@ void rl__record_collect(rl_table *t)
         int64_t no = pop(t, due, true, e);
         if (no < 0)
             return;
-        rl__store32_release(&t->buckets[no].state, RL_BUCKET_SPARE); /* Y4 */
+        rl__store32_release(&t->buckets[no].state, RL_BUCKET_SPARE); /* J4 */
         push(t, &t->hdr->rec_free, (uint32_t)no);
     }
 }

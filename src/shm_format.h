@@ -59,7 +59,7 @@
  *    drained. A process killed between two of these steps leaks that one block (its space,
  *    never a wrong answer); a process killed inside a section holds the epoch back only
  *    until the slot's pid is seen dead.
- * 6. Record reuse (record.c Y1-Y5). A deleted bucket's live slot becomes a tombstone; its
+ * 6. Record reuse (record.c J1-J5). A deleted bucket's live slot becomes a tombstone; its
  *    winner stamps the record with the epoch and pushes it on rec_limbo; two advances later
  *    it goes to rec_free and a creation reuses it with a raised generation. A deleter
  *    killed before the tombstone is helped by the next creator that passes the slot; one
@@ -251,7 +251,7 @@ struct shm_counters {
 struct shm_bucket {
     rl_atomic32 state; /* enum shm_bucket_state; release store publishes every field */
     /* parent: parent bucket number + 1, 0 if none; fixed while BUILT. A parent is never
-     * deleted while a child lives (bucket.c, D1-D4), so its record is never reused under
+     * deleted while a child lives (bucket.c, B1-B4), so its record is never reused under
      * one. Numbers are reused: a parent may have a higher number than its child. */
     uint32_t parent;
     /*
