@@ -35,6 +35,7 @@
  * S3    update.c:freeze                     CAS     A5 C2    frozen: no commit succeeds
  * S4    update.c:rl__switch_help            CAS     A5       B's first state, its log
  * S5    update.c:rl__switch_help            CAS sc  A3 X6    B is current, filled in; P unlinked
+ * D1    update.c:rl__switch_close           CAS     S2 A6    a delete's claim: no S2 after it
  * L1    rule_sliding.c:unit_tick            acquire W1 W2 Z1 a log entry's tick
  * W1    rule_sliding.c:unit_tick            CAS     L1       a helped log entry
  * W2    rule_sliding.c:rl__sliding_finalize CAS     L1       a written log entry
