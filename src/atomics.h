@@ -19,6 +19,7 @@
  *       acquire_gcra.c:chain_load                   S4 Z1 F2 the log entries it needs)
  *                                                   Q1
  *       rule.h:rl__rule_ctx_load
+ *       rule_lease.c:rl__lease_load
  * A6    update.c:rl__switch_help            acquire S2       block B's rules, carry_at
  * A7    acquire.c:plan_load                 acquire F1       the cool-down in force
  *       acquire_gcra.c:chain_load
