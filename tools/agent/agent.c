@@ -162,6 +162,20 @@ static int track(rl_bucket *b, void *arg)
     return 0;
 }
 
+/* Forget the buckets deleted, or without a global rule now: their slots serve new ones (a
+ * rescan finds a bucket again if it gets a global rule). Units they had still to give back
+ * stay counted in Redis for W, as a dead host's do. */
+static void prune(struct agent *a)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < a->n; i++) {
+        struct lease_ref ref;
+        if (rl__lease_find(a->tr[i].b, &ref) != RL_ENOENT)
+            a->tr[k++] = a->tr[i];
+    }
+    a->n = k;
+}
+
 static uint64_t demand_count(const rl_bucket *b)
 {
     struct rl_bucket_info info;
@@ -459,6 +473,7 @@ static int agent_run(struct agent *a, bool once)
         if (reload)
             reload_config(a);
         if (!scanned || now - scanned > RESCAN_NS) {
+            prune(a);
             rl_table_foreach(a->t, track, a);
             for (unsigned i = 0; i < a->n; i++)
                 resolve(a, &a->tr[i]);
