@@ -3,9 +3,10 @@
  * switch comes first (rl_bucket_update returns 0, and its block was the bucket's until the
  * delete retired it) or the delete does (RL_ENOENT, and the switch's block went back to a
  * free list). Nothing is leaked: every arena byte handed out is in a live block, on a free
- * list or in the limbo.
+ * list or in the limbo. Between threads of one process, and between processes.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <time.h>
 
 #include "fixture.h"
@@ -72,6 +73,29 @@ static const struct shm_block_head *head_of(rl_table *t, uint64_t ref)
                                            sizeof(struct shm_block_head));
 }
 
+/* After a round in which bucket b (first block `first`) was deleted while an update ran:
+ * an update that returned 0 switched the live bucket, and no block is leaked. True if the
+ * update switched. */
+static bool round_check(rl_table *t, rl_bucket *b, uint64_t first, int delete_rc, int update_rc,
+                        unsigned round)
+{
+    cr_assert_eq(delete_rc, 0, "round %u: delete: %s", round, rl_err_name(delete_rc));
+    cr_assert(update_rc == 0 || update_rc == RL_ENOENT, "round %u: update: %s", round,
+              rl_err_name(update_rc));
+    cr_assert_eq(atomic_load(&b->rec->policy_off), 0, "round %u: deleted", round);
+    /* The first block's successor, if the switch linked one. */
+    uint64_t next = atomic_load(&((struct shm_policy *)(t->arena + rl__ref_off(first)))->next_off);
+    if (update_rc == 0) {
+        /* It switched a live bucket: its block was current, then the delete retired it. */
+        cr_assert(rl__ref_off(next) != 0, "round %u: update returned 0, no block linked", round);
+        cr_assert_eq(atomic_load(&head_of(t, next)->state), RL_BLOCK_RETIRED,
+                     "round %u: update returned 0 but its block never was the bucket's", round);
+    }
+    cr_assert_eq(held(t), 0, "round %u (update %s): a block is leaked", round,
+                 rl_err_name(update_rc));
+    return update_rc == 0;
+}
+
 Test(race, an_update_racing_a_delete_switches_a_live_bucket_or_gives_its_block_back)
 {
     rl_table *t = table_at(ROUNDS + 16, 0);
@@ -87,32 +111,91 @@ Test(race, an_update_racing_a_delete_switches_a_live_bucket_or_gives_its_block_b
         uint64_t first = atomic_load(&r.b->rec->policy_off);
         pthread_barrier_wait(&r.start);
         pthread_barrier_wait(&r.done);
-        cr_assert_eq(r.delete_rc, 0, "round %u: delete: %s (%s)", round, rl_err_name(r.delete_rc),
-                     rl_errdetail());
-        cr_assert(r.update_rc == 0 || r.update_rc == RL_ENOENT, "round %u: update: %s (%s)", round,
-                  rl_err_name(r.update_rc), rl_errdetail());
-        cr_assert_eq(atomic_load(&r.b->rec->policy_off), 0, "round %u: deleted", round);
-        /* The first block's successor, if the switch linked one. */
-        uint64_t next =
-            atomic_load(&((struct shm_policy *)(t->arena + rl__ref_off(first)))->next_off);
-        if (r.update_rc == 0) {
-            /* It switched a live bucket: its block was current, then the delete retired it. */
-            cr_assert(rl__ref_off(next) != 0, "round %u: update returned 0, no block linked",
-                      round);
-            cr_assert_eq(atomic_load(&head_of(t, next)->state), RL_BLOCK_RETIRED,
-                         "round %u: update returned 0 but its block never was the bucket's", round);
+        if (round_check(t, r.b, first, r.delete_rc, r.update_rc, round))
             switched++;
-        } else {
+        else
             refused++;
-        }
-        cr_assert_eq(held(t), 0, "round %u (update %s): a block is leaked", round,
-                     rl_err_name(r.update_rc));
     }
     r.stop = true;
     pthread_barrier_wait(&r.start);
     pthread_join(d, NULL);
     pthread_join(u, NULL);
     cr_log_info("switched %u, refused %u", switched, refused);
+    rl_table_close(t);
+}
+
+#define PROC_ROUNDS 2000
+
+/* Rounds a parent and two processes go through together (numbers from 1). */
+struct rounds {
+    atomic_uint ready, deleted, updated;
+    atomic_int delete_rc, update_rc;
+};
+
+/* Wait until *w reaches `round`, spinning (the children: they start together) or sleeping
+ * (the parent: it leaves both cores to them); false after 30 s (a hang guard). */
+static bool await_round(atomic_uint *w, unsigned round, bool spin)
+{
+    uint64_t deadline = rl_now_ns() + 30 * NS_PER_SEC;
+    while (atomic_load(w) < round) {
+        if (rl_now_ns() > deadline)
+            return false;
+        if (spin)
+            sched_yield();
+        else
+            usleep(50);
+    }
+    return true;
+}
+
+/* A child: each round, look the bucket up and delete it, or update it. No Criterion calls
+ * here: the parent checks the exit status and the results left in shared memory. */
+static void race_child(struct rounds *sh, bool deleting)
+{
+    struct rl_table_opts o = RL_TABLE_OPTS_INIT;
+    struct rl_policy p;
+    rl_table *t;
+    o.path = g_path;
+    srandom((unsigned)getpid());
+    if (rl_table_open(&o, &t) != 0 || rl_policy_parse("20/1h, 500/1d margin 0", &p, NULL) != 0)
+        _exit(2);
+    for (unsigned round = 1; round <= PROC_ROUNDS; round++) {
+        rl_bucket *b;
+        if (!await_round(&sh->ready, round, true))
+            _exit(3);
+        int rc = rl_bucket_lookup(t, "x", &b);
+        if (rc == 0) {
+            jitter(20000);
+            rc = deleting ? rl_bucket_delete(b) : rl_bucket_update(b, &p);
+        }
+        atomic_store(deleting ? &sh->delete_rc : &sh->update_rc, rc);
+        atomic_store(deleting ? &sh->deleted : &sh->updated, round);
+    }
+    rl_table_close(t);
+    _exit(0);
+}
+
+Test(race, across_processes)
+{
+    rl_table *t = table_at(PROC_ROUNDS + 16, 0);
+    struct rounds *sh = shared_alloc(sizeof(*sh));
+    pid_t pids[2];
+    for (unsigned k = 0; k < 2; k++)
+        if ((pids[k] = fork()) == 0)
+            race_child(sh, k == 0);
+    unsigned switched = 0;
+    for (unsigned round = 1; round <= PROC_ROUNDS; round++) {
+        rl_bucket *b = define(t, "x", "10/1h margin 0", NULL);
+        uint64_t first = atomic_load(&b->rec->policy_off);
+        atomic_store(&sh->ready, round);
+        cr_assert(await_round(&sh->deleted, round, false) &&
+                      await_round(&sh->updated, round, false),
+                  "round %u: a child is stuck", round);
+        switched += round_check(t, b, first, atomic_load(&sh->delete_rc),
+                                atomic_load(&sh->update_rc), round);
+    }
+    wait_children(pids, 2);
+    cr_log_info("switched %u of %u", switched, PROC_ROUNDS);
     rl_table_close(t);
 }
 
