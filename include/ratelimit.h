@@ -492,7 +492,9 @@ bool rl_bucket_is_template(const rl_bucket *bucket);
  * just now, so the switch never admits more than the new rules allow, and deciders that
  * saw the old rules fail their commit and retry under the new ones. Same policy: no-op.
  * Errors: RL_EPERM (read-only), RL_EPARSE (policy NULL or invalid), RL_EFULL (arena),
- * RL_ECORRUPT (the bucket's block or the arena counter is damaged).
+ * RL_ENOENT (the bucket was deleted, or a delete of it came first: nothing switched, and
+ * the new block went back), RL_ECORRUPT (the bucket's block or the arena counter is
+ * damaged).
  * Lock-free, for deciders and for other updates (anyone finishes a switch it meets);
  * never allocates; never sleeps; writes a new policy block in the arena, the old block's
  * successor offset and frozen bits, and the bucket's policy offset; not async-signal-safe;
@@ -590,8 +592,9 @@ int rl_reserve_check(rl_bucket *bucket, uint32_t cost, uint64_t at_ns, uint64_t 
  * cool-down, backoff count and server view. Needs a writable table. Counters are kept;
  * `resets` is incremented. A bucket whose rule words were left frozen with no switch to
  * finish (a damaged word) is moved to a fresh copy of its rules, which takes arena space.
- * Errors: RL_EPERM (read-only table), RL_ECORRUPT (the bucket's block is damaged), RL_EFULL
- * (a fresh copy was needed and the arena is full).
+ * Errors: RL_EPERM (read-only table), RL_ENOENT (the bucket was deleted, or a fresh copy was
+ * needed and a delete of it is in progress), RL_ECORRUPT (the bucket's block is damaged),
+ * RL_EFULL (a fresh copy was needed and the arena is full).
  * Lock-free; never allocates memory; never sleeps; writes the bucket's rule words and sliding
  * logs (and those of a block it switches to meanwhile), its feedback words and `resets`;
  * not async-signal-safe; any thread.
@@ -609,9 +612,11 @@ int rl_bucket_reset(rl_bucket *bucket);
  * Errors: RL_EINVAL (bucket NULL, or it is the parent of a live bucket: delete that first),
  * RL_EPERM (read-only table), RL_ENOENT (already deleted), RL_ECORRUPT (its chain of rule
  * switches is damaged).
- * Lock-free; never allocates; never sleeps; writes the bucket's policy reference (to 0),
- * the limbo list, the applied digest and the `defined` count; not async-signal-safe; any
- * thread.
+ * A switch racing the delete either comes first (the delete finishes it, then deletes the
+ * new block) or returns RL_ENOENT: the delete first claims the block's successor link.
+ * Lock-free; never allocates; never sleeps; writes the block's successor link (the claim),
+ * the bucket's policy reference (to 0), the limbo list, the applied digest and the
+ * `defined` count; not async-signal-safe; any thread.
  */
 int rl_bucket_delete(rl_bucket *bucket);
 

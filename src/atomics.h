@@ -19,6 +19,7 @@
  *       acquire_gcra.c:chain_load                   S4 Z1 F2 the log entries it needs)
  *                                                   Q1
  *       rule.h:rl__rule_ctx_load
+ *       rule_lease.c:rl__lease_load
  * A6    update.c:rl__switch_help            acquire S2       block B's rules, carry_at
  * A7    acquire.c:plan_load                 acquire F1       the cool-down in force
  *       acquire_gcra.c:chain_load
@@ -35,6 +36,7 @@
  * S3    update.c:freeze                     CAS     A5 C2    frozen: no commit succeeds
  * S4    update.c:rl__switch_help            CAS     A5       B's first state, its log
  * S5    update.c:rl__switch_help            CAS sc  A3 X6    B is current, filled in; P unlinked
+ * D1    update.c:rl__switch_close           CAS     S2 A6    a delete's claim: no S2 after it
  * L1    rule_sliding.c:unit_tick            acquire W1 W2 Z1 a log entry's tick
  * W1    rule_sliding.c:unit_tick            CAS     L1       a helped log entry
  * W2    rule_sliding.c:rl__sliding_finalize CAS     L1       a written log entry

@@ -363,7 +363,8 @@ static const char *child_of(const rl_bucket *b)
 }
 
 /* The deletion, inside the caller's section: a switch in progress is finished first, so
- * that its new block is not left behind; then the reference goes to 0 (the linearization
+ * that its new block is not left behind, and the block's next_off is claimed so that no
+ * switch starts from it (D1, update.c); then the reference goes to 0 (the linearization
  * point), and the block is retired like one a switch left. */
 static int delete_in_section(rl_bucket *b)
 {
@@ -373,7 +374,7 @@ static int delete_in_section(rl_bucket *b)
         if (ref == 0)
             return rl__fail(RL_ENOENT, "bucket '%s' was already deleted", b->name);
         bool sound = rl__block_view(b->table, ref, &v) == 0;
-        if (sound && rl__switch_help(b, &v))
+        if (sound && (rl__switch_help(b, &v) || !rl__switch_close(b->table, &v)))
             continue;
         /* Seq_cst, as S5: the unlink comes before the retirement's epoch read (X6). */
         if (rl__cas_seq_cst(&b->rec->policy_off, &ref, 0)) {

@@ -258,6 +258,9 @@ static inline int rl__bucket_view_cached(rl_bucket *b, struct policy_view *spare
 
 /* update.c: finish a switch away from the viewed block, if one started. True if it did. */
 bool rl__switch_help(const rl_bucket *b, const struct policy_view *v);
+/* update.c, for a delete (D1): claim the viewed block's next_off, so that no switch starts
+ * from it. False if a switch linked a successor first: help it, and delete that block. */
+bool rl__switch_close(const rl_table *t, const struct policy_view *v);
 /* update.c: delete the bucket if the viewed block (current, no successor) is idle for
  * `idle` ns, by a switch that deciders finish if they come first. True if deleted. */
 bool rl__switch_expire(const rl_bucket *b, const struct policy_view *v, uint64_t idle);

@@ -45,7 +45,10 @@
  *    The claimer of the unit one lap later writes them for it ("helps"), conservatively.
  * 3. The rule switch (update.c S1-S5). A new block is filled, linked from the old one,
  *    the old words are frozen, the new words seeded, and policy_off moved. Anyone who
- *    meets a frozen word or a linked successor finishes the switch itself.
+ *    meets a frozen word or a linked successor finishes the switch itself. A delete first
+ *    claims the same link (D1), so a switch and a delete never both start from one block.
+ *    A deleter killed between its claim and policy_off's move to 0 leaves a bucket that
+ *    still decides but takes no switch (RL_ENOENT); the next delete finishes it.
  * 4. The multi-rule commit and its undo (acquire.c, acquire_gcra.c). A decision commits
  *    its rules one CAS each (C2). If one CAS fails, it undoes the ones before (U1), each
  *    only if the word is still its own. A process killed between two commits, or during
@@ -327,14 +330,19 @@ struct shm_block_head {
 
 #define RL_REF_LINE_BITS 30
 #define RL_GEN_MASK      ((1ULL << 34) - 1)
+/* shm_policy.next_off of a block whose bucket a delete claimed: line 0 names no block. */
+#define RL_NEXT_DELETED (RL_GEN_MASK << RL_REF_LINE_BITS)
 
 /*
  * A policy block: immutable once published, except the rules' state words and next_off.
- * next_off: 0, or the arena offset of the block replacing this one (CAS from 0, release:
- * publishes that block's rules and carry_at). carry_at: the relative instant at which the
- * usage of the block it replaces is carried over. carry_excess[i]: units carried into
- * sliding rule i beyond the N its log can hold (they expire with the log's stamps); written
- * (relaxed, the same value by every helper) before the block is published by S5.
+ * next_off, set once by CAS from 0:
+ *   0                 no switch started from this block
+ *   a reference       the block replacing it (S2, release: publishes its rules, carry_at)
+ *   RL_NEXT_DELETED   its bucket is being deleted (D1, update.c): no switch starts from it
+ * carry_at: the relative instant at which the usage of the block it replaces is carried
+ * over. carry_excess[i]: units carried into sliding rule i beyond the N its log can hold
+ * (they expire with the log's stamps); written (relaxed, the same value by every helper)
+ * before the block is published by S5.
  */
 struct shm_policy {
     uint32_t nrules;

@@ -12,6 +12,11 @@
  * Anyone who meets a frozen word (a decider, a reset, another update) runs S3-S5 itself.
  * So a switcher killed at any step leaves work that others finish. Nothing waits on it.
  *
+ * A delete of the bucket takes P.next_off first too (D1: 0 -> RL_NEXT_DELETED), then moves
+ * policy_off to 0. So one of the two wins P: a switch whose S2 came first is finished by the
+ * deleter, which then deletes B; a switch that loses S2 to D1 frees B (nobody saw it) and
+ * returns RL_ENOENT. No block is left linked from a deleted block alone.
+ *
  * Carry-over is conservative. Each new rule starts as if the units counted by the old
  * rules had all been admitted at carry_at, later than they really were. So the new rules
  * never admit more than they allow. P's usage is final once frozen, so nothing is lost.
@@ -89,8 +94,9 @@ bool rl__switch_help(const rl_bucket *b, const struct policy_view *p)
     /* A6: acquire pairs with S2: B's rules and carry_at are visible. */
     uint64_t next = rl__load_acquire(&p->block->next_off), cur = p->off;
     /* A damaged next_off may name the block itself (or lead round in a longer circle:
-     * the loops that follow switches count them, RL_SWITCH_STEPS). */
-    if (next == 0 || next == cur || rl__block_view(t, next, &n) < 0)
+     * the loops that follow switches count them, RL_SWITCH_STEPS). A delete's claim names
+     * no block. */
+    if (next == 0 || next == RL_NEXT_DELETED || next == cur || rl__block_view(t, next, &n) < 0)
         return false;
     freeze(p);
     uint64_t carry_at = n.block->carry_at;
@@ -107,6 +113,17 @@ bool rl__switch_help(const rl_bucket *b, const struct policy_view *p)
     if (rl__cas_seq_cst(&b->rec->policy_off, &cur, next))
         rl__block_retire(b->table, p->off, b->rec);
     return true;
+}
+
+bool rl__switch_close(const rl_table *t, const struct policy_view *p)
+{
+    struct policy_view n;
+    uint64_t next = 0;
+    /* D1: acq_rel CAS, as S2; on failure, acquire pairs with S2: B's rules (as A6). */
+    if (rl__cas_acq_rel(&p->block->next_off, &next, RL_NEXT_DELETED) || next == RL_NEXT_DELETED)
+        return true;
+    /* A successor that does not validate is never followed: the delete goes ahead. */
+    return next == p->off || rl__block_view(t, next, &n) < 0;
 }
 
 /*
@@ -126,13 +143,16 @@ int rl__switch_fresh(const rl_bucket *b, const struct policy_view *p)
     if (err)
         return err;
     /* A6 as in rl__switch_help. A successor that does not validate is never followed:
-     * it may be replaced (and is never reused: it may be damaged). */
+     * it may be replaced (and is never reused: it may be damaged). A delete's claim stays. */
     uint64_t next = rl__load_acquire(&p->block->next_off);
     bool linked = false;
-    if (next == 0 || next == p->off || rl__block_view(b->table, next, &n) < 0)
+    if (next != RL_NEXT_DELETED &&
+        (next == 0 || next == p->off || rl__block_view(b->table, next, &n) < 0))
         linked = rl__cas_acq_rel(&p->block->next_off, &next, off); /* S2 */
     if (!linked)                                                   /* nobody saw it */
         rl__block_free_now(b->table, off);
+    if (next == RL_NEXT_DELETED)
+        return rl__fail(RL_ENOENT, "bucket '%s' is being deleted", b->name);
     rl__switch_help(b, p);
     return 0;
 }
@@ -212,11 +232,14 @@ static int update_in_section(rl_bucket *b, const struct rl_policy *pol)
             return err;
         ((struct shm_policy *)(b->table->arena + rl__ref_off(off)))->carry_at =
             rl__clock_rel(b->table);
-        /* S2: release publishes B; losing means another switch runs: help it, retry. */
+        /* S2: release publishes B. Losing means another switch runs (help it, retry), or a
+         * delete claimed P (D1): the bucket is gone, B was never seen. */
         if (!rl__cas_acq_rel(&p.block->next_off, &expected, off))
             rl__block_free_now(b->table, off); /* nobody saw it */
         rl__switch_help(b, &p);
         rl__applied_forget(b->table);
+        if (expected == RL_NEXT_DELETED)
+            return rl__fail(RL_ENOENT, "bucket '%s' is being deleted", b->name);
         if (expected == 0)
             return 0;
     }
