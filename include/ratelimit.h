@@ -787,8 +787,12 @@ struct rl_bucket_info {
 
 /*
  * Read a bucket's state (a consistent view of each rule). On RL_ECORRUPT, out holds the
- * name, parent and counters.
- * Errors: RL_ECORRUPT (the bucket's block is damaged).
+ * name, parent and counters. On a table opened RL_OPEN_READONLY (which cannot hold the
+ * bucket's block while it reads, see README "Space a switch leaves is reused"), a read
+ * whose block was switched away meanwhile is taken again, up to 16 times.
+ * Errors: RL_ECORRUPT (the bucket's block is damaged), RL_ENOENT (the bucket was deleted),
+ * RL_ESTALE (read-only: the bucket's rules were switched under each of the 16 reads; out
+ * holds the name, parent and counters; read again).
  * Lock-free; never allocates; never sleeps; writes nothing in the table, except that on a
  * writable table it may complete a sliding-log entry a stalled decider left unwritten;
  * not async-signal-safe; any thread.

@@ -499,7 +499,10 @@ static int info_checked(const rl_bucket *b, struct rl_bucket_info *out)
         if (rl__bucket_view_settled(b, &v))
             return err;
     }
+    /* What came from a block goes; the name, parent, counters and feedback stay. */
+    memset(&out->policy, 0, sizeof(out->policy));
     memset(&out->rules, 0, sizeof(out->rules));
+    memset(&out->margin, 0, sizeof(out->margin));
     return rl__fail(RL_ESTALE,
                     "bucket '%s' is changing: its rules were switched under each of %u reads",
                     b->name, INFO_TRIES);

@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 
@@ -265,6 +266,48 @@ Test(slots, a_child_of_a_raw_fork_reads_under_a_slot_of_its_own)
     waitpid(atomic_load(&sh->grandchild), NULL, 0);
     cr_expect_eq(atomic_load(&sh->rc), 0, "the child's decision, on the old rules");
     cr_expect(limbo_drains(t), "then the block is reused");
+    rl_table_close(t);
+}
+
+/* Slots of the table whose owner is pid. */
+static unsigned slots_of(const rl_table *t, pid_t pid)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < RL_READER_SLOTS; i++)
+        n += (atomic_load(&t->readers[i].owner) & 0xffffffffULL) == (uint64_t)pid;
+    return n;
+}
+
+/* A process that cannot open another descriptor (for its slot's lock) decides under the
+ * shared slot 0, which is never taken for gone. */
+Test(slots, a_process_at_its_descriptor_limit_uses_the_shared_slot)
+{
+    rl_table *t = table_create(8);
+    rl_bucket *x = define(t, "x", "1000/1h burst 1000 margin 0", NULL);
+    cr_assert_eq(rl_try_acquire(x, 1, NULL), 0);
+    cr_assert_eq(slots_of(t, getpid()), 1, "this process's slot");
+    sh = shared_new();
+    pid_t c = fork();
+    cr_assert_geq(c, 0);
+    if (c == 0) {
+        int lowest = dup(0);
+        close(lowest);
+        struct rlimit rl = {.rlim_cur = (rlim_t)lowest, .rlim_max = (rlim_t)lowest};
+        if (lowest < 0 || setrlimit(RLIMIT_NOFILE, &rl) < 0 || dup(0) >= 0)
+            _exit(3);
+        atomic_store(&sh->rc, rl_try_acquire(x, 1, NULL));
+        atomic_store(&sh->grandchild, (int)slots_of(t, getpid()));
+        _exit(0);
+    }
+    int st;
+    waitpid(c, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child could not lower its limit");
+    cr_expect_eq(atomic_load(&sh->rc), 0, "admitted: %s", rl_err_name(atomic_load(&sh->rc)));
+    cr_expect_eq(atomic_load(&sh->grandchild), 0, "no slot of its own");
+    cr_expect_eq(atomic_load(&t->readers[0].active[0]) + atomic_load(&t->readers[0].active[1]), 0,
+                 "its section in slot 0 ended");
+    retire_block(x, "999/1h burst 999 margin 0");
+    cr_expect(limbo_drains(t));
     rl_table_close(t);
 }
 
