@@ -8,8 +8,8 @@
  *   enter  X1: e = E; active[e & 1] += 1 (seq_cst); if E != e: undo and retry.
  *          X2: every policy reference is then loaded seq_cst (A3).
  *   exit   X3: active[e & 1] -= 1.
- *   advance (E = e to e + 1), X4 X5: every slot's active[(e + 1) & 1] is 0 (or its process is
- *          dead), then CAS E from e to e + 1.
+ *   advance (E = e to e + 1), X4 X5: every slot's active[(e + 1) & 1] is 0 (or its owner is
+ *          gone), then CAS E from e to e + 1.
  *   retire X6: after the won S5 (seq_cst), r = E; the block goes on limbo[r % 3] stamped r.
  *   free   a limbo block stamped r goes to a free list once E >= r + 2. At epoch E, every
  *          block of limbo[(E - 2) % 3] is stamped E - 2 or earlier (stamps never pass E):
@@ -25,6 +25,8 @@
  *
  * A view cached in a handle outlives its section. It is used again only while policy_off
  * still equals its reference, and a reused block gets a new generation in its reference.
+ * A read-only attachment has no section: what it copied is checked afterwards (X11, the
+ * allocator fences the new generation before the new contents; block.c).
  *
  * Processes die, and exec. Each process has a slot of its own (shm_format.h), and its
  * owner holds an OFD lock on the slot's byte of the file, through a descriptor of its own
@@ -112,7 +114,7 @@ static bool owner_gone(const rl_table *t, uint32_t i, uint64_t w, uint64_t ns)
     return gone && rl__load_seq_cst(&r->owner) == w;
 }
 
-/* X4: no section of parity p is running in slot i (or its process is dead). */
+/* X4: no section of parity p is running in slot i (or its owner is gone). */
 static bool slot_drained(const rl_table *t, uint32_t i, unsigned p, uint64_t ns)
 {
     uint64_t w = rl__load_seq_cst(&t->readers[i].owner);
