@@ -212,6 +212,7 @@ Test(slots, a_process_of_another_pid_namespace_killed_inside_frees_the_slot)
         pause_ms(1);
     }
     cr_assert(atomic_load(&sh->inside), "the namespace's init is inside a decision");
+    cr_assert(wait_flag(&sh->grandchild), "its pid outside the namespace");
     kill(atomic_load(&sh->grandchild), SIGKILL);
     waitpid(c, NULL, 0);
     retire_block(x, "999/1h burst 999 margin 0");
@@ -245,12 +246,12 @@ Test(slots, a_child_of_a_raw_fork_reads_under_a_slot_of_its_own)
             _exit(3);
         pid_t c = raw_fork();
         if (c == 0) {
+            atomic_store(&sh->grandchild, getpid());
             stop_armed = true;
             atomic_store(&sh->rc, rl_try_acquire(x, 1, NULL));
             atomic_store(&sh->done, 1);
             _exit(0);
         }
-        atomic_store(&sh->grandchild, c);
         for (;;)
             pause();
     }
@@ -263,6 +264,7 @@ Test(slots, a_child_of_a_raw_fork_reads_under_a_slot_of_its_own)
     cr_expect_gt(reclaimable(t), 0, "the block the child reads is not reused under it");
     atomic_store(&sh->go_on, 1);
     cr_assert(wait_flag(&sh->done));
+    cr_assert_gt(atomic_load(&sh->grandchild), 0);
     waitpid(atomic_load(&sh->grandchild), NULL, 0);
     cr_expect_eq(atomic_load(&sh->rc), 0, "the child's decision, on the old rules");
     cr_expect(limbo_drains(t), "then the block is reused");
