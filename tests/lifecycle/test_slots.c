@@ -292,10 +292,10 @@ Test(slots, a_process_at_its_descriptor_limit_uses_the_shared_slot)
     pid_t c = fork();
     cr_assert_geq(c, 0);
     if (c == 0) {
-        int lowest = dup(0);
+        int lowest = dup(t->fd); /* every descriptor below it is open */
         close(lowest);
         struct rlimit rl = {.rlim_cur = (rlim_t)lowest, .rlim_max = (rlim_t)lowest};
-        if (lowest < 0 || setrlimit(RLIMIT_NOFILE, &rl) < 0 || dup(0) >= 0)
+        if (lowest < 0 || setrlimit(RLIMIT_NOFILE, &rl) < 0 || dup(t->fd) >= 0)
             _exit(3);
         atomic_store(&sh->rc, rl_try_acquire(x, 1, NULL));
         atomic_store(&sh->grandchild, (int)slots_of(t, getpid()));
