@@ -2,8 +2,9 @@
  * test_slots.c - reader slots tell their owners alive, and a read-only look never shows a
  * block reused under it. The test is linked with -Wl,--wrap for rl__gcra_tat_after (a
  * decision on the GCRA fast path calls it inside its section: an armed process stops there
- * until told to go on) and rl__bucket_view (an armed read-only info runs a rival's rule
- * switches right after it copied the bucket's block).
+ * until told to go on), rl__bucket_view (an armed read-only info runs a rival's rule
+ * switches right after it copied the bucket's block) and rl__fd_lock (an armed process's
+ * file system has no OFD locks).
  */
 #include <pthread.h>
 #include <sched.h>
@@ -19,6 +20,8 @@ uint64_t __real_rl__gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint
 uint64_t __wrap_rl__gcra_tat_after(uint64_t tat, uint64_t d, uint32_t cost, uint64_t interval_ns);
 int __real_rl__bucket_view(const rl_bucket *b, struct policy_view *v);
 int __wrap_rl__bucket_view(const rl_bucket *b, struct policy_view *v);
+int __real_rl__fd_lock(int fd, uint64_t off, bool on);
+int __wrap_rl__fd_lock(int fd, uint64_t off, bool on);
 
 TestSuite(slots, .init = fixture_setup, .fini = fixture_teardown, .timeout = 120);
 
@@ -268,6 +271,44 @@ Test(slots, a_child_of_a_raw_fork_reads_under_a_slot_of_its_own)
     waitpid(atomic_load(&sh->grandchild), NULL, 0);
     cr_expect_eq(atomic_load(&sh->rc), 0, "the child's decision, on the old rules");
     cr_expect(limbo_drains(t), "then the block is reused");
+    rl_table_close(t);
+}
+
+static bool no_ofd_locks; /* this process's file system "has no OFD locks" */
+
+int __wrap_rl__fd_lock(int fd, uint64_t off, bool on)
+{
+    if (!no_ofd_locks)
+        return __real_rl__fd_lock(fd, off, on);
+    errno = EINVAL;
+    return -1;
+}
+
+/* Where OFD locks fail with EINVAL, a slot's owner is known alive by its pid, as before
+ * the locks: a process killed inside a decision (and reaped) holds nothing back. */
+Test(slots, without_ofd_locks_a_killed_owner_is_known_by_its_pid)
+{
+    rl_table *t = table_create(8);
+    rl_bucket *x = define(t, "x", "1000/1h burst 1000 margin 0", NULL);
+    sh = shared_new();
+    pid_t c = fork();
+    cr_assert_geq(c, 0);
+    if (c == 0) {
+        no_ofd_locks = true;
+        decide_stopped(x);
+        _exit(0);
+    }
+    cr_assert(wait_flag(&sh->inside));
+    unsigned mine = RL_READER_SLOTS;
+    for (unsigned i = 1; i < RL_READER_SLOTS; i++)
+        if ((atomic_load(&t->readers[i].owner) & 0xffffffffULL) == (uint64_t)c)
+            mine = i;
+    cr_assert_lt(mine, RL_READER_SLOTS, "the child has a slot of its own");
+    cr_expect_eq(atomic_load(&t->readers[mine].owner) & (1ULL << 32), 0, "without the lock bit");
+    kill(c, SIGKILL);
+    waitpid(c, NULL, 0);
+    retire_block(x, "999/1h burst 999 margin 0");
+    cr_expect(limbo_drains(t), "its pid is dead");
     rl_table_close(t);
 }
 
