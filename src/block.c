@@ -144,7 +144,7 @@ bool rl__bucket_view_settled(const rl_bucket *b, const struct policy_view *v)
      * bucket's reference moved off it (S5, or a delete), and a reference never comes back
      * (its generation): the same reference now means the block was not reused meanwhile. */
     rl__fence_acquire();
-    return rl__load_acquire(&b->rec->policy_off) == v->off; /* A3 */
+    return rl__load_acquire(&b->rec->policy_off) == v->off; /* acquire, as A3 (no X2 here) */
 }
 
 /* A view slot's state (struct view_slot.state). */
