@@ -178,6 +178,9 @@ struct rl_table_opts {
  * path too long), RL_ENOENT (no table and RL_OPEN_CREATE not set, or RL_OPEN_READONLY),
  * RL_EPERM (a symbolic link, a world-writable mode or file, a file owned by another user,
  * no access), RL_EBADTABLE, RL_EVERSION, RL_ESTALE, RL_ESYS, RL_ENOMEM.
+ * A writable table also holds, from this process's first decision on it, a reader slot
+ * in the table and a second descriptor of the file whose byte lock says the process is
+ * alive (README "Space a switch leaves is reused"); a fork child claims its own.
  * Not lock-free (opens, maps and at creation writes and links a file); allocates; blocks
  * in system calls; writes the whole table when it creates it, nothing when it attaches;
  * not async-signal-safe; any thread.
@@ -189,8 +192,10 @@ int rl_table_open(const struct rl_table_opts *opts, rl_table **out);
  * the process: no other thread may be using the table or any of its handles, nor use them
  * afterwards. Other processes are not affected. Accepts NULL.
  * Errors: none.
- * Frees handles and unmaps the table; never sleeps; writes nothing in the table; not
- * async-signal-safe; one thread, once no other thread uses the table.
+ * Frees handles, gives this process's reader slot back (kept, with its lock, if a thread
+ * is still inside a decision), closes the table's descriptors and unmaps it; never sleeps;
+ * writes only the reader slot in the table; not async-signal-safe; one thread, once no
+ * other thread uses the table.
  */
 void rl_table_close(rl_table *table);
 
@@ -527,9 +532,10 @@ struct rl_decision {
  * cost 0, or a template), RL_EPERM (read-only table), RL_ECORRUPT (the chain's state is
  * damaged: the bucket refuses), RL_ENOMEM (caching the rules, see below).
  * Lock-free; may allocate on a handle's first decision and after a rule switch (the
- * handle's copy of the rules); never sleeps; writes the rule words of the bucket and its
- * ancestors, their sliding logs and counters, and helps finish a rule switch it meets;
- * not async-signal-safe; any thread.
+ * handle's copy of the rules); never sleeps (a process's first decision on a table claims
+ * its reader slot: it opens a descriptor and takes a byte lock, system calls that do not
+ * wait); writes the rule words of the bucket and its ancestors, their sliding logs and
+ * counters, and helps finish a rule switch it meets; not async-signal-safe; any thread.
  */
 int rl_try_acquire(rl_bucket *bucket, uint32_t cost, struct rl_decision *out);
 
@@ -792,8 +798,12 @@ struct rl_bucket_info {
 
 /*
  * Read a bucket's state (a consistent view of each rule). On RL_ECORRUPT, out holds the
- * name, parent and counters.
- * Errors: RL_ECORRUPT (the bucket's block is damaged).
+ * name, parent and counters. On a table opened RL_OPEN_READONLY (which cannot hold the
+ * bucket's block while it reads, see README "Space a switch leaves is reused"), a read
+ * whose block was switched away meanwhile is taken again, up to 16 times.
+ * Errors: RL_ECORRUPT (the bucket's block is damaged), RL_ENOENT (the bucket was deleted),
+ * RL_ESTALE (read-only: the bucket's rules were switched under each of the 16 reads; out
+ * holds the name, parent and counters; read again).
  * Lock-free; never allocates; never sleeps; writes nothing in the table, except that on a
  * writable table it may complete a sliding-log entry a stalled decider left unwritten;
  * not async-signal-safe; any thread.

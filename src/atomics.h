@@ -66,6 +66,12 @@
  *                                                            moved ended before the copy
  * X9    reclaim.c:pop_ok (acquire), block_  rel/acq X9       a block's list state: a list
  *       free, rl__block_retire, _alloc                       takes only its own nodes
+ * X10   reclaim.c:reader_claim (CAS),      rel/acq X10      this process's slot, its counters
+ *       reader_of (acquire)                                  reset (process)
+ * X11   reclaim.c:rl__block_alloc           fences  X11      a reused block's generation (and
+ *       (release), block.c:rl__bucket_                       the reference moved off it before)
+ *       view_settled (acquire)                               before its contents: a read-only
+ *                                                            copy that saw them sees that
  * P1    block.c:rl__bucket_view_refresh     rel ptr A3 (ptr) the current slot (process)
  * P2    bucket.c:handle_make                CAS ptr A4 (ptr) a handle (process)
  * P3    block.c:slots_of                    CAS ptr P3       a handle's view slots (process)
@@ -205,6 +211,32 @@ static inline void *rl__ptr_xchg_seq_cst(void *_Atomic *p, void *v)
 {
     return atomic_exchange_explicit(p, v, memory_order_seq_cst);
 }
+
+/* Fences: only where a reader in another process copies plain fields a writer may be
+ * rewriting, and checks afterwards that it was not (X11). GCC refuses fences under
+ * -fsanitize=thread, and TSan does not see other processes: there, a full barrier it does
+ * not instrument. */
+#ifdef __SANITIZE_THREAD__
+static inline void rl__fence_release(void)
+{
+    __sync_synchronize();
+}
+
+static inline void rl__fence_acquire(void)
+{
+    __sync_synchronize();
+}
+#else
+static inline void rl__fence_release(void)
+{
+    atomic_thread_fence(memory_order_release);
+}
+
+static inline void rl__fence_acquire(void)
+{
+    atomic_thread_fence(memory_order_acquire);
+}
+#endif
 
 static inline uint64_t rl__load_seq_cst(const rl_atomic64 *p)
 {

@@ -132,7 +132,19 @@ int rl__bucket_view(const rl_bucket *b, struct policy_view *v)
     /* A3: pairs with the release that published the block (R1 or S5). X2: seq_cst, inside
      * the caller's section. */
     uint64_t ref = rl__load_seq_cst(&b->rec->policy_off);
-    return rl__block_view(b->table, ref, v) < 0 ? view_failed(b, ref) : 0;
+    if (rl__block_view(b->table, ref, v) == 0)
+        return 0;
+    v->off = ref; /* for rl__bucket_view_settled */
+    return view_failed(b, ref);
+}
+
+bool rl__bucket_view_settled(const rl_bucket *b, const struct policy_view *v)
+{
+    /* X11: the copy's loads come before this one. A block is reused only after its
+     * bucket's reference moved off it (S5, or a delete), and a reference never comes back
+     * (its generation): the same reference now means the block was not reused meanwhile. */
+    rl__fence_acquire();
+    return rl__load_acquire(&b->rec->policy_off) == v->off; /* acquire, as A3 (no X2 here) */
 }
 
 /* A view slot's state (struct view_slot.state). */

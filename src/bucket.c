@@ -460,27 +460,26 @@ int rl_bucket_expire(rl_bucket *b, uint64_t idle_ns, bool *expired)
     return err;
 }
 
-/* The info, inside the caller's section. */
-static int info_in_section(const rl_bucket *b, struct rl_bucket_info *out)
+/* The info, inside the caller's section (a read-only table: none), from view v. */
+static int info_in_section(const rl_bucket *b, struct rl_bucket_info *out, struct policy_view *v)
 {
     memset(out, 0, sizeof(*out));
     strlcpy(out->name, b->name, sizeof(out->name));
     if (b->parent)
         strlcpy(out->parent, b->parent->name, sizeof(out->parent));
-    struct policy_view v;
-    int err = rl__bucket_view(b, &v);
+    int err = rl__bucket_view(b, v);
     if (err)
         return err;
     rl__counters_read(b, &out->counters);
-    rl__block_read(&v, &out->policy);
+    rl__block_read(v, &out->policy);
     uint64_t now = rl__clock_rel(b->table);
     out->now_ns = rl__clock_abs(b->table, now);
     out->is_template = rl_bucket_is_template(b);
     rl__feedback_read(b, now, &out->feedback);
-    rl__margin_read(b, &v, &out->margin);
-    for (uint32_t i = 0; i < v.nrules; i++) {
+    rl__margin_read(b, v, &out->margin);
+    for (uint32_t i = 0; i < v->nrules; i++) {
         struct rule_ctx c;
-        rl__rule_ctx_load(&c, b->table, &v, i);
+        rl__rule_ctx_load(&c, b->table, v, i);
         c.margin_ns = out->margin.effective_ns; /* as decisions count now */
         out->rules[i].rule = out->policy.rules[i];
         rl__rule_usage(&c, now, &out->rules[i]);
@@ -488,11 +487,36 @@ static int info_in_section(const rl_bucket *b, struct rl_bucket_info *out)
     return 0;
 }
 
+/* Reads of a read-only attachment before it says the bucket is changing. */
+#define INFO_TRIES 16
+
+/* A read-only table has no section: the bucket's block may be reused while it is read. So
+ * the read is taken again until the bucket still names the block it read. */
+static int info_checked(const rl_bucket *b, struct rl_bucket_info *out)
+{
+    for (unsigned k = 0; k < INFO_TRIES; k++) {
+        struct policy_view v;
+        int err = info_in_section(b, out, &v);
+        if (rl__bucket_view_settled(b, &v))
+            return err;
+    }
+    /* What came from a block goes; the name, parent, counters and feedback stay. */
+    memset(&out->policy, 0, sizeof(out->policy));
+    memset(&out->rules, 0, sizeof(out->rules));
+    memset(&out->margin, 0, sizeof(out->margin));
+    return rl__fail(RL_ESTALE,
+                    "bucket '%s' is changing: its rules were switched under each of %u reads",
+                    b->name, INFO_TRIES);
+}
+
 int rl_bucket_info(const rl_bucket *b, struct rl_bucket_info *out)
 {
+    if (b->table->read_only)
+        return info_checked(b, out);
     struct rl_section s;
+    struct policy_view v;
     rl__section_enter(b->table, &s);
-    int err = info_in_section(b, out);
+    int err = info_in_section(b, out, &v);
     rl__section_exit(&s);
     return err;
 }

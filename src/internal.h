@@ -53,8 +53,11 @@ struct rl_table {
     struct rl_table_opts opts;
     rl_atomic64 replaced_checked; /* CLOCK_MONOTONIC ns of the last check for a new file */
     rl_atomic32 lost;             /* guard.c: the mapping was replaced after a SIGBUS */
-    /* reclaim.c: this process's reader slot, fork generation:32 | slot + 1 (0: none yet). */
-    rl_atomic64 reader;
+    /* reclaim.c: this process's reader slot, in a page a fork child sees zeroed (NULL: the
+     * process uses the shared slot 0), and the descriptor whose lock tells the slot's owner
+     * alive: this process's own, or one a fork child inherited (-1: none). */
+    struct rl_reader_local *local;
+    int lock_fd;
     struct shm_reader *readers;
     int guard_slot; /* guard.c: its registry slot, -1 if none */
 };
@@ -182,7 +185,10 @@ int rl__table_moved(const rl_table *t);
 /* Wait until every section that began before now has ended (the epoch advanced twice):
  * 0, or RL_ETIMEDOUT after timeout_ns. Sleeps. */
 int rl__epoch_quiesce(rl_table *t, uint64_t timeout_ns);
-/* Give this process's reader slot back (rl_table_close). */
+/* Prepare a writable table for this process's reader slot (rl_table_open); claimed on the
+ * first section. */
+void rl__reader_init(rl_table *t);
+/* Give this process's reader slot and its lock back (rl_table_close). */
 void rl__reader_release(rl_table *t);
 /* Take n from a shared allocation counter without ever passing limit; *at = the start. */
 int rl__claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at);
@@ -231,6 +237,10 @@ bool rl__policy_same(const struct rl_policy *a, const struct rl_policy *b);
 /* Snapshot the bucket's current policy block: 0, RL_ENOENT (the bucket was deleted: its
  * reference is 0) or RL_ECORRUPT, with a detail. */
 int rl__bucket_view(const rl_bucket *b, struct policy_view *v);
+/* After reading from view v (or from its failure: v->off is the reference it read) without
+ * a section: true if the bucket still names that block, so nothing read came from a block
+ * reused meanwhile. */
+bool rl__bucket_view_settled(const rl_bucket *b, const struct policy_view *v);
 /* The view of the block at `off`: from the handle's cache, or validated into `spare` (the
  * caller's) when the cache is full. 0, or RL_ENOENT (deleted), RL_ECORRUPT or RL_ENOMEM. */
 int rl__bucket_view_refresh(rl_bucket *b, uint64_t off, struct policy_view *spare,

@@ -58,8 +58,9 @@
  *    epoch e and pushes it on the limbo list of e % 3; a block is moved to a free list only two
  * epoch advances later, and an advance needs every live process's sections of the older parity
  *    drained. A process killed between two of these steps leaks that one block (its space,
- *    never a wrong answer); a process killed inside a section holds the epoch back only
- *    until the slot's pid is seen dead.
+ *    never a wrong answer); a process killed inside a section (or one that execs while
+ *    other threads of it are inside) holds the epoch back only until the kernel drops its
+ *    slot's lock.
  */
 #ifndef RL_SHM_FORMAT_H
 #define RL_SHM_FORMAT_H
@@ -177,17 +178,27 @@ struct shm_header {
 
 /*
  * Reader slots (reclaim.c): RL_READER_SLOTS records right after the header, one line each.
- * A process claims one (pid: 0 -> its pid, by CAS) on its first section. Slot 0 is shared by
- * processes that found no free slot; it is never taken for dead.
- *   pid        0: free; else the owner's pid
+ * A process claims one by CAS of its owner word on its first section. Slot 0 is shared by
+ * processes that found no slot of their own; it is never taken for gone.
+ *   owner      takes:31 | lock:1 | pid:32
+ *                pid    0: free; else the owner's pid (in its own namespace: for display,
+ *                       and for liveness without a lock)
+ *                lock   1: the owner holds an OFD write lock on the slot's first byte in the
+ *                       file (offset 4096 + 64 * slot) for as long as it can enter a section;
+ *                       0: the file system has no OFD locks, the pid tells liveness
+ *                takes  counts the slot's owners, so that a new owner never writes the word
+ *                       an earlier one had (a reclaimer re-reads it to know no one took it)
  *   pidns      the owner's pid namespace (st_ino of /proc/self/ns/pid), 0 if unknown
  *   active[p]  sections in progress that entered while the epoch had parity p (X1, X3)
- * A slot whose pid is dead, in the reclaimer's own pid namespace, counts as drained.
+ * A slot whose owner is gone counts as drained: with lock 1, no lock on its byte (the
+ * kernel drops it when the owner exits or execs, zombies and other pid namespaces
+ * included); with lock 0, its pid dead in the reclaimer's own pid namespace. Nothing else
+ * locks bytes of the table file.
  */
 #define RL_READER_SLOTS 1024
 
 struct shm_reader {
-    rl_atomic64 pid;
+    rl_atomic64 owner;
     rl_atomic64 pidns;
     rl_atomic64 active[2];
     uint8_t pad[32];

@@ -256,6 +256,7 @@ int rl_table_open(const struct rl_table_opts *opts, rl_table **out)
     rl_table *t = calloc(1, sizeof(*t));
     if (t) {
         t->fd = -1;
+        t->lock_fd = -1;
         t->guard_slot = -1;
         t->path = strdup(opts_path(&o));
         t->wall = calloc(1, sizeof(*t->wall));
@@ -277,6 +278,8 @@ int rl_table_open(const struct rl_table_opts *opts, rl_table **out)
         rl_table_close(t);
         return err;
     }
+    if (!t->read_only)
+        rl__reader_init(t);
     *out = t;
     return 0;
 }
