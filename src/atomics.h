@@ -64,6 +64,8 @@
  *                                                            moved ended before the copy
  * X9    reclaim.c:pop_ok (acquire), block_  rel/acq X9       a block's list state: a list
  *       free, rl__block_retire, _alloc                       takes only its own nodes
+ * E1    tenant.c:cursor_next              CAS     E1       the next record a sweep examines
+ *                                                            (orders nothing)
  * P1    block.c:rl__bucket_view_refresh     rel ptr A3 (ptr) the current slot (process)
  * P2    bucket.c:handle_make                CAS ptr A4 (ptr) a handle (process)
  * P3    block.c:slots_of                    CAS ptr P3       a handle's view slots (process)

@@ -152,7 +152,11 @@ struct shm_header {
     rl_atomic64 readers_hwm; /* slots [0, readers_hwm) may be in use; raised by CAS (X4) */
     rl_atomic64 deleted;     /* buckets deleted (relaxed, a statistic): their records stay */
     rl_atomic64 expired;     /* of which expired idle (rl_bucket_expire; relaxed) */
-    uint8_t reserved0[16];
+    /* Automatic expiry (tenant.c). expire_cursor: the next record the sweep examines, in
+     * [0, records handed out) (CAS, relaxed: any record will do, it is only where to look).
+     * expired_auto: of `expired`, by the sweep (relaxed, a statistic). */
+    rl_atomic64 expire_cursor;
+    rl_atomic64 expired_auto;
     /* epoch: the reclamation epoch (reclaim.c), alone on its line: every decision reads it,
      * only an advance (X5) writes it. */
     rl_atomic64 epoch;
@@ -330,6 +334,8 @@ struct shm_block_head {
 
 /*
  * A policy block: immutable once published, except the rules' state words and next_off.
+ * expire_ms: a template's `expire`, copied into the blocks of the tenants made from it and
+ * into every block that replaces one (a switch keeps it unless it sets a new one).
  * next_off: 0, or the arena offset of the block replacing this one (CAS from 0, release:
  * publishes that block's rules and carry_at). carry_at: the relative instant at which the
  * usage of the block it replaces is carried over. carry_excess[i]: units carried into
@@ -337,8 +343,9 @@ struct shm_block_head {
  * (relaxed, the same value by every helper) before the block is published by S5.
  */
 struct shm_policy {
-    uint32_t nrules;
-    uint32_t flags; /* enum rl_policy_flags */
+    uint16_t nrules;
+    uint16_t flags;     /* enum rl_policy_flags */
+    uint32_t expire_ms; /* ms a tenant may idle beyond its longest window, 0: never (tenant.c) */
     uint64_t margin_ns;
     rl_atomic64 next_off;
     uint64_t carry_at;
