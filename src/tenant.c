@@ -3,8 +3,8 @@
  * deleted once idle when their template has an expiry.
  *
  * Automatic expiry. A tenant's policy block carries its template's expire_ms (block.c). The
- * tenant is due once it has been idle (rl__block_idle) for its longest window plus that
- * expiry. No daemon looks for due tenants:
+ * tenant is due once its rules count nothing now nor expire_ms ago (rl__block_idle): it has
+ * been unused for its longest window plus the expiry. No daemon looks for due tenants:
  *   - making a tenant first examines SWEEP_STEP records, taken from a cursor shared in the
  *     header (expire_cursor, E1), and expires those due;
  *   - a creation that finds the table full examines up to SWEEP_FULL more, then tries once
@@ -39,16 +39,12 @@ static int template_for(rl_table *t, const char *name, rl_bucket **out)
     return RL_ENOENT;
 }
 
-/* How long the viewed block's bucket must idle to be due: its longest window plus its
- * expiry; 0 if it has no expiry. */
+/* The viewed block's expiry in ns, as rl__block_idle's `idle`: every rule must count nothing
+ * that long ago, so each unit's window ended that long ago. Every admission counts in every
+ * rule: the bucket has been unused for its longest window plus the expiry. 0: none. */
 static uint64_t idle_for(const struct policy_view *v)
 {
-    uint64_t longest = 0;
-    if (v->expire_ms == 0)
-        return 0;
-    for (uint32_t i = 0; i < v->nrules; i++)
-        longest = rl__max(longest, v->rules[i].period_ns);
-    return rl__sat_add(longest, (uint64_t)v->expire_ms * 1000000);
+    return (uint64_t)v->expire_ms * 1000000;
 }
 
 /* Inside the caller's section: the idle time after which the record's bucket (not a
