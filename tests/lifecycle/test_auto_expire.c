@@ -260,3 +260,25 @@ Test(auto_expire, automatic_expiry_under_kills_never_over_admits, .timeout = 120
     cr_expect_eq(over, 0, "windows holding more than 5 of %u admissions", n);
     rl_table_close(t);
 }
+
+/* A fixed window's word may count a later window a waiter reserved: that window's units are
+ * counted, and the current window's leftover is forfeited. Such a tenant is not idle. */
+Test(auto_expire, a_reservation_ahead_keeps_a_fixed_window_tenant)
+{
+    rl_table *t = table_at(64, 0);
+    struct rl_policy p = policy_of("2/1s fixed margin 0");
+    rl_bucket *ten;
+    struct rl_decision d;
+    cr_assert_eq(rl_template_define_expire(t, "ten/*", &p, NULL, 1 * NS_PER_MS), 0);
+    cr_assert_eq(rl_bucket_get(t, "ten/a", &ten), 0);
+    cr_assert_eq(drain(ten), 2);
+    cr_assert_eq(rl_reserve(ten, 2, 2 * NS_PER_SEC, &d), 0, "%s", rl_errdetail());
+    cr_assert_gt(d.at_ns, rl_now_ns(), "reserved in the next window");
+    bool expired = true;
+    cr_assert_eq(rl_bucket_expire(ten, 0, &expired), 0);
+    cr_expect(!expired, "the reserved window is counted");
+    bool due = true;
+    cr_assert_eq(rl_bucket_expire_due(ten, false, &due), 0);
+    cr_expect(!due && !deleted(ten));
+    rl_table_close(t);
+}
