@@ -125,6 +125,15 @@ static int check_existing(rl_table *t, uint32_t no, const struct rl_policy *pol,
     return 0;
 }
 
+/* E2: before a child of `parent` is published, parents_below covers the parent. */
+static void note_parent(rl_table *t, const rl_bucket *parent)
+{
+    rl_atomic64 *below = &t->hdr->parents_below;
+    uint64_t want = (uint64_t)parent->no + 1, cur = rl__load_acquire(below);
+    while (cur < want && !rl__cas_acq_rel(below, &cur, want))
+        ;
+}
+
 static int parent_depth(const rl_bucket *parent)
 {
     int depth = 0;
@@ -193,6 +202,8 @@ int rl__bucket_create(rl_table *t, const char *name, const struct rl_policy *pol
     rl__section_enter(t, &s);
     if (!err)
         err = rl__table_moved(t);
+    if (!err && parent)
+        note_parent(t, parent);
     if (!err)
         err = record_create(t, name, pol, expire_ms, parent, &no);
     if (!err)
@@ -325,6 +336,10 @@ static const char *child_of(const rl_bucket *b)
 {
     const rl_table *t = b->table;
     uint32_t count = rl__bucket_count(t);
+    /* E2: acquire pairs with note_parent. A bucket above every parent is no parent; a
+     * child made meanwhile may be missed either way. */
+    if (b->no >= rl__load_acquire(&t->hdr->parents_below))
+        return NULL;
     for (uint32_t no = 0; no < count; no++) {
         const struct shm_bucket *rec = &t->buckets[no];
         /* A4 as in rl_table_foreach; X2 for the reference. */

@@ -173,7 +173,11 @@ struct shm_header {
      * a stale pop fails its CAS. */
     rl_atomic64 limbo[3];
     rl_atomic64 free_head[RL_FREE_CLASSES];
-    uint8_t reserved[RL_HEADER_BYTES - 344 - 8 * RL_FREE_CLASSES];
+    /* parents_below: 1 + the highest bucket number ever named as a parent, raised by CAS (E2)
+     * before the child is published (R1): a bucket numbered at or above it has no children,
+     * and a deletion or an expiry need not look for them. */
+    rl_atomic64 parents_below;
+    uint8_t reserved[RL_HEADER_BYTES - 352 - 8 * RL_FREE_CLASSES];
 };
 
 /*

@@ -282,3 +282,26 @@ Test(auto_expire, a_reservation_ahead_keeps_a_fixed_window_tenant)
     cr_expect(!due && !deleted(ten));
     rl_table_close(t);
 }
+
+/* A tenant named as a parent stays while it has children; the bucket made before every
+ * parent, and a plain one, are looked at without a walk of the table (parents_below). */
+Test(auto_expire, a_tenant_with_children_stays)
+{
+    rl_table *t = table_at(64, 0);
+    struct rl_policy p = policy_of("5/20ms margin 0");
+    rl_bucket *ten, *q;
+    cr_assert_eq(rl_template_define_expire(t, "ten/*", &p, NULL, 1 * NS_PER_MS), 0);
+    cr_assert_eq(rl_bucket_get(t, "ten/p", &ten), 0);
+    rl_bucket *child = define(t, "kid", "5/s", "ten/p");
+    cr_assert_eq(rl_bucket_get(t, "ten/q", &q), 0, "its sweep may examine ten/p: it stays");
+    usleep(30000);
+    bool due = false;
+    cr_assert_eq(rl_bucket_expire_due(ten, false, &due), 0);
+    cr_expect(!due && !deleted(ten), "a parent stays");
+    cr_assert_eq(rl_bucket_delete(child), 0);
+    cr_assert_eq(rl_bucket_expire_due(q, false, &due), 0);
+    cr_expect(due && deleted(q), "a tenant above every parent goes");
+    cr_assert_eq(rl_bucket_expire_due(ten, false, &due), 0);
+    cr_expect(due && deleted(ten), "once its child is gone, so does the parent");
+    rl_table_close(t);
+}
