@@ -487,13 +487,17 @@ int rl_template_define_expire(rl_table *table, const char *pattern, const struct
                               const char *parent, uint64_t expire_ns);
 
 /*
- * Find bucket `name`, or make it from the template with the longest matching prefix.
+ * Find bucket `name`, or make it from the template with the longest matching prefix (with
+ * the template's expiry, rl_template_define_expire). Before it makes one, it examines two
+ * records of the table and expires those due (rl_bucket_expire_due); when the table is
+ * full, up to 256 more, and then it tries once again.
  * Errors: RL_ENAME, RL_ENOENT (neither exists), RL_EFULL, RL_EPERM (read-only and the
  * bucket must be made), RL_EEXIST (made meanwhile by another process with other rules),
  * RL_ECORRUPT, RL_ENOMEM; a template whose block the table holds damaged can also give
  * RL_EPARSE or RL_ECYCLE.
  * Lock-free; allocates handles; never sleeps; writes as rl_bucket_define when it makes the
- * bucket, nothing otherwise; not async-signal-safe; any thread.
+ * bucket (and as rl_bucket_expire for the tenants it expires), nothing otherwise; not
+ * async-signal-safe; any thread.
  */
 int rl_bucket_get(rl_table *table, const char *name, rl_bucket **out);
 

@@ -2,11 +2,12 @@
  * apply.c - bring a live table in line with a parsed config: open the table it
  * names, then plan every change (and check the plan fits) before making any.
  *
- * The plan: each config bucket or template is created, switched to its new rules, or left
- * alone; each bucket a config template made earlier (same parent) follows the template's
- * new rules. Refused before anything changes: a bucket whose parent would change, too few
- * free bucket records, too little arena for the new policy blocks. Buckets the config does
- * not mention are kept and reported.
+ * The plan: each config bucket or template is created, switched to its new rules (or a
+ * template to its new expiry), or left alone; each bucket a config template made earlier
+ * (same parent) follows the template's new rules and expiry. Refused before anything
+ * changes: a bucket whose parent would change, too few free bucket records, too little
+ * arena for the new policy blocks. Buckets the config does not mention are kept and
+ * reported.
  */
 #include <stdarg.h>
 #include <stdio.h>
