@@ -305,3 +305,22 @@ Test(auto_expire, a_tenant_with_children_stays)
     cr_expect(due && deleted(ten), "once its child is gone, so does the parent");
     rl_table_close(t);
 }
+
+Test(auto_expire, a_resize_keeps_the_expiry)
+{
+    rl_table *t = table_at(16, 0), *n;
+    struct rl_policy p = policy_of("5/20ms margin 0");
+    rl_bucket *ten, *tpl;
+    unsigned copied = 0;
+    cr_assert_eq(rl_template_define_expire(t, "ten/*", &p, NULL, NS_PER_H), 0);
+    cr_assert_eq(rl_bucket_get(t, "ten/a", &ten), 0);
+    cr_assert_eq(rl_table_resize(t, 64, 0, &copied), 0, "%s", rl_errdetail());
+    cr_expect_eq(copied, 2);
+    rl_table_close(t);
+    n = table_open_opts(g_path, 0, 0, 0);
+    cr_assert_eq(rl_bucket_lookup(n, "ten/*", &tpl), 0);
+    cr_assert_eq(rl_bucket_lookup(n, "ten/a", &ten), 0);
+    cr_expect_eq(expiry_of(tpl), NS_PER_H);
+    cr_expect_eq(expiry_of(ten), NS_PER_H);
+    rl_table_close(n);
+}
