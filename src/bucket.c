@@ -350,6 +350,11 @@ static const char *child_of(const rl_bucket *b)
     return NULL;
 }
 
+bool rl__bucket_is_parent(const rl_bucket *b)
+{
+    return child_of(b) != NULL;
+}
+
 /* The deletion, inside the caller's section: a switch in progress is finished first, so
  * that its new block is not left behind; then the reference goes to 0 (the linearization
  * point), and the block is retired like one a switch left. */

@@ -280,6 +280,8 @@ void rl__feedback_read(const rl_bucket *b, uint64_t now, struct rl_feedback_stat
 
 /* bucket.c */
 int rl__bucket_handle(rl_table *t, uint32_t no, rl_bucket **out);
+/* A live bucket names b as its parent (O(1) for a bucket above every parent). */
+bool rl__bucket_is_parent(const rl_bucket *b);
 /* Define bucket or template `name` (checked already) with the tenants' expiry expire_ms; a
  * tenant (made from a template) leaves the applied digest alone. */
 int rl__bucket_create(rl_table *t, const char *name, const struct rl_policy *pol,

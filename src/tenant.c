@@ -79,6 +79,8 @@ int rl_bucket_expire_due(rl_bucket *b, bool dry_run, bool *due)
     rl__section_enter(b->table, &s);
     uint64_t idle = due_idle(b->table, b->rec);
     rl__section_exit(&s);
+    if (idle && rl__bucket_is_parent(b)) /* as rl_bucket_expire: a parent is in use */
+        idle = 0;
     if (!idle || dry_run) {
         *due = idle != 0;
         return 0;

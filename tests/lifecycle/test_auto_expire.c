@@ -295,7 +295,9 @@ Test(auto_expire, a_tenant_with_children_stays)
     rl_bucket *child = define(t, "kid", "5/s", "ten/p");
     cr_assert_eq(rl_bucket_get(t, "ten/q", &q), 0, "its sweep may examine ten/p: it stays");
     usleep(30000);
-    bool due = false;
+    bool due = true;
+    cr_assert_eq(rl_bucket_expire_due(ten, true, &due), 0);
+    cr_expect(!due, "a dry run says so too");
     cr_assert_eq(rl_bucket_expire_due(ten, false, &due), 0);
     cr_expect(!due && !deleted(ten), "a parent stays");
     cr_assert_eq(rl_bucket_delete(child), 0);
