@@ -153,8 +153,9 @@ struct shm_header {
     rl_atomic64 deleted;     /* buckets deleted (relaxed, a statistic): their records stay */
     rl_atomic64 expired;     /* of which expired idle (rl_bucket_expire; relaxed) */
     /* Automatic expiry (tenant.c). expire_cursor: the next record the sweep examines, in
-     * [0, records handed out) (CAS, relaxed: any record will do, it is only where to look).
-     * expired_auto: of `expired`, by the sweep (relaxed, a statistic). */
+     * [0, records handed out) (CAS E1: any record will do, it is only where to look).
+     * expired_auto: of `expired`, by a template's expiry (the sweep, rl_bucket_expire_due;
+     * relaxed, a statistic). */
     rl_atomic64 expire_cursor;
     rl_atomic64 expired_auto;
     /* epoch: the reclamation epoch (reclaim.c), alone on its line: every decision reads it,
