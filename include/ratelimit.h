@@ -134,6 +134,7 @@ const char *rl_errdetail(void);
 #define RL_PERIOD_MAX_NS       (366ULL * 86400 * 1000000000ULL) /* T <= 366 days */
 #define RL_MARGIN_MAX_NS       60000000000ULL                   /* margin <= 60 s */
 #define RL_MARGIN_DEFAULT_NS   20000000ULL                      /* 20 ms */
+#define RL_EXPIRE_MAX_NS       (49ULL * 86400 * 1000000000ULL)  /* a template's expire <= 49 d */
 
 /* ------------------------------------------------------------------ tables */
 
@@ -301,10 +302,12 @@ struct rl_table_space {
     uint64_t arena_reclaimable; /* bytes of blocks switches and deletions left, freed once
                                    no process can still be reading them */
     uint64_t blocks_reused;     /* blocks handed out again */
+    uint64_t expired_auto;      /* of `expired`, by templates' expiry (rl_template_define_expire)
+                                   on tenant creation or rl_bucket_expire_due */
 };
 #define RL_TABLE_SPACE_INIT                                                                        \
     {                                                                                              \
-        sizeof(struct rl_table_space), 0, 0, 0, 0, 0, 0                                            \
+        sizeof(struct rl_table_space), 0, 0, 0, 0, 0, 0, 0                                         \
     }
 
 /*
@@ -474,13 +477,32 @@ int rl_template_define(rl_table *table, const char *pattern, const struct rl_pol
                        const char *parent);
 
 /*
- * Find bucket `name`, or make it from the template with the longest matching prefix.
+ * rl_template_define with an idle expiry (config: `template tenant/<*> 200/60s expire 1h`):
+ * each bucket made from the template carries it, and once it has been unused for its longest
+ * window plus expire_ns it is deleted (as rl_bucket_expire does, which never over-admits: the
+ * bucket made again has the full budget its rules would give the idle one). Nothing needs to
+ * run for it: making a tenant (rl_bucket_get) examines two other records of the table and
+ * expires those due, and `ratelimitctl expire` expires all that are due. expire_ns 0: never
+ * (rl_template_define); it is kept in whole milliseconds (rounded up). A template that exists
+ * with the same rules and parent but another expiry is RL_EEXIST, as for other rules.
+ * Errors: as rl_template_define; RL_EINVAL (expire_ns above RL_EXPIRE_MAX_NS).
+ * Contract as rl_template_define.
+ */
+int rl_template_define_expire(rl_table *table, const char *pattern, const struct rl_policy *policy,
+                              const char *parent, uint64_t expire_ns);
+
+/*
+ * Find bucket `name`, or make it from the template with the longest matching prefix (with
+ * the template's expiry, rl_template_define_expire). Before it makes one, it examines two
+ * records of the table and expires those due (rl_bucket_expire_due); when the table is
+ * full, up to 256 more, and then it tries once again.
  * Errors: RL_ENAME, RL_ENOENT (neither exists), RL_EFULL, RL_EPERM (read-only and the
  * bucket must be made), RL_EEXIST (made meanwhile by another process with other rules),
  * RL_ECORRUPT, RL_ENOMEM; a template whose block the table holds damaged can also give
  * RL_EPARSE or RL_ECYCLE.
  * Lock-free; allocates handles; never sleeps; writes as rl_bucket_define when it makes the
- * bucket, nothing otherwise; not async-signal-safe; any thread.
+ * bucket (and as rl_bucket_expire for the tenants it expires), nothing otherwise; not
+ * async-signal-safe; any thread.
  */
 int rl_bucket_get(rl_table *table, const char *name, rl_bucket **out);
 
@@ -506,6 +528,35 @@ bool rl_bucket_is_template(const rl_bucket *bucket);
  * any thread.
  */
 int rl_bucket_update(rl_bucket *bucket, const struct rl_policy *policy);
+
+/*
+ * rl_bucket_update that also sets the bucket's idle expiry (0: never; see
+ * rl_template_define_expire). rl_bucket_update keeps the expiry the bucket has. A template's
+ * new expiry holds for the tenants made from it afterwards; rl_config_apply switches the
+ * existing ones too, as it does for the template's rules.
+ * Errors: as rl_bucket_update; RL_EINVAL (expire_ns above RL_EXPIRE_MAX_NS).
+ * Contract as rl_bucket_update.
+ */
+int rl_bucket_update_expire(rl_bucket *bucket, const struct rl_policy *policy, uint64_t expire_ns);
+
+/*
+ * The bucket's idle expiry in ns (whole milliseconds), 0 if it never expires by itself.
+ * Errors: RL_EINVAL (a NULL argument), RL_ENOENT (deleted), RL_ECORRUPT.
+ * Lock-free; never allocates; never sleeps; writes nothing in the table; not
+ * async-signal-safe; any thread.
+ */
+int rl_bucket_expiry(const rl_bucket *bucket, uint64_t *expire_ns);
+
+/*
+ * Apply the bucket's own expiry now: if it has one (rl_bucket_expiry) and is due, i.e. idle
+ * (as rl_bucket_expire tells it) for its longest window plus its expiry, delete it, as
+ * rl_bucket_expire does. With dry_run, only tell: *due (if not NULL) says whether it is (or
+ * was) due. A template, or a bucket without an expiry, is never due.
+ * Errors: RL_EINVAL (bucket NULL), and those of rl_bucket_expire (not RL_EPERM with dry_run).
+ * Lock-free; never allocates memory; never sleeps; writes as rl_bucket_expire (nothing with
+ * dry_run); not async-signal-safe; any thread.
+ */
+int rl_bucket_expire_due(rl_bucket *bucket, bool dry_run, bool *due);
 
 /*
  * The bucket's name (owned by the table).
@@ -886,6 +937,9 @@ struct rl_config_bucket {
 };
 /* The buckets and templates, in file order (parents always before their children). */
 size_t rl_config_buckets(const rl_config *config, const struct rl_config_bucket **out);
+/* The idle expiry of bucket i of rl_config_buckets (a template's `expire DURATION`), in ns;
+ * 0 if none, or if i is out of range. */
+uint64_t rl_config_bucket_expire(const rl_config *config, size_t i);
 
 enum rl_route_on_timeout {
     RL_ROUTE_FAIL = 0, /* connect() fails with ETIMEDOUT (the default) */

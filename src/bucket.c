@@ -103,7 +103,7 @@ int rl_bucket_lookup(rl_table *t, const char *name, rl_bucket **out)
     return rl__bucket_handle(t, no, out);
 }
 
-static int check_existing(rl_table *t, uint32_t no, const struct rl_policy *pol,
+static int check_existing(rl_table *t, uint32_t no, const struct rl_policy *pol, uint32_t expire_ms,
                           const rl_bucket *parent, rl_bucket **out)
 {
     int err = rl__bucket_handle(t, no, out);
@@ -119,10 +119,19 @@ static int check_existing(rl_table *t, uint32_t no, const struct rl_policy *pol,
     rl__section_exit(&s);
     if (err < 0)
         return err;
-    if (!rl__policy_same(&have, pol) || (*out)->parent != parent)
-        return rl__fail(RL_EEXIST, "bucket '%s' already exists with other rules or parent",
+    if (!rl__policy_same(&have, pol) || v.expire_ms != expire_ms || (*out)->parent != parent)
+        return rl__fail(RL_EEXIST, "bucket '%s' already exists with other rules, expiry or parent",
                         (*out)->name);
     return 0;
+}
+
+/* E2: before a child of `parent` is published, parents_below covers the parent. */
+static void note_parent(rl_table *t, const rl_bucket *parent)
+{
+    rl_atomic64 *below = &t->hdr->parents_below;
+    uint64_t want = (uint64_t)parent->no + 1, cur = rl__load_acquire(below);
+    while (cur < want && !rl__cas_acq_rel(below, &cur, want))
+        ;
 }
 
 static int parent_depth(const rl_bucket *parent)
@@ -134,7 +143,7 @@ static int parent_depth(const rl_bucket *parent)
 }
 
 static int record_create(rl_table *t, const char *name, const struct rl_policy *pol,
-                         const rl_bucket *parent, uint32_t *no)
+                         uint32_t expire_ms, const rl_bucket *parent, uint32_t *no)
 {
     uint64_t n;
     /* Reserve the record's and the block's pages before claiming them (guard.h). */
@@ -149,7 +158,7 @@ static int record_create(rl_table *t, const char *name, const struct rl_policy *
     if (err)
         return err;
     uint64_t ref;
-    err = rl__block_create(t, pol, 0, (uint32_t)n + 1, &ref);
+    err = rl__block_create(t, pol, expire_ms, 0, (uint32_t)n + 1, &ref);
     if (err)
         return err;
     strlcpy(rec->name, name, sizeof(rec->name));
@@ -164,8 +173,8 @@ static int record_create(rl_table *t, const char *name, const struct rl_policy *
 /* Define a bucket or a template (its name is a pattern); the name is already checked. A
  * tenant (made from its template) matches any config the table matched: it leaves the
  * applied digest alone; any other creation forgets it (applied.c). */
-static int define_checked(rl_table *t, const char *name, const struct rl_policy *pol,
-                          const char *parent_name, bool tenant, rl_bucket **out)
+int rl__bucket_create(rl_table *t, const char *name, const struct rl_policy *pol,
+                      uint32_t expire_ms, const char *parent_name, bool tenant, rl_bucket **out)
 {
     struct rl_parse_error perr;
     rl_bucket *parent = NULL, *dummy;
@@ -180,7 +189,7 @@ static int define_checked(rl_table *t, const char *name, const struct rl_policy 
         return rl__fail(RL_ECYCLE, "bucket '%s': chains hold at most %d buckets", name,
                         RL_MAX_DEPTH);
     if (rl__index_find(t, name, &no) == 0)
-        return check_existing(t, no, pol, parent, out);
+        return check_existing(t, no, pol, expire_ms, parent, out);
     if (t->read_only)
         return rl__fail(RL_EPERM, "table %s is open read-only", t->path);
     int err = rl__guard_check(t);
@@ -193,8 +202,10 @@ static int define_checked(rl_table *t, const char *name, const struct rl_policy 
     rl__section_enter(t, &s);
     if (!err)
         err = rl__table_moved(t);
+    if (!err && parent)
+        note_parent(t, parent);
     if (!err)
-        err = record_create(t, name, pol, parent, &no);
+        err = record_create(t, name, pol, expire_ms, parent, &no);
     if (!err)
         err = rl__index_insert(t, name, no, &winner);
     rl__section_exit(&s);
@@ -205,7 +216,7 @@ static int define_checked(rl_table *t, const char *name, const struct rl_policy 
     if (winner == no)
         rl__fetch_add_relaxed(&t->hdr->defined, 1); /* relaxed: a statistic */
     return winner == no ? rl__bucket_handle(t, no, out)
-                        : check_existing(t, winner, pol, parent, out);
+                        : check_existing(t, winner, pol, expire_ms, parent, out);
 }
 
 int rl_bucket_define(rl_table *t, const char *name, const struct rl_policy *pol, const char *parent,
@@ -213,53 +224,26 @@ int rl_bucket_define(rl_table *t, const char *name, const struct rl_policy *pol,
 {
     if (rl_name_check(name) < 0)
         return RL_ENAME;
-    return define_checked(t, name, pol, parent, false, out);
+    return rl__bucket_create(t, name, pol, 0, parent, false, out);
+}
+
+int rl_template_define_expire(rl_table *t, const char *pattern, const struct rl_policy *pol,
+                              const char *parent, uint64_t expire_ns)
+{
+    uint32_t ms;
+    if (pattern_check(pattern) < 0)
+        return RL_ENAME;
+    if (rl__expire_ms(expire_ns, &ms) < 0)
+        return rl__fail(RL_EINVAL, "template '%s': expiry %llu ns is beyond %llu days", pattern,
+                        (unsigned long long)expire_ns,
+                        (unsigned long long)(RL_EXPIRE_MAX_NS / 86400000000000ULL));
+    return rl__bucket_create(t, pattern, pol, ms, parent, false, NULL);
 }
 
 int rl_template_define(rl_table *t, const char *pattern, const struct rl_policy *pol,
                        const char *parent)
 {
-    if (pattern_check(pattern) < 0)
-        return RL_ENAME;
-    return define_checked(t, pattern, pol, parent, false, NULL);
-}
-
-/* The template for `name` with the longest prefix, if any. */
-static int template_for(rl_table *t, const char *name, rl_bucket **out)
-{
-    char pattern[RL_NAME_MAX + 3];
-    strlcpy(pattern, name, sizeof(pattern));
-    for (char *slash = strrchr(pattern, '/'); slash; slash = strrchr(pattern, '/')) {
-        uint32_t no;
-        strlcpy(slash, "/*", 3);
-        if (rl__index_find(t, pattern, &no) == 0 && rl__bucket_handle(t, no, out) == 0 &&
-            rl_bucket_is_template(*out))
-            return 0;
-        *slash = '\0';
-    }
-    return RL_ENOENT;
-}
-
-int rl_bucket_get(rl_table *t, const char *name, rl_bucket **out)
-{
-    rl_bucket *tpl;
-    struct rl_policy pol;
-    int err = rl_bucket_lookup(t, name, out);
-    if (err != RL_ENOENT)
-        return err;
-    if (template_for(t, name, &tpl) < 0)
-        return rl__fail(RL_ENOENT, "no bucket named '%s' and no template for it in %s", name,
-                        t->path);
-    struct policy_view v;
-    struct rl_section s;
-    rl__section_enter(t, &s);
-    err = rl__bucket_view(tpl, &v);
-    if (err == 0)
-        rl__block_read(&v, &pol);
-    rl__section_exit(&s);
-    if (err < 0)
-        return err;
-    return define_checked(t, name, &pol, tpl->parent ? tpl->parent->name : NULL, true, out);
+    return rl_template_define_expire(t, pattern, pol, parent, 0);
 }
 
 bool rl_bucket_is_template(const rl_bucket *b)
@@ -352,6 +336,10 @@ static const char *child_of(const rl_bucket *b)
 {
     const rl_table *t = b->table;
     uint32_t count = rl__bucket_count(t);
+    /* E2: acquire pairs with note_parent. A bucket above every parent is no parent; a
+     * child made meanwhile may be missed either way. */
+    if (b->no >= rl__load_acquire(&t->hdr->parents_below))
+        return NULL;
     for (uint32_t no = 0; no < count; no++) {
         const struct shm_bucket *rec = &t->buckets[no];
         /* A4 as in rl_table_foreach; X2 for the reference. */
@@ -360,6 +348,11 @@ static const char *child_of(const rl_bucket *b)
             return rec->name;
     }
     return NULL;
+}
+
+bool rl__bucket_is_parent(const rl_bucket *b)
+{
+    return child_of(b) != NULL;
 }
 
 /* The deletion, inside the caller's section: a switch in progress is finished first, so

@@ -78,6 +78,7 @@ struct policy_view {
     struct shm_policy *block;
     uint64_t off; /* the block's reference (shm_bucket.policy_off), its generation included */
     uint32_t nrules, flags;
+    uint32_t expire_ms; /* shm_policy.expire_ms */
     uint64_t margin_ns;
     struct rule_params rules[RL_MAX_RULES];
     rl_atomic64 *log[RL_MAX_RULES]; /* sliding rules: their log of `limit` words */
@@ -226,9 +227,9 @@ uint32_t rl__bucket_count(const rl_table *t);
 /* block.c: the policy block. Snapshot the block at `off`: 0, or -1 if damaged. */
 int rl__block_view(const rl_table *t, uint64_t off, struct policy_view *v);
 /* Allocate and fill a policy block for bucket number owner - 1 whose state words hold
- * `word` (not yet visible); *ref is its reference. */
-int rl__block_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint32_t owner,
-                     uint64_t *ref);
+ * `word` (not yet visible), with the tenants' expiry expire_ms; *ref is its reference. */
+int rl__block_create(rl_table *t, const struct rl_policy *pol, uint32_t expire_ms, uint64_t word,
+                     uint32_t owner, uint64_t *ref);
 void rl__block_read(const struct policy_view *v, struct rl_policy *out);
 /* Arena bytes of a policy's block with its head line and sliding logs, rounded up to
  * RL_ALIGN. */
@@ -271,6 +272,9 @@ bool rl__switch_help(const rl_bucket *b, const struct policy_view *v);
 /* update.c, for a delete (D1): claim the viewed block's next_off, so that no switch starts
  * from it. False if a switch linked a successor first: help it, and delete that block. */
 bool rl__switch_close(const rl_table *t, const struct policy_view *v);
+/* update.c: the viewed block counts nothing now nor `idle` ago, carries no debt and has no
+ * global rule: a fresh block would decide as it will. */
+bool rl__block_idle(const rl_table *t, const struct policy_view *v, uint64_t now, uint64_t idle);
 /* update.c: delete the bucket if the viewed block (current, no successor) is idle for
  * `idle` ns, by a switch that deciders finish if they come first. True if deleted. */
 bool rl__switch_expire(const rl_bucket *b, const struct policy_view *v, uint64_t idle);
@@ -289,6 +293,12 @@ void rl__feedback_read(const rl_bucket *b, uint64_t now, struct rl_feedback_stat
 
 /* bucket.c */
 int rl__bucket_handle(rl_table *t, uint32_t no, rl_bucket **out);
+/* A live bucket names b as its parent (O(1) for a bucket above every parent). */
+bool rl__bucket_is_parent(const rl_bucket *b);
+/* Define bucket or template `name` (checked already) with the tenants' expiry expire_ms; a
+ * tenant (made from a template) leaves the applied digest alone. */
+int rl__bucket_create(rl_table *t, const char *name, const struct rl_policy *pol,
+                      uint32_t expire_ms, const char *parent_name, bool tenant, rl_bucket **out);
 
 /* acquire_gcra.c: decide for a chain of GCRA-only buckets, or decline (then
  * acquire.c's general path decides). */
@@ -300,6 +310,9 @@ enum gcra_chain_result {
 };
 enum gcra_chain_result rl__acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait,
                                               struct rl_decision *out);
+
+/* policy.c: a duration as rule text writes it ("50ms", "1h"), snprintf's result. */
+int rl__duration_format(char *buf, size_t len, uint64_t ns);
 
 /* headers.c: parse hostile header values; false means malformed. */
 bool rl__header_uint(const char *text, uint64_t *out);
@@ -316,6 +329,16 @@ int64_t rl__wall_now_ns(void);
 /* The size of the first struct rl_response (up to max_cooldown_ns): a smaller one is
  * RL_EINVAL. */
 #define RL_RESPONSE_SIZE_V1 (offsetof(struct rl_response, max_cooldown_ns) + sizeof(uint64_t))
+
+/* An expiry in ns as the whole ms a block keeps (rounded up): 0, or -1 beyond
+ * RL_EXPIRE_MAX_NS. */
+static inline int rl__expire_ms(uint64_t ns, uint32_t *ms)
+{
+    if (ns > RL_EXPIRE_MAX_NS)
+        return -1;
+    *ms = (uint32_t)((ns + 999999) / 1000000);
+    return 0;
+}
 
 static inline uint64_t rl__max(uint64_t a, uint64_t b)
 {

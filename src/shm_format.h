@@ -128,7 +128,7 @@ struct shm_header {
     rl_atomic64 defined;
     /*
      * applied_digest: which config the buckets and templates are known to match
-     * (src/applied.c, labels D1-D3):
+     * (src/applied.c, labels Y1-Y3):
      *   0                       unknown (a new table, or one older than this word)
      *   bit 63 set              they match the config whose digest is the low 63 bits
      *   bit 63 clear, non-zero  unknown: a count of changes, so that an apply running
@@ -156,7 +156,12 @@ struct shm_header {
     rl_atomic64 readers_hwm; /* slots [0, readers_hwm) may be in use; raised by CAS (X4) */
     rl_atomic64 deleted;     /* buckets deleted (relaxed, a statistic): their records stay */
     rl_atomic64 expired;     /* of which expired idle (rl_bucket_expire; relaxed) */
-    uint8_t reserved0[16];
+    /* Automatic expiry (tenant.c). expire_cursor: the next record the sweep examines, in
+     * [0, records handed out) (CAS E1: any record will do, it is only where to look).
+     * expired_auto: of `expired`, by a template's expiry (the sweep, rl_bucket_expire_due;
+     * relaxed, a statistic). */
+    rl_atomic64 expire_cursor;
+    rl_atomic64 expired_auto;
     /* epoch: the reclamation epoch (reclaim.c), alone on its line: every decision reads it,
      * only an advance (X5) writes it. */
     rl_atomic64 epoch;
@@ -173,7 +178,11 @@ struct shm_header {
      * a stale pop fails its CAS. */
     rl_atomic64 limbo[3];
     rl_atomic64 free_head[RL_FREE_CLASSES];
-    uint8_t reserved[RL_HEADER_BYTES - 344 - 8 * RL_FREE_CLASSES];
+    /* parents_below: 1 + the highest bucket number ever named as a parent, raised by CAS (E2)
+     * before the child is published (R1): a bucket numbered at or above it has no children,
+     * and a deletion or an expiry need not look for them. */
+    rl_atomic64 parents_below;
+    uint8_t reserved[RL_HEADER_BYTES - 352 - 8 * RL_FREE_CLASSES];
 };
 
 /*
@@ -346,6 +355,8 @@ struct shm_block_head {
 
 /*
  * A policy block: immutable once published, except the rules' state words and next_off.
+ * expire_ms: a template's `expire`, copied into the blocks of the tenants made from it and
+ * into every block that replaces one (a switch keeps it unless it sets a new one).
  * next_off, set once by CAS from 0:
  *   0                 no switch started from this block
  *   a reference       the block replacing it (S2, release: publishes its rules, carry_at)
@@ -356,8 +367,9 @@ struct shm_block_head {
  * before the block is published by S5.
  */
 struct shm_policy {
-    uint32_t nrules;
-    uint32_t flags; /* enum rl_policy_flags */
+    uint16_t nrules;
+    uint16_t flags;     /* enum rl_policy_flags */
+    uint32_t expire_ms; /* ms a tenant may idle beyond its longest window, 0: never (tenant.c) */
     uint64_t margin_ns;
     rl_atomic64 next_off;
     uint64_t carry_at;

@@ -389,19 +389,24 @@ int rl_table_info(const rl_table *t, struct rl_table_info *out)
 
 int rl_table_space(const rl_table *t, struct rl_table_space *out)
 {
-    if (!out || out->size < sizeof(struct rl_table_space))
+    /* The first version of the struct ended with blocks_reused. */
+    size_t v1 = offsetof(struct rl_table_space, blocks_reused) + sizeof(uint64_t);
+    if (!out || out->size < v1)
         return rl__fail(RL_EINVAL, "rl_table_space needs a struct from RL_TABLE_SPACE_INIT");
     const struct shm_header *h = t->hdr;
     /* Relaxed: statistics, any recent values will do; clamped, as a damaged file may hold
      * anything. */
     uint64_t used = rl__min(rl__load_relaxed(&h->arena_used), h->arena_bytes);
     uint64_t deleted = rl__load_relaxed(&h->deleted);
-    *out = (struct rl_table_space){.size = sizeof(*out), .records_used = rl__bucket_count(t)};
-    out->deleted = deleted < out->records_used ? (uint32_t)deleted : out->records_used;
-    out->expired = rl__min(rl__load_relaxed(&h->expired), out->deleted);
-    out->arena_free = rl__min(rl__load_relaxed(&h->free_bytes), used);
-    out->arena_reclaimable = rl__min(rl__load_relaxed(&h->limbo_bytes), used);
-    out->blocks_reused = rl__load_relaxed(&h->reused_blocks);
+    struct rl_table_space sp = {.size = rl__min(out->size, sizeof(sp)),
+                                .records_used = rl__bucket_count(t)};
+    sp.deleted = deleted < sp.records_used ? (uint32_t)deleted : sp.records_used;
+    sp.expired = rl__min(rl__load_relaxed(&h->expired), sp.deleted);
+    sp.arena_free = rl__min(rl__load_relaxed(&h->free_bytes), used);
+    sp.arena_reclaimable = rl__min(rl__load_relaxed(&h->limbo_bytes), used);
+    sp.blocks_reused = rl__load_relaxed(&h->reused_blocks);
+    sp.expired_auto = rl__min(rl__load_relaxed(&h->expired_auto), sp.expired);
+    memcpy(out, &sp, sp.size); /* only the fields the caller's version has */
     return 0;
 }
 
