@@ -134,6 +134,7 @@ const char *rl_errdetail(void);
 #define RL_PERIOD_MAX_NS       (366ULL * 86400 * 1000000000ULL) /* T <= 366 days */
 #define RL_MARGIN_MAX_NS       60000000000ULL                   /* margin <= 60 s */
 #define RL_MARGIN_DEFAULT_NS   20000000ULL                      /* 20 ms */
+#define RL_EXPIRE_MAX_NS       (49ULL * 86400 * 1000000000ULL)  /* a template's expire <= 49 d */
 
 /* ------------------------------------------------------------------ tables */
 
@@ -178,6 +179,9 @@ struct rl_table_opts {
  * path too long), RL_ENOENT (no table and RL_OPEN_CREATE not set, or RL_OPEN_READONLY),
  * RL_EPERM (a symbolic link, a world-writable mode or file, a file owned by another user,
  * no access), RL_EBADTABLE, RL_EVERSION, RL_ESTALE, RL_ESYS, RL_ENOMEM.
+ * A writable table also holds, from this process's first decision on it, a reader slot
+ * in the table and a second descriptor of the file whose byte lock says the process is
+ * alive (README "Space a switch leaves is reused"); a fork child claims its own.
  * Not lock-free (opens, maps and at creation writes and links a file); allocates; blocks
  * in system calls; writes the whole table when it creates it, nothing when it attaches;
  * not async-signal-safe; any thread.
@@ -189,8 +193,10 @@ int rl_table_open(const struct rl_table_opts *opts, rl_table **out);
  * the process: no other thread may be using the table or any of its handles, nor use them
  * afterwards. Other processes are not affected. Accepts NULL.
  * Errors: none.
- * Frees handles and unmaps the table; never sleeps; writes nothing in the table; not
- * async-signal-safe; one thread, once no other thread uses the table.
+ * Frees handles, gives this process's reader slot back (kept, with its lock, if a thread
+ * is still inside a decision), closes the table's descriptors and unmaps it; never sleeps;
+ * writes only the reader slot in the table; not async-signal-safe; one thread, once no
+ * other thread uses the table.
  */
 void rl_table_close(rl_table *table);
 
@@ -297,13 +303,15 @@ struct rl_table_space {
     uint64_t arena_reclaimable; /* bytes of blocks switches and deletions left, freed once
                                    no process can still be reading them */
     uint64_t blocks_reused;     /* blocks handed out again */
+    uint64_t expired_auto;      /* of `expired`, by templates' expiry (rl_template_define_expire)
+                                   on tenant creation or rl_bucket_expire_due */
     uint32_t records_spare;     /* of the free records, those deleted buckets gave back: the
                                    next creations reuse them (once no process can still be
                                    reading them: they count as free already) */
 };
 #define RL_TABLE_SPACE_INIT                                                                        \
     {                                                                                              \
-        sizeof(struct rl_table_space), 0, 0, 0, 0, 0, 0, 0                                         \
+        sizeof(struct rl_table_space), 0, 0, 0, 0, 0, 0, 0, 0                                      \
     }
 
 /*
@@ -478,13 +486,32 @@ int rl_template_define(rl_table *table, const char *pattern, const struct rl_pol
                        const char *parent);
 
 /*
- * Find bucket `name`, or make it from the template with the longest matching prefix.
+ * rl_template_define with an idle expiry (config: `template tenant/<*> 200/60s expire 1h`):
+ * each bucket made from the template carries it, and once it has been unused for its longest
+ * window plus expire_ns it is deleted (as rl_bucket_expire does, which never over-admits: the
+ * bucket made again has the full budget its rules would give the idle one). Nothing needs to
+ * run for it: making a tenant (rl_bucket_get) examines two other records of the table and
+ * expires those due, and `ratelimitctl expire` expires all that are due. expire_ns 0: never
+ * (rl_template_define); it is kept in whole milliseconds (rounded up). A template that exists
+ * with the same rules and parent but another expiry is RL_EEXIST, as for other rules.
+ * Errors: as rl_template_define; RL_EINVAL (expire_ns above RL_EXPIRE_MAX_NS).
+ * Contract as rl_template_define.
+ */
+int rl_template_define_expire(rl_table *table, const char *pattern, const struct rl_policy *policy,
+                              const char *parent, uint64_t expire_ns);
+
+/*
+ * Find bucket `name`, or make it from the template with the longest matching prefix (with
+ * the template's expiry, rl_template_define_expire). Before it makes one, it examines two
+ * records of the table and expires those due (rl_bucket_expire_due); when the table is
+ * full, up to 256 more, and then it tries once again.
  * Errors: RL_ENAME, RL_ENOENT (neither exists), RL_EFULL, RL_EPERM (read-only and the
  * bucket must be made), RL_EEXIST (made meanwhile by another process with other rules),
  * RL_ECORRUPT, RL_ENOMEM; a template whose block the table holds damaged can also give
  * RL_EPARSE or RL_ECYCLE.
  * Lock-free; allocates handles; never sleeps; writes as rl_bucket_define when it makes the
- * bucket, nothing otherwise; not async-signal-safe; any thread.
+ * bucket (and as rl_bucket_expire for the tenants it expires), nothing otherwise; not
+ * async-signal-safe; any thread.
  */
 int rl_bucket_get(rl_table *table, const char *name, rl_bucket **out);
 
@@ -501,13 +528,44 @@ bool rl_bucket_is_template(const rl_bucket *bucket);
  * just now, so the switch never admits more than the new rules allow, and deciders that
  * saw the old rules fail their commit and retry under the new ones. Same policy: no-op.
  * Errors: RL_EPERM (read-only), RL_EPARSE (policy NULL or invalid), RL_EFULL (arena),
- * RL_ECORRUPT (the bucket's block or the arena counter is damaged).
+ * RL_ENOENT (the bucket was deleted, or a delete of it came first: nothing switched, and
+ * the new block went back), RL_ECORRUPT (the bucket's block or the arena counter is
+ * damaged).
  * Lock-free, for deciders and for other updates (anyone finishes a switch it meets);
  * never allocates; never sleeps; writes a new policy block in the arena, the old block's
  * successor offset and frozen bits, and the bucket's policy offset; not async-signal-safe;
  * any thread.
  */
 int rl_bucket_update(rl_bucket *bucket, const struct rl_policy *policy);
+
+/*
+ * rl_bucket_update that also sets the bucket's idle expiry (0: never; see
+ * rl_template_define_expire). rl_bucket_update keeps the expiry the bucket has. A template's
+ * new expiry holds for the tenants made from it afterwards; rl_config_apply switches the
+ * existing ones too, as it does for the template's rules.
+ * Errors: as rl_bucket_update; RL_EINVAL (expire_ns above RL_EXPIRE_MAX_NS).
+ * Contract as rl_bucket_update.
+ */
+int rl_bucket_update_expire(rl_bucket *bucket, const struct rl_policy *policy, uint64_t expire_ns);
+
+/*
+ * The bucket's idle expiry in ns (whole milliseconds), 0 if it never expires by itself.
+ * Errors: RL_EINVAL (a NULL argument), RL_ENOENT (deleted), RL_ECORRUPT.
+ * Lock-free; never allocates; never sleeps; writes nothing in the table; not
+ * async-signal-safe; any thread.
+ */
+int rl_bucket_expiry(const rl_bucket *bucket, uint64_t *expire_ns);
+
+/*
+ * Apply the bucket's own expiry now: if it has one (rl_bucket_expiry) and is due, i.e. idle
+ * (as rl_bucket_expire tells it) for its longest window plus its expiry, delete it, as
+ * rl_bucket_expire does. With dry_run, only tell: *due (if not NULL) says whether it is (or
+ * was) due. A template, or a bucket without an expiry, is never due.
+ * Errors: RL_EINVAL (bucket NULL), and those of rl_bucket_expire (not RL_EPERM with dry_run).
+ * Lock-free; never allocates memory; never sleeps; writes as rl_bucket_expire (nothing with
+ * dry_run); not async-signal-safe; any thread.
+ */
+int rl_bucket_expire_due(rl_bucket *bucket, bool dry_run, bool *due);
 
 /*
  * The bucket's name (owned by the table).
@@ -534,9 +592,10 @@ struct rl_decision {
  * cost 0, or a template), RL_EPERM (read-only table), RL_ECORRUPT (the chain's state is
  * damaged: the bucket refuses), RL_ENOMEM (caching the rules, see below).
  * Lock-free; may allocate on a handle's first decision and after a rule switch (the
- * handle's copy of the rules); never sleeps; writes the rule words of the bucket and its
- * ancestors, their sliding logs and counters, and helps finish a rule switch it meets;
- * not async-signal-safe; any thread.
+ * handle's copy of the rules); never sleeps (a process's first decision on a table claims
+ * its reader slot: it opens a descriptor and takes a byte lock, system calls that do not
+ * wait); writes the rule words of the bucket and its ancestors, their sliding logs and
+ * counters, and helps finish a rule switch it meets; not async-signal-safe; any thread.
  */
 int rl_try_acquire(rl_bucket *bucket, uint32_t cost, struct rl_decision *out);
 
@@ -599,8 +658,9 @@ int rl_reserve_check(rl_bucket *bucket, uint32_t cost, uint64_t at_ns, uint64_t 
  * cool-down, backoff count and server view. Needs a writable table. Counters are kept;
  * `resets` is incremented. A bucket whose rule words were left frozen with no switch to
  * finish (a damaged word) is moved to a fresh copy of its rules, which takes arena space.
- * Errors: RL_EPERM (read-only table), RL_ECORRUPT (the bucket's block is damaged), RL_EFULL
- * (a fresh copy was needed and the arena is full).
+ * Errors: RL_EPERM (read-only table), RL_ENOENT (the bucket was deleted, or a fresh copy was
+ * needed and a delete of it is in progress), RL_ECORRUPT (the bucket's block is damaged),
+ * RL_EFULL (a fresh copy was needed and the arena is full).
  * Lock-free; never allocates memory; never sleeps; writes the bucket's rule words and sliding
  * logs (and those of a block it switches to meanwhile), its feedback words and `resets`;
  * not async-signal-safe; any thread.
@@ -620,9 +680,12 @@ int rl_bucket_reset(rl_bucket *bucket);
  * Errors: RL_EINVAL (bucket NULL, or it is the parent of a live bucket: delete that first),
  * RL_EPERM (read-only table), RL_ENOENT (already deleted), RL_ECORRUPT (its chain of rule
  * switches is damaged).
- * Lock-free; never allocates; never sleeps; writes the bucket's policy reference (to 0),
- * its index slot (a tombstone), the block and record limbo lists, the applied digest and
- * the `defined` count; not async-signal-safe; any thread.
+ * A switch racing the delete either comes first (the delete finishes it, then deletes the
+ * new block) or returns RL_ENOENT: the delete first claims the block's successor link.
+ * Lock-free; never allocates; never sleeps; writes the block's successor link (the claim),
+ * the bucket's policy reference (to 0), its index slot (a tombstone), the block and record
+ * limbo lists, the applied digest and the `defined` count; not async-signal-safe; any
+ * thread.
  */
 int rl_bucket_delete(rl_bucket *bucket);
 
@@ -798,8 +861,12 @@ struct rl_bucket_info {
 
 /*
  * Read a bucket's state (a consistent view of each rule). On RL_ECORRUPT, out holds the
- * name, parent and counters.
- * Errors: RL_ECORRUPT (the bucket's block is damaged).
+ * name, parent and counters. On a table opened RL_OPEN_READONLY (which cannot hold the
+ * bucket's block while it reads, see README "Space a switch leaves is reused"), a read
+ * whose block was switched away meanwhile is taken again, up to 16 times.
+ * Errors: RL_ECORRUPT (the bucket's block is damaged), RL_ENOENT (the bucket was deleted),
+ * RL_ESTALE (read-only: the bucket's rules were switched under each of the 16 reads; out
+ * holds the name, parent and counters; read again).
  * Lock-free; never allocates; never sleeps; writes nothing in the table, except that on a
  * writable table it may complete a sliding-log entry a stalled decider left unwritten;
  * not async-signal-safe; any thread.
@@ -882,6 +949,9 @@ struct rl_config_bucket {
 };
 /* The buckets and templates, in file order (parents always before their children). */
 size_t rl_config_buckets(const rl_config *config, const struct rl_config_bucket **out);
+/* The idle expiry of bucket i of rl_config_buckets (a template's `expire DURATION`), in ns;
+ * 0 if none, or if i is out of range. */
+uint64_t rl_config_bucket_expire(const rl_config *config, size_t i);
 
 enum rl_route_on_timeout {
     RL_ROUTE_FAIL = 0, /* connect() fails with ETIMEDOUT (the default) */

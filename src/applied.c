@@ -4,13 +4,13 @@
  * preload shim does on every start) can skip reading the whole table.
  *
  * The word's encoding is in shm_format.h. Orderings:
- *   D1  acquire load (rl__applied_load): pairs with D3, so a process that sees a digest
+ *   Y1  acquire load (rl__applied_load): pairs with Y3, so a process that sees a digest
  *       also sees every change the apply that set it made.
- *   D2  acq_rel CAS (bump): moves the word to the next count. A change made by
+ *   Y2  acq_rel CAS (bump): moves the word to the next count. A change made by
  *       define or update bumps before it (a process killed in between leaves "unknown")
  *       and after it (the release: an apply that starts later and acquires this count
  *       sees the change).
- *   D3  acq_rel CAS (rl__applied_publish): from the count the apply left to the digest.
+ *   Y3  acq_rel CAS (rl__applied_publish): from the count the apply left to the digest.
  *       It fails if any other bump came in between: then the word stays "unknown".
  */
 #include "internal.h"
@@ -29,7 +29,7 @@ static uint64_t next_count(uint64_t w)
     return n ? n : 1;
 }
 
-/* D2: move the word on; returns the count it left. */
+/* Y2: move the word on; returns the count it left. */
 static uint64_t bump(rl_table *t)
 {
     uint64_t w = rl__load_relaxed(&t->hdr->applied_digest), n; /* the CAS checks it */
@@ -43,7 +43,7 @@ static uint64_t bump(rl_table *t)
 
 uint64_t rl__applied_load(const rl_table *t)
 {
-    return rl__load_acquire(&t->hdr->applied_digest); /* D1 */
+    return rl__load_acquire(&t->hdr->applied_digest); /* Y1 */
 }
 
 void rl__applied_forget(rl_table *t)
@@ -64,7 +64,7 @@ bool rl__applied_publish(rl_table *t, uint64_t digest)
     uint64_t expected = mine.count;
     bool mine_still = mine.table == t;
     mine.table = NULL;
-    /* D3: only if nothing but this apply moved the word since rl__applied_begin. */
+    /* Y3: only if nothing but this apply moved the word since rl__applied_begin. */
     return mine_still && digest &&
            rl__cas_acq_rel(&t->hdr->applied_digest, &expected, digest | APPLIED);
 }

@@ -18,6 +18,7 @@
  *       acquire_gcra.c:chain_load                   S4 Z1 F2 the log entries it needs)
  *                                                   Q1
  *       rule.h:rl__rule_ctx_load
+ *       rule_lease.c:rl__lease_load
  * A6    update.c:rl__switch_help            acquire S2       block B's rules, carry_at
  * A7    acquire.c:plan_load                 acquire F1       the cool-down in force
  *       acquire_gcra.c:chain_load
@@ -51,6 +52,7 @@
  * S3    update.c:freeze                     CAS     A5 C2    frozen: no commit succeeds
  * S4    update.c:rl__switch_help            CAS     A5       B's first state, its log
  * S5    update.c:rl__switch_help            CAS sc  A3 X6    B is current, filled in; P unlinked
+ * D1    update.c:rl__switch_close           CAS     S2 A6    a delete's claim: no S2 after it
  * L1    rule_sliding.c:unit_tick            acquire W1 W2 Z1 a log entry's tick
  * W1    rule_sliding.c:unit_tick            CAS     L1       a helped log entry
  * W2    rule_sliding.c:rl__sliding_finalize CAS     L1       a written log entry
@@ -80,6 +82,16 @@
  *                                                            moved ended before the copy
  * X9    reclaim.c:pop_ok (acquire), block_  rel/acq X9       a block's list state: a list
  *       free, rl__block_retire, _alloc                       takes only its own nodes
+ * X10   reclaim.c:reader_claim (CAS),      rel/acq X10      this process's slot, its counters
+ *       reader_of (acquire)                                  reset (process)
+ * X11   reclaim.c:rl__block_alloc           fences  X11      a reused block's generation (and
+ *       (release), block.c:rl__bucket_                       the reference moved off it before)
+ *       view_settled (acquire)                               before its contents: a read-only
+ *                                                            copy that saw them sees that
+ * E1    tenant.c:cursor_next              CAS     E1       the next record a sweep examines
+ *                                                            (orders nothing)
+ * E2    bucket.c:note_parent (CAS),       CAS/acq E2 R1    parents_below covers a parent before
+ *       bucket.c:child_of (acquire)                          its child is published
  * P1    block.c:rl__bucket_view_refresh     rel ptr A3 (ptr) the current slot (process)
  * P2    bucket.c:handle_make                CAS ptr A4 (ptr) a handle (process)
  * P3    block.c:slots_of                    CAS ptr P3       a handle's view slots (process)
@@ -223,6 +235,32 @@ static inline void *rl__ptr_xchg_seq_cst(void *_Atomic *p, void *v)
 {
     return atomic_exchange_explicit(p, v, memory_order_seq_cst);
 }
+
+/* Fences: only where a reader in another process copies plain fields a writer may be
+ * rewriting, and checks afterwards that it was not (X11). GCC refuses fences under
+ * -fsanitize=thread, and TSan does not see other processes: there, a full barrier it does
+ * not instrument. */
+#ifdef __SANITIZE_THREAD__
+static inline void rl__fence_release(void)
+{
+    __sync_synchronize();
+}
+
+static inline void rl__fence_acquire(void)
+{
+    __sync_synchronize();
+}
+#else
+static inline void rl__fence_release(void)
+{
+    atomic_thread_fence(memory_order_release);
+}
+
+static inline void rl__fence_acquire(void)
+{
+    atomic_thread_fence(memory_order_acquire);
+}
+#endif
 
 static inline uint64_t rl__load_seq_cst(const rl_atomic64 *p)
 {

@@ -31,8 +31,12 @@ int rl__block_view(const rl_table *t, uint64_t ref, struct policy_view *v)
      * the reference was loaded after that. A mismatch: a damaged reference. */
     if (off < sizeof(*h) || !h || !p || rl__load_relaxed(&h->gen) != rl__ref_gen(ref))
         return -1;
-    *v = (struct policy_view){
-        .block = p, .off = ref, .nrules = p->nrules, .flags = p->flags, .margin_ns = p->margin_ns};
+    *v = (struct policy_view){.block = p,
+                              .off = ref,
+                              .nrules = p->nrules,
+                              .flags = p->flags,
+                              .expire_ms = p->expire_ms,
+                              .margin_ns = p->margin_ns};
     if (v->nrules == 0 || v->nrules > RL_MAX_RULES || v->margin_ns > RL_MARGIN_MAX_NS ||
         !rl__arena_at(t, off, sizeof(*p) + v->nrules * sizeof(struct shm_rule)))
         return -1;
@@ -53,8 +57,8 @@ uint64_t rl__policy_bytes(const struct rl_policy *pol)
     return (bytes + RL_ALIGN - 1) & ~(uint64_t)(RL_ALIGN - 1);
 }
 
-int rl__block_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint32_t owner,
-                     uint64_t *ref)
+int rl__block_create(rl_table *t, const struct rl_policy *pol, uint32_t expire_ms, uint64_t word,
+                     uint32_t owner, uint64_t *ref)
 {
     uint64_t log_at = sizeof(struct shm_policy) + pol->nrules * sizeof(struct shm_rule);
     int err = rl__block_alloc(t, rl__policy_bytes(pol), owner, ref);
@@ -62,8 +66,9 @@ int rl__block_create(rl_table *t, const struct rl_policy *pol, uint64_t word, ui
         return err;
     uint64_t off = rl__ref_off(*ref);
     struct shm_policy *p = (struct shm_policy *)(t->arena + off);
-    p->nrules = pol->nrules;
-    p->flags = pol->flags;
+    p->nrules = (uint16_t)pol->nrules; /* rl_policy_check: at most RL_MAX_RULES */
+    p->flags = (uint16_t)pol->flags;   /* and no flag beyond RL_POLICY_DRY_RUN */
+    p->expire_ms = expire_ms;
     p->margin_ns = pol->margin_ns;
     p->carry_at = 0;
     /* Relaxed, as below. A reused block starts clean: no successor, nothing carried. */
@@ -145,9 +150,23 @@ int rl__bucket_view(const rl_bucket *b, struct policy_view *v)
     /* A3: pairs with the release that published the block (R1 or S5). X2: seq_cst, inside
      * the caller's section. */
     uint64_t ref = rl__load_seq_cst(&b->rec->policy_off);
-    if (!gen_ok(b))
+    if (!gen_ok(b)) {
+        v->off = ref; /* for rl__bucket_view_settled */
         return view_failed(b, 0);
-    return rl__block_view(b->table, ref, v) < 0 ? view_failed(b, ref) : 0;
+    }
+    if (rl__block_view(b->table, ref, v) == 0)
+        return 0;
+    v->off = ref; /* for rl__bucket_view_settled */
+    return view_failed(b, ref);
+}
+
+bool rl__bucket_view_settled(const rl_bucket *b, const struct policy_view *v)
+{
+    /* X11: the copy's loads come before this one. A block is reused only after its
+     * bucket's reference moved off it (S5, or a delete), and a reference never comes back
+     * (its generation): the same reference now means the block was not reused meanwhile. */
+    rl__fence_acquire();
+    return rl__load_acquire(&b->rec->policy_off) == v->off; /* acquire, as A3 (no X2 here) */
 }
 
 /* A view slot's state (struct view_slot.state). */
@@ -157,7 +176,8 @@ enum { SLOT_EMPTY, SLOT_FILLING, SLOT_READY };
 static bool views_same(const struct policy_view *a, const struct policy_view *b)
 {
     if (a->off != b->off || a->block != b->block || a->nrules != b->nrules ||
-        a->flags != b->flags || a->margin_ns != b->margin_ns || a->lone_gcra != b->lone_gcra)
+        a->flags != b->flags || a->expire_ms != b->expire_ms || a->margin_ns != b->margin_ns ||
+        a->lone_gcra != b->lone_gcra)
         return false;
     for (uint32_t i = 0; i < a->nrules; i++) {
         const struct rule_params *x = &a->rules[i], *y = &b->rules[i];

@@ -141,7 +141,7 @@ int rl__bucket_handle(rl_table *t, uint32_t no, uint32_t gen, rl_bucket **out)
 }
 
 /* Find `name` and make its handle, in one section: the record is not reused meanwhile. */
-static int find_handle(rl_table *t, const char *name, rl_bucket **out)
+int rl__bucket_find(rl_table *t, const char *name, rl_bucket **out)
 {
     uint32_t no, gen;
     struct rl_section s;
@@ -172,14 +172,14 @@ int rl_bucket_lookup(rl_table *t, const char *name, rl_bucket **out)
     bool pattern = len >= 2 && strcmp(name + len - 2, "/*") == 0;
     if ((pattern ? pattern_check(name) : rl_name_check(name)) < 0)
         return RL_ENAME;
-    int err = find_handle(t, name, out);
+    int err = rl__bucket_find(t, name, out);
     if (err == RL_ENOENT)
         return rl__fail(RL_ENOENT, "no bucket named '%s' in %s", name, t->path);
     return err;
 }
 
-static int check_existing(rl_table *t, const struct rl_policy *pol, const rl_bucket *parent,
-                          rl_bucket **out)
+static int check_existing(rl_table *t, const struct rl_policy *pol, uint32_t expire_ms,
+                          const rl_bucket *parent, rl_bucket **out)
 {
     struct policy_view v;
     struct rl_policy have;
@@ -191,10 +191,19 @@ static int check_existing(rl_table *t, const struct rl_policy *pol, const rl_buc
     rl__section_exit(&s);
     if (err < 0)
         return err;
-    if (!rl__policy_same(&have, pol) || (*out)->parent != parent)
-        return rl__fail(RL_EEXIST, "bucket '%s' already exists with other rules or parent",
+    if (!rl__policy_same(&have, pol) || v.expire_ms != expire_ms || (*out)->parent != parent)
+        return rl__fail(RL_EEXIST, "bucket '%s' already exists with other rules, expiry or parent",
                         (*out)->name);
     return 0;
+}
+
+/* E2: before a child of `parent` is published, parents_below covers the parent. */
+static void note_parent(rl_table *t, const rl_bucket *parent)
+{
+    rl_atomic64 *below = &t->hdr->parents_below;
+    uint64_t want = (uint64_t)parent->no + 1, cur = rl__load_acquire(below);
+    while (cur < want && !rl__cas_acq_rel(below, &cur, want))
+        ;
 }
 
 static int parent_depth(const rl_bucket *parent)
@@ -220,7 +229,7 @@ static void record_clear(struct shm_bucket *rec)
 }
 
 static int record_create(rl_table *t, const char *name, const struct rl_policy *pol,
-                         const rl_bucket *parent, uint32_t *no)
+                         uint32_t expire_ms, const rl_bucket *parent, uint32_t *no)
 {
     uint32_t n;
     /* Reserve the record's and the block's pages before claiming them (guard.h). */
@@ -234,7 +243,7 @@ static int record_create(rl_table *t, const char *name, const struct rl_policy *
     err = rl__fd_reserve(t->fd, t->path, (uint64_t)((unsigned char *)rec - t->base), sizeof(*rec));
     uint64_t ref;
     if (!err)
-        err = rl__block_create(t, pol, 0, n + 1, &ref);
+        err = rl__block_create(t, pol, expire_ms, 0, n + 1, &ref);
     if (err) {
         rl__record_retire(t, n); /* never published: given back */
         return err;
@@ -306,8 +315,8 @@ static void record_as_handle(rl_table *t, uint32_t no, uint32_t gen, const char 
 /* One attempt at a creation, in a section: a resize (rl__table_moved) waits for it, or it
  * sees the resize and makes nothing. *no: our record, kept built across attempts while
  * *built; *winner: the name's (ours if they match). */
-static int create(rl_table *t, const char *name, const struct rl_policy *pol, rl_bucket *parent,
-                  uint32_t *no, bool *built, uint32_t *winner, rl_bucket **out)
+static int create(rl_table *t, const char *name, const struct rl_policy *pol, uint32_t expire_ms,
+                  rl_bucket *parent, uint32_t *no, bool *built, uint32_t *winner, rl_bucket **out)
 {
     struct rl_section s;
     uint32_t gen = 0;
@@ -316,8 +325,10 @@ static int create(rl_table *t, const char *name, const struct rl_policy *pol, rl
     /* The parent's record is not reused before the section ends: the child names it. */
     if (!err && parent_lost(parent))
         err = RL_ENOENT;
+    if (!err && parent)
+        note_parent(t, parent);
     if (!err && !*built) {
-        err = record_create(t, name, pol, parent, no);
+        err = record_create(t, name, pol, expire_ms, parent, no);
         *built = !err;
     }
     if (!err)
@@ -352,8 +363,8 @@ static int create(rl_table *t, const char *name, const struct rl_policy *pol, rl
 /* Define a bucket or a template (its name is a pattern); the name is already checked. A
  * tenant (made from its template) matches any config the table matched: it leaves the
  * applied digest alone; any other creation forgets it (applied.c). */
-static int define_checked(rl_table *t, const char *name, const struct rl_policy *pol,
-                          const char *parent_name, bool tenant, rl_bucket **out)
+int rl__bucket_create(rl_table *t, const char *name, const struct rl_policy *pol,
+                      uint32_t expire_ms, const char *parent_name, bool tenant, rl_bucket **out)
 {
     struct rl_parse_error perr;
     rl_bucket *parent = NULL, *dummy;
@@ -366,8 +377,8 @@ static int define_checked(rl_table *t, const char *name, const struct rl_policy 
     if (parent_depth(parent) + 1 > RL_MAX_DEPTH)
         return rl__fail(RL_ECYCLE, "bucket '%s': chains hold at most %d buckets", name,
                         RL_MAX_DEPTH);
-    if (find_handle(t, name, out) == 0)
-        return check_existing(t, pol, parent, out);
+    if (rl__bucket_find(t, name, out) == 0)
+        return check_existing(t, pol, expire_ms, parent, out);
     if (t->read_only)
         return rl__fail(RL_EPERM, "table %s is open read-only", t->path);
     int err = rl__guard_check(t);
@@ -379,7 +390,7 @@ static int define_checked(rl_table *t, const char *name, const struct rl_policy 
     for (unsigned tries = 0; !err; tries++) {
         rl__reclaim(t); /* blocks and records deletions left may serve this one */
         rl__record_collect(t);
-        err = create(t, name, pol, parent, &no, &built, &winner, out);
+        err = create(t, name, pol, expire_ms, parent, &no, &built, &winner, out);
         if (err == CREATE_AGAIN && tries < RL_CREATE_TRIES) {
             for (unsigned k = 0; k < tries; k++) /* let the other creator go first */
                 sched_yield();
@@ -412,7 +423,7 @@ static int define_checked(rl_table *t, const char *name, const struct rl_policy 
     if (!tenant)
         rl__applied_forget(t);
     if (winner != no)
-        return check_existing(t, pol, parent, out);
+        return check_existing(t, pol, expire_ms, parent, out);
     rl__fetch_add_relaxed(&t->hdr->defined, 1); /* relaxed: a statistic */
     return 0;
 }
@@ -422,51 +433,26 @@ int rl_bucket_define(rl_table *t, const char *name, const struct rl_policy *pol,
 {
     if (rl_name_check(name) < 0)
         return RL_ENAME;
-    return define_checked(t, name, pol, parent, false, out);
+    return rl__bucket_create(t, name, pol, 0, parent, false, out);
+}
+
+int rl_template_define_expire(rl_table *t, const char *pattern, const struct rl_policy *pol,
+                              const char *parent, uint64_t expire_ns)
+{
+    uint32_t ms;
+    if (pattern_check(pattern) < 0)
+        return RL_ENAME;
+    if (rl__expire_ms(expire_ns, &ms) < 0)
+        return rl__fail(RL_EINVAL, "template '%s': expiry %llu ns is beyond %llu days", pattern,
+                        (unsigned long long)expire_ns,
+                        (unsigned long long)(RL_EXPIRE_MAX_NS / 86400000000000ULL));
+    return rl__bucket_create(t, pattern, pol, ms, parent, false, NULL);
 }
 
 int rl_template_define(rl_table *t, const char *pattern, const struct rl_policy *pol,
                        const char *parent)
 {
-    if (pattern_check(pattern) < 0)
-        return RL_ENAME;
-    return define_checked(t, pattern, pol, parent, false, NULL);
-}
-
-/* The template for `name` with the longest prefix, if any. */
-static int template_for(rl_table *t, const char *name, rl_bucket **out)
-{
-    char pattern[RL_NAME_MAX + 3];
-    strlcpy(pattern, name, sizeof(pattern));
-    for (char *slash = strrchr(pattern, '/'); slash; slash = strrchr(pattern, '/')) {
-        strlcpy(slash, "/*", 3);
-        if (find_handle(t, pattern, out) == 0 && rl_bucket_is_template(*out))
-            return 0;
-        *slash = '\0';
-    }
-    return RL_ENOENT;
-}
-
-int rl_bucket_get(rl_table *t, const char *name, rl_bucket **out)
-{
-    rl_bucket *tpl;
-    struct rl_policy pol;
-    int err = rl_bucket_lookup(t, name, out);
-    if (err != RL_ENOENT)
-        return err;
-    if (template_for(t, name, &tpl) < 0)
-        return rl__fail(RL_ENOENT, "no bucket named '%s' and no template for it in %s", name,
-                        t->path);
-    struct policy_view v;
-    struct rl_section s;
-    rl__section_enter(t, &s);
-    err = rl__bucket_view(tpl, &v);
-    if (err == 0)
-        rl__block_read(&v, &pol);
-    rl__section_exit(&s);
-    if (err < 0)
-        return err;
-    return define_checked(t, name, &pol, tpl->parent ? tpl->parent->name : NULL, true, out);
+    return rl_template_define_expire(t, pattern, pol, parent, 0);
 }
 
 bool rl_bucket_is_template(const rl_bucket *b)
@@ -578,8 +564,21 @@ static bool child_find(const rl_bucket *b, rl_bucket *out)
     return false;
 }
 
+static bool has_child(const rl_bucket *b, char name[RL_NAME_MAX + 1]);
+
+bool rl__bucket_is_parent(const rl_bucket *b)
+{
+    char name[RL_NAME_MAX + 1];
+    /* E2: acquire pairs with note_parent. A bucket above every parent is no parent; a
+     * child made meanwhile may be missed either way (the deletion's sweep finds it, B3). */
+    if (b->no >= rl__load_acquire(&b->table->hdr->parents_below))
+        return false;
+    return has_child(b, name);
+}
+
 /* The deletion, inside the caller's section: a switch in progress is finished first, so
- * that its new block is not left behind; then the reference goes to 0 (the linearization
+ * that its new block is not left behind, and the block's next_off is claimed so that no
+ * switch starts from it (D1, update.c); then the reference goes to 0 (the linearization
  * point), the block is retired like one a switch left, and the record leaves the index. */
 static int delete_in_section(rl_bucket *b)
 {
@@ -589,7 +588,7 @@ static int delete_in_section(rl_bucket *b)
         if (!rl__bucket_live(b))
             return rl__fail(RL_ENOENT, "bucket '%s' was already deleted", b->name);
         bool sound = rl__block_view(b->table, ref, &v) == 0;
-        if (sound && rl__switch_help(b, &v))
+        if (sound && (rl__switch_help(b, &v) || !rl__switch_close(b->table, &v)))
             continue;
         /* Seq_cst, as S5: the unlink comes before the retirement's epoch read (X6). B4. */
         if (rl__cas_seq_cst(&b->rec->policy_off, &ref, 0)) {
@@ -711,27 +710,26 @@ int rl_bucket_expire(rl_bucket *b, uint64_t idle_ns, bool *expired)
     return err;
 }
 
-/* The info, inside the caller's section. */
-static int info_in_section(const rl_bucket *b, struct rl_bucket_info *out)
+/* The info, inside the caller's section (a read-only table: none), from view v. */
+static int info_in_section(const rl_bucket *b, struct rl_bucket_info *out, struct policy_view *v)
 {
     memset(out, 0, sizeof(*out));
     strlcpy(out->name, b->name, sizeof(out->name));
     if (b->parent)
         strlcpy(out->parent, b->parent->name, sizeof(out->parent));
-    struct policy_view v;
-    int err = rl__bucket_view(b, &v);
+    int err = rl__bucket_view(b, v);
     if (err)
         return err;
     rl__counters_read(b, &out->counters);
-    rl__block_read(&v, &out->policy);
+    rl__block_read(v, &out->policy);
     uint64_t now = rl__clock_rel(b->table);
     out->now_ns = rl__clock_abs(b->table, now);
     out->is_template = rl_bucket_is_template(b);
     rl__feedback_read(b, now, &out->feedback);
-    rl__margin_read(b, &v, &out->margin);
-    for (uint32_t i = 0; i < v.nrules; i++) {
+    rl__margin_read(b, v, &out->margin);
+    for (uint32_t i = 0; i < v->nrules; i++) {
         struct rule_ctx c;
-        rl__rule_ctx_load(&c, b->table, &v, i);
+        rl__rule_ctx_load(&c, b->table, v, i);
         c.margin_ns = out->margin.effective_ns; /* as decisions count now */
         out->rules[i].rule = out->policy.rules[i];
         rl__rule_usage(&c, now, &out->rules[i]);
@@ -739,11 +737,36 @@ static int info_in_section(const rl_bucket *b, struct rl_bucket_info *out)
     return 0;
 }
 
+/* Reads of a read-only attachment before it says the bucket is changing. */
+#define INFO_TRIES 16
+
+/* A read-only table has no section: the bucket's block may be reused while it is read. So
+ * the read is taken again until the bucket still names the block it read. */
+static int info_checked(const rl_bucket *b, struct rl_bucket_info *out)
+{
+    for (unsigned k = 0; k < INFO_TRIES; k++) {
+        struct policy_view v;
+        int err = info_in_section(b, out, &v);
+        if (rl__bucket_view_settled(b, &v))
+            return err;
+    }
+    /* What came from a block goes; the name, parent, counters and feedback stay. */
+    memset(&out->policy, 0, sizeof(out->policy));
+    memset(&out->rules, 0, sizeof(out->rules));
+    memset(&out->margin, 0, sizeof(out->margin));
+    return rl__fail(RL_ESTALE,
+                    "bucket '%s' is changing: its rules were switched under each of %u reads",
+                    b->name, INFO_TRIES);
+}
+
 int rl_bucket_info(const rl_bucket *b, struct rl_bucket_info *out)
 {
+    if (b->table->read_only)
+        return info_checked(b, out);
     struct rl_section s;
+    struct policy_view v;
     rl__section_enter(b->table, &s);
-    int err = info_in_section(b, out);
+    int err = info_in_section(b, out, &v);
     rl__section_exit(&s);
     return err;
 }

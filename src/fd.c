@@ -1,10 +1,12 @@
 /*
- * fd.c - the library's own file descriptors: opened above 2, and table space reserved
- * before the mapping writes it.
+ * fd.c - the library's own file descriptors: opened above 2, a table file opened again for
+ * a lock of this process's own, and table space reserved before the mapping writes it.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "guard.h"
@@ -21,6 +23,51 @@ int rl__fd_open(const char *path, int flags, unsigned mode)
     close(fd);
     errno = saved;
     return high;
+}
+
+/* Do descriptors a and b name one file? */
+static bool same_file(int a, int b)
+{
+    struct stat x, y;
+    return fstat(a, &x) == 0 && fstat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+int rl__fd_reopen(int fd, const char *path)
+{
+    /* /proc/self/fd/N opens the file fd names even if its path now names another (a
+     * resize, a replaced file). Without /proc, the path, if it still names that file. */
+    char proc[32];
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+    int own = rl__fd_open(proc, O_RDWR | O_CLOEXEC | O_NOCTTY, 0);
+    if (own < 0)
+        own = rl__fd_open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK, 0);
+    if (own >= 0 && !same_file(fd, own)) {
+        close(own);
+        return -1;
+    }
+    return own;
+}
+
+void rl__fd_drop(int fd, int table_fd)
+{
+    /* A program that closed the inherited descriptor may have opened another file there. */
+    if (same_file(fd, table_fd))
+        close(fd);
+}
+
+int rl__fd_lock(int fd, uint64_t off, bool on)
+{
+    struct flock l = {
+        .l_type = on ? F_WRLCK : F_UNLCK, .l_whence = SEEK_SET, .l_start = (off_t)off, .l_len = 1};
+    return fcntl(fd, F_OFD_SETLK, &l);
+}
+
+int rl__fd_locked(int fd, uint64_t off)
+{
+    struct flock l = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)off, .l_len = 1};
+    if (fcntl(fd, F_OFD_GETLK, &l) < 0)
+        return -1;
+    return l.l_type != F_UNLCK;
 }
 
 int rl__fd_reserve(int fd, const char *path, uint64_t off, uint64_t len)

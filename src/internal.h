@@ -55,8 +55,11 @@ struct rl_table {
     struct rl_table_opts opts;
     rl_atomic64 replaced_checked; /* CLOCK_MONOTONIC ns of the last check for a new file */
     rl_atomic32 lost;             /* guard.c: the mapping was replaced after a SIGBUS */
-    /* reclaim.c: this process's reader slot, fork generation:32 | slot + 1 (0: none yet). */
-    rl_atomic64 reader;
+    /* reclaim.c: this process's reader slot, in a page a fork child sees zeroed (NULL: the
+     * process uses the shared slot 0), and the descriptor whose lock tells the slot's owner
+     * alive: this process's own, or one a fork child inherited (-1: none). */
+    struct rl_reader_local *local;
+    int lock_fd;
     struct shm_reader *readers;
     int guard_slot; /* guard.c: its registry slot, -1 if none */
 };
@@ -77,6 +80,7 @@ struct policy_view {
     struct shm_policy *block;
     uint64_t off; /* the block's reference (shm_bucket.policy_off), its generation included */
     uint32_t nrules, flags;
+    uint32_t expire_ms; /* shm_policy.expire_ms */
     uint64_t margin_ns;
     struct rule_params rules[RL_MAX_RULES];
     rl_atomic64 *log[RL_MAX_RULES]; /* sliding rules: their log of `limit` words */
@@ -193,7 +197,10 @@ int rl__table_moved(const rl_table *t);
 /* Wait until every section that began before now has ended (the epoch advanced twice):
  * 0, or RL_ETIMEDOUT after timeout_ns. Sleeps. */
 int rl__epoch_quiesce(rl_table *t, uint64_t timeout_ns);
-/* Give this process's reader slot back (rl_table_close). */
+/* Prepare a writable table for this process's reader slot (rl_table_open); claimed on the
+ * first section. */
+void rl__reader_init(rl_table *t);
+/* Give this process's reader slot and its lock back (rl_table_close). */
 void rl__reader_release(rl_table *t);
 /* Take n from a shared allocation counter without ever passing limit; *at = the start. */
 int rl__claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at);
@@ -250,9 +257,9 @@ uint32_t rl__record_spare(const rl_table *t);
 /* block.c: the policy block. Snapshot the block at `off`: 0, or -1 if damaged. */
 int rl__block_view(const rl_table *t, uint64_t off, struct policy_view *v);
 /* Allocate and fill a policy block for bucket number owner - 1 whose state words hold
- * `word` (not yet visible); *ref is its reference. */
-int rl__block_create(rl_table *t, const struct rl_policy *pol, uint64_t word, uint32_t owner,
-                     uint64_t *ref);
+ * `word` (not yet visible), with the tenants' expiry expire_ms; *ref is its reference. */
+int rl__block_create(rl_table *t, const struct rl_policy *pol, uint32_t expire_ms, uint64_t word,
+                     uint32_t owner, uint64_t *ref);
 void rl__block_read(const struct policy_view *v, struct rl_policy *out);
 /* Arena bytes of a policy's block with its head line and sliding logs, rounded up to
  * RL_ALIGN. */
@@ -261,6 +268,10 @@ bool rl__policy_same(const struct rl_policy *a, const struct rl_policy *b);
 /* Snapshot the bucket's current policy block: 0, RL_ENOENT (the bucket was deleted: its
  * reference is 0) or RL_ECORRUPT, with a detail. */
 int rl__bucket_view(const rl_bucket *b, struct policy_view *v);
+/* After reading from view v (or from its failure: v->off is the reference it read) without
+ * a section: true if the bucket still names that block, so nothing read came from a block
+ * reused meanwhile. */
+bool rl__bucket_view_settled(const rl_bucket *b, const struct policy_view *v);
 /* The view of the block at `off`: from the handle's cache, or validated into `spare` (the
  * caller's) when the cache is full. 0, or RL_ENOENT (deleted), RL_ECORRUPT or RL_ENOMEM. */
 int rl__bucket_view_refresh(rl_bucket *b, uint64_t off, struct policy_view *spare,
@@ -290,6 +301,12 @@ static inline int rl__bucket_view_cached(rl_bucket *b, struct policy_view *spare
 
 /* update.c: finish a switch away from the viewed block, if one started. True if it did. */
 bool rl__switch_help(const rl_bucket *b, const struct policy_view *v);
+/* update.c, for a delete (D1): claim the viewed block's next_off, so that no switch starts
+ * from it. False if a switch linked a successor first: help it, and delete that block. */
+bool rl__switch_close(const rl_table *t, const struct policy_view *v);
+/* update.c: the viewed block counts nothing now nor `idle` ago, carries no debt and has no
+ * global rule: a fresh block would decide as it will. */
+bool rl__block_idle(const rl_table *t, const struct policy_view *v, uint64_t now, uint64_t idle);
 /* update.c: delete the bucket if the viewed block (current, no successor) is idle for
  * `idle` ns, by a switch that deciders finish if they come first. True if deleted. */
 bool rl__switch_expire(const rl_bucket *b, const struct policy_view *v, uint64_t idle);
@@ -311,6 +328,14 @@ void rl__feedback_read(const rl_bucket *b, uint64_t now, struct rl_feedback_stat
 int rl__bucket_handle(rl_table *t, uint32_t no, uint32_t gen, rl_bucket **out);
 /* Inside a section: the handle's record still holds its bucket, not deleted. */
 bool rl__bucket_live(const rl_bucket *b);
+/* The handle for `name` (checked already), found and made in one section: RL_ENOENT. */
+int rl__bucket_find(rl_table *t, const char *name, rl_bucket **out);
+/* A live bucket names b as its parent (O(1) for a bucket above every parent). */
+bool rl__bucket_is_parent(const rl_bucket *b);
+/* Define bucket or template `name` (checked already) with the tenants' expiry expire_ms; a
+ * tenant (made from a template) leaves the applied digest alone. */
+int rl__bucket_create(rl_table *t, const char *name, const struct rl_policy *pol,
+                      uint32_t expire_ms, const char *parent_name, bool tenant, rl_bucket **out);
 
 /* acquire_gcra.c: decide for a chain of GCRA-only buckets, or decline (then
  * acquire.c's general path decides). */
@@ -322,6 +347,9 @@ enum gcra_chain_result {
 };
 enum gcra_chain_result rl__acquire_gcra_chain(rl_bucket *b, uint32_t cost, uint64_t max_wait,
                                               struct rl_decision *out);
+
+/* policy.c: a duration as rule text writes it ("50ms", "1h"), snprintf's result. */
+int rl__duration_format(char *buf, size_t len, uint64_t ns);
 
 /* headers.c: parse hostile header values; false means malformed. */
 bool rl__header_uint(const char *text, uint64_t *out);
@@ -338,6 +366,16 @@ int64_t rl__wall_now_ns(void);
 /* The size of the first struct rl_response (up to max_cooldown_ns): a smaller one is
  * RL_EINVAL. */
 #define RL_RESPONSE_SIZE_V1 (offsetof(struct rl_response, max_cooldown_ns) + sizeof(uint64_t))
+
+/* An expiry in ns as the whole ms a block keeps (rounded up): 0, or -1 beyond
+ * RL_EXPIRE_MAX_NS. */
+static inline int rl__expire_ms(uint64_t ns, uint32_t *ms)
+{
+    if (ns > RL_EXPIRE_MAX_NS)
+        return -1;
+    *ms = (uint32_t)((ns + 999999) / 1000000);
+    return 0;
+}
 
 static inline uint64_t rl__max(uint64_t a, uint64_t b)
 {

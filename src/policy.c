@@ -306,7 +306,7 @@ int rl_policy_parse(const char *text, struct rl_policy *out, struct rl_parse_err
     return 0;
 }
 
-static int format_duration(char *buf, size_t len, uint64_t ns)
+int rl__duration_format(char *buf, size_t len, uint64_t ns)
 {
     static const struct {
         const char *name;
@@ -342,7 +342,7 @@ int rl_policy_format(const struct rl_policy *p, char *buf, size_t len)
         buf[0] = '\0';
     for (unsigned i = 0; i < p->nrules && i < RL_MAX_RULES; i++) {
         const struct rl_rule *r = &p->rules[i];
-        format_duration(dur, sizeof(dur), r->period_ns);
+        rl__duration_format(dur, sizeof(dur), r->period_ns);
         put(&o, "%s%" PRIu64 "/%s", i ? ", " : "", r->limit, dur);
         if (r->kind == RL_GCRA)
             put(&o, " burst %" PRIu64, r->burst);
@@ -352,7 +352,7 @@ int rl_policy_format(const struct rl_policy *p, char *buf, size_t len)
             put(&o, " global lease %" PRIu64, r->burst);
     }
     if (p->margin_ns != RL_MARGIN_DEFAULT_NS) {
-        format_duration(dur, sizeof(dur), p->margin_ns);
+        rl__duration_format(dur, sizeof(dur), p->margin_ns);
         put(&o, " margin %s", p->margin_ns ? dur : "0ms");
     }
     if (p->flags & RL_POLICY_DRY_RUN)

@@ -8,8 +8,8 @@
  *   enter  X1: e = E; active[e & 1] += 1 (seq_cst); if E != e: undo and retry.
  *          X2: every policy reference is then loaded seq_cst (A3).
  *   exit   X3: active[e & 1] -= 1.
- *   advance (E = e to e + 1), X4 X5: every slot's active[(e + 1) & 1] is 0 (or its process is
- *          dead), then CAS E from e to e + 1.
+ *   advance (E = e to e + 1), X4 X5: every slot's active[(e + 1) & 1] is 0 (or its owner is
+ *          gone), then CAS E from e to e + 1.
  *   retire X6: after the won S5 (seq_cst), r = E; the block goes on limbo[r % 3] stamped r.
  *   free   a limbo block stamped r goes to a free list once E >= r + 2. At epoch E, every
  *          block of limbo[(E - 2) % 3] is stamped E - 2 or earlier (stamps never pass E):
@@ -25,19 +25,37 @@
  *
  * A view cached in a handle outlives its section. It is used again only while policy_off
  * still equals its reference, and a reused block gets a new generation in its reference.
+ * A read-only attachment has no section: what it copied is checked afterwards (X11, the
+ * allocator fences the new generation before the new contents; block.c).
  *
- * Processes die. A slot whose owner is dead (kill(pid, 0) fails with ESRCH, the same pid
- * namespace, and the pid still in the slot after that) counts as drained. A reused pid
- * only makes the slot look alive: reclamation waits, nothing is freed early. Slot 0 is
- * shared by processes that found no slot of their own and is never taken for dead.
+ * Processes die, and exec. Each process has a slot of its own (shm_format.h), and its
+ * owner holds an OFD lock on the slot's byte of the file, through a descriptor of its own
+ * (close-on-exec, its own open file description). The kernel drops the lock when the
+ * process exits (a zombie holds none) or execs (which ends its other threads first), in
+ * any pid namespace. A slot whose byte no one locks counts as drained, and may be taken.
+ * A reclaimer asks through the table's descriptor, which holds no lock. Where the file
+ * system has no OFD locks, liveness is the pid: kill(pid, 0) fails with ESRCH, in the same
+ * pid namespace (an exec or a zombie then looks alive: reclamation waits).
+ *
+ * Taking a slot: the owner word is read (free, or its owner gone), the byte locked, then
+ * the word CASed to ours. A reclaimer that finds the owner gone re-reads the word (X4): if
+ * it is unchanged, the new owner's CAS, and so its sections, come after that re-read. The
+ * word counts takes, so a new owner never writes the value an earlier one had.
+ *
+ * Children. This process's slot number lives in a page the kernel zeroes in a child of
+ * fork, _Fork or any clone without CLONE_VM (MADV_WIPEONFORK): a child claims a slot and a
+ * lock of its own on its first section, and closes the lock descriptor it inherited. A
+ * child sharing the address space (vfork, CLONE_VM) shares the slot: it must not use the
+ * table before it execs. A process that cannot have that page, an own descriptor or a lock
+ * (fd limits, ENOLCK) uses slot 0, shared by any number of processes and never taken.
  *
  * Lists are stacks (Treiber) whose heads carry a 33-bit tag counting their changes. A pop
  * reads the head node's link; if the node was popped meanwhile, the tag changed and the
  * CAS fails. A process killed between a pop and the push that follows leaks one block.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,47 +69,58 @@
 /* Blocks moved from the limbo to the free lists per rl__reclaim: bounds its work. */
 #define COLLECT_MAX 256
 
-/* Process-local: raised in a forked child, whose reader slot must be its own. */
-static rl_atomic64 fork_gen = 1;
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+/* The owner word (shm_format.h). */
+#define OWNER_PID  0xffffffffULL
+#define OWNER_LOCK (1ULL << 32)
+#define TAKE_SHIFT 33
 
-static void on_fork_child(void)
-{
-    rl__fetch_add_relaxed(&fork_gen, 1); /* relaxed: read by this process's threads only */
-}
+/* Process-local, in a page of its own that a fork child sees zeroed. */
+struct rl_reader_local {
+    rl_atomic64 reader; /* this process's slot + 1, 0: none yet */
+};
 
-static void fork_hook(void)
-{
-    pthread_atfork(NULL, NULL, on_fork_child);
-}
-
-/* The pid namespace of this process, 0 if unknown (then no slot is ever taken for dead). */
+/* The pid namespace of this process, 0 if unknown (then no pid is ever taken for dead). */
 static uint64_t pid_ns(void)
 {
     struct stat st;
     return stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
 }
 
-/* The slot's owner is a process that no longer exists. */
-static bool owner_dead(struct shm_reader *r, uint64_t pid, uint64_t ns)
+/* The file byte a slot's owner holds locked. */
+static uint64_t lock_byte(uint32_t i)
 {
-    /* Relaxed: pidns is written before the slot's first section; a stale one only makes
-     * the owner look alive (another namespace). */
-    if (pid == 0 || pid > INT32_MAX || ns == 0 || rl__load_relaxed(&r->pidns) != ns)
-        return false;
-    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-        return false;
-    /* X4: still the dead owner's slot now: a new owner's sections begin after its CAS. */
-    return rl__load_seq_cst(&r->pid) == pid;
+    return RL_HEADER_BYTES + (uint64_t)i * sizeof(struct shm_reader);
 }
 
-/* X4: no section of parity p is running in slot i (or its process is dead). */
-static bool slot_drained(struct shm_reader *r, unsigned i, unsigned p, uint64_t ns)
+/* Without a lock: the slot's pid is a process that no longer exists. */
+static bool pid_dead(struct shm_reader *r, uint64_t pid, uint64_t ns)
 {
-    uint64_t pid = rl__load_seq_cst(&r->pid);
-    if (rl__load_seq_cst(&r->active[p]) == 0)
+    /* pidns is stored after the owner's CAS, before its first section: a stale value read
+     * before that store (seq_cst) means its sections come after this test. */
+    if (pid == 0 || pid > INT32_MAX || ns == 0 || rl__load_seq_cst(&r->pidns) != ns)
+        return false;
+    return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+/* The owner of slot i, whose word read w, can never again enter a section there. */
+static bool owner_gone(const rl_table *t, uint32_t i, uint64_t w, uint64_t ns)
+{
+    struct shm_reader *r = &t->readers[i];
+    if (i == 0 || (w & OWNER_PID) == 0)
+        return false;
+    bool gone =
+        w & OWNER_LOCK ? rl__fd_locked(t->fd, lock_byte(i)) == 0 : pid_dead(r, w & OWNER_PID, ns);
+    /* X4: still w's slot now: a new owner's sections begin after its CAS. */
+    return gone && rl__load_seq_cst(&r->owner) == w;
+}
+
+/* X4: no section of parity p is running in slot i (or its owner is gone). */
+static bool slot_drained(const rl_table *t, uint32_t i, unsigned p, uint64_t ns)
+{
+    uint64_t w = rl__load_seq_cst(&t->readers[i].owner);
+    if (rl__load_seq_cst(&t->readers[i].active[p]) == 0)
         return true;
-    return i != 0 && owner_dead(r, pid, ns);
+    return owner_gone(t, i, w, ns);
 }
 
 static uint32_t readers_in_use(const rl_table *t)
@@ -106,7 +135,7 @@ static bool epoch_advance(rl_table *t, uint64_t ns)
     uint64_t e = rl__load_seq_cst(&t->hdr->epoch);
     uint32_t n = readers_in_use(t);
     for (uint32_t i = 0; i < n; i++)
-        if (!slot_drained(&t->readers[i], i, (unsigned)((e + 1) & 1), ns))
+        if (!slot_drained(t, i, (unsigned)((e + 1) & 1), ns))
             return false;
     return rl__cas_seq_cst(&t->hdr->epoch, &e, e + 1);
 }
@@ -143,13 +172,28 @@ static void hwm_raise(rl_table *t, uint64_t n)
         ;
 }
 
-/* Take slot i from `from` (0: free, else a dead owner). */
-static bool slot_take(rl_table *t, uint32_t i, uint64_t from, uint64_t ns)
+enum take { TAKEN, BUSY, FAILED };
+
+/* Take slot i, whose word read w (free, or its owner gone). *fd: our lock descriptor,
+ * closed and set to -1 if the file system has no OFD locks (the pid tells liveness). */
+static enum take slot_take(rl_table *t, uint32_t i, uint64_t w, int *fd, uint64_t ns)
 {
     struct shm_reader *r = &t->readers[i];
-    uint64_t me = (uint64_t)getpid();
-    if (!rl__cas_seq_cst(&r->pid, &from, me))
-        return false;
+    if (*fd >= 0 && rl__fd_lock(*fd, lock_byte(i), true) < 0) {
+        if (errno == EAGAIN || errno == EACCES)
+            return BUSY; /* its owner, or another taker, holds it */
+        if (errno != EINVAL)
+            return FAILED; /* no lock to be had (ENOLCK): the shared slot */
+        close(*fd);
+        *fd = -1;
+    }
+    uint64_t mine = (((w >> TAKE_SHIFT) + 1) << TAKE_SHIFT) | (*fd >= 0 ? OWNER_LOCK : 0) |
+                    ((uint64_t)getpid() & OWNER_PID);
+    if (!rl__cas_seq_cst(&r->owner, &w, mine)) {
+        if (*fd >= 0)
+            rl__fd_lock(*fd, lock_byte(i), false);
+        return BUSY;
+    }
     /* The slot is ours: no one else writes its counters. Its first section comes after
      * these stores and after hwm covers it, so every advance that could miss it ran
      * before that section began. */
@@ -157,41 +201,82 @@ static bool slot_take(rl_table *t, uint32_t i, uint64_t from, uint64_t ns)
     rl__store_seq_cst(&r->active[1], 0);
     rl__store_seq_cst(&r->pidns, ns);
     hwm_raise(t, i + 1);
-    return true;
+    return TAKEN;
 }
 
-/* A slot for this process: a free one, else one whose owner died, else the shared slot 0. */
-static uint32_t slot_claim(rl_table *t)
+/* A slot for this process: a free one, else one whose owner is gone, else the shared slot
+ * 0. *fd: our lock descriptor; closed and set to -1 unless the slot's lock is on it. */
+static uint32_t slot_claim(rl_table *t, int *fd)
 {
     uint64_t ns = pid_ns();
+    enum take got = BUSY;
     hwm_raise(t, 1); /* slot 0 */
-    for (uint32_t i = 1; i < RL_READER_SLOTS; i++)
-        if (rl__load_relaxed(&t->readers[i].pid) == 0 && slot_take(t, i, 0, ns))
-            return i;
-    for (uint32_t i = 1; i < RL_READER_SLOTS; i++) {
-        uint64_t pid = rl__load_seq_cst(&t->readers[i].pid);
-        if (owner_dead(&t->readers[i], pid, ns) && slot_take(t, i, pid, ns))
-            return i;
-    }
+    for (unsigned pass = 0; pass < 2 && got != FAILED; pass++)
+        for (uint32_t i = 1; i < RL_READER_SLOTS && got != FAILED; i++) {
+            uint64_t w = rl__load_seq_cst(&t->readers[i].owner);
+            bool free_ = (w & OWNER_PID) == 0;
+            if (pass == 0 ? !free_ : free_ || !owner_gone(t, i, w, ns))
+                continue;
+            if ((got = slot_take(t, i, w, fd, ns)) == TAKEN)
+                return i;
+        }
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
     return 0;
+}
+
+/* Give slot i (not 0) back: the word first, then the lock, with the descriptor. */
+static void slot_give_back(rl_table *t, uint32_t i, int fd)
+{
+    /* The takes count stays: the next owner's word differs from ours. */
+    uint64_t w = rl__load_relaxed(&t->readers[i].owner); /* relaxed: ours, no one else writes it */
+    rl__store_seq_cst(&t->readers[i].owner, w & ~(OWNER_PID | OWNER_LOCK));
+    if (fd >= 0)
+        close(fd);
+}
+
+void rl__reader_init(rl_table *t)
+{
+    size_t len = sizeof(struct rl_reader_local);
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return;
+    if (madvise(p, len, MADV_WIPEONFORK) < 0) { /* before Linux 4.14: the shared slot */
+        munmap(p, len);
+        return;
+    }
+    t->local = p;
+}
+
+/* This process's first section on t (in a fork child too): claim a slot. */
+static uint32_t reader_claim(rl_table *t, struct rl_reader_local *l)
+{
+    int fd = rl__fd_reopen(t->fd, t->path);
+    uint32_t i = fd >= 0 ? slot_claim(t, &fd) : 0;
+    uint64_t have = 0;
+    /* X10: publishes the slot's reset counters to this process's other threads. */
+    if (!rl__cas_acq_rel(&l->reader, &have, i + 1)) {
+        if (i != 0) /* another thread claimed first: give ours back */
+            slot_give_back(t, i, fd);
+        return (uint32_t)(have - 1);
+    }
+    /* Only the winner of the CAS writes lock_fd; a fork child finds its parent's there. */
+    int inherited = t->lock_fd;
+    t->lock_fd = fd;
+    if (inherited >= 0)
+        rl__fd_drop(inherited, t->fd);
+    return i;
 }
 
 static struct shm_reader *reader_of(rl_table *t)
 {
-    pthread_once(&fork_once, fork_hook);
-    uint64_t gen = rl__load_relaxed(&fork_gen) & 0xffffffffULL;
-    /* Relaxed: a process-local word; a slot claimed twice by racing threads is given back. */
-    uint64_t have = rl__load_relaxed(&t->reader);
-    if (have >> 32 == gen)
-        return &t->readers[(have & 0xffffffffULL) - 1];
-    uint32_t i = slot_claim(t);
-    uint64_t mine = gen << 32 | (i + 1);
-    if (!rl__cas_acq_rel(&t->reader, &have, mine) && have >> 32 == gen) {
-        if (i != 0) /* another thread claimed first: give ours back */
-            rl__store_seq_cst(&t->readers[i].pid, 0);
-        return &t->readers[(have & 0xffffffffULL) - 1];
-    }
-    return &t->readers[i];
+    struct rl_reader_local *l = t->local;
+    if (!l)
+        return &t->readers[0];
+    /* X10: acquire pairs with the claim's CAS: the slot was reset before. */
+    uint64_t have = rl__load_acquire(&l->reader);
+    return &t->readers[have ? have - 1 : reader_claim(t, l)];
 }
 
 void rl__section_enter(rl_table *t, struct rl_section *s)
@@ -221,15 +306,23 @@ void rl__section_exit(struct rl_section *s)
 
 void rl__reader_release(rl_table *t)
 {
-    uint64_t have = rl__load_relaxed(&t->reader); /* relaxed: closing, no thread uses t */
-    uint32_t i = (uint32_t)(have & 0xffffffffULL);
-    if (t->read_only || !t->readers || i <= 1 ||
-        have >> 32 != (rl__load_relaxed(&fork_gen) & 0xffffffffULL))
+    struct rl_reader_local *l = t->local;
+    if (!l) /* read-only, or the shared slot only: no lock descriptor either */
         return;
-    struct shm_reader *r = &t->readers[i - 1];
-    /* A section left open (a thread still inside while the table closes) keeps the slot. */
-    if (rl__load_seq_cst(&r->active[0]) == 0 && rl__load_seq_cst(&r->active[1]) == 0)
-        rl__store_seq_cst(&r->pid, 0);
+    uint64_t have = rl__load_relaxed(&l->reader); /* relaxed: closing, no thread uses t */
+    munmap(l, sizeof(*l));
+    t->local = NULL;
+    if (have == 0 && t->lock_fd >= 0) /* a fork child that never claimed: its parent's */
+        rl__fd_drop(t->lock_fd, t->fd);
+    if (have <= 1)
+        return;
+    struct shm_reader *r = &t->readers[have - 1];
+    /* A section left open (a thread still inside while the table closes) keeps the slot
+     * and its lock until the process exits or execs. */
+    if (rl__load_seq_cst(&r->active[0]) == 0 && rl__load_seq_cst(&r->active[1]) == 0) {
+        slot_give_back(t, (uint32_t)(have - 1), t->lock_fd);
+        t->lock_fd = -1;
+    }
 }
 
 int rl__claim(rl_atomic64 *counter, uint64_t n, uint64_t limit, uint64_t *at)
@@ -470,6 +563,9 @@ int rl__block_alloc(rl_table *t, uint64_t len, uint32_t owner, uint64_t *ref)
     uint64_t gen = (rl__load_relaxed(&h->gen) + 1) & RL_GEN_MASK;
     gen = gen ? gen : 1;
     rl__store_relaxed(&h->gen, gen);
+    /* X11: the new generation before the new contents: a read-only copy that saw any of
+     * them sees the bucket's reference moved (block.c rl__bucket_view_settled). */
+    rl__fence_release();
     h->owner = owner;
     rl__store32_release(&h->state, RL_BLOCK_USED); /* X9: ours alone until published */
     *ref = gen << RL_REF_LINE_BITS | (off + HEAD_BYTES) / RL_ALIGN;

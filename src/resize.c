@@ -124,12 +124,8 @@ static int copy_bucket(rl_bucket *b, void *arg)
         return cx->err = err;
     rl__block_read(&v, &pol);
     const char *parent = b->parent ? b->parent->name : NULL;
-    if (b->is_template)
-        err = rl_template_define(cx->to, b->name, &pol, parent);
-    else
-        err = rl_bucket_define(cx->to, b->name, &pol, parent, &nb);
-    if (!err && !nb)
-        err = rl_bucket_lookup(cx->to, b->name, &nb);
+    /* The name is valid (it has a handle); its expiry goes with its rules. */
+    err = rl__bucket_create(cx->to, b->name, &pol, v.expire_ms, parent, false, &nb);
     if (!err)
         err = rl__bucket_view(nb, &w);
     if (err)

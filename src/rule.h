@@ -130,19 +130,30 @@ uint64_t rl__lease_next_word(const struct rule_ctx *c, uint64_t d, uint32_t cost
 void rl__lease_reset(const struct rule_ctx *c);
 void rl__lease_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out);
 uint64_t rl__lease_carry(const struct rule_ctx *c, uint64_t units, uint64_t at, uint64_t *excess);
-/* A bucket's global rule, for its agent: the lease word of its current block. */
+/*
+ * A bucket's global rule, for its agent: the lease word of the block that was current when
+ * it was found. The block may be retired and reused by another bucket once that section
+ * ended, at the same address: so the word is read and written only through the functions
+ * below, each inside a section that checks the reference is still current; and two leases
+ * are the same only if their references (generation included) are.
+ */
 struct lease_ref {
-    rl_atomic64 *word;
+    rl_atomic64 *word;    /* only inside a section, while `block` is current */
     struct rule_params r; /* N, T, and the largest lease in r.burst */
     uint64_t margin_ns;
     rl_table *table;
     struct shm_bucket *rec;
-    uint64_t block; /* the block's reference: the word is used only while it is current */
+    uint64_t block; /* the block's reference (shm_bucket.policy_off, its generation too) */
 };
+/* The lease word, while the block is still its bucket's current one: 0, RL_ENOENT (the
+ * bucket switched or was deleted: find the lease again) or RL_ESTALE (resized away). */
+int rl__lease_load(const struct lease_ref *ref, uint64_t *word);
 /* The agent's refill: CAS the lease word from *expected to next, never on a frozen word,
  * and only while the word's block is its bucket's current one (else *expected gets
  * RL_FROZEN: the bucket switched; the block may be reused). */
 bool rl__lease_swap(const struct lease_ref *ref, uint64_t *expected, uint64_t next);
+/* The same lease: the same bucket and the same block reference. */
+bool rl__lease_same(const struct lease_ref *a, const struct lease_ref *b);
 /* RL_ENOENT: the bucket has no global rule (or was deleted); RL_ECORRUPT: its block is
  * damaged. */
 int rl__lease_find(const rl_bucket *b, struct lease_ref *out);

@@ -207,7 +207,11 @@ uint64_t rl__fixed_used(const struct rule_ctx *c, uint64_t now)
     struct align a = align_for(c);
     uint64_t word = current_word(c, &a, now);
     uint64_t w = window_of(&a, c->r.period_ns, now);
-    return word_win(word) == (w & WIN_MASK) ? word_count(word) : 0;
+    /* This window's count, or a later window's a waiter reserved: decisions at `now` queue
+     * behind it (rl__fixed_earliest), so it counts now. A bucket with a reservation ahead
+     * is not idle, and a switch carries the reserved units. */
+    uint64_t ahead = (word_win(word) - w) & WIN_MASK;
+    return ahead < WIN_HALF ? word_count(word) : 0;
 }
 
 void rl__fixed_usage(const struct rule_ctx *c, uint64_t now, struct rl_rule_state *out)

@@ -91,6 +91,32 @@ uint64_t rl__lease_carry(const struct rule_ctx *c, uint64_t units, uint64_t at, 
     return 0; /* a new block starts without a lease; the old one's units just expire */
 }
 
+/* Inside a section: 0 if the lease's block is its bucket's current one. X2: then it cannot
+ * be reused before the section ends, and the word is this bucket's. A resized table's
+ * words were copied: a lease swapped into them would be lost, and the units it replaced
+ * still usable in the new file (RL_ESTALE). */
+static int lease_current(const struct lease_ref *ref)
+{
+    int err = rl__table_moved(ref->table);
+    if (err)
+        return err;
+    if (rl__load_seq_cst(&ref->rec->policy_off) != ref->block)
+        return rl__fail(RL_ENOENT, "bucket '%.*s' switched blocks: find its lease again",
+                        RL_NAME_MAX, ref->rec->name);
+    return 0;
+}
+
+int rl__lease_load(const struct lease_ref *ref, uint64_t *word)
+{
+    struct rl_section s;
+    rl__section_enter(ref->table, &s);
+    int err = lease_current(ref);
+    if (!err) /* A5: pairs with C2 (the units decisions took), Q1 and Z1 */
+        *word = rl__load_acquire(ref->word);
+    rl__section_exit(&s);
+    return err;
+}
+
 bool rl__lease_swap(const struct lease_ref *ref, uint64_t *expected, uint64_t next)
 {
     struct rl_section s;
@@ -98,16 +124,19 @@ bool rl__lease_swap(const struct lease_ref *ref, uint64_t *expected, uint64_t ne
     if (*expected & RL_FROZEN)
         return false; /* the bucket is switching: the agent finds the new block */
     rl__section_enter(ref->table, &s);
-    /* X2: the block is still current, so it cannot be reused before the section ends.
-     * A resized table's words were copied: a lease swapped into them would be lost, and
-     * the units it replaced still usable in the new file. */
-    if (rl__table_moved(ref->table) || rl__load_seq_cst(&ref->rec->policy_off) != ref->block)
+    if (lease_current(ref) != 0)
         *expected |= RL_FROZEN;
     else /* Q1: acq_rel CAS, a state word like C2's: pairs with A5 of the decisions that
           * use the new lease, and with C2 of those that used the old one. */
         swapped = rl__cas_acq_rel(ref->word, expected, next);
     rl__section_exit(&s);
     return swapped;
+}
+
+bool rl__lease_same(const struct lease_ref *a, const struct lease_ref *b)
+{
+    /* Not the word's address: a reused block has the same one, under a new generation. */
+    return a->rec == b->rec && a->block == b->block;
 }
 
 /* The lease of the viewed block, if it has a global rule. */

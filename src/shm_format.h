@@ -47,7 +47,10 @@
  *    The claimer of the unit one lap later writes them for it ("helps"), conservatively.
  * 3. The rule switch (update.c S1-S5). A new block is filled, linked from the old one,
  *    the old words are frozen, the new words seeded, and policy_off moved. Anyone who
- *    meets a frozen word or a linked successor finishes the switch itself.
+ *    meets a frozen word or a linked successor finishes the switch itself. A delete first
+ *    claims the same link (D1), so a switch and a delete never both start from one block.
+ *    A deleter killed between its claim and policy_off's move to 0 leaves a bucket that
+ *    still decides but takes no switch (RL_ENOENT); the next delete finishes it.
  * 4. The multi-rule commit and its undo (acquire.c, acquire_gcra.c). A decision commits
  *    its rules one CAS each (C2). If one CAS fails, it undoes the ones before (U1), each
  *    only if the word is still its own. A process killed between two commits, or during
@@ -57,8 +60,9 @@
  *    epoch e and pushes it on the limbo list of e % 3; a block is moved to a free list only two
  * epoch advances later, and an advance needs every live process's sections of the older parity
  *    drained. A process killed between two of these steps leaks that one block (its space,
- *    never a wrong answer); a process killed inside a section holds the epoch back only
- *    until the slot's pid is seen dead.
+ *    never a wrong answer); a process killed inside a section (or one that execs while
+ *    other threads of it are inside) holds the epoch back only until the kernel drops its
+ *    slot's lock.
  * 6. Record reuse (record.c J1-J5). A deleted bucket's live slot becomes a tombstone; its
  *    winner stamps the record with the epoch and pushes it on rec_limbo; two advances later
  *    it goes to rec_free and a creation reuses it with a raised generation. A deleter
@@ -134,7 +138,7 @@ struct shm_header {
     rl_atomic64 defined;
     /*
      * applied_digest: which config the buckets and templates are known to match
-     * (src/applied.c, labels D1-D3):
+     * (src/applied.c, labels Y1-Y3):
      *   0                       unknown (a new table, or one older than this word)
      *   bit 63 set              they match the config whose digest is the low 63 bits
      *   bit 63 clear, non-zero  unknown: a count of changes, so that an apply running
@@ -162,7 +166,12 @@ struct shm_header {
     rl_atomic64 readers_hwm; /* slots [0, readers_hwm) may be in use; raised by CAS (X4) */
     rl_atomic64 deleted;     /* buckets deleted (relaxed, a statistic): records reused */
     rl_atomic64 expired;     /* of which expired idle (rl_bucket_expire; relaxed) */
-    uint8_t reserved0[16];
+    /* Automatic expiry (tenant.c). expire_cursor: the next record the sweep examines, in
+     * [0, records handed out) (CAS E1: any record will do, it is only where to look).
+     * expired_auto: of `expired`, by a template's expiry (the sweep, rl_bucket_expire_due;
+     * relaxed, a statistic). */
+    rl_atomic64 expire_cursor;
+    rl_atomic64 expired_auto;
     /* epoch: the reclamation epoch (reclaim.c), alone on its line: every decision reads it,
      * only an advance (X5) writes it. */
     rl_atomic64 epoch;
@@ -185,22 +194,36 @@ struct shm_header {
      * a stale pop fails its CAS. */
     rl_atomic64 limbo[3];
     rl_atomic64 free_head[RL_FREE_CLASSES];
-    uint8_t reserved[RL_HEADER_BYTES - 344 - 8 * RL_FREE_CLASSES];
+    /* parents_below: 1 + the highest bucket number ever named as a parent, raised by CAS (E2)
+     * before the child is published (R1): a bucket numbered at or above it has no children,
+     * and a deletion or an expiry need not look for them. */
+    rl_atomic64 parents_below;
+    uint8_t reserved[RL_HEADER_BYTES - 352 - 8 * RL_FREE_CLASSES];
 };
 
 /*
  * Reader slots (reclaim.c): RL_READER_SLOTS records right after the header, one line each.
- * A process claims one (pid: 0 -> its pid, by CAS) on its first section. Slot 0 is shared by
- * processes that found no free slot; it is never taken for dead.
- *   pid        0: free; else the owner's pid
+ * A process claims one by CAS of its owner word on its first section. Slot 0 is shared by
+ * processes that found no slot of their own; it is never taken for gone.
+ *   owner      takes:31 | lock:1 | pid:32
+ *                pid    0: free; else the owner's pid (in its own namespace: for display,
+ *                       and for liveness without a lock)
+ *                lock   1: the owner holds an OFD write lock on the slot's first byte in the
+ *                       file (offset 4096 + 64 * slot) for as long as it can enter a section;
+ *                       0: the file system has no OFD locks, the pid tells liveness
+ *                takes  counts the slot's owners, so that a new owner never writes the word
+ *                       an earlier one had (a reclaimer re-reads it to know no one took it)
  *   pidns      the owner's pid namespace (st_ino of /proc/self/ns/pid), 0 if unknown
  *   active[p]  sections in progress that entered while the epoch had parity p (X1, X3)
- * A slot whose pid is dead, in the reclaimer's own pid namespace, counts as drained.
+ * A slot whose owner is gone counts as drained: with lock 1, no lock on its byte (the
+ * kernel drops it when the owner exits or execs, zombies and other pid namespaces
+ * included); with lock 0, its pid dead in the reclaimer's own pid namespace. Nothing else
+ * locks bytes of the table file.
  */
 #define RL_READER_SLOTS 1024
 
 struct shm_reader {
-    rl_atomic64 pid;
+    rl_atomic64 owner;
     rl_atomic64 pidns;
     rl_atomic64 active[2];
     uint8_t pad[32];
@@ -361,18 +384,26 @@ struct shm_block_head {
 
 #define RL_REF_LINE_BITS 30
 #define RL_GEN_MASK      ((1ULL << 34) - 1)
+/* shm_policy.next_off of a block whose bucket a delete claimed: line 0 names no block. */
+#define RL_NEXT_DELETED (RL_GEN_MASK << RL_REF_LINE_BITS)
 
 /*
  * A policy block: immutable once published, except the rules' state words and next_off.
- * next_off: 0, or the arena offset of the block replacing this one (CAS from 0, release:
- * publishes that block's rules and carry_at). carry_at: the relative instant at which the
- * usage of the block it replaces is carried over. carry_excess[i]: units carried into
- * sliding rule i beyond the N its log can hold (they expire with the log's stamps); written
- * (relaxed, the same value by every helper) before the block is published by S5.
+ * expire_ms: a template's `expire`, copied into the blocks of the tenants made from it and
+ * into every block that replaces one (a switch keeps it unless it sets a new one).
+ * next_off, set once by CAS from 0:
+ *   0                 no switch started from this block
+ *   a reference       the block replacing it (S2, release: publishes its rules, carry_at)
+ *   RL_NEXT_DELETED   its bucket is being deleted (D1, update.c): no switch starts from it
+ * carry_at: the relative instant at which the usage of the block it replaces is carried
+ * over. carry_excess[i]: units carried into sliding rule i beyond the N its log can hold
+ * (they expire with the log's stamps); written (relaxed, the same value by every helper)
+ * before the block is published by S5.
  */
 struct shm_policy {
-    uint32_t nrules;
-    uint32_t flags; /* enum rl_policy_flags */
+    uint16_t nrules;
+    uint16_t flags;     /* enum rl_policy_flags */
+    uint32_t expire_ms; /* ms a tenant may idle beyond its longest window, 0: never (tenant.c) */
     uint64_t margin_ns;
     rl_atomic64 next_off;
     uint64_t carry_at;

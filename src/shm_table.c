@@ -256,6 +256,7 @@ int rl_table_open(const struct rl_table_opts *opts, rl_table **out)
     rl_table *t = calloc(1, sizeof(*t));
     if (t) {
         t->fd = -1;
+        t->lock_fd = -1;
         t->guard_slot = -1;
         t->path = strdup(opts_path(&o));
         t->wall = calloc(1, sizeof(*t->wall));
@@ -277,6 +278,8 @@ int rl_table_open(const struct rl_table_opts *opts, rl_table **out)
         rl_table_close(t);
         return err;
     }
+    if (!t->read_only)
+        rl__reader_init(t);
     *out = t;
     return 0;
 }
@@ -389,7 +392,9 @@ int rl_table_info(const rl_table *t, struct rl_table_info *out)
 
 int rl_table_space(const rl_table *t, struct rl_table_space *out)
 {
-    if (!out || out->size < sizeof(struct rl_table_space))
+    /* The first version of the struct ended with blocks_reused. */
+    size_t v1 = offsetof(struct rl_table_space, blocks_reused) + sizeof(uint64_t);
+    if (!out || out->size < v1)
         return rl__fail(RL_EINVAL, "rl_table_space needs a struct from RL_TABLE_SPACE_INIT");
     const struct shm_header *h = t->hdr;
     /* Relaxed: statistics, any recent values will do; clamped, as a damaged file may hold
@@ -397,14 +402,16 @@ int rl_table_space(const rl_table *t, struct rl_table_space *out)
     uint64_t used = rl__min(rl__load_relaxed(&h->arena_used), h->arena_bytes);
     uint64_t deleted = rl__load_relaxed(&h->deleted);
     uint32_t handed = rl__bucket_count(t), spare = rl__record_spare(t);
-    *out = (struct rl_table_space){.size = sizeof(*out)};
-    out->records_spare = spare < handed ? spare : handed;
-    out->records_used = handed - out->records_spare;
-    out->deleted = (uint32_t)rl__min(deleted, UINT32_MAX);
-    out->expired = rl__min(rl__load_relaxed(&h->expired), out->deleted);
-    out->arena_free = rl__min(rl__load_relaxed(&h->free_bytes), used);
-    out->arena_reclaimable = rl__min(rl__load_relaxed(&h->limbo_bytes), used);
-    out->blocks_reused = rl__load_relaxed(&h->reused_blocks);
+    struct rl_table_space sp = {.size = rl__min(out->size, sizeof(sp))};
+    sp.records_spare = spare < handed ? spare : handed;
+    sp.records_used = handed - sp.records_spare;
+    sp.deleted = (uint32_t)rl__min(deleted, UINT32_MAX);
+    sp.expired = rl__min(rl__load_relaxed(&h->expired), sp.deleted);
+    sp.arena_free = rl__min(rl__load_relaxed(&h->free_bytes), used);
+    sp.arena_reclaimable = rl__min(rl__load_relaxed(&h->limbo_bytes), used);
+    sp.blocks_reused = rl__load_relaxed(&h->reused_blocks);
+    sp.expired_auto = rl__min(rl__load_relaxed(&h->expired_auto), sp.expired);
+    memcpy(out, &sp, sp.size); /* only the fields the caller's version has */
     return 0;
 }
 

@@ -12,6 +12,11 @@
  * Anyone who meets a frozen word (a decider, a reset, another update) runs S3-S5 itself.
  * So a switcher killed at any step leaves work that others finish. Nothing waits on it.
  *
+ * A delete of the bucket takes P.next_off first too (D1: 0 -> RL_NEXT_DELETED), then moves
+ * policy_off to 0. So one of the two wins P: a switch whose S2 came first is finished by the
+ * deleter, which then deletes B; a switch that loses S2 to D1 frees B (nobody saw it) and
+ * returns RL_ENOENT. No block is left linked from a deleted block alone.
+ *
  * Carry-over is conservative. Each new rule starts as if the units counted by the old
  * rules had all been admitted at carry_at, later than they really were. So the new rules
  * never admit more than they allow. P's usage is final once frozen, so nothing is lost.
@@ -89,8 +94,9 @@ bool rl__switch_help(const rl_bucket *b, const struct policy_view *p)
     /* A6: acquire pairs with S2: B's rules and carry_at are visible. */
     uint64_t next = rl__load_acquire(&p->block->next_off), cur = p->off;
     /* A damaged next_off may name the block itself (or lead round in a longer circle:
-     * the loops that follow switches count them, RL_SWITCH_STEPS). */
-    if (next == 0 || next == cur || rl__block_view(t, next, &n) < 0)
+     * the loops that follow switches count them, RL_SWITCH_STEPS). A delete's claim names
+     * no block. */
+    if (next == 0 || next == RL_NEXT_DELETED || next == cur || rl__block_view(t, next, &n) < 0)
         return false;
     freeze(p);
     uint64_t carry_at = n.block->carry_at;
@@ -109,6 +115,17 @@ bool rl__switch_help(const rl_bucket *b, const struct policy_view *p)
     return true;
 }
 
+bool rl__switch_close(const rl_table *t, const struct policy_view *p)
+{
+    struct policy_view n;
+    uint64_t next = 0;
+    /* D1: acq_rel CAS, as S2; on failure, acquire pairs with S2: B's rules (as A6). */
+    if (rl__cas_acq_rel(&p->block->next_off, &next, RL_NEXT_DELETED) || next == RL_NEXT_DELETED)
+        return true;
+    /* A successor that does not validate is never followed: the delete goes ahead. */
+    return next == p->off || rl__block_view(t, next, &n) < 0;
+}
+
 /*
  * A frozen word in block P with no successor to finish: a damaged word (RL_FROZEN set by a
  * writer other than S3), or a switch whose new block is damaged. No decision can commit to
@@ -122,17 +139,20 @@ int rl__switch_fresh(const rl_bucket *b, const struct policy_view *p)
     struct rl_policy pol;
     uint64_t off;
     rl__block_read(p, &pol);
-    int err = rl__block_create(b->table, &pol, 0, b->no + 1, &off);
+    int err = rl__block_create(b->table, &pol, p->expire_ms, 0, b->no + 1, &off);
     if (err)
         return err;
     /* A6 as in rl__switch_help. A successor that does not validate is never followed:
-     * it may be replaced (and is never reused: it may be damaged). */
+     * it may be replaced (and is never reused: it may be damaged). A delete's claim stays. */
     uint64_t next = rl__load_acquire(&p->block->next_off);
     bool linked = false;
-    if (next == 0 || next == p->off || rl__block_view(b->table, next, &n) < 0)
+    if (next != RL_NEXT_DELETED &&
+        (next == 0 || next == p->off || rl__block_view(b->table, next, &n) < 0))
         linked = rl__cas_acq_rel(&p->block->next_off, &next, off); /* S2 */
     if (!linked)                                                   /* nobody saw it */
         rl__block_free_now(b->table, off);
+    if (next == RL_NEXT_DELETED)
+        return rl__fail(RL_ENOENT, "bucket '%s' is being deleted", b->name);
     rl__switch_help(b, p);
     return 0;
 }
@@ -140,7 +160,7 @@ int rl__switch_fresh(const rl_bucket *b, const struct policy_view *p)
 /* The viewed block counts nothing now nor `idle` ago, its carried debt is spent, and it
  * has no global rule: a fresh block would decide exactly as it will from now on (a rule
  * with nothing counted at `now` admits as a new one does). */
-static bool block_idle(const rl_table *t, const struct policy_view *v, uint64_t now, uint64_t idle)
+bool rl__block_idle(const rl_table *t, const struct policy_view *v, uint64_t now, uint64_t idle)
 {
     uint64_t then = now > idle ? now - idle : 0;
     for (uint32_t i = 0; i < v->nrules; i++) {
@@ -170,10 +190,10 @@ bool rl__switch_expire(const rl_bucket *b, const struct policy_view *p, uint64_t
     rl_table *t = b->table;
     struct rl_policy pol;
     uint64_t off, expected = 0, cur = p->off;
-    if (!block_idle(t, p, rl__clock_rel(t), idle))
+    if (!rl__block_idle(t, p, rl__clock_rel(t), idle))
         return false;
     rl__block_read(p, &pol);
-    if (rl__block_create(t, &pol, RL_UNINIT, b->no + 1, &off) < 0)
+    if (rl__block_create(t, &pol, p->expire_ms, RL_UNINIT, b->no + 1, &off) < 0)
         return false;
     ((struct shm_policy *)(t->arena + rl__ref_off(off)))->carry_at = rl__clock_rel(t);
     if (!rl__cas_acq_rel(&p->block->next_off, &expected, off)) { /* S2 lost: a switch runs */
@@ -182,7 +202,8 @@ bool rl__switch_expire(const rl_bucket *b, const struct policy_view *p, uint64_t
     }
     freeze(p); /* S3 */
     /* Seq_cst, as S5 (X6). Deciders may hold the copy (linked by S2): it is retired too. */
-    if (block_idle(t, p, rl__clock_rel(t), idle) && rl__cas_seq_cst(&b->rec->policy_off, &cur, 0)) {
+    if (rl__block_idle(t, p, rl__clock_rel(t), idle) &&
+        rl__cas_seq_cst(&b->rec->policy_off, &cur, 0)) {
         rl__block_retire(t, p->off, b->rec);
         rl__block_retire(t, off, b->rec);
         return true;
@@ -191,8 +212,8 @@ bool rl__switch_expire(const rl_bucket *b, const struct policy_view *p, uint64_t
     return false;
 }
 
-/* The switch, inside the caller's section. */
-static int update_in_section(rl_bucket *b, const struct rl_policy *pol)
+/* The switch, inside the caller's section; expire_ms NULL keeps the block's expiry. */
+static int update_in_section(rl_bucket *b, const struct rl_policy *pol, const uint32_t *expire_ms)
 {
     for (unsigned steps = 0; steps < RL_SWITCH_STEPS; steps++) {
         struct policy_view p;
@@ -203,27 +224,31 @@ static int update_in_section(rl_bucket *b, const struct rl_policy *pol)
             return err;
         if (rl__switch_help(b, &p))
             continue;
+        uint32_t expire = expire_ms ? *expire_ms : p.expire_ms;
         rl__block_read(&p, &have);
-        if (rl__policy_same(&have, pol))
+        if (rl__policy_same(&have, pol) && expire == p.expire_ms)
             return 0;
         rl__applied_forget(b->table); /* before and after the switch: applied.c */
-        err = rl__block_create(b->table, pol, RL_UNINIT, b->no + 1, &off);
+        err = rl__block_create(b->table, pol, expire, RL_UNINIT, b->no + 1, &off);
         if (err)
             return err;
         ((struct shm_policy *)(b->table->arena + rl__ref_off(off)))->carry_at =
             rl__clock_rel(b->table);
-        /* S2: release publishes B; losing means another switch runs: help it, retry. */
+        /* S2: release publishes B. Losing means another switch runs (help it, retry), or a
+         * delete claimed P (D1): the bucket is gone, B was never seen. */
         if (!rl__cas_acq_rel(&p.block->next_off, &expected, off))
             rl__block_free_now(b->table, off); /* nobody saw it */
         rl__switch_help(b, &p);
         rl__applied_forget(b->table);
+        if (expected == RL_NEXT_DELETED)
+            return rl__fail(RL_ENOENT, "bucket '%s' is being deleted", b->name);
         if (expected == 0)
             return 0;
     }
     return rl__fail(RL_ECORRUPT, "bucket '%s': its chain of rule switches is damaged", b->name);
 }
 
-int rl_bucket_update(rl_bucket *b, const struct rl_policy *pol)
+static int update(rl_bucket *b, const struct rl_policy *pol, const uint32_t *expire_ms)
 {
     struct rl_parse_error perr;
     struct rl_section s;
@@ -235,7 +260,22 @@ int rl_bucket_update(rl_bucket *b, const struct rl_policy *pol)
     rl__section_enter(b->table, &s);
     int err = rl__table_moved(b->table);
     if (!err)
-        err = update_in_section(b, pol);
+        err = update_in_section(b, pol, expire_ms);
     rl__section_exit(&s);
     return err;
+}
+
+int rl_bucket_update(rl_bucket *b, const struct rl_policy *pol)
+{
+    return update(b, pol, NULL);
+}
+
+int rl_bucket_update_expire(rl_bucket *b, const struct rl_policy *pol, uint64_t expire_ns)
+{
+    uint32_t ms;
+    if (rl__expire_ms(expire_ns, &ms) < 0)
+        return rl__fail(RL_EINVAL, "bucket '%s': expiry %llu ns is beyond %llu days", b->name,
+                        (unsigned long long)expire_ns,
+                        (unsigned long long)(RL_EXPIRE_MAX_NS / 86400000000000ULL));
+    return update(b, pol, &ms);
 }

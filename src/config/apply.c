@@ -2,11 +2,12 @@
  * apply.c - bring a live table in line with a parsed config: open the table it
  * names, then plan every change (and check the plan fits) before making any.
  *
- * The plan: each config bucket or template is created, switched to its new rules, or left
- * alone; each bucket a config template made earlier (same parent) follows the template's
- * new rules. Refused before anything changes: a bucket whose parent would change, too few
- * free bucket records, too little arena for the new policy blocks. Buckets the config does
- * not mention are kept and reported.
+ * The plan: each config bucket or template is created, switched to its new rules (or a
+ * template to its new expiry), or left alone; each bucket a config template made earlier
+ * (same parent) follows the template's new rules and expiry. Refused before anything
+ * changes: a bucket whose parent would change, too few free bucket records, too little
+ * arena for the new policy blocks. Buckets the config does not mention are kept and
+ * reported.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -141,7 +142,8 @@ struct have {
     const char *name;
     char parent[RL_NAME_MAX + 1]; /* "" if none */
     struct rl_policy policy;
-    int info_err; /* rl_bucket_info's error: the bucket is damaged */
+    uint64_t expire_ns; /* rl_bucket_expiry */
+    int info_err;       /* rl_bucket_info's error: the bucket is damaged */
     bool is_template;
     bool mentioned; /* the config names it, or it follows one of the config's templates */
 };
@@ -154,7 +156,9 @@ struct apply_step {
 
 struct apply_plan {
     rl_table *table;
-    struct have *haves; /* in the table's order */
+    const rl_config *config;
+    const struct rl_config_bucket *wants; /* the config's buckets (rl_config_bucket_expire) */
+    struct have *haves;                   /* in the table's order */
     struct have **by_name;
     size_t nhaves, cap;
     const struct rl_config_bucket **templates; /* the config's, by name */
@@ -200,7 +204,32 @@ static int collect_have(rl_bucket *b, void *arg)
                        .is_template = rl_bucket_is_template(b)};
     strlcpy(h->parent, info.parent, sizeof(h->parent));
     h->policy = info.policy;
+    if (!h->info_err)
+        h->info_err = rl_bucket_expiry(b, &h->expire_ns);
     return 0;
+}
+
+static uint64_t want_expire(const struct apply_plan *pl, const struct rl_config_bucket *w)
+{
+    return rl_config_bucket_expire(pl->config, (size_t)(w - pl->wants));
+}
+
+/* The bucket has the rules and expiry the config wants for it. */
+static bool have_same(const struct apply_plan *pl, const struct rl_policy *policy,
+                      uint64_t expire_ns, const struct rl_config_bucket *w)
+{
+    return rl__policy_same(policy, &w->policy) && expire_ns == want_expire(pl, w);
+}
+
+/* Rule text and expiry, as the notes show them: "200/1m expire 1h". */
+static void rules_text(const struct rl_policy *policy, uint64_t expire_ns, char *buf, size_t len)
+{
+    char dur[32];
+    int n = rl_policy_format(policy, buf, len);
+    if (expire_ns && n >= 0 && (size_t)n < len) {
+        rl__duration_format(dur, sizeof(dur), expire_ns);
+        snprintf(buf + n, len - (size_t)n, " expire %s", dur);
+    }
 }
 
 static int have_order(const void *a, const void *b)
@@ -253,7 +282,7 @@ static int plan_want(struct apply_plan *pl, const struct rl_config_bucket *want)
                         "parent cannot change (remove the bucket or rename it)",
                         want->name, or_none(h->parent), rl_table_path(pl->table), want->line,
                         or_none(want->parent));
-    if (!rl__policy_same(&h->policy, &want->policy))
+    if (!have_same(pl, &h->policy, h->expire_ns, want))
         pl->arena_bytes += rl__policy_bytes(&want->policy);
     return 0;
 }
@@ -311,7 +340,7 @@ static void plan_followers(struct apply_plan *pl)
             continue;
         h->mentioned = true;
         pl->steps[pl->nsteps++] = (struct apply_step){t, h};
-        if (!rl__policy_same(&h->policy, &t->policy))
+        if (!have_same(pl, &h->policy, h->expire_ns, t))
             pl->arena_bytes += rl__policy_bytes(&t->policy);
     }
 }
@@ -367,8 +396,9 @@ static int adopt_bucket(const struct apply_plan *pl, const struct rl_config_buck
 {
     rl_bucket *b;
     struct rl_bucket_info info;
+    uint64_t expire_ns;
     int err = rl_bucket_lookup(pl->table, w->name, &b);
-    if (err || (err = rl_bucket_info(b, &info)))
+    if (err || (err = rl_bucket_info(b, &info)) || (err = rl_bucket_expiry(b, &expire_ns)))
         return err;
     if (strcmp(info.parent, w->parent ? w->parent : "") != 0)
         return rl__fail(RL_EEXIST,
@@ -376,7 +406,8 @@ static int adopt_bucket(const struct apply_plan *pl, const struct rl_config_buck
                         "%s; the config (line %u) says %s",
                         w->name, rl_table_path(pl->table), or_none(info.parent), w->line,
                         or_none(w->parent));
-    if (!rl__policy_same(&info.policy, &w->policy) && (err = rl_bucket_update(b, &w->policy)))
+    if (!have_same(pl, &info.policy, expire_ns, w) &&
+        (err = rl_bucket_update_expire(b, &w->policy, want_expire(pl, w))))
         return err;
     say(pl, "updated %s%s (created meanwhile by another process): %s",
         w->is_template ? "template " : "", w->name, rules);
@@ -386,7 +417,8 @@ static int adopt_bucket(const struct apply_plan *pl, const struct rl_config_buck
 static int create_bucket(const struct apply_plan *pl, const struct rl_config_bucket *w,
                          const char *rules)
 {
-    int err = w->is_template ? rl_template_define(pl->table, w->name, &w->policy, w->parent)
+    int err = w->is_template ? rl_template_define_expire(pl->table, w->name, &w->policy, w->parent,
+                                                         want_expire(pl, w))
                              : rl_bucket_define(pl->table, w->name, &w->policy, w->parent, NULL);
     if (err == RL_EEXIST)
         return adopt_bucket(pl, w, rules);
@@ -401,16 +433,16 @@ static int run_step(const struct apply_plan *pl, const struct apply_step *s)
     const struct rl_config_bucket *w = s->want;
     bool follower = s->have && strcmp(s->have->name, w->name) != 0;
     char rules[256], old[256];
-    rl_policy_format(&w->policy, rules, sizeof(rules));
+    rules_text(&w->policy, want_expire(pl, w), rules, sizeof(rules));
     if (!s->have)
         return create_bucket(pl, w, rules);
-    if (rl__policy_same(&s->have->policy, &w->policy)) {
+    if (have_same(pl, &s->have->policy, s->have->expire_ns, w)) {
         if (!follower)
             say(pl, "unchanged %s%s", w->is_template ? "template " : "", w->name);
         return 0;
     }
-    int err = rl_bucket_update(s->have->bucket, &w->policy);
-    rl_policy_format(&s->have->policy, old, sizeof(old));
+    int err = rl_bucket_update_expire(s->have->bucket, &w->policy, want_expire(pl, w));
+    rules_text(&s->have->policy, s->have->expire_ns, old, sizeof(old));
     if (!err && follower)
         say(pl, "updated %s (made from %s): %s -> %s", s->have->name, w->name, old, rules);
     else if (!err)
@@ -487,9 +519,9 @@ static uint64_t mix(uint64_t h)
     return h ^ (h >> 33);
 }
 
-/* One bucket or template as apply sees it: name, parent, kind and what rl__policy_same
- * compares. */
-static uint64_t want_hash(const struct rl_config_bucket *w)
+/* One bucket or template as apply sees it: name, parent, kind, what rl__policy_same
+ * compares, and its expiry (hashed only when set: configs without one keep their digest). */
+static uint64_t want_hash(const struct rl_config_bucket *w, uint64_t expire_ns)
 {
     const char *parent = w->parent ? w->parent : "";
     uint64_t f[4] = {w->is_template, w->policy.nrules, w->policy.flags, w->policy.margin_ns};
@@ -502,6 +534,8 @@ static uint64_t want_hash(const struct rl_config_bucket *w)
                          r->kind == RL_GCRA || r->kind == RL_GLOBAL ? r->burst : 0};
         h = hash_bytes(h, g, sizeof(g));
     }
+    if (expire_ns)
+        h = hash_bytes(h, &expire_ns, sizeof(expire_ns));
     return mix(h);
 }
 
@@ -513,7 +547,7 @@ static uint64_t config_digest(const rl_config *config)
     size_t n = rl_config_buckets(config, &bs);
     uint64_t d = mix(n + 1);
     for (size_t i = 0; i < n; i++)
-        d += want_hash(&bs[i]);
+        d += want_hash(&bs[i], rl_config_bucket_expire(config, i));
     d &= ~(1ULL << 63);
     return d ? d : 1;
 }
@@ -521,9 +555,10 @@ static uint64_t config_digest(const rl_config *config)
 int rl_config_apply_flags(const rl_config *config, rl_table *table, unsigned flags,
                           void (*note)(void *arg, const char *line), void *arg)
 {
-    struct apply_plan pl = {.table = table, .note = note, .arg = arg};
+    struct apply_plan pl = {.table = table, .config = config, .note = note, .arg = arg};
     if (!config || !table || (flags & ~RL_APPLY_PRUNE))
         return rl__fail(RL_EINVAL, "rl_config_apply: bad arguments");
+    rl_config_buckets(config, &pl.wants);
     uint64_t digest = config_digest(config);
     /* The digest says the table matches the config, not that nothing else is in it. */
     if (!(flags & RL_APPLY_PRUNE) && rl__applied_load(table) == (digest | 1ULL << 63)) {

@@ -29,6 +29,7 @@ struct rl_config {
     struct rl_config_shim shim;
     struct rl_config_bucket *buckets;
     size_t nbuckets;
+    uint64_t *expire_ns; /* per bucket: a template's expiry, 0 if none (set once parsed) */
     struct rl_route *routes;
     size_t nroutes;
     struct rl_config_globals *globals; /* global.c: Redis addresses, on-global-failure */
@@ -54,8 +55,9 @@ struct problem {
 struct bucket_meta {
     unsigned name_col; /* 0 once dropped as a duplicate */
     unsigned parent_col;
-    size_t parent; /* index of the parent bucket, NONE if unknown */
-    bool on_cycle; /* following parents comes back here */
+    size_t parent;      /* index of the parent bucket, NONE if unknown */
+    bool on_cycle;      /* following parents comes back here */
+    uint64_t expire_ns; /* the template's expiry, 0 if none */
 };
 
 /* What the parser knows about a route beyond the public struct. */

@@ -205,38 +205,83 @@ static bool rules_ok(struct parser *p, const struct word *first, const struct wo
 
 /* A bucket or template statement, split into its parts. */
 struct def {
-    const struct word *name, *parent;
-    unsigned first, last; /* the words of the rule text */
+    const struct word *name, *parent, *expire; /* the words after 'parent' and 'expire' */
+    unsigned first, last;                      /* the words of the rule text */
 };
+
+/* The option the word names ('parent' or 'expire'): its slot in d, or NULL. */
+static const struct word **def_option(struct def *d, const struct word *w)
+{
+    return word_is(w, "parent") ? &d->parent : word_is(w, "expire") ? &d->expire : NULL;
+}
+
+/* The options after the rules, in any order: "parent NAME", "expire DURATION". */
+static bool def_options(struct parser *p, const struct line *l, struct def *d)
+{
+    const struct word **slot;
+    for (; d->last > d->first && (slot = def_option(d, &l->w[d->last - 1])); d->last -= 2) {
+        const struct word *kw = &l->w[d->last - 1];
+        if (*slot) {
+            rl__config_problem(p, (*slot)[-1].col, "'%.*s' is given twice: once is enough",
+                               WORD_ARG(kw));
+            return false;
+        }
+        *slot = &l->w[d->last];
+    }
+    for (unsigned i = d->first; i <= d->last; i++)
+        if (word_is(&l->w[i], "expire")) {
+            rl__config_problem(p, l->w[i].col,
+                               "'expire DURATION' goes after the rules, as in 'template "
+                               "tenant/* 200/60s expire 1h'");
+            return false;
+        }
+    return true;
+}
 
 static bool def_split(struct parser *p, const struct line *l, bool is_template, struct def *d)
 {
-    const char *usage =
-        is_template ? "'template PREFIX/* RULES [parent NAME]', as in 'template tenant/* 200/60s'"
-                    : "'bucket NAME RULES [parent NAME]', as in 'bucket foundry 200/60s'";
+    const char *usage = is_template ? "'template PREFIX/* RULES [expire DURATION] [parent NAME]', "
+                                      "as in 'template tenant/* 200/60s'"
+                                    : "'bucket NAME RULES [parent NAME]', as in 'bucket foundry "
+                                      "200/60s'";
+    const struct word *end = &l->w[l->n - 1];
     if (l->n < 3) {
-        rl__config_problem(p, after(&l->w[l->n - 1]), "missing argument: expected %s", usage);
+        rl__config_problem(p, after(end), "missing argument: expected %s", usage);
         return false;
     }
-    *d = (struct def){&l->w[1], NULL, 2, l->n - 1};
-    if (word_is(&l->w[l->n - 1], "parent")) {
-        rl__config_problem(p, after(&l->w[l->n - 1]),
-                           "missing argument: expected a bucket name after 'parent'");
+    *d = (struct def){&l->w[1], NULL, NULL, 2, l->n - 1};
+    if (def_option(d, end)) {
+        rl__config_problem(p, after(end), "missing argument: expected %s after '%.*s'",
+                           word_is(end, "parent") ? "a bucket name" : "a duration", WORD_ARG(end));
         return false;
     }
-    if (word_is(&l->w[l->n - 2], "parent")) {
-        d->parent = &l->w[l->n - 1];
-        d->last = l->n - 3;
-    }
+    if (!def_options(p, l, d))
+        return false;
     if (d->last < d->first) {
-        rl__config_problem(p, l->w[2].col, "missing rules before 'parent': expected %s", usage);
+        rl__config_problem(p, l->w[2].col, "missing rules before '%.*s': expected %s",
+                           WORD_ARG(&l->w[2]), usage);
         return false;
     }
     return true;
 }
 
+/* The statement's expiry: 0 if none, else checked (templates only). */
+static bool def_expire(struct parser *p, const struct def *d, bool is_template, uint64_t *ns)
+{
+    *ns = 0;
+    if (!d->expire)
+        return true;
+    if (!is_template) {
+        rl__config_problem(p, d->expire[-1].col,
+                           "'expire' is for templates: the buckets made from a template expire "
+                           "when idle, a bucket the file names stays");
+        return false;
+    }
+    return rl__config_duration(p, d->expire, 1000000, RL_EXPIRE_MAX_NS, "expected 1ms to 49d", ns);
+}
+
 static void bucket_add(struct parser *p, const struct def *d, const struct rl_policy *pol,
-                       bool is_template)
+                       bool is_template, uint64_t expire_ns)
 {
     rl_config *c = p->cfg;
     struct rl_config_bucket *arr =
@@ -254,7 +299,7 @@ static void bucket_add(struct parser *p, const struct def *d, const struct rl_po
     if (d->parent)
         b->parent = rl__config_dup_word(p, d->parent);
     meta[c->nbuckets] =
-        (struct bucket_meta){d->name->col, d->parent ? d->parent->col : 0, NONE, false};
+        (struct bucket_meta){d->name->col, d->parent ? d->parent->col : 0, NONE, false, expire_ns};
     c->nbuckets++;
 }
 
@@ -263,6 +308,7 @@ static void parse_def(struct parser *p, const struct line *l, bool is_template)
     struct def d;
     struct rl_policy pol = {0};
     struct rl_redis_url url;
+    uint64_t expire_ns;
     if (!def_split(p, l, is_template, &d))
         return;
     bool ok = is_template ? pattern_ok(p, d.name) : rl__config_name_ok(p, d.name, true);
@@ -272,9 +318,10 @@ static void parse_def(struct parser *p, const struct line *l, bool is_template)
     rules_ok(p, &l->w[d.first], &l->w[d.last], &pol, &url);
     if (d.parent && !rl__config_name_ok(p, d.parent, false))
         ok = false;
+    def_expire(p, &d, is_template, &expire_ns); /* a bad one is reported; the rest stands */
     if (!ok)
         return;
-    bucket_add(p, &d, &pol, is_template);
+    bucket_add(p, &d, &pol, is_template, expire_ns);
     if (url.shown[0])
         rl__config_global_add(p, d.name, &url);
 }
@@ -719,6 +766,7 @@ void rl_config_free(rl_config *c)
     for (size_t i = 0; i < c->nroutes; i++)
         rl__config_route_free(&c->routes[i]);
     rl__config_globals_free(c->globals);
+    free(c->expire_ns);
     free(c->buckets);
     free(c->routes);
     free((void *)c->table.path);
@@ -738,7 +786,11 @@ static int parse_result(struct parser *p, rl_config **out, char **errors)
             *errors = text;
         else
             free(text);
+    } else if (!(p->cfg->expire_ns = calloc(p->cfg->nbuckets + 1, sizeof(uint64_t)))) {
+        err = rl__fail(RL_ENOMEM, "out of memory parsing config %s", p->name);
     } else {
+        for (size_t i = 0; i < p->cfg->nbuckets; i++)
+            p->cfg->expire_ns[i] = p->bmeta[i].expire_ns;
         *out = p->cfg;
         p->cfg = NULL;
     }
@@ -859,6 +911,11 @@ size_t rl_config_buckets(const rl_config *c, const struct rl_config_bucket **out
     if (out)
         *out = c->buckets;
     return c->nbuckets;
+}
+
+uint64_t rl_config_bucket_expire(const rl_config *c, size_t i)
+{
+    return i < c->nbuckets ? c->expire_ns[i] : 0;
 }
 
 size_t rl_config_routes(const rl_config *c, const struct rl_route **out)

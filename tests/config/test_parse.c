@@ -158,6 +158,48 @@ Test(parse, rule_text_options_reach_the_policy)
     rl_config_free(c);
 }
 
+Test(parse, a_template_expire_in_either_order_with_parent)
+{
+    rl_config *c = parse_ok("bucket org 100/1m\n"
+                            "template a/* 5/20ms expire 20ms\n"
+                            "template b/* 10/1m burst 5 expire 1h parent org\n"
+                            "template c/* 10/1m parent org expire 49d\n"
+                            "template d/* 10/1m\n");
+    const struct rl_config_bucket *bs;
+    cr_assert_eq(rl_config_buckets(c, &bs), 5);
+    cr_expect_eq(rl_config_bucket_expire(c, 0), 0, "a bucket has none");
+    cr_expect_eq(rl_config_bucket_expire(c, 1), 20000000ULL);
+    cr_expect_eq(rl_config_bucket_expire(c, 2), 3600ULL * 1000000000ULL);
+    cr_expect_str_eq(bs[2].parent, "org");
+    cr_expect_eq(bs[2].policy.rules[0].burst, 5);
+    cr_expect_eq(rl_config_bucket_expire(c, 3), RL_EXPIRE_MAX_NS);
+    cr_expect_str_eq(bs[3].parent, "org");
+    cr_expect_eq(rl_config_bucket_expire(c, 4), 0, "no expire: never");
+    cr_expect_eq(rl_config_bucket_expire(c, 5), 0, "out of range");
+    rl_config_free(c);
+}
+
+Test(parse, bad_expire)
+{
+    static const struct {
+        const char *text, *where, *needle;
+    } cases[] = {
+        {"bucket a 1/s expire 1h\n", "1:14", "'expire' is for templates"},
+        {"template t/* 1/s expire\n", "1:24", "expected a duration after 'expire'"},
+        {"template t/* 1/s expire 1h expire 2h\n", "1:28", "'expire' is given twice"},
+        {"template t/* 1/s expire 1h parent p expire 2h\n", "1:37", "'expire' is given twice"},
+        {"template t/* 1/s expire 0s\n", "1:25", "'0s' is out of range: expected 1ms to 49d"},
+        {"template t/* 1/s expire 50d\n", "1:25", "'50d' is out of range: expected 1ms to 49d"},
+        {"template t/* 1/s expire 1x\n", "1:26", "expected a duration unit"},
+        {"template t/* 1/s expire soon\n", "1:25", ""},
+        {"template t/* 1/s expire 1h burst 3\n", "1:18", "'expire DURATION' goes after the rules"},
+        {"template t/* expire 1h\n", "1:14", "missing rules before 'expire'"},
+        {"template t/* 1/s parent a parent b\n", "1:27", "'parent' is given twice"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_error(cases[i].text, cases[i].where, cases[i].needle);
+}
+
 Test(parse, parents_come_before_children)
 {
     const struct rl_config_bucket *bs;
@@ -453,7 +495,8 @@ Test(parse, missing_arguments)
         {"bucket a\n", "1:9", "expected 'bucket NAME RULES [parent NAME]'"},
         {"bucket a 1/s parent\n", "1:20", "expected a bucket name after 'parent'"},
         {"bucket b 1/s\nbucket a parent b\n", "2:10", "missing rules before 'parent'"},
-        {"template t/*\n", "1:13", "expected 'template PREFIX/* RULES [parent NAME]'"},
+        {"template t/*\n", "1:13",
+         "expected 'template PREFIX/* RULES [expire DURATION] [parent NAME]'"},
         {"route\n", "1:6", "expected 'route HOST:PORT BUCKET"},
         {"route a.example:443\n", "1:20", "expected 'route HOST:PORT BUCKET"},
         {"shim\n", "1:5", "expected 'shim fail-open' or 'shim fail-closed'"},

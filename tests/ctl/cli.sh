@@ -6,7 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" "$@"
 # Global help and version. The help lists the commands from the same table that dispatches
 # them: the list is read from the help, must be the commands this test knows (a new
 # command gets its tests here), and each one listed must run.
-known="list show stats watch info define reset delete resize acquire report check-config apply exec help"
+known="list show stats watch info define reset delete expire resize acquire report check-config apply exec help"
 for opt in --help -h help; do
     run 0 "$opt"
     has '^Usage: ratelimitctl \[--table PATH\] COMMAND'

@@ -19,7 +19,7 @@ run 0 acquire tok
 run 0 info
 has '^table +'"$RATELIMIT_TABLE"'$'
 has '^capacity +16 buckets$'
-has '^buckets +5 defined, 11 free, 0 deleted \(0 expired\)$'
+has '^buckets +5 defined, 11 free, 0 deleted \(0 expired, 0 automatically\)$'
 run 0 info --json
 check_json '
 assert d["table"] == "'"$RATELIMIT_TABLE"'"
@@ -50,7 +50,8 @@ assert d["table"] == "'"$RATELIMIT_TABLE"'"
 names = [b["name"] for b in d["buckets"]]
 assert names == ["foundry", "shadow", "ti", "ti/reporting", "tok"], names
 b = {b["name"]: b for b in d["buckets"]}
-keys = {"name", "parent", "template", "policy", "margin_ns", "dry_run", "remaining",
+keys = {"name", "parent", "template", "policy", "margin_ns", "dry_run", "expire_ns", "expire",
+        "remaining",
         "next_free_ns", "next_free", "rules", "feedback", "margin"}
 feedback_keys = {"cooldown_ns", "cooldown", "backoff", "last_429_ns", "tightened",
                  "server_remaining", "server_reset_ns", "server_reset"}

@@ -82,7 +82,7 @@ def start(args, **kw):
 def redis():
     p = start(["redis-server", "--port", "0", "--unixsocket", SOCK, "--save", "",
                "--appendonly", "no", "--dir", TMP], stdout=subprocess.DEVNULL)
-    for _ in range(200):
+    for _ in range(3000):  # a hang guard of 30 s, not a measurement
         if os.path.exists(SOCK):
             return p
         time.sleep(0.01)
@@ -139,7 +139,12 @@ try:
     for h in range(3):
         subprocess.run([CTL, "apply", config(h)], check=True, stdout=subprocess.DEVNULL)
     agents = [agent(h) for h in range(3)]
-    time.sleep(0.3)
+    for _ in range(3000):  # the status file comes after the agent took its lock
+        if os.path.exists(table(0) + ".agent"):
+            break
+        time.sleep(0.01)
+    else:
+        fail("the first agent wrote no status in 30 s")
     second = subprocess.run([AGENT, "--config", table(0) + ".conf"],
                             capture_output=True, text=True, timeout=10)
     if second.returncode != 4 or "another agent" not in second.stderr:

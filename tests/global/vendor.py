@@ -93,7 +93,7 @@ try:
     vendor = start([sys.executable, VENDOR, "--sliding", str(N), str(T), "--log", vlog,
                     "--max-seconds", "60"], stdout=subprocess.PIPE, text=True)
     port = int(vendor.stdout.readline().split()[1])
-    for _ in range(200):
+    for _ in range(3000):
         if os.path.exists(SOCK):
             break
         time.sleep(0.01)

@@ -187,3 +187,48 @@ Test(lease, a_blocking_acquire_waits_for_the_agent)
               c.waited_ns, took);
     cr_assert_eq(try1(b, 1), RL_ELIMITED, "it took the one unit");
 }
+
+/* The agent found X's lease; before it read the word, X was deleted and its block reused
+ * by Y, at the same address. The agent's reads and writes through X's lease refuse: it
+ * never takes Y's word for X's, and never writes it. */
+Test(lease, a_lease_whose_block_was_reused_by_another_bucket_is_refused)
+{
+    rl_bucket *x = bucket("x", "200/1h global lease 50", NULL);
+    grant(x, 9, NS_PER_H);
+    struct lease_ref rx = ref_of(x);
+    cr_assert_eq(rl_bucket_delete(x), 0, "%s", rl_errdetail());
+    rl_bucket *y = bucket("y", "200/1h global lease 50", NULL);
+    grant(y, 5, NS_PER_H);
+    struct lease_ref ry = ref_of(y);
+    cr_assert_eq(ry.word, rx.word, "y was given x's block");
+    uint64_t w = 12345, yw = rl__load_acquire(ry.word);
+    cr_expect_eq(rl__lease_load(&rx, &w), RL_ENOENT, "x's lease is gone, not y's");
+    cr_expect_eq(w, 12345, "nothing read");
+    uint64_t expected = yw; /* even with y's exact word as the expected value */
+    cr_expect_not(rl__lease_swap(&rx, &expected, rl__lease_word(40, rl__clock_rel(T) + NS_PER_H)));
+    cr_expect(expected & RL_FROZEN, "the swap says the block is no longer x's");
+    cr_expect_eq(rl__load_acquire(ry.word), yw, "y's word untouched");
+    cr_expect_not(rl__lease_same(&rx, &ry), "the same address, another lease");
+    cr_expect_eq(rl__lease_find(x, &rx), RL_ENOENT, "x is deleted");
+    cr_expect_eq(drain(y), 5, "y's own lease, whole");
+}
+
+/* A bucket switched away from its block and back into it (reused, a new generation): the
+ * word's address is the one the agent saw, but the lease is not. */
+Test(lease, a_reused_block_is_another_lease)
+{
+    rl_bucket *b = bucket("g", "200/1h global lease 50", NULL);
+    struct lease_ref first = ref_of(b);
+    struct rl_policy wide = policy_of("300/1h global lease 50"),
+                     back = policy_of("200/1h global lease 50");
+    cr_assert_eq(rl_bucket_update(b, &wide), 0, "%s", rl_errdetail());
+    cr_assert_eq(rl_bucket_update(b, &back), 0, "%s", rl_errdetail());
+    struct lease_ref now = ref_of(b);
+    cr_assert_eq(now.word, first.word, "the first block was reused");
+    cr_expect_not(rl__lease_same(&first, &now), "a new generation: another lease");
+    uint64_t w;
+    cr_expect_eq(rl__lease_load(&first, &w), RL_ENOENT);
+    cr_expect_eq(rl__lease_load(&now, &w), 0);
+    cr_expect_eq(w, 0, "the new block starts without a lease");
+    cr_expect(rl__lease_same(&now, &now));
+}

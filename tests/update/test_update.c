@@ -79,7 +79,7 @@ Test(update, an_abandoned_switch_is_finished_by_the_next_one)
     uint64_t off, zero = 0;
     struct policy_view old;
     cr_assert_eq(rl__bucket_view(b, &old), 0);
-    cr_assert_eq(rl__block_create(g_table, &loose, RL_UNINIT, b->no + 1, &off), 0);
+    cr_assert_eq(rl__block_create(g_table, &loose, 0, RL_UNINIT, b->no + 1, &off), 0);
     ((struct shm_policy *)(g_table->arena + rl__ref_off(off)))->carry_at = rl__clock_rel(g_table);
     cr_assert(rl__cas_acq_rel(&old.block->next_off, &zero, off)); /* S2 done; S3-S5 never ran */
     cr_assert_eq(rl_try_acquire(b, 1, NULL), RL_ELIMITED, "the old rules still hold");

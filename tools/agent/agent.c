@@ -7,6 +7,13 @@
  * The agent replaces the word by CAS (rl__lease_swap); the units it replaced can no longer
  * be used, so it gives them back to their grant (grant.c, step 4).
  *
+ * The word lives in the bucket's current policy block, which a switch or a delete retires;
+ * once the agent's section ended, the block may be reused by another bucket at the same
+ * address. So every read and CAS of the word is a short section of its own that first
+ * checks the block is still current (rl__lease_load, rl__lease_swap), never one held across
+ * a Redis call; and a lease is known by its block's reference, generation included
+ * (rl__lease_same), not by the word's address.
+ *
  * Lease size: the bucket's demand (units admitted plus requests refused), averaged over a
  * lease's length, times 1.5, at most the rule's `lease`. A bucket without demand for two
  * lease lengths asks for nothing and gives its units back: an idle host holds none.
@@ -54,12 +61,12 @@
 
 struct tracked {
     rl_bucket *b;
-    rl_atomic64 *word;   /* the lease word we last saw (a switch moves it) */
-    uint32_t link;       /* its Redis: an index in agent.links, NO_LINK if none */
-    char id[96];         /* the grant our lease word holds ("" if unknown) */
-    char back_id[96];    /* units to give back to this grant ... */
-    uint64_t back_units; /* ... this many */
-    uint64_t seen;       /* admitted units + refused requests at the last poll */
+    struct lease_ref ref; /* the lease we last saw (a switch or a delete ends it) */
+    uint32_t link;        /* its Redis: an index in agent.links, NO_LINK if none */
+    char id[96];          /* the grant our lease word holds ("" if unknown) */
+    char back_id[96];     /* units to give back to this grant ... */
+    uint64_t back_units;  /* ... this many */
+    uint64_t seen;        /* admitted units + refused requests at the last poll */
     uint64_t seen_at, demand_at;
     double rate;          /* demand, units per ns, averaged over a lease's length */
     uint64_t retry_at;    /* no call before this instant */
@@ -151,8 +158,22 @@ static int track(rl_bucket *b, void *arg)
         if (a->tr[i].b == b)
             return 0;
     if (a->n < MAX_TRACKED)
-        a->tr[a->n++] = (struct tracked){.b = b, .word = ref.word, .link = NO_LINK};
+        a->tr[a->n++] = (struct tracked){.b = b, .ref = ref, .link = NO_LINK};
     return 0;
+}
+
+/* Forget the buckets deleted, or without a global rule now: their slots serve new ones (a
+ * rescan finds a bucket again if it gets a global rule). Units they had still to give back
+ * stay counted in Redis for W, as a dead host's do. */
+static void prune(struct agent *a)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < a->n; i++) {
+        struct lease_ref ref;
+        if (rl__lease_find(a->tr[i].b, &ref) != RL_ENOENT)
+            a->tr[k++] = a->tr[i];
+    }
+    a->n = k;
 }
 
 static uint64_t demand_count(const rl_bucket *b)
@@ -182,18 +203,22 @@ static uint64_t wanted(struct tracked *x, const struct lease_ref *ref, uint64_t 
     return want < ref->r.burst ? want : ref->r.burst;
 }
 
-/* Replace the lease word by `next`; the units it held go back to their grant. */
-static void swap_in(struct tracked *x, const struct lease_ref *ref, uint64_t next, const char *id)
+/* Replace the lease word by `next`; the units it held go back to their grant. False if the
+ * block is no longer current: `next` reached no word. */
+static bool swap_in(struct tracked *x, const struct lease_ref *ref, uint64_t next, const char *id)
 {
-    uint64_t old = rl__load_acquire(ref->word); /* A5 */
+    uint64_t old;
+    if (rl__lease_load(ref, &old) != 0)
+        return false;
     while (!rl__lease_swap(ref, &old, next))
         if (old & RL_FROZEN)
-            return; /* a switch: the new block starts without a lease (units expire) */
+            return false; /* a switch: the new block starts without a lease (units expire) */
     if (x->id[0] && rl__lease_left(old)) {
         snprintf(x->back_id, sizeof(x->back_id), "%s", x->id);
         x->back_units = rl__lease_left(old);
     }
     snprintf(x->id, sizeof(x->id), "%s", id);
+    return true;
 }
 
 static uint64_t window_ns(const struct lease_ref *ref)
@@ -271,7 +296,12 @@ static void call(struct agent *a, struct tracked *x, const struct lease_ref *ref
     if (rep.granted) {
         a->grants++;
         a->granted_units += rep.granted;
-        swap_in(x, ref, rl__lease_word(rep.granted, sent + rl__lease_ns(&ref->r)), rep.id);
+        /* After the round trip the block may be gone: swap_in checks. Units that reached no
+         * word were never usable: they go back with the next call (grant.c, step 4). */
+        if (!swap_in(x, ref, rl__lease_word(rep.granted, sent + rl__lease_ns(&ref->r)), rep.id)) {
+            snprintf(x->back_id, sizeof(x->back_id), "%s", rep.id);
+            x->back_units = rep.granted;
+        }
     }
     if (rep.granted < want) {
         /* Quiet, or not enough room: ask again when Redis says more may be granted, plus up
@@ -289,14 +319,16 @@ static void call(struct agent *a, struct tracked *x, const struct lease_ref *ref
 static void tend(struct agent *a, struct tracked *x)
 {
     struct lease_ref ref;
+    uint64_t w;
     if (x->link == NO_LINK || rl__lease_find(x->b, &ref) != 0)
         return;
-    if (ref.word != x->word) { /* a switch: a new block, a new (empty) word */
-        x->word = ref.word;
+    if (!rl__lease_same(&ref, &x->ref)) { /* a switch: a new block, a new (empty) word */
+        x->ref = ref;
         x->id[0] = '\0';
     }
     uint64_t now = rl__clock_rel(a->t), want = wanted(x, &ref, now);
-    uint64_t w = rl__load_acquire(ref.word); /* A5 */
+    if (rl__lease_load(&ref, &w) != 0)
+        return; /* switched since: the next poll finds the new block */
     uint64_t until = rl__lease_until(w), left = now < until ? rl__lease_left(w) : 0;
     uint64_t lease_ns = rl__lease_ns(&ref.r);
     /* An ended lease's units stay counted in Redis until given back: give them back now,
@@ -342,9 +374,11 @@ static void write_status(struct agent *a)
     for (unsigned i = 0; i < a->n; i++) {
         struct tracked *x = &a->tr[i];
         struct lease_ref ref;
+        uint64_t w;
         if (rl__lease_find(x->b, &ref) != 0)
             continue;
-        uint64_t w = rl__load_acquire(ref.word); /* A5 */
+        if (rl__lease_load(&ref, &w) != 0)
+            w = 0; /* switched since: the new block starts without a lease */
         uint64_t until = rl__lease_until(w);
         fprintf(f,
                 "bucket %s limit %llu period_ns %llu lease %llu lease_ns %llu held_in_window %llu "
@@ -439,6 +473,7 @@ static int agent_run(struct agent *a, bool once)
         if (reload)
             reload_config(a);
         if (!scanned || now - scanned > RESCAN_NS) {
+            prune(a);
             rl_table_foreach(a->t, track, a);
             for (unsigned i = 0; i < a->n; i++)
                 resolve(a, &a->tr[i]);

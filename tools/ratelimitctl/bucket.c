@@ -34,6 +34,15 @@ void ctl_summarize(const struct rl_bucket_info *bi, struct ctl_summary *out)
         out->remaining = 0;
 }
 
+void ctl_rules_text(const struct rl_bucket_info *bi, uint64_t expire_ns, char *buf, size_t len)
+{
+    char dur[CTL_HUMAN_MAX];
+    int n = rl_policy_format(&bi->policy, buf, len);
+    if (expire_ns && n >= 0 && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, " expire %s",
+                 ctl_human_duration(dur, sizeof(dur), expire_ns));
+}
+
 /* The most units the rule holds at once: its burst for GCRA, else its limit. */
 uint64_t ctl_rule_capacity(const struct rl_rule *r)
 {
@@ -108,9 +117,10 @@ void ctl_json_margin(struct json *j, const struct rl_bucket_info *bi)
     json_close(j, '}');
 }
 
-/* The bucket object: name, parent, policy, summary, "rules" (per-rule state) and the
+/* The bucket object: name, parent, policy, expiry, summary, "rules" (per-rule state) and the
  * vendor's "feedback". The caller closes it, after adding members of its own. */
-void ctl_json_bucket(struct json *j, const char *key, const struct rl_bucket_info *bi)
+void ctl_json_bucket(struct json *j, const char *key, const struct rl_bucket_info *bi,
+                     uint64_t expire_ns)
 {
     char policy[CTL_POLICY_MAX];
     struct ctl_summary sum;
@@ -123,6 +133,7 @@ void ctl_json_bucket(struct json *j, const char *key, const struct rl_bucket_inf
     json_str(j, "policy", policy);
     json_u64(j, "margin_ns", bi->policy.margin_ns);
     json_bool(j, "dry_run", bi->policy.flags & RL_POLICY_DRY_RUN);
+    json_duration(j, "expire_ns", "expire", expire_ns);
     json_u64(j, "remaining", sum.remaining);
     json_duration(j, "next_free_ns", "next_free", sum.next_free_ns);
     json_open(j, "rules", '[');

@@ -10,14 +10,16 @@
 
 static const char help[] =
     "Usage: ratelimitctl define [--capacity N] [--mode MODE] NAME RULES...\n"
-    "                           [parent PARENT]\n"
+    "                           [expire DURATION] [parent PARENT]\n"
     "\n"
     "Create bucket NAME with RULES, drawing also from bucket PARENT (which must\n"
     "exist) if given. The words of RULES are joined with spaces: quoting is\n"
     "optional. A NAME written prefix/* defines a template: the buckets\n"
     "prefix/anything are made from it, with its rules and parent, when first\n"
-    "acquired. If NAME exists with the same rules and parent, nothing changes;\n"
-    "with other rules or another parent, define fails. The table is created if\n"
+    "acquired. 'expire DURATION' (templates only, 1ms to 49d) deletes each\n"
+    "bucket made from it once unused for its longest window plus DURATION (see\n"
+    "'ratelimitctl expire'). If NAME exists with the same rules, expiry and\n"
+    "parent, nothing changes; else define fails. The table is created if\n"
     "it is missing; --capacity and --mode apply only then. Prints nothing.\n"
     "\n"
     "Names: 1 to 63 bytes of letters, digits and . _ : @ / - , not starting or\n"
@@ -47,18 +49,19 @@ static const char help[] =
     "  ratelimitctl define foundry 200/60s\n"
     "  ratelimitctl define ti 1000/1h fixed, 100/1m\n"
     "  ratelimitctl define ti/reporting 30/1m parent ti\n"
-    "  ratelimitctl define 'tenant/*' 10/1m\n";
+    "  ratelimitctl define 'tenant/*' 10/1m\n"
+    "  ratelimitctl define 'tenant/*' 200/60s expire 1h\n";
 
 static const struct option options[] = {{"capacity", required_argument, NULL, 'c'},
                                         {"mode", required_argument, NULL, 'm'},
                                         {"help", no_argument, NULL, 'h'},
                                         {NULL, 0, NULL, 0}};
 
-/* The operands: NAME, the rule words joined by spaces, and PARENT or NULL. */
+/* The operands: NAME, the rule words joined by spaces, PARENT and EXPIRE or NULL. */
 struct definition {
     const char *name;
     char *rules;
-    const char *parent;
+    const char *parent, *expire;
 };
 
 static int split(const struct ctl *c, int n, char **words, struct definition *d)
@@ -67,10 +70,17 @@ static int split(const struct ctl *c, int n, char **words, struct definition *d)
     if (n < 2)
         return ctl_usage(c, "expected a bucket NAME and RULES");
     d->name = words[0];
-    d->parent = NULL;
-    if (n >= 4 && strcmp(words[n - 2], "parent") == 0) {
-        d->parent = words[n - 1];
-        n -= 2;
+    d->parent = d->expire = NULL;
+    /* The options after the rules, in either order, each once. */
+    for (const char **opt; n >= 4; n -= 2) {
+        opt = strcmp(words[n - 2], "parent") == 0   ? &d->parent
+              : strcmp(words[n - 2], "expire") == 0 ? &d->expire
+                                                    : NULL;
+        if (!opt)
+            break;
+        if (*opt)
+            return ctl_usage(c, "'%s' is given twice", words[n - 2]);
+        *opt = words[n - 1];
     }
     for (int i = 1; i < n; i++)
         len += strlen(words[i]) + 1;
@@ -103,16 +113,24 @@ static int define(const struct ctl *c, struct rl_table_opts *o, const struct def
 {
     struct rl_policy policy;
     struct rl_parse_error e;
+    uint64_t expire_ns = 0;
     rl_table *t;
     int rc = ctl_check_name(c, d->name, true);
     if (rc || (d->parent && (rc = ctl_check_name(c, d->parent, false))))
         return rc;
     if (rl_policy_parse(d->rules, &policy, &e) < 0)
         return ctl_usage(c, "rule text '%s', column %u: %s", d->rules, e.column, e.message);
+    if (d->expire && !ctl_is_pattern(d->name))
+        return ctl_usage(c, "'expire' is for templates (a NAME written prefix/*)");
+    if (d->expire && (rc = ctl_parse_duration(c, "expire", d->expire, &expire_ns)))
+        return rc;
+    if (d->expire && (expire_ns < 1000000 || expire_ns > RL_EXPIRE_MAX_NS))
+        return ctl_usage(c, "expire '%s': expected 1ms to 49d", d->expire);
     if ((rc = ctl_open_opts(c, o, &t)))
         return rc;
-    int err = ctl_is_pattern(d->name) ? rl_template_define(t, d->name, &policy, d->parent)
-                                      : rl_bucket_define(t, d->name, &policy, d->parent, NULL);
+    int err = ctl_is_pattern(d->name)
+                  ? rl_template_define_expire(t, d->name, &policy, d->parent, expire_ns)
+                  : rl_bucket_define(t, d->name, &policy, d->parent, NULL);
     if (err)
         rc = ctl_fail(c, d->name, err);
     rl_table_close(t);
@@ -122,7 +140,7 @@ static int define(const struct ctl *c, struct rl_table_opts *o, const struct def
 int ctl_define_run(struct ctl *c, int argc, char **argv)
 {
     struct rl_table_opts o = RL_TABLE_OPTS_INIT;
-    struct definition d = {NULL, NULL, NULL};
+    struct definition d = {NULL, NULL, NULL, NULL};
     const char *errstr;
     int opt;
     while ((opt = ctl_getopt(c, argc, argv)) != -1) {

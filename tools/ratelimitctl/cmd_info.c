@@ -25,7 +25,8 @@ static const char help[] =
     "  --json      one JSON object: {\"table\": PATH, \"layout_version\": N,\n"
     "              \"capacity\": N, \"buckets\": N, \"arena_bytes\": N, \"arena_used\": N,\n"
     "              \"records_free\": N, \"records_spare\": N, \"deleted\": N,\n"
-    "              \"expired\": N, \"arena_free\": N,\n"
+    "              \"expired\": N, \"expired_auto\": N (by a template's expiry),\n"
+    "              \"arena_free\": N,\n"
     "              \"arena_reclaimable\": N, \"blocks_reused\": N,\n"
     "              \"file_bytes\": N, \"age_ns\": NS, \"age\": TEXT,\n"
     "              \"applied_digest\": N (0: unknown)}\n"
@@ -57,8 +58,9 @@ static void print_text(const rl_table *t, const struct rl_table_info *ti,
     printf("%-10s version %" PRIu32 "\n", "layout", ti->layout_version);
     printf("%-10s %" PRIu32 " buckets\n", "capacity", ti->capacity);
     printf("%-10s %" PRIu32 " defined, %" PRIu32 " free, %" PRIu32 " deleted (%" PRIu64
-           " expired)\n",
-           "buckets", ti->buckets, ti->capacity - sp->records_used, sp->deleted, sp->expired);
+           " expired, %" PRIu64 " automatically)\n",
+           "buckets", ti->buckets, ti->capacity - sp->records_used, sp->deleted, sp->expired,
+           sp->expired_auto);
     printf("%-10s %s of %s used (%.1f%%)\n", "arena",
            ctl_human_bytes(used, sizeof(used), ti->arena_used),
            ctl_human_bytes(total, sizeof(total), ti->arena_bytes),
@@ -92,6 +94,7 @@ static void print_json(const rl_table *t, const struct rl_table_info *ti,
     json_u64(&j, "records_spare", sp->records_spare);
     json_u64(&j, "deleted", sp->deleted);
     json_u64(&j, "expired", sp->expired);
+    json_u64(&j, "expired_auto", sp->expired_auto);
     json_u64(&j, "arena_free", sp->arena_free);
     json_u64(&j, "arena_reclaimable", sp->arena_reclaimable);
     json_u64(&j, "blocks_reused", sp->blocks_reused);

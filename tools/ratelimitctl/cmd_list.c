@@ -10,7 +10,8 @@ static const char help[] =
     "\n"
     "List the buckets, sorted by name, one line each:\n"
     "  NAME       the bucket name\n"
-    "  RULES      its rules, as canonical rule text\n"
+    "  RULES      its rules, as canonical rule text, and the expiry of a\n"
+    "             template and of the buckets made from it ('expire 1h')\n"
     "  USED       used/limit of each rule in its current window (for a token\n"
     "             bucket: debt/burst, in units)\n"
     "  REMAINING  units the bucket admits now, by its tightest rule (its\n"
@@ -50,14 +51,14 @@ struct row {
     char col[NCOLS][CTL_POLICY_MAX];
 };
 
-static void row_fill(struct row *r, const struct rl_bucket_info *bi)
+static void row_fill(struct row *r, const struct rl_bucket_info *bi, uint64_t expire_ns)
 {
     struct ctl_summary sum;
     char used[CTL_HUMAN_MAX], limit[CTL_HUMAN_MAX];
     size_t at = 0;
     ctl_summarize(bi, &sum);
     ctl_visible(r->col[COL_NAME], sizeof(r->col[COL_NAME]), bi->name);
-    rl_policy_format(&bi->policy, r->col[COL_RULES], sizeof(r->col[COL_RULES]));
+    ctl_rules_text(bi, expire_ns, r->col[COL_RULES], sizeof(r->col[COL_RULES]));
     for (unsigned i = 0; i < bi->policy.nrules && at < sizeof(r->col[COL_USED]); i++)
         at += (size_t)snprintf(
             r->col[COL_USED] + at, sizeof(r->col[COL_USED]) - at, "%s%s/%s", i ? ", " : "",
@@ -86,14 +87,14 @@ static void print_text(const struct ctl_view *view)
     for (int k = 0; k < NCOLS; k++)
         width[k] = (int)strlen(head.col[k]);
     for (size_t i = 0; i < view->n; i++) {
-        row_fill(&r, &view->v[i]);
+        row_fill(&r, &view->v[i], view->expire_ns[i]);
         for (int k = 0; k < NCOLS; k++)
             if ((int)strlen(r.col[k]) > width[k])
                 width[k] = (int)strlen(r.col[k]);
     }
     print_row(&head, width);
     for (size_t i = 0; i < view->n; i++) {
-        row_fill(&r, &view->v[i]);
+        row_fill(&r, &view->v[i], view->expire_ns[i]);
         print_row(&r, width);
     }
 }
@@ -106,7 +107,7 @@ static void print_json(const rl_table *t, const struct ctl_view *view)
     json_str(&j, "table", rl_table_path(t));
     json_open(&j, "buckets", '[');
     for (size_t i = 0; i < view->n; i++) {
-        ctl_json_bucket(&j, NULL, &view->v[i]);
+        ctl_json_bucket(&j, NULL, &view->v[i], view->expire_ns[i]);
         json_close(&j, '}');
     }
     json_close(&j, ']');

@@ -45,6 +45,7 @@ static const struct option options[] = {
 /* The bucket and its ancestors, nearest first. */
 struct chain {
     struct rl_bucket_info v[RL_MAX_DEPTH];
+    uint64_t expire_ns[RL_MAX_DEPTH]; /* rl_bucket_expiry */
     unsigned n;
     struct ctl_summary sum; /* over the whole chain */
     bool bad_name;          /* a name in the chain is invalid (reported) */
@@ -57,9 +58,11 @@ static int chain_read(const struct ctl *c, const rl_bucket *b, struct chain *ch)
     ch->bad_name = false;
     for (; b && ch->n < RL_MAX_DEPTH; b = rl_bucket_parent(b)) {
         struct ctl_summary s;
-        int rc = ctl_read(c, b, &ch->v[ch->n]);
+        int rc = ctl_read(c, b, &ch->v[ch->n]), err;
         if (rc)
             return rc;
+        if ((err = rl_bucket_expiry(b, &ch->expire_ns[ch->n])))
+            return ctl_fail(c, rl_bucket_name(b), err);
         ch->bad_name |= ctl_name_read_check(c, &ch->v[ch->n]) != CTL_OK;
         ctl_summarize(&ch->v[ch->n++], &s);
         if (s.remaining < ch->sum.remaining)
@@ -107,7 +110,7 @@ static void print_margin(const struct rl_bucket_info *bi)
     }
 }
 
-static void print_state(const char *title, const struct rl_bucket_info *bi)
+static void print_state(const char *title, const struct rl_bucket_info *bi, uint64_t expire_ns)
 {
     char text[CTL_POLICY_MAX], next[CTL_HUMAN_MAX], name[CTL_VISIBLE_MAX];
     struct ctl_summary sum;
@@ -124,6 +127,10 @@ static void print_state(const char *title, const struct rl_bucket_info *bi)
     if (bi->is_template)
         printf("  %-18s buckets %.*s/... are made from it on first use\n", "template",
                (int)strlen(name) - 2, name);
+    if (expire_ns)
+        printf("  %-18s %s: %s once unused for its longest window plus that\n", "expire",
+               ctl_human_duration(next, sizeof(next), expire_ns),
+               bi->is_template ? "each bucket made from it is deleted" : "deleted");
     for (unsigned i = 0; i < bi->policy.nrules; i++) {
         const struct rl_rule_state *rs = &bi->rules[i];
         ctl_rule_text(&rs->rule, text, sizeof(text));
@@ -176,10 +183,10 @@ static void print_global(const rl_table *t, const struct rl_bucket_info *bi)
 static void print_text(const rl_table *t, const struct chain *ch)
 {
     char next[CTL_HUMAN_MAX], name[CTL_VISIBLE_MAX];
-    print_state("bucket", &ch->v[0]);
+    print_state("bucket", &ch->v[0], ch->expire_ns[0]);
     print_global(t, &ch->v[0]);
     for (unsigned i = 1; i < ch->n; i++)
-        print_state("parent", &ch->v[i]);
+        print_state("parent", &ch->v[i], ch->expire_ns[i]);
     if (ch->n > 1) {
         printf("chain");
         for (unsigned i = 0; i < ch->n; i++)
@@ -191,9 +198,10 @@ static void print_text(const rl_table *t, const struct chain *ch)
     print_counters(&ch->v[0].counters);
 }
 
-static void json_bucket_counted(struct json *j, const char *key, const struct rl_bucket_info *bi)
+static void json_bucket_counted(struct json *j, const char *key, const struct rl_bucket_info *bi,
+                                uint64_t expire_ns)
 {
-    ctl_json_bucket(j, key, bi);
+    ctl_json_bucket(j, key, bi, expire_ns);
     ctl_json_counters(j, &bi->counters);
     json_close(j, '}');
 }
@@ -204,10 +212,10 @@ static void print_json(const rl_table *t, const struct chain *ch)
     json_begin(&j, stdout);
     json_open(&j, NULL, '{');
     json_str(&j, "table", rl_table_path(t));
-    json_bucket_counted(&j, "bucket", &ch->v[0]);
+    json_bucket_counted(&j, "bucket", &ch->v[0], ch->expire_ns[0]);
     json_open(&j, "ancestors", '[');
     for (unsigned i = 1; i < ch->n; i++)
-        json_bucket_counted(&j, NULL, &ch->v[i]);
+        json_bucket_counted(&j, NULL, &ch->v[i], ch->expire_ns[i]);
     json_close(&j, ']');
     json_u64(&j, "chain_remaining", ch->sum.remaining);
     json_duration(&j, "chain_next_free_ns", "chain_next_free", ch->sum.next_free_ns);

@@ -64,6 +64,7 @@ CTL_COMMAND(info);
 CTL_COMMAND(define);
 CTL_COMMAND(reset);
 CTL_COMMAND(delete);
+CTL_COMMAND(expire);
 CTL_COMMAND(resize);
 CTL_COMMAND(acquire);
 CTL_COMMAND(report);
@@ -93,6 +94,7 @@ struct ctl_buckets {
 };
 struct ctl_view {
     struct rl_bucket_info *v;
+    uint64_t *expire_ns; /* per bucket: rl_bucket_expiry (0: none) */
     size_t n;
 };
 int ctl_open(const struct ctl *c, unsigned flags, rl_table **out);
@@ -113,6 +115,8 @@ struct ctl_summary {
     uint64_t next_free_ns; /* until the bucket admits one more unit */
 };
 void ctl_summarize(const struct rl_bucket_info *bi, struct ctl_summary *out);
+/* The bucket's rules as canonical rule text, with its expiry if any: "200/1m expire 1h". */
+void ctl_rules_text(const struct rl_bucket_info *bi, uint64_t expire_ns, char *buf, size_t len);
 uint64_t ctl_rule_capacity(const struct rl_rule *r);
 void ctl_rule_text(const struct rl_rule *r, char *buf, size_t len);
 const char *ctl_kind_name(enum rl_rule_kind kind);
@@ -156,7 +160,8 @@ void ctl_shim_print(const rl_table *t);
 void ctl_shim_json(struct json *j, const rl_table *t);
 
 /* bucket.c, JSON part. */
-void ctl_json_bucket(struct json *j, const char *key, const struct rl_bucket_info *bi);
+void ctl_json_bucket(struct json *j, const char *key, const struct rl_bucket_info *bi,
+                     uint64_t expire_ns);
 void ctl_json_counters(struct json *j, const struct rl_counters *cn);
 void ctl_json_margin(struct json *j, const struct rl_bucket_info *bi);
 

@@ -97,6 +97,8 @@ static const struct ctl_command commands[] = {
      &ctl_reset_syntax},
     {"delete", ctl_delete_run, "NAME|PATTERN...", "delete buckets; their names are free again",
      &ctl_delete_syntax},
+    {"expire", ctl_expire_run, "[--dry-run] [PATTERN]", "expire the tenants that are due",
+     &ctl_expire_syntax},
     {"resize", ctl_resize_run, "--capacity N", "grow the table; every bucket's usage carried",
      &ctl_resize_syntax},
     {"acquire", ctl_acquire_run, "NAME", "take units from a bucket, for scripts",

@@ -237,6 +237,10 @@ void ctl_prometheus(FILE *f, const struct rl_table_info *ti, const struct rl_tab
                     "Bucket records free: never used, or deleted buckets'.", path,
                     ti->capacity - sp->records_used);
     put_table_gauge(f, "ratelimit_table_buckets_deleted", "Buckets deleted.", path, sp->deleted);
+    put_table_gauge(f, "ratelimit_table_buckets_expired", "Buckets deleted as idle.", path,
+                    sp->expired);
+    put_table_gauge(f, "ratelimit_table_buckets_expired_auto",
+                    "Buckets deleted as idle by their template's expiry.", path, sp->expired_auto);
     put_table_gauge(f, "ratelimit_table_shim_attaches",
                     "Processes that attached to the table through the preload shim.", path,
                     ti->shim_attaches);

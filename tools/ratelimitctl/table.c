@@ -141,15 +141,19 @@ int ctl_view_read(const struct ctl *c, rl_table *t, const char *pattern, struct 
 {
     struct ctl_buckets all;
     int rc = ctl_collect(c, t, pattern, &all);
-    *out = (struct ctl_view){NULL, 0};
+    *out = (struct ctl_view){NULL, NULL, 0};
     if (rc)
         return rc;
-    if (all.n && !(out->v = calloc(all.n, sizeof(*out->v)))) {
+    if (all.n && (!(out->v = calloc(all.n, sizeof(*out->v))) ||
+                  !(out->expire_ns = calloc(all.n, sizeof(*out->expire_ns))))) {
         free(all.v);
+        ctl_view_free(out);
         return ctl_error(c, "out of memory");
     }
     for (size_t i = 0; i < all.n; i++) {
         int err = ctl_read(c, all.v[i], &out->v[out->n]);
+        if (!err && (err = rl_bucket_expiry(all.v[i], &out->expire_ns[out->n])))
+            err = ctl_fail(c, rl_bucket_name(all.v[i]), err);
         if (!err)
             err = ctl_name_read_check(c, &out->v[out->n++]);
         if (err)
@@ -162,5 +166,6 @@ int ctl_view_read(const struct ctl *c, rl_table *t, const char *pattern, struct 
 void ctl_view_free(struct ctl_view *v)
 {
     free(v->v);
-    *v = (struct ctl_view){NULL, 0};
+    free(v->expire_ns);
+    *v = (struct ctl_view){NULL, NULL, 0};
 }
