@@ -88,10 +88,10 @@
  *       (release), block.c:rl__bucket_                       the reference moved off it before)
  *       view_settled (acquire)                               before its contents: a read-only
  *                                                            copy that saw them sees that
- * E1    tenant.c:cursor_next              CAS     E1       the next record a sweep examines
+ * E1    tenant.c:cursor_next                CAS     E1       the next record a sweep examines
  *                                                            (orders nothing)
- * E2    bucket.c:note_parent (CAS),       CAS/acq E2 R1    parents_below covers a parent before
- *       bucket.c:child_of (acquire)                          its child is published
+ * E2    bucket.c:note_parent (CAS),         seq_cst B1 B4    parents_below covers a parent
+ *       child_find (load)                                    before its child is published
  * P1    block.c:rl__bucket_view_refresh     rel ptr A3 (ptr) the current slot (process)
  * P2    bucket.c:handle_make                CAS ptr A4 (ptr) a handle (process)
  * P3    block.c:slots_of                    CAS ptr P3       a handle's view slots (process)

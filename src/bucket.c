@@ -197,12 +197,14 @@ static int check_existing(rl_table *t, const struct rl_policy *pol, uint32_t exp
     return 0;
 }
 
-/* E2: before a child of `parent` is published, parents_below covers the parent. */
+/* E2: before a child of `parent` is published (B1), parents_below covers the parent.
+ * Seq_cst: a deleter's B4, then its E2 load in child_find, sees the raise whenever the
+ * child's B2 missed the deletion, so its sweep is not cut short. */
 static void note_parent(rl_table *t, const rl_bucket *parent)
 {
     rl_atomic64 *below = &t->hdr->parents_below;
-    uint64_t want = (uint64_t)parent->no + 1, cur = rl__load_acquire(below);
-    while (cur < want && !rl__cas_acq_rel(below, &cur, want))
+    uint64_t want = (uint64_t)parent->no + 1, cur = rl__load_seq_cst(below);
+    while (cur < want && !rl__cas_seq_cst(below, &cur, want))
         ;
 }
 
@@ -547,6 +549,10 @@ static bool child_find(const rl_bucket *b, rl_bucket *out)
 {
     rl_table *t = b->table;
     uint32_t count = rl__bucket_count(t), no, gen;
+    /* E2: seq_cst, after the deleter's B4 (see note_parent). A bucket above every parent
+     * has no child: an expiry or a delete of a tenant costs no walk of the table. */
+    if (b->no >= rl__load_seq_cst(&t->hdr->parents_below))
+        return false;
     for (uint32_t i = 0; i < count; i++) {
         const struct shm_bucket *rec = &t->buckets[i];
         char name[RL_NAME_MAX + 1];
@@ -569,10 +575,6 @@ static bool has_child(const rl_bucket *b, char name[RL_NAME_MAX + 1]);
 bool rl__bucket_is_parent(const rl_bucket *b)
 {
     char name[RL_NAME_MAX + 1];
-    /* E2: acquire pairs with note_parent. A bucket above every parent is no parent; a
-     * child made meanwhile may be missed either way (the deletion's sweep finds it, B3). */
-    if (b->no >= rl__load_acquire(&b->table->hdr->parents_below))
-        return false;
     return has_child(b, name);
 }
 
