@@ -71,6 +71,55 @@ Test(records, a_million_tenants_keep_a_small_table_usable)
     rl_table_close(t);
 }
 
+/* Every tenant goes by its template's expiry alone: nothing deletes it, the creations of
+ * other tenants sweep it away once idle (tenant.c). Every creation succeeds (one that finds
+ * every record taken by a tenant not yet due waits a millisecond and asks again), the file
+ * never grows, and every tenant made is accounted for exactly: expired automatically, or
+ * still in the table. */
+Test(records, a_million_tenants_go_by_their_templates_expiry_alone)
+{
+    enum { CAPACITY = 1024, PATIENCE = 30000 /* 1 ms waits for one tenant: a hang guard */ };
+    rl_table *t = table_at(CAPACITY, 0);
+    struct rl_policy tpl = policy_of("5/1ms margin 0");
+    cr_assert_eq(rl_template_define_expire(t, "tenant/*", &tpl, NULL, 1000000), 0);
+    uint64_t size = file_size(g_path), waits = 0;
+    unsigned n = tenants();
+    for (unsigned i = 0; i < n; i++) {
+        char name[32];
+        rl_bucket *b;
+        int rc;
+        snprintf(name, sizeof(name), "tenant/%u", i);
+        for (unsigned k = 0; (rc = rl_bucket_get(t, name, &b)) == RL_EFULL && k < PATIENCE; k++) {
+            struct timespec pause = {0, 1000000};
+            nanosleep(&pause, NULL);
+            waits++;
+        }
+        if (rc)
+            cr_assert_fail("tenant %u: %s (%s)", i, rl_err_name(rc), rl_errdetail());
+        rc = rl_try_acquire(b, 1, NULL);
+        if (rc)
+            cr_assert_fail("tenant %u: take: %s (%s)", i, rl_err_name(rc), rl_errdetail());
+        if (i % 4096 == 0 && file_size(g_path) != size)
+            cr_assert_fail("tenant %u: the file grew", i);
+        if (i % REOPEN_EVERY == REOPEN_EVERY - 1) {
+            rl_table_close(t);
+            t = table_at(CAPACITY, 0);
+        }
+    }
+    struct rl_table_space sp = RL_TABLE_SPACE_INIT;
+    cr_assert_eq(rl_table_space(t, &sp), 0);
+    printf("[records] %u tenants through %u records: %llu expired automatically, %u left, "
+           "%llu waits of 1 ms for a due tenant\n",
+           n, CAPACITY, (unsigned long long)sp.expired_auto, sp.records_used - 1,
+           (unsigned long long)waits);
+    cr_expect_eq(file_size(g_path), size, "the file never grew");
+    cr_expect_leq(sp.records_used, CAPACITY);
+    cr_expect_eq(sp.deleted, sp.expired_auto, "nothing but the expiry deleted a tenant");
+    cr_expect_eq(sp.expired_auto + (sp.records_used - 1), n,
+                 "every tenant expired automatically or is still there (and the template)");
+    rl_table_close(t);
+}
+
 /* Idle tenants expire (idle 0 once their unit left the window) and give their records back. */
 Test(records, expired_tenants_give_their_records_back)
 {
