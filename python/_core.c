@@ -206,11 +206,12 @@ static int policy_arg(const char *rules, struct rl_policy *p)
 /* define(name, rules, parent=None, template=False) */
 static PyObject *Table_define(TableObject *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"name", "rules", "parent", "template", NULL};
+    static char *names[] = {"name", "rules", "parent", "template", "expire_ns", NULL};
     const char *name, *rules, *parent = NULL;
     int is_template = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|zp", names, &name, &rules, &parent,
-                                     &is_template))
+    unsigned long long expire_ns = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|zpK", names, &name, &rules, &parent,
+                                     &is_template, &expire_ns))
         return NULL;
     if (table_open_check(self))
         return NULL;
@@ -218,7 +219,7 @@ static PyObject *Table_define(TableObject *self, PyObject *args, PyObject *kw)
     if (policy_arg(rules, &p))
         return NULL;
     rl_bucket *b;
-    int rc = is_template ? rl_template_define(self->t, name, &p, parent)
+    int rc = is_template ? rl_template_define_expire(self->t, name, &p, parent, expire_ns)
                          : rl_bucket_define(self->t, name, &p, parent, &b);
     return rc < 0 ? raise_code(rc) : (Py_INCREF(Py_None), Py_None);
 }
@@ -296,7 +297,7 @@ static PyMethodDef Table_methods[] = {
     {"check", (PyCFunction)Table_check, METH_NOARGS,
      "Raise Stale if the path now names another file."},
     {"define", (PyCFunction)(void (*)(void))Table_define, METH_VARARGS | METH_KEYWORDS,
-     "define(name, rules, parent=None, template=False)"},
+     "define(name, rules, parent=None, template=False, expire_ns=0)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -316,6 +317,7 @@ static PyTypeObject TableType = {
 typedef struct {
     PyObject_HEAD TableObject *table;
     rl_bucket *b;
+    int make; /* made by get(): follows its tenant (follow) */
 } BucketObject;
 
 /* The handle, or NULL with an exception if the table was closed. */
@@ -347,7 +349,24 @@ static int Bucket_init(BucketObject *self, PyObject *args, PyObject *kw)
     Py_INCREF(t);
     Py_XSETREF(self->table, t);
     self->b = b;
+    self->make = make;
     return 0;
+}
+
+/* A handle made by get() follows its bucket: after RL_ENOENT (the bucket was deleted, e.g.
+ * an idle tenant its template's expiry removed) the name is looked up again, which makes
+ * the tenant anew from its template with its full budget, what the idle one had. True if
+ * *b is the new handle and the call is to be made again (once). The old handle stays valid
+ * memory until the table closes, so a thread still using it is safe. Holds the GIL. */
+static bool follow(BucketObject *self, int rc, rl_bucket **b)
+{
+    rl_bucket *nb;
+    if (rc != RL_ENOENT || !self->make || !self->table || !self->table->t)
+        return false;
+    if (rl_bucket_get(self->table->t, rl_bucket_name(*b), &nb) < 0 || nb == *b)
+        return false;
+    self->b = *b = nb;
+    return true;
 }
 
 static void Bucket_dealloc(BucketObject *self)
@@ -386,6 +405,8 @@ static PyObject *Bucket_try_acquire(BucketObject *self, PyObject *const *args, P
     if (!b || fast_cost(args, nargs, kwnames, &cost))
         return NULL;
     int rc = rl_try_acquire(b, cost, NULL);
+    if (follow(self, rc, &b))
+        rc = rl_try_acquire(b, cost, NULL);
     if (rc == 0)
         Py_RETURN_TRUE;
     if (rc == RL_ELIMITED)
@@ -403,6 +424,8 @@ static PyObject *Bucket_decide(BucketObject *self, PyObject *const *args, Py_ssi
         return NULL;
     struct rl_decision d = {0};
     int rc = rl_try_acquire(b, cost, &d);
+    if (follow(self, rc, &b))
+        rc = rl_try_acquire(b, cost, &d);
     if (rc < 0 && rc != RL_ELIMITED)
         return raise_code(rc);
     return decision_tuple(rc == 0, &d);
@@ -420,11 +443,16 @@ static PyObject *Bucket_acquire(BucketObject *self, PyObject *args)
     if (!b || cost_arg(cost_obj, &cost) || timeout_ns(timeout_obj, &timeout))
         return NULL;
     struct rl_decision d = {0};
-    self->table->busy++;
-    PyThreadState *ts = PyEval_SaveThread();
-    int rc = rl_acquire(b, cost, timeout, &d);
-    PyEval_RestoreThread(ts);
-    self->table->busy--;
+    int rc;
+    for (int again = 1;; again = 0) {
+        self->table->busy++;
+        PyThreadState *ts = PyEval_SaveThread();
+        rc = rl_acquire(b, cost, timeout, &d);
+        PyEval_RestoreThread(ts);
+        self->table->busy--;
+        if (!again || !follow(self, rc, &b))
+            break;
+    }
     if (rc < 0 && rc != RL_ETIMEDOUT)
         return raise_code(rc);
     return decision_tuple(rc == 0, &d);
@@ -443,6 +471,8 @@ static PyObject *Bucket_reserve(BucketObject *self, PyObject *args)
         return NULL;
     struct rl_decision d = {0};
     int rc = rl_reserve(b, cost, timeout, &d);
+    if (follow(self, rc, &b))
+        rc = rl_reserve(b, cost, timeout, &d);
     if (rc < 0 && rc != RL_ETIMEDOUT)
         return raise_code(rc);
     return decision_tuple(rc == 0, &d);
@@ -551,6 +581,8 @@ static PyObject *Bucket_report(BucketObject *self, PyObject *args)
     response_fill(&r, &v, max_cooldown);
     r.decided_ns = decided;
     int rc = rl_report(b, &r, &f);
+    if (follow(self, rc, &b))
+        rc = rl_report(b, &r, &f);
     values_clear(&v);
     return rc < 0 ? raise_code(rc) : feedback_tuple(&f);
 }
@@ -603,11 +635,17 @@ static PyObject *Bucket_call(BucketObject *self, PyObject *args)
         return NULL;
     struct call_ctx c = {.fn = fn, .max_cooldown = max_cooldown};
     struct rl_response r = RL_RESPONSE_INIT;
-    self->table->busy++;
-    c.ts = PyEval_SaveThread();
-    int rc = rl_call(b, cost, timeout, attempts, call_fn, &c, &r);
-    PyEval_RestoreThread(c.ts);
-    self->table->busy--;
+    int rc;
+    for (int again = 1;; again = 0) {
+        self->table->busy++;
+        c.ts = PyEval_SaveThread();
+        rc = rl_call(b, cost, timeout, attempts, call_fn, &c, &r);
+        PyEval_RestoreThread(c.ts);
+        self->table->busy--;
+        /* Again only if the function was never called: a request is never sent twice. */
+        if (!again || c.result || c.failed || !follow(self, rc, &b))
+            break;
+    }
     values_clear(&c.v);
     if (c.failed) {
         Py_XDECREF(c.result);

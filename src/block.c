@@ -70,7 +70,7 @@ int rl__block_create(rl_table *t, const struct rl_policy *pol, uint32_t expire_m
     p->flags = (uint16_t)pol->flags;   /* and no flag beyond RL_POLICY_DRY_RUN */
     p->expire_ms = expire_ms;
     p->margin_ns = pol->margin_ns;
-    p->carry_at = 0;
+    p->carry_at = rl__clock_rel(t); /* its making; a switch sets its own (update.c S1) */
     /* Relaxed, as below. A reused block starts clean: no successor, nothing carried. */
     rl__store_relaxed(&p->next_off, 0);
     for (unsigned i = 0; i < RL_MAX_RULES; i++)

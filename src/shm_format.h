@@ -396,8 +396,9 @@ struct shm_block_head {
  *   a reference       the block replacing it (S2, release: publishes its rules, carry_at)
  *   RL_NEXT_DELETED   its bucket is being deleted (D1, update.c): no switch starts from it
  * carry_at: the relative instant at which the usage of the block it replaces is carried
- * over. carry_excess[i]: units carried into sliding rule i beyond the N its log can hold
- * (they expire with the log's stamps); written (relaxed, the same value by every helper)
+ * over; for a bucket's first block, when it was made (the expiry sweep spares younger
+ * tenants, tenant.c). carry_excess[i]: units carried into sliding rule i beyond the N its log can
+ * hold (they expire with the log's stamps); written (relaxed, the same value by every helper)
  * before the block is published by S5.
  */
 struct shm_policy {

@@ -57,8 +57,10 @@ static uint64_t due_idle(const rl_table *t, const struct shm_bucket *rec)
     uint64_t idle = idle_for(&v), now = rl__clock_rel(t);
     /* Relaxed, as rl_bucket_expire reads them: a cool-down or a server view keeps it. */
     uint64_t server = rl__load_relaxed(&rec->server);
-    if (!idle || rl__load_relaxed(&rec->cooldown_until) > now ||
-        (server && rl__server_until(server) > now))
+    /* A block made (or switched to) less than the expiry ago keeps its tenant, used or
+     * not: a tenant just made by rl_bucket_get is not swept away before its first use. */
+    if (!idle || rl__sat_add(v.block->carry_at, idle) > now ||
+        rl__load_relaxed(&rec->cooldown_until) > now || (server && rl__server_until(server) > now))
         return 0;
     return rl__block_idle(t, &v, now, idle) ? idle : 0;
 }

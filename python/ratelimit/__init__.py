@@ -297,7 +297,9 @@ class Table(_core.Table):
 
     def get(self, name: str) -> Bucket:
         """The bucket `name`, made from the template with the longest matching prefix if
-        it does not exist yet."""
+        it does not exist yet. The handle follows its bucket: once the tenant was deleted (an
+        idle tenant its template's expiry removed), the next call makes it anew, with the
+        full budget the idle one had."""
         return Bucket(self, name, True)
 
     def define(self, name: str, rules: str, parent: Optional[str] = None) -> Bucket:
@@ -306,7 +308,10 @@ class Table(_core.Table):
         _core.Table.define(self, name, rules, parent, False)
         return Bucket(self, name, False)
 
-    def define_template(self, pattern: str, rules: str, parent: Optional[str] = None) -> Bucket:
-        """Define a template ("tenant/*"); its buckets are made on first use by get()."""
-        _core.Table.define(self, pattern, rules, parent, True)
+    def define_template(self, pattern: str, rules: str, parent: Optional[str] = None,
+                        expire: Optional[float] = None) -> Bucket:
+        """Define a template ("tenant/*"); its buckets are made on first use by get().
+        With `expire` (seconds, 0.001 to 49 days), each is deleted once unused for its
+        longest window plus `expire` (the table's automatic expiry)."""
+        _core.Table.define(self, pattern, rules, parent, True, _ns(expire))
         return Bucket(self, pattern, False)

@@ -86,6 +86,24 @@ Test(auto_expire, due_after_the_longest_window_plus_the_expiry)
     rl_table_close(t);
 }
 
+/* A tenant made and not used yet is not due before its expiry has passed since it was made:
+ * a process that asks rl_bucket_get for it and decides a moment later finds it there. (An
+ * unused block counts nothing, so without its making instant it was due at once.) */
+Test(auto_expire, a_tenant_just_made_is_not_due)
+{
+    rl_table *t = table_at(64, 0);
+    struct rl_policy p = policy_of("5/1ms margin 0");
+    rl_bucket *ten;
+    bool due = true;
+    cr_assert_eq(rl_template_define_expire(t, "ten/*", &p, NULL, 3600 * NS_PER_MS * 1000), 0);
+    cr_assert_eq(rl_bucket_get(t, "ten/fresh", &ten), 0);
+    usleep(5000); /* its 1 ms window long past: only its making keeps it */
+    cr_assert_eq(rl_bucket_expire_due(ten, false, &due), 0);
+    cr_expect(!due && !deleted(ten), "a tenant made just now, not yet used, stays");
+    cr_expect_eq(rl_try_acquire(ten, 1, NULL), 0);
+    rl_table_close(t);
+}
+
 #define QUIET 4
 
 /* Quiet tenants go through the creation of other tenants alone; a tenant used within its

@@ -234,3 +234,34 @@ def test_a_429_with_its_decision_widens_the_margin_once(table):
     assert not b.report(429, {"Retry-After": "0"}, decision=d).widened, \
         "the same decision, already counted: once"
     assert not b.report(200, {}, decision=d).widened
+
+
+def test_a_tenant_handle_follows_its_tenant_across_expiry(table):
+    """A handle from get() follows its tenant once the template's expiry removed it: the next
+    call makes it anew with its full budget. A handle from bucket() (a lookup) does not."""
+    tenants = table.define_template("tenant/*", "3/10ms margin 0", expire=0.01)
+    acme = tenants.get("acme")
+    looked_up = table.bucket("tenant/acme")
+    assert acme.try_acquire() and acme.try_acquire()
+    # Other tenants' creations sweep it away once idle (bounded: a hang guard of 30 s).
+    deadline = time.monotonic() + 30
+    made = 0
+    while time.monotonic() < deadline:
+        try:
+            table.bucket("tenant/acme")
+        except ratelimit.NotFound:
+            break
+        table.get("tenant/other%d" % made)
+        made += 1
+        time.sleep(0.001)
+    else:
+        pytest.fail("tenant/acme did not expire after %d creations" % made)
+    with pytest.raises(ratelimit.NotFound):
+        looked_up.try_acquire()
+    assert [acme.try_acquire() for _ in range(4)] == [True, True, True, False]
+    assert table.bucket("tenant/acme").info().rules[0].used == 3
+
+
+def test_define_template_checks_its_expiry(table):
+    with pytest.raises(ratelimit.InvalidArgument):
+        table.define_template("tenant/*", "3/1s", expire=100 * 86400)
