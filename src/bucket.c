@@ -345,9 +345,10 @@ static int create(rl_table *t, const char *name, const struct rl_policy *pol, ui
         delete_in_section(&mine);
         err = RL_ENOENT;
     }
-    if (!err)
-        err = rl__bucket_handle(t, *winner, gen, out);
-    if (err == RL_ENOENT && *winner != *no) {
+    /* Only an RL_ENOENT of the winner's handle means an orphan: *winner is set by this
+     * attempt's insert then (an earlier attempt's may be stale). */
+    int handle_err = err ? err : rl__bucket_handle(t, *winner, gen, out);
+    if (!err && handle_err == RL_ENOENT && *winner != *no) {
         /* The name's bucket lost its parent (its deleter was killed before it deleted the
          * children it found): delete it, and make ours. */
         rl_bucket orphan;
@@ -356,10 +357,10 @@ static int create(rl_table *t, const char *name, const struct rl_policy *pol, ui
             rl__fetch_add_relaxed(&t->hdr->defined, (uint64_t)-1);
             rl__fetch_add_relaxed(&t->hdr->deleted, 1);
         }
-        err = CREATE_AGAIN;
+        handle_err = CREATE_AGAIN;
     }
     rl__section_exit(&s);
-    return err;
+    return handle_err;
 }
 
 /* Define a bucket or a template (its name is a pattern); the name is already checked. A
@@ -412,7 +413,8 @@ int rl__bucket_create(rl_table *t, const char *name, const struct rl_policy *pol
     if (err == CREATE_AGAIN) {
         struct rl_section s;
         rl__section_enter(t, &s);
-        record_give_back(t, no);
+        if (built) /* kept across the attempts; once given back, never again */
+            record_give_back(t, no);
         rl__section_exit(&s);
         return rl__fail(RL_EFULL, "table %s: bucket '%s' lost its creation %d times in a row",
                         t->path, name, RL_CREATE_TRIES);
@@ -548,11 +550,14 @@ int rl_bucket_reset(rl_bucket *b)
 static bool child_find(const rl_bucket *b, rl_bucket *out)
 {
     rl_table *t = b->table;
-    uint32_t count = rl__bucket_count(t), no, gen;
+    uint32_t no, gen;
     /* E2: seq_cst, after the deleter's B4 (see note_parent). A bucket above every parent
      * has no child: an expiry or a delete of a tenant costs no walk of the table. */
     if (b->no >= rl__load_seq_cst(&t->hdr->parents_below))
         return false;
+    /* B3: seq_cst, after B4 and E2, so a record a late child claimed is counted. */
+    uint64_t handed = rl__load_seq_cst(&t->hdr->next_bucket);
+    uint32_t count = handed < t->capacity ? (uint32_t)handed : t->capacity;
     for (uint32_t i = 0; i < count; i++) {
         const struct shm_bucket *rec = &t->buckets[i];
         char name[RL_NAME_MAX + 1];
@@ -612,7 +617,8 @@ static void deleted(rl_bucket *b, bool expired)
         rl__section_enter(b->table, &s);
         bool found = child_find(b, &child);
         rl__section_exit(&s);
-        if (!found || delete_now(&child) == RL_ECORRUPT)
+        int err = found ? delete_now(&child) : 0;
+        if (!found || (err && err != RL_ENOENT)) /* RL_ENOENT: another deleted it */
             break;
     }
     /* Relaxed: statistics. */

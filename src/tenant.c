@@ -118,15 +118,28 @@ static uint32_t cursor_next(rl_table *t, uint32_t count)
     return cur < count ? (uint32_t)cur : 0;
 }
 
-/* A due tenant at record `no`: its handle, else NULL. */
-static rl_bucket *due_tenant(rl_table *t, uint32_t no)
+/* Inside the caller's section: the record's block was claimed by a delete (D1, update.c)
+ * whose deleter never finished (killed): no switch or expiry can start from it. */
+static bool delete_claimed(const rl_table *t, const struct shm_bucket *rec)
+{
+    struct policy_view v;
+    uint64_t ref = rl__load_seq_cst(&rec->policy_off); /* X2 */
+    /* Acquire, as A6: the claim is final once seen. */
+    return ref && rl__block_view(t, ref, &v) == 0 &&
+           rl__load_acquire(&v.block->next_off) == RL_NEXT_DELETED;
+}
+
+/* A due tenant at record `no`, or one a killed deleter left (*abandoned): its handle, else
+ * NULL. */
+static rl_bucket *due_tenant(rl_table *t, uint32_t no, bool *abandoned)
 {
     const struct shm_bucket *rec = &t->buckets[no];
     struct rl_section s;
     rl_bucket *b = NULL;
     char name[RL_NAME_MAX + 1];
     uint32_t found, gen;
-    /* A4: the record's name is final. A pattern's record is a template: never due. */
+    /* A4: a BUILT record's name; read before the section, so it may be another's by the
+     * time the section starts: the index lookup below checks it. A template is never due. */
     if (rl__load32_acquire(&rec->state) != RL_BUCKET_BUILT)
         return NULL;
     size_t len = strnlen(rec->name, sizeof(rec->name));
@@ -137,7 +150,8 @@ static rl_bucket *due_tenant(rl_table *t, uint32_t no)
     /* The bucket its name resolves to, of that generation: a record that lost its creation,
      * or was deleted and is being reused, is no tenant (record.c). */
     bool live = rl__index_find(t, name, &found, &gen) == 0 && found == no;
-    if (live && due_idle(t, rec) && rl__bucket_handle(t, no, gen, &b) < 0)
+    *abandoned = live && delete_claimed(t, rec);
+    if (live && (*abandoned || due_idle(t, rec)) && rl__bucket_handle(t, no, gen, &b) < 0)
         b = NULL;
     rl__section_exit(&s);
     return b;
@@ -150,9 +164,11 @@ static unsigned sweep(rl_table *t, unsigned n)
     uint32_t count = rl__bucket_count(t);
     unsigned expired = 0;
     for (unsigned i = 0; i < n && i < count && !t->read_only; i++) {
-        rl_bucket *b = due_tenant(t, cursor_next(t, count));
-        bool due = false;
-        if (b && rl_bucket_expire_due(b, false, &due) == 0 && due)
+        bool abandoned, due = false;
+        rl_bucket *b = due_tenant(t, cursor_next(t, count), &abandoned);
+        if (b && abandoned) /* finish the delete: the bucket takes no switch nor expiry */
+            rl_bucket_delete(b);
+        else if (b && rl_bucket_expire_due(b, false, &due) == 0 && due)
             expired++;
     }
     return expired;
