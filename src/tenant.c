@@ -164,7 +164,7 @@ static unsigned sweep(rl_table *t, unsigned n)
     uint32_t count = rl__bucket_count(t);
     unsigned expired = 0;
     for (unsigned i = 0; i < n && i < count && !t->read_only; i++) {
-        bool abandoned, due = false;
+        bool abandoned = false, due = false;
         rl_bucket *b = due_tenant(t, cursor_next(t, count), &abandoned);
         if (b && abandoned) /* finish the delete: the bucket takes no switch nor expiry */
             rl_bucket_delete(b);
