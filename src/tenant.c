@@ -119,7 +119,9 @@ static uint32_t cursor_next(rl_table *t, uint32_t count)
 }
 
 /* Inside the caller's section: the record's block was claimed by a delete (D1, update.c)
- * whose deleter never finished (killed): no switch or expiry can start from it. */
+ * whose deleter was killed before it finished, or is finishing now: no switch or expiry can
+ * start from it. Finishing it is safe either way: both deleters race on the reference's
+ * CAS to 0, and the loser gets RL_ENOENT. */
 static bool delete_claimed(const rl_table *t, const struct shm_bucket *rec)
 {
     struct policy_view v;
