@@ -9,8 +9,15 @@ exit one JSON line of statistics: requests, ok, throttled (429s), and the most r
 seen in any window of each policy rule (which must never exceed the rule's limit for a
 client that respects it).
 
---log FILE writes one line per request of ours as it is answered: its arrival
-(CLOCK_MONOTONIC seconds), the status, and the Retry-After it got (0 for none).
+--log FILE writes one line per request of ours as it is answered: the instant it was
+counted at (CLOCK_MONOTONIC seconds), the status, the Retry-After it got (0 for none) and
+the instant its handler counted it.
+
+--count-at arrival (with --sliding, plain TCP) counts each request at its first packet's
+kernel arrival time (SO_TIMESTAMPNS) plus its --delay-jitter, however late the handler
+thread runs: what a remote vendor, whose count our host's load cannot delay, would see.
+The default counts it when its handler runs, which on a loaded host adds this process's
+own scheduling stalls to the delay.
 
 --other-rate R makes "other clients" of the same account (Foundry sums every key of an
 organization) use R requests per scaled second, so a perfect local limiter still sees
@@ -22,45 +29,71 @@ each request by a random 0..MS ms (the handler sleeps before deciding): the dela
 client's decision and the server's count, which the client's margin must cover. The
 summary's "per_second" lists [ok, throttled] per second since the first request.
 """
-import random
 import argparse
+import bisect
 import collections
 import json
 import math
+import random
 import signal
+import socket
 import socketserver
 import ssl
+import struct
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python 3.11 lacks the name
+
 
 class Sliding:
-    """At most n in any rolling window of t seconds (exact: keeps every arrival)."""
+    """At most n in any rolling window of t seconds (exact: keeps every arrival).
+
+    A window is (x - t, x]. Arrivals may come out of order (--count-at arrival stamps each
+    request with its packet's arrival, and handler threads count in any order): a new one
+    at `now` is taken only if every window holding it keeps at most n. The worst such
+    window ends at `now` or at a later arrival less than t after it."""
+
+    HORIZON = 10.0  # arrivals kept this long beyond their window: the most out of order
 
     def __init__(self, n, t):
-        self.n, self.t, self.log, self.most = n, t, collections.deque(), 0
+        self.n, self.t, self.log, self.most, self.newest = n, t, [], 0, -math.inf
 
-    def _expire(self, now):
-        while self.log and self.log[0] <= now - self.t:
-            self.log.popleft()
+    def _count(self, x):
+        """Arrivals in the window (x - t, x]."""
+        return bisect.bisect_right(self.log, x) - bisect.bisect_right(self.log, x - self.t)
+
+    def _worst(self, now):
+        """The most arrivals in any window that would hold one more at now."""
+        ends = [now] + self.log[bisect.bisect_left(self.log, now):
+                                bisect.bisect_left(self.log, now + self.t)]
+        return max(self._count(x) for x in ends)
+
+    def admits(self, now):
+        """(ok, wait): would one more at now keep the rule; else how long until it might."""
+        if self._worst(now) < self.n:
+            return True, 0.0
+        return False, self.reset_in(now)
 
     def try_take(self, now):
-        self._expire(now)
-        if len(self.log) >= self.n:
-            return False, self.log[0] + self.t - now
-        self.log.append(now)
-        self.most = max(self.most, len(self.log))
-        return True, 0.0
+        ok, wait = self.admits(now)
+        if ok:
+            bisect.insort(self.log, now)
+            self.most = max(self.most, self._worst(now))
+            self.newest = max(self.newest, now)
+            cut = bisect.bisect_right(self.log, self.newest - self.t - self.HORIZON)
+            del self.log[:cut]
+        return ok, wait
 
     def remaining(self, now):
-        self._expire(now)
-        return self.n - len(self.log)
+        return max(0, self.n - self._count(now))
 
     def reset_in(self, now):
-        self._expire(now)
-        return self.log[0] + self.t - now if self.log else 0.0
+        """Until the oldest arrival in the window ending at now leaves it."""
+        i = bisect.bisect_right(self.log, now - self.t)
+        return self.log[i] + self.t - now if i < len(self.log) and self.log[i] <= now else 0.0
 
 
 class Bucket:
@@ -119,11 +152,13 @@ class Vendor:
         self.stats = {"requests": 0, "ok": 0, "throttled": 0, "other_ok": 0}
         self.first = self.last = None  # arrival of the first and last request of ours
         self.log = None  # --log: a file, one line per request of ours
+        self.per_second_from = None  # the instant per_second[0] starts
 
-    def decide(self, other=False):
-        """Count one arrival; returns (ok, headers, body) in the seed's shape."""
+    def decide(self, other=False, at=None):
+        """Count one arrival (at `at`, CLOCK_MONOTONIC seconds; default now); returns
+        (ok, headers, body) in the seed's shape."""
         with self.lock:
-            now = time.monotonic()
+            now = time.monotonic() if at is None else at
             waits = [w for ok, w in (self._peek(r, now) for r in self.rules) if not ok]
             if not waits:
                 for r in self.rules:
@@ -131,20 +166,24 @@ class Vendor:
             key = "other_ok" if other else "ok"
             if not other:
                 self.stats["requests"] += 1
-                self.first = now if self.first is None else self.first
-                self.last = now
+                self.first = now if self.first is None else min(self.first, now)
+                self.last = now if self.last is None else max(self.last, now)
             if waits:
                 self.stats["throttled"] += 0 if other else 1
             else:
                 self.stats[key] += 1
             if not other:
-                second = int(now - self.first)
+                if self.per_second_from is None:
+                    self.per_second_from = now - 1.0  # room for a count a little out of order
+                second = max(0, int(now - self.per_second_from))
                 while len(self.per_second) <= second:
                     self.per_second.append([0, 0])
                 self.per_second[second][1 if waits else 0] += 1
             answer = self._answer(not waits, max(waits, default=0.0), now)
             if self.log and not other:
-                self.log.write("%.6f %d %s\n" % (now, answer[0], answer[1].get("Retry-After", 0)))
+                handled = time.monotonic() if at is not None else now
+                self.log.write("%.6f %d %s %.6f\n"
+                               % (now, answer[0], answer[1].get("Retry-After", 0), handled))
                 self.log.flush()
             return answer
 
@@ -152,8 +191,7 @@ class Vendor:
     def _peek(rule, now):
         """Would the rule admit now? (without taking)"""
         if isinstance(rule, Sliding):
-            rule._expire(now)
-            return (len(rule.log) < rule.n, rule.reset_in(now))
+            return rule.admits(now)
         base = max(rule.tat, now)
         return (base - now <= rule.tau + 1e-9, base - now - rule.tau)
 
@@ -188,15 +226,46 @@ class Handler(BaseHTTPRequestHandler):
     # as real vendor APIs keep them; a client that sends "Connection: close" gets one request.
     protocol_version = "HTTP/1.1"
 
+    def setup(self):
+        if self.server.count_at_arrival:
+            self.rbufsize = 0  # no buffer in this process: the kernel's holds the next request
+            self.connection.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        super().setup()
+
+    def handle_one_request(self):
+        self.arrival = None
+        if self.server.count_at_arrival:
+            self.arrival = self._arrival()
+        super().handle_one_request()
+
+    def _arrival(self):
+        """When the next request's first byte came in (CLOCK_MONOTONIC seconds), from its
+        packet's kernel timestamp: the instant a remote vendor would count it, however late
+        this process gets to run. None if the client closed."""
+        try:
+            data, anc, _, _ = self.connection.recvmsg(1, socket.CMSG_SPACE(16), socket.MSG_PEEK)
+        except OSError:
+            return None
+        for level, kind, raw in anc:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+                sec, ns = struct.unpack("qq", raw[:16])
+                return time.monotonic() - (time.time() - (sec + ns / 1e9))
+        return None if not data else time.monotonic()
+
     def do_GET(self):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)  # a request body (POST) is read, never interpreted
         if self.path == "/__stats":
             return self._send(200, {}, self.server.vendor.summary())
-        if self.server.jitter_ms > 0:
-            time.sleep(random.uniform(0, self.server.jitter_ms) / 1000)
-        status, headers, body = self.server.vendor.decide()
+        at = None
+        jitter = random.uniform(0, self.server.jitter_ms) / 1000 if self.server.jitter_ms else 0
+        if self.arrival is not None:
+            at = self.arrival + jitter
+            time.sleep(max(0.0, at - time.monotonic()))
+        elif jitter:
+            time.sleep(jitter)
+        status, headers, body = self.server.vendor.decide(at=at)
         self._send(status, headers, body)
 
     do_POST = do_GET
@@ -239,7 +308,11 @@ def main():
                     help="one exact rolling window of N per SECONDS instead of the seed's")
     ap.add_argument("--delay-jitter", type=float, default=0.0, metavar="MS",
                     help="delay counting each request by a random 0..MS ms")
-    ap.add_argument("--log", metavar="FILE", help="one line per request: arrival status retry")
+    ap.add_argument("--count-at", choices=("handler", "arrival"), default="handler",
+                    help="count a request when its handler runs (default) or at its packet's "
+                         "kernel arrival time (with --sliding; not with --tls)")
+    ap.add_argument("--log", metavar="FILE",
+                    help="one line per request: counted-at status retry handled-at")
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
                     help="serve HTTPS with this certificate and key (PEM files)")
     args = ap.parse_args()
@@ -247,11 +320,15 @@ def main():
         ap.error("--sliding: N must be at least 1 and SECONDS positive")
     if args.delay_jitter < 0:
         ap.error("--delay-jitter: MS must not be negative")
+    if args.count_at == "arrival" and (not args.sliding or args.tls):
+        ap.error("--count-at arrival: needs --sliding (its rule takes arrivals out of order) "
+                 "and plain TCP (a TLS record has no arrival time per request)")
     vendor = Vendor(args.seed, args.scale, args.sliding)
     if args.log:
         vendor.log = open(args.log, "w")
     server = Server(("127.0.0.1", args.port), Handler)
     server.jitter_ms = args.delay_jitter
+    server.count_at_arrival = args.count_at == "arrival"
     if args.tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*args.tls)

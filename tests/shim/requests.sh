@@ -175,7 +175,7 @@ in_flight=0
 import sys
 rows = [[float(x) for x in l.split()] for l in open(sys.argv[1])]
 in_flight = int(sys.argv[2])
-for i, (t, status, retry) in enumerate(rows):
+for i, (t, status, retry, *_) in enumerate(rows):
     if status == 429:
         early = [r for r in rows[i + 1:] if r[0] < t + retry]
         print("429 at %.3f, Retry-After %d: %d requests before its instant" % (t, retry, len(early)))
