@@ -4,6 +4,9 @@
 #   plain    the pool and the vendor agree on 50/1s; the host's own load is the only delay
 #   jitter   the vendor counts each request 0..40 ms after it arrives (--delay-jitter 40)
 #   told2x   the pool is told 100/s; the vendor allows 50/s and sends all its headers
+# The vendor counts each request at its packet's kernel arrival (COUNT_AT=arrival, the
+# default), as a remote vendor would; COUNT_AT=handler counts it when its handler thread
+# runs on this host, which adds the mock's own scheduling stalls.
 # Prints per scenario: utilization of the vendor's budget after the first 10 s, 429s per
 # 1,000 requests in 5 s slices, and the margin the table learned.
 # usage: bench/margin.sh VENDOR_POOL RATELIMITCTL MOCK_VENDOR_PY [SECONDS]
@@ -16,10 +19,10 @@ run() { # NAME SEED JITTER_MS RULES
     rm -f "$table"
     : >"$out/vendor"
     python3 "$vendor" --seed "$seed" --sliding 50 1 --delay-jitter "$jitter" \
-        --max-seconds $((secs + 30)) >"$out/vendor" &
+        --count-at "${COUNT_AT:-arrival}" --max-seconds $((secs + 30)) >"$out/vendor" &
     vpid=$!
     for _ in $(seq 300); do
-        port=$(sed -n 's/^port //p' "$out/vendor")
+        port=$(sed -n 's/^port //p' "$out/vendor" 2>/dev/null || true)
         [ -n "$port" ] && break
         sleep 0.1
     done

@@ -11,8 +11,12 @@
 # worker busy for SECONDS (default 60). The machine's own background load is the rest of
 # the delay. Prints the utilization of the vendor's budget after the first 10 s and after
 # the margin's last widening, 429s per 1,000 requests in 5 s slices, and the margin the
-# table learned. KEEP=DIR keeps the vendor's log (arrivals) and the clients' admission
-# instants there. Not a test: it measures (README "Benchmarks").
+# table learned. The vendor counts each request at its packet's kernel arrival
+# (COUNT_AT=arrival, the default): a remote vendor's count is not delayed by this host's
+# load. COUNT_AT=handler counts it when the mock's handler thread runs here, which adds the
+# mock's own stalls on a loaded host. KEEP=DIR keeps the vendor's log (arrivals) and the
+# clients' admission instants there (bench/delay_split.py reads them). Not a test: it
+# measures (README "Benchmarks").
 # Needs the build (build/python, build/tools/ratelimitctl) and /usr/bin/python3 with
 # gunicorn and requests.
 set -euo pipefail
@@ -31,11 +35,11 @@ cleanup() {
 }
 trap cleanup EXIT
 "$py" "$top/tests/mock_vendor.py" --seed "$seed" --sliding 50 1 --delay-jitter "$jitter" \
-    --max-seconds $((secs + 60)) --log "$work/log" >"$work/vendor" &
+    --count-at "${COUNT_AT:-arrival}" --max-seconds $((secs + 60)) --log "$work/log" >"$work/vendor" &
 vpid=$!
 port=""
 for _ in $(seq 300); do
-    port=$(sed -n 's/^port //p' "$work/vendor")
+    port=$(sed -n 's/^port //p' "$work/vendor" 2>/dev/null || true)
     [ -n "$port" ] && break
     sleep 0.1
 done

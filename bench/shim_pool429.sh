@@ -24,7 +24,7 @@ for mode in $modes; do
         >"$work/server.out" &
     server=$!
     until grep -q '^port ' "$work/server.out"; do sleep 0.05; done
-    port=$(sed -n 's/^port //p' "$work/server.out")
+    port=$(sed -n 's/^port //p' "$work/server.out" 2>/dev/null || true)
     count=""
     [ "$mode" = requests ] && count="count requests"
     printf 'table %s\nbucket v 100/1s\nroute 127.0.0.1:%s v %s\n' "$work/table" "$port" \

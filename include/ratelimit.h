@@ -610,6 +610,10 @@ int rl_try_acquire(rl_bucket *bucket, uint32_t cost, struct rl_decision *out);
  * RL_ELIMITED for such a turn. A process killed while
  * sleeping loses its reservation (under-admission), never causes over-admission.
  * A turn voided by a 429 reported meanwhile is taken again after the cool-down.
+ * A wake-up more than half the chain's least margin in effect after the turn leaves the
+ * turn unused (its units stay counted) and takes a fresh one, at most twice, if one fits
+ * in the time left; else the late turn stands. out then describes the turn returned;
+ * each fresh turn that waits counts in `waited`. Never if a rule of the chain has margin 0.
  * Errors: RL_ETIMEDOUT, RL_ECOST, RL_EINVAL (bucket NULL, cost 0, or a template), RL_EPERM
  * (read-only table), RL_ECORRUPT, RL_ENOMEM.
  * Lock-free (sleeps only for its own turn); may allocate as rl_try_acquire; sleeps
@@ -820,7 +824,7 @@ struct rl_counters {
     uint64_t admitted;         /* requests admitted */
     uint64_t admitted_units;   /* units admitted (sum of cost) */
     uint64_t rejected;         /* try_acquire refusals and timeouts */
-    uint64_t waited;           /* blocking acquires that had to sleep */
+    uint64_t waited;           /* turns waited for (a late wake-up retakes one) */
     uint64_t waited_ns;        /* total time reserved ahead by blocking acquires */
     uint64_t dry_run_rejected; /* dry-run: requests that would have been refused */
     uint64_t resets;

@@ -41,6 +41,7 @@
 #define STALE_LIMIT     64
 #define REPAIR_AFTER    8
 #define MOVED_WAIT_NS   10000000ULL /* a resized table's refusal: look again in 10 ms */
+#define LATE_RETAKES    2           /* fresh turns one rl_acquire takes for late wake-ups */
 
 struct plan_step {
     struct rule_ctx ctx;            /* ctx.state: the state word */
@@ -393,9 +394,27 @@ static int request_check(const rl_bucket *b, uint32_t cost)
     return 0;
 }
 
+/* A reserved turn: its instant (relative ns, 0: now, no sleep) and how late a waiter may
+ * wake for it and still send (0: no limit). */
+struct turn {
+    uint64_t at, late;
+};
+
+/* Half the least margin in effect of the chain's enforced rules: a waiter that wakes later
+ * than that after its instant has left less than half the margin for the way to the
+ * server. 0 (no limit) if a margin is 0: the rules then cover no delay at all. */
+static uint64_t plan_late_limit(const struct chain_plan *pl)
+{
+    uint64_t least = UINT64_MAX;
+    for (unsigned i = 0; i < pl->n; i++)
+        if (pl->steps[i].view && !pl->steps[i].skip && !pl->steps[i].dry_run)
+            least = rl__min(least, pl->steps[i].ctx.margin_ns);
+    return least == UINT64_MAX ? 0 : least / 2;
+}
+
 /* The general path of acquire(), out of line: its plan is large, the fast path is small. */
 __attribute__((noinline)) static int acquire_general(rl_bucket *b, uint32_t cost, uint64_t max_wait,
-                                                     struct rl_decision *out, uint64_t *at)
+                                                     struct rl_decision *out, struct turn *turn)
 {
     struct chain_plan pl;
     pl.cost = cost;
@@ -412,18 +431,18 @@ __attribute__((noinline)) static int acquire_general(rl_bucket *b, uint32_t cost
     plan_finalize(&pl);
     count_admitted(b, &pl);
     fill_decision(out, &pl, b->table, true);
-    *at = pl.d > pl.now ? pl.d : 0;
+    turn->at = pl.d > pl.now ? pl.d : 0;
+    turn->late = turn->at ? plan_late_limit(&pl) : 0;
     return 0;
 }
 
-/* A checked request: 0 (admitted at *at, relative, 0 if now: the caller sleeps until
- * then), RL_ELIMITED, or an error. This is the reservation both rl_acquire and
- * rl_reserve make. */
+/* A checked request: 0 (admitted at turn->at: the caller sleeps until then), RL_ELIMITED,
+ * or an error. This is the reservation both rl_acquire and rl_reserve make. */
 static int acquire_checked(rl_bucket *b, uint32_t cost, uint64_t max_wait, struct rl_decision *out,
-                           uint64_t *at)
+                           struct turn *turn)
 {
     struct rl_section s;
-    *at = 0;
+    *turn = (struct turn){0, 0};
     int rc = rl__guard_check(b->table);
     if (rc)
         return rc;
@@ -443,7 +462,7 @@ static int acquire_checked(rl_bucket *b, uint32_t cost, uint64_t max_wait, struc
         rc = RL_ELIMITED;
         break;
     default: /* GCRA_DECLINED */
-        rc = acquire_general(b, cost, max_wait, out, at);
+        rc = acquire_general(b, cost, max_wait, out, turn);
     }
     rl__section_exit(&s);
     /* A truncation during the decision made it on zeros: it does not stand (guard.c). */
@@ -453,9 +472,9 @@ static int acquire_checked(rl_bucket *b, uint32_t cost, uint64_t max_wait, struc
 
 int rl_try_acquire(rl_bucket *b, uint32_t cost, struct rl_decision *out)
 {
-    uint64_t at;
+    struct turn turn;
     int rc = request_check(b, cost);
-    return rc ? rc : acquire_checked(b, cost, 0, out, &at);
+    return rc ? rc : acquire_checked(b, cost, 0, out, &turn);
 }
 
 /*
@@ -491,6 +510,35 @@ static bool lease_wait(const rl_bucket *b, uint64_t deadline, uint64_t cap, uint
     return true;
 }
 
+/*
+ * A waiter that woke more than turn->late after its instant has less than half the
+ * margin left for the way to the server: sent now, the server may count it in a window
+ * the rules already filled. Take a fresh turn, within what is left of the timeout, and
+ * leave the late one unused (its units stay counted: under-admission, as for a turn a
+ * killed process never used). True: *turn is the fresh turn (out filled). False: no limit,
+ * not late, or no fresh turn in time: the late turn stands (out as it was).
+ */
+static bool retake_late(rl_bucket *b, uint32_t cost, uint64_t deadline, struct rl_decision *out,
+                        struct turn *turn)
+{
+    uint64_t now = rl__clock_rel(b->table);
+    if (!turn->late || now <= rl__sat_add(turn->at, turn->late) || now >= deadline)
+        return false;
+    struct rl_decision held = out ? *out : (struct rl_decision){0};
+    struct turn fresh;
+    int rc = acquire_checked(b, cost, deadline - now, out, &fresh);
+    if (rc) {
+        if (rc == RL_ELIMITED) /* relaxed: a statistic; the late turn is no refusal */
+            rl__fetch_add_relaxed(&b->rec->counters.rejected, (uint64_t)-1);
+        if (out)
+            *out = held;
+        return false;
+    }
+    uncount_admitted(b, cost);
+    *turn = fresh;
+    return true;
+}
+
 int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out)
 {
     int err = request_check(b, cost);
@@ -499,10 +547,12 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
     /* The deadline, from this process's clock reading: absolute for the sleeps' cap,
      * relative to compare with the shared words' instants. */
     uint64_t cap = rl__sat_add(rl__clock_mono(), timeout_ns), start = rl__clock_rel(b->table);
-    uint64_t deadline = rl__sat_add(start, timeout_ns), at, resume;
+    uint64_t deadline = rl__sat_add(start, timeout_ns), resume;
+    struct turn turn;
+    unsigned retakes = 0;
     bool paused = false;
     for (;;) {
-        int rc = acquire_checked(b, cost, timeout_ns, out, &at);
+        int rc = acquire_checked(b, cost, timeout_ns, out, &turn);
         if (rc == RL_ELIMITED && lease_wait(b, deadline, cap, &timeout_ns)) {
             /* A pause for the lease is part of one wait: take back the refusal it counted.
              * Relaxed: a statistic; adding the two's complement subtracts. */
@@ -512,19 +562,25 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
         }
         if (rc == 0 && paused) {
             /* The pauses' time, and the wait itself if the decision did not count one. */
-            if (!at)
+            if (!turn.at)
                 rl__fetch_add_relaxed(&b->rec->counters.waited, 1);
             rl__fetch_add_relaxed(&b->rec->counters.waited_ns, rl__clock_rel(b->table) - start);
         }
         if (rc < 0)
             return rc == RL_ELIMITED ? RL_ETIMEDOUT : rc;
-        if (!at)
+        if (!turn.at)
             return 0;
         /* The turn is at most timeout_ns after the decision's clock reading, an earlier one
          * than this: capped here, the sleep never ends before the turn. */
-        sleep_until(b->table, at, rl__sat_add(rl__clock_mono(), timeout_ns));
-        if (!(resume = turn_voided_until(b, at)))
-            return 0;
+        sleep_until(b->table, turn.at, rl__sat_add(rl__clock_mono(), timeout_ns));
+        while (!(resume = turn_voided_until(b, turn.at))) {
+            if (retakes == LATE_RETAKES || !retake_late(b, cost, deadline, out, &turn))
+                return 0;
+            retakes++;
+            if (!turn.at)
+                return 0;
+            sleep_until(b->table, turn.at, cap); /* a fresh turn is before the deadline */
+        }
         uncount_admitted(b, cost);
         if (resume >= deadline)
             return rl__fail(RL_ETIMEDOUT, "bucket '%s': cooling down after a 429", b->name);
@@ -536,10 +592,10 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
 
 int rl_reserve(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out)
 {
-    uint64_t at;
+    struct turn turn;
     int rc = request_check(b, cost);
     if (rc == 0)
-        rc = acquire_checked(b, cost, timeout_ns, out, &at);
+        rc = acquire_checked(b, cost, timeout_ns, out, &turn);
     return rc == RL_ELIMITED ? RL_ETIMEDOUT : rc;
 }
 

@@ -229,7 +229,6 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self):
         if self.server.count_at_arrival:
             self.rbufsize = 0  # no buffer in this process: the kernel's holds the next request
-            self.connection.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         super().setup()
 
     def handle_one_request(self):
@@ -329,6 +328,11 @@ def main():
     server = Server(("127.0.0.1", args.port), Handler)
     server.jitter_ms = args.delay_jitter
     server.count_at_arrival = args.count_at == "arrival"
+    if server.count_at_arrival:
+        # On the listening socket: accepted ones inherit it, and while one socket asks for
+        # them the kernel stamps every packet as it comes in, a new connection's first one
+        # too (with none, a packet has no stamp and would be counted when read).
+        server.socket.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     if args.tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*args.tls)

@@ -20,7 +20,7 @@ scenario() { # NAME SEED JITTER_MS RULES
         >"$out/vendor" &
     vpid=$! port=
     for _ in $(seq 300); do # its "port N" line is the ready signal (bounded: 30 s)
-        port=$(sed -n 's/^port //p' "$out/vendor")
+        port=$(sed -n 's/^port //p' "$out/vendor" 2>/dev/null || true)
         [ -n "$port" ] && break
         kill -0 "$vpid" 2>/dev/null || { echo "the mock vendor exited before it listened"; exit 1; }
         sleep 0.1

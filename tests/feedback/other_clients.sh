@@ -16,7 +16,7 @@ trap '[ -n "$vpid" ] && kill "$vpid" 2>/dev/null; rm -rf "$out" "$table"' EXIT
 python3 "$vendor" --seed ti-standard --scale 20 --max-seconds 100 --other-rate 0.5 >"$out/vendor" &
 vpid=$! port=
 for _ in $(seq 300); do
-    port=$(sed -n 's/^port //p' "$out/vendor")
+    port=$(sed -n 's/^port //p' "$out/vendor" 2>/dev/null || true)
     [ -n "$port" ] && break
     kill -0 "$vpid" 2>/dev/null || { echo "the mock vendor exited before it listened"; exit 1; }
     sleep 0.1

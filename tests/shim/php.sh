@@ -60,7 +60,7 @@ server=$!
 pids+=("$server")
 vport=""
 for _ in $(seq 300); do # its "port N" line is the ready signal (bounded: 30 s)
-    vport=$(sed -n 's/^port //p' "$work/server.out")
+    vport=$(sed -n 's/^port //p' "$work/server.out" 2>/dev/null || true)
     [ -n "$vport" ] && break
     kill -0 "$server" 2>/dev/null || break
     sleep 0.1

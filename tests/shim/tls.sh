@@ -138,7 +138,7 @@ scenario() {
     server=$!
     port=""
     for _ in $(seq 300); do # its "port N" line is the ready signal (bounded: 30 s)
-        port=$(sed -n 's/^port //p' "$work/server.out")
+        port=$(sed -n 's/^port //p' "$work/server.out" 2>/dev/null || true)
         [ -n "$port" ] && break
         kill -0 "$server" 2>/dev/null || break
         sleep 0.1
@@ -202,7 +202,7 @@ PY
     server=$!
     port=""
     for _ in $(seq 300); do # its "port N" line is the ready signal (bounded: 30 s)
-        port=$(sed -n 's/^port //p' "$work/alpn.out")
+        port=$(sed -n 's/^port //p' "$work/alpn.out" 2>/dev/null || true)
         [ -n "$port" ] && break
         kill -0 "$server" 2>/dev/null || break
         sleep 0.1

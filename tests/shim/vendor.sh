@@ -38,7 +38,7 @@ fail() { # the bucket's counters tell an over-admission from late arrivals at th
 server=$!
 port=""
 for _ in $(seq 300); do # its "port N" line is the ready signal (bounded: 30 s)
-    port=$(sed -n 's/^port //p' "$work/server.out")
+    port=$(sed -n 's/^port //p' "$work/server.out" 2>/dev/null || true)
     [ -n "$port" ] && break
     kill -0 "$server" 2>/dev/null || break
     sleep 0.1
