@@ -453,6 +453,7 @@ static int acquire_checked(rl_bucket *b, uint32_t cost, uint64_t max_wait, struc
     case GCRA_MOVED: /* resized away: refuse, as a full budget does (never an error a
                       * fail-open caller would wave through); the detail says why */
         rc = RL_ELIMITED;
+        rl__fetch_add_relaxed(&b->rec->counters.rejected, 1); /* relaxed: a statistic */
         if (out)
             *out = (struct rl_decision){.at_ns = rl_now_ns(), .wait_ns = MOVED_WAIT_NS};
         break;
