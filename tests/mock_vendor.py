@@ -31,13 +31,11 @@ summary's "per_second" lists [ok, throttled] per second since the first request.
 """
 import argparse
 import bisect
-import collections
 import json
 import math
 import random
 import signal
 import socket
-import socketserver
 import ssl
 import struct
 import sys
@@ -174,8 +172,8 @@ class Vendor:
                 self.stats[key] += 1
             if not other:
                 if self.per_second_from is None:
-                    self.per_second_from = now - 1.0  # room for a count a little out of order
-                second = max(0, int(now - self.per_second_from))
+                    self.per_second_from = now
+                second = max(0, int(now - self.per_second_from))  # an earlier count: second 0
                 while len(self.per_second) <= second:
                     self.per_second.append([0, 0])
                 self.per_second[second][1 if waits else 0] += 1
