@@ -42,8 +42,9 @@ static struct rl_counters counters_of(rl_bucket *b)
     return info.counters;
 }
 
-/* One unit now, so that the next request must wait 320 ms (a window of 300 ms counted
- * 320 ms long with the margin). Returns the admission instant. */
+/* One unit now, so that the next request must wait 1020 ms (a window of 1 s counted
+ * 1020 ms long with the margin): a machine that stalls the test up to 0.95 s changes no
+ * count. Returns the admission instant. */
 static uint64_t fill(rl_bucket *b)
 {
     struct rl_decision d;
@@ -55,7 +56,7 @@ static uint64_t fill(rl_bucket *b)
  * the rules had counted it at, beyond the margin. */
 Test(late, a_late_wake_takes_a_fresh_turn_twice_at_most)
 {
-    rl_bucket *b = define(g_table, "late", "1/300ms margin 20ms", NULL);
+    rl_bucket *b = define(g_table, "late", "1/1s margin 20ms", NULL);
     uint64_t first = fill(b);
     struct rl_decision d;
     armed = true;
@@ -66,31 +67,31 @@ Test(late, a_late_wake_takes_a_fresh_turn_twice_at_most)
     cr_expect_eq(c.waited, 3, "the turn and two fresh ones after late wake-ups: %llu",
                  (unsigned long long)c.waited);
     cr_expect_eq(c.admitted, 2, "the first unit and one request: the late turns are unused");
-    cr_expect_geq(d.at_ns, first + 3 * 320 * NS_PER_MS, "the third turn, after two unused ones");
+    cr_expect_geq(d.at_ns, first + 3 * 1020 * NS_PER_MS, "the third turn, after two unused ones");
 }
 
 /* A fresh turn the timeout leaves no room for: the late turn stands (never a timeout for a
  * request that had its turn). */
 Test(late, a_late_wake_past_the_deadline_keeps_its_turn)
 {
-    rl_bucket *b = define(g_table, "deadline", "1/300ms margin 20ms", NULL);
+    rl_bucket *b = define(g_table, "deadline", "1/1s margin 20ms", NULL);
     uint64_t first = fill(b);
     struct rl_decision d;
     armed = true;
-    int rc = rl_acquire(b, 1, 330 * NS_PER_MS, &d); /* the turn at 320 ms fits; a wake at 370 */
+    int rc = rl_acquire(b, 1, 1030 * NS_PER_MS, &d); /* the turn at 1020 ms fits; a wake at 1070 */
     armed = false;
     cr_assert_eq(rc, 0, "the late turn stands: %s", rl_strerror(rc));
     struct rl_counters c = counters_of(b);
     cr_expect_eq(c.waited, 1);
     cr_expect_eq(c.admitted, 2);
     cr_expect_eq(c.rejected, 0, "no refusal counted for the retake that did not fit");
-    cr_expect_lt(d.at_ns, first + 2 * 320 * NS_PER_MS, "the first turn");
+    cr_expect_lt(d.at_ns, first + 2 * 1020 * NS_PER_MS, "the first turn");
 }
 
 /* With margin 0 the rules cover no delay: there is no lateness to correct. */
 Test(late, margin_0_never_retakes)
 {
-    rl_bucket *b = define(g_table, "exact", "1/300ms margin 0", NULL);
+    rl_bucket *b = define(g_table, "exact", "1/1s margin 0", NULL);
     fill(b);
     armed = true;
     int rc = rl_acquire(b, 1, 10 * NS_PER_SEC, NULL);
