@@ -623,6 +623,27 @@ int rl_try_acquire(rl_bucket *bucket, uint32_t cost, struct rl_decision *out);
 int rl_acquire(rl_bucket *bucket, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out);
 
 /*
+ * Call right before the request an admission let through leaves (its bytes go to the
+ * socket), when code ran between the decision and the send: a connection pool, a TLS
+ * handshake, a process preempted on a loaded host. `d` is the admission's decision (from
+ * rl_try_acquire, rl_acquire, or rl_reserve once its instant came). If more than half the
+ * chain's least margin in effect has passed since d->at_ns, the server may count the
+ * request in a window the rules already filled: take a fresh turn as rl_acquire does
+ * (sleeping for it, at most timeout_ns) and leave the stale one unused (its units stay
+ * counted: under-admission, as for a turn a killed process never used).
+ * Returns 1: a fresh turn was taken, *d describes it; send now. Returns 0: the admission
+ * stands (not late, a rule of the chain has margin 0, d->dry_run_rejected, no fresh turn
+ * within timeout_ns, or the rules cannot be read now); send now. Never a refusal: the
+ * request was admitted.
+ * Errors: RL_EINVAL (bucket or d NULL, cost 0, or a template), RL_EPERM (read-only table).
+ * Lock-free; may allocate as rl_try_acquire; sleeps only for a fresh turn; writes nothing
+ * when the admission stands, else as rl_acquire, and takes the stale admission out of the
+ * chain's `admitted` counters; not async-signal-safe; any thread.
+ */
+int rl_acquire_recheck(rl_bucket *bucket, uint32_t cost, uint64_t timeout_ns,
+                       struct rl_decision *d);
+
+/*
  * rl_acquire without the sleep, for callers that wait their own way (an event loop, a
  * timer): reserve the earliest instant at which the request will be admitted, first come,
  * first served with every rl_acquire and rl_reserve of every process, and return at once.

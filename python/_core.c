@@ -458,6 +458,33 @@ static PyObject *Bucket_acquire(BucketObject *self, PyObject *args)
     return decision_tuple(rc == 0, &d);
 }
 
+/* _recheck(cost, timeout, at_ns, dry_run_rejected) -> a fresh decision tuple, or None: the
+ * admission stands. Releases the GIL (a fresh turn may be slept for). */
+static PyObject *Bucket_recheck(BucketObject *self, PyObject *args)
+{
+    PyObject *cost_obj, *timeout_obj;
+    unsigned long long at;
+    int dry;
+    uint32_t cost;
+    uint64_t timeout;
+    if (!PyArg_ParseTuple(args, "OOKp", &cost_obj, &timeout_obj, &at, &dry))
+        return NULL;
+    rl_bucket *b = handle(self);
+    if (!b || cost_arg(cost_obj, &cost) || timeout_ns(timeout_obj, &timeout))
+        return NULL;
+    struct rl_decision d = {.at_ns = at, .dry_run_rejected = dry};
+    self->table->busy++;
+    PyThreadState *ts = PyEval_SaveThread();
+    int rc = rl_acquire_recheck(b, cost, timeout, &d);
+    PyEval_RestoreThread(ts);
+    self->table->busy--;
+    if (rc < 0)
+        return raise_code(rc);
+    if (rc == 0)
+        Py_RETURN_NONE;
+    return decision_tuple(true, &d);
+}
+
 /* _reserve(cost, timeout) -> decision tuple (admitted False: not within timeout). */
 static PyObject *Bucket_reserve(BucketObject *self, PyObject *args)
 {
@@ -725,6 +752,7 @@ static PyMethodDef Bucket_methods[] = {
      "nothing.\nTrue: admitted. False: not now (nothing taken). Never sleeps."},
     {"_decide", (PyCFunction)(void (*)(void))Bucket_decide, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_acquire", (PyCFunction)Bucket_acquire, METH_VARARGS, NULL},
+    {"_recheck", (PyCFunction)Bucket_recheck, METH_VARARGS, NULL},
     {"_reserve", (PyCFunction)Bucket_reserve, METH_VARARGS, NULL},
     {"_reserve_check", (PyCFunction)Bucket_reserve_check, METH_VARARGS, NULL},
     {"_report", (PyCFunction)Bucket_report, METH_VARARGS, NULL},

@@ -407,7 +407,7 @@ static uint64_t plan_late_limit(const struct chain_plan *pl)
 {
     uint64_t least = UINT64_MAX;
     for (unsigned i = 0; i < pl->n; i++)
-        if (pl->steps[i].view && !pl->steps[i].skip && !pl->steps[i].dry_run)
+        if (pl->steps[i].view && !pl->steps[i].dry_run)
             least = rl__min(least, pl->steps[i].ctx.margin_ns);
     return least == UINT64_MAX ? 0 : least / 2;
 }
@@ -540,11 +540,10 @@ static bool retake_late(rl_bucket *b, uint32_t cost, uint64_t deadline, struct r
     return true;
 }
 
-int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out)
+/* rl_acquire after its checks. *refused: a final RL_ETIMEDOUT counted in `rejected`. */
+static int acquire_wait(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out,
+                        bool *refused)
 {
-    int err = request_check(b, cost);
-    if (err)
-        return err;
     /* The deadline, from this process's clock reading: absolute for the sleeps' cap,
      * relative to compare with the shared words' instants. */
     uint64_t cap = rl__sat_add(rl__clock_mono(), timeout_ns), start = rl__clock_rel(b->table);
@@ -567,8 +566,10 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
                 rl__fetch_add_relaxed(&b->rec->counters.waited, 1);
             rl__fetch_add_relaxed(&b->rec->counters.waited_ns, rl__clock_rel(b->table) - start);
         }
-        if (rc < 0)
+        if (rc < 0) {
+            *refused = rc == RL_ELIMITED;
             return rc == RL_ELIMITED ? RL_ETIMEDOUT : rc;
+        }
         if (!turn.at)
             return 0;
         /* The turn is at most timeout_ns after the decision's clock reading, an earlier one
@@ -589,6 +590,56 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
         uint64_t now = rl__clock_rel(b->table);
         timeout_ns = deadline > now ? deadline - now : 0;
     }
+}
+
+int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out)
+{
+    bool refused;
+    int err = request_check(b, cost);
+    return err ? err : acquire_wait(b, cost, timeout_ns, out, &refused);
+}
+
+/* The chain's late limit under its rules now (plan_late_limit); 0 if none, or if the rules
+ * cannot be read (the admission then stands: it was made under valid rules). */
+static uint64_t chain_late_limit(rl_bucket *b, uint32_t cost)
+{
+    struct chain_plan pl;
+    struct rl_section s;
+    uint64_t limit = 0;
+    if (rl__guard_check(b->table))
+        return 0;
+    pl.cost = cost;
+    rl__section_enter(b->table, &s); /* plan_build reads policy blocks */
+    if (plan_build(b, &pl) == 0)
+        limit = plan_late_limit(&pl);
+    rl__section_exit(&s);
+    return rl__guard_check(b->table) ? 0 : limit;
+}
+
+int rl_acquire_recheck(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decision *d)
+{
+    int err = request_check(b, cost);
+    if (err)
+        return err;
+    if (!d)
+        return rl__fail(RL_EINVAL, "rl_acquire_recheck needs the admission's decision");
+    if (d->dry_run_rejected)
+        return 0; /* no rule enforced it: a fresh turn would change nothing */
+    uint64_t limit = chain_late_limit(b, cost);
+    if (!limit || rl_now_ns() <= rl__sat_add(d->at_ns, limit))
+        return 0;
+    struct rl_decision fresh;
+    bool refused = false;
+    if (acquire_wait(b, cost, timeout_ns, &fresh, &refused) != 0) {
+        /* No fresh turn in time: the stale one stands, and is no refusal. Relaxed: a
+         * statistic; adding the two's complement subtracts. */
+        if (refused)
+            rl__fetch_add_relaxed(&b->rec->counters.rejected, (uint64_t)-1);
+        return 0;
+    }
+    uncount_admitted(b, cost); /* the stale turn goes unused: its units stay counted */
+    *d = fresh;
+    return 1;
 }
 
 int rl_reserve(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out)

@@ -144,13 +144,29 @@ class Bucket(_core.Bucket):
             raise _timeout_error(self, cost, d.wait_ns)
         return d
 
+    def recheck(self, decision: Decision, cost: int = 1,
+                timeout: Optional[float] = DEFAULT_TIMEOUT) -> Decision:
+        """Call right before an admitted request leaves, when code ran since `decision`
+        (a connection pool, a TLS handshake, a preempted process): if more than half the
+        bucket's margin in effect has passed since it, the vendor might count the request
+        in a window the rules already filled, so take a fresh turn (waiting at most
+        `timeout` seconds) and return it; the stale one stays counted, unused. Otherwise,
+        or with no fresh turn in time, return `decision`: it stands. Never raises Timeout:
+        the request was admitted (rl_acquire_recheck)."""
+        if not decision.admitted:
+            raise InvalidArgument(InvalidArgument.code, "invalid argument",
+                                  f"bucket '{self.name}': recheck needs an admission")
+        fresh = self._recheck(cost, timeout, decision.at_ns, decision.dry_run_rejected)
+        return decision if fresh is None else Decision(*fresh)
+
     async def acquire_async(self, cost: int = 1,
                             timeout: Optional[float] = DEFAULT_TIMEOUT) -> Decision:
         """acquire() for asyncio: reserve the turn at once (rl_reserve: first come, first
         served across processes, never blocking the event loop), then await it. A task
         cancelled while it waits loses its turn; the units stay counted (the pool admits
         less, never more). A turn a 429 voided meanwhile is reserved again after the
-        cool-down, within the same deadline."""
+        cool-down, within the same deadline. A wake-up late past half the margin (a busy
+        event loop) takes a fresh turn if one is free at once (recheck with timeout 0)."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
@@ -165,8 +181,8 @@ class Bucket(_core.Bucket):
             while _core.now_ns() < d.at_ns:  # the loop's clock may round the sleep down
                 await asyncio.sleep(0.001)
             resume = self._reserve_check(cost, d.at_ns)  # did a 429 void the turn?
-            if not resume:
-                return d
+            if not resume:  # woken late (a busy loop): a fresh turn only if one is free now
+                return self.recheck(d, cost, 0)
             if deadline is not None and loop.time() + (resume - _core.now_ns()) / 1e9 >= deadline:
                 raise Timeout(Timeout.code, "timed out: the request would not be admitted "
                               "before the deadline", f"bucket '{self.name}': cooling down "

@@ -7,21 +7,71 @@ Each request (each one, on a keep-alive connection too) waits for its turn, is s
 its response is reported: a 429 pauses the whole pool, X-RateLimit-* headers tighten it.
 With attempts > 1 a 429 is retried after the pool's pause (rl_call's loop); the last 429 is
 returned when every attempt got one.
+
+Between the turn and the moment the request's bytes go to the socket runs all of
+urllib3's send path (the pool, a connect or TLS handshake, on a loaded host a preemption).
+So the adapter's connections recheck the admission on their first send of each request
+(Bucket.recheck): one that has gone stale meanwhile takes a fresh turn there.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+import threading
+import time
+from typing import Any, Callable, Optional
 
 import requests.adapters
+import urllib3.connection
+import urllib3.connectionpool
 
 from . import DEFAULT_TIMEOUT, Bucket, Limited
+
+# The recheck the adapter's current request owes, for its connection's first send. The
+# adapter's send and the connection's run on the same thread (urllib3 sends synchronously).
+_pending = threading.local()
+
+
+class _RecheckOnSend:
+    """A connection that runs the pending recheck before its first send of a request,
+    once connected (http.client connects a new connection inside its first send)."""
+
+    sock: Any
+    auto_open: int
+
+    def send(self, data: Any) -> None:
+        check: Optional[Callable[[], None]] = getattr(_pending, "check", None)
+        if check is not None:
+            _pending.check = None
+            if self.sock is None and self.auto_open:
+                self.connect()  # type: ignore[attr-defined]
+            check()
+        super().send(data)  # type: ignore[misc]
+
+
+class _HTTPConnection(_RecheckOnSend, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_RecheckOnSend, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 class Adapter(requests.adapters.HTTPAdapter):
     """HTTPAdapter drawing `cost` units from `bucket` per request (waiting at most
     `timeout` seconds for a turn, else ratelimit.Timeout). Other keyword arguments go to
     HTTPAdapter (pool_connections, pool_maxsize, max_retries...). Each response carries
-    the admission as ``response.ratelimit_decision`` when attempts is 1."""
+    the admission as ``response.ratelimit_decision`` when attempts is 1: the fresh turn if
+    the recheck at the send took one."""
 
     def __init__(self, bucket: Bucket, *, cost: int = 1,
                  timeout: Optional[float] = DEFAULT_TIMEOUT, attempts: int = 1,
@@ -30,12 +80,32 @@ class Adapter(requests.adapters.HTTPAdapter):
         self.max_cooldown = max_cooldown
         super().__init__(**kw)
 
+    def init_poolmanager(self, *args: Any, **kw: Any) -> None:
+        super().init_poolmanager(*args, **kw)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **kw: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kw)
+        if not proxy.lower().startswith("socks"):  # SOCKS pools are urllib3's own
+            manager.pool_classes_by_scheme = _POOLS
+        return manager
+
     def send(self, request: Any, **kw: Any) -> Any:
         if self.attempts == 1:
-            decision = self.bucket.acquire(self.cost, self.wait)
-            response = super().send(request, **kw)
-            self.bucket.report(response, max_cooldown=self.max_cooldown, decision=decision)
-            response.ratelimit_decision = decision
+            deadline = None if self.wait is None else time.monotonic() + self.wait
+            decision = [self.bucket.acquire(self.cost, self.wait)]
+
+            def check() -> None:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                decision[0] = self.bucket.recheck(decision[0], self.cost, left)
+
+            _pending.check = check
+            try:
+                response = super().send(request, **kw)
+            finally:
+                _pending.check = None
+            self.bucket.report(response, max_cooldown=self.max_cooldown, decision=decision[0])
+            response.ratelimit_decision = decision[0]
             return response
         last = []
 

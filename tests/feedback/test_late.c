@@ -1,6 +1,7 @@
 /*
  * test_late.c - a waiter that wakes late for its turn takes a fresh one (src/acquire.c,
- * retake_late). The test is linked with -Wl,--wrap=clock_nanosleep: an armed process wakes
+ * retake_late), and so does an admission rechecked late before its send (rl_acquire_recheck).
+ * The test is linked with -Wl,--wrap=clock_nanosleep: an armed process wakes
  * from every absolute sleep LATE_MS late, as a process the scheduler left waiting does on
  * a loaded host. Every invariant is exact: more lateness from the machine itself only makes
  * each wake-up later still.
@@ -98,4 +99,92 @@ Test(late, margin_0_never_retakes)
     armed = false;
     cr_assert_eq(rc, 0);
     cr_expect_eq(counters_of(b).waited, 1);
+}
+
+/* rl_acquire_recheck: the admission it is given is late when more than half the margin
+ * passed since its instant. The sleeps below are relative (never lengthened by the wrap):
+ * a stall of the machine only makes an admission later. */
+static struct rl_decision admit(rl_bucket *b)
+{
+    struct rl_decision d;
+    cr_assert_eq(rl_try_acquire(b, 1, &d), 0);
+    return d;
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec t = {0, ms * 1000000L};
+    while (nanosleep(&t, &t) != 0)
+        ;
+}
+
+/* Not late: a limit of 1 s (margin 2 s), which only a stall of a second could pass. */
+Test(late, a_fresh_admission_stands)
+{
+    rl_bucket *b = define(g_table, "recheck-fresh", "2/10s margin 2s", NULL);
+    struct rl_decision d = admit(b), before = d;
+    cr_assert_eq(rl_acquire_recheck(b, 1, 0, &d), 0);
+    cr_expect_eq(d.at_ns, before.at_ns, "the decision is unchanged");
+    struct rl_counters c = counters_of(b);
+    cr_expect_eq(c.admitted, 1);
+    cr_expect_eq(c.waited, 0);
+}
+
+/* Late, budget left: a fresh turn at once; the stale unit stays counted, so of 3 units one
+ * more is left. */
+Test(late, a_late_admission_takes_a_fresh_turn)
+{
+    rl_bucket *b = define(g_table, "recheck-late", "3/10s margin 40ms", NULL);
+    struct rl_decision d = admit(b), before = d;
+    pause_ms(50);
+    cr_assert_eq(rl_acquire_recheck(b, 1, 0, &d), 1, "%s", rl_errdetail());
+    cr_expect_geq(d.at_ns, before.at_ns + 50 * NS_PER_MS, "the fresh turn is now");
+    cr_expect_eq(counters_of(b).admitted, 1, "one request: the stale turn is unused");
+    struct rl_decision x;
+    cr_expect_eq(rl_try_acquire(b, 1, &x), 0, "the third unit");
+    cr_expect_eq(rl_try_acquire(b, 1, &x), RL_ELIMITED, "the stale unit stays counted");
+}
+
+/* Late, no fresh turn within the timeout: the stale admission stands, and no refusal is
+ * counted. */
+Test(late, a_late_admission_without_a_fresh_turn_stands)
+{
+    rl_bucket *b = define(g_table, "recheck-full", "1/10s margin 40ms", NULL);
+    struct rl_decision d = admit(b), before = d;
+    pause_ms(50);
+    cr_assert_eq(rl_acquire_recheck(b, 1, 0, &d), 0);
+    cr_expect_eq(d.at_ns, before.at_ns);
+    struct rl_counters c = counters_of(b);
+    cr_expect_eq(c.admitted, 1);
+    cr_expect_eq(c.rejected, 0, "the retake that did not fit is no refusal");
+}
+
+/* Late, a fresh turn within the timeout: it sleeps for it (a window of 1 s counted 1020 ms
+ * long after the stale unit). */
+Test(late, a_late_admission_waits_for_a_fresh_turn)
+{
+    rl_bucket *b = define(g_table, "recheck-wait", "1/1s margin 20ms", NULL);
+    struct rl_decision d = admit(b), before = d;
+    pause_ms(15);
+    cr_assert_eq(rl_acquire_recheck(b, 1, 10 * NS_PER_SEC, &d), 1, "%s", rl_errdetail());
+    cr_expect_geq(d.at_ns, before.at_ns + 1020 * NS_PER_MS, "the next window's turn");
+    cr_expect_geq(rl_now_ns(), d.at_ns, "it slept until the turn");
+    struct rl_counters c = counters_of(b);
+    cr_expect_eq(c.admitted, 1, "one request");
+    cr_expect_geq(c.waited, 1);
+}
+
+Test(late, a_recheck_never_retakes_with_margin_0_or_in_dry_run)
+{
+    rl_bucket *exact = define(g_table, "recheck-exact", "2/10s margin 0", NULL);
+    struct rl_decision d = admit(exact), before = d;
+    pause_ms(20);
+    cr_expect_eq(rl_acquire_recheck(exact, 1, 0, &d), 0);
+    cr_expect_eq(d.at_ns, before.at_ns);
+    d.dry_run_rejected = true;
+    rl_bucket *b = define(g_table, "recheck-dry", "2/10s margin 10ms", NULL);
+    cr_expect_eq(rl_acquire_recheck(b, 1, 0, &d), 0, "no rule enforced it");
+    cr_expect_eq(rl_acquire_recheck(b, 1, 0, NULL), RL_EINVAL);
+    cr_expect_eq(rl_acquire_recheck(NULL, 1, 0, &d), RL_EINVAL);
+    cr_expect_eq(rl_acquire_recheck(b, 0, 0, &d), RL_EINVAL);
 }

@@ -1,10 +1,12 @@
 """The HTTP client adapters against the mock vendor: each request waits for its turn, each
 response (429s included) is reported to the shared bucket."""
 import asyncio
+import time
 
 import httpx
 import pytest
 import requests
+import urllib3.connection
 
 import ratelimit
 import ratelimit.httpx
@@ -21,6 +23,53 @@ def test_requests_adapter_limits_each_request_of_a_session(table, vendor_factory
     with pytest.raises(ratelimit.Timeout):
         s.get(vendor.url + "x")
     assert vendor.stop()["requests"] == 5, "the refused request was never sent"
+
+
+def test_requests_adapter_rechecks_a_stale_admission_at_the_send(table, vendor_factory,
+                                                                monkeypatch):
+    """A connect that takes 60 ms (a slow handshake, a preempted process) makes the turn
+    taken before it stale (margin 40 ms: late past 20 ms): the connection's first send
+    takes a fresh turn. The stale unit stays counted, so of 3 units the session sends 2."""
+    connect = urllib3.connection.HTTPConnection.connect
+
+    def slow_connect(self):
+        time.sleep(0.06)
+        connect(self)
+
+    monkeypatch.setattr(urllib3.connection.HTTPConnection, "connect", slow_connect)
+    vendor = vendor_factory("foundry")
+    b = table.define("v", "3/1h margin 40ms")
+    s = requests.Session()
+    s.mount(vendor.url, ratelimit.requests.Adapter(b, timeout=0.05))
+    before = time.monotonic_ns()
+    r = s.get(vendor.url + "x")
+    assert r.status_code == 200
+    assert r.ratelimit_decision.at_ns >= before + 60_000_000, "the fresh turn, after the connect"
+    assert b.info().counters.admitted == 1, "one request: the stale turn is unused"
+    assert s.get(vendor.url + "x").status_code == 200  # keep-alive: no connect, not stale
+    with pytest.raises(ratelimit.Timeout):
+        s.get(vendor.url + "x")
+    assert b.info().counters.admitted == 2
+    assert vendor.stop()["requests"] == 2
+
+
+def test_recheck(table):
+    b = table.define("r", "2/1h margin 2s")
+    d = b.acquire()
+    assert b.recheck(d) is d, "1 s of lateness allowed: the admission stands"
+    b.acquire()
+    refused = b.decide()
+    assert not refused.admitted
+    with pytest.raises(ratelimit.InvalidArgument):
+        b.recheck(refused)
+    late = table.define("late", "2/1h margin 2ms")
+    d = late.acquire()
+    time.sleep(0.01)
+    fresh = late.recheck(d, timeout=0)
+    assert fresh.admitted and fresh.at_ns >= d.at_ns + 10_000_000
+    assert late.recheck(fresh, timeout=0) is fresh, "both units counted: no fresh turn"
+    c = late.info().counters
+    assert (c.admitted, c.rejected) == (1, 0)
 
 
 def test_requests_adapter_reports_429s(table, vendor_factory):

@@ -1,6 +1,7 @@
 """acquire_async: waits never block the event loop; turns keep their order; a 429 voids
 turns not yet come."""
 import asyncio
+import time
 
 import pytest
 
@@ -70,6 +71,25 @@ def test_a_429_voids_a_turn_not_yet_come(table):
     assert d.admitted and info.feedback.last_429_ns < d.at_ns
     assert d.at_ns >= info.feedback.last_429_ns + 2 * 10**9, "taken again after the cool-down"
     assert info.counters.admitted == 2, "the voided turn is not counted"
+
+
+def test_a_late_wake_takes_a_fresh_turn_if_one_is_free(table):
+    """The loop is blocked past the turn (a busy event loop): the waiter wakes late and
+    takes a fresh turn, free then; the late one stays counted, unused."""
+    b = table.define("a", "2/1s margin 20ms")
+
+    async def main():
+        b.acquire(2)
+        start = ratelimit.now_ns()
+        waiter = asyncio.create_task(b.acquire_async(timeout=10))
+        await asyncio.sleep(0)  # the task reserves its turn (1020 ms on) and awaits it
+        time.sleep(1.2)  # blocks the loop past the turn
+        return start, await waiter
+
+    start, d = asyncio.run(main())
+    assert d.admitted and d.at_ns >= start + 1200 * 10**6, "a fresh turn, after the block"
+    assert b.info().counters.admitted == 2, "the first request (cost 2) and this one"
+    assert not b.decide().admitted, "the late turn's unit stays counted"
 
 
 def test_limit_async_forms(table):
