@@ -632,8 +632,8 @@ int rl_acquire(rl_bucket *bucket, uint32_t cost, uint64_t timeout_ns, struct rl_
  * (sleeping for it, at most timeout_ns) and leave the stale one unused (its units stay
  * counted: under-admission, as for a turn a killed process never used).
  * Returns 1: a fresh turn was taken, *d describes it; send now. Returns 0: the admission
- * stands (not late, a rule of the chain has margin 0, d->dry_run_rejected, no fresh turn
- * within timeout_ns, or the rules cannot be read now); send now. Never a refusal: the
+ * stands (not late, a rule of the chain has margin 0, no fresh turn within timeout_ns,
+ * or the rules cannot be read now); send now. Never a refusal: the
  * request was admitted.
  * Errors: RL_EINVAL (bucket or d NULL, cost 0, or a template), RL_EPERM (read-only table).
  * Lock-free; may allocate as rl_try_acquire; sleeps only for a fresh turn; writes nothing

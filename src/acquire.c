@@ -623,8 +623,6 @@ int rl_acquire_recheck(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct 
         return err;
     if (!d)
         return rl__fail(RL_EINVAL, "rl_acquire_recheck needs the admission's decision");
-    if (d->dry_run_rejected)
-        return 0; /* no rule enforced it: a fresh turn would change nothing */
     uint64_t limit = chain_late_limit(b, cost);
     if (!limit || rl_now_ns() <= rl__sat_add(d->at_ns, limit))
         return 0;
