@@ -285,22 +285,26 @@ struct shm_bucket {
      */
     rl_atomic64 policy_off;
     /*
-     * Server feedback (feedback.c). cooldown_until: relative ns before which the bucket
-     * admits nothing (a 429 was reported). Reports only raise it (CAS to a later value);
-     * rl_bucket_reset clears it. backoff: widened_at:56 | count:8. count: consecutive 429s
-     * without Retry-After (CAS, saturating; a success clears it by CAS). widened_at:
-     * relative ns of the margin's latest widening (margin.c, CAS M3; saturates after 2.2
-     * years, then every admitted 429 may widen). last_429: relative
-     * ns of the latest 429, which is also when the cool-down in force began; only raised, and
-     * not by a 429 for a request decided before it (the same event, feedback.c). server:
-     * the remaining budget the server reported, as an extra rule of the bucket: remaining:20 |
-     * until:44 (ticks); inactive once `until` has passed. Decisions treat it like any rule word:
-     * loaded, checked, committed by CAS with the others. margin: the margin the pool learned
-     * (margin.c), read by every decision: learned:26  µs; the bucket counts windows max(configured,
-     * learned) longer (0: none) delay:24    µs; the estimated p99 of decision-to-response delays
-     * (0: no sample) steps:14    narrowing steps taken since last_429 Written by reports only: on a
-     * 429, and when the delay estimate or a narrowing step moves it (CAS). A damaged value can only
-     * widen the margin up to 67 s.
+     * Server feedback (feedback.c):
+     * cooldown_until: relative ns before which the bucket admits nothing (a 429 was
+     *   reported). Reports only raise it (CAS to a later value); rl_bucket_reset clears it.
+     * backoff: widened_at:56 | count:8. count: consecutive 429s without Retry-After (CAS,
+     *   saturating; a success clears it by CAS). widened_at: relative ns of the margin's
+     *   latest widening (margin.c, CAS M3; saturates after 2.2 years, then every admitted
+     *   429 may widen).
+     * last_429: relative ns of the latest 429, which is also when the cool-down in force
+     *   began; only raised, and not by a 429 for a request decided before it (the same
+     *   event, feedback.c).
+     * server: the remaining budget the server reported, as an extra rule of the bucket:
+     *   remaining:20 | until:44 (ticks); inactive once `until` has passed. Decisions treat
+     *   it like any rule word: loaded, checked, committed by CAS with the others.
+     *
+     * margin: what the pool learned of the margin (margin.c), read by every decision:
+     *   learned:26  µs; the bucket counts windows max(configured, learned) longer (0: none)
+     *   delay:24    µs; the estimated p99 of decision-to-response delays (0: no sample)
+     *   steps:14    narrowing steps taken since last_429
+     * Written by reports only: on a 429, and when the delay estimate or a narrowing step
+     * moves it (CAS). A damaged value can only widen the margin up to 67 s.
      */
     rl_atomic64 cooldown_until;
     rl_atomic64 server;
