@@ -308,15 +308,21 @@ struct rl_table_space {
     uint32_t records_spare;     /* of the free records, those deleted buckets gave back: the
                                    next creations reuse them (once no process can still be
                                    reading them: they count as free already) */
+    uint32_t index_slots;       /* the name index's slots (2 to 4 per record) */
+    uint32_t index_empty;       /* of those, never used: a lookup of a name that is not there
+                                   (each new tenant's first use) walks to an empty slot, and
+                                   deleted names leave tombstones, not empty slots; a resize
+                                   rebuilds the index (README "Limits of record reuse") */
 };
 #define RL_TABLE_SPACE_INIT                                                                        \
     {                                                                                              \
-        sizeof(struct rl_table_space), 0, 0, 0, 0, 0, 0, 0, 0                                      \
+        sizeof(struct rl_table_space), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0                                \
     }
 
 /*
  * The table's space given back and reusable (the counts are recent, not exact; the byte
- * counts lie within rl_table_info's arena_used).
+ * counts lie within rl_table_info's arena_used). index_empty reads every index slot:
+ * O(capacity).
  * Errors: RL_EINVAL (out NULL or out->size smaller than the first version of the struct).
  * Lock-free; never allocates; never sleeps; writes nothing in the table; async-signal-safe;
  * any thread.

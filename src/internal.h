@@ -240,6 +240,8 @@ int rl__index_insert(rl_table *t, const char *name, uint32_t no, uint32_t *winne
 /* Record `no`, deleted, leaves the index: true if this call retired it. */
 bool rl__index_unlink(rl_table *t, const char *name, uint32_t no);
 uint32_t rl__bucket_count(const rl_table *t);
+/* Index slots never used: a walk stops at the first one (shm_index.c). */
+uint32_t rl__index_empty(const rl_table *t);
 
 /* record.c: records given back and reused. */
 /* A record for a new bucket: a spare one, or the next never used; RL_EFULL. */

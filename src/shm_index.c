@@ -48,6 +48,16 @@ uint32_t rl__bucket_count(const rl_table *t)
     return n < t->capacity ? (uint32_t)n : t->capacity;
 }
 
+uint32_t rl__index_empty(const rl_table *t)
+{
+    uint32_t empty = 0;
+    /* Relaxed: a count for display. A slot never becomes empty again, so a slot read empty
+     * was empty until then. */
+    for (uint32_t i = 0; i < t->index_slots; i++)
+        empty += rl__load_relaxed(&t->index[i]) == RL_INDEX_EMPTY;
+    return empty;
+}
+
 static uint64_t slot_word(uint32_t tag, uint32_t no, bool pending)
 {
     return (uint64_t)tag << 32 | (pending ? RL_INDEX_PENDING : 0) | (no + 1ULL);

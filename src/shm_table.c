@@ -411,6 +411,8 @@ int rl_table_space(const rl_table *t, struct rl_table_space *out)
     sp.arena_reclaimable = rl__min(rl__load_relaxed(&h->limbo_bytes), used);
     sp.blocks_reused = rl__load_relaxed(&h->reused_blocks);
     sp.expired_auto = rl__min(rl__load_relaxed(&h->expired_auto), sp.expired);
+    sp.index_slots = t->index_slots;
+    sp.index_empty = rl__index_empty(t);
     memcpy(out, &sp, sp.size); /* only the fields the caller's version has */
     return 0;
 }

@@ -203,3 +203,36 @@ Test(resize, a_killed_resize_is_finished_by_the_next)
     rl_table_close(n);
     rl_table_close(t);
 }
+
+static struct rl_table_space space_of(rl_table *t)
+{
+    struct rl_table_space sp = RL_TABLE_SPACE_INIT;
+    cr_assert_eq(rl_table_space(t, &sp), 0);
+    return sp;
+}
+
+/* Each new name takes one index slot; deleted names leave tombstones, so churn of new
+ * names uses up the empty slots; a resize to the same capacity rebuilds the index. */
+Test(resize, rebuilds_an_index_that_churn_filled_with_tombstones)
+{
+    rl_table *t = table_at(8, 0);
+    struct rl_table_space sp = space_of(t);
+    cr_expect_eq(sp.index_empty, sp.index_slots, "a new table: every slot empty");
+    define(t, "keep0", "5/1h", NULL);
+    define(t, "keep1", "5/1h", NULL);
+    cr_expect_eq(space_of(t).index_empty, sp.index_slots - 2, "one slot per new name");
+    unsigned churned = 0;
+    while (space_of(t).index_empty >= sp.index_slots / 4 && churned < 100000) {
+        char name[16];
+        snprintf(name, sizeof(name), "gone%u", churned++);
+        cr_assert_eq(rl_bucket_delete(define(t, name, "5/1h", NULL)), 0);
+    }
+    cr_assert_lt(space_of(t).index_empty, sp.index_slots / 4, "churn used the empty slots");
+    cr_assert_eq(rl_table_resize(t, 8, 0, NULL), 0, "%s", rl_errdetail());
+    rl_table *n = table_open_opts(g_path, 0, 0, 0);
+    struct rl_table_space after = space_of(n);
+    cr_expect_eq(after.index_slots, sp.index_slots);
+    cr_expect_eq(after.index_empty, sp.index_slots - 2, "only the two live names are left");
+    rl_table_close(n);
+    rl_table_close(t);
+}

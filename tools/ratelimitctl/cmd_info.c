@@ -15,10 +15,15 @@ static const char help[] =
     "whether its buckets are known to match the config last applied ('config\n"
     "applied, digest 0x...'), or not ('config unknown': none was applied, or a\n"
     "define or update changed the table since; the next apply does the full work).\n"
-    "The buckets line counts deleted buckets too: their records stay used until\n"
-    "the table is recreated. The reuse line: arena space free for the next policy\n"
-    "blocks of its sizes, space switches and deletions left that is freed once no\n"
-    "process can still be reading it, and how many blocks were handed out again.\n"
+    "The buckets line counts the free records (never used, or given back by\n"
+    "deleted buckets: the next creations reuse them) and the buckets deleted and\n"
+    "expired. The reuse line: arena space free for the next policy blocks of its\n"
+    "sizes, space switches and deletions left that is freed once no process can\n"
+    "still be reading it, and how many blocks were handed out again. The index\n"
+    "line: the name index's slots and those never used. A deleted name leaves a\n"
+    "tombstone, not an empty slot, and the first lookup of a new name walks to an\n"
+    "empty one: below a quarter, churn of new names has made those lookups long,\n"
+    "and 'ratelimitctl resize --capacity N' (the same N will do) rebuilds it.\n"
     "The table is opened read-only: permission to read it is enough.\n"
     "\n"
     "Options:\n"
@@ -28,6 +33,7 @@ static const char help[] =
     "              \"expired\": N, \"expired_auto\": N (by a template's expiry),\n"
     "              \"arena_free\": N,\n"
     "              \"arena_reclaimable\": N, \"blocks_reused\": N,\n"
+    "              \"index_slots\": N, \"index_empty\": N,\n"
     "              \"file_bytes\": N, \"age_ns\": NS, \"age\": TEXT,\n"
     "              \"applied_digest\": N (0: unknown)}\n"
     "  -h, --help  show this help\n"
@@ -69,6 +75,13 @@ static void print_text(const rl_table *t, const struct rl_table_info *ti,
     printf("%-10s %s free for reuse, %s reclaimable, %" PRIu64 " blocks reused\n", "reuse",
            ctl_human_bytes(free_b, sizeof(free_b), sp->arena_free),
            ctl_human_bytes(limbo_b, sizeof(limbo_b), sp->arena_reclaimable), sp->blocks_reused);
+    /* Below a quarter never used, a new name's first lookup walks far (README "Limits of
+     * record reuse"): say what rebuilds the index. */
+    printf("%-10s %" PRIu32 " slots, %" PRIu32 " never used%s\n", "index", sp->index_slots,
+           sp->index_empty,
+           sp->index_empty < sp->index_slots / 4
+               ? " (new names' lookups walk far: 'ratelimitctl resize' rebuilds it)"
+               : "");
     printf("%-10s %s (%" PRIu64 " bytes)\n", "file",
            ctl_human_bytes(total, sizeof(total), ti->file_bytes), ti->file_bytes);
     printf("%-10s %s\n", "age", ctl_human_duration(age, sizeof(age), age_of(ti)));
@@ -98,6 +111,8 @@ static void print_json(const rl_table *t, const struct rl_table_info *ti,
     json_u64(&j, "arena_free", sp->arena_free);
     json_u64(&j, "arena_reclaimable", sp->arena_reclaimable);
     json_u64(&j, "blocks_reused", sp->blocks_reused);
+    json_u64(&j, "index_slots", sp->index_slots);
+    json_u64(&j, "index_empty", sp->index_empty);
     json_u64(&j, "file_bytes", ti->file_bytes);
     json_duration(&j, "age_ns", "age", age_of(ti));
     json_u64(&j, "applied_digest", applied_digest(ti));

@@ -241,6 +241,11 @@ void ctl_prometheus(FILE *f, const struct rl_table_info *ti, const struct rl_tab
                     sp->expired);
     put_table_gauge(f, "ratelimit_table_buckets_expired_auto",
                     "Buckets deleted as idle by their template's expiry.", path, sp->expired_auto);
+    put_table_gauge(f, "ratelimit_table_index_slots", "Slots of the name index.", path,
+                    sp->index_slots);
+    put_table_gauge(f, "ratelimit_table_index_empty_slots",
+                    "Index slots never used; a new name's lookup walks to one (resize rebuilds).",
+                    path, sp->index_empty);
     put_table_gauge(f, "ratelimit_table_shim_attaches",
                     "Processes that attached to the table through the preload shim.", path,
                     ti->shim_attaches);
