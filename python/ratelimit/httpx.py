@@ -8,14 +8,21 @@ Each request waits for its turn (AsyncTransport awaits it without blocking the e
 is sent by the wrapped transport (default httpx.HTTPTransport / AsyncHTTPTransport), and
 its response is reported: a 429 pauses the whole pool. With attempts > 1 a 429 is retried
 after the pool's pause; the last 429 is returned when every attempt got one.
+
+Between the turn and the request's first byte runs the connection pool (a connect, a TLS
+handshake, on a loaded host a preemption). So each request carries a "trace" extension
+(httpcore's, chained to one the caller set) that rechecks the admission when httpcore
+starts sending its headers (Bucket.recheck): one gone stale takes a fresh turn there;
+the async transport takes one only if it is free at once (it never blocks the loop).
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+import time
+from typing import Any, Awaitable, Callable, Optional
 
 import httpx
 
-from . import DEFAULT_TIMEOUT, Bucket
+from . import DEFAULT_TIMEOUT, Bucket, Decision
 
 __all__ = ["Transport", "AsyncTransport"]
 
@@ -27,6 +34,32 @@ class _Options:
             raise ValueError("attempts must be at least 1")
         self.bucket, self.cost, self.wait, self.attempts = bucket, cost, timeout, attempts
         self.max_cooldown = max_cooldown
+
+
+# httpcore's trace events at which a request's first bytes go out (HTTP/1.1 and HTTP/2).
+_SENDING = ("http11.send_request_headers.started", "http2.send_request_headers.started")
+
+
+class _Turn:
+    """One attempt's admission, rechecked once when its headers start to go out."""
+
+    def __init__(self, o: _Options, decision: Decision, started: float) -> None:
+        self.opts, self.decision, self.started, self.checked = o, decision, started, False
+
+    def recheck(self, name: str, wait: bool) -> None:
+        if name not in _SENDING or self.checked:
+            return
+        self.checked = True
+        o = self.opts
+        left = None if o.wait is None else max(0.0, o.wait - (time.monotonic() - self.started))
+        self.decision = o.bucket.recheck(self.decision, o.cost, left if wait else 0)
+
+
+def _restore_trace(request: httpx.Request, user: Any) -> None:
+    if user is None:
+        request.extensions.pop("trace", None)
+    else:
+        request.extensions["trace"] = user
 
 
 class Transport(httpx.BaseTransport):
@@ -41,16 +74,28 @@ class Transport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         o = self.opts
-        for attempt in range(1, o.attempts + 1):
-            decision = o.bucket.acquire(o.cost, o.wait)
-            response = self.transport.handle_request(request)
-            o.bucket.report(response.status_code, response.headers,
-                            max_cooldown=o.max_cooldown, decision=decision)
-            response.extensions["ratelimit_decision"] = decision
-            if response.status_code != 429 or attempt == o.attempts:
-                return response
-            response.close()
-        raise AssertionError("unreachable")
+        user: Optional[Callable[[str, Any], None]] = request.extensions.get("trace")
+        try:
+            for attempt in range(1, o.attempts + 1):
+                started = time.monotonic()
+                turn = _Turn(o, o.bucket.acquire(o.cost, o.wait), started)
+
+                def trace(name: str, info: Any, turn: _Turn = turn) -> None:
+                    turn.recheck(name, True)
+                    if user is not None:
+                        user(name, info)
+
+                request.extensions["trace"] = trace
+                response = self.transport.handle_request(request)
+                o.bucket.report(response.status_code, response.headers,
+                                max_cooldown=o.max_cooldown, decision=turn.decision)
+                response.extensions["ratelimit_decision"] = turn.decision
+                if response.status_code != 429 or attempt == o.attempts:
+                    return response
+                response.close()
+            raise AssertionError("unreachable")
+        finally:
+            _restore_trace(request, user)
 
     def close(self) -> None:
         self.transport.close()
@@ -67,16 +112,28 @@ class AsyncTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         o = self.opts
-        for attempt in range(1, o.attempts + 1):
-            decision = await o.bucket.acquire_async(o.cost, o.wait)
-            response = await self.transport.handle_async_request(request)
-            o.bucket.report(response.status_code, response.headers,
-                            max_cooldown=o.max_cooldown, decision=decision)
-            response.extensions["ratelimit_decision"] = decision
-            if response.status_code != 429 or attempt == o.attempts:
-                return response
-            await response.aclose()
-        raise AssertionError("unreachable")
+        user: Optional[Callable[[str, Any], Awaitable[None]]] = request.extensions.get("trace")
+        try:
+            for attempt in range(1, o.attempts + 1):
+                started = time.monotonic()
+                turn = _Turn(o, await o.bucket.acquire_async(o.cost, o.wait), started)
+
+                async def trace(name: str, info: Any, turn: _Turn = turn) -> None:
+                    turn.recheck(name, False)  # a fresh turn only if free now: never blocks
+                    if user is not None:
+                        await user(name, info)
+
+                request.extensions["trace"] = trace
+                response = await self.transport.handle_async_request(request)
+                o.bucket.report(response.status_code, response.headers,
+                                max_cooldown=o.max_cooldown, decision=turn.decision)
+                response.extensions["ratelimit_decision"] = turn.decision
+                if response.status_code != 429 or attempt == o.attempts:
+                    return response
+                await response.aclose()
+            raise AssertionError("unreachable")
+        finally:
+            _restore_trace(request, user)
 
     async def aclose(self) -> None:
         await self.transport.aclose()

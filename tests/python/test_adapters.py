@@ -115,3 +115,58 @@ def test_httpx_async_transport(table, vendor_factory):
     at = sorted(r.extensions["ratelimit_decision"].at_ns for r in rs)
     assert at[4] >= at[0] + 300 * 10**6, "the second four waited for the window"
     assert vendor.stop()["requests"] == 8
+
+
+def test_httpx_transports_recheck_a_stale_admission_at_the_send(table, vendor_factory,
+                                                                monkeypatch):
+    """As for requests: a 60 ms connect makes the turn stale (margin 40 ms); httpcore's
+    trace event for the headers rechecks it. A trace the caller set still runs, and is the
+    request's again afterwards. The async transport takes a fresh turn only if one is free
+    at once (the connect blocks the loop here, as a busy loop would)."""
+    import httpcore.backends.auto
+    import httpcore.backends.sync
+    connect = httpcore.backends.sync.SyncBackend.connect_tcp
+    aconnect = httpcore.backends.auto.AutoBackend.connect_tcp
+
+    def slow_connect(self, *a, **kw):
+        time.sleep(0.06)
+        return connect(self, *a, **kw)
+
+    async def slow_aconnect(self, *a, **kw):
+        time.sleep(0.06)
+        return await aconnect(self, *a, **kw)
+
+    monkeypatch.setattr(httpcore.backends.sync.SyncBackend, "connect_tcp", slow_connect)
+    monkeypatch.setattr(httpcore.backends.auto.AutoBackend, "connect_tcp", slow_aconnect)
+    vendor = vendor_factory("foundry")
+    b = table.define("v", "3/1h margin 40ms")
+    seen = []
+
+    def user_trace(name, info):
+        seen.append(name)
+
+    with httpx.Client(transport=ratelimit.httpx.Transport(b, timeout=0.05)) as c:
+        request = c.build_request("GET", vendor.url + "x", extensions={"trace": user_trace})
+        before = time.monotonic_ns()
+        r = c.send(request)
+        assert r.status_code == 200
+        assert r.extensions["ratelimit_decision"].at_ns >= before + 60_000_000
+        assert "http11.send_request_headers.started" in seen, "the caller's trace ran"
+        assert request.extensions["trace"] is user_trace
+        assert b.info().counters.admitted == 1, "one request: the stale turn is unused"
+        assert c.get(vendor.url + "x").status_code == 200  # keep-alive: not stale
+        with pytest.raises(ratelimit.Timeout):
+            c.get(vendor.url + "x")
+    a = table.define("a", "3/1h margin 40ms")
+
+    async def main():
+        async with httpx.AsyncClient(transport=ratelimit.httpx.AsyncTransport(a)) as c:
+            before = time.monotonic_ns()
+            r = await c.get(vendor.url + "x")
+            return before, r
+
+    before, r = asyncio.run(main())
+    assert r.status_code == 200
+    assert r.extensions["ratelimit_decision"].at_ns >= before + 60_000_000
+    assert a.info().counters.admitted == 1
+    assert vendor.stop()["requests"] == 3
