@@ -308,8 +308,8 @@ struct rl_table_space {
     uint32_t records_spare;     /* of the free records, those deleted buckets gave back: the
                                    next creations reuse them (once no process can still be
                                    reading them: they count as free already) */
-    uint32_t index_slots;       /* the name index's slots (2 to 4 per record) */
-    uint32_t index_empty;       /* of those, never used: a lookup of a name that is not there
+    uint64_t index_slots;       /* the name index's slots (2 to 4 per record) */
+    uint64_t index_empty;       /* of those, never used: a lookup of a name that is not there
                                    (each new tenant's first use) walks to an empty slot, and
                                    deleted names leave tombstones, not empty slots; a resize
                                    rebuilds the index (README "Limits of record reuse") */
@@ -634,17 +634,22 @@ int rl_acquire(rl_bucket *bucket, uint32_t cost, uint64_t timeout_ns, struct rl_
  * handshake, a process preempted on a loaded host. `d` is the admission's decision (from
  * rl_try_acquire, rl_acquire, or rl_reserve once its instant came). If more than half the
  * chain's least margin in effect has passed since d->at_ns, the server may count the
- * request in a window the rules already filled: take a fresh turn as rl_acquire does
- * (sleeping for it, at most timeout_ns) and leave the stale one unused (its units stay
+ * request in a window the rules already filled: reserve one fresh turn within timeout_ns
+ * (as rl_reserve does), sleep until it, and leave the stale turn unused (its units stay
  * counted: under-admission, as for a turn a killed process never used).
  * Returns 1: a fresh turn was taken, *d describes it; send now. Returns 0: the admission
- * stands (not late, a rule of the chain has margin 0, no fresh turn within timeout_ns,
- * or the rules cannot be read now); send now. Never a refusal: the
- * request was admitted.
- * Errors: RL_EINVAL (bucket or d NULL, cost 0, or a template), RL_EPERM (read-only table).
- * Lock-free; may allocate as rl_try_acquire; sleeps only for a fresh turn; writes nothing
- * when the admission stands, else as rl_acquire, and takes the stale admission out of the
- * chain's `admitted` counters; not async-signal-safe; any thread.
+ * stands; send now. It stands when it is not late, when a rule of the chain has margin 0,
+ * when no turn is free within timeout_ns (a global rule's empty lease, a cool-down past
+ * the timeout: no pause is waited out), when a 429 reported during the sleep voids the
+ * fresh turn, or when the rules cannot be read now. Never a refusal: the request was
+ * admitted. A caller that sleeps on an open connection should check it is still open.
+ * Errors: RL_EINVAL (bucket or d NULL, d a refusal (wait_ns not 0), cost 0, or a
+ * template), RL_EPERM (read-only table).
+ * Lock-free; may allocate as rl_try_acquire; sleeps only for the fresh turn (and takes no
+ * further one if it wakes late); writes nothing when the admission is not late, else as
+ * rl_reserve (a fresh turn that waits counts in `waited`), and takes the stale admission
+ * (or a voided fresh one) out of the chain's `admitted` counters; not async-signal-safe;
+ * any thread.
  */
 int rl_acquire_recheck(rl_bucket *bucket, uint32_t cost, uint64_t timeout_ns,
                        struct rl_decision *d);

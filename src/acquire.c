@@ -540,10 +540,11 @@ static bool retake_late(rl_bucket *b, uint32_t cost, uint64_t deadline, struct r
     return true;
 }
 
-/* rl_acquire after its checks. *refused: a final RL_ETIMEDOUT counted in `rejected`. */
-static int acquire_wait(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out,
-                        bool *refused)
+int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out)
 {
+    int err = request_check(b, cost);
+    if (err)
+        return err;
     /* The deadline, from this process's clock reading: absolute for the sleeps' cap,
      * relative to compare with the shared words' instants. */
     uint64_t cap = rl__sat_add(rl__clock_mono(), timeout_ns), start = rl__clock_rel(b->table);
@@ -566,10 +567,8 @@ static int acquire_wait(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct
                 rl__fetch_add_relaxed(&b->rec->counters.waited, 1);
             rl__fetch_add_relaxed(&b->rec->counters.waited_ns, rl__clock_rel(b->table) - start);
         }
-        if (rc < 0) {
-            *refused = rc == RL_ELIMITED;
+        if (rc < 0)
             return rc == RL_ELIMITED ? RL_ETIMEDOUT : rc;
-        }
         if (!turn.at)
             return 0;
         /* The turn is at most timeout_ns after the decision's clock reading, an earlier one
@@ -590,13 +589,6 @@ static int acquire_wait(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct
         uint64_t now = rl__clock_rel(b->table);
         timeout_ns = deadline > now ? deadline - now : 0;
     }
-}
-
-int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decision *out)
-{
-    bool refused;
-    int err = request_check(b, cost);
-    return err ? err : acquire_wait(b, cost, timeout_ns, out, &refused);
 }
 
 /* The chain's late limit under its rules now (plan_late_limit); 0 if none, or if the rules
@@ -621,19 +613,31 @@ int rl_acquire_recheck(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct 
     int err = request_check(b, cost);
     if (err)
         return err;
-    if (!d)
-        return rl__fail(RL_EINVAL, "rl_acquire_recheck needs the admission's decision");
+    if (!d || d->wait_ns) /* a refusal has a wait; an admission none */
+        return rl__fail(RL_EINVAL, "rl_acquire_recheck needs an admission's decision");
     uint64_t limit = chain_late_limit(b, cost);
     if (!limit || rl_now_ns() <= rl__sat_add(d->at_ns, limit))
         return 0;
+    /* One reservation, no lease pauses and no cool-down loops: whatever cannot be had by
+     * a plain turn within the timeout leaves the stale admission standing at once. */
     struct rl_decision fresh;
-    bool refused = false;
-    if (acquire_wait(b, cost, timeout_ns, &fresh, &refused) != 0) {
-        /* No fresh turn in time: the stale one stands, and is no refusal. Relaxed: a
-         * statistic; adding the two's complement subtracts. */
-        if (refused)
+    struct turn turn;
+    uint64_t cap = rl__sat_add(rl__clock_mono(), timeout_ns);
+    int rc = acquire_checked(b, cost, timeout_ns, &fresh, &turn);
+    if (rc) {
+        /* The stale admission stands, and is no refusal. Relaxed: a statistic; adding the
+         * two's complement subtracts. */
+        if (rc == RL_ELIMITED)
             rl__fetch_add_relaxed(&b->rec->counters.rejected, (uint64_t)-1);
         return 0;
+    }
+    if (turn.at) {
+        sleep_until(b->table, turn.at, cap);
+        if (turn_voided_until(b, turn.at)) {
+            /* A 429 came while it slept: the fresh turn is void, the stale one stands. */
+            uncount_admitted(b, cost);
+            return 0;
+        }
     }
     uncount_admitted(b, cost); /* the stale turn goes unused: its units stay counted */
     *d = fresh;

@@ -12,12 +12,13 @@ after the pool's pause; the last 429 is returned when every attempt got one.
 Between the turn and the request's first byte runs the connection pool (a connect, a TLS
 handshake, on a loaded host a preemption). So each request carries a "trace" extension
 (httpcore's, chained to one the caller set) that rechecks the admission when httpcore
-starts sending its headers (Bucket.recheck): one gone stale takes a fresh turn there;
-the async transport takes one only if it is free at once (it never blocks the loop).
+starts sending its headers (Bucket.recheck, not for a proxy's CONNECT): one gone stale
+takes a fresh turn there if one is free at once. It never waits there: the connection is
+open and checked out (a server may close it idle meanwhile, and HTTP/2 has taken the
+stream's id), and the async transport would block its loop.
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Awaitable, Callable, Optional
 
 import httpx
@@ -43,16 +44,18 @@ _SENDING = ("http11.send_request_headers.started", "http2.send_request_headers.s
 class _Turn:
     """One attempt's admission, rechecked once when its headers start to go out."""
 
-    def __init__(self, o: _Options, decision: Decision, started: float) -> None:
-        self.opts, self.decision, self.started, self.checked = o, decision, started, False
+    def __init__(self, o: _Options, decision: Decision) -> None:
+        self.opts, self.decision, self.checked = o, decision, False
 
-    def recheck(self, name: str, wait: bool) -> None:
+    def recheck(self, name: str, info: Any) -> None:
         if name not in _SENDING or self.checked:
             return
+        request = info.get("request") if isinstance(info, dict) else None
+        if getattr(request, "method", None) == b"CONNECT":
+            return  # the proxy's tunnel, not the request
         self.checked = True
         o = self.opts
-        left = None if o.wait is None else max(0.0, o.wait - (time.monotonic() - self.started))
-        self.decision = o.bucket.recheck(self.decision, o.cost, left if wait else 0)
+        self.decision = o.bucket.recheck(self.decision, o.cost, 0)
 
 
 def _restore_trace(request: httpx.Request, user: Any) -> None:
@@ -77,11 +80,10 @@ class Transport(httpx.BaseTransport):
         user: Optional[Callable[[str, Any], None]] = request.extensions.get("trace")
         try:
             for attempt in range(1, o.attempts + 1):
-                started = time.monotonic()
-                turn = _Turn(o, o.bucket.acquire(o.cost, o.wait), started)
+                turn = _Turn(o, o.bucket.acquire(o.cost, o.wait))
 
                 def trace(name: str, info: Any, turn: _Turn = turn) -> None:
-                    turn.recheck(name, True)
+                    turn.recheck(name, info)
                     if user is not None:
                         user(name, info)
 
@@ -115,11 +117,10 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         user: Optional[Callable[[str, Any], Awaitable[None]]] = request.extensions.get("trace")
         try:
             for attempt in range(1, o.attempts + 1):
-                started = time.monotonic()
-                turn = _Turn(o, await o.bucket.acquire_async(o.cost, o.wait), started)
+                turn = _Turn(o, await o.bucket.acquire_async(o.cost, o.wait))
 
                 async def trace(name: str, info: Any, turn: _Turn = turn) -> None:
-                    turn.recheck(name, False)  # a fresh turn only if free now: never blocks
+                    turn.recheck(name, info)
                     if user is not None:
                         await user(name, info)
 

@@ -11,7 +11,9 @@ returned when every attempt got one.
 Between the turn and the moment the request's bytes go to the socket runs all of
 urllib3's send path (the pool, a connect or TLS handshake, on a loaded host a preemption).
 So the adapter's connections recheck the admission on their first send of each request
-(Bucket.recheck): one that has gone stale meanwhile takes a fresh turn there.
+(Bucket.recheck), once connected (a proxy's CONNECT is not the request): one that has gone
+stale meanwhile takes a fresh turn there. A connection the server closed while the fresh
+turn was awaited is opened again before the request goes out.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from typing import Any, Callable, Optional
 import requests.adapters
 import urllib3.connection
 import urllib3.connectionpool
+import urllib3.util.connection
 
 from . import DEFAULT_TIMEOUT, Bucket, Limited
 
@@ -36,14 +39,27 @@ class _RecheckOnSend:
 
     sock: Any
     auto_open: int
+    _rl_connecting = False
+
+    def connect(self) -> None:
+        self._rl_connecting = True  # a proxy tunnel's CONNECT is sent from in here
+        try:
+            super().connect()  # type: ignore[misc]
+        finally:
+            self._rl_connecting = False
 
     def send(self, data: Any) -> None:
-        check: Optional[Callable[[], None]] = getattr(_pending, "check", None)
-        if check is not None:
+        check: Optional[Callable[[], bool]] = getattr(_pending, "check", None)
+        if check is not None and not self._rl_connecting:
             _pending.check = None
             if self.sock is None and self.auto_open:
-                self.connect()  # type: ignore[attr-defined]
-            check()
+                self.connect()
+            if check() and urllib3.util.connection.is_connection_dropped(self):
+                # The fresh turn was awaited on an idle connection the server has closed
+                # since: nothing of the request was sent, so open it again.
+                self.sock.close()
+                self.sock = None
+                self.connect()
         super().send(data)  # type: ignore[misc]
 
 
@@ -95,9 +111,11 @@ class Adapter(requests.adapters.HTTPAdapter):
             deadline = None if self.wait is None else time.monotonic() + self.wait
             decision = [self.bucket.acquire(self.cost, self.wait)]
 
-            def check() -> None:
+            def check() -> bool:  # True: a fresh turn replaced the stale one
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                decision[0] = self.bucket.recheck(decision[0], self.cost, left)
+                stale = decision[0]
+                decision[0] = self.bucket.recheck(stale, self.cost, left)
+                return decision[0] is not stale
 
             _pending.check = check
             try:

@@ -170,3 +170,47 @@ def test_httpx_transports_recheck_a_stale_admission_at_the_send(table, vendor_fa
     assert r.extensions["ratelimit_decision"].at_ns >= before + 60_000_000
     assert a.info().counters.admitted == 1
     assert vendor.stop()["requests"] == 3
+
+
+def test_requests_adapter_reopens_a_connection_closed_while_a_fresh_turn_was_awaited(
+        table, monkeypatch):
+    """The recheck awaits a fresh turn (510 ms) on a connection the server closes when idle
+    for 0.3 s: it is opened again before the request goes out, so every request is
+    answered; without that the first one failed (RemoteDisconnected)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        timeout = 0.3  # idle keep-alive connections are closed after 0.3 s
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    served = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    served.start()
+    connect = urllib3.connection.HTTPConnection.connect
+
+    def slow_connect(self):
+        connect(self)
+        time.sleep(0.03)  # past half the 10 ms margin: the turn is stale at the send
+
+    monkeypatch.setattr(urllib3.connection.HTTPConnection, "connect", slow_connect)
+    try:
+        b = table.define("v", "1/500ms margin 10ms")
+        s = requests.Session()
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        s.mount(url, ratelimit.requests.Adapter(b, timeout=5))
+        statuses = [s.get(url).status_code for _ in range(3)]
+        assert statuses == [200] * 3
+    finally:
+        server.shutdown()
+        served.join(5)
+        server.server_close()

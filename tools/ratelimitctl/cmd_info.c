@@ -77,7 +77,7 @@ static void print_text(const rl_table *t, const struct rl_table_info *ti,
            ctl_human_bytes(limbo_b, sizeof(limbo_b), sp->arena_reclaimable), sp->blocks_reused);
     /* Below a quarter never used, a new name's first lookup walks far (README "Limits of
      * record reuse"): say what rebuilds the index. */
-    printf("%-10s %" PRIu32 " slots, %" PRIu32 " never used%s\n", "index", sp->index_slots,
+    printf("%-10s %" PRIu64 " slots, %" PRIu64 " never used%s\n", "index", sp->index_slots,
            sp->index_empty,
            sp->index_empty < sp->index_slots / 4
                ? " (new names' lookups walk far: 'ratelimitctl resize' rebuilds it)"
