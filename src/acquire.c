@@ -394,10 +394,14 @@ static int request_check(const rl_bucket *b, uint32_t cost)
     return 0;
 }
 
-/* A reserved turn: its instant (relative ns, 0: now, no sleep) and how late a waiter may
- * wake for it and still send (0: no limit). */
+/* A reserved turn: its instant (relative ns, 0: now, no sleep), how late a waiter may wake
+ * for it and still send (0: no limit), and the latest CLOCK_MONOTONIC instant a sleep for
+ * it may end: this process's clock read after the decision, plus the decision's max_wait.
+ * The turn is at most max_wait after the decision's own clock reading, an earlier one, so
+ * the cap never ends a sleep before the turn; and a damaged shared word cannot stretch
+ * the sleep past it. */
 struct turn {
-    uint64_t at, late;
+    uint64_t at, late, cap;
 };
 
 /* Half the least margin in effect of the chain's enforced rules: a waiter that wakes later
@@ -433,6 +437,7 @@ __attribute__((noinline)) static int acquire_general(rl_bucket *b, uint32_t cost
     fill_decision(out, &pl, b->table, true);
     turn->at = pl.d > pl.now ? pl.d : 0;
     turn->late = turn->at ? plan_late_limit(&pl) : 0;
+    turn->cap = turn->at ? rl__sat_add(rl__clock_mono(), max_wait) : 0;
     return 0;
 }
 
@@ -442,7 +447,7 @@ static int acquire_checked(rl_bucket *b, uint32_t cost, uint64_t max_wait, struc
                            struct turn *turn)
 {
     struct rl_section s;
-    *turn = (struct turn){0, 0};
+    *turn = (struct turn){0, 0, 0};
     int rc = rl__guard_check(b->table);
     if (rc)
         return rc;
@@ -571,16 +576,14 @@ int rl_acquire(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct rl_decis
             return rc == RL_ELIMITED ? RL_ETIMEDOUT : rc;
         if (!turn.at)
             return 0;
-        /* The turn is at most timeout_ns after the decision's clock reading, an earlier one
-         * than this: capped here, the sleep never ends before the turn. */
-        sleep_until(b->table, turn.at, rl__sat_add(rl__clock_mono(), timeout_ns));
+        sleep_until(b->table, turn.at, turn.cap);
         while (!(resume = turn_voided_until(b, turn.at))) {
             if (retakes == LATE_RETAKES || !retake_late(b, cost, deadline, out, &turn))
                 return 0;
             retakes++;
             if (!turn.at)
                 return 0;
-            sleep_until(b->table, turn.at, cap); /* a fresh turn is before the deadline */
+            sleep_until(b->table, turn.at, turn.cap);
         }
         uncount_admitted(b, cost);
         if (resume >= deadline)
@@ -622,7 +625,6 @@ int rl_acquire_recheck(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct 
      * a plain turn within the timeout leaves the stale admission standing at once. */
     struct rl_decision fresh;
     struct turn turn;
-    uint64_t cap = rl__sat_add(rl__clock_mono(), timeout_ns);
     int rc = acquire_checked(b, cost, timeout_ns, &fresh, &turn);
     if (rc) {
         /* The stale admission stands, and is no refusal. Relaxed: a statistic; adding the
@@ -632,7 +634,7 @@ int rl_acquire_recheck(rl_bucket *b, uint32_t cost, uint64_t timeout_ns, struct 
         return 0;
     }
     if (turn.at) {
-        sleep_until(b->table, turn.at, cap);
+        sleep_until(b->table, turn.at, turn.cap);
         if (turn_voided_until(b, turn.at)) {
             /* A 429 came while it slept: the fresh turn is void, the stale one stands. */
             uncount_admitted(b, cost);

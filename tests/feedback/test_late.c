@@ -69,6 +69,7 @@ Test(late, a_late_wake_takes_a_fresh_turn_twice_at_most)
                  (unsigned long long)c.waited);
     cr_expect_eq(c.admitted, 2, "the first unit and one request: the late turns are unused");
     cr_expect_geq(d.at_ns, first + 3 * 1020 * NS_PER_MS, "the third turn, after two unused ones");
+    cr_expect_geq(rl_now_ns(), d.at_ns, "never back before the turn it returns");
 }
 
 /* A fresh turn the timeout leaves no room for: the late turn stands (never a timeout for a
