@@ -87,7 +87,9 @@ class Adapter(requests.adapters.HTTPAdapter):
     `timeout` seconds for a turn, else ratelimit.Timeout). Other keyword arguments go to
     HTTPAdapter (pool_connections, pool_maxsize, max_retries...). Each response carries
     the admission as ``response.ratelimit_decision`` when attempts is 1: the fresh turn if
-    the recheck at the send took one."""
+    the recheck at the send took one. urllib3 retries a response inside one send, unseen
+    by the bucket: so `max_retries` may not retry 429s (status_forcelist: ValueError, use
+    `attempts`), and its Retry-After retries of 413/429/503 are turned off."""
 
     def __init__(self, bucket: Bucket, *, cost: int = 1,
                  timeout: Optional[float] = DEFAULT_TIMEOUT, attempts: int = 1,
@@ -95,6 +97,13 @@ class Adapter(requests.adapters.HTTPAdapter):
         self.bucket, self.cost, self.wait, self.attempts = bucket, cost, timeout, attempts
         self.max_cooldown = max_cooldown
         super().__init__(**kw)
+        retries = self.max_retries
+        if 429 in (retries.status_forcelist or ()):
+            raise ValueError("max_retries must not retry 429 responses (status_forcelist): "
+                             "urllib3 would send them again inside one request, uncharged "
+                             "and unreported; use attempts=N")
+        if retries.respect_retry_after_header:
+            self.max_retries = retries.new(respect_retry_after_header=False)
 
     def init_poolmanager(self, *args: Any, **kw: Any) -> None:
         super().init_poolmanager(*args, **kw)

@@ -89,6 +89,23 @@ def test_requests_adapter_reports_429s(table, vendor_factory):
     assert summary["throttled"] == b.info().counters.reported_429
 
 
+def test_requests_adapter_keeps_urllib3_from_retrying_429s(table, vendor_factory):
+    """max_retries=3 (urllib3's Retry(3)) would resend a 429 with Retry-After inside one
+    send, uncharged and unreported: the adapter turns that off, and refuses a Retry that
+    retries 429s by status."""
+    from urllib3.util.retry import Retry
+    with pytest.raises(ValueError, match="attempts"):
+        ratelimit.requests.Adapter(table.define("w", "1/1s"),
+                                   max_retries=Retry(total=3, status_forcelist=[429]))
+    vendor = vendor_factory("di-tier2", scale=2)  # 1 per 2 s, Retry-After on a 429
+    b = table.define("v", "100/1s")
+    s = requests.Session()
+    s.mount(vendor.url, ratelimit.requests.Adapter(b, max_retries=3))
+    assert [s.get(vendor.url).status_code for _ in range(2)] == [200, 429]
+    assert b.info().counters.reported_429 == 1
+    assert vendor.stop()["requests"] == 2, "the 429 was not sent again by urllib3"
+
+
 def test_httpx_transport(table, vendor_factory):
     vendor = vendor_factory("di-tier2", scale=2)
     b = table.define("v", "100/1s")
