@@ -76,18 +76,18 @@ def test_a_429_voids_a_turn_not_yet_come(table):
 def test_a_late_wake_takes_a_fresh_turn_if_one_is_free(table):
     """The loop is blocked past the turn (a busy event loop): the waiter wakes late and
     takes a fresh turn, free then; the late one stays counted, unused."""
-    b = table.define("a", "2/1s margin 20ms")
+    b = table.define("a", "2/2s margin 20ms")
 
     async def main():
         b.acquire(2)
         start = ratelimit.now_ns()
         waiter = asyncio.create_task(b.acquire_async(timeout=10))
-        await asyncio.sleep(0)  # the task reserves its turn (1020 ms on) and awaits it
-        time.sleep(1.2)  # blocks the loop past the turn
+        await asyncio.sleep(0)  # the task reserves its turn (2020 ms on) and awaits it
+        time.sleep(2.2)  # blocks the loop past the turn
         return start, await waiter
 
     start, d = asyncio.run(main())
-    assert d.admitted and d.at_ns >= start + 1200 * 10**6, "a fresh turn, after the block"
+    assert d.admitted and d.at_ns >= start + 2200 * 10**6, "a fresh turn, after the block"
     assert b.info().counters.admitted == 2, "the first request (cost 2) and this one"
     assert not b.decide().admitted, "the late turn's unit stays counted"
 
